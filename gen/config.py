@@ -1,0 +1,134 @@
+"""The array configuration: one frozen, validated object from which everything is derived."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+from . import numerics
+
+__all__ = ["ArrayConfig", "MAX_ACC_BITS", "MAX_DIM"]
+
+MAX_ACC_BITS = 64   # the golden model computes in int64
+MAX_DIM = 64        # rows and columns; a larger array is possible but not a test target
+
+
+def _check_int(name, value, lo, hi):
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{name} must be an integer, not {value!r}")
+    if not lo <= value <= hi:
+        raise ValueError(f"{name} must be from {lo} to {hi}, not {value}")
+
+
+@dataclass(frozen=True)
+class ArrayConfig:
+    """A weight-stationary ``rows x cols`` systolic array of POST (or POT, or int) PEs.
+
+    Parameters
+    ----------
+    rows, cols:
+        The array's size. A tile computes ``A (M x K) x W (K x N)`` with ``K <= rows`` and
+        ``N <= cols``; ``M`` is unbounded (it streams).
+    a_bits:
+        Width of the unsigned activation codes.
+    w_bits, w_format:
+        Width and format of the weight codes (``post``, ``pot`` or ``int``, see
+        ``gen.numerics``).
+    frac_bits:
+        ``F``, the fractional bits of the products and accumulators. ``None`` takes
+        ``numerics.default_frac_bits`` (a table with 8 fractional bits for ``post``).
+    acc_bits:
+        Width of the result accumulators. ``None`` takes the smallest width that no sum of
+        ``rows`` products can overflow; a narrower explicit width is refused.
+
+    Derived values are properties. Build variants with ``config.replace(...)``: it derives
+    ``frac_bits`` and ``acc_bits`` afresh unless they were given explicitly.
+    """
+
+    rows: int = 4
+    cols: int = 4
+    a_bits: int = 8
+    w_bits: int = 4
+    w_format: str = "post"
+    frac_bits: int | None = None
+    acc_bits: int | None = None
+    _derived: frozenset = field(default=frozenset(), init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        _check_int("rows", self.rows, 1, MAX_DIM)
+        _check_int("cols", self.cols, 1, MAX_DIM)
+        numerics.check_act_bits(self.a_bits)
+        numerics.check_weight_bits(self.w_format, self.w_bits)
+        derived = {name for name in ("frac_bits", "acc_bits") if getattr(self, name) is None}
+        object.__setattr__(self, "_derived", frozenset(derived))
+        if self.frac_bits is None:
+            object.__setattr__(self, "frac_bits",
+                               numerics.default_frac_bits(self.w_format, self.w_bits))
+        numerics.check_frac_bits(self.w_format, self.w_bits, self.frac_bits)
+        need = self.min_acc_bits
+        if self.acc_bits is None:
+            object.__setattr__(self, "acc_bits", need)
+        else:
+            _check_int("acc_bits", self.acc_bits, 2, MAX_ACC_BITS)
+            if self.acc_bits < need:
+                raise ValueError(f"acc_bits must be at least {need} for {self.rows} rows of "
+                                 f"{self.a_bits}-bit x {self.w_bits}-bit {self.w_format} products "
+                                 f"with frac_bits={self.frac_bits}, not {self.acc_bits}")
+        if self.acc_bits > MAX_ACC_BITS:
+            raise ValueError(f"acc_bits would be {self.acc_bits}, more than {MAX_ACC_BITS}: "
+                             f"use fewer w_bits or frac_bits")
+
+    # Products -----------------------------------------------------------------------------
+    @property
+    def product_format(self):
+        """The ``numerics.ProductFormat`` of the array's multipliers."""
+        return numerics.ProductFormat(w_format=self.w_format, a_bits=self.a_bits,
+                                      w_bits=self.w_bits, frac_bits=self.frac_bits)
+
+    @property
+    def product_bound(self):
+        """The largest ``|product|`` in ``2**-frac_bits`` units."""
+        return self.product_format.bound
+
+    @property
+    def magnitude_bits(self):
+        """Width of a multiplier's unsigned product magnitude."""
+        return self.product_bound.bit_length()
+
+    def psum_bits(self, row):
+        """Width of the partial sum leaving PE row ``row`` (the sum of ``row + 1`` products)."""
+        return numerics.signed_bits((row + 1) * self.product_bound)
+
+    @property
+    def min_acc_bits(self):
+        return self.psum_bits(self.rows - 1)
+
+    @property
+    def table_frac_bits(self):
+        """``t``, the fractional bits of the ``post`` table (``None`` when it has no table)."""
+        if self.w_format != "post":
+            return None
+        return numerics.table_frac_bits(self.w_bits, self.frac_bits)
+
+    # Timing -------------------------------------------------------------------------------
+    @property
+    def latency(self):
+        """Clocks from accepting an activation vector to its result being valid at the output."""
+        return self.rows + self.cols - 1
+
+    def tile_cycles(self, m):
+        """Clocks of one tile without stalls: load ``rows`` weight rows, stream ``m`` vectors,
+        drain the pipeline, and one clock to return to loading."""
+        return self.rows + m + self.latency
+
+    def replace(self, **changes):
+        kwargs = {f.name: getattr(self, f.name) for f in fields(self)
+                  if f.init and f.name not in self._derived}
+        return ArrayConfig(**{**kwargs, **changes})
+
+    def as_dict(self):
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.init}
+
+    def key(self):
+        """A short name that identifies the configuration (for build folders)."""
+        return (f"{self.w_format}{self.w_bits}_a{self.a_bits}_{self.rows}x{self.cols}"
+                f"_f{self.frac_bits}_acc{self.acc_bits}")

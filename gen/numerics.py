@@ -1,0 +1,264 @@
+"""The number formats of the accelerator: weight codes, their values, and the exact integer product.
+
+This module is the single definition of what a weight code means and what the hardware computes
+for ``activation code x weight code``. The PyTorch quantizers (``export/``), the golden model
+(``sim/golden``) and the Amaranth generator (``hw/``, ``gen/``) all import it; it depends on
+nothing but the standard library.
+
+Weight codes
+------------
+Every weight code is the unsigned ``b``-bit pattern that the hardware stores (``0 .. 2**b - 1``).
+
+``post``
+    Sign bit (the most significant bit) and a ``(b-1)``-bit magnitude code ``m``. ``m = 0`` is
+    zero (with either sign); ``m >= 1`` is ``(sqrt 2) ** -(m - 1)``. The exponent
+    ``n = m - 1`` runs from 0 to ``n_max = 2**(b-1) - 2``.
+``pot``
+    The same code, with ``2 ** -(m - 1)``.
+``int``
+    Two's complement: ``code - 2**b`` when the sign bit is set, ``code`` otherwise.
+
+The product
+-----------
+Activations are unsigned ``a_bits``-bit codes ``a``. The product is a signed integer in units of
+``2 ** -F`` (``F`` = ``frac_bits``, the accumulator's fractional bits), written as a sign and a
+magnitude so that the hardware can fold the sign into its adder:
+
+* ``post``, even exponent ``n = 2k``: ``a << (F - k)``, exact;
+* ``post``, odd exponent ``n = 2k + 1``: ``T[a] << (k_odd - k)``, where
+  ``T[a] = round(a * sqrt(2)/2 * 2**t)`` is the table, ``t = F - k_odd`` its fractional bits and
+  ``k_odd`` the largest ``k`` of an odd exponent. Only left shifts occur, so the table's rounding
+  is the only inexact step: at most half a table unit, ``2 ** (k_odd - k - 1)`` units of
+  ``2 ** -F``. ``sqrt 2`` is irrational, so no entry is a tie; the table is computed with
+  integers (``math.isqrt``), never with floats;
+* ``pot``: ``a << (F - n)``, exact;
+* ``int``: ``a * w``, exact; ``F`` must be 0.
+
+``F`` must be large enough that every shift is a left shift (``min_frac_bits``); the default
+(``default_frac_bits``) gives the table 8 fractional bits.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+
+__all__ = [
+    "WEIGHT_FORMATS", "WEIGHT_BITS", "ACT_BITS",
+    "check_weight_format", "check_weight_bits", "check_act_bits",
+    "max_exponent", "weight_value", "weight_levels", "nearest_code", "zero_code",
+    "min_frac_bits", "default_frac_bits", "check_frac_bits",
+    "odd_table", "table_frac_bits", "product", "product_magnitude_bound", "signed_bits",
+    "sum_bits", "ProductFormat",
+]
+
+WEIGHT_FORMATS = ("post", "pot", "int")
+WEIGHT_BITS = range(2, 9)
+ACT_BITS = range(1, 9)
+DEFAULT_TABLE_FRAC_BITS = 8
+
+
+def check_weight_format(fmt):
+    if fmt not in WEIGHT_FORMATS:
+        raise ValueError(f"w_format must be one of {', '.join(WEIGHT_FORMATS)}, not {fmt!r}")
+
+
+def check_weight_bits(fmt, bits):
+    check_weight_format(fmt)
+    if not isinstance(bits, int) or isinstance(bits, bool):
+        raise TypeError(f"w_bits must be an integer, not {bits!r}")
+    if bits not in WEIGHT_BITS:
+        raise ValueError(f"w_bits must be from {WEIGHT_BITS.start} to {WEIGHT_BITS.stop - 1} "
+                         f"for {fmt} weights, not {bits}")
+
+
+def check_act_bits(bits):
+    if not isinstance(bits, int) or isinstance(bits, bool):
+        raise TypeError(f"a_bits must be an integer, not {bits!r}")
+    if bits not in ACT_BITS:
+        raise ValueError(f"a_bits must be from {ACT_BITS.start} to {ACT_BITS.stop - 1}, "
+                         f"not {bits}")
+
+
+def max_exponent(bits):
+    """``n_max = 2**(bits-1) - 2``: the largest exponent of a ``post`` or ``pot`` code."""
+    return 2 ** (bits - 1) - 2
+
+
+def _split(bits, code):
+    if not 0 <= code < 2 ** bits:
+        raise ValueError(f"Weight code {code} does not fit {bits} bits")
+    return code >> (bits - 1), code & (2 ** (bits - 1) - 1)
+
+
+def weight_value(fmt, bits, code):
+    """The real value of a weight code (with the weight scale ``alpha = 1``)."""
+    check_weight_bits(fmt, bits)
+    if fmt == "int":
+        return float(code - 2 ** bits if code >> (bits - 1) else code)
+    sign, m = _split(bits, code)
+    if m == 0:
+        return 0.0
+    n = m - 1
+    if fmt == "post":  # 2**-(n/2) exactly for even n, one rounding (of sqrt(1/2)) for odd n
+        mag = 2.0 ** -(n // 2) * (math.sqrt(0.5) if n % 2 else 1.0)
+    else:
+        mag = 2.0 ** -n
+    return -mag if sign else mag
+
+
+def weight_levels(fmt, bits):
+    """The sorted distinct values that ``bits``-bit codes of ``fmt`` can stand for."""
+    return sorted({weight_value(fmt, bits, c) for c in range(2 ** bits)})
+
+
+def zero_code():
+    """The canonical code of zero (all formats): the all-zero pattern."""
+    return 0
+
+
+def nearest_code(fmt, bits, value):
+    """The code whose value is nearest to ``value`` (ties go to the smaller magnitude).
+
+    Values outside the level range saturate. Zero is always the canonical code 0.
+    """
+    check_weight_bits(fmt, bits)
+    best = min(range(2 ** bits),
+               key=lambda c: (abs(weight_value(fmt, bits, c) - value),
+                              abs(weight_value(fmt, bits, c)), c))
+    return best
+
+
+def _max_k(bits, parity):
+    ks = [n // 2 for n in range(max_exponent(bits) + 1) if n % 2 == parity]
+    return max(ks) if ks else None
+
+
+def min_frac_bits(fmt, bits):
+    """The smallest ``F`` for which every product shift of ``fmt`` is a left shift."""
+    check_weight_bits(fmt, bits)
+    if fmt == "int":
+        return 0
+    if fmt == "pot":
+        return max_exponent(bits)
+    return max(k for k in (_max_k(bits, 0), _max_k(bits, 1)) if k is not None)
+
+
+def default_frac_bits(fmt, bits):
+    """``F`` for which the ``post`` table has 8 fractional bits (the minimum for the others)."""
+    check_weight_bits(fmt, bits)
+    if fmt == "post" and _max_k(bits, 1) is not None:
+        return max(min_frac_bits(fmt, bits), _max_k(bits, 1) + DEFAULT_TABLE_FRAC_BITS)
+    return min_frac_bits(fmt, bits)
+
+
+def check_frac_bits(fmt, bits, frac_bits):
+    if not isinstance(frac_bits, int) or isinstance(frac_bits, bool):
+        raise TypeError(f"frac_bits must be an integer, not {frac_bits!r}")
+    if fmt == "int":
+        if frac_bits != 0:
+            raise ValueError(f"frac_bits must be 0 for int weights, not {frac_bits}")
+        return
+    lo = min_frac_bits(fmt, bits)
+    if frac_bits < lo:
+        raise ValueError(f"frac_bits must be at least {lo} for {bits}-bit {fmt} weights "
+                         f"(every shift a left shift), not {frac_bits}")
+
+
+def table_frac_bits(bits, frac_bits):
+    """``t``: the fractional bits of the ``post`` table, or ``None`` without odd exponents."""
+    k_odd = _max_k(bits, 1)
+    return None if k_odd is None else frac_bits - k_odd
+
+
+def odd_table(a_bits, t):
+    """``T[a] = round(a * sqrt(2)/2 * 2**t)`` for every activation code ``a``, exactly.
+
+    ``round(x) = floor(x + 1/2) = (floor(2x) + 1) // 2``, and
+    ``floor(2x) = isqrt(a**2 * 2**(2t + 1))``; ``x`` is never a tie for ``a > 0``.
+    """
+    if t < 0:
+        raise ValueError(f"Table fractional bits must be at least 0, not {t}")
+    return [_table_entry(a, t) for a in range(2 ** a_bits)]
+
+
+def _table_entry(a, t):
+    return (math.isqrt(a * a * 2 ** (2 * t + 1)) + 1) // 2
+
+
+def product(fmt, w_bits, frac_bits, a, code, *, table=None):
+    """The exact signed product of activation code ``a`` and weight ``code``, in ``2**-F`` units.
+
+    ``table`` may pass a precomputed ``odd_table`` (it is computed when needed otherwise).
+    """
+    if fmt == "int":
+        return a * (code - 2 ** w_bits if code >> (w_bits - 1) else code)
+    sign, m = _split(w_bits, code)
+    if m == 0:
+        return 0
+    n = m - 1
+    if fmt == "pot":
+        mag = a << (frac_bits - n)
+    elif n % 2 == 0:
+        mag = a << (frac_bits - n // 2)
+    else:
+        k_odd = _max_k(w_bits, 1)
+        t = frac_bits - k_odd
+        entry = _table_entry(a, t) if table is None else table[a]
+        mag = entry << (k_odd - n // 2)
+    return -mag if sign else mag
+
+
+def product_magnitude_bound(fmt, a_bits, w_bits, frac_bits):
+    """The largest ``|product|`` over all codes (``a_max * 2**F``; ``a_max * 2**(b-1)`` for int)."""
+    a_max = 2 ** a_bits - 1
+    if fmt == "int":
+        return a_max * 2 ** (w_bits - 1)
+    return a_max << frac_bits
+
+
+def signed_bits(bound):
+    """Bits of a two's-complement number that holds every integer in ``[-bound, bound]``."""
+    return bound.bit_length() + 1
+
+
+def sum_bits(fmt, a_bits, w_bits, frac_bits, terms):
+    """Bits of a signed accumulator that holds any sum of ``terms`` products without overflow."""
+    return signed_bits(terms * product_magnitude_bound(fmt, a_bits, w_bits, frac_bits))
+
+
+@dataclass(frozen=True)
+class ProductFormat:
+    """The operands of one product: ``a_bits``-bit activations times ``w_bits``-bit
+    ``w_format`` weights, in units of ``2**-frac_bits``. Validated on construction."""
+
+    w_format: str
+    a_bits: int
+    w_bits: int
+    frac_bits: int
+
+    def __post_init__(self):
+        check_act_bits(self.a_bits)
+        check_weight_bits(self.w_format, self.w_bits)
+        check_frac_bits(self.w_format, self.w_bits, self.frac_bits)
+
+    @property
+    def bound(self):
+        """The largest ``|product|``."""
+        return product_magnitude_bound(self.w_format, self.a_bits, self.w_bits, self.frac_bits)
+
+    def sum_bits(self, terms):
+        """Bits of a signed accumulator that no sum of ``terms`` products can overflow."""
+        return signed_bits(terms * self.bound)
+
+    @functools.cached_property
+    def table(self):
+        """The ``post`` table ``T[a]`` (an empty list for formats or widths without one)."""
+        t = table_frac_bits(self.w_bits, self.frac_bits) if self.w_format == "post" else None
+        return [] if t is None else odd_table(self.a_bits, t)
+
+    def product(self, a, code):
+        """``product(...)`` for this format."""
+        return product(self.w_format, self.w_bits, self.frac_bits, a, code,
+                       table=self.table or None)

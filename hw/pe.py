@@ -1,0 +1,81 @@
+"""The processing element of the weight-stationary systolic array."""
+
+from amaranth.hdl import Cat, Module, Signal, signed
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from .multiplier import make_multiplier
+
+__all__ = ["ProcessingElement"]
+
+
+class ProcessingElement(wiring.Component):
+    """One multiply-accumulate per clock: ``psum_out <= psum_in + a_in * w``; ``a_out <= a_in``.
+
+    The weight is held in a register (loaded with ``w_load``); the activation passes on to the
+    right and the partial sum down, both registered, so that the array's clock does not depend
+    on its size. Everything advances only when ``en`` is high (the array's global stall).
+
+    Parameters
+    ----------
+    config : gen.config.ArrayConfig
+        Widths and weight format.
+    row : int
+        The PE's row: the partial sum it emits is the sum of ``row + 1`` products and is
+        ``config.psum_bits(row)`` wide (row 0 has no ``psum_in``).
+
+    Members
+    -------
+    en : In(1)
+    w_load : In(1)
+        Load ``w_in`` into the weight register at the next clock (independent of ``en``).
+    w_in : In(w_bits)
+    a_in : In(a_bits)
+    psum_in : In(signed(psum_bits(row - 1)))   (not present in row 0)
+    a_out : Out(a_bits)
+    psum_out : Out(signed(psum_bits(row)))
+
+    Latency: 1 clock from ``a_in``/``psum_in`` to ``a_out``/``psum_out``.
+    """
+
+    LATENCY = 1
+
+    def __init__(self, *, config, row):
+        if not 0 <= row < config.rows:
+            raise ValueError(f"row must be from 0 to {config.rows - 1}, not {row}")
+        self._config, self._row = config, row
+        members = {
+            "en": In(1),
+            "w_load": In(1),
+            "w_in": In(config.w_bits),
+            "a_in": In(config.a_bits),
+            "a_out": Out(config.a_bits),
+            "psum_out": Out(signed(config.psum_bits(row))),
+        }
+        if row > 0:
+            members["psum_in"] = In(signed(config.psum_bits(row - 1)))
+        super().__init__(members)
+
+    config = property(lambda self: self._config)
+    row = property(lambda self: self._row)
+
+    def elaborate(self, platform):
+        cfg = self._config
+        m = Module()
+        m.submodules.mul = mul = make_multiplier(w_format=cfg.w_format, a_bits=cfg.a_bits,
+                                                 w_bits=cfg.w_bits, frac_bits=cfg.frac_bits)
+        weight = Signal(cfg.w_bits)
+        with m.If(self.w_load):
+            m.d.sync += weight.eq(self.w_in)
+        m.d.comb += [mul.a.eq(self.a_in), mul.w.eq(weight)]
+
+        # Sign folded into the adder: -mag == ~mag + 1 in one more bit than mag.
+        width = len(mul.mag) + 1
+        flipped = (Cat(mul.mag, 0) ^ mul.neg.replicate(width)).as_signed()
+        psum_in = self.psum_in if self._row > 0 else 0
+        with m.If(self.en):
+            m.d.sync += [
+                self.a_out.eq(self.a_in),
+                self.psum_out.eq(psum_in + flipped + mul.neg),
+            ]
+        return m

@@ -1,0 +1,146 @@
+"""The weight-stationary systolic array with valid/ready streams."""
+
+from amaranth.hdl import Cat, Module, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .pe import ProcessingElement
+
+__all__ = ["SystolicArray", "weight_layout", "activation_layout", "result_layout"]
+
+
+def weight_layout(config):
+    """One row of a weight tile: ``cols`` weight codes."""
+    return data.ArrayLayout(unsigned(config.w_bits), config.cols)
+
+
+def activation_layout(config):
+    """One activation vector (a row of ``A``, ``rows`` codes) and the tile's ``last`` flag."""
+    return data.StructLayout({
+        "data": data.ArrayLayout(unsigned(config.a_bits), config.rows),
+        "last": 1,
+    })
+
+
+def result_layout(config):
+    """One result vector (``cols`` accumulators) and the ``last`` flag of its activation."""
+    return data.StructLayout({
+        "data": data.ArrayLayout(signed(config.acc_bits), config.cols),
+        "last": 1,
+    })
+
+
+class SystolicArray(wiring.Component):
+    """A ``rows x cols`` weight-stationary array computing ``A (M x K) x W (K x N)`` tiles.
+
+    A tile, ``K <= rows`` and ``N <= cols`` (the host pads with zero codes), goes through
+    three phases:
+
+    1. *load*: ``rows`` transfers on ``i_w``, row ``k`` of ``W`` in transfer ``k``;
+    2. *run*: ``M >= 1`` transfers on ``i_a``, row ``m`` of ``A`` in transfer ``m``, ``last`` set
+       on the final one; one result per transfer leaves on ``o_r``, in order, ``last`` copied;
+    3. *drain*: ``i_a`` stays not-ready until the last result of the tile has left; then the
+       array accepts the next tile's weights.
+
+    Activation ``k`` flows right along PE row ``k`` and partial sums flow down the columns;
+    the skew of the inputs and the de-skew of the results are inside the array. The whole
+    pipeline advances on a clock when the output register is empty or being read, so a
+    stalled ``o_r`` stalls ``i_a`` (``i_a.ready`` depends on ``o_r.ready``) but no ``valid``
+    depends on any ``ready``.
+
+    Parameters
+    ----------
+    config : gen.config.ArrayConfig
+
+    Members
+    -------
+    i_w : In(stream.Signature(weight_layout(config)))
+    i_a : In(stream.Signature(activation_layout(config)))
+    o_r : Out(stream.Signature(result_layout(config)))
+
+    Latency: ``config.latency = rows + cols - 1`` clocks from an ``i_a`` transfer to its result
+    being valid on ``o_r``. Throughput: one vector per clock while running.
+    """
+
+    def __init__(self, *, config):
+        self._config = config
+        super().__init__({
+            "i_w": In(stream.Signature(weight_layout(config))),
+            "i_a": In(stream.Signature(activation_layout(config))),
+            "o_r": Out(stream.Signature(result_layout(config))),
+        })
+
+    config = property(lambda self: self._config)
+
+    def elaborate(self, platform):
+        cfg = self._config
+        rows, cols, depth = cfg.rows, cfg.cols, cfg.latency
+        m = Module()
+
+        pes = [[ProcessingElement(config=cfg, row=r) for _ in range(cols)] for r in range(rows)]
+        for r in range(rows):
+            for c in range(cols):
+                m.submodules[f"pe_{r}_{c}"] = pes[r][c]
+
+        # The pipeline moves when its output register is empty or is being read.
+        valid = [Signal(name=f"valid_{i}") for i in range(depth)]
+        last = [Signal(name=f"last_{i}") for i in range(depth)]
+        advance = Signal()
+        m.d.comb += advance.eq(~valid[-1] | self.o_r.ready)
+        accept = self.i_a.valid & self.i_a.ready
+        with m.If(advance):
+            m.d.sync += [valid[0].eq(accept), last[0].eq(self.i_a.payload.last)]
+            m.d.sync += [valid[i].eq(valid[i - 1]) for i in range(1, depth)]
+            m.d.sync += [last[i].eq(last[i - 1]) for i in range(1, depth)]
+
+        # Skew: activation k reaches PE row k after k clocks.
+        for r in range(rows):
+            a = self.i_a.payload.data[r]
+            for i in range(r):
+                delayed = Signal(cfg.a_bits, name=f"skew_{r}_{i}")
+                with m.If(advance):
+                    m.d.sync += delayed.eq(a)
+                a = delayed
+            m.d.comb += pes[r][0].a_in.eq(a)
+
+        weight_row = Signal(range(rows), name="weight_row")
+        for r in range(rows):
+            for c in range(cols):
+                pe = pes[r][c]
+                m.d.comb += [pe.en.eq(advance), pe.w_in.eq(self.i_w.payload[c])]
+                if c > 0:
+                    m.d.comb += pe.a_in.eq(pes[r][c - 1].a_out)
+                if r > 0:
+                    m.d.comb += pe.psum_in.eq(pes[r - 1][c].psum_out)
+
+        # De-skew: column c is c clocks late; delay it by the remaining cols - 1 - c clocks.
+        for c in range(cols):
+            s = pes[rows - 1][c].psum_out
+            for i in range(cols - 1 - c):
+                delayed = Signal.like(s, name=f"deskew_{c}_{i}")
+                with m.If(advance):
+                    m.d.sync += delayed.eq(s)
+                s = delayed
+            m.d.comb += self.o_r.payload.data[c].eq(s)
+        m.d.comb += [self.o_r.valid.eq(valid[-1]), self.o_r.payload.last.eq(last[-1])]
+
+        with m.FSM(init="load"):
+            with m.State("load"):
+                m.d.comb += self.i_w.ready.eq(1)
+                with m.If(self.i_w.valid):
+                    with m.Switch(weight_row):
+                        for r in range(rows):
+                            with m.Case(r):
+                                m.d.comb += [pe.w_load.eq(1) for pe in pes[r]]
+                    m.d.sync += weight_row.eq(weight_row + 1)
+                    with m.If(weight_row == rows - 1):
+                        m.d.sync += weight_row.eq(0)
+                        m.next = "run"
+            with m.State("run"):
+                m.d.comb += self.i_a.ready.eq(advance)
+                with m.If(accept & self.i_a.payload.last):
+                    m.next = "drain"
+            with m.State("drain"):
+                with m.If(~Cat(*valid).any()):
+                    m.next = "load"
+        return m

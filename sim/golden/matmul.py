@@ -1,0 +1,85 @@
+"""The bit-exact golden model of a quantized matrix product, and its real-valued reference.
+
+``matmul(A, W, fmt)`` is the single definition of what the array computes: for unsigned
+``a_bits``-bit activation codes ``A`` (``M x K``) and weight codes ``W`` (``K x N``, the unsigned
+bit patterns of ``gen.numerics``), the accumulators
+
+    acc[m, n] = sum_k product(A[m, k], W[k, n])
+
+in units of ``2**-F``, where ``product`` is ``gen.numerics.product``: exact shifts, and for the
+odd ``post`` exponents the table ``T[a] = round(a * sqrt(2)/2 * 2**t)`` (round half up; no
+ties occur) shifted left. Integers only (``int64``); no sum can overflow because the
+configuration refuses accumulators wider than 64 bits.
+
+``matmul_exact(A, W, fmt)`` is the same product with the real weight values
+(``(sqrt 2)**-n`` in floating point), scaled by ``2**F``: the difference of the two is the
+table's error.
+"""
+
+import numpy as np
+
+from gen.numerics import ProductFormat, weight_value
+
+__all__ = ["product_table", "check_codes", "matmul", "matmul_exact", "table_error"]
+
+
+def product_table(fmt: ProductFormat):
+    """``P[a, code]``: every product of the format (``2**a_bits x 2**w_bits``, ``int64``)."""
+    return np.array([[fmt.product(a, c) for c in range(2 ** fmt.w_bits)]
+                     for a in range(2 ** fmt.a_bits)], dtype=np.int64)
+
+
+def check_codes(name, codes, bits, ndim=2):
+    """``codes`` as an ``int64`` array of ``ndim`` dimensions with every entry in
+    ``[0, 2**bits)``; a one-line ``ValueError`` naming ``name`` otherwise."""
+    arr = np.asarray(codes)
+    if arr.ndim != ndim:
+        raise ValueError(f"{name} must have {ndim} dimensions, not {arr.ndim}")
+    if arr.size and not np.issubdtype(arr.dtype, np.integer):
+        raise ValueError(f"{name} must hold integer codes, not {arr.dtype}")
+    arr = arr.astype(np.int64)
+    if arr.size and (arr.min() < 0 or arr.max() >= 2 ** bits):
+        bad = arr[(arr < 0) | (arr >= 2 ** bits)].flat[0]
+        raise ValueError(f"{name} holds the code {bad}, outside the {bits}-bit range "
+                         f"0..{2 ** bits - 1}")
+    return arr
+
+
+def _check_shapes(A, W):
+    if A.shape[1] != W.shape[0]:
+        raise ValueError(f"A is {A.shape[0]}x{A.shape[1]} but W is {W.shape[0]}x{W.shape[1]}: "
+                         f"the inner dimensions differ")
+
+
+def matmul(A, W, fmt: ProductFormat):
+    """The accumulators ``A x W`` as the hardware computes them (``int64``, ``M x N``)."""
+    A = check_codes("A", A, fmt.a_bits)
+    W = check_codes("W", W, fmt.w_bits)
+    _check_shapes(A, W)
+    table = product_table(fmt)
+    acc = np.zeros((A.shape[0], W.shape[1]), dtype=np.int64)
+    for k in range(A.shape[1]):            # one K slice at a time keeps memory at M x N
+        acc += table[A[:, k][:, None], W[k, :][None, :]]
+    return acc
+
+
+def matmul_exact(A, W, fmt: ProductFormat):
+    """``A x W`` with the real weight values, in units of ``2**-F`` (``float64``)."""
+    A = check_codes("A", A, fmt.a_bits)
+    W = check_codes("W", W, fmt.w_bits)
+    _check_shapes(A, W)
+    values = np.array([weight_value(fmt.w_format, fmt.w_bits, c)
+                       for c in range(2 ** fmt.w_bits)])
+    return (A.astype(np.float64) @ values[W]) * 2.0 ** fmt.frac_bits
+
+
+def table_error(fmt: ProductFormat):
+    """The largest ``|table product - exact product|`` over every code pair, in units of
+    ``2**-F`` and relative to the exact product (``(absolute, relative)``)."""
+    a = np.arange(2 ** fmt.a_bits)[:, None]
+    exact = a * np.array([weight_value(fmt.w_format, fmt.w_bits, c)
+                          for c in range(2 ** fmt.w_bits)])[None, :] * 2.0 ** fmt.frac_bits
+    err = np.abs(product_table(fmt) - exact)
+    nonzero = exact != 0
+    rel = (err[nonzero] / np.abs(exact[nonzero])).max() if nonzero.any() else 0.0
+    return float(err.max()), float(rel)

