@@ -44,8 +44,8 @@ class ArrayConfig:
     ``frac_bits`` and ``acc_bits`` afresh unless they were given explicitly.
     """
 
-    rows: int = 4
-    cols: int = 4
+    rows: int = 8
+    cols: int = 8
     a_bits: int = 8
     w_bits: int = 4
     w_format: str = "post"
@@ -115,10 +115,12 @@ class ArrayConfig:
         """Clocks from accepting an activation vector to its result being valid at the output."""
         return self.rows + self.cols - 1
 
-    def tile_cycles(self, m):
-        """Clocks of one tile without stalls: load ``rows`` weight rows, stream ``m`` vectors,
-        drain the pipeline, and one clock to return to loading."""
-        return self.rows + m + self.latency
+    def cycles(self, m, tiles=1):
+        """Clocks for ``tiles`` tiles of ``m`` activation vectors each without stalls, from the
+        first weight transfer to the last result transfer: per tile ``rows`` weight rows, ``m``
+        vectors and the ``latency`` of the last one (the drain), plus one clock between tiles
+        to return to loading."""
+        return tiles * (self.rows + m + self.latency) + tiles - 1
 
     def replace(self, **changes):
         kwargs = {f.name: getattr(self, f.name) for f in fields(self)

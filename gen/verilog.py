@@ -7,7 +7,7 @@ from amaranth.back import verilog
 from amaranth.hdl import Value
 from amaranth.lib import wiring
 
-from hw.multiplier import make_multiplier
+from hw.multiplier import StandaloneMultiplier
 from hw.systolic_array import SystolicArray
 
 __all__ = ["MANIFEST_FORMAT", "ports", "write_verilog", "generate_array", "generate_multiplier"]
@@ -80,7 +80,6 @@ def generate_array(config, out_dir, *, name="asq_array"):
 
 def generate_multiplier(fmt, out_dir, *, name="asq_multiplier"):
     """Write a lone multiplier of ``numerics.ProductFormat`` ``fmt`` (for its exhaustive test)."""
-    mul = make_multiplier(w_format=fmt.w_format, a_bits=fmt.a_bits, w_bits=fmt.w_bits,
-                          frac_bits=fmt.frac_bits)
+    mul = StandaloneMultiplier(fmt=fmt)
     path, _ = write_verilog(mul, out_dir, name, clocked=False)
     return path

@@ -6,37 +6,41 @@ Every multiplier is combinational and returns the product as a sign and a magnit
 fold it into its adder (``acc + (mag ^ neg) + neg``) instead of muxing an add and a subtract.
 
 The ``post`` and ``pot`` multipliers contain no ``*``: a ``post`` product is the activation or
-its table entry ``T[a]`` shifted left by a constant chosen by the magnitude code, a ``pot``
-product a shifted activation. ``int`` is a plain multiplier, the baseline for area figures.
+its table entry ``T[a]`` (which arrives with the activation, see ``hw.operand``) shifted left
+by a constant that the magnitude code selects; a ``pot`` product is a shifted activation.
+``int`` is a plain multiplier, the baseline for area figures.
 """
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from gen import numerics
 
-__all__ = ["Multiplier", "PostMultiplier", "PotMultiplier", "IntMultiplier", "make_multiplier"]
+from .operand import OperandEncoder, operand_layout
+
+__all__ = ["Multiplier", "PostMultiplier", "PotMultiplier", "IntMultiplier", "make_multiplier",
+           "StandaloneMultiplier"]
 
 
 class Multiplier(wiring.Component):
-    """The common interface: activation code and weight code in, sign and magnitude out.
+    """The common interface: activation operand and weight code in, sign and magnitude out.
 
     Parameters
     ----------
-    a_bits, w_bits, frac_bits:
-        As in ``gen.config.ArrayConfig``.
+    fmt : gen.numerics.ProductFormat
+        The format; its ``w_format`` must be the class's.
 
     Members
     -------
-    a : In(a_bits)
-        Unsigned activation code.
+    x : In(operand_layout(fmt))
+        The activation code ``x.a`` and its table entry ``x.t`` (``post`` only).
     w : In(w_bits)
         Weight code (the unsigned bit pattern of ``gen.numerics``).
     neg : Out(1)
         The sign of the product. It may be set with ``mag = 0`` (a zero activation times a
         negative weight): the sign-folded sum ``acc + (~0 + 1)`` is then ``acc``, as it must be.
-    mag : Out(magnitude_bits)
+    mag : Out(fmt.bound.bit_length())
         The product's magnitude in units of ``2**-frac_bits``.
 
     Latency: 0 (combinational).
@@ -44,64 +48,53 @@ class Multiplier(wiring.Component):
 
     w_format = None
 
-    def __init__(self, *, a_bits, w_bits, frac_bits):
-        numerics.check_act_bits(a_bits)
-        numerics.check_weight_bits(self.w_format, w_bits)
-        numerics.check_frac_bits(self.w_format, w_bits, frac_bits)
-        self._a_bits, self._w_bits, self._frac_bits = a_bits, w_bits, frac_bits
-        bound = numerics.product_magnitude_bound(self.w_format, a_bits, w_bits, frac_bits)
+    def __init__(self, *, fmt):
+        if fmt.w_format != self.w_format:
+            raise ValueError(f"{type(self).__name__} multiplies {self.w_format} weights, "
+                             f"not {fmt.w_format}")
+        self._fmt = fmt
         super().__init__({
-            "a": In(a_bits),
-            "w": In(w_bits),
+            "x": In(operand_layout(fmt)),
+            "w": In(fmt.w_bits),
             "neg": Out(1),
-            "mag": Out(bound.bit_length()),
+            "mag": Out(fmt.bound.bit_length()),
         })
 
-    a_bits = property(lambda self: self._a_bits)
-    w_bits = property(lambda self: self._w_bits)
-    frac_bits = property(lambda self: self._frac_bits)
+    fmt = property(lambda self: self._fmt)
 
 
 class _ExponentMultiplier(Multiplier):
     """``post`` and ``pot``: sign bit and magnitude code ``m``; ``m = 0`` is zero."""
 
-    def _elaborate_shifts(self, m, shifted):
-        """Drive ``mag`` with ``shifted(n)`` for the exponent ``n = m - 1`` of the code."""
+    def _shifted(self, n):
+        """The magnitude for exponent ``n``: a constant shift of ``x.a`` or ``x.t``."""
+        raise NotImplementedError
+
+    def elaborate(self, platform):
+        m = Module()
         code = self.w[:-1]
         with m.Switch(code):
-            for mc in range(1, 2 ** (self.w_bits - 1)):
+            for mc in range(1, 2 ** (self._fmt.w_bits - 1)):
                 with m.Case(mc):
-                    m.d.comb += self.mag.eq(shifted(mc - 1))
+                    m.d.comb += self.mag.eq(self._shifted(mc - 1))
             with m.Default():
                 m.d.comb += self.mag.eq(0)
         m.d.comb += self.neg.eq(self.w[-1] & (code != 0))
+        return m
 
 
 class PostMultiplier(_ExponentMultiplier):
     """``(sqrt 2)**-n``: even ``n = 2k`` is ``a << (F - k)``; odd ``n = 2k + 1`` is
-    ``T[a] << (k_odd - k)``, with the table ``T`` a ``2**a_bits``-entry ROM (a case statement)."""
+    ``T[a] << (k_odd - k)``."""
 
     w_format = "post"
 
-    def elaborate(self, platform):
-        m = Module()
-        k_odd = (numerics.max_exponent(self.w_bits) - 1) // 2
-        table = None
-        if k_odd >= 0:
-            entries = numerics.odd_table(self.a_bits, self.frac_bits - k_odd)
-            table = Signal(max(max(entries).bit_length(), 1))
-            with m.Switch(self.a):
-                for a, entry in enumerate(entries):
-                    with m.Case(a):
-                        m.d.comb += table.eq(entry)
-
-        def shifted(n):
-            if n % 2 == 0:
-                return self.a << (self.frac_bits - n // 2)
-            return table << (k_odd - n // 2)
-
-        self._elaborate_shifts(m, shifted)
-        return m
+    def _shifted(self, n):
+        f = self._fmt
+        if n % 2 == 0:
+            return self.x.a << (f.frac_bits - n // 2)
+        k_odd = (numerics.max_exponent(f.w_bits) - 1) // 2
+        return self.x.t << (k_odd - n // 2)
 
 
 class PotMultiplier(_ExponentMultiplier):
@@ -109,10 +102,8 @@ class PotMultiplier(_ExponentMultiplier):
 
     w_format = "pot"
 
-    def elaborate(self, platform):
-        m = Module()
-        self._elaborate_shifts(m, lambda n: self.a << (self.frac_bits - n))
-        return m
+    def _shifted(self, n):
+        return self.x.a << (self._fmt.frac_bits - n)
 
 
 class IntMultiplier(Multiplier):
@@ -123,17 +114,34 @@ class IntMultiplier(Multiplier):
     def elaborate(self, platform):
         m = Module()
         w = self.w.as_signed()
-        m.d.comb += [
-            self.mag.eq(self.a * abs(w)),
-            self.neg.eq(w[-1]),
-        ]
+        m.d.comb += [self.mag.eq(self.x.a * abs(w)), self.neg.eq(w[-1])]
         return m
 
 
 _MULTIPLIERS = {cls.w_format: cls for cls in (PostMultiplier, PotMultiplier, IntMultiplier)}
 
 
-def make_multiplier(*, w_format, a_bits, w_bits, frac_bits):
-    """The multiplier component for ``w_format``."""
-    numerics.check_weight_format(w_format)
-    return _MULTIPLIERS[w_format](a_bits=a_bits, w_bits=w_bits, frac_bits=frac_bits)
+def make_multiplier(fmt):
+    """The multiplier component for ``fmt.w_format``."""
+    return _MULTIPLIERS[fmt.w_format](fmt=fmt)
+
+
+class StandaloneMultiplier(wiring.Component):
+    """A multiplier with its own operand encoder (table): activation code in, product out.
+
+    The array shares one encoder per row; this is the same pair of components, for testing a
+    multiplier alone. Members: ``a: In(a_bits)``, ``w``, ``neg``, ``mag`` as in ``Multiplier``.
+    """
+
+    def __init__(self, *, fmt):
+        self._fmt = fmt
+        super().__init__({"a": In(fmt.a_bits), "w": In(fmt.w_bits), "neg": Out(1),
+                          "mag": Out(fmt.bound.bit_length())})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.encoder = enc = OperandEncoder(fmt=self._fmt)
+        m.submodules.mul = mul = make_multiplier(self._fmt)
+        m.d.comb += [enc.a.eq(self.a), mul.x.eq(enc.x), mul.w.eq(self.w),
+                     self.neg.eq(mul.neg), self.mag.eq(mul.mag)]
+        return m

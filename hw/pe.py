@@ -5,15 +5,16 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from .multiplier import make_multiplier
+from .operand import operand_layout
 
 __all__ = ["ProcessingElement"]
 
 
 class ProcessingElement(wiring.Component):
-    """One multiply-accumulate per clock: ``psum_out <= psum_in + a_in * w``; ``a_out <= a_in``.
+    """One multiply-accumulate per clock: ``psum_out <= psum_in + x_in * w``; ``x_out <= x_in``.
 
-    The weight is held in a register (loaded with ``w_load``); the activation passes on to the
-    right and the partial sum down, both registered, so that the array's clock does not depend
+    The weight is held in a register (loaded with ``w_load``); the activation operand (code and
+    ``post`` table entry, ``hw.operand``) passes on to the right and the partial sum down, both registered, so that the array's clock does not depend
     on its size. Everything advances only when ``en`` is high (the array's global stall).
 
     Parameters
@@ -30,12 +31,12 @@ class ProcessingElement(wiring.Component):
     w_load : In(1)
         Load ``w_in`` into the weight register at the next clock (independent of ``en``).
     w_in : In(w_bits)
-    a_in : In(a_bits)
+    x_in : In(operand_layout(config.product_format))
     psum_in : In(signed(psum_bits(row - 1)))   (not present in row 0)
-    a_out : Out(a_bits)
+    x_out : Out(operand_layout(config.product_format))
     psum_out : Out(signed(psum_bits(row)))
 
-    Latency: 1 clock from ``a_in``/``psum_in`` to ``a_out``/``psum_out``.
+    Latency: 1 clock from ``x_in``/``psum_in`` to ``x_out``/``psum_out``.
     """
 
     LATENCY = 1
@@ -48,8 +49,8 @@ class ProcessingElement(wiring.Component):
             "en": In(1),
             "w_load": In(1),
             "w_in": In(config.w_bits),
-            "a_in": In(config.a_bits),
-            "a_out": Out(config.a_bits),
+            "x_in": In(operand_layout(config.product_format)),
+            "x_out": Out(operand_layout(config.product_format)),
             "psum_out": Out(signed(config.psum_bits(row))),
         }
         if row > 0:
@@ -62,12 +63,11 @@ class ProcessingElement(wiring.Component):
     def elaborate(self, platform):
         cfg = self._config
         m = Module()
-        m.submodules.mul = mul = make_multiplier(w_format=cfg.w_format, a_bits=cfg.a_bits,
-                                                 w_bits=cfg.w_bits, frac_bits=cfg.frac_bits)
+        m.submodules.mul = mul = make_multiplier(cfg.product_format)
         weight = Signal(cfg.w_bits)
         with m.If(self.w_load):
             m.d.sync += weight.eq(self.w_in)
-        m.d.comb += [mul.a.eq(self.a_in), mul.w.eq(weight)]
+        m.d.comb += [mul.x.eq(self.x_in), mul.w.eq(weight)]
 
         # Sign folded into the adder: -mag == ~mag + 1 in one more bit than mag.
         width = len(mul.mag) + 1
@@ -75,7 +75,7 @@ class ProcessingElement(wiring.Component):
         psum_in = self.psum_in if self._row > 0 else 0
         with m.If(self.en):
             m.d.sync += [
-                self.a_out.eq(self.a_in),
+                self.x_out.eq(self.x_in),
                 self.psum_out.eq(psum_in + flipped + mul.neg),
             ]
         return m

@@ -4,6 +4,7 @@ from amaranth.hdl import Cat, Module, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .operand import OperandEncoder
 from .pe import ProcessingElement
 
 __all__ = ["SystolicArray", "weight_layout", "activation_layout", "result_layout"]
@@ -93,7 +94,8 @@ class SystolicArray(wiring.Component):
             m.d.sync += [valid[i].eq(valid[i - 1]) for i in range(1, depth)]
             m.d.sync += [last[i].eq(last[i - 1]) for i in range(1, depth)]
 
-        # Skew: activation k reaches PE row k after k clocks.
+        # Skew: activation k reaches PE row k after k clocks, and its operand encoder (the
+        # post table) there.
         for r in range(rows):
             a = self.i_a.payload.data[r]
             for i in range(r):
@@ -101,15 +103,17 @@ class SystolicArray(wiring.Component):
                 with m.If(advance):
                     m.d.sync += delayed.eq(a)
                 a = delayed
-            m.d.comb += pes[r][0].a_in.eq(a)
+            m.submodules[f"operand_{r}"] = encoder = OperandEncoder(fmt=cfg.product_format)
+            m.d.comb += [encoder.a.eq(a), pes[r][0].x_in.eq(encoder.x)]
 
-        weight_row = Signal(range(rows), name="weight_row")
+        # At least one bit: a 0-bit signal (rows = 1) becomes an illegal [-1:0] in Verilog.
+        weight_row = Signal(range(max(rows, 2)), name="weight_row")
         for r in range(rows):
             for c in range(cols):
                 pe = pes[r][c]
                 m.d.comb += [pe.en.eq(advance), pe.w_in.eq(self.i_w.payload[c])]
                 if c > 0:
-                    m.d.comb += pe.a_in.eq(pes[r][c - 1].a_out)
+                    m.d.comb += pe.x_in.eq(pes[r][c - 1].x_out)
                 if r > 0:
                     m.d.comb += pe.psum_in.eq(pes[r - 1][c].psum_out)
 

@@ -135,7 +135,8 @@ def run_bench(runner, *, top, bench, job, work_dir):
     env = {"ASQ_JOB": str(job_path), "ASQ_RESULT": str(result_path),
            "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
     try:
-        runner.test(test_module=bench, hdl_toplevel=top, test_dir=work_dir,
+        runner.test(test_module=bench, hdl_toplevel=top, hdl_toplevel_lang="verilog",
+                    test_dir=work_dir,
                     results_xml=str(work_dir / "results.xml"), extra_env=env, log_file=log)
     except SystemExit as e:
         raise BuildError(f"the simulation of {top} failed (exit {e.code}); see {log}") from None

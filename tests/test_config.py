@@ -1,0 +1,70 @@
+"""The array configuration: derived values and the refusal of bad combinations."""
+
+import pytest
+
+from gen.config import ArrayConfig
+
+
+def test_init():
+    c = ArrayConfig(rows=4, cols=3, a_bits=8, w_bits=4, w_format="post")
+    assert (c.rows, c.cols, c.a_bits, c.w_bits, c.w_format) == (4, 3, 8, 4, "post")
+    assert c.frac_bits == 10            # n_max = 6: k_odd = 2, table with 8 fractional bits
+    assert c.table_frac_bits == 8
+    assert c.product_bound == 255 * 2 ** 10
+    assert c.magnitude_bits == 18
+    # Row r sums r + 1 products of at most 255 * 2**10: 18 bits + sign, growing with log2.
+    assert [c.psum_bits(r) for r in range(4)] == [19, 20, 21, 21]
+    assert c.acc_bits == c.min_acc_bits == 21
+    assert c.latency == 4 + 3 - 1
+    assert c.cycles(10) == 4 + 10 + 6
+    assert c.cycles(10, tiles=3) == 3 * (4 + 10 + 6) + 2
+
+
+def test_defaults():
+    c = ArrayConfig()
+    assert (c.rows, c.cols, c.a_bits, c.w_bits, c.w_format) == (8, 8, 8, 4, "post")
+
+
+@pytest.mark.parametrize("fmt, bits, frac, table", [("pot", 4, 6, None), ("int", 8, 0, None),
+                                                    ("post", 3, 8, 8), ("post", 2, 0, None)])
+def test_derived_frac_bits(fmt, bits, frac, table):
+    c = ArrayConfig(w_format=fmt, w_bits=bits)
+    assert c.frac_bits == frac and c.table_frac_bits == table
+
+
+def test_replace_derives_again_unless_given():
+    c = ArrayConfig(rows=4)
+    bigger = c.replace(rows=16, w_bits=3)
+    assert bigger.frac_bits == 8 and bigger.acc_bits == bigger.min_acc_bits
+    explicit = ArrayConfig(rows=4, acc_bits=30).replace(rows=5)
+    assert explicit.acc_bits == 30
+
+
+def test_explicit_wider_accumulator_is_kept():
+    assert ArrayConfig(rows=4, acc_bits=32).acc_bits == 32
+
+
+def test_frozen():
+    with pytest.raises(AttributeError):
+        ArrayConfig().rows = 3
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(rows=0), r"^rows must be from 1 to 64, not 0$"),
+    (dict(cols=65), r"^cols must be from 1 to 64, not 65$"),
+    (dict(w_bits=1), r"^w_bits must be from 2 to 8 for post weights, not 1$"),
+    (dict(a_bits=0), r"^a_bits must be from 1 to 8, not 0$"),
+    (dict(w_format="fp4"), r"^w_format must be one of post, pot, int, not 'fp4'$"),
+    (dict(frac_bits=2), r"^frac_bits must be at least 3 for 4-bit post weights"),
+    (dict(rows=4, acc_bits=20), r"^acc_bits must be at least 21 for 4 rows of 8-bit x 4-bit "
+                                r"post products with frac_bits=10, not 20$"),
+    (dict(w_bits=8), r"^acc_bits would be \d+, more than 64: use fewer w_bits or frac_bits$"),
+])
+def test_refusals(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        ArrayConfig(**kwargs)
+
+
+def test_type_refusal():
+    with pytest.raises(TypeError, match=r"^rows must be an integer, not 4.0$"):
+        ArrayConfig(rows=4.0)

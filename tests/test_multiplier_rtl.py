@@ -1,0 +1,56 @@
+# amaranth: UnusedElaboratable=no
+"""Every multiplier on Verilator, exhaustively: every activation code x every weight code."""
+
+import re
+
+import numpy as np
+import pytest
+from amaranth.back import verilog
+
+from gen.numerics import ProductFormat, default_frac_bits
+from hw.multiplier import PostMultiplier, StandaloneMultiplier, make_multiplier
+from sim.array_sim import MultiplierSim
+from sim.golden import product_table
+
+FORMATS = [ProductFormat(w_format=f, a_bits=a, w_bits=w, frac_bits=default_frac_bits(f, w))
+           for f in ("post", "pot") for w in (3, 4) for a in (4, 8)]
+FORMATS.append(ProductFormat(w_format="int", a_bits=4, w_bits=4, frac_bits=0))
+
+
+@pytest.mark.parametrize("fmt", FORMATS, ids=lambda f: f"{f.w_format}{f.w_bits}_a{f.a_bits}")
+def test_exhaustive(fmt, build_root):
+    pairs = [(a, w) for a in range(2 ** fmt.a_bits) for w in range(2 ** fmt.w_bits)]
+    got = MultiplierSim(fmt, build_root).products(pairs)
+    want = product_table(fmt)
+    assert got == [int(want[a, w]) for a, w in pairs]
+
+
+def _operators(component):
+    text = verilog.convert(component, name="top", emit_src=False)
+    text = re.sub(r"\(\*.*?\*\)", "", text)          # attributes: (* ... *)
+    text = re.sub(r"/\*.*?\*/", "", text, flags=re.S)
+    return text.replace("@*", "")                     # always @*
+
+
+@pytest.mark.parametrize("fmt", FORMATS[:-1], ids=lambda f: f"{f.w_format}{f.w_bits}_a{f.a_bits}")
+def test_exponent_multipliers_use_no_multiply(fmt):
+    assert "*" not in _operators(StandaloneMultiplier(fmt=fmt))
+
+
+def test_int_multiplier_does_multiply():
+    assert "*" in _operators(StandaloneMultiplier(fmt=FORMATS[-1]))
+
+
+def test_interface():
+    fmt = ProductFormat(w_format="post", a_bits=8, w_bits=4, frac_bits=10)
+    mul = make_multiplier(fmt)
+    assert isinstance(mul, PostMultiplier) and mul.fmt is fmt
+    assert len(mul.w) == 4 and len(mul.neg) == 1 and len(mul.mag) == 18
+    assert len(mul.x.a) == 8 and len(mul.x.t) == (255 * 181).bit_length()
+    pot = make_multiplier(ProductFormat(w_format="pot", a_bits=8, w_bits=4, frac_bits=6))
+    assert not hasattr(pot.x, "t")
+
+
+def test_wrong_format_refused():
+    with pytest.raises(ValueError, match=r"^PostMultiplier multiplies post weights, not pot$"):
+        PostMultiplier(fmt=ProductFormat(w_format="pot", a_bits=8, w_bits=4, frac_bits=6))
