@@ -1,0 +1,217 @@
+"""The rescale between two layers in fixed point: folded batch norm, ReLU, pooling, the ASQ
+adapter, ``beta``, its reciprocal and requantization to the next layer's codes.
+
+This module defines the integers, once: ``fixed_point(...)`` turns a layer's real parameters
+into them (the exporter stores its result in the bundle, the loader recomputes it to check the
+bundle, the golden model and the hardware generator use it), and the functions below apply
+them. Pure numpy on ``int64``; every width is bounded so that nothing overflows (checked by
+``fixed_point``).
+
+The real computation, for accumulators ``acc`` of output channel ``c`` of a layer whose input
+was quantized with step ``s_in * beta_in`` (``beta_in = 1`` without an adapter)::
+
+    z    = M_c * beta_in * acc + B_c       M_c = bn_scale_c * s_in * alpha_c * 2**-F
+    u    = maxpool(relu(z))                B_c = bn_bias_c (the bias of a linear layer)
+    g    = mean of u over the positions of one sample, per channel
+    beta = adapter(g)                      (1 without an adapter)
+    code = clamp(round(u / (s_next * beta)), 0, 2**b_next - 1)
+
+and in fixed point (``rshift(x, n) = floor((x + 2**(n-1)) / 2**n)``: round half up; a
+negative ``n`` shifts left)::
+
+    z_q    = rshift(acc * beta_q * m_c, e_c + BETA_FRAC - Z) + bias_q_c    units 2**-Z
+    u_q    = maxpool(max(z_q, 0))
+    S_c    = sum of u_q over the positions                                   units 2**-Z
+    h_q    = max(rshift(W1_q @ S, e1) + b1_q, 0)                             units 2**-Z
+    beta_q = clamp(rshift(W2_q @ h_q, e2 + Z - BETA_FRAC) + b2_q, 1, BETA_MAX)   2**-BETA_FRAC
+    R      = (m_s * 2**RECIP_BITS) // beta_q           the reciprocal, floor, once per sample
+    code   = clamp(rshift(u_q * R, e_s + RECIP_BITS + Z - BETA_FRAC), 0, 2**b_next - 1)
+
+``m_c * 2**-e_c`` is ``M_c`` with ``MANTISSA_BITS`` significant bits, ``m_s * 2**-e_s`` is
+``1 / s_next`` likewise, ``W1_q * 2**-e1`` is ``W1 / positions`` (the mean's division folded
+into the weights) and ``W2_q * 2**-e2`` is ``W2``, each tensor with one shared exponent. A
+one-layer adapter uses ``W1_q``/``b1_q`` with the ``beta`` line's shift. The differences from
+PyTorch: round half up instead of half to even, ``beta`` floored at ``2**-BETA_FRAC`` instead
+of 1e-8 and capped at ``BETA_MAX``, and the rounding of every constant; ``asqgen compare``
+measures their effect.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["Z", "BETA_FRAC", "BETA_ONE", "BETA_MAX", "MANTISSA_BITS", "RECIP_BITS",
+           "mantissa", "rshift", "LayerRescale", "fixed_point", "affine", "pool2d",
+           "adapter_beta", "requantize", "logits_q"]
+
+Z = 16                      # fractional bits of activation values (z, u, h)
+BETA_FRAC = 14              # fractional bits of beta
+BETA_ONE = 1 << BETA_FRAC
+BETA_MAX = 64 << BETA_FRAC  # beta is capped at 64 (codes are 0 long before)
+MANTISSA_BITS = 16          # significant bits (with sign) of every real constant
+RECIP_BITS = 16             # extra bits of the reciprocal of beta
+INT64_HEADROOM = 62         # no intermediate may reach 2**62
+
+
+def mantissa(values, bits=MANTISSA_BITS, *, shared=False):
+    """``values ~= m * 2**-e`` with integers ``m`` of at most ``bits`` bits with sign.
+
+    Per element (``e`` an array) or, with ``shared``, one ``e`` for the whole tensor (chosen
+    for its largest magnitude). Zero maps to ``m = 0``.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    if not np.all(np.isfinite(v)):
+        raise ValueError("a parameter is not finite (NaN or infinity)")
+    mag = np.max(np.abs(v)) if shared else np.abs(v)
+    with np.errstate(divide="ignore"):
+        top = np.where(mag > 0, np.floor(np.log2(np.where(mag > 0, mag, 1.0))), 0)
+    e = (bits - 2 - top).astype(np.int64)
+    m = np.round(v * np.exp2(e.astype(np.float64))).astype(np.int64)
+    return m, (int(e) if shared else e)
+
+
+def rshift(x, n):
+    """``round(x / 2**n)`` with halves rounded up, for integer arrays; ``n`` may be an array
+    and may be negative (a left shift)."""
+    x = np.asarray(x, dtype=np.int64)
+    n = np.asarray(n, dtype=np.int64)
+    right = np.maximum(n, 0)
+    half = np.where(right > 0, np.left_shift(np.int64(1), np.maximum(right - 1, 0)), 0)
+    return np.where(n > 0, (x + half) >> right, x << np.maximum(-n, 0))
+
+
+@dataclass(frozen=True)
+class LayerRescale:
+    """The integers of one layer's rescale (see the module docstring). Arrays are ``int64``.
+
+    ``adapter`` is ``"none"``, ``"one"`` or ``"two"``; ``adapter_input`` is ``"channels"``
+    (the per-channel sum over positions: the next layer is a conv) or ``"vector"`` (every value:
+    the next layer is a linear one). The next-layer fields are ``None`` for the last layer,
+    whose output is ``logits_q``.
+    """
+
+    m: np.ndarray            # (C,)
+    e: np.ndarray            # (C,)
+    bias_q: np.ndarray       # (C,)
+    next_bits: int | None = None
+    m_s: int | None = None
+    e_s: int | None = None
+    adapter: str = "none"
+    adapter_input: str = "channels"
+    w1_q: np.ndarray | None = None
+    e1: int | None = None
+    b1_q: np.ndarray | None = None
+    w2_q: np.ndarray | None = None
+    e2: int | None = None
+    b2_q: np.ndarray | None = None
+
+    def arrays(self):
+        """The fields as a flat dict of arrays (scalars as 0-d), for the bundle."""
+        return {k: np.asarray(v, dtype=np.int64) for k, v in self.__dict__.items()
+                if v is not None and k not in ("adapter", "adapter_input")}
+
+
+def fixed_point(*, bn_scale, bn_bias, s_in, alpha, frac_bits, acc_bound, next_step=None,
+                next_bits=None, adapter=None, positions=1):
+    """The ``LayerRescale`` of a layer from its real parameters.
+
+    ``adapter`` is ``None`` or a dict with ``w1``, ``b1`` and, for two layers, ``w2``, ``b2``,
+    and ``input`` (``"channels"`` or ``"vector"``); ``positions`` the spatial positions its
+    mean runs over (1 for ``"vector"``); ``acc_bound`` the largest
+    ``|acc|``. Raises ``ValueError`` when a parameter is not finite or positive where it must
+    be, or an intermediate could exceed 62 bits.
+    """
+    bn_scale, bn_bias, alpha = (np.asarray(a, dtype=np.float64) for a in
+                                (bn_scale, bn_bias, alpha))
+    if not s_in > 0 or not np.all(alpha > 0):
+        raise ValueError("steps and weight scales must be positive")
+    m, e = mantissa(bn_scale * s_in * alpha * 2.0 ** -frac_bits)
+    if np.any(e + BETA_FRAC - Z < -8):
+        raise ValueError("a folded batch-norm scale is too large for the fixed-point rescale")
+    bias_q = np.round(bn_bias * 2.0 ** Z).astype(np.int64)
+    if (acc_bound * (BETA_MAX) * (1 << (MANTISSA_BITS - 1))).bit_length() > INT64_HEADROOM:
+        raise ValueError(f"accumulators up to {acc_bound} are too wide for the rescale")
+    fields = dict(m=m, e=e, bias_q=bias_q)
+    if next_step is None:
+        return LayerRescale(**fields)
+    if not next_step > 0:
+        raise ValueError("the next layer's step must be positive")
+    m_s, e_s = mantissa(1.0 / next_step, shared=True)
+    fields.update(next_bits=int(next_bits), m_s=int(m_s), e_s=e_s)
+    if adapter is not None:
+        w1 = np.asarray(adapter["w1"], dtype=np.float64) / positions
+        w1_q, e1 = mantissa(w1, shared=True)
+        b1 = np.asarray(adapter["b1"], dtype=np.float64)
+        two = "w2" in adapter
+        fields.update(adapter="two" if two else "one", w1_q=w1_q, e1=e1,
+                      adapter_input=adapter.get("input", "channels"),
+                      b1_q=np.round(b1 * 2.0 ** (Z if two else BETA_FRAC)).astype(np.int64))
+        if two:
+            w2_q, e2 = mantissa(adapter["w2"], shared=True)
+            fields.update(w2_q=w2_q, e2=e2, b2_q=np.round(
+                np.asarray(adapter["b2"], dtype=np.float64) * BETA_ONE).astype(np.int64))
+    return LayerRescale(**fields)
+
+
+def _guard(what, *bounds):
+    """Refuse an intermediate that could reach ``2**62`` (the product of ``bounds``)."""
+    total = 1
+    for bound in bounds:
+        total *= int(bound)
+    if total.bit_length() > INT64_HEADROOM:
+        raise OverflowError(f"the fixed-point {what} would exceed {INT64_HEADROOM} bits")
+
+
+def _peak(x):
+    return int(np.abs(np.asarray(x)).max(initial=0))
+
+
+def affine(acc, beta_q, r: LayerRescale):
+    """``z_q`` for accumulators ``acc`` of shape ``(N, C, ...)`` and ``beta_q`` ``(N,)``."""
+    acc = np.asarray(acc, dtype=np.int64)
+    _guard("batch-norm product", _peak(acc), _peak(beta_q), _peak(r.m))
+    extra = (1,) * (acc.ndim - 2)
+    m = r.m.reshape((1, -1) + extra)
+    shift = (r.e + BETA_FRAC - Z).reshape((1, -1) + extra)
+    scaled = acc * np.asarray(beta_q, dtype=np.int64).reshape((-1, 1) + extra) * m
+    return rshift(scaled, shift) + r.bias_q.reshape((1, -1) + extra)
+
+
+def pool2d(u, size):
+    """Max pooling over ``size x size`` windows, stride ``size`` (``(N, C, H, W)``)."""
+    n, c, h, w = u.shape
+    if h % size or w % size:
+        raise ValueError(f"a {h}x{w} map cannot be pooled by {size}")
+    return u.reshape(n, c, h // size, size, w // size, size).max(axis=(3, 5))
+
+
+def adapter_beta(u_q, r: LayerRescale):
+    """``beta_q`` per sample (``(N,)``) from the rescaled activations ``u_q`` (``(N, C, ...)``)."""
+    n = u_q.shape[0]
+    if r.adapter == "none":
+        return np.full(n, BETA_ONE, dtype=np.int64)
+    if r.adapter_input == "vector":       # a linear layer's adapter reads the vector itself
+        sums = np.asarray(u_q, dtype=np.int64).reshape(n, -1)
+    else:                                   # a conv layer's: the sum over positions
+        sums = np.asarray(u_q, dtype=np.int64).reshape(n, u_q.shape[1], -1).sum(axis=2)
+    _guard("adapter sum", _peak(sums), _peak(r.w1_q), sums.shape[1])
+    if r.adapter == "two":
+        h = np.maximum(rshift(sums @ r.w1_q.T, r.e1) + r.b1_q, 0)                      # 2**-Z
+        raw = rshift(h @ r.w2_q.T, r.e2 + Z - BETA_FRAC)[:, 0] + r.b2_q[0]
+    else:
+        raw = rshift(sums @ r.w1_q.T, r.e1 + Z - BETA_FRAC)[:, 0] + r.b1_q[0]
+    return np.clip(raw, 1, BETA_MAX)
+
+
+def requantize(u_q, beta_q, r: LayerRescale):
+    """The next layer's codes from ``u_q`` (``(N, C, ...)``) and ``beta_q`` (``(N,)``)."""
+    recip = (np.int64(r.m_s) << RECIP_BITS) // np.asarray(beta_q, dtype=np.int64)
+    _guard("requantization product", _peak(u_q), _peak(recip))
+    extra = (1,) * (u_q.ndim - 1)
+    codes = rshift(u_q * recip.reshape((-1,) + extra), r.e_s + RECIP_BITS + Z - BETA_FRAC)
+    return np.clip(codes, 0, 2 ** r.next_bits - 1)
+
+
+def logits_q(acc, beta_q, r: LayerRescale):
+    """The last layer's outputs (``z_q`` without ReLU), units ``2**-Z``."""
+    return affine(acc, beta_q, r)

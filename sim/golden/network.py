@@ -1,0 +1,83 @@
+"""The whole-network golden model: a bundle run on integer input codes, every step in integers.
+
+For each compute layer: the matrix product of ``sim.golden.matmul`` (a conv over ``im2col``
+patches), then the rescale of ``gen.rescale`` (folded batch norm, ReLU, max pooling, the ASQ
+adapter's ``beta`` and requantization to the next layer's codes); the last layer's
+accumulators become ``logits_q`` (units ``2**-gen.rescale.Z``). Every layer's output is kept,
+so that a comparison can name the first layer, channel and position that differ.
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from gen import rescale
+from gen.bundle import Bundle
+
+from .im2col import im2col
+from .matmul import check_codes, matmul
+
+__all__ = ["LayerTrace", "Trace", "layer_accumulators", "run_network"]
+
+
+@dataclass
+class LayerTrace:
+    """One layer's results: ``acc`` (``(N,) + conv_shape``), and unless it is the last layer
+    the rescaled values ``u`` (after pooling), ``beta`` (``(N,)``, units ``2**-BETA_FRAC``) and
+    the next layer's input ``codes`` (``(N,) + out_shape``)."""
+
+    name: str
+    acc: np.ndarray
+    u: np.ndarray | None = None
+    beta: np.ndarray | None = None
+    codes: np.ndarray | None = None
+
+
+@dataclass
+class Trace:
+    input_codes: np.ndarray
+    layers: list = field(default_factory=list)
+    logits: np.ndarray | None = None
+
+    @property
+    def predictions(self):
+        return self.logits.argmax(axis=1)
+
+
+def layer_accumulators(layer, codes):
+    """The accumulators of ``layer`` for its input codes ``(N,) + in_shape``."""
+    n = codes.shape[0]
+    fmt = layer.product_format
+    if layer.kind == "linear":
+        return matmul(codes.reshape(n, -1), layer.weight_matrix, fmt)
+    co, ho, wo = layer.conv_shape
+    patches = im2col(codes, layer.kernel, layer.stride, layer.padding)
+    acc = matmul(patches, layer.weight_matrix, fmt)
+    return acc.reshape(n, ho, wo, co).transpose(0, 3, 1, 2)
+
+
+def run_network(bundle: Bundle, input_codes):
+    """Run ``bundle`` on ``input_codes`` (``(N,) + bundle.input_shape``); return a ``Trace``."""
+    codes = check_codes("input codes", input_codes, bundle.input_bits,
+                        ndim=1 + len(bundle.input_shape))
+    if codes.shape[1:] != tuple(bundle.input_shape):
+        raise ValueError(f"input codes have shape {codes.shape[1:]}, the bundle takes "
+                         f"{tuple(bundle.input_shape)}")
+    trace = Trace(input_codes=codes)
+    beta = np.full(codes.shape[0], rescale.BETA_ONE, dtype=np.int64)
+    for layer in bundle.layers:
+        acc = layer_accumulators(layer, codes)
+        fixed = layer.fixed
+        if layer.next_step is None:
+            trace.logits = rescale.logits_q(acc, beta, fixed)
+            trace.layers.append(LayerTrace(name=layer.name, acc=acc))
+            break
+        u = rescale.affine(acc, beta, fixed)
+        if layer.relu:
+            u = np.maximum(u, 0)
+        if layer.pool > 1:
+            u = rescale.pool2d(u, layer.pool)
+        beta = rescale.adapter_beta(u, fixed)
+        codes = rescale.requantize(u, beta, fixed)
+        trace.layers.append(LayerTrace(name=layer.name, acc=acc, u=u, beta=beta, codes=codes))
+    return trace
