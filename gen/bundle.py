@@ -243,7 +243,7 @@ def _check(cond, message):
         raise BundleError(message)
 
 
-def _load_layer(r, i, entry, in_shape):
+def _load_layer(r, i, entry, in_shape, last):
     where = f"layers[{i}]"
     _check(isinstance(entry, dict), f"manifest.json: {where} must be an object")
     g = lambda key, kind, **kw: r.get(entry, key, kind, where, **kw)
@@ -297,6 +297,12 @@ def _load_layer(r, i, entry, in_shape):
                f"manifest.json: {w}: a {ho}x{wo} map cannot be pooled by {layer.pool}")
     else:
         _check(layer.pool in (0, 1), f"manifest.json: {w}: a linear layer cannot pool")
+    _check((layer.next_step is None) == (layer.next_bits is None),
+           f"manifest.json: {w}: next_step and next_bits go together")
+    _check((layer.next_step is None) == last, f"manifest.json: {w} " +
+           ("is last but names a next step" if last else "has no next_step"))
+    _check(layer.next_bits is None or layer.next_bits in numerics.ACT_BITS,
+           f"manifest.json: {w}.next_bits must be from 1 to 8, not {layer.next_bits}")
     try:
         layer.fixed = layer.compute_fixed()
     except ValueError as e:
@@ -324,15 +330,13 @@ def load(folder):
     _check(entries, "manifest.json: the bundle has no layers")
     layers, in_shape, in_bits = [], shape, bits
     for i, entry in enumerate(entries):
-        layer = _load_layer(r, i, entry, in_shape)
+        layer = _load_layer(r, i, entry, in_shape, last=i == len(entries) - 1)
         _check(layer.a_bits == in_bits, f"manifest.json: layer {layer.name!r} takes "
                                         f"{layer.a_bits}-bit codes but is given {in_bits}-bit")
-        last = i == len(entries) - 1
-        _check((layer.next_step is None) == last,
-               f"manifest.json: layer {layer.name!r} " +
-               ("is last but names a next step" if last else "has no next_step"))
         layers.append(layer)
         in_shape, in_bits = layer.out_shape, layer.next_bits
+    _check(np.isclose(layers[0].s_in, step, rtol=1e-12, atol=0),
+           f"manifest.json: the first layer's s_in differs from input.step")
     for prev, layer in zip(layers, layers[1:]):
         _check(layer.input_adapter == (prev.adapter is not None),
                f"manifest.json: layer {layer.name!r}.input_adapter disagrees with the "

@@ -1,0 +1,181 @@
+"""The bundle: a round trip keeps everything, and every kind of bad bundle is one clear line."""
+
+import json
+import zipfile
+
+import numpy as np
+import pytest
+
+from gen import bundle as B
+from sim.golden import run_network
+
+from .bundles import random_bundle
+
+
+@pytest.fixture
+def saved(tmp_path):
+    folder = tmp_path / "bundle"
+    B.save(random_bundle(), folder)
+    return folder
+
+
+def test_round_trip(saved):
+    original = random_bundle()
+    loaded = B.load(saved)
+    assert loaded.input_shape == (1, 8, 8) and loaded.input_bits == 8
+    assert loaded.meta == {"test": True}
+    for a, b in zip(original.layers, loaded.layers):
+        assert (a.name, a.kind, a.in_shape, a.out_shape, a.w_format, a.w_bits) == \
+               (b.name, b.kind, b.in_shape, b.out_shape, b.w_format, b.w_bits)
+        assert np.array_equal(a.weight, b.weight) and np.array_equal(a.alpha, b.alpha)
+        for k, v in a.fixed.arrays().items():
+            assert np.array_equal(v, b.fixed.arrays()[k])
+    codes = original.reference["codes"]
+    assert np.array_equal(loaded.reference["codes"], codes)
+    assert np.array_equal(run_network(original, codes).logits, run_network(loaded, codes).logits)
+
+
+def test_manifest_is_plain_json_and_arrays_need_no_pickle(saved):
+    manifest = json.loads((saved / "manifest.json").read_text())
+    assert manifest["format"] == 1 and manifest["kind"] == "asqgen-bundle"
+    assert [layer["derived"]["out_shape"] for layer in manifest["layers"]] == \
+        [[4, 8, 8], [8, 4, 4], [5]]
+    with np.load(saved / "arrays.npz", allow_pickle=False) as data:
+        assert all(data[k].dtype != object for k in data.files)
+
+
+def _edit_manifest(folder, edit):
+    path = folder / "manifest.json"
+    m = json.loads(path.read_text())
+    edit(m)
+    path.write_text(json.dumps(m))
+
+
+def _edit_arrays(folder, edit):
+    path = folder / "arrays.npz"
+    with np.load(path) as data:
+        arrays = {k: data[k] for k in data.files}
+    edit(arrays)
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+
+
+def _set(path, value):
+    def edit(m):
+        obj = m
+        for key in path[:-1]:
+            obj = obj[key]
+        obj[path[-1]] = value
+    return edit
+
+
+def _del(path):
+    def edit(m):
+        obj = m
+        for key in path[:-1]:
+            obj = obj[key]
+        del obj[path[-1]]
+    return edit
+
+
+MANIFEST_CASES = {
+    "wrong format": (_set(["format"], 2), r"format 2 is not supported \(this asqgen reads "
+                                          r"format 1\)$"),
+    "foreign json": (lambda m: m.update(kind="keras-model"), r"not an asqgen bundle"),
+    "field type": (_set(["layers", 1, "out_channels"], "8"),
+                   r"layers\[1\]\.out_channels must be int, not str$"),
+    "bool as int": (_set(["layers", 0, "kernel"], True),
+                    r"layers\[0\]\.kernel must be int, not bool$"),
+    "missing field": (_del(["layers", 2, "relu"]), r"layers\[2\]\.relu is missing$"),
+    "bad weight bits": (_set(["layers", 1, "w_bits"], 9),
+                        r"layer 'conv2': w_bits must be from 2 to 8 for post weights, not 9$"),
+    "bad kind": (_set(["layers", 1, "kind"], "lstm"),
+                 r"layers\[1\]\.kind must be one of conv2d, linear, not 'lstm'$"),
+    "shape chain": (_set(["layers", 1, "in_shape"], [5, 8, 8]),
+                    r"layer 'conv2' takes \(5, 8, 8\), but the previous layer gives "
+                    r"\(4, 8, 8\)$"),
+    "bits chain": (_set(["layers", 1, "a_bits"], 3), r"layer 'conv2' takes 3-bit codes but is "
+                                                     r"given 4-bit$"),
+    "no layers": (_set(["layers"], []), r"the bundle has no layers$"),
+    "negative step": (_set(["input", "step"], -1.0), r"input\.step must be positive$"),
+    "half a next layer": (_set(["layers", 2, "next_step"], 0.5),
+                          r"layer 'fc': next_step and next_bits go together$"),
+    "last with next": (lambda m: m["layers"][2].update(next_step=0.5, next_bits=4),
+                       r"layer 'fc' is last but names a next step$"),
+}
+
+
+@pytest.mark.parametrize("case", list(MANIFEST_CASES))
+def test_bad_manifest(saved, case):
+    edit, message = MANIFEST_CASES[case]
+    _edit_manifest(saved, edit)
+    with pytest.raises(B.BundleError, match=message):
+        B.load(saved)
+
+
+ARRAY_CASES = {
+    "missing array": (lambda a: a.pop("layer1.alpha"), r"^arrays\.npz: layer1\.alpha is "
+                                                       r"missing$"),
+    "wrong shape": (lambda a: a.update({"layer0.alpha": a["layer0.alpha"][:3]}),
+                    r"^arrays\.npz: layer0\.alpha has shape \(3,\), expected \(4,\)$"),
+    "code out of range": (lambda a: a["layer1.weight"].__setitem__((0, 0, 0, 0), 16),
+                          r"^arrays\.npz: layer1\.weight holds codes outside the 4-bit range "
+                          r"of layer 'conv2'$"),
+    "float codes": (lambda a: a.update({"layer1.weight": a["layer1.weight"] + 0.5}),
+                    r"^arrays\.npz: layer1\.weight must hold integers, not float64$"),
+    "nan": (lambda a: a["layer2.bn_bias"].__setitem__(0, np.nan),
+            r"^arrays\.npz: layer2\.bn_bias holds NaN or infinity$"),
+    "tampered fixed point": (lambda a: a["layer1.fixed.m"].__setitem__(0, 1),
+                             r"^arrays\.npz: layer1\.fixed\.m differs from the fixed point "
+                             r"computed from the parameters of layer 'conv2'$"),
+    "object array": (lambda a: a.update({"layer0.alpha": np.array([{}, 1, 2, 3], dtype=object)}),
+                     r"arrays\.npz: unreadable or truncated"),
+}
+
+
+@pytest.mark.parametrize("case", list(ARRAY_CASES))
+def test_bad_arrays(saved, case):
+    edit, message = ARRAY_CASES[case]
+    _edit_arrays(saved, edit)
+    with pytest.raises(B.BundleError, match=message):
+        B.load(saved)
+
+
+def test_missing_folder(tmp_path):
+    with pytest.raises(B.BundleError, match=r"no such bundle folder$"):
+        B.load(tmp_path / "nothing")
+
+
+@pytest.mark.parametrize("name", ["manifest.json", "arrays.npz"])
+def test_missing_file(saved, name):
+    (saved / name).unlink()
+    with pytest.raises(B.BundleError, match=rf"{name}: missing$"):
+        B.load(saved)
+
+
+def test_not_json(saved):
+    (saved / "manifest.json").write_text("{ this is not json")
+    with pytest.raises(B.BundleError, match=r"manifest\.json: not valid JSON"):
+        B.load(saved)
+
+
+def test_truncated_arrays(saved):
+    path = saved / "arrays.npz"
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(B.BundleError, match=r"arrays\.npz: unreadable or truncated"):
+        B.load(saved)
+
+
+def test_arrays_not_a_zip(saved):
+    (saved / "arrays.npz").write_bytes(b"\x80\x04K\x01.")      # a pickle, not a zip
+    with pytest.raises(B.BundleError, match=r"arrays\.npz: unreadable or truncated"):
+        B.load(saved)
+
+
+def test_errors_are_one_line(saved):
+    _edit_arrays(saved, lambda a: a.pop("layer0.weight"))
+    with pytest.raises(B.BundleError) as info:
+        B.load(saved)
+    assert "\n" not in str(info.value)
+    assert zipfile.is_zipfile(saved / "arrays.npz")
