@@ -1,0 +1,71 @@
+"""The golden model against PyTorch's fake-quantized model, layer by layer.
+
+``compare(bundle, torch_codes, torch_logits, labels)`` takes PyTorch's side as plain arrays
+(``export.to_bundle.torch_trace``), so this module needs no PyTorch.
+"""
+
+import numpy as np
+
+from gen.rescale import Z
+
+from .golden import run_network
+
+__all__ = ["compare", "first_difference", "format_report"]
+
+
+def first_difference(a, b):
+    """``(sample, channel, position...)`` of the first element where ``a`` and ``b`` differ
+    (C order), or ``None``."""
+    where = np.argwhere(a != b)
+    return None if len(where) == 0 else tuple(int(i) for i in where[0])
+
+
+def compare(bundle, torch_codes, torch_logits, labels):
+    """Figures of the golden model against PyTorch on the same inputs.
+
+    ``torch_codes[i]`` are the input codes of compute layer ``i`` (``[0]`` the image codes),
+    ``torch_logits`` PyTorch's outputs, ``labels`` the true classes. Returns a dict:
+    ``layers`` (per layer input: share of identical codes, largest difference, first
+    difference), ``top1_agreement``, ``golden_accuracy``, ``torch_accuracy``, ``images``.
+    """
+    labels = np.asarray(labels)
+    trace = run_network(bundle, torch_codes[0])
+    layers = []
+    for i, layer in enumerate(bundle.layers[1:], start=1):
+        ours = trace.layers[i - 1].codes
+        theirs = np.asarray(torch_codes[i]).reshape(ours.shape)
+        diff = np.abs(ours - theirs)
+        where = first_difference(ours, theirs)
+        layers.append({
+            "layer": layer.name, "codes": int(ours.size),
+            "identical": float((diff == 0).mean()), "max_difference": int(diff.max()),
+            "first_difference": None if where is None else {
+                "index": list(where), "golden": int(ours[where]), "torch": int(theirs[where])},
+        })
+    logits = trace.logits * 2.0 ** -Z
+    ours, theirs = logits.argmax(1), np.asarray(torch_logits).argmax(1)
+    return {
+        "images": int(len(labels)),
+        "layers": layers,
+        "logits_max_difference": float(np.abs(logits - torch_logits).max()),
+        "top1_agreement": float((ours == theirs).mean()),
+        "golden_accuracy": float((ours == labels).mean()),
+        "torch_accuracy": float((theirs == labels).mean()),
+    }
+
+
+def format_report(report):
+    """The report as text lines (a table per layer, then the output figures)."""
+    lines = [f"{'input of layer':<16} {'codes':>8} {'identical':>10} {'max diff':>9}  "
+             f"first difference (sample, channel, row, col): golden vs torch"]
+    for r in report["layers"]:
+        first = r["first_difference"]
+        where = "-" if first is None else f"{tuple(first['index'])}: {first['golden']} vs " \
+                                          f"{first['torch']}"
+        lines.append(f"{r['layer']:<16} {r['codes']:>8} {r['identical']:>10.4%} "
+                     f"{r['max_difference']:>9}  {where}")
+    lines.append(f"output: top-1 agreement {report['top1_agreement']:.2%} over "
+                 f"{report['images']} images; accuracy golden {report['golden_accuracy']:.2%}, "
+                 f"PyTorch {report['torch_accuracy']:.2%}; largest logit difference "
+                 f"{report['logits_max_difference']:.4f}")
+    return lines
