@@ -32,7 +32,20 @@ def _apply(quantizer, x):
     return x if quantizer is None else quantizer(x)
 
 
-class QConv2d(nn.Conv2d):
+class _Quantized:
+    """What ``QConv2d`` and ``QLinear`` share: two quantizers, applied in every forward."""
+
+    def __init__(self, *args, weight_quantizer=None, act_quantizer=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.weight_quantizer = _check_quantizer("Weight quantizer", weight_quantizer)
+        self.act_quantizer = _check_quantizer("Activation quantizer", act_quantizer)
+
+    def _operands(self, x):
+        """The fake-quantized input and weight."""
+        return _apply(self.act_quantizer, x), _apply(self.weight_quantizer, self.weight)
+
+
+class QConv2d(_Quantized, nn.Conv2d):
     """``nn.Conv2d`` on fake-quantized input and weight.
 
     Parameters
@@ -45,17 +58,12 @@ class QConv2d(nn.Conv2d):
         Applied to the input in every forward.
     """
 
-    def __init__(self, *args, weight_quantizer=None, act_quantizer=None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.weight_quantizer = _check_quantizer("Weight quantizer", weight_quantizer)
-        self.act_quantizer = _check_quantizer("Activation quantizer", act_quantizer)
-
     def forward(self, x):
-        weight = _apply(self.weight_quantizer, self.weight)
-        return self._conv_forward(_apply(self.act_quantizer, x), weight, self.bias)
+        x, weight = self._operands(x)
+        return self._conv_forward(x, weight, self.bias)
 
 
-class QLinear(nn.Linear):
+class QLinear(_Quantized, nn.Linear):
     """``nn.Linear`` on fake-quantized input and weight.
 
     Parameters
@@ -68,14 +76,9 @@ class QLinear(nn.Linear):
         Applied to the input in every forward.
     """
 
-    def __init__(self, *args, weight_quantizer=None, act_quantizer=None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.weight_quantizer = _check_quantizer("Weight quantizer", weight_quantizer)
-        self.act_quantizer = _check_quantizer("Activation quantizer", act_quantizer)
-
     def forward(self, x):
-        weight = _apply(self.weight_quantizer, self.weight)
-        return F.linear(_apply(self.act_quantizer, x), weight, self.bias)
+        x, weight = self._operands(x)
+        return F.linear(x, weight, self.bias)
 
 
 def _choices(values):

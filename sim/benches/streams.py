@@ -15,13 +15,18 @@ def port(dut, stream, member):
     return getattr(dut, f"{stream}__{member}")
 
 
-class StreamSource:
-    """Sends integer payloads on ``stream``, idling with probability ``pause`` before each."""
-
-    def __init__(self, dut, stream, clk, rng, pause=0.0):
+class _Endpoint:
+    def __init__(self, dut, stream, clk, rng, pause):
         self._valid, self._ready = port(dut, stream, "valid"), port(dut, stream, "ready")
         self._payload = port(dut, stream, "payload")
         self._clk, self._rng, self._pause = clk, rng, pause
+
+
+class StreamSource(_Endpoint):
+    """Sends integer payloads on ``stream``, idling with probability ``pause`` before each."""
+
+    def __init__(self, dut, stream, clk, rng, pause=0.0):
+        super().__init__(dut, stream, clk, rng, pause)
         self._valid.value = 0
 
     async def send(self, payloads):
@@ -40,14 +45,12 @@ class StreamSource:
         self._valid.value = 0
 
 
-class StreamSink:
+class StreamSink(_Endpoint):
     """Receives ``count`` payloads (as unsigned ints) from ``stream``, holding ``ready`` low
     with probability ``pause`` on each clock."""
 
     def __init__(self, dut, stream, clk, rng, pause=0.0):
-        self._valid, self._ready = port(dut, stream, "valid"), port(dut, stream, "ready")
-        self._payload = port(dut, stream, "payload")
-        self._clk, self._rng, self._pause = clk, rng, pause
+        super().__init__(dut, stream, clk, rng, pause)
         self._ready.value = 0
 
     async def receive(self, count):
