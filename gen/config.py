@@ -39,6 +39,9 @@ class ArrayConfig:
     acc_bits:
         Width of the result accumulators. ``None`` takes the smallest width that no sum of
         ``rows`` products can overflow; a narrower explicit width is refused.
+    max_k, max_m:
+        The largest ``K`` and ``M`` of a product that the accumulator buffer takes (it is
+        ``max_m`` deep and ``buffer_bits`` wide).
 
     Derived values are properties. Build variants with ``config.replace(...)``: it derives
     ``frac_bits`` and ``acc_bits`` afresh unless they were given explicitly.
@@ -51,6 +54,8 @@ class ArrayConfig:
     w_format: str = "post"
     frac_bits: int | None = None
     acc_bits: int | None = None
+    max_k: int = 4096
+    max_m: int = 64
     _derived: frozenset = field(default=frozenset(), init=False, repr=False, compare=False)
 
     def __post_init__(self):
@@ -76,6 +81,11 @@ class ArrayConfig:
         if self.acc_bits > MAX_ACC_BITS:
             raise ValueError(f"acc_bits would be {self.acc_bits}, more than {MAX_ACC_BITS}: "
                              f"use fewer w_bits or frac_bits")
+        _check_int("max_k", self.max_k, 1, 1 << 20)
+        _check_int("max_m", self.max_m, 1, 1 << 16)
+        if self.buffer_bits > MAX_ACC_BITS:
+            raise ValueError(f"buffer_bits would be {self.buffer_bits}, more than "
+                             f"{MAX_ACC_BITS}: use a smaller max_k")
 
     # Products -----------------------------------------------------------------------------
     @property
@@ -101,6 +111,14 @@ class ArrayConfig:
     @property
     def min_acc_bits(self):
         return self.psum_bits(self.rows - 1)
+
+    @property
+    def buffer_bits(self):
+        """Width of the accumulator buffer: any sum of ``max_k`` products of the array's format,
+        or of 8-bit ``int`` weights run as bit planes (partial plane sums stay below
+        ``a_max * 2**8`` per term), cannot overflow it."""
+        planes = numerics.signed_bits(self.max_k * (2 ** self.a_bits - 1) * 2 ** 8)
+        return max(self.product_format.sum_bits(self.max_k), planes)
 
     @property
     def table_frac_bits(self):

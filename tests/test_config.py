@@ -18,6 +18,8 @@ def test_init():
     assert c.latency == 4 + 3 - 1
     assert c.cycles(10) == 4 + 10 + 6
     assert c.cycles(10, tiles=3) == 3 * (4 + 10 + 6) + 2
+    # 4096 products of up to 255 * 2**10, or 8-bit int bit planes: 18 + 12 bits + sign.
+    assert (c.max_k, c.max_m, c.buffer_bits) == (4096, 64, 31)
 
 
 def test_defaults():
@@ -59,6 +61,9 @@ def test_frozen():
     (dict(rows=4, acc_bits=20), r"^acc_bits must be at least 21 for 4 rows of 8-bit x 4-bit "
                                 r"post products with frac_bits=10, not 20$"),
     (dict(w_bits=8), r"^acc_bits would be \d+, more than 64: use fewer w_bits or frac_bits$"),
+    (dict(max_k=0), r"^max_k must be from 1 to 1048576, not 0$"),
+    (dict(w_bits=6, frac_bits=40, max_k=2 ** 20), r"^buffer_bits would be 69, more than 64: use a "
+                                                  r"smaller max_k$"),
 ])
 def test_refusals(kwargs, message):
     with pytest.raises(ValueError, match=message):

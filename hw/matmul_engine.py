@@ -1,0 +1,40 @@
+"""The systolic array with its accumulator buffer: any ``K`` (passes over blocks of ``rows``),
+any ``N`` (passes over blocks of ``cols``), and 8-bit ``int`` weights as bit planes."""
+
+from amaranth.hdl import Module
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .accumulator import AccumulatorBuffer, accumulator_layout, pass_layout
+from .systolic_array import SystolicArray, activation_layout, weight_layout
+
+__all__ = ["MatmulEngine"]
+
+
+class MatmulEngine(wiring.Component):
+    """``SystolicArray`` -> ``AccumulatorBuffer``.
+
+    Each pass is an array tile (``rows`` weight rows on ``i_w``, ``M`` activation vectors on
+    ``i_a``) and one descriptor on ``i_pass``; a ``final`` pass sends its ``M`` sums out on
+    ``o_acc``. See ``hw.systolic_array`` and ``hw.accumulator`` for the streams.
+    """
+
+    def __init__(self, *, config):
+        self._config = config
+        super().__init__({
+            "i_w": In(stream.Signature(weight_layout(config))),
+            "i_a": In(stream.Signature(activation_layout(config))),
+            "i_pass": In(stream.Signature(pass_layout())),
+            "o_acc": Out(stream.Signature(accumulator_layout(config))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.array = array = SystolicArray(config=self._config)
+        m.submodules.buffer = buffer = AccumulatorBuffer(config=self._config)
+        wiring.connect(m, wiring.flipped(self.i_w), array.i_w)
+        wiring.connect(m, wiring.flipped(self.i_a), array.i_a)
+        wiring.connect(m, wiring.flipped(self.i_pass), buffer.i_pass)
+        wiring.connect(m, array.o_r, buffer.i_r)
+        wiring.connect(m, buffer.o_acc, wiring.flipped(self.o_acc))
+        return m

@@ -1,0 +1,59 @@
+"""Runs passes through the matmul engine (array + accumulator buffer), with random stalls.
+
+Job::
+
+    {"rows", "cols", "a_bits", "w_bits", "buffer_bits",
+     "passes": [{"weights": [[code] * cols] * rows, "acts": [[code] * rows] * M,
+                 "shift", "drop", "first", "final"}, ...],
+     "seed", "stall", "backpressure"}
+
+Result: ``{"sums": [[[acc] * cols] * M per final pass], "lasts_ok": bool, "cycles": int}``.
+"""
+
+import random
+
+import cocotb
+from cocotb.triggers import RisingEdge
+from cocotb.utils import get_sim_time
+
+from .array_bench import pack, unpack_signed
+from .common import CLOCK_NS, load_job, save_result, start_clock
+from .streams import StreamSink, StreamSource
+
+
+@cocotb.test()
+async def run_passes(dut):
+    job = load_job()
+    rows, cols, a_bits, w_bits, bits = (job[k] for k in
+                                        ("rows", "cols", "a_bits", "w_bits", "buffer_bits"))
+    rng = random.Random(job["seed"])
+    sources = [StreamSource(dut, name, dut.clk, rng, job["stall"])
+               for name in ("i_w", "i_a", "i_pass")]
+    sums = StreamSink(dut, "o_acc", dut.clk, rng, job["backpressure"])
+    await start_clock(dut)
+    await RisingEdge(dut.clk)
+
+    words = ([], [], [])
+    finals = []
+    for p in job["passes"]:
+        words[0].extend(pack(row, w_bits) for row in p["weights"])
+        m = len(p["acts"])
+        words[1].extend(pack(a, a_bits) | (int(i == m - 1) << (rows * a_bits))
+                        for i, a in enumerate(p["acts"]))
+        words[2].append(p["shift"] | p["drop"] << 3 | p["first"] << 4 | p["final"] << 5)
+        if p["final"]:
+            finals.append(m)
+
+    start = get_sim_time(unit="ns")
+    for source, w in zip(sources, words):
+        cocotb.start_soon(source.send(w))
+    received = await sums.receive(sum(finals))
+    cycles = round((get_sim_time(unit="ns") - start) / CLOCK_NS)
+
+    out, lasts_ok, i = [], True, 0
+    for m in finals:
+        chunk = received[i:i + m]
+        i += m
+        out.append([unpack_signed(w, bits, cols) for w in chunk])
+        lasts_ok &= all(((w >> (cols * bits)) & 1) == int(j == m - 1) for j, w in enumerate(chunk))
+    save_result({"sums": out, "lasts_ok": lasts_ok, "cycles": cycles})
