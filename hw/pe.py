@@ -14,8 +14,9 @@ class ProcessingElement(wiring.Component):
     """One multiply-accumulate per clock: ``psum_out <= psum_in + x_in * w``; ``x_out <= x_in``.
 
     The weight is held in a register (loaded with ``w_load``); the activation operand (code and
-    ``post`` table entry, ``hw.operand``) passes on to the right and the partial sum down, both registered, so that the array's clock does not depend
-    on its size. Everything advances only when ``en`` is high (the array's global stall).
+    ``post`` table entry, ``hw.operand``) passes on to the right and the partial sum down, both
+    registered, so that the array's clock does not depend on its size. Everything advances only
+    when ``en`` is high (the array's global stall).
 
     Parameters
     ----------
