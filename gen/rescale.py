@@ -42,7 +42,7 @@ import numpy as np
 
 __all__ = ["Z", "BETA_FRAC", "BETA_ONE", "BETA_MAX", "MANTISSA_BITS", "RECIP_BITS",
            "mantissa", "rshift", "LayerRescale", "fixed_point", "affine", "pool2d",
-           "adapter_beta", "requantize", "logits_q"]
+           "adapter_beta", "requantize", "logits_q", "rescale_layer"]
 
 Z = 16                      # fractional bits of activation values (z, u, h)
 BETA_FRAC = 14              # fractional bits of beta
@@ -126,14 +126,14 @@ def fixed_point(*, bn_scale, bn_bias, s_in, alpha, frac_bits, acc_bound, next_st
     if not s_in > 0 or not np.all(alpha > 0):
         raise ValueError("steps and weight scales must be positive")
     m, e = mantissa(bn_scale * s_in * alpha * 2.0 ** -frac_bits)
-    if np.any(e + BETA_FRAC - Z < -8):
-        raise ValueError("a folded batch-norm scale is too large for the fixed-point rescale")
     bias_q = np.round(bn_bias * 2.0 ** Z).astype(np.int64)
     if (acc_bound * (BETA_MAX) * (1 << (MANTISSA_BITS - 1))).bit_length() > INT64_HEADROOM:
         raise ValueError(f"accumulators up to {acc_bound} are too wide for the rescale")
     fields = dict(m=m, e=e, bias_q=bias_q)
     if next_step is None:
-        return LayerRescale(**fields)
+        result = LayerRescale(**fields)
+        _check_shifts(result)
+        return result
     if not next_step > 0:
         raise ValueError("the next layer's step must be positive")
     m_s, e_s = mantissa(1.0 / next_step, shared=True)
@@ -150,7 +150,23 @@ def fixed_point(*, bn_scale, bn_bias, s_in, alpha, frac_bits, acc_bound, next_st
             w2_q, e2 = mantissa(adapter["w2"], shared=True)
             fields.update(w2_q=w2_q, e2=e2, b2_q=np.round(
                 np.asarray(adapter["b2"], dtype=np.float64) * BETA_ONE).astype(np.int64))
-    return LayerRescale(**fields)
+    result = LayerRescale(**fields)
+    _check_shifts(result)
+    return result
+
+
+def _check_shifts(r):
+    """Every shift of ``r`` may be a left shift of at most 8 (the hardware's limit)."""
+    shifts = [np.min(r.e) + BETA_FRAC - Z]
+    if r.e_s is not None:
+        shifts.append(r.e_s + RECIP_BITS + Z - BETA_FRAC)
+    if r.adapter == "two":
+        shifts += [r.e1, r.e2 + Z - BETA_FRAC]
+    elif r.adapter == "one":
+        shifts.append(r.e1 + Z - BETA_FRAC)
+    if min(shifts) < -8:
+        raise ValueError("a fixed-point scale is too large for the rescale (a left shift "
+                         "beyond 8 bits)")
 
 
 def _guard(what, *bounds):
@@ -215,3 +231,15 @@ def requantize(u_q, beta_q, r: LayerRescale):
 def logits_q(acc, beta_q, r: LayerRescale):
     """The last layer's outputs (``z_q`` without ReLU), units ``2**-Z``."""
     return affine(acc, beta_q, r)
+
+
+def rescale_layer(acc, beta_in, r: LayerRescale, *, relu, pool):
+    """The whole rescale of a layer that is not the last: ``(u_q, beta_q, codes)`` for
+    accumulators ``acc`` (``(N, C, ...)``) of inputs scaled by ``beta_in`` (``(N,)``)."""
+    u = affine(acc, beta_in, r)
+    if relu:
+        u = np.maximum(u, 0)
+    if pool > 1:
+        u = pool2d(u, pool)
+    beta = adapter_beta(u, r)
+    return u, beta, requantize(u, beta, r)

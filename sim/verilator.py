@@ -141,5 +141,8 @@ def run_bench(runner, *, top, bench, job, work_dir):
     except SystemExit as e:
         raise BuildError(f"the simulation of {top} failed (exit {e.code}); see {log}") from None
     if not result_path.exists():
-        raise BuildError(f"the bench {bench} wrote no result; see {log}")
+        failures = [ln.strip() for ln in log.read_text(errors="replace").splitlines()
+                    if "Error:" in ln]
+        reason = f" ({failures[-1]})" if failures else ""
+        raise BuildError(f"the bench {bench} wrote no result{reason}; see {log}")
     return json.loads(result_path.read_text())

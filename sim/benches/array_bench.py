@@ -16,7 +16,7 @@ import cocotb
 from cocotb.triggers import RisingEdge
 from cocotb.utils import get_sim_time
 
-from .common import CLOCK_NS, load_job, save_result, start_clock
+from .common import CLOCK_NS, load_job, save_result, start_clock, within
 from .streams import StreamSink, StreamSource
 
 
@@ -58,7 +58,8 @@ async def run_tiles(dut):
     start = get_sim_time(unit="ns")
     cocotb.start_soon(weights.send(w_words))
     cocotb.start_soon(acts.send(a_words))
-    words = await results.receive(count)
+    budget = 20 * (len(w_words) + len(a_words) + count) + 100 * len(job["tiles"]) + 1000
+    words = await within(results.receive(count), budget, "systolic array")
     cycles = round((get_sim_time(unit="ns") - start) / CLOCK_NS)
 
     out, lasts_ok, i = [], True, 0

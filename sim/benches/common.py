@@ -27,3 +27,14 @@ async def start_clock(dut, reset_cycles=2):
     dut.rst.value = 1
     await ClockCycles(dut.clk, reset_cycles)
     dut.rst.value = 0
+
+
+async def within(coro, clocks, what):
+    """Await ``coro``, failing with a clear message after ``clocks`` clocks (a hung design must
+    fail the test, not hang it)."""
+    from cocotb.triggers import SimTimeoutError, with_timeout
+
+    try:
+        return await with_timeout(coro, clocks * CLOCK_NS, "ns")
+    except SimTimeoutError:
+        raise AssertionError(f"{what}: no result after {clocks} clocks") from None

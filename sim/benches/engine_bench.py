@@ -17,7 +17,7 @@ from cocotb.triggers import RisingEdge
 from cocotb.utils import get_sim_time
 
 from .array_bench import pack, unpack_signed
-from .common import CLOCK_NS, load_job, save_result, start_clock
+from .common import CLOCK_NS, load_job, save_result, start_clock, within
 from .streams import StreamSink, StreamSource
 
 
@@ -47,7 +47,8 @@ async def run_passes(dut):
     start = get_sim_time(unit="ns")
     for source, w in zip(sources, words):
         cocotb.start_soon(source.send(w))
-    received = await sums.receive(sum(finals))
+    budget = 20 * (len(words[0]) + len(words[1]) + sum(finals)) + 100 * len(words[2]) + 1000
+    received = await within(sums.receive(sum(finals)), budget, "matmul engine")
     cycles = round((get_sim_time(unit="ns") - start) / CLOCK_NS)
 
     out, lasts_ok, i = [], True, 0

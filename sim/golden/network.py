@@ -72,12 +72,7 @@ def run_network(bundle: Bundle, input_codes):
             trace.logits = rescale.logits_q(acc, beta, fixed)
             trace.layers.append(LayerTrace(name=layer.name, acc=acc))
             break
-        u = rescale.affine(acc, beta, fixed)
-        if layer.relu:
-            u = np.maximum(u, 0)
-        if layer.pool > 1:
-            u = rescale.pool2d(u, layer.pool)
-        beta = rescale.adapter_beta(u, fixed)
-        codes = rescale.requantize(u, beta, fixed)
+        u, beta, codes = rescale.rescale_layer(acc, beta, fixed, relu=layer.relu,
+                                               pool=layer.pool)
         trace.layers.append(LayerTrace(name=layer.name, acc=acc, u=u, beta=beta, codes=codes))
     return trace

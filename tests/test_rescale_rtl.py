@@ -1,0 +1,96 @@
+# amaranth: UnusedElaboratable=no
+"""The rescale unit on Verilator against the golden model's rescale (``gen.rescale``): random
+accumulators and adapter weights, extreme values, with random stalls and backpressure."""
+
+import numpy as np
+import pytest
+
+from gen import rescale
+from gen.rescale import BETA_MAX, BETA_ONE
+from sim.rescale_sim import RescaleSim, Sample
+
+LANES, ACC_BITS, MAX_C, MAX_P, MAX_H = 4, 31, 12, 64, 3
+
+
+@pytest.fixture(scope="module")
+def unit(build_root):
+    return RescaleSim(build_root, lanes=LANES, acc_bits=ACC_BITS, max_channels=MAX_C,
+                      max_positions=MAX_P, max_hidden=MAX_H)
+
+
+def _fixed(rng, channels, adapter, positions, *, final=False, b_beta=1.0, next_bits=4):
+    p = dict(bn_scale=rng.uniform(-0.5, 2, channels), bn_bias=rng.normal(0, 0.5, channels),
+             s_in=rng.uniform(0.02, 0.2), alpha=rng.uniform(0.05, 0.3, channels), frac_bits=10,
+             acc_bound=2 ** 26, positions=positions)
+    if not final:
+        p.update(next_step=rng.uniform(0.05, 0.3), next_bits=next_bits)
+    if adapter == "two":
+        hidden = min(MAX_H, max(1, channels // 4))
+        p["adapter"] = {"input": "channels", "w1": rng.normal(0, 0.5, (hidden, channels)),
+                        "b1": rng.normal(0, 0.2, hidden), "w2": rng.normal(0, 0.3, (1, hidden)),
+                        "b2": np.array([b_beta])}
+    elif adapter == "one":
+        p["adapter"] = {"input": "channels", "w1": rng.normal(0, 0.2, (1, channels)),
+                        "b1": np.array([b_beta])}
+    return rescale.fixed_point(**p)
+
+
+def _check(unit, samples, **kw):
+    results, _ = unit.run(samples, **kw)
+    for s, got in zip(samples, results):
+        acc = s.acc[None] if s.acc.ndim > 1 else s.acc[None, :]
+        if s.fixed.next_bits is None:
+            want, beta = rescale.logits_q(acc, np.array([s.beta_in]), s.fixed), BETA_ONE
+        else:
+            _, b, want = rescale.rescale_layer(acc, np.array([s.beta_in]), s.fixed,
+                                               relu=s.relu, pool=s.pool)
+            beta = int(b[0])
+        assert got["values"] == want.reshape(-1).tolist()
+        assert set(got["betas"]) == {beta}
+        assert got["lasts"] == [0] * (len(got["lasts"]) - 1) + [1]
+    return results
+
+
+@pytest.mark.parametrize("seed, stall", [(1, 0.0), (2, 0.3)])
+def test_random_samples(unit, seed, stall):
+    rng = np.random.default_rng(seed)
+    samples = []
+    for channels, h, w, adapter, pool, relu in [(6, 4, 4, "two", 2, True),
+                                                (12, 2, 2, "two", 0, True),
+                                                (5, 8, 8, "one", 2, True),
+                                                (3, 3, 3, "none", 0, False),
+                                                (9, 1, 1, "none", 0, True)]:
+        positions = h * w // (pool * pool if pool > 1 else 1)
+        samples.append(Sample(acc=rng.integers(-2 ** 20, 2 ** 20, (channels, h, w)),
+                              beta_in=int(rng.integers(BETA_ONE // 8, 8 * BETA_ONE)),
+                              fixed=_fixed(rng, channels, adapter, positions), relu=relu,
+                              pool=pool))
+    _check(unit, samples, seed=seed, stall=stall, backpressure=stall, name=f"random{seed}")
+
+
+def test_last_layer_returns_z(unit):
+    rng = np.random.default_rng(5)
+    samples = [Sample(acc=rng.integers(-2 ** 24, 2 ** 24, (10,)), beta_in=BETA_ONE,
+                      fixed=_fixed(rng, 10, "none", 1, final=True), relu=False, pool=0)]
+    _check(unit, samples, seed=5, stall=0.2, backpressure=0.2, name="final")
+
+
+def test_extremes(unit):
+    rng = np.random.default_rng(9)
+    big = 2 ** 26                      # the largest accumulator fixed_point accepts
+    samples = [
+        Sample(acc=np.zeros((6, 4, 4), np.int64), beta_in=BETA_ONE,          # all zeros
+               fixed=_fixed(rng, 6, "two", 4), relu=True, pool=2),
+        Sample(acc=np.full((6, 4, 4), big), beta_in=BETA_MAX,                 # all maximal
+               fixed=_fixed(rng, 6, "none", 16), relu=True, pool=0),
+        Sample(acc=np.full((6, 4, 4), -big - 1), beta_in=1,                   # all minimal
+               fixed=_fixed(rng, 6, "one", 16), relu=True, pool=0),
+        Sample(acc=rng.integers(-2 ** 20, 2 ** 20, (6, 4, 4)), beta_in=BETA_ONE,  # beta floor
+               fixed=_fixed(rng, 6, "one", 4, b_beta=-50.0), relu=True, pool=2),
+        Sample(acc=rng.integers(-2 ** 20, 2 ** 20, (6, 4, 4)), beta_in=BETA_ONE,  # beta cap
+               fixed=_fixed(rng, 6, "two", 4, b_beta=500.0), relu=True, pool=2),
+        Sample(acc=rng.integers(0, 2 ** 20, (6, 4, 4)), beta_in=BETA_ONE,     # 8-bit codes
+               fixed=_fixed(rng, 6, "none", 16, next_bits=8), relu=True, pool=0),
+    ]
+    results = _check(unit, samples, seed=9, stall=0.1, backpressure=0.1, name="extremes")
+    assert results[3]["betas"][0] == 1 and results[4]["betas"][0] == BETA_MAX
