@@ -41,7 +41,10 @@ class ArrayConfig:
         ``rows`` products can overflow; a narrower explicit width is refused.
     max_k, max_m:
         The largest ``K`` and ``M`` of a product that the accumulator buffer takes (it is
-        ``max_m`` deep and ``buffer_bits`` wide).
+        ``max_m`` deep and ``buffer_bits`` wide); ``max_m`` is also the most positions of a
+        sample that the rescale unit takes.
+    max_channels, max_hidden:
+        The most channels of a layer and hidden units of an adapter (the rescale unit).
 
     Derived values are properties. Build variants with ``config.replace(...)``: it derives
     ``frac_bits`` and ``acc_bits`` afresh unless they were given explicitly.
@@ -56,6 +59,8 @@ class ArrayConfig:
     acc_bits: int | None = None
     max_k: int = 4096
     max_m: int = 64
+    max_channels: int = 64
+    max_hidden: int = 16
     _derived: frozenset = field(default=frozenset(), init=False, repr=False, compare=False)
 
     def __post_init__(self):
@@ -83,6 +88,8 @@ class ArrayConfig:
                              f"use fewer w_bits or frac_bits")
         _check_int("max_k", self.max_k, 1, 1 << 20)
         _check_int("max_m", self.max_m, 1, 1 << 16)
+        _check_int("max_channels", self.max_channels, 1, 4096)
+        _check_int("max_hidden", self.max_hidden, 1, 4096 // self.max_channels)
         if self.buffer_bits > MAX_ACC_BITS:
             raise ValueError(f"buffer_bits would be {self.buffer_bits}, more than "
                              f"{MAX_ACC_BITS}: use a smaller max_k")

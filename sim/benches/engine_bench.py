@@ -21,6 +21,22 @@ from .common import CLOCK_NS, load_job, save_result, start_clock, within
 from .streams import StreamSink, StreamSource
 
 
+def pass_words(passes, rows, a_bits, w_bits):
+    """The words of ``passes`` for ``i_w``, ``i_a`` and ``i_pass``, and the ``M`` of every
+    final pass (the vectors it sends out)."""
+    words = ([], [], [])
+    finals = []
+    for p in passes:
+        words[0].extend(pack(row, w_bits) for row in p["weights"])
+        m = len(p["acts"])
+        words[1].extend(pack(a, a_bits) | (int(i == m - 1) << (rows * a_bits))
+                        for i, a in enumerate(p["acts"]))
+        words[2].append(p["shift"] | p["drop"] << 3 | p["first"] << 4 | p["final"] << 5)
+        if p["final"]:
+            finals.append(m)
+    return words, finals
+
+
 @cocotb.test()
 async def run_passes(dut):
     job = load_job()
@@ -33,16 +49,7 @@ async def run_passes(dut):
     await start_clock(dut)
     await RisingEdge(dut.clk)
 
-    words = ([], [], [])
-    finals = []
-    for p in job["passes"]:
-        words[0].extend(pack(row, w_bits) for row in p["weights"])
-        m = len(p["acts"])
-        words[1].extend(pack(a, a_bits) | (int(i == m - 1) << (rows * a_bits))
-                        for i, a in enumerate(p["acts"]))
-        words[2].append(p["shift"] | p["drop"] << 3 | p["first"] << 4 | p["final"] << 5)
-        if p["final"]:
-            finals.append(m)
+    words, finals = pass_words(job["passes"], rows, a_bits, w_bits)
 
     start = get_sim_time(unit="ns")
     for source, w in zip(sources, words):

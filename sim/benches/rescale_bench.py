@@ -19,6 +19,18 @@ from .streams import StreamSink, StreamSource
 VALUE_BITS, BETA_BITS = 64, 21
 
 
+def param_words(params):
+    """``i_param`` words of ``(address, value)`` pairs."""
+    return [(a & 0xFFFF) | ((v & 0xFFFFFFFF) << 16) for a, v in params]
+
+
+def unpack_outputs(words):
+    """``o_out`` words as values, betas and last flags."""
+    return {"values": [unpack_signed(w, VALUE_BITS, 1)[0] for w in words],
+            "betas": [(w >> VALUE_BITS) & ((1 << BETA_BITS) - 1) for w in words],
+            "lasts": [(w >> (VALUE_BITS + BETA_BITS)) & 1 for w in words]}
+
+
 @cocotb.test()
 async def run_samples(dut):
     job = load_job()
@@ -32,16 +44,12 @@ async def run_samples(dut):
     start = get_sim_time(unit="ns")
     results = []
     for sample in job["samples"]:
-        await params.send([(a & 0xFFFF) | ((v & 0xFFFFFFFF) << 16) for a, v in sample["params"]])
+        await params.send(param_words(sample["params"]))
         sending = cocotb.start_soon(accs.send([pack([x & ((1 << acc_bits) - 1) for x in vec],
                                                     acc_bits) for vec in sample["vectors"]]))
         budget = 20 * (len(sample["vectors"]) * lanes + sample["outputs"]) + 2000
         words = await within(outputs.receive(sample["outputs"]), budget, "rescale unit")
         await sending
-        results.append({
-            "values": [unpack_signed(w, VALUE_BITS, 1)[0] for w in words],
-            "betas": [(w >> VALUE_BITS) & ((1 << BETA_BITS) - 1) for w in words],
-            "lasts": [(w >> (VALUE_BITS + BETA_BITS)) & 1 for w in words],
-        })
+        results.append(unpack_outputs(words))
     cycles = round((get_sim_time(unit="ns") - start) / CLOCK_NS)
     save_result({"samples": results, "cycles": cycles})
