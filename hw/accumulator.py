@@ -70,7 +70,7 @@ class AccumulatorBuffer(wiring.Component):
         m = Module()
         width = cfg.buffer_bits
         m.submodules.mem = mem = memory.Memory(
-            shape=data.ArrayLayout(signed(width), cfg.cols), depth=cfg.max_m, init=[])
+            shape=data.ArrayLayout(signed(width), cfg.cols), depth=max(cfg.max_m, 2), init=[])
         rd = mem.read_port(domain="comb")
         wr = mem.write_port()
         addr = Signal(range(max(cfg.max_m, 2)))

@@ -142,7 +142,8 @@ class RescaleUnit(wiring.Component):
         lanes, max_c, max_p, max_h = self._lanes, self._max_c, self._max_p, self._max_h
 
         def mem(name, shape, depth):
-            m.submodules[name] = mm = memory.Memory(shape=shape, depth=depth, init=[])
+            # Two entries at least: one entry has a 0-bit address, an illegal [-1:0] in Verilog.
+            m.submodules[name] = mm = memory.Memory(shape=shape, depth=max(depth, 2), init=[])
             return mm.read_port(domain="comb"), mm.write_port()
 
         m_rd, m_wr = mem("mem_m", signed(32), max_c)

@@ -1,0 +1,55 @@
+# amaranth: UnusedElaboratable=no
+"""Whole networks on the layer engine in Verilator: every layer's codes, every beta and the
+last layer's outputs identical to the golden model, with random stalls and backpressure on
+every stream."""
+
+import numpy as np
+import pytest
+
+from gen.sizing import check_fits, config_for_bundle
+from sim.golden import run_network
+from sim.network_sim import NetworkSim
+
+from .bundles import random_bundle
+
+
+def _assert_identical(bundle, codes, run):
+    golden = run_network(bundle, codes)
+    for i, layer in enumerate(golden.layers[:-1]):
+        np.testing.assert_array_equal(run.outputs[i], layer.codes, err_msg=layer.name)
+        np.testing.assert_array_equal(run.betas[i], layer.beta, err_msg=layer.name)
+    np.testing.assert_array_equal(run.outputs[-1], golden.logits)
+
+
+@pytest.mark.parametrize("name, kwargs, rows, cols, stall", [
+    ("post4 8-12 channels on 4x4", dict(seed=0, c1=8, c2=12), 4, 4, 0.25),
+    ("post3 4-6 channels on 3x5", dict(seed=1, c1=4, c2=6, w_bits=3, a_bits=3, classes=7),
+     3, 5, 0.4),
+])
+def test_network_identical_to_golden(name, kwargs, rows, cols, stall, build_root):
+    bundle = random_bundle(**kwargs)
+    sim = NetworkSim(config_for_bundle(bundle, rows=rows, cols=cols), build_root)
+    codes = np.random.default_rng(kwargs["seed"]).integers(0, 256, (3, 1, 8, 8))
+    run = sim.run(bundle, codes, seed=kwargs["seed"], stall=stall, backpressure=stall)
+    _assert_identical(bundle, codes, run)
+    assert all(c > 0 for layer in run.cycles for c in layer)
+
+
+def test_sizing_follows_the_bundle():
+    bundle = random_bundle(c1=8, c2=12)
+    cfg = config_for_bundle(bundle, rows=4, cols=4)
+    assert (cfg.w_format, cfg.w_bits, cfg.frac_bits, cfg.a_bits) == ("post", 4, 10, 8)
+    assert (cfg.max_k, cfg.max_m, cfg.max_channels, cfg.max_hidden) == (192, 64, 12, 2)
+
+
+def test_a_bundle_that_does_not_fit_is_refused():
+    bundle = random_bundle(c1=8, c2=12)
+    small = config_for_bundle(bundle).replace(max_channels=8)
+    with pytest.raises(ValueError, match=r"^the bundle needs max_channels=12, the array has "
+                                         r"max_channels=8$"):
+        check_fits(bundle, small)
+    other = config_for_bundle(bundle).replace(w_bits=3)
+    with pytest.raises(ValueError, match=r"^layer 'conv2' has 4-bit post weights with "
+                                         r"frac_bits=10; the array is built for 3-bit post "
+                                         r"with frac_bits=10$"):
+        check_fits(bundle, other)
