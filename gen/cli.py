@@ -69,6 +69,61 @@ def _cmd_selfcheck(args):
     return selfcheck(_config(args), out=args.out, seed=args.seed, stall=args.stall)
 
 
+def _cmd_train(args):
+    import time
+
+    import torch
+
+    from export.train import Recipe, save_checkpoint, train
+
+    torch.set_num_threads(1)
+    recipe = Recipe(bits=args.bits, weight_method=args.weights, act_method=args.acts,
+                    seed=args.seed, float_epochs=args.float_epochs, epochs=args.epochs).check()
+    print(f"asqgen train: {recipe.describe()}, seed {recipe.seed}, {recipe.float_epochs} float "
+          f"+ {recipe.epochs} QAT epochs", flush=True)
+    start = time.perf_counter()
+    model, info = train(recipe, log=lambda line: print("  " + line, flush=True), progress=True)
+    npz, js = save_checkpoint(model, info, args.out)
+    print(f"  test accuracy {100 * info['test_accuracy']:.2f}% (float "
+          f"{100 * info['float_test_accuracy']:.2f}%) in {time.perf_counter() - start:.1f} s; "
+          f"wrote {npz} and {js}")
+    return 0
+
+
+def _cmd_methods(args):
+    import torch
+
+    from export.methods import compare, markdown, write
+
+    torch.set_num_threads(1)
+    seeds = list(range(args.seed, args.seed + args.seeds))
+    print(f"asqgen methods: {len(seeds)} seeds, {' and '.join(map(str, args.bits))} bits, "
+          f"{args.float_epochs} float + {args.epochs} QAT epochs, {args.jobs} worker(s)",
+          flush=True)
+    result = compare(seeds=seeds, bits=args.bits, float_epochs=args.float_epochs,
+                     epochs=args.epochs, jobs=args.jobs,
+                     log=lambda line: print("  " + line, flush=True))
+    md, js = write(result, args.out)
+    print()
+    print(markdown(result))
+    print(f"asqgen methods: {result['seconds']:.0f} s; wrote {md} and {js}")
+    return 0
+
+
+def _positive(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _count(text):
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, not {value}")
+    return value
+
+
 def build_parser():
     parser = _Parser(prog="asqgen", description=__doc__.split("\n")[0])
     parser.add_argument("--version", action="version", version=f"asqgen {__version__}")
@@ -87,6 +142,35 @@ def build_parser():
     p.add_argument("--stall", type=float, default=0.3,
                    help="probability of an idle clock on each input and output (%(default)s)")
     p.set_defaults(func=_cmd_selfcheck)
+
+    p = sub.add_parser("train", help="quantization-aware training of the digits network; "
+                                     "writes a checkpoint (model.npz + model.json)")
+    p.add_argument("--bits", type=int, choices=(2, 3, 4, 8), default=4,
+                   help="weight and activation bits of the middle layers (%(default)s)")
+    p.add_argument("--weights", choices=("lsq", "pot", "post"), default="post",
+                   help="weight method of the middle layers (%(default)s)")
+    p.add_argument("--acts", choices=("lsq", "asq"), default="asq",
+                   help="activation method of the middle layers (%(default)s)")
+    p.add_argument("--epochs", type=_count, default=15, help="QAT epochs (%(default)s)")
+    p.add_argument("--float-epochs", type=_count, default=15,
+                   help="float pretraining epochs (%(default)s)")
+    p.add_argument("--seed", type=_count, default=1, help="random seed (%(default)s)")
+    p.add_argument("--out", default="out/train", help="output folder (%(default)s)")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("methods", help="compare float, LSQ, LSQ+POT, LSQ+POST, ASQ and ASQ+POST "
+                                       "on the digits over several seeds")
+    p.add_argument("--bits", type=int, choices=(2, 3, 4, 8), nargs="+", default=[4, 3],
+                   help="widths to compare (%(default)s)")
+    p.add_argument("--seeds", type=_positive, default=10, help="number of seeds (%(default)s)")
+    p.add_argument("--seed", type=_count, default=1, help="first seed (%(default)s)")
+    p.add_argument("--epochs", type=_count, default=15, help="QAT epochs (%(default)s)")
+    p.add_argument("--float-epochs", type=_count, default=15,
+                   help="float pretraining epochs (%(default)s)")
+    p.add_argument("--jobs", type=_positive, default=2,
+                   help="worker processes, one torch thread each (%(default)s)")
+    p.add_argument("--out", default="out/methods", help="output folder (%(default)s)")
+    p.set_defaults(func=_cmd_methods)
     return parser
 
 
