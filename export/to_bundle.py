@@ -156,8 +156,11 @@ def export_bundle(model, *, input_shape, reference_images=None, meta=None):
             layers[-1].adapter = adapter
         scale, bias, relu, pool = _following(path, mod, rest, kind)
         in_shape = shape if kind == "conv2d" else (int(np.prod(shape)),)
+        # Module paths of a plain Sequential are numbers: name those layers by kind instead.
+        name = path if not path.replace(".", "").isdigit() else \
+            f"{'conv' if kind == 'conv2d' else 'fc'}{i + 1}"
         layer = Layer(
-            name=path, kind=kind, in_shape=in_shape,
+            name=name, kind=kind, in_shape=in_shape,
             out_channels=codes.shape[0], kernel=codes.shape[2] if kind == "conv2d" else 1,
             stride=mod.stride[0] if kind == "conv2d" else 1,
             padding=mod.padding[0] if kind == "conv2d" else 0,

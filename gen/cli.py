@@ -6,7 +6,9 @@ self-check finds a mismatch); never a traceback.
 """
 
 import argparse
+import json
 import sys
+from pathlib import Path
 
 from . import __version__, numerics
 from .config import ArrayConfig
@@ -84,10 +86,72 @@ def _cmd_train(args):
     start = time.perf_counter()
     model, info = train(recipe, log=lambda line: print("  " + line, flush=True), progress=True)
     npz, js = save_checkpoint(model, info, args.out)
+    bundle = _save_bundle(model, info, Path(args.out) / "bundle")
     print(f"  test accuracy {100 * info['test_accuracy']:.2f}% (float "
           f"{100 * info['float_test_accuracy']:.2f}%) in {time.perf_counter() - start:.1f} s; "
-          f"wrote {npz} and {js}")
+          f"wrote {npz}, {js} and {bundle}")
     return 0
+
+
+def _save_bundle(model, info, folder):
+    from export.digits_bundle import digits_bundle
+    from gen.bundle import save
+
+    return save(digits_bundle(model, info), folder)
+
+
+def _cmd_export(args):
+    from export.train import load_checkpoint
+
+    model, info = load_checkpoint(args.checkpoint)
+    folder = _save_bundle(model, info, args.out)
+    print(f"asqgen export: {args.checkpoint} -> {folder}")
+    return 0
+
+
+def _write_json(path, obj):
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(obj, indent=2) + "\n")
+        print(f"  wrote {path}")
+
+
+def _cmd_compare(args):
+    import torch
+
+    from export import digits
+    from export.to_bundle import torch_trace
+    from export.train import load_checkpoint
+    from gen.bundle import load
+    from sim.compare import compare, format_report
+
+    torch.set_num_threads(1)
+    model, _ = load_checkpoint(args.checkpoint)
+    bundle = load(args.bundle or Path(args.checkpoint) / "bundle")
+    images, labels = digits.tensors("test")
+    trace = torch_trace(model, images)
+    report = compare(bundle, trace["codes"], trace["logits"], labels.numpy())
+    print(f"asqgen compare: golden model vs PyTorch on the {report['images']} test images")
+    for line in format_report(report):
+        print("  " + line)
+    _write_json(args.json, report)
+    return 0
+
+
+def _cmd_sim(args):
+    from gen.bundle import load
+    from gen.sizing import config_for_bundle
+    from sim.report import format_sim_report, simulate
+
+    bundle = load(args.bundle)
+    config = config_for_bundle(bundle, rows=args.rows, cols=args.cols)
+    print(f"asqgen sim: {args.bundle}, {args.images} test images on Verilator", flush=True)
+    report = simulate(bundle, images=args.images, config=config, root=args.out, seed=args.seed,
+                      stall=args.stall)
+    for line in format_sim_report(report):
+        print(line)
+    _write_json(args.json, report)
+    return 0 if report["identical"] else 1
 
 
 def _cmd_methods(args):
@@ -122,6 +186,12 @@ def _count(text):
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be at least 0, not {value}")
     return value
+
+
+def _default_model():
+    from export.digits_bundle import DEFAULT_MODEL
+
+    return DEFAULT_MODEL
 
 
 def build_parser():
@@ -171,6 +241,36 @@ def build_parser():
                    help="worker processes, one torch thread each (%(default)s)")
     p.add_argument("--out", default="out/methods", help="output folder (%(default)s)")
     p.set_defaults(func=_cmd_methods)
+
+    default_model = _default_model()
+    p = sub.add_parser("export", help="write the bundle of a trained checkpoint")
+    p.add_argument("--checkpoint", default=str(default_model),
+                   help="checkpoint folder (model.npz + model.json) (%(default)s)")
+    p.add_argument("--out", default="out/bundle", help="bundle folder (%(default)s)")
+    p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("compare", help="the golden model against PyTorch's fake-quantized "
+                                       "model on the test split, layer by layer")
+    p.add_argument("--checkpoint", default=str(default_model),
+                   help="checkpoint folder (%(default)s)")
+    p.add_argument("--bundle", default=None, help="bundle folder (default: the checkpoint's)")
+    p.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    p.set_defaults(func=_cmd_compare)
+
+    p = sub.add_parser("sim", help="run a bundle on the generated hardware in Verilator and "
+                                   "compare every layer with the golden model and PyTorch")
+    p.add_argument("--bundle", default=str(default_model / "bundle"),
+                   help="bundle folder (%(default)s)")
+    p.add_argument("--images", type=_positive, default=100,
+                   help="test images to run (%(default)s)")
+    p.add_argument("--rows", type=int, default=8, help="PE rows (%(default)s)")
+    p.add_argument("--cols", type=int, default=8, help="PE columns (%(default)s)")
+    p.add_argument("--stall", type=float, default=0.0,
+                   help="probability of an idle clock on every input and output (%(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the stalls (%(default)s)")
+    p.add_argument("--out", default="out/sim", help="build folder (%(default)s)")
+    p.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    p.set_defaults(func=_cmd_sim)
     return parser
 
 

@@ -1,0 +1,103 @@
+"""``asqgen sim``: a bundle on the generated hardware in Verilator, against the golden model and
+PyTorch. Needs no PyTorch: PyTorch's outputs come from the bundle's reference data."""
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from gen.rescale import Z
+from gen.sizing import check_fits, config_for_bundle
+
+from .compare import first_difference
+from .golden import run_network
+from .network_sim import NetworkSim
+
+__all__ = ["simulate", "format_sim_report"]
+
+
+def _ideal_cycles(layer, config):
+    """``M * K * N / (rows * cols)``: the clocks of a fully used array for one sample."""
+    m = int(np.prod(layer.conv_shape[1:])) if layer.kind == "conv2d" else 1
+    return m * layer.k * layer.out_channels / (config.rows * config.cols)
+
+
+def simulate(bundle, *, images, config=None, root="build/sim", seed=0, stall=0.0):
+    """Run the first ``images`` reference images of ``bundle`` on the RTL; return the report."""
+    ref = bundle.reference
+    if "images" not in ref or "labels" not in ref or "logits" not in ref:
+        raise ValueError("the bundle has no reference images, labels and PyTorch logits "
+                         "(export it with asqgen train or asqgen export)")
+    available = len(ref["images"])
+    if not 1 <= images <= available:
+        raise ValueError(f"--images must be from 1 to {available} (the bundle's reference "
+                         f"images), not {images}")
+    config = config or config_for_bundle(bundle)
+    check_fits(bundle, config)
+    codes = bundle.quantize_input(ref["images"][:images])
+    labels = np.asarray(ref["labels"][:images])
+    t0 = time.monotonic()
+    sim = NetworkSim(config, root)
+    build_s = time.monotonic() - t0
+    golden = run_network(bundle, codes)
+    t0 = time.monotonic()
+    run = sim.run(bundle, codes, seed=seed, stall=stall, backpressure=stall)
+    sim_s = time.monotonic() - t0
+
+    layers, first = [], None
+    for i, layer in enumerate(bundle.layers):
+        want = golden.logits if i == len(bundle.layers) - 1 else golden.layers[i].codes
+        got = run.outputs[i]
+        where = first_difference(got, want)
+        if where is not None and first is None:
+            first = {"layer": layer.name, "index": list(where), "rtl": int(got[where]),
+                     "golden": int(want[where])}
+        cycles = float(np.mean(run.cycles[i]))
+        ideal = _ideal_cycles(layer, config)
+        layers.append({"layer": layer.name, "values": int(got.size),
+                       "identical": bool(where is None),
+                       "cycles_per_image": cycles, "ideal_cycles": ideal,
+                       "utilisation": ideal / cycles})
+    rtl_pred = (run.outputs[-1] * 2.0 ** -Z).argmax(1)
+    golden_pred = golden.predictions
+    torch_pred = np.asarray(ref["logits"][:images]).argmax(1)
+    total_cycles = sum(sum(c) for c in run.cycles)
+    return {
+        "images": images, "config": config.as_dict(), "verilog": str(sim.verilog),
+        "identical": first is None, "first_difference": first, "layers": layers,
+        "accuracy": {"rtl": float((rtl_pred == labels).mean()),
+                     "golden": float((golden_pred == labels).mean()),
+                     "pytorch": float((torch_pred == labels).mean())},
+        "top1_agreement_rtl_pytorch": float((rtl_pred == torch_pred).mean()),
+        "cycles_per_image": total_cycles / images,
+        "simulated_cycles_per_second": total_cycles / sim_s,
+        "build_seconds": build_s, "simulation_seconds": sim_s,
+    }
+
+
+def format_sim_report(r):
+    cfg = r["config"]
+    lines = [f"  array      {cfg['rows']}x{cfg['cols']} {cfg['w_format']}{cfg['w_bits']}, "
+             f"{cfg['a_bits']}-bit activations; {r['verilog']}",
+             f"  {'layer':<12} {'values':>8} {'RTL = golden':>13} {'cycles/image':>13} "
+             f"{'ideal':>8} {'utilisation':>12}"]
+    for x in r["layers"]:
+        lines.append(f"  {x['layer']:<12} {x['values']:>8} {'yes' if x['identical'] else 'NO':>13} "
+                     f"{x['cycles_per_image']:>13.0f} {x['ideal_cycles']:>8.0f} "
+                     f"{x['utilisation']:>12.1%}")
+    if r["first_difference"]:
+        f = r["first_difference"]
+        lines.append(f"  first divergence: layer {f['layer']!r} at (image, channel, row, col) "
+                     f"{tuple(f['index'])}: RTL {f['rtl']}, golden {f['golden']}")
+    a = r["accuracy"]
+    lines += [
+        f"  accuracy   RTL {a['rtl']:.2%}, golden {a['golden']:.2%}, PyTorch {a['pytorch']:.2%} "
+        f"on {r['images']} test images; RTL/PyTorch top-1 agreement "
+        f"{r['top1_agreement_rtl_pytorch']:.2%}",
+        f"  speed      {r['cycles_per_image']:.0f} cycles per image; "
+        f"{r['simulated_cycles_per_second']:.0f} simulated cycles/s; build "
+        f"{r['build_seconds']:.1f} s, simulation {r['simulation_seconds']:.1f} s",
+        "PASS: every layer of the RTL equals the golden model" if r["identical"] else
+        "FAIL: the RTL differs from the golden model",
+    ]
+    return lines
