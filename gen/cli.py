@@ -29,11 +29,12 @@ def _add_array_options(p):
     g.add_argument("--rows", type=int, default=d.rows, help="PE rows (K per tile) (%(default)s)")
     g.add_argument("--cols", type=int, default=d.cols, help="PE columns (N per tile) "
                    "(%(default)s)")
-    g.add_argument("--a-bits", type=int, default=d.a_bits,
-                   help="activation code width (%(default)s)")
-    g.add_argument("--w-bits", type=int, default=d.w_bits, help="weight code width (%(default)s)")
-    g.add_argument("--w-format", choices=numerics.WEIGHT_FORMATS, default=d.w_format,
-                   help="weight format (%(default)s)")
+    g.add_argument("--a-bits", type=int, default=None,
+                   help=f"activation code width (default {d.a_bits})")
+    g.add_argument("--w-bits", type=int, default=None,
+                   help=f"weight code width (default {d.w_bits})")
+    g.add_argument("--w-format", choices=numerics.WEIGHT_FORMATS, default=None,
+                   help=f"weight format (default {d.w_format})")
     g.add_argument("--frac-bits", type=int, default=None,
                    help="fractional bits F of products and accumulators (default: a post table "
                         "with 8 fractional bits; the exact minimum for pot and int)")
@@ -41,9 +42,25 @@ def _add_array_options(p):
                    help="accumulator width (default: the smallest that cannot overflow)")
 
 
+_SIZED = ("a_bits", "w_bits", "w_format", "frac_bits", "acc_bits")
+
+
 def _config(args):
-    return ArrayConfig(rows=args.rows, cols=args.cols, a_bits=args.a_bits, w_bits=args.w_bits,
-                       w_format=args.w_format, frac_bits=args.frac_bits, acc_bits=args.acc_bits)
+    """The configuration of the options; unset ones take ``ArrayConfig``'s defaults."""
+    given = {k: getattr(args, k) for k in _SIZED if getattr(args, k) is not None}
+    return ArrayConfig(rows=args.rows, cols=args.cols, **given)
+
+
+def _bundle_config(args, bundle):
+    """Sized for ``bundle``; options given explicitly must still fit it."""
+    from .sizing import check_fits, config_for_bundle
+
+    config = config_for_bundle(bundle, rows=args.rows, cols=args.cols)
+    given = {k: getattr(args, k) for k in _SIZED if getattr(args, k) is not None}
+    if given:
+        config = config.replace(**given)
+        check_fits(bundle, config)
+    return config
 
 
 def _describe(cfg):
@@ -55,8 +72,20 @@ def _describe(cfg):
 
 
 def _cmd_verilog(args):
-    from .verilog import generate_array
+    from .verilog import generate_accelerator, generate_array
 
+    if args.bundle:
+        from .bundle import load
+
+        bundle = load(args.bundle)
+        cfg = _bundle_config(args, bundle)
+        manifest = generate_accelerator(cfg, args.out, bundle=bundle)
+        print(f"asqgen verilog: the layer engine for {args.bundle}: {_describe(cfg)}, "
+              f"K up to {cfg.max_k}, {cfg.max_m} positions and {cfg.max_channels} channels "
+              f"per sample")
+        print(f"  wrote {args.out}/{manifest['verilog']} and {args.out}/manifest.json "
+              f"({len(manifest['ports'])} ports)")
+        return 0
     cfg = _config(args)
     manifest = generate_array(cfg, args.out)
     print(f"asqgen verilog: {_describe(cfg)}")
@@ -148,9 +177,11 @@ def _cmd_sim(args):
     print(f"asqgen sim: {args.bundle}, {args.images} test images on Verilator", flush=True)
     report = simulate(bundle, images=args.images, config=config, root=args.out, seed=args.seed,
                       stall=args.stall)
-    for line in format_sim_report(report):
+    lines = format_sim_report(report)
+    for line in lines[:-1]:
         print(line)
     _write_json(args.json, report)
+    print(lines[-1])                                   # the verdict comes last
     return 0 if report["identical"] else 1
 
 
@@ -199,8 +230,12 @@ def build_parser():
     parser.add_argument("--version", action="version", version=f"asqgen {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    p = sub.add_parser("verilog", help="generate the Verilog and the manifest of an array")
+    p = sub.add_parser("verilog", help="generate the Verilog and the manifest of an array, or "
+                                       "of the layer engine for a bundle")
     _add_array_options(p)
+    p.add_argument("--bundle", default=None,
+                   help="size the layer engine (array, accumulator buffer, rescale unit) for "
+                        "this bundle; without it, the bare systolic array")
     p.add_argument("--out", default="out/verilog", help="output folder (%(default)s)")
     p.set_defaults(func=_cmd_verilog)
 

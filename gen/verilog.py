@@ -10,7 +10,8 @@ from amaranth.lib import wiring
 from hw.multiplier import StandaloneMultiplier
 from hw.systolic_array import SystolicArray
 
-__all__ = ["MANIFEST_FORMAT", "ports", "write_verilog", "generate_array", "generate_multiplier"]
+__all__ = ["MANIFEST_FORMAT", "ports", "write_verilog", "generate_array", "generate_accelerator",
+           "generate_multiplier"]
 
 MANIFEST_FORMAT = 1
 
@@ -41,20 +42,48 @@ def write_verilog(component, out_dir, name, *, clocked):
     return path, (clock if clocked else []) + ports(component)
 
 
+def _write_manifest(out_dir, manifest):
+    (Path(out_dir) / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def _header(config, name, path):
+    from . import __version__
+
+    return {"format": MANIFEST_FORMAT, "generator": f"asqgen {__version__}", "top": name,
+            "verilog": path.name, "config": config.as_dict()}
+
+
+def generate_accelerator(config, out_dir, *, bundle=None, name="asq_accel"):
+    """Write the layer engine (``hw.accelerator``) of ``config`` and its manifest into
+    ``out_dir``; with ``bundle``, the manifest lists its layers and their passes' shapes."""
+    from hw.accelerator import Accelerator
+    from hw.rescale_unit import CONTROL
+
+    path, port_list = write_verilog(Accelerator(config=config), out_dir, name, clocked=True)
+    manifest = _header(config, name, path)
+    manifest["derived"] = {"acc_bits": config.acc_bits, "buffer_bits": config.buffer_bits,
+                           "table_frac_bits": config.table_frac_bits,
+                           "latency": config.latency}
+    manifest["rescale_registers"] = {"regions": ["m", "sh", "bias", "w1", "b1", "wb",
+                                                 "control"], "control": list(CONTROL)}
+    if bundle is not None:
+        manifest["layers"] = [{"name": l.name, "kind": l.kind, "k": l.k,
+                               "n": l.out_channels, "w_format": l.w_format,
+                               "w_bits": l.w_bits, "out_shape": list(l.out_shape)}
+                              for l in bundle.layers]
+    manifest["ports"] = port_list
+    return _write_manifest(out_dir, manifest)
+
+
 def generate_array(config, out_dir, *, name="asq_array"):
     """Write ``name.v`` and ``manifest.json`` for ``config`` into ``out_dir``; return the
     manifest (a dict)."""
-    from . import __version__
-
     top = SystolicArray(config=config)
     path, port_list = write_verilog(top, out_dir, name, clocked=True)
     fmt = config.product_format
     manifest = {
-        "format": MANIFEST_FORMAT,
-        "generator": f"asqgen {__version__}",
-        "top": name,
-        "verilog": path.name,
-        "config": config.as_dict(),
+        **_header(config, name, path),
         "derived": {
             "magnitude_bits": config.magnitude_bits,
             "psum_bits": [config.psum_bits(r) for r in range(config.rows)],
@@ -74,8 +103,7 @@ def generate_array(config, out_dir, *, name="asq_array"):
         },
         "ports": port_list,
     }
-    (Path(out_dir) / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-    return manifest
+    return _write_manifest(out_dir, manifest)
 
 
 def generate_multiplier(fmt, out_dir, *, name="asq_multiplier"):

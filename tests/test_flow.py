@@ -1,0 +1,81 @@
+# amaranth: UnusedElaboratable=no
+"""The whole flow on the default model that ships in the repository: export, the golden model
+against PyTorch, and the default bundle on the RTL (20 test images, stalls on every stream)."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from export.digits_bundle import DEFAULT_BUNDLE, DEFAULT_MODEL
+from gen import bundle as B
+from gen.cli import main
+
+
+def test_export_recreates_the_committed_bundle(tmp_path):
+    assert main(["export", "--checkpoint", str(DEFAULT_MODEL), "--out", str(tmp_path)]) == 0
+    ours, committed = B.load(tmp_path), B.load(DEFAULT_BUNDLE)
+    for a, b in zip(ours.layers, committed.layers):
+        assert a.name == b.name and np.array_equal(a.weight, b.weight)
+        for k, v in a.fixed.arrays().items():
+            assert np.array_equal(v, b.fixed.arrays()[k]), (a.name, k)
+    for k, v in committed.reference.items():
+        np.testing.assert_array_equal(ours.reference[k], v)
+
+
+def test_golden_follows_pytorch(tmp_path, capsys):
+    out = tmp_path / "compare.json"
+    assert main(["compare", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["images"] == 360
+    assert report["top1_agreement"] >= 0.99
+    assert abs(report["golden_accuracy"] - report["torch_accuracy"]) <= 0.005
+    assert all(layer["identical"] > 0.98 for layer in report["layers"])
+    assert "top-1 agreement" in capsys.readouterr().out
+
+
+def test_default_bundle_on_the_rtl_with_stalls(tmp_path, build_root, capsys):
+    out = tmp_path / "sim.json"
+    code = main(["sim", "--images", "20", "--stall", "0.2", "--seed", "3", "--out",
+                 str(build_root), "--json", str(out)])
+    report = json.loads(out.read_text())
+    assert code == 0 and report["identical"] and report["first_difference"] is None
+    assert [layer["identical"] for layer in report["layers"]] == [True] * 4
+    assert report["accuracy"]["rtl"] == report["accuracy"]["golden"]
+    assert capsys.readouterr().out.rstrip().endswith("PASS: every layer of the RTL equals the "
+                                                     "golden model")
+
+
+def _asqgen(*args):
+    return subprocess.run([sys.executable, "-m", "gen.cli", *args], capture_output=True,
+                          text=True)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["sim", "--bundle", "/nonexistent"], "asqgen: error: /nonexistent: no such bundle folder"),
+    (["sim", "--images", "0"], "asqgen sim: error: argument --images: must be at least 1, "
+                               "not 0"),
+    (["sim", "--images", "361"], "asqgen: error: --images must be from 1 to 360 (the bundle's "
+                                 "reference images), not 361"),
+    (["compare", "--checkpoint", "/nonexistent"], "asqgen: error: /nonexistent/model.json: "
+                                                  "missing checkpoint file"),
+    (["verilog", "--bundle", str(DEFAULT_BUNDLE), "--w-bits", "3"],
+     "asqgen: error: layer 'conv2' has 4-bit post weights with frac_bits=10; the array is "
+     "built for 3-bit post with frac_bits=10"),
+])
+def test_bad_input_is_one_line(args, message):
+    result = _asqgen(*args)
+    assert result.returncode == 2
+    assert result.stderr == message + "\n"
+
+
+def test_corrupt_bundle_is_one_line(tmp_path):
+    folder = tmp_path / "bundle"
+    folder.mkdir()
+    (folder / "manifest.json").write_text(json.dumps({"kind": "asqgen-bundle", "format": 1}))
+    (folder / "arrays.npz").write_bytes(b"PK\x03\x04 truncated")
+    result = _asqgen("sim", "--bundle", str(folder))
+    assert result.returncode == 2
+    assert result.stderr.startswith("asqgen: error: ") and result.stderr.count("\n") == 1
