@@ -42,6 +42,11 @@ def config_for_bundle(bundle, *, rows=8, cols=8):
 
 def check_fits(bundle, config):
     """Raise ``ValueError`` saying what does not fit when ``config`` cannot run ``bundle``."""
+    for layer in bundle.layers:
+        if layer.adapter is not None and layer.adapter["input"] != "channels":
+            raise ValueError(f"the input of the layer after {layer.name!r} is an ASQ adapter on "
+                             f"a vector (a linear layer's input), which the hardware does not "
+                             f"run: use LSQ there")
     fmt = _array_format(bundle)
     if fmt and fmt != (config.w_format, config.w_bits, config.frac_bits):
         name = next(l.name for l in bundle.layers if l.w_format != "int")
