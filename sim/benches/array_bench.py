@@ -10,14 +10,9 @@ Result: ``{"results": [[[acc] * cols] * M per tile], "lasts_ok": bool, "cycles":
 The weight and activation streams run concurrently; the array's own sequencing orders them.
 """
 
-import random
-
 import cocotb
-from cocotb.triggers import RisingEdge
-from cocotb.utils import get_sim_time
 
-from .common import CLOCK_NS, load_job, save_result, start_clock, within
-from .streams import StreamSink, StreamSource
+from .common import Bench, save_result, within
 
 
 def pack(values, bits):
@@ -37,15 +32,11 @@ def unpack_signed(word, bits, count):
 
 @cocotb.test()
 async def run_tiles(dut):
-    job = load_job()
+    tb = Bench(dut, sources=("i_w", "i_a"), sinks=("o_r",))
+    job = tb.job
     rows, cols, a_bits, w_bits, acc_bits = (job[k] for k in
                                             ("rows", "cols", "a_bits", "w_bits", "acc_bits"))
-    rng = random.Random(job["seed"])
-    weights = StreamSource(dut, "i_w", dut.clk, rng, job["stall"])
-    acts = StreamSource(dut, "i_a", dut.clk, rng, job["stall"])
-    results = StreamSink(dut, "o_r", dut.clk, rng, job["backpressure"])
-    await start_clock(dut)
-    await RisingEdge(dut.clk)
+    await tb.start()
 
     w_words, a_words, count = [], [], 0
     for tile in job["tiles"]:
@@ -55,12 +46,12 @@ async def run_tiles(dut):
                     for i, a in enumerate(tile["acts"])]
         count += m
 
-    start = get_sim_time(unit="ns")
-    cocotb.start_soon(weights.send(w_words))
-    cocotb.start_soon(acts.send(a_words))
+    start = tb.clocks()
+    cocotb.start_soon(tb.sources["i_w"].send(w_words))
+    cocotb.start_soon(tb.sources["i_a"].send(a_words))
     budget = 20 * (len(w_words) + len(a_words) + count) + 100 * len(job["tiles"]) + 1000
-    words = await within(results.receive(count), budget, "systolic array")
-    cycles = round((get_sim_time(unit="ns") - start) / CLOCK_NS)
+    words = await within(tb.sinks["o_r"].receive(count), budget, "systolic array")
+    cycles = tb.clocks() - start
 
     out, lasts_ok, i = [], True, 0
     for tile in job["tiles"]:

@@ -1,12 +1,16 @@
-"""What every bench shares: the job and result files, the clock and the reset."""
+"""What every bench shares: the job and result files, the clock and the reset, and ``Bench``."""
 
 import json
 import os
+import random
 
 from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles
+from cocotb.triggers import ClockCycles, RisingEdge
+from cocotb.utils import get_sim_time
 
-__all__ = ["load_job", "save_result", "start_clock", "CLOCK_NS"]
+from .streams import StreamSink, StreamSource
+
+__all__ = ["load_job", "save_result", "start_clock", "within", "Bench", "CLOCK_NS"]
 
 CLOCK_NS = 10
 
@@ -38,3 +42,28 @@ async def within(coro, clocks, what):
         return await with_timeout(coro, clocks * CLOCK_NS, "ns")
     except SimTimeoutError:
         raise AssertionError(f"{what}: no result after {clocks} clocks") from None
+
+
+class Bench:
+    """One job's test bench: the job, a generator seeded by it, a ``StreamSource`` per input
+    stream (idling with the job's ``stall``) and a ``StreamSink`` per output stream (with its
+    ``backpressure``), all driven from ``dut.clk``."""
+
+    def __init__(self, dut, *, sources=(), sinks=()):
+        self.dut = dut
+        self.job = load_job()
+        self.rng = random.Random(self.job["seed"])
+        self.sources = {name: StreamSource(dut, name, dut.clk, self.rng, self.job["stall"])
+                        for name in sources}
+        self.sinks = {name: StreamSink(dut, name, dut.clk, self.rng, self.job["backpressure"])
+                      for name in sinks}
+
+    async def start(self):
+        """Clock, reset, and one clock more."""
+        await start_clock(self.dut)
+        await RisingEdge(self.dut.clk)
+
+    @staticmethod
+    def clocks():
+        """The simulation time in clocks."""
+        return round(get_sim_time(unit="ns") / CLOCK_NS)

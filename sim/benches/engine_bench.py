@@ -10,15 +10,10 @@ Job::
 Result: ``{"sums": [[[acc] * cols] * M per final pass], "lasts_ok": bool, "cycles": int}``.
 """
 
-import random
-
 import cocotb
-from cocotb.triggers import RisingEdge
-from cocotb.utils import get_sim_time
 
 from .array_bench import pack, unpack_signed
-from .common import CLOCK_NS, load_job, save_result, start_clock, within
-from .streams import StreamSink, StreamSource
+from .common import Bench, save_result, within
 
 
 def pass_words(passes, rows, a_bits, w_bits):
@@ -39,24 +34,20 @@ def pass_words(passes, rows, a_bits, w_bits):
 
 @cocotb.test()
 async def run_passes(dut):
-    job = load_job()
+    tb = Bench(dut, sources=("i_w", "i_a", "i_pass"), sinks=("o_acc",))
+    job = tb.job
     rows, cols, a_bits, w_bits, bits = (job[k] for k in
                                         ("rows", "cols", "a_bits", "w_bits", "buffer_bits"))
-    rng = random.Random(job["seed"])
-    sources = [StreamSource(dut, name, dut.clk, rng, job["stall"])
-               for name in ("i_w", "i_a", "i_pass")]
-    sums = StreamSink(dut, "o_acc", dut.clk, rng, job["backpressure"])
-    await start_clock(dut)
-    await RisingEdge(dut.clk)
+    await tb.start()
 
     words, finals = pass_words(job["passes"], rows, a_bits, w_bits)
 
-    start = get_sim_time(unit="ns")
-    for source, w in zip(sources, words):
+    start = tb.clocks()
+    for source, w in zip(tb.sources.values(), words):
         cocotb.start_soon(source.send(w))
     budget = 20 * (len(words[0]) + len(words[1]) + sum(finals)) + 100 * len(words[2]) + 1000
-    received = await within(sums.receive(sum(finals)), budget, "matmul engine")
-    cycles = round((get_sim_time(unit="ns") - start) / CLOCK_NS)
+    received = await within(tb.sinks["o_acc"].receive(sum(finals)), budget, "matmul engine")
+    cycles = tb.clocks() - start
 
     out, lasts_ok, i = [], True, 0
     for m in finals:

@@ -6,15 +6,10 @@ Job: ``{"lanes", "acc_bits", "samples": [{"params": [[addr, value], ...],
 Result: ``{"samples": [{"values": [...], "betas": [...], "lasts": [...]}], "cycles"}``.
 """
 
-import random
-
 import cocotb
-from cocotb.triggers import RisingEdge
-from cocotb.utils import get_sim_time
 
 from .array_bench import pack, unpack_signed
-from .common import CLOCK_NS, load_job, save_result, start_clock, within
-from .streams import StreamSink, StreamSource
+from .common import Bench, save_result, within
 
 VALUE_BITS, BETA_BITS = 64, 21
 
@@ -33,23 +28,19 @@ def unpack_outputs(words):
 
 @cocotb.test()
 async def run_samples(dut):
-    job = load_job()
-    lanes, acc_bits = job["lanes"], job["acc_bits"]
-    rng = random.Random(job["seed"])
-    params = StreamSource(dut, "i_param", dut.clk, rng, job["stall"])
-    accs = StreamSource(dut, "i_acc", dut.clk, rng, job["stall"])
-    outputs = StreamSink(dut, "o_out", dut.clk, rng, job["backpressure"])
-    await start_clock(dut)
-    await RisingEdge(dut.clk)
-    start = get_sim_time(unit="ns")
+    tb = Bench(dut, sources=("i_param", "i_acc"), sinks=("o_out",))
+    lanes, acc_bits = tb.job["lanes"], tb.job["acc_bits"]
+    await tb.start()
+    start = tb.clocks()
     results = []
-    for sample in job["samples"]:
-        await params.send(param_words(sample["params"]))
-        sending = cocotb.start_soon(accs.send([pack([x & ((1 << acc_bits) - 1) for x in vec],
-                                                    acc_bits) for vec in sample["vectors"]]))
+    for sample in tb.job["samples"]:
+        await tb.sources["i_param"].send(param_words(sample["params"]))
+        vectors = [pack([x & ((1 << acc_bits) - 1) for x in vec], acc_bits)
+                   for vec in sample["vectors"]]
+        sending = cocotb.start_soon(tb.sources["i_acc"].send(vectors))
         budget = 20 * (len(sample["vectors"]) * lanes + sample["outputs"]) + 2000
-        words = await within(outputs.receive(sample["outputs"]), budget, "rescale unit")
+        words = await within(tb.sinks["o_out"].receive(sample["outputs"]), budget,
+                             "rescale unit")
         await sending
         results.append(unpack_outputs(words))
-    cycles = round((get_sim_time(unit="ns") - start) / CLOCK_NS)
-    save_result({"samples": results, "cycles": cycles})
+    save_result({"samples": results, "cycles": tb.clocks() - start})
