@@ -277,10 +277,27 @@ def _load_layer(r, i, entry, in_shape, last):
     adapter_info = entry.get("adapter")
     adapter = None
     if adapter_info is not None:
+        _check(isinstance(adapter_info, dict), f"manifest.json: {where}.adapter must be an "
+                                               f"object")
         n = r.get(adapter_info, "layers", int, f"{where}.adapter")
-        adapter = {"input": r.get(adapter_info, "input", str, f"{where}.adapter")}
-        for key in ("w1", "b1") + (("w2", "b2") if n == 2 else ()):
-            adapter[key] = r.array(f"{p}.adapter.{key}")
+        _check(n in (1, 2), f"manifest.json: {where}.adapter.layers must be 1 or 2, not {n}")
+        mode = r.get(adapter_info, "input", str, f"{where}.adapter")
+        _check(mode in ("channels", "vector"), f"manifest.json: {where}.adapter.input must be "
+                                               f"channels or vector, not {mode!r}")
+        adapter = {"input": mode}
+        # The adapter reads this layer's output: its channels, or every value of a vector.
+        inputs = cout if mode == "channels" else None
+        w1 = r.array(f"{p}.adapter.w1")
+        _check(w1.ndim == 2 and (inputs is None or w1.shape[1] == inputs) and
+               (n == 2 or w1.shape[0] == 1),
+               f"arrays.npz: {p}.adapter.w1 has shape {w1.shape}, which does not fit a "
+               f"{n}-layer adapter on {inputs or 'the'} inputs")
+        hidden = w1.shape[0]
+        adapter["w1"] = w1
+        adapter["b1"] = r.array(f"{p}.adapter.b1", (hidden,))
+        if n == 2:
+            adapter["w2"] = r.array(f"{p}.adapter.w2", (1, hidden))
+            adapter["b2"] = r.array(f"{p}.adapter.b2", (1,))
     layer = Layer(
         name=name, kind=kind, in_shape=declared, w_format=w_format, **values, weight=weight,
         relu=g("relu", bool), alpha=r.array(f"{p}.alpha", (cout,)),

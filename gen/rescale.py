@@ -49,12 +49,15 @@ BETA_FRAC = 14              # fractional bits of beta
 BETA_ONE = 1 << BETA_FRAC
 BETA_MAX = 64 << BETA_FRAC  # beta is capped at 64 (codes are 0 long before)
 MANTISSA_BITS = 16          # significant bits (with sign) of every real constant
+MAX_RIGHT_SHIFT = 62        # the largest right shift (the hardware's shifter takes 7 bits)
+PARAM_BITS = 32             # the hardware's parameter words (signed)
 RECIP_BITS = 16             # extra bits of the reciprocal of beta
 INT64_HEADROOM = 62         # no intermediate may reach 2**62
 
 
 def mantissa(values, bits=MANTISSA_BITS, *, shared=False):
-    """``values ~= m * 2**-e`` with integers ``m`` of at most ``bits`` bits with sign.
+    """``values ~= m * 2**-e`` with integers ``|m| <= 2**(bits - 1)`` (``bits`` bits with sign,
+    one more when rounding reaches the power of two).
 
     Per element (``e`` an array) or, with ``shared``, one ``e`` for the whole tensor (chosen
     for its largest magnitude). Zero maps to ``m = 0``.
@@ -126,6 +129,11 @@ def fixed_point(*, bn_scale, bn_bias, s_in, alpha, frac_bits, acc_bound, next_st
     if not s_in > 0 or not np.all(alpha > 0):
         raise ValueError("steps and weight scales must be positive")
     m, e = mantissa(bn_scale * s_in * alpha * 2.0 ** -frac_bits)
+    # A channel whose scale needs a right shift beyond MAX_RIGHT_SHIFT (a collapsed batch norm)
+    # contributes 0 to z: its mantissa becomes 0 and its shift MAX_RIGHT_SHIFT.
+    tiny = e + BETA_FRAC - Z > MAX_RIGHT_SHIFT
+    m = np.where(tiny, 0, m)
+    e = np.where(tiny, MAX_RIGHT_SHIFT + Z - BETA_FRAC, e)
     bias_q = np.round(bn_bias * 2.0 ** Z).astype(np.int64)
     if (acc_bound * (BETA_MAX) * (1 << (MANTISSA_BITS - 1))).bit_length() > INT64_HEADROOM:
         raise ValueError(f"accumulators up to {acc_bound} are too wide for the rescale")
@@ -157,7 +165,7 @@ def fixed_point(*, bn_scale, bn_bias, s_in, alpha, frac_bits, acc_bound, next_st
 
 def _check_shifts(r):
     """Every shift of ``r`` may be a left shift of at most 8 (the hardware's limit)."""
-    shifts = [np.min(r.e) + BETA_FRAC - Z]
+    shifts = [np.min(r.e) + BETA_FRAC - Z, np.max(r.e) + BETA_FRAC - Z]
     if r.e_s is not None:
         shifts.append(r.e_s + RECIP_BITS + Z - BETA_FRAC)
     if r.adapter == "two":
@@ -167,15 +175,24 @@ def _check_shifts(r):
     if min(shifts) < -8:
         raise ValueError("a fixed-point scale is too large for the rescale (a left shift "
                          "beyond 8 bits)")
+    if max(shifts) > MAX_RIGHT_SHIFT:
+        raise ValueError(f"a fixed-point scale is too small for the rescale (a right shift "
+                         f"beyond {MAX_RIGHT_SHIFT} bits)")
+    for name in ("bias_q", "b1_q", "b2_q"):
+        value = getattr(r, name)
+        if value is not None and np.abs(value).max() >= 1 << (PARAM_BITS - 1):
+            raise ValueError(f"a bias is too large for the rescale's {PARAM_BITS}-bit "
+                             f"parameters ({name})")
 
 
-def _guard(what, *bounds):
-    """Refuse an intermediate that could reach ``2**62`` (the product of ``bounds``)."""
-    total = 1
+def _guard(what, *bounds, shift=0):
+    """Refuse an intermediate that could reach ``2**62``: the product of ``bounds``, shifted
+    left when the ``shift`` that follows is negative."""
+    total = 1 << max(0, -int(np.min(shift)))
     for bound in bounds:
         total *= int(bound)
     if total.bit_length() > INT64_HEADROOM:
-        raise OverflowError(f"the fixed-point {what} would exceed {INT64_HEADROOM} bits")
+        raise ValueError(f"the fixed-point {what} would exceed {INT64_HEADROOM} bits")
 
 
 def _peak(x):
@@ -185,7 +202,8 @@ def _peak(x):
 def affine(acc, beta_q, r: LayerRescale):
     """``z_q`` for accumulators ``acc`` of shape ``(N, C, ...)`` and ``beta_q`` ``(N,)``."""
     acc = np.asarray(acc, dtype=np.int64)
-    _guard("batch-norm product", _peak(acc), _peak(beta_q), _peak(r.m))
+    _guard("batch-norm product", _peak(acc), _peak(beta_q), _peak(r.m),
+           shift=r.e + BETA_FRAC - Z)
     extra = (1,) * (acc.ndim - 2)
     m = r.m.reshape((1, -1) + extra)
     shift = (r.e + BETA_FRAC - Z).reshape((1, -1) + extra)
@@ -210,9 +228,12 @@ def adapter_beta(u_q, r: LayerRescale):
         sums = np.asarray(u_q, dtype=np.int64).reshape(n, -1)
     else:                                   # a conv layer's: the sum over positions
         sums = np.asarray(u_q, dtype=np.int64).reshape(n, u_q.shape[1], -1).sum(axis=2)
-    _guard("adapter sum", _peak(sums), _peak(r.w1_q), sums.shape[1])
+    _guard("adapter sum", _peak(sums), _peak(r.w1_q), sums.shape[1],
+           shift=r.e1 if r.adapter == "two" else r.e1 + Z - BETA_FRAC)
     if r.adapter == "two":
         h = np.maximum(rshift(sums @ r.w1_q.T, r.e1) + r.b1_q, 0)                      # 2**-Z
+        _guard("adapter output", _peak(h), _peak(r.w2_q), h.shape[1],
+               shift=r.e2 + Z - BETA_FRAC)
         raw = rshift(h @ r.w2_q.T, r.e2 + Z - BETA_FRAC)[:, 0] + r.b2_q[0]
     else:
         raw = rshift(sums @ r.w1_q.T, r.e1 + Z - BETA_FRAC)[:, 0] + r.b1_q[0]
@@ -222,7 +243,8 @@ def adapter_beta(u_q, r: LayerRescale):
 def requantize(u_q, beta_q, r: LayerRescale):
     """The next layer's codes from ``u_q`` (``(N, C, ...)``) and ``beta_q`` (``(N,)``)."""
     recip = (np.int64(r.m_s) << RECIP_BITS) // np.asarray(beta_q, dtype=np.int64)
-    _guard("requantization product", _peak(u_q), _peak(recip))
+    _guard("requantization product", _peak(u_q), _peak(recip),
+           shift=r.e_s + RECIP_BITS + Z - BETA_FRAC)
     extra = (1,) * (u_q.ndim - 1)
     codes = rshift(u_q * recip.reshape((-1,) + extra), r.e_s + RECIP_BITS + Z - BETA_FRAC)
     return np.clip(codes, 0, 2 ** r.next_bits - 1)

@@ -43,6 +43,9 @@ def config_for_bundle(bundle, *, rows=8, cols=8):
 def check_fits(bundle, config):
     """Raise ``ValueError`` saying what does not fit when ``config`` cannot run ``bundle``."""
     for layer in bundle.layers:
+        if layer.pool not in (0, 1, 2):
+            raise ValueError(f"layer {layer.name!r} pools {layer.pool}x{layer.pool}; the rescale "
+                             f"unit pools 2x2 only")
         if layer.adapter is not None and layer.adapter["input"] != "channels":
             raise ValueError(f"the input of the layer after {layer.name!r} is an ASQ adapter on "
                              f"a vector (a linear layer's input), which the hardware does not "

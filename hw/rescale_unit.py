@@ -41,7 +41,7 @@ CONTROL = ("channels", "height", "width", "pool", "relu", "final", "adapter", "h
            "shb", "bb", "m_s", "sh_req", "max_code", "beta_in")
 VALUE_BITS = 64              # z, u and the adapter's sums: the golden model's int64
 BETA_BITS = rescale.BETA_MAX.bit_length()
-DIV_BITS = 32                # the numerator m_s << RECIP_BITS is below 2**31
+DIV_BITS = 32                # the numerator m_s << RECIP_BITS is at most 2**31
 MAX_SHIFT_LEFT = 8           # fixed_point refuses sh_c below -8
 
 

@@ -4,8 +4,9 @@ weights as bit planes on a ``post`` array; running them on Verilator.
 ``passes_for(config, A, W, w_format)``: for each block of ``cols`` columns of ``W``, for each
 block of ``rows`` rows of ``K``, (for ``int`` weights on a ``post`` or ``pot`` array, for each
 bit plane), one pass; the first pass of a column block starts the sums, the last one sends
-them out. A weight format other than the array's own, or ``int`` on an ``int`` array, is
-refused, as are ``K > max_k`` and ``M > max_m``.
+them out. Weights of the array's own format and width run as they are, 8-bit or narrower
+``int`` weights as bit planes on a ``post`` or ``pot`` array; anything else is refused, as are
+``K > max_k`` and ``M > max_m``.
 """
 
 from dataclasses import dataclass

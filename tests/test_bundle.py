@@ -97,6 +97,8 @@ MANIFEST_CASES = {
     "bits chain": (_set(["layers", 1, "a_bits"], 3), r"layer 'conv2' takes 3-bit codes but is "
                                                      r"given 4-bit$"),
     "no layers": (_set(["layers"], []), r"the bundle has no layers$"),
+    "adapter layers": (_set(["layers", 0, "adapter", "layers"], 3),
+                       r"layers\[0\]\.adapter\.layers must be 1 or 2, not 3$"),
     "negative step": (_set(["input", "step"], -1.0), r"input\.step must be positive$"),
     "half a next layer": (_set(["layers", 2, "next_step"], 0.5),
                           r"layer 'fc': next_step and next_bits go together$"),
@@ -128,6 +130,12 @@ ARRAY_CASES = {
     "tampered fixed point": (lambda a: a["layer1.fixed.m"].__setitem__(0, 1),
                              r"^arrays\.npz: layer1\.fixed\.m differs from the fixed point "
                              r"computed from the parameters of layer 'conv2'$"),
+    "adapter bias shape": (lambda a: a.update({"layer0.adapter.b1": np.array([1.0, 2.0])}),
+                           r"^arrays\.npz: layer0\.adapter\.b1 has shape \(2,\), expected "
+                           r"\(1,\)$"),
+    "adapter weight shape": (lambda a: a.update({"layer0.adapter.w1": np.ones((1, 3))}),
+                             r"^arrays\.npz: layer0\.adapter\.w1 has shape \(1, 3\), which "
+                             r"does not fit a 1-layer adapter on 4 inputs$"),
     "object array": (lambda a: a.update({"layer0.alpha": np.array([{}, 1, 2, 3], dtype=object)}),
                      r"arrays\.npz: unreadable or truncated"),
 }

@@ -53,3 +53,11 @@ def test_a_bundle_that_does_not_fit_is_refused():
                                          r"frac_bits=10; the array is built for 3-bit post "
                                          r"with frac_bits=10$"):
         check_fits(bundle, other)
+
+
+def test_pooling_other_than_2x2_is_refused():
+    bundle = random_bundle(c1=8, c2=12)
+    bundle.layers[1].pool = 4
+    with pytest.raises(ValueError, match=r"^layer 'conv2' pools 4x4; the rescale unit pools 2x2 "
+                                         r"only$"):
+        check_fits(bundle, config_for_bundle(random_bundle(c1=8, c2=12)))

@@ -131,5 +131,28 @@ def test_fixed_point_refusals(change, message):
 
 def test_overflow_is_refused_not_wrapped():
     r = rescale.fixed_point(**_params(adapter=None))
-    with pytest.raises(OverflowError, match=r"^the fixed-point requantization product would "):
+    with pytest.raises(ValueError, match=r"^the fixed-point requantization product would "):
         rescale.requantize(np.full((1, 6, 1, 1), 2 ** 60), np.array([1]), r)
+
+
+def test_a_collapsed_batch_norm_channel_contributes_nothing():
+    """A scale far below the fixed point's reach: the channel's z is its bias, never -1."""
+    p = _params(c=2, adapter=None)
+    p["bn_scale"] = np.array([1e-12, 1.0])
+    r = rescale.fixed_point(**p)
+    assert r.m[0] == 0 and r.e[0] + BETA_FRAC - Z == rescale.MAX_RIGHT_SHIFT
+    z = rescale.affine(np.array([[-300, 7]]), np.array([BETA_ONE]), r)
+    assert z[0, 0] == r.bias_q[0]
+
+
+def test_rshift_at_its_largest_shift():
+    assert rescale.rshift(np.array([2 ** 54, -(2 ** 54), 5, -5, 0]), 62).tolist() == [0] * 5
+    assert rescale.rshift(np.array([2 ** 61, -(2 ** 61)]), 62).tolist() == [1, 0]   # half up
+
+
+def test_large_biases_are_refused():
+    p = _params(adapter=None)
+    p["bn_bias"] = np.full(6, 40000.0)
+    with pytest.raises(ValueError, match=r"^a bias is too large for the rescale's 32-bit "
+                                         r"parameters \(bias_q\)$"):
+        rescale.fixed_point(**p)
