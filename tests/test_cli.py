@@ -1,17 +1,12 @@
 """The command line as a user meets it: one-line errors, non-zero exits, no tracebacks."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 
 from gen.cli import main
 
-
-def _asqgen(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "gen.cli", *args], capture_output=True,
-                          text=True, cwd=cwd)
+from .cli import asqgen
 
 
 @pytest.mark.parametrize("args, message", [
@@ -30,7 +25,7 @@ def _asqgen(*args, cwd=None):
     ([], "asqgen: error: the following arguments are required: command"),
 ])
 def test_bad_options_give_one_line(args, message, tmp_path):
-    result = _asqgen(*args, "--out", str(tmp_path)) if args else _asqgen()
+    result = asqgen(*args, "--out", str(tmp_path)) if args else asqgen()
     assert result.returncode == 2
     assert result.stderr == message + "\n"
     assert result.stdout == ""
@@ -50,7 +45,7 @@ def test_verilog_writes_the_design_and_manifest(tmp_path, capsys):
 def test_unwritable_output_is_one_line(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
-    result = _asqgen("verilog", "--out", str(blocker / "sub"))
+    result = asqgen("verilog", "--out", str(blocker / "sub"))
     assert result.returncode == 2
     assert result.stderr.startswith("asqgen: error: ") and result.stderr.count("\n") == 1
 

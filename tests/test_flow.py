@@ -3,8 +3,6 @@
 against PyTorch, and the default bundle on the RTL (20 test images, stalls on every stream)."""
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -12,6 +10,8 @@ import pytest
 from export.digits_bundle import DEFAULT_BUNDLE, DEFAULT_MODEL
 from gen import bundle as B
 from gen.cli import main
+
+from .cli import asqgen
 
 
 def test_export_recreates_the_committed_bundle(tmp_path):
@@ -48,11 +48,6 @@ def test_default_bundle_on_the_rtl_with_stalls(tmp_path, build_root, capsys):
                                                      "golden model")
 
 
-def _asqgen(*args):
-    return subprocess.run([sys.executable, "-m", "gen.cli", *args], capture_output=True,
-                          text=True)
-
-
 @pytest.mark.parametrize("args, message", [
     (["sim", "--bundle", "/nonexistent"], "asqgen: error: /nonexistent: no such bundle folder"),
     (["sim", "--images", "0"], "asqgen sim: error: argument --images: must be at least 1, "
@@ -66,7 +61,7 @@ def _asqgen(*args):
      "built for 3-bit post with frac_bits=10"),
 ])
 def test_bad_input_is_one_line(args, message):
-    result = _asqgen(*args)
+    result = asqgen(*args)
     assert result.returncode == 2
     assert result.stderr == message + "\n"
 
@@ -76,6 +71,6 @@ def test_corrupt_bundle_is_one_line(tmp_path):
     folder.mkdir()
     (folder / "manifest.json").write_text(json.dumps({"kind": "asqgen-bundle", "format": 1}))
     (folder / "arrays.npz").write_bytes(b"PK\x03\x04 truncated")
-    result = _asqgen("sim", "--bundle", str(folder))
+    result = asqgen("sim", "--bundle", str(folder))
     assert result.returncode == 2
     assert result.stderr.startswith("asqgen: error: ") and result.stderr.count("\n") == 1

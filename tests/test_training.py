@@ -4,8 +4,6 @@ validation, the ``train`` and ``methods`` commands."""
 import hashlib
 import json
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -17,16 +15,13 @@ from export.quantizers import AsqQuantizer, PostQuantizer
 from export.to_bundle import export_bundle
 from export.train import Recipe, load_checkpoint, save_checkpoint, train
 
+from .cli import asqgen
+
 torch.set_num_threads(1)
 
 SHORT = Recipe(bits=4, weight_method="post", act_method="asq", seed=3, float_epochs=1, epochs=1)
 # sha256 of the sorted test indices as little-endian int64: changes only if the split changes
 TEST_SPLIT_SHA256 = "029b55daa6f2edd89879dbf642826ff0d19422b26daba57377d2e31ed02cf1ff"
-
-
-def _asqgen(*args):
-    return subprocess.run([sys.executable, "-m", "gen.cli", *args], capture_output=True,
-                          text=True)
 
 
 # --------------------------------------------------------------------------- the split
@@ -255,7 +250,7 @@ def test_method_comparison_table():
                                   "not 0"),
 ])
 def test_cli_bad_options_are_one_line(args, message, tmp_path):
-    result = _asqgen(*args, "--out", str(tmp_path / "out"))
+    result = asqgen(*args, "--out", str(tmp_path / "out"))
     assert result.returncode == 2
     assert result.stderr == message + "\n"
     assert result.stdout == ""
@@ -263,7 +258,7 @@ def test_cli_bad_options_are_one_line(args, message, tmp_path):
 
 
 def test_cli_train_writes_a_loadable_checkpoint(tmp_path):
-    result = _asqgen("train", "--bits", "3", "--weights", "lsq", "--acts", "lsq", "--epochs", "1",
+    result = asqgen("train", "--bits", "3", "--weights", "lsq", "--acts", "lsq", "--epochs", "1",
                      "--float-epochs", "1", "--seed", "2", "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr
     assert result.stdout.count(" epoch ") == 2 and "test accuracy" in result.stdout
