@@ -50,6 +50,7 @@ BETA_ONE = 1 << BETA_FRAC
 BETA_MAX = 64 << BETA_FRAC  # beta is capped at 64 (codes are 0 long before)
 MANTISSA_BITS = 16          # significant bits (with sign) of every real constant
 MAX_RIGHT_SHIFT = 62        # the largest right shift (the hardware's shifter takes 7 bits)
+MAX_LEFT_SHIFT = 8          # the largest left shift (the hardware's shifter takes 4 bits)
 PARAM_BITS = 32             # the hardware's parameter words (signed)
 RECIP_BITS = 16             # extra bits of the reciprocal of beta
 INT64_HEADROOM = 62         # no intermediate may reach 2**62
@@ -108,6 +109,59 @@ class LayerRescale:
     e2: int | None = None
     b2_q: np.ndarray | None = None
 
+    # The shifts and constants that the formulas above apply; the golden model (below), the
+    # register map (``gen.regmap``) and the hardware use these, never the sums themselves.
+    @property
+    def z_shift(self):
+        """``e_c + BETA_FRAC - Z`` (per channel): the shift of ``acc * beta_in * m_c``."""
+        return _z_shift(self.e)
+
+    @property
+    def hidden_shift(self):
+        """``e1``: the shift of the two-layer adapter's hidden layer (``None`` otherwise)."""
+        return self.e1 if self.adapter == "two" else None
+
+    @property
+    def beta_shift(self):
+        """The shift of the layer that makes ``beta``: ``e2 + Z - BETA_FRAC`` for two
+        layers, ``e1 + Z - BETA_FRAC`` for one (``None`` without an adapter)."""
+        e = {"two": self.e2, "one": self.e1}.get(self.adapter)
+        return None if e is None else e + Z - BETA_FRAC
+
+    @property
+    def beta_weights(self):
+        """The weights of the layer that makes ``beta`` (one row), or ``None``."""
+        w = {"two": self.w2_q, "one": self.w1_q}.get(self.adapter)
+        return None if w is None else w[0]
+
+    @property
+    def beta_bias(self):
+        """The bias of the layer that makes ``beta`` (units ``2**-BETA_FRAC``), or ``None``."""
+        b = {"two": self.b2_q, "one": self.b1_q}.get(self.adapter)
+        return None if b is None else int(b[0])
+
+    @property
+    def req_shift(self):
+        """``e_s + RECIP_BITS + Z - BETA_FRAC``: the requantization's shift (``None`` for the
+        last layer)."""
+        return None if self.e_s is None else self.e_s + RECIP_BITS + Z - BETA_FRAC
+
+    @property
+    def max_code(self):
+        """``2**next_bits - 1`` (``None`` for the last layer)."""
+        return None if self.next_bits is None else 2 ** self.next_bits - 1
+
+    def reciprocal(self, beta_q):
+        """``R = (m_s << RECIP_BITS) // beta_q``, floored, once per sample."""
+        return (np.int64(self.m_s) << RECIP_BITS) // np.asarray(beta_q, dtype=np.int64)
+
+    def shifts(self):
+        """Every shift this rescale applies (for the range checks)."""
+        shifts = [int(np.min(self.z_shift)), int(np.max(self.z_shift))]
+        shifts += [s for s in (self.req_shift, self.hidden_shift, self.beta_shift)
+                   if s is not None]
+        return shifts
+
     def arrays(self):
         """The fields as a flat dict of arrays (scalars as 0-d), for the bundle."""
         return {k: np.asarray(v, dtype=np.int64) for k, v in self.__dict__.items()
@@ -131,9 +185,9 @@ def fixed_point(*, bn_scale, bn_bias, s_in, alpha, frac_bits, acc_bound, next_st
     m, e = mantissa(bn_scale * s_in * alpha * 2.0 ** -frac_bits)
     # A channel whose scale needs a right shift beyond MAX_RIGHT_SHIFT (a collapsed batch norm)
     # contributes 0 to z: its mantissa becomes 0 and its shift MAX_RIGHT_SHIFT.
-    tiny = e + BETA_FRAC - Z > MAX_RIGHT_SHIFT
+    tiny = _z_shift(e) > MAX_RIGHT_SHIFT
     m = np.where(tiny, 0, m)
-    e = np.where(tiny, MAX_RIGHT_SHIFT + Z - BETA_FRAC, e)
+    e = np.where(tiny, e - (_z_shift(e) - MAX_RIGHT_SHIFT), e)
     bias_q = np.round(bn_bias * 2.0 ** Z).astype(np.int64)
     if (acc_bound * (BETA_MAX) * (1 << (MANTISSA_BITS - 1))).bit_length() > INT64_HEADROOM:
         raise ValueError(f"accumulators up to {acc_bound} are too wide for the rescale")
@@ -163,18 +217,17 @@ def fixed_point(*, bn_scale, bn_bias, s_in, alpha, frac_bits, acc_bound, next_st
     return result
 
 
+def _z_shift(e):
+    return e + BETA_FRAC - Z
+
+
 def _check_shifts(r):
-    """Every shift of ``r`` may be a left shift of at most 8 (the hardware's limit)."""
-    shifts = [np.min(r.e) + BETA_FRAC - Z, np.max(r.e) + BETA_FRAC - Z]
-    if r.e_s is not None:
-        shifts.append(r.e_s + RECIP_BITS + Z - BETA_FRAC)
-    if r.adapter == "two":
-        shifts += [r.e1, r.e2 + Z - BETA_FRAC]
-    elif r.adapter == "one":
-        shifts.append(r.e1 + Z - BETA_FRAC)
-    if min(shifts) < -8:
-        raise ValueError("a fixed-point scale is too large for the rescale (a left shift "
-                         "beyond 8 bits)")
+    """Every shift of ``r`` may be a left shift of at most ``MAX_LEFT_SHIFT`` (the hardware's
+    limit) and a right shift of at most ``MAX_RIGHT_SHIFT``."""
+    shifts = r.shifts()
+    if min(shifts) < -MAX_LEFT_SHIFT:
+        raise ValueError(f"a fixed-point scale is too large for the rescale (a left shift "
+                         f"beyond {MAX_LEFT_SHIFT} bits)")
     if max(shifts) > MAX_RIGHT_SHIFT:
         raise ValueError(f"a fixed-point scale is too small for the rescale (a right shift "
                          f"beyond {MAX_RIGHT_SHIFT} bits)")
@@ -203,10 +256,10 @@ def affine(acc, beta_q, r: LayerRescale):
     """``z_q`` for accumulators ``acc`` of shape ``(N, C, ...)`` and ``beta_q`` ``(N,)``."""
     acc = np.asarray(acc, dtype=np.int64)
     _guard("batch-norm product", _peak(acc), _peak(beta_q), _peak(r.m),
-           shift=r.e + BETA_FRAC - Z)
+           shift=r.z_shift)
     extra = (1,) * (acc.ndim - 2)
     m = r.m.reshape((1, -1) + extra)
-    shift = (r.e + BETA_FRAC - Z).reshape((1, -1) + extra)
+    shift = r.z_shift.reshape((1, -1) + extra)
     scaled = acc * np.asarray(beta_q, dtype=np.int64).reshape((-1, 1) + extra) * m
     return rshift(scaled, shift) + r.bias_q.reshape((1, -1) + extra)
 
@@ -228,26 +281,23 @@ def adapter_beta(u_q, r: LayerRescale):
         sums = np.asarray(u_q, dtype=np.int64).reshape(n, -1)
     else:                                   # a conv layer's: the sum over positions
         sums = np.asarray(u_q, dtype=np.int64).reshape(n, u_q.shape[1], -1).sum(axis=2)
-    _guard("adapter sum", _peak(sums), _peak(r.w1_q), sums.shape[1],
-           shift=r.e1 if r.adapter == "two" else r.e1 + Z - BETA_FRAC)
+    first = r.hidden_shift if r.adapter == "two" else r.beta_shift
+    _guard("adapter sum", _peak(sums), _peak(r.w1_q), sums.shape[1], shift=first)
+    x = sums
     if r.adapter == "two":
-        h = np.maximum(rshift(sums @ r.w1_q.T, r.e1) + r.b1_q, 0)                      # 2**-Z
-        _guard("adapter output", _peak(h), _peak(r.w2_q), h.shape[1],
-               shift=r.e2 + Z - BETA_FRAC)
-        raw = rshift(h @ r.w2_q.T, r.e2 + Z - BETA_FRAC)[:, 0] + r.b2_q[0]
-    else:
-        raw = rshift(sums @ r.w1_q.T, r.e1 + Z - BETA_FRAC)[:, 0] + r.b1_q[0]
+        x = np.maximum(rshift(sums @ r.w1_q.T, r.hidden_shift) + r.b1_q, 0)             # 2**-Z
+        _guard("adapter output", _peak(x), _peak(r.w2_q), x.shape[1], shift=r.beta_shift)
+    raw = rshift(x @ r.beta_weights, r.beta_shift) + r.beta_bias
     return np.clip(raw, 1, BETA_MAX)
 
 
 def requantize(u_q, beta_q, r: LayerRescale):
     """The next layer's codes from ``u_q`` (``(N, C, ...)``) and ``beta_q`` (``(N,)``)."""
-    recip = (np.int64(r.m_s) << RECIP_BITS) // np.asarray(beta_q, dtype=np.int64)
-    _guard("requantization product", _peak(u_q), _peak(recip),
-           shift=r.e_s + RECIP_BITS + Z - BETA_FRAC)
+    recip = r.reciprocal(beta_q)
+    _guard("requantization product", _peak(u_q), _peak(recip), shift=r.req_shift)
     extra = (1,) * (u_q.ndim - 1)
-    codes = rshift(u_q * recip.reshape((-1,) + extra), r.e_s + RECIP_BITS + Z - BETA_FRAC)
-    return np.clip(codes, 0, 2 ** r.next_bits - 1)
+    codes = rshift(u_q * recip.reshape((-1,) + extra), r.req_shift)
+    return np.clip(codes, 0, r.max_code)
 
 
 def logits_q(acc, beta_q, r: LayerRescale):

@@ -10,7 +10,7 @@ from amaranth.lib import wiring
 from hw.multiplier import StandaloneMultiplier
 from hw.systolic_array import SystolicArray
 
-__all__ = ["MANIFEST_FORMAT", "ports", "write_verilog", "generate_array", "generate_accelerator",
+__all__ = ["MANIFEST_FORMAT", "ports", "verilog_text", "write_verilog", "generate_array", "generate_accelerator",
            "generate_multiplier"]
 
 MANIFEST_FORMAT = 1
@@ -30,13 +30,18 @@ def ports(component):
     return result
 
 
-def write_verilog(component, out_dir, name, *, clocked):
-    """Convert ``component`` to ``out_dir/name.v``; return the path and the port list."""
+def verilog_text(component, name):
+    """The Verilog of ``component`` with top module ``name``."""
+    return verilog.convert(component, name=name, emit_src=False)
+
+
+def write_verilog(component, out_dir, name, *, clocked, text=None):
+    """Convert ``component`` (or take its ``text``) to ``out_dir/name.v``; return the path and
+    the port list."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    text = verilog.convert(component, name=name, emit_src=False)
     path = out_dir / f"{name}.v"
-    path.write_text(text)
+    path.write_text(verilog_text(component, name) if text is None else text)
     clock = [{"name": "clk", "direction": "input", "width": 1, "signed": False},
              {"name": "rst", "direction": "input", "width": 1, "signed": False}]
     return path, (clock if clocked else []) + ports(component)
@@ -58,15 +63,14 @@ def generate_accelerator(config, out_dir, *, bundle=None, name="asq_accel"):
     """Write the layer engine (``hw.accelerator``) of ``config`` and its manifest into
     ``out_dir``; with ``bundle``, the manifest lists its layers and their passes' shapes."""
     from hw.accelerator import Accelerator
-    from hw.rescale_unit import CONTROL
+    from . import regmap
 
     path, port_list = write_verilog(Accelerator(config=config), out_dir, name, clocked=True)
     manifest = _header(config, name, path)
     manifest["derived"] = {"acc_bits": config.acc_bits, "buffer_bits": config.buffer_bits,
                            "table_frac_bits": config.table_frac_bits,
                            "latency": config.latency}
-    manifest["rescale_registers"] = {"regions": ["m", "sh", "bias", "w1", "b1", "wb",
-                                                 "control"], "control": list(CONTROL)}
+    manifest["rescale_registers"] = regmap.manifest()
     if bundle is not None:
         manifest["layers"] = [{"name": l.name, "kind": l.kind, "k": l.k,
                                "n": l.out_channels, "w_format": l.w_format,

@@ -1,52 +1,37 @@
 """The rescale unit: ``gen.rescale`` in hardware, one sample at a time.
 
-For each sample it takes the layer's accumulators, computes ``z = rshift(acc * beta_in * m_c,
-sh_c) + bias_c``, the ReLU and the max pooling into a buffer, then (with an adapter) the sums
-per channel, the adapter's hidden layer, ``beta`` and, with a sequential divider, the
-reciprocal ``R = (m_s << RECIP_BITS) // beta``, and finally streams out the next layer's codes
-``clamp(rshift(u * R, sh_req), 0, max_code)``; the last layer streams out ``z`` itself.
-Every rounding and width is that of ``gen.rescale`` (the golden model), bit for bit.
+For each sample it takes the layer's accumulators through ``Affine`` (``z``, ReLU) and the max
+pooling into a buffer, then (with an adapter) forms the sums per channel, the adapter's hidden
+layer and ``beta``, runs ``Reciprocal`` for ``R = (m_s << RECIP_BITS) // beta`` and finally
+streams out the next layer's codes through ``Requantizer``; the last layer streams out ``z``
+itself. The stages are in ``hw.rescale_stages``; every rounding and width is that of
+``gen.rescale`` (the golden model), bit for bit.
 
-Parameters are written at run time on ``i_param`` (address, value) before a layer, and
-``beta_in`` before each sample; ``param_words`` gives the words for a ``LayerRescale``.
-Address map: the top four bits select a memory, the low twelve the entry:
-
-====== ==========================================================
-region contents
-====== ==========================================================
-0      ``m[c]``: the mantissas of the folded batch-norm scale
-1      ``sh[c] = e_c + BETA_FRAC - Z`` (signed)
-2      ``bias[c]``
-3      ``w1[j * max_channels + c]`` (two-layer adapter)
-4      ``b1[j]``
-5      ``wb[i]``: the weights of the layer that makes ``beta``
-6      control registers, ``CONTROL`` order
-====== ==========================================================
+Parameters are written at run time on ``i_param`` before a layer, and ``beta_in`` before each
+sample, as the register map ``gen.regmap`` defines them (``gen.regmap.encode`` makes the
+words, this unit decodes ``Region`` and ``CONTROL`` by name).
 
 The datapath is one element per clock and not pipelined (a simulation model first: its clock
 is not a target yet). Phases and clocks per sample: accept ``vectors x lanes``, sums
-``C x P_out``, hidden ``H x C``, beta ``H`` (or ``C``), divide 32, output ``C x P_out``.
+``C x P_out``, hidden ``H x C``, beta ``H`` (or ``C``), divide ``Reciprocal.LATENCY + 1``,
+output ``C x P_out``.
 """
 
-from amaranth.hdl import Cat, Mux, Module, Signal, signed, unsigned
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from gen import rescale
+from gen import regmap, rescale
+from gen.regmap import CONTROL, Region
 
-__all__ = ["CONTROL", "RescaleUnit", "param_words", "param_layout", "output_layout",
-           "acc_layout"]
+from .rescale_stages import BETA_BITS, VALUE_BITS, Affine, Reciprocal, Requantizer, rshift
 
-CONTROL = ("channels", "height", "width", "pool", "relu", "final", "adapter", "hidden", "sh1",
-           "shb", "bb", "m_s", "sh_req", "max_code", "beta_in")
-VALUE_BITS = 64              # z, u and the adapter's sums: the golden model's int64
-BETA_BITS = rescale.BETA_MAX.bit_length()
-DIV_BITS = 32                # the numerator m_s << RECIP_BITS is at most 2**31
-MAX_SHIFT_LEFT = 8           # fixed_point refuses sh_c below -8
+__all__ = ["RescaleUnit", "param_layout", "output_layout", "acc_layout"]
 
 
 def param_layout():
-    return data.StructLayout({"addr": 16, "value": signed(32)})
+    """One register write: ``gen.regmap``'s address and signed value."""
+    return data.StructLayout({"addr": regmap.ADDR_BITS, "value": signed(regmap.VALUE_BITS)})
 
 
 def acc_layout(lanes, acc_bits):
@@ -56,50 +41,6 @@ def acc_layout(lanes, acc_bits):
 def output_layout():
     return data.StructLayout({"value": signed(VALUE_BITS), "beta": unsigned(BETA_BITS),
                               "last": 1})
-
-
-def param_words(r, *, channels, height, width, pool, relu, max_channels):
-    """The ``(address, value)`` words of a layer's ``LayerRescale`` ``r`` (``beta_in`` apart).
-
-    ``height`` and ``width`` are the accumulators' spatial size (1 and 1 for a linear layer).
-    """
-    words = []
-    final = r.next_bits is None
-    for c in range(channels):
-        words += [(0 << 12 | c, int(r.m[c])),
-                  (1 << 12 | c, int(r.e[c]) + rescale.BETA_FRAC - rescale.Z),
-                  (2 << 12 | c, int(r.bias_q[c]))]
-    kind = {"none": 0, "one": 1, "two": 2}[r.adapter]
-    hidden = 0
-    sh1 = shb = bb = 0
-    if kind == 2:
-        hidden = r.w1_q.shape[0]
-        for j in range(hidden):
-            words += [(3 << 12 | j * max_channels + c, int(r.w1_q[j, c]))
-                      for c in range(channels)]
-            words += [(4 << 12 | j, int(r.b1_q[j])), (5 << 12 | j, int(r.w2_q[0, j]))]
-        sh1, shb, bb = r.e1, r.e2 + rescale.Z - rescale.BETA_FRAC, int(r.b2_q[0])
-    elif kind == 1:
-        words += [(5 << 12 | c, int(r.w1_q[0, c])) for c in range(channels)]
-        shb, bb = r.e1 + rescale.Z - rescale.BETA_FRAC, int(r.b1_q[0])
-    control = {
-        "channels": channels, "height": height, "width": width, "pool": pool, "relu": int(relu),
-        "final": int(final), "adapter": kind, "hidden": hidden, "sh1": sh1, "shb": shb, "bb": bb,
-        "m_s": 0 if final else r.m_s,
-        "sh_req": 0 if final else r.e_s + rescale.RECIP_BITS + rescale.Z - rescale.BETA_FRAC,
-        "max_code": 0 if final else 2 ** r.next_bits - 1,
-    }
-    words += [(6 << 12 | CONTROL.index(k), int(v)) for k, v in control.items()]
-    return words
-
-
-def _rshift(m, x, n, name):
-    """``gen.rescale.rshift``: round half up for ``n > 0``, a left shift for ``n <= 0``."""
-    right = ((x >> (n - 1).as_unsigned()[:7]) + 1) >> 1
-    left = x << (-n).as_unsigned()[:4]
-    out = Signal(signed(max(len(right), len(left))), name=name)
-    m.d.comb += out.eq(Mux(n > 0, right, left))
-    return out
 
 
 class RescaleUnit(wiring.Component):
@@ -127,8 +68,10 @@ class RescaleUnit(wiring.Component):
     """
 
     def __init__(self, *, lanes, acc_bits, max_channels, max_positions, max_hidden):
-        if max_channels * max(max_hidden, 1) > 4096 or max_channels > 4096:
-            raise ValueError("max_channels x max_hidden must be at most 4096 (12 address bits)")
+        entries = 1 << regmap.INDEX_BITS
+        if max_channels * max(max_hidden, 1) > entries or max_channels > entries:
+            raise ValueError(f"max_channels x max_hidden must be at most {entries} "
+                             f"({regmap.INDEX_BITS} address bits)")
         self._lanes, self._acc_bits = lanes, acc_bits
         self._max_c, self._max_p, self._max_h = max_channels, max_positions, max(max_hidden, 1)
         super().__init__({
@@ -146,26 +89,26 @@ class RescaleUnit(wiring.Component):
             m.submodules[name] = mm = memory.Memory(shape=shape, depth=max(depth, 2), init=[])
             return mm.read_port(domain="comb"), mm.write_port()
 
-        m_rd, m_wr = mem("mem_m", signed(32), max_c)
-        sh_rd, sh_wr = mem("mem_sh", signed(32), max_c)
-        bias_rd, bias_wr = mem("mem_bias", signed(32), max_c)
-        w1_rd, w1_wr = mem("mem_w1", signed(32), max_c * max_h)
-        b1_rd, b1_wr = mem("mem_b1", signed(32), max_h)
-        wb_rd, wb_wr = mem("mem_wb", signed(32), max(max_c, max_h))
+        param = signed(regmap.VALUE_BITS)
+        depth = {Region.m: max_c, Region.sh: max_c, Region.bias: max_c, Region.w1: max_c * max_h,
+                 Region.b1: max_h, Region.wb: max(max_c, max_h)}
+        ports = {region: mem(f"mem_{region.name}", param, d) for region, d in depth.items()}
+        (m_rd, _), (sh_rd, _), (bias_rd, _), (w1_rd, _), (b1_rd, _), (wb_rd, _) = (
+            ports[r] for r in depth)
         u_rd, u_wr = mem("mem_u", signed(VALUE_BITS), max_c * max_p)
         s_rd, s_wr = mem("mem_s", signed(VALUE_BITS), max_c)
         h_rd, h_wr = mem("mem_h", signed(VALUE_BITS), max_h)
 
-        reg = {name: Signal(signed(32), name=f"reg_{name}") for name in CONTROL}
+        reg = {name: Signal(param, name=f"reg_{name}") for name in CONTROL}
 
         # Parameter writes --------------------------------------------------------------
         p = self.i_param.payload
-        region, index = p.addr[12:16], p.addr[0:12]
+        region, index = p.addr[regmap.INDEX_BITS:], p.addr[:regmap.INDEX_BITS]
         writing = self.i_param.valid & self.i_param.ready
-        for port, r in ((m_wr, 0), (sh_wr, 1), (bias_wr, 2), (w1_wr, 3), (b1_wr, 4), (wb_wr, 5)):
+        for r, (_, port) in ports.items():
             m.d.comb += [port.addr.eq(index), port.data.eq(p.value),
                          port.en.eq(writing & (region == r))]
-        with m.If(writing & (region == 6)):
+        with m.If(writing & (region == Region.control)):
             with m.Switch(index):
                 for i, name in enumerate(CONTROL):
                     with m.Case(i):
@@ -184,11 +127,13 @@ class RescaleUnit(wiring.Component):
         c_idx = Signal(range(max_c + lanes + 1))
         q_idx = Signal(range(max_p + 1))
         j_idx = Signal(range(max(max_c, max_h) + 1))       # hidden units, or channels
-        total = Signal(signed(VALUE_BITS + 32 + 13))          # the adapter's dot products
+        # The adapter's dot products: up to max(channels, hidden) terms of a value times a
+        # parameter.
+        total = Signal(signed(VALUE_BITS + regmap.VALUE_BITS + regmap.INDEX_BITS + 1))
         beta = Signal(BETA_BITS)
-        recip = Signal(DIV_BITS)
-        remainder = Signal(DIV_BITS + 1)
-        step = Signal(range(DIV_BITS + 1))
+        m.submodules.affine = affine = Affine(self._acc_bits)
+        m.submodules.reciprocal = divider = Reciprocal()
+        m.submodules.requantizer = requantizer = Requantizer()
 
         # Accept: z, ReLU, pooling ---------------------------------------------------------
         channel = Signal(range(max_c + lanes + 1))
@@ -198,32 +143,28 @@ class RescaleUnit(wiring.Component):
             for i in range(lanes):
                 with m.Case(i):
                     m.d.comb += acc_lane.eq(self.i_acc.payload.data[i])
-        scaled = Signal(signed(self._acc_bits + 32 + BETA_BITS + 1))
-        m.d.comb += scaled.eq(acc_lane * m_rd.data * reg["beta_in"].as_unsigned()[:BETA_BITS])
-        z = Signal(signed(VALUE_BITS))
-        m.d.comb += z.eq(_rshift(m, scaled, sh_rd.data, "z_shifted") + bias_rd.data)
-        u_new = Signal(signed(VALUE_BITS))
-        m.d.comb += u_new.eq(Mux(reg["relu"].bool() & (z < 0), 0, z))
+        m.d.comb += [affine.acc.eq(acc_lane), affine.beta_in.eq(reg["beta_in"]),
+                     affine.m.eq(m_rd.data), affine.sh.eq(sh_rd.data), affine.bias.eq(bias_rd.data),
+                     affine.relu.eq(reg["relu"].bool())]
+        u_new = affine.u
         q_accept = Signal(range(max_p + 1))
         m.d.comb += q_accept.eq(Mux(pooled, (row >> 1) * out_w + (col >> 1), row * out_w + col))
         window_start = ~pooled | ((row[0] == 0) & (col[0] == 0))
 
         # Output: requantization ------------------------------------------------------------
-        product = Signal(signed(VALUE_BITS + DIV_BITS + 1))
-        m.d.comb += product.eq(u_rd.data * recip)
-        code = _rshift(m, product, reg["sh_req"], "code_shifted")
-        clamped = Signal(signed(VALUE_BITS))
-        m.d.comb += clamped.eq(Mux(code < 0, 0, Mux(code > reg["max_code"], reg["max_code"],
-                                                    code)))
+        m.d.comb += [requantizer.u.eq(u_rd.data), requantizer.recip.eq(divider.quotient),
+                     requantizer.sh_req.eq(reg["sh_req"]), requantizer.max_code.eq(reg["max_code"]),
+                     divider.numerator.eq(reg["m_s"].as_unsigned() << rescale.RECIP_BITS),
+                     divider.divisor.eq(beta)]
         m.d.comb += [
-            self.o_out.payload.value.eq(Mux(reg["final"].bool(), u_rd.data, clamped)),
+            self.o_out.payload.value.eq(Mux(reg["final"].bool(), u_rd.data, requantizer.code)),
             self.o_out.payload.beta.eq(beta),
             self.o_out.payload.last.eq((c_idx == reg["channels"] - 1) & (q_idx == out_p - 1)),
         ]
 
         # Adapter datapath -------------------------------------------------------------------
-        hidden_value = _rshift(m, total, reg["sh1"], "hidden_shifted") + b1_rd.data
-        beta_raw = _rshift(m, total, reg["shb"], "beta_shifted") + reg["bb"]
+        hidden_value = rshift(m, total, reg["sh1"], "hidden_shifted") + b1_rd.data
+        beta_raw = rshift(m, total, reg["shb"], "beta_shifted") + reg["bb"]
         beta_clamped = Mux(beta_raw < 1, 1, Mux(beta_raw > rescale.BETA_MAX, rescale.BETA_MAX,
                                                 beta_raw))
 
@@ -253,8 +194,7 @@ class RescaleUnit(wiring.Component):
                                 m.d.sync += [row.eq(0), block_base.eq(block_base + lanes)]
                                 with m.If(block_base + lanes >= reg["channels"]):
                                     m.d.sync += [c_idx.eq(0), q_idx.eq(0), total.eq(0),
-                                                 j_idx.eq(0), beta.eq(rescale.BETA_ONE),
-                                                 recip.eq(0), remainder.eq(0), step.eq(0)]
+                                                 j_idx.eq(0), beta.eq(rescale.BETA_ONE)]
                                     with m.If(reg["final"].bool()):
                                         m.next = "output"
                                     with m.Elif(reg["adapter"] == 0):
@@ -302,20 +242,10 @@ class RescaleUnit(wiring.Component):
                     m.d.sync += [total.eq(total + x * wb_rd.data), j_idx.eq(j_idx + 1)]
 
             with m.State("divide"):                    # R = (m_s << RECIP_BITS) // beta
-                numerator = Signal(DIV_BITS)
-                m.d.comb += numerator.eq(reg["m_s"].as_unsigned() << rescale.RECIP_BITS)
-                with m.If(step == DIV_BITS):
+                m.d.comb += divider.run.eq(1)
+                with m.If(divider.done):
                     m.d.sync += [c_idx.eq(0), q_idx.eq(0)]
                     m.next = "output"
-                with m.Else():
-                    bit = numerator.bit_select((DIV_BITS - 1 - step).as_unsigned()[:6], 1)
-                    trial = Cat(bit, remainder)                # (remainder << 1) | bit
-                    fits = trial >= beta
-                    m.d.sync += [
-                        remainder.eq(Mux(fits, trial - beta, trial)),
-                        recip.eq(Cat(fits, recip)),
-                        step.eq(step + 1),
-                    ]
 
             with m.State("output"):
                 m.d.comb += [u_rd.addr.eq(c_idx * out_p + q_idx), self.o_out.valid.eq(1)]

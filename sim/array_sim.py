@@ -1,7 +1,7 @@
 """The host side of the systolic array: tiling, and running matrix products on Verilator.
 
-``ArraySim(config, root)`` generates the Verilog for ``config``, lints nothing and builds it
-once (cached under ``root/<config key>``); ``run([(A, W), ...])`` splits every product into
+``ArraySim(config, root)`` generates the Verilog for ``config`` and builds it once
+(``sim.design.Design``); ``run([(A, W), ...])`` splits every product into
 array tiles, runs all of them in one simulation and returns each product's accumulators.
 
 Tiling: ``W`` (``K x N``) is cut into column blocks of ``cols``; ``K`` must not exceed ``rows``
@@ -10,14 +10,14 @@ a short ``K`` or a short last block is padded with zero codes, whose products ar
 """
 
 from dataclasses import dataclass
-from pathlib import Path
-
 import numpy as np
 
-from gen.verilog import generate_array, generate_multiplier
+from hw.multiplier import StandaloneMultiplier
+from hw.systolic_array import SystolicArray, activation_layout, result_layout, weight_layout
 from sim.golden import check_codes
 
-from . import verilator
+from .design import Design
+from .payload import Payload
 
 __all__ = ["ArraySim", "MultiplierSim", "Run", "ShapeError", "tiles_for"]
 
@@ -61,47 +61,49 @@ def tiles_for(config, A, W):
     return tiles
 
 
-class ArraySim:
+class ArraySim(Design):
     """The array of ``config`` built for Verilator under ``root``."""
 
     def __init__(self, config, root):
         self.config = config
-        self.dir = Path(root) / config.key()
-        self.manifest = generate_array(config, self.dir / "rtl", name=TOP)
-        self._runner = verilator.build(self.dir / "rtl" / f"{TOP}.v", TOP, self.dir / "build")
+        super().__init__(SystolicArray(config=config), root, TOP)
+        self._w = Payload(weight_layout(config))
+        self._a = Payload(activation_layout(config))
+        self._r = Payload(result_layout(config))
 
     def run(self, products, *, seed=0, stall=0.0, backpressure=0.0, name="run"):
         """Run every ``(A, W)`` of ``products`` in one simulation; see ``Run``."""
-        cfg = self.config
-        plans = [tiles_for(cfg, A, W) for A, W in products]
-        job = {"rows": cfg.rows, "cols": cfg.cols, "a_bits": cfg.a_bits, "w_bits": cfg.w_bits,
-               "acc_bits": cfg.acc_bits, "tiles": [t for plan in plans for t in plan],
-               "seed": seed, "stall": stall, "backpressure": backpressure}
-        out = verilator.run_bench(self._runner, top=TOP, bench="sim.benches.array_bench",
-                                  job=job, work_dir=self.dir / name)
-        results, i = [], 0
+        plans = [tiles_for(self.config, A, W) for A, W in products]
+        tiles = [t for plan in plans for t in plan]
+        w_words = [self._w.pack(row) for t in tiles for row in t["weights"]]
+        a_words = [self._a.pack({"data": a, "last": i == len(t["acts"]) - 1})
+                   for t in tiles for i, a in enumerate(t["acts"])]
+        [(received, cycles)] = self.run_streams(
+            [{"first": {}, "send": {"i_w": w_words, "i_a": a_words},
+              "receive": {"o_r": len(a_words)}}],
+            sources=("i_w", "i_a"), sinks=("o_r",), seed=seed, stall=stall,
+            backpressure=backpressure, name=name)
+        vectors = iter(self._r.unpack(w) for w in received["o_r"])
+        results, lasts_ok = [], True
         for (A, W), plan in zip(products, plans):
-            blocks = [np.array(r, dtype=np.int64) for r in out["results"][i:i + len(plan)]]
-            i += len(plan)
+            blocks = []
+            for t in plan:
+                chunk = [next(vectors) for _ in t["acts"]]
+                blocks.append(np.array([v["data"] for v in chunk], dtype=np.int64))
+                lasts_ok &= [v["last"] for v in chunk] == [0] * (len(chunk) - 1) + [1]
             results.append(np.hstack(blocks)[:, :np.shape(W)[1]])
-        return Run(results=results, cycles=out["cycles"], lasts_ok=out["lasts_ok"])
+        return Run(results=results, cycles=cycles, lasts_ok=lasts_ok)
 
 
-class MultiplierSim:
+class MultiplierSim(Design):
     """A lone multiplier of ``numerics.ProductFormat`` ``fmt`` built for Verilator."""
 
     TOP = "asq_multiplier"
 
     def __init__(self, fmt, root):
         self.fmt = fmt
-        self.dir = (Path(root) /
-                    f"mul_{fmt.w_format}{fmt.w_bits}_a{fmt.a_bits}_f{fmt.frac_bits}")
-        path = generate_multiplier(fmt, self.dir / "rtl", name=self.TOP)
-        self._runner = verilator.build(path, self.TOP, self.dir / "build")
+        super().__init__(StandaloneMultiplier(fmt=fmt), root, self.TOP, clocked=False)
 
     def products(self, pairs):
-        out = verilator.run_bench(self._runner, top=self.TOP,
-                                  bench="sim.benches.multiplier_bench",
-                                  job={"pairs": [list(map(int, p)) for p in pairs]},
-                                  work_dir=self.dir / "run")
-        return out["products"]
+        job = {"pairs": [list(map(int, p)) for p in pairs]}
+        return self.run_bench("sim.benches.multiplier_bench", job)["products"]

@@ -10,18 +10,19 @@ them out. Weights of the array's own format and width run as they are, 8-bit or 
 """
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from gen.verilog import write_verilog
+from hw.accumulator import accumulator_layout, pass_layout
 from hw.matmul_engine import MatmulEngine
+from hw.systolic_array import activation_layout, weight_layout
 from sim.golden import check_codes
 
-from . import verilator
 from .array_sim import ShapeError
+from .design import Design
+from .payload import Payload
 
-__all__ = ["passes_for", "EngineSim", "EngineRun", "bit_planes"]
+__all__ = ["passes_for", "EngineSim", "EngineRun", "PassWords", "bit_planes"]
 
 TOP = "asq_engine"
 
@@ -73,6 +74,33 @@ def passes_for(config, A, W, w_format, w_bits=None):
     return passes
 
 
+class PassWords:
+    """Packs passes (``passes_for``) into the words of the streams ``i_w``, ``i_a`` and
+    ``i_pass`` with the hardware's layouts, and unpacks the sums of ``o_acc``."""
+
+    def __init__(self, config):
+        self._w = Payload(weight_layout(config))
+        self._a = Payload(activation_layout(config))
+        self._pass = Payload(pass_layout())
+        self._acc = Payload(accumulator_layout(config))
+
+    def streams(self, passes):
+        """``{"i_w": [...], "i_a": [...], "i_pass": [...]}`` for ``passes``."""
+        words = {"i_w": [], "i_a": [], "i_pass": []}
+        for p in passes:
+            words["i_w"] += [self._w.pack(row) for row in p["weights"]]
+            last = len(p["acts"]) - 1
+            words["i_a"] += [self._a.pack({"data": a, "last": i == last})
+                             for i, a in enumerate(p["acts"])]
+            words["i_pass"].append(self._pass.pack({k: p[k] for k in
+                                                    ("shift", "drop", "first", "final")}))
+        return words
+
+    def sums(self, words):
+        """``o_acc`` words as ``{"data": [...], "last": 0 or 1}``."""
+        return [self._acc.unpack(w) for w in words]
+
+
 @dataclass
 class EngineRun:
     results: list
@@ -80,28 +108,31 @@ class EngineRun:
     lasts_ok: bool
 
 
-class EngineSim:
+class EngineSim(Design):
     """The matmul engine of ``config`` built for Verilator under ``root``."""
 
     def __init__(self, config, root):
         self.config = config
-        self.dir = Path(root) / f"engine_{config.key()}_k{config.max_k}_m{config.max_m}"
-        path, _ = write_verilog(MatmulEngine(config=config), self.dir / "rtl", TOP, clocked=True)
-        self._runner = verilator.build(path, TOP, self.dir / "build")
+        super().__init__(MatmulEngine(config=config), root, TOP)
+        self._words = PassWords(config)
 
     def run(self, products, *, seed=0, stall=0.0, backpressure=0.0, name="run"):
         """Run every ``(A, W, w_format, w_bits)`` of ``products`` in one simulation."""
-        cfg = self.config
-        plans = [passes_for(cfg, A, W, fmt, bits) for A, W, fmt, bits in products]
-        job = {"rows": cfg.rows, "cols": cfg.cols, "a_bits": cfg.a_bits, "w_bits": cfg.w_bits,
-               "buffer_bits": cfg.buffer_bits, "passes": [p for plan in plans for p in plan],
-               "seed": seed, "stall": stall, "backpressure": backpressure}
-        out = verilator.run_bench(self._runner, top=TOP, bench="sim.benches.engine_bench",
-                                  job=job, work_dir=self.dir / name)
-        results, i = [], 0
+        plans = [passes_for(self.config, A, W, fmt, bits) for A, W, fmt, bits in products]
+        passes = [p for plan in plans for p in plan]
+        expected = sum(len(p["acts"]) for p in passes if p["final"])
+        [(received, cycles)] = self.run_streams(
+            [{"first": {}, "send": self._words.streams(passes), "receive": {"o_acc": expected}}],
+            sources=("i_w", "i_a", "i_pass"), sinks=("o_acc",), seed=seed, stall=stall,
+            backpressure=backpressure, name=name)
+        sums = iter(self._words.sums(received["o_acc"]))
+        results, lasts_ok = [], True
         for (A, W, _, _), plan in zip(products, plans):
-            blocks = sum(p["final"] for p in plan)
-            results.append(np.hstack([np.array(s, dtype=np.int64)
-                                      for s in out["sums"][i:i + blocks]])[:, :np.shape(W)[1]])
-            i += blocks
-        return EngineRun(results=results, cycles=out["cycles"], lasts_ok=out["lasts_ok"])
+            blocks = []
+            for p in plan:
+                if p["final"]:
+                    chunk = [next(sums) for _ in p["acts"]]
+                    blocks.append(np.array([v["data"] for v in chunk], dtype=np.int64))
+                    lasts_ok &= [v["last"] for v in chunk] == [0] * (len(chunk) - 1) + [1]
+            results.append(np.hstack(blocks)[:, :np.shape(W)[1]])
+        return EngineRun(results=results, cycles=cycles, lasts_ok=lasts_ok)

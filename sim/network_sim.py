@@ -8,19 +8,19 @@ layer's input.
 """
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
+from gen import regmap
 from gen.rescale import BETA_ONE
 from gen.sizing import check_fits
-from gen.verilog import write_verilog
 from hw.accelerator import Accelerator
-from hw.rescale_unit import CONTROL, param_words
+from hw.rescale_unit import output_layout, param_layout
 
-from . import verilator
-from .engine_sim import passes_for
+from .design import Design
+from .engine_sim import PassWords, passes_for
 from .golden import check_codes, im2col
+from .payload import Payload
 
 __all__ = ["NetworkSim", "NetworkRun", "TOP"]
 
@@ -37,32 +37,32 @@ class NetworkRun:
     cycles: list = field(default_factory=list)
 
 
-class NetworkSim:
+class NetworkSim(Design):
     """The accelerator of ``config`` built for Verilator under ``root``."""
 
     def __init__(self, config, root):
         self.config = config
-        self.dir = Path(root) / (f"accel_{config.key()}_k{config.max_k}_m{config.max_m}"
-                                 f"_c{config.max_channels}_h{config.max_hidden}")
-        path, self.ports = write_verilog(Accelerator(config=config), self.dir / "rtl", TOP,
-                                         clocked=True)
-        self.verilog = path
-        self._runner = verilator.build(path, TOP, self.dir / "build")
+        super().__init__(Accelerator(config=config), root, TOP)
+        self._passes = PassWords(config)
+        self._param = Payload(param_layout())
+        self._out = Payload(output_layout())
 
-    def _step(self, layer, codes, beta_in):
+    def step_words(self, layer, codes, beta_in):
+        """The stream words of one sample of ``layer``: parameters, then passes."""
         cfg = self.config
         if layer.kind == "linear":
             rows, (c, h, w) = codes.reshape(1, -1), (layer.out_channels, 1, 1)
         else:
             rows = im2col(codes[None], layer.kernel, layer.stride, layer.padding)
             c, h, w = layer.conv_shape
-        words = param_words(layer.fixed, channels=c, height=h, width=w, pool=layer.pool,
-                            relu=layer.relu, max_channels=cfg.max_channels)
-        words.append((6 << 12 | CONTROL.index("beta_in"), int(beta_in)))
-        return {"params": words,
-                "passes": passes_for(cfg, rows, layer.weight_matrix, layer.w_format,
-                                     layer.w_bits),
-                "outputs": int(np.prod(layer.out_shape))}
+        words = regmap.encode(layer.fixed, channels=c, height=h, width=w, pool=layer.pool,
+                              relu=layer.relu, max_channels=cfg.max_channels)
+        words.append(regmap.beta_in_word(beta_in))
+        passes = passes_for(cfg, rows, layer.weight_matrix, layer.w_format, layer.w_bits)
+        return {"first": {"i_param": [self._param.pack({"addr": a, "value": v})
+                                      for a, v in words]},
+                "send": self._passes.streams(passes),
+                "receive": {"o_out": int(np.prod(layer.out_shape))}}
 
     def run(self, bundle, input_codes, *, seed=0, stall=0.0, backpressure=0.0):
         """Run ``bundle`` on ``input_codes``; see ``NetworkRun``."""
@@ -71,19 +71,16 @@ class NetworkSim:
                             ndim=1 + len(bundle.input_shape))
         betas = np.full(len(codes), BETA_ONE, dtype=np.int64)
         run = NetworkRun()
-        cfg = self.config
         for i, layer in enumerate(bundle.layers):
-            job = {"rows": cfg.rows, "cols": cfg.cols, "a_bits": cfg.a_bits,
-                   "w_bits": cfg.w_bits, "seed": seed + i, "stall": stall,
-                   "backpressure": backpressure,
-                   "steps": [self._step(layer, x, b) for x, b in zip(codes, betas)]}
-            out = verilator.run_bench(self._runner, top=TOP, bench="sim.benches.network_bench",
-                                      job=job, work_dir=self.dir / f"layer{i}")
-            steps = out["steps"]
-            codes = np.array([s["values"] for s in steps], dtype=np.int64).reshape(
-                (len(steps),) + tuple(layer.out_shape))
-            betas = np.array([s["betas"][0] for s in steps], dtype=np.int64)
+            steps = self.run_streams(
+                [self.step_words(layer, x, b) for x, b in zip(codes, betas)],
+                sources=("i_param", "i_w", "i_a", "i_pass"), sinks=("o_out",), seed=seed + i,
+                stall=stall, backpressure=backpressure, name=f"layer{i}")
+            outs = [[self._out.unpack(w) for w in received["o_out"]] for received, _ in steps]
+            codes = np.array([[o["value"] for o in out] for out in outs], dtype=np.int64)
+            codes = codes.reshape((len(steps),) + tuple(layer.out_shape))
+            betas = np.array([out[0]["beta"] for out in outs], dtype=np.int64)
             run.outputs.append(codes)
             run.betas.append(betas)
-            run.cycles.append([s["cycles"] for s in steps])
+            run.cycles.append([cycles for _, cycles in steps])
         return run

@@ -2,14 +2,14 @@
 sample, and running samples on Verilator."""
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from gen.verilog import write_verilog
-from hw.rescale_unit import CONTROL, RescaleUnit, param_words
+from gen import regmap
+from hw.rescale_unit import RescaleUnit, acc_layout, output_layout, param_layout
 
-from . import verilator
+from .design import Design
+from .payload import Payload
 
 __all__ = ["RescaleSim", "Sample", "acc_vectors"]
 
@@ -40,32 +40,42 @@ def acc_vectors(acc, lanes):
             for b in range(blocks) for p in range(flat.shape[1])]
 
 
-class RescaleSim:
+class RescaleSim(Design):
     """A rescale unit built for Verilator under ``root``."""
 
     def __init__(self, root, *, lanes, acc_bits, max_channels, max_positions, max_hidden):
         self.lanes, self.acc_bits, self.max_channels = lanes, acc_bits, max_channels
-        self.dir = Path(root) / (f"rescale_l{lanes}_a{acc_bits}_c{max_channels}"
-                                 f"_p{max_positions}_h{max_hidden}")
         unit = RescaleUnit(lanes=lanes, acc_bits=acc_bits, max_channels=max_channels,
                            max_positions=max_positions, max_hidden=max_hidden)
-        path, _ = write_verilog(unit, self.dir / "rtl", TOP, clocked=True)
-        self._runner = verilator.build(path, TOP, self.dir / "build")
+        super().__init__(unit, root, TOP)
+        self._param = Payload(param_layout())
+        self._acc = Payload(acc_layout(lanes, acc_bits))
+        self._out = Payload(output_layout())
 
-    def job_sample(self, s: Sample):
+    def step(self, s: Sample):
+        """The stream words of sample ``s``: its parameters first, then its accumulators."""
         acc = s.acc.reshape(s.acc.shape[0], 1, 1) if s.acc.ndim == 1 else s.acc
         c, h, w = acc.shape
-        words = param_words(s.fixed, channels=c, height=h, width=w, pool=s.pool, relu=s.relu,
-                            max_channels=self.max_channels)
-        words.append((6 << 12 | CONTROL.index("beta_in"), int(s.beta_in)))
+        words = regmap.encode(s.fixed, channels=c, height=h, width=w, pool=s.pool, relu=s.relu,
+                              max_channels=self.max_channels)
+        words.append(regmap.beta_in_word(s.beta_in))
         outputs = c * (h // s.pool) * (w // s.pool) if s.pool > 1 else c * h * w
-        return {"params": words, "vectors": acc_vectors(acc, self.lanes), "outputs": outputs}
+        return {"first": {"i_param": [self._param.pack({"addr": a, "value": v})
+                                      for a, v in words]},
+                "send": {"i_acc": [self._acc.pack({"data": v, "last": 0})
+                                   for v in acc_vectors(acc, self.lanes)]},
+                "receive": {"o_out": outputs}}
+
+    def outputs(self, words):
+        """``o_out`` words as ``{"values", "betas", "lasts"}``."""
+        out = [self._out.unpack(w) for w in words]
+        return {"values": [o["value"] for o in out], "betas": [o["beta"] for o in out],
+                "lasts": [o["last"] for o in out]}
 
     def run(self, samples, *, seed=0, stall=0.0, backpressure=0.0, name="run"):
-        """``[(values, betas, lasts)]`` per sample, and the clocks of the whole run."""
-        job = {"lanes": self.lanes, "acc_bits": self.acc_bits,
-               "samples": [self.job_sample(s) for s in samples], "seed": seed, "stall": stall,
-               "backpressure": backpressure}
-        out = verilator.run_bench(self._runner, top=TOP, bench="sim.benches.rescale_bench",
-                                  job=job, work_dir=self.dir / name)
-        return out["samples"], out["cycles"]
+        """``[{"values", "betas", "lasts"}]`` per sample, and the clocks of the whole run."""
+        steps = self.run_streams([self.step(s) for s in samples], sources=("i_param", "i_acc"),
+                                 sinks=("o_out",), seed=seed, stall=stall,
+                                 backpressure=backpressure, name=name)
+        return ([self.outputs(received["o_out"]) for received, _ in steps],
+                sum(cycles for _, cycles in steps))

@@ -47,7 +47,7 @@ def selfcheck(cfg, *, out, seed=1, stall=0.3):
     t0 = time.monotonic()
     sim = ArraySim(cfg, out)
     build_s = time.monotonic() - t0
-    rtl = sim.dir / "rtl" / f"{TOP}.v"
+    rtl = sim.verilog
     warnings = verilator.lint(rtl, TOP)
     print(f"  verilog    {rtl} ({len(rtl.read_text().splitlines())} lines); "
           f"lint -Wall: {'clean' if not warnings else f'{len(warnings)} warnings'}")

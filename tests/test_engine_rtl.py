@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from gen.config import ArrayConfig
-from gen.numerics import ProductFormat
+from gen.numerics import ProductFormat, weight_value
 from sim.array_sim import ShapeError
 from sim.engine_sim import EngineSim, bit_planes, passes_for
 from sim.golden import matmul
@@ -48,10 +48,13 @@ def test_extreme_int8_sums(engine):
 
 
 def test_bit_planes_sum_to_the_weights():
+    """Every plane's codes, read as the array reads them (``gen.numerics.weight_value`` of a
+    4-bit post code), times ``2**shift`` add up to the signed weights."""
     rng = np.random.default_rng(0)
-    W = rng.integers(0, 256, (5, 3))
+    W = np.concatenate([rng.integers(0, 256, (5, 3)), [[0, 127, 128]]])
     signed = np.where(W >= 128, W - 256, W)
-    total = sum((np.where(p == 0, 0, np.where(p == 1, 1, -1))) << s for p, s in bit_planes(W, 8, 4))
+    value = np.vectorize(lambda code: weight_value("post", 4, int(code)))
+    total = sum(value(p) * 2.0 ** s for p, s in bit_planes(W, 8, 4))
     assert np.array_equal(total, signed)
 
 

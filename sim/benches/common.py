@@ -35,23 +35,28 @@ async def start_clock(dut, reset_cycles=2):
 
 async def within(coro, clocks, what):
     """Await ``coro``, failing with a clear message after ``clocks`` clocks (a hung design must
-    fail the test, not hang it)."""
+    fail the test, not hang it). ``what`` names what hung: a string, or a function that tells
+    it at the time of the failure."""
     from cocotb.triggers import SimTimeoutError, with_timeout
 
     try:
         return await with_timeout(coro, clocks * CLOCK_NS, "ns")
     except SimTimeoutError:
+        what = what() if callable(what) else what
         raise AssertionError(f"{what}: no result after {clocks} clocks") from None
 
 
 class Bench:
     """One job's test bench: the job, a generator seeded by it, a ``StreamSource`` per input
     stream (idling with the job's ``stall``) and a ``StreamSink`` per output stream (with its
-    ``backpressure``), all driven from ``dut.clk``."""
+    ``backpressure``), all driven from ``dut.clk``. The streams are the job's ``sources`` and
+    ``sinks`` unless given."""
 
-    def __init__(self, dut, *, sources=(), sinks=()):
+    def __init__(self, dut, *, sources=None, sinks=None):
         self.dut = dut
         self.job = load_job()
+        sources = self.job["sources"] if sources is None else sources
+        sinks = self.job["sinks"] if sinks is None else sinks
         self.rng = random.Random(self.job["seed"])
         self.sources = {name: StreamSource(dut, name, dut.clk, self.rng, self.job["stall"])
                         for name in sources}

@@ -1,0 +1,102 @@
+"""The rescale unit's register map: the one definition of the words that the host writes on
+``i_param`` before a layer and a sample, shared by the host drivers (``encode``), the hardware
+(``hw.rescale_unit`` decodes ``Region`` and ``CONTROL`` by name) and the manifest
+(``manifest()``).
+
+A word is ``(address, value)``: ``value`` is a signed ``VALUE_BITS`` integer, ``address`` holds
+the region in its top ``REGION_BITS`` bits and the entry in the low ``INDEX_BITS``:
+
+====== =========== ==============================================================
+region name        contents (``r`` a ``gen.rescale.LayerRescale``)
+====== =========== ==============================================================
+0      ``m``       ``r.m[c]``: the mantissas of the folded batch-norm scale
+1      ``sh``      ``r.z_shift[c]`` (signed)
+2      ``bias``    ``r.bias_q[c]``
+3      ``w1``      ``r.w1_q[j, c]`` at ``j * max_channels + c`` (two-layer adapter)
+4      ``b1``      ``r.b1_q[j]`` (two-layer adapter)
+5      ``wb``      ``r.beta_weights[i]``: the weights of the layer that makes ``beta``
+6      ``control`` the registers of ``CONTROL``, in that order
+====== =========== ==============================================================
+"""
+
+from enum import IntEnum
+
+from . import rescale
+
+__all__ = ["Region", "CONTROL", "ADAPTER_KINDS", "REGION_BITS", "INDEX_BITS", "ADDR_BITS",
+           "VALUE_BITS", "address", "encode", "beta_in_word", "manifest"]
+
+REGION_BITS = 4
+INDEX_BITS = 12
+ADDR_BITS = REGION_BITS + INDEX_BITS
+VALUE_BITS = 32                     # = rescale.PARAM_BITS: the parameters' signed width
+
+
+class Region(IntEnum):
+    m = 0
+    sh = 1
+    bias = 2
+    w1 = 3
+    b1 = 4
+    wb = 5
+    control = 6
+
+
+#: The control registers: the layer's shape, its options and the constants of ``LayerRescale``
+#: that are one per layer; ``beta_in`` is written before every sample.
+CONTROL = ("channels", "height", "width", "pool", "relu", "final", "adapter", "hidden", "sh1",
+           "shb", "bb", "m_s", "sh_req", "max_code", "beta_in")
+
+#: ``LayerRescale.adapter`` as the ``adapter`` register holds it.
+ADAPTER_KINDS = {"none": 0, "one": 1, "two": 2}
+
+
+def address(region, index):
+    """The address of entry ``index`` of ``region``."""
+    if not 0 <= index < 1 << INDEX_BITS:
+        raise ValueError(f"register index {index} does not fit {INDEX_BITS} bits")
+    return int(region) << INDEX_BITS | index
+
+
+def encode(r, *, channels, height, width, pool, relu, max_channels):
+    """The ``(address, value)`` words of a layer's ``LayerRescale`` ``r`` (``beta_in`` apart,
+    see ``beta_in_word``). ``height`` and ``width`` are the accumulators' spatial size (1 and 1
+    for a linear layer); ``max_channels`` the hardware's (the stride of ``w1``)."""
+    words = []
+    for c in range(channels):
+        words += [(address(Region.m, c), int(r.m[c])),
+                  (address(Region.sh, c), int(r.z_shift[c])),
+                  (address(Region.bias, c), int(r.bias_q[c]))]
+    hidden = 0
+    if r.adapter == "two":
+        hidden = r.w1_q.shape[0]
+        for j in range(hidden):
+            words += [(address(Region.w1, j * max_channels + c), int(r.w1_q[j, c]))
+                      for c in range(channels)]
+            words.append((address(Region.b1, j), int(r.b1_q[j])))
+    if r.adapter != "none":
+        words += [(address(Region.wb, i), int(w)) for i, w in enumerate(r.beta_weights)]
+    final = r.next_bits is None
+    control = {
+        "channels": channels, "height": height, "width": width, "pool": pool, "relu": int(relu),
+        "final": int(final), "adapter": ADAPTER_KINDS[r.adapter], "hidden": hidden,
+        "sh1": r.hidden_shift or 0, "shb": r.beta_shift or 0, "bb": r.beta_bias or 0,
+        "m_s": 0 if final else r.m_s, "sh_req": 0 if final else r.req_shift,
+        "max_code": 0 if final else r.max_code,
+    }
+    words += [(address(Region.control, CONTROL.index(k)), int(v)) for k, v in control.items()]
+    return words
+
+
+def beta_in_word(beta_in):
+    """The word that sets a sample's ``beta_in`` (units ``2**-BETA_FRAC``)."""
+    if not 1 <= beta_in <= rescale.BETA_MAX:
+        raise ValueError(f"beta_in must be from 1 to {rescale.BETA_MAX}, not {beta_in}")
+    return address(Region.control, CONTROL.index("beta_in")), int(beta_in)
+
+
+def manifest():
+    """The register map as the generator's manifest lists it."""
+    return {"address_bits": ADDR_BITS, "index_bits": INDEX_BITS, "value_bits": VALUE_BITS,
+            "regions": {region.name: int(region) for region in Region},
+            "control": list(CONTROL)}
