@@ -10,8 +10,8 @@ from amaranth.lib import wiring
 from hw.multiplier import StandaloneMultiplier
 from hw.systolic_array import SystolicArray
 
-__all__ = ["MANIFEST_FORMAT", "ports", "verilog_text", "write_verilog", "generate_array", "generate_accelerator",
-           "generate_multiplier"]
+__all__ = ["MANIFEST_FORMAT", "ports", "verilog_text", "write_verilog", "generate_array",
+           "generate_accelerator", "generate_multiplier"]
 
 MANIFEST_FORMAT = 1
 

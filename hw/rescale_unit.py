@@ -43,6 +43,13 @@ def output_layout():
                               "last": 1})
 
 
+def _memory(m, name, shape, depth):
+    """A memory with a combinational read port and a write port; two entries at least (one
+    entry has a 0-bit address, an illegal ``[-1:0]`` in Verilog)."""
+    m.submodules[name] = mem = memory.Memory(shape=shape, depth=max(depth, 2), init=[])
+    return mem.read_port(domain="comb"), mem.write_port()
+
+
 class RescaleUnit(wiring.Component):
     """See the module docstring.
 
@@ -80,28 +87,15 @@ class RescaleUnit(wiring.Component):
             "o_out": Out(stream.Signature(output_layout())),
         })
 
-    def elaborate(self, platform):
-        m = Module()
-        lanes, max_c, max_p, max_h = self._lanes, self._max_c, self._max_p, self._max_h
-
-        def mem(name, shape, depth):
-            # Two entries at least: one entry has a 0-bit address, an illegal [-1:0] in Verilog.
-            m.submodules[name] = mm = memory.Memory(shape=shape, depth=max(depth, 2), init=[])
-            return mm.read_port(domain="comb"), mm.write_port()
-
+    def _register_file(self, m):
+        """The parameters of ``gen.regmap``: a memory per region (its read and write ports)
+        and the control registers, written from ``i_param``."""
+        max_c, max_h = self._max_c, self._max_h
         param = signed(regmap.VALUE_BITS)
         depth = {Region.m: max_c, Region.sh: max_c, Region.bias: max_c, Region.w1: max_c * max_h,
                  Region.b1: max_h, Region.wb: max(max_c, max_h)}
-        ports = {region: mem(f"mem_{region.name}", param, d) for region, d in depth.items()}
-        (m_rd, _), (sh_rd, _), (bias_rd, _), (w1_rd, _), (b1_rd, _), (wb_rd, _) = (
-            ports[r] for r in depth)
-        u_rd, u_wr = mem("mem_u", signed(VALUE_BITS), max_c * max_p)
-        s_rd, s_wr = mem("mem_s", signed(VALUE_BITS), max_c)
-        h_rd, h_wr = mem("mem_h", signed(VALUE_BITS), max_h)
-
+        ports = {r: _memory(m, f"mem_{r.name}", param, d) for r, d in depth.items()}
         reg = {name: Signal(param, name=f"reg_{name}") for name in CONTROL}
-
-        # Parameter writes --------------------------------------------------------------
         p = self.i_param.payload
         region, index = p.addr[regmap.INDEX_BITS:], p.addr[:regmap.INDEX_BITS]
         writing = self.i_param.valid & self.i_param.ready
@@ -113,6 +107,19 @@ class RescaleUnit(wiring.Component):
                 for i, name in enumerate(CONTROL):
                     with m.Case(i):
                         m.d.sync += reg[name].eq(p.value)
+        return ports, reg
+
+    def elaborate(self, platform):
+        m = Module()
+        lanes, max_c, max_p, max_h = self._lanes, self._max_c, self._max_p, self._max_h
+
+        ports, reg = self._register_file(m)
+        (m_rd, _), (sh_rd, _), (bias_rd, _), (w1_rd, _), (b1_rd, _), (wb_rd, _) = (
+            ports[r] for r in (Region.m, Region.sh, Region.bias, Region.w1, Region.b1,
+                               Region.wb))
+        u_rd, u_wr = _memory(m, "mem_u", signed(VALUE_BITS), max_c * max_p)     # u per position
+        s_rd, s_wr = _memory(m, "mem_s", signed(VALUE_BITS), max_c)             # S per channel
+        h_rd, h_wr = _memory(m, "mem_h", signed(VALUE_BITS), max_h)             # h per unit
 
         # Counters ------------------------------------------------------------------------
         pooled = reg["pool"] > 1
@@ -144,8 +151,8 @@ class RescaleUnit(wiring.Component):
                 with m.Case(i):
                     m.d.comb += acc_lane.eq(self.i_acc.payload.data[i])
         m.d.comb += [affine.acc.eq(acc_lane), affine.beta_in.eq(reg["beta_in"]),
-                     affine.m.eq(m_rd.data), affine.sh.eq(sh_rd.data), affine.bias.eq(bias_rd.data),
-                     affine.relu.eq(reg["relu"].bool())]
+                     affine.m.eq(m_rd.data), affine.sh.eq(sh_rd.data),
+                     affine.bias.eq(bias_rd.data), affine.relu.eq(reg["relu"].bool())]
         u_new = affine.u
         q_accept = Signal(range(max_p + 1))
         m.d.comb += q_accept.eq(Mux(pooled, (row >> 1) * out_w + (col >> 1), row * out_w + col))
@@ -153,7 +160,8 @@ class RescaleUnit(wiring.Component):
 
         # Output: requantization ------------------------------------------------------------
         m.d.comb += [requantizer.u.eq(u_rd.data), requantizer.recip.eq(divider.quotient),
-                     requantizer.sh_req.eq(reg["sh_req"]), requantizer.max_code.eq(reg["max_code"]),
+                     requantizer.sh_req.eq(reg["sh_req"]),
+                     requantizer.max_code.eq(reg["max_code"]),
                      divider.numerator.eq(reg["m_s"].as_unsigned() << rescale.RECIP_BITS),
                      divider.divisor.eq(beta)]
         m.d.comb += [
