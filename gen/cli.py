@@ -35,6 +35,10 @@ def _add_array_options(p):
                    help=f"weight code width (default {d.w_bits})")
     g.add_argument("--w-format", choices=numerics.WEIGHT_FORMATS, default=None,
                    help=f"weight format (default {d.w_format})")
+    g.add_argument("--odd", choices=numerics.ODD_MODES, default=None,
+                   help="post arrays: the odd exponents through a table per row (table, the "
+                        "default) or as a second sum per column with every product a shift "
+                        "(split; a bare array only)")
     g.add_argument("--frac-bits", type=int, default=None,
                    help="fractional bits F of products and accumulators (default: a post table "
                         "with 8 fractional bits; the exact minimum for pot and int)")
@@ -42,7 +46,7 @@ def _add_array_options(p):
                    help="accumulator width (default: the smallest that cannot overflow)")
 
 
-_SIZED = ("a_bits", "w_bits", "w_format", "frac_bits", "acc_bits")
+_SIZED = ("a_bits", "w_bits", "w_format", "odd", "frac_bits", "acc_bits")
 
 
 def _config(args):
@@ -65,7 +69,8 @@ def _bundle_config(args, bundle):
 
 def _describe(cfg):
     table = (f", table with {cfg.table_frac_bits} fractional bits"
-             if cfg.table_frac_bits is not None else "")
+             if cfg.table_frac_bits is not None else
+             ", split even and odd sums" if cfg.split else "")
     return (f"{cfg.rows}x{cfg.cols} {cfg.w_format} array, {cfg.w_bits}-bit weights, "
             f"{cfg.a_bits}-bit activations, F={cfg.frac_bits}{table}, "
             f"{cfg.acc_bits}-bit accumulators")

@@ -33,9 +33,16 @@ class ArrayConfig:
     w_bits, w_format:
         Width and format of the weight codes (``post``, ``pot`` or ``int``, see
         ``gen.numerics``).
+    odd:
+        How a ``post`` array handles the odd exponents: ``"table"`` (the default: the table
+        entry ``T[a]`` travels along each row, one sum per column) or ``"split"`` (two sums per
+        column, of the even and of the odd exponents: every product is a shift, and
+        ``sqrt(2)/2`` is applied once per output after the array; see ``gen.numerics``). A
+        split array runs as a bare array; the layer engine takes ``"table"`` arrays.
     frac_bits:
         ``F``, the fractional bits of the products and accumulators. ``None`` takes
-        ``numerics.default_frac_bits`` (a table with 8 fractional bits for ``post``).
+        ``numerics.default_frac_bits`` (a table with 8 fractional bits for ``post``, the exact
+        minimum for split sums).
     acc_bits:
         Width of the result accumulators. ``None`` takes the smallest width that no sum of
         ``rows`` products can overflow; a narrower explicit width is refused.
@@ -55,6 +62,7 @@ class ArrayConfig:
     a_bits: int = 8
     w_bits: int = 4
     w_format: str = "post"
+    odd: str = "table"
     frac_bits: int | None = None
     acc_bits: int | None = None
     max_k: int = 4096
@@ -68,11 +76,17 @@ class ArrayConfig:
         _check_int("cols", self.cols, 1, MAX_DIM)
         numerics.check_act_bits(self.a_bits)
         numerics.check_weight_bits(self.w_format, self.w_bits)
+        if self.odd not in numerics.ODD_MODES:
+            raise ValueError(f"odd must be one of {', '.join(numerics.ODD_MODES)}, not "
+                             f"{self.odd!r}")
+        if self.odd == "split" and self.w_format != "post":
+            raise ValueError(f"odd='split' is for post arrays, not {self.w_format}")
         derived = {name for name in ("frac_bits", "acc_bits") if getattr(self, name) is None}
         object.__setattr__(self, "_derived", frozenset(derived))
         if self.frac_bits is None:
             object.__setattr__(self, "frac_bits",
-                               numerics.default_frac_bits(self.w_format, self.w_bits))
+                               numerics.default_frac_bits(self.w_format, self.w_bits,
+                                                          self.odd))
         numerics.check_frac_bits(self.w_format, self.w_bits, self.frac_bits)
         need = self.min_acc_bits
         if self.acc_bits is None:
@@ -99,7 +113,12 @@ class ArrayConfig:
     def product_format(self):
         """The ``numerics.ProductFormat`` of the array's multipliers."""
         return numerics.ProductFormat(w_format=self.w_format, a_bits=self.a_bits,
-                                      w_bits=self.w_bits, frac_bits=self.frac_bits)
+                                      w_bits=self.w_bits, frac_bits=self.frac_bits, odd=self.odd)
+
+    @property
+    def split(self):
+        """Whether the array keeps split ``post`` sums (two per column)."""
+        return self.odd == "split"
 
     @property
     def product_bound(self):
@@ -130,7 +149,7 @@ class ArrayConfig:
     @property
     def table_frac_bits(self):
         """``t``, the fractional bits of the ``post`` table (``None`` when it has no table)."""
-        if self.w_format != "post":
+        if self.w_format != "post" or self.split:
             return None
         return numerics.table_frac_bits(self.w_bits, self.frac_bits)
 
@@ -157,5 +176,6 @@ class ArrayConfig:
 
     def key(self):
         """A short name that identifies the configuration (for build folders)."""
-        return (f"{self.w_format}{self.w_bits}_a{self.a_bits}_{self.rows}x{self.cols}"
+        odd = "_split" if self.split else ""
+        return (f"{self.w_format}{self.w_bits}{odd}_a{self.a_bits}_{self.rows}x{self.cols}"
                 f"_f{self.frac_bits}_acc{self.acc_bits}")

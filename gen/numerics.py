@@ -34,6 +34,14 @@ magnitude so that the hardware can fold the sign into its adder:
 * ``pot``: ``a << (F - n)``, exact;
 * ``int``: ``a * w``, exact; ``F`` must be 0.
 
+Split ``post`` sums (``odd="split"``)
+------------------------------------
+An array may instead keep two sums per output, one of the even and one of the odd exponents,
+and apply ``sqrt(2)/2`` once per output after the array: then every product is a shift,
+``a << (F - k)`` for ``n = 2k`` and for ``n = 2k + 1`` alike, with no table and no rounding
+(``split_product``). The value of a pair of sums ``(E, O)`` is ``E + O * sqrt(2)/2`` units of
+``2**-F``; ``F`` needs only ``min_frac_bits`` (no table bits).
+
 ``F`` must be large enough that every shift is a left shift (``min_frac_bits``); the default
 (``default_frac_bits``) gives the table 8 fractional bits.
 """
@@ -50,10 +58,11 @@ __all__ = [
     "max_exponent", "weight_value", "weight_levels", "nearest_code", "zero_code",
     "min_frac_bits", "default_frac_bits", "check_frac_bits",
     "odd_table", "table_frac_bits", "product", "product_magnitude_bound", "signed_bits",
-    "sum_bits", "ProductFormat",
+    "sum_bits", "ODD_MODES", "split_product", "ProductFormat",
 ]
 
 WEIGHT_FORMATS = ("post", "pot", "int")
+ODD_MODES = ("table", "split")
 WEIGHT_BITS = range(2, 9)
 ACT_BITS = range(1, 9)
 DEFAULT_TABLE_FRAC_BITS = 8
@@ -145,10 +154,11 @@ def min_frac_bits(fmt, bits):
     return max(k for k in (_max_k(bits, 0), _max_k(bits, 1)) if k is not None)
 
 
-def default_frac_bits(fmt, bits):
-    """``F`` for which the ``post`` table has 8 fractional bits (the minimum for the others)."""
+def default_frac_bits(fmt, bits, odd="table"):
+    """``F`` for which the ``post`` table has 8 fractional bits (the minimum for the others, and
+    for split ``post`` sums, which have no table)."""
     check_weight_bits(fmt, bits)
-    if fmt == "post" and _max_k(bits, 1) is not None:
+    if fmt == "post" and odd == "table" and _max_k(bits, 1) is not None:
         return max(min_frac_bits(fmt, bits), _max_k(bits, 1) + DEFAULT_TABLE_FRAC_BITS)
     return min_frac_bits(fmt, bits)
 
@@ -210,6 +220,18 @@ def product(fmt, w_bits, frac_bits, a, code, *, table=None):
     return -mag if sign else mag
 
 
+def split_product(w_bits, frac_bits, a, code):
+    """``(s, p)``: the ``post`` product of ``a`` and ``code`` as split sums keep it: ``p`` goes
+    into sum ``s`` (0 even, 1 odd exponents), ``p = +-a << (F - n // 2)``, exact. A zero
+    weight is ``(0, 0)``."""
+    sign, m = _split(w_bits, code)
+    if m == 0:
+        return 0, 0
+    n = m - 1
+    mag = a << (frac_bits - n // 2)
+    return n % 2, -mag if sign else mag
+
+
 def product_magnitude_bound(fmt, a_bits, w_bits, frac_bits):
     """The largest ``|product|`` over all codes (``a_max * 2**F``; ``a_max * 2**(b-1)`` for int)."""
     a_max = 2 ** a_bits - 1
@@ -231,17 +253,28 @@ def sum_bits(fmt, a_bits, w_bits, frac_bits, terms):
 @dataclass(frozen=True)
 class ProductFormat:
     """The operands of one product: ``a_bits``-bit activations times ``w_bits``-bit
-    ``w_format`` weights, in units of ``2**-frac_bits``. Validated on construction."""
+    ``w_format`` weights, in units of ``2**-frac_bits``; ``odd`` is ``"split"`` for ``post``
+    products kept as split sums (``split_product``). Validated on construction."""
 
     w_format: str
     a_bits: int
     w_bits: int
     frac_bits: int
+    odd: str = "table"
 
     def __post_init__(self):
         check_act_bits(self.a_bits)
         check_weight_bits(self.w_format, self.w_bits)
         check_frac_bits(self.w_format, self.w_bits, self.frac_bits)
+        if self.odd not in ODD_MODES:
+            raise ValueError(f"odd must be one of {', '.join(ODD_MODES)}, not {self.odd!r}")
+        if self.odd == "split" and self.w_format != "post":
+            raise ValueError(f"odd='split' is for post weights, not {self.w_format}")
+
+    @property
+    def split(self):
+        """Whether products go into two sums (``split_product``)."""
+        return self.odd == "split"
 
     @property
     def bound(self):
@@ -254,11 +287,15 @@ class ProductFormat:
 
     @functools.cached_property
     def table(self):
-        """The ``post`` table ``T[a]`` (an empty list for formats or widths without one)."""
-        t = table_frac_bits(self.w_bits, self.frac_bits) if self.w_format == "post" else None
+        """The ``post`` table ``T[a]`` (an empty list for formats or widths without one, and
+        for split sums)."""
+        t = (table_frac_bits(self.w_bits, self.frac_bits)
+             if self.w_format == "post" and not self.split else None)
         return [] if t is None else odd_table(self.a_bits, t)
 
     def product(self, a, code):
-        """``product(...)`` for this format."""
+        """``product(...)`` for this format; ``(s, p)`` of ``split_product`` for split sums."""
+        if self.split:
+            return split_product(self.w_bits, self.frac_bits, a, code)
         return product(self.w_format, self.w_bits, self.frac_bits, a, code,
                        table=self.table or None)

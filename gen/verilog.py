@@ -93,6 +93,7 @@ def generate_array(config, out_dir, *, name="asq_array"):
             "psum_bits": [config.psum_bits(r) for r in range(config.rows)],
             "table_frac_bits": config.table_frac_bits,
             "table": fmt.table,
+            "sums": 2 if config.split else 1,
             "latency": config.latency,
             "tile": {"max_k": config.rows, "max_n": config.cols},
         },
@@ -102,8 +103,9 @@ def generate_array(config, out_dir, *, name="asq_array"):
             "i_a": {"payload": f"rows x a_bits activation codes (row k in bits "
                                f"[k*{config.a_bits}, (k+1)*{config.a_bits})), then 1 bit last"},
             "o_r": {"payload": f"cols x acc_bits signed accumulators (column n in bits "
-                               f"[n*{config.acc_bits}, (n+1)*{config.acc_bits})), then 1 bit "
-                               f"last"},
+                               f"[n*{config.acc_bits}, (n+1)*{config.acc_bits}))" +
+                               (", then the odd sums likewise" if config.split else "") +
+                               ", then 1 bit last"},
         },
         "ports": port_list,
     }

@@ -7,7 +7,7 @@ from amaranth.hdl import Module
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .accumulator import pass_layout
+from .accumulator import check_engine_array, pass_layout
 from .matmul_engine import MatmulEngine
 from .rescale_unit import RescaleUnit, output_layout, param_layout
 from .systolic_array import activation_layout, weight_layout
@@ -21,6 +21,7 @@ class Accelerator(wiring.Component):
     """
 
     def __init__(self, *, config):
+        check_engine_array(config)
         self._config = config
         super().__init__({
             "i_param": In(stream.Signature(param_layout())),

@@ -15,9 +15,17 @@ from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["pass_layout", "accumulator_layout", "AccumulatorBuffer", "MAX_PLANE_SHIFT"]
+__all__ = ["check_engine_array", "pass_layout", "accumulator_layout", "AccumulatorBuffer",
+           "MAX_PLANE_SHIFT"]
 
 MAX_PLANE_SHIFT = 7
+
+
+def check_engine_array(config):
+    """Refuse an array that the layer engine cannot take (one sum per column for now)."""
+    if config.split:
+        raise ValueError("the layer engine takes post arrays with odd='table'; an array "
+                         "with odd='split' runs as a bare array (asqgen verilog, selfcheck)")
 
 
 def pass_layout():
@@ -58,6 +66,7 @@ class AccumulatorBuffer(wiring.Component):
     def __init__(self, *, config):
         from .systolic_array import result_layout
 
+        check_engine_array(config)
         self._config = config
         super().__init__({
             "i_pass": In(stream.Signature(pass_layout())),

@@ -5,7 +5,8 @@ from amaranth.hdl import Module
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .accumulator import AccumulatorBuffer, accumulator_layout, pass_layout
+from .accumulator import (AccumulatorBuffer, accumulator_layout, check_engine_array,
+                          pass_layout)
 from .systolic_array import SystolicArray, activation_layout, weight_layout
 
 __all__ = ["MatmulEngine"]
@@ -20,6 +21,7 @@ class MatmulEngine(wiring.Component):
     """
 
     def __init__(self, *, config):
+        check_engine_array(config)
         self._config = config
         super().__init__({
             "i_w": In(stream.Signature(weight_layout(config))),

@@ -5,6 +5,9 @@ Every multiplier is combinational and returns the product as a sign and a magnit
 ``gen.numerics.product`` defines it. The sign is left apart so that a processing element can
 fold it into its adder (``acc + (mag ^ neg) + neg``) instead of muxing an add and a subtract.
 
+For split ``post`` sums (``fmt.split``, see ``gen.numerics.split_product``) the multiplier also
+says which sum the product belongs to (``odd``), and every product is a shift of ``a``.
+
 The ``post`` and ``pot`` multipliers contain no ``*``: a ``post`` product is the activation or
 its table entry ``T[a]`` (which arrives with the activation, see ``hw.operand``) shifted left
 by a constant that the magnitude code selects; a ``pot`` product is a shifted activation.
@@ -42,6 +45,8 @@ class Multiplier(wiring.Component):
         negative weight): the sign-folded sum ``acc + (~0 + 1)`` is then ``acc``, as it must be.
     mag : Out(fmt.bound.bit_length())
         The product's magnitude in units of ``2**-frac_bits``.
+    odd : Out(1)
+        The product goes into the odd sum (split ``post`` sums only; 0 otherwise).
 
     Latency: 0 (combinational).
     """
@@ -58,6 +63,7 @@ class Multiplier(wiring.Component):
             "w": In(fmt.w_bits),
             "neg": Out(1),
             "mag": Out(fmt.bound.bit_length()),
+            "odd": Out(1),
         })
 
     fmt = property(lambda self: self._fmt)
@@ -77,6 +83,8 @@ class _ExponentMultiplier(Multiplier):
             for mc in range(1, 2 ** (self._fmt.w_bits - 1)):
                 with m.Case(mc):
                     m.d.comb += self.mag.eq(self._shifted(mc - 1))
+                    if self._fmt.split and (mc - 1) % 2:
+                        m.d.comb += self.odd.eq(1)
             with m.Default():
                 m.d.comb += self.mag.eq(0)
         m.d.comb += self.neg.eq(self.w[-1] & (code != 0))
@@ -85,13 +93,13 @@ class _ExponentMultiplier(Multiplier):
 
 class PostMultiplier(_ExponentMultiplier):
     """``(sqrt 2)**-n``: even ``n = 2k`` is ``a << (F - k)``; odd ``n = 2k + 1`` is
-    ``T[a] << (k_odd - k)``."""
+    ``T[a] << (k_odd - k)``, or ``a << (F - k)`` into the odd sum for split sums."""
 
     w_format = "post"
 
     def _shifted(self, n):
         f = self._fmt
-        if n % 2 == 0:
+        if n % 2 == 0 or f.split:
             return self.x.a << (f.frac_bits - n // 2)
         k_odd = (numerics.max_exponent(f.w_bits) - 1) // 2
         return self.x.t << (k_odd - n // 2)
@@ -130,18 +138,19 @@ class StandaloneMultiplier(wiring.Component):
     """A multiplier with its own operand encoder (table): activation code in, product out.
 
     The array shares one encoder per row; this is the same pair of components, for testing a
-    multiplier alone. Members: ``a: In(a_bits)``, ``w``, ``neg``, ``mag`` as in ``Multiplier``.
+    multiplier alone. Members: ``a: In(a_bits)``, ``w``, ``neg``, ``mag``, ``odd`` as in
+    ``Multiplier``.
     """
 
     def __init__(self, *, fmt):
         self._fmt = fmt
         super().__init__({"a": In(fmt.a_bits), "w": In(fmt.w_bits), "neg": Out(1),
-                          "mag": Out(fmt.bound.bit_length())})
+                          "mag": Out(fmt.bound.bit_length()), "odd": Out(1)})
 
     def elaborate(self, platform):
         m = Module()
         m.submodules.encoder = enc = OperandEncoder(fmt=self._fmt)
         m.submodules.mul = mul = make_multiplier(self._fmt)
         m.d.comb += [enc.a.eq(self.a), mul.x.eq(enc.x), mul.w.eq(self.w),
-                     self.neg.eq(mul.neg), self.mag.eq(mul.mag)]
+                     self.neg.eq(mul.neg), self.mag.eq(mul.mag), self.odd.eq(mul.odd)]
         return m

@@ -16,7 +16,9 @@ class ProcessingElement(wiring.Component):
     The weight is held in a register (loaded with ``w_load``); the activation operand (code and
     ``post`` table entry, ``hw.operand``) passes on to the right and the partial sum down, both
     registered, so that the array's clock does not depend on its size. Everything advances only
-    when ``en`` is high (the array's global stall).
+    when ``en`` is high (the array's global stall). With split ``post`` sums
+    (``config.split``) a second chain ``psum_odd_in``/``psum_odd_out`` carries the sum of the
+    odd exponents, and each product goes into one chain or the other (``gen.numerics``).
 
     Parameters
     ----------
@@ -36,6 +38,8 @@ class ProcessingElement(wiring.Component):
     psum_in : In(signed(psum_bits(row - 1)))   (not present in row 0)
     x_out : Out(operand_layout(config.product_format))
     psum_out : Out(signed(psum_bits(row)))
+    psum_odd_in, psum_odd_out
+        The same for the odd sum (split sums only).
 
     Latency: 1 clock from ``x_in``/``psum_in`` to ``x_out``/``psum_out``.
     """
@@ -52,10 +56,12 @@ class ProcessingElement(wiring.Component):
             "w_in": In(config.w_bits),
             "x_in": In(operand_layout(config.product_format)),
             "x_out": Out(operand_layout(config.product_format)),
-            "psum_out": Out(signed(config.psum_bits(row))),
         }
-        if row > 0:
-            members["psum_in"] = In(signed(config.psum_bits(row - 1)))
+        chains = ("psum", "psum_odd") if config.split else ("psum",)
+        for chain in chains:
+            members[f"{chain}_out"] = Out(signed(config.psum_bits(row)))
+            if row > 0:
+                members[f"{chain}_in"] = In(signed(config.psum_bits(row - 1)))
         super().__init__(members)
 
     config = property(lambda self: self._config)
@@ -70,13 +76,19 @@ class ProcessingElement(wiring.Component):
             m.d.sync += weight.eq(self.w_in)
         m.d.comb += [mul.x.eq(self.x_in), mul.w.eq(weight)]
 
-        # Sign folded into the adder: -mag == ~mag + 1 in one more bit than mag.
+        # Sign folded into the adder: -mag == ~mag + 1 in one more bit than mag. With split
+        # sums the product's chain adds it and the other chain adds zero.
         width = len(mul.mag) + 1
-        flipped = (Cat(mul.mag, 0) ^ mul.neg.replicate(width)).as_signed()
-        psum_in = self.psum_in if self._row > 0 else 0
         with m.If(self.en):
-            m.d.sync += [
-                self.x_out.eq(self.x_in),
-                self.psum_out.eq(psum_in + flipped + mul.neg),
-            ]
+            m.d.sync += self.x_out.eq(self.x_in)
+        chains = [("psum", ~mul.odd), ("psum_odd", mul.odd)] if cfg.split else [("psum", 1)]
+        for chain, mine in chains:
+            take = Signal(name=f"{chain}_take")
+            m.d.comb += take.eq(mine)
+            neg = mul.neg & take
+            mag = mul.mag & take.replicate(len(mul.mag))
+            flipped = (Cat(mag, 0) ^ neg.replicate(width)).as_signed()
+            psum_in = getattr(self, f"{chain}_in") if self._row > 0 else 0
+            with m.If(self.en):
+                m.d.sync += getattr(self, f"{chain}_out").eq(psum_in + flipped + neg)
         return m

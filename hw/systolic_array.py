@@ -24,11 +24,12 @@ def activation_layout(config):
 
 
 def result_layout(config):
-    """One result vector (``cols`` accumulators) and the ``last`` flag of its activation."""
-    return data.StructLayout({
-        "data": data.ArrayLayout(signed(config.acc_bits), config.cols),
-        "last": 1,
-    })
+    """One result vector (``cols`` accumulators) and the ``last`` flag of its activation; with
+    split ``post`` sums ``data`` holds the even sums and ``odd`` the odd ones."""
+    fields = {"data": data.ArrayLayout(signed(config.acc_bits), config.cols)}
+    if config.split:
+        fields["odd"] = data.ArrayLayout(signed(config.acc_bits), config.cols)
+    return data.StructLayout({**fields, "last": 1})
 
 
 class SystolicArray(wiring.Component):
@@ -79,6 +80,7 @@ class SystolicArray(wiring.Component):
         m = Module()
 
         pes = [[ProcessingElement(config=cfg, row=r) for _ in range(cols)] for r in range(rows)]
+        chains = ("psum", "psum_odd") if cfg.split else ("psum",)
         for r in range(rows):
             for c in range(cols):
                 m.submodules[f"pe_{r}_{c}"] = pes[r][c]
@@ -115,17 +117,20 @@ class SystolicArray(wiring.Component):
                 if c > 0:
                     m.d.comb += pe.x_in.eq(pes[r][c - 1].x_out)
                 if r > 0:
-                    m.d.comb += pe.psum_in.eq(pes[r - 1][c].psum_out)
+                    for chain in chains:
+                        m.d.comb += getattr(pe, f"{chain}_in").eq(
+                            getattr(pes[r - 1][c], f"{chain}_out"))
 
         # De-skew: column c is c clocks late; delay it by the remaining cols - 1 - c clocks.
-        for c in range(cols):
-            s = pes[rows - 1][c].psum_out
-            for i in range(cols - 1 - c):
-                delayed = Signal.like(s, name=f"deskew_{c}_{i}")
-                with m.If(advance):
-                    m.d.sync += delayed.eq(s)
-                s = delayed
-            m.d.comb += self.o_r.payload.data[c].eq(s)
+        for chain, field in zip(chains, ("data", "odd")):
+            for c in range(cols):
+                s = getattr(pes[rows - 1][c], f"{chain}_out")
+                for i in range(cols - 1 - c):
+                    delayed = Signal.like(s, name=f"deskew_{field}_{c}_{i}")
+                    with m.If(advance):
+                        m.d.sync += delayed.eq(s)
+                    s = delayed
+                m.d.comb += self.o_r.payload[field][c].eq(s)
         m.d.comb += [self.o_r.valid.eq(valid[-1]), self.o_r.payload.last.eq(last[-1])]
 
         with m.FSM(init="load"):

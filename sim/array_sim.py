@@ -30,7 +30,8 @@ class ShapeError(ValueError):
 
 @dataclass
 class Run:
-    """The outcome of ``ArraySim.run``: one accumulator matrix per product, and clocks."""
+    """The outcome of ``ArraySim.run``: one accumulator matrix per product (``M x N``; for
+    split sums ``2 x M x N``, as ``sim.golden.matmul`` gives them), and clocks."""
 
     results: list
     cycles: int
@@ -89,9 +90,11 @@ class ArraySim(Design):
             blocks = []
             for t in plan:
                 chunk = [next(vectors) for _ in t["acts"]]
-                blocks.append(np.array([v["data"] for v in chunk], dtype=np.int64))
+                sums = ("data", "odd") if self.config.split else ("data",)
+                blocks.append(np.array([[v[s] for v in chunk] for s in sums], dtype=np.int64))
                 lasts_ok &= [v["last"] for v in chunk] == [0] * (len(chunk) - 1) + [1]
-            results.append(np.hstack(blocks)[:, :np.shape(W)[1]])
+            result = np.concatenate(blocks, axis=-1)[..., :np.shape(W)[1]]
+            results.append(result if self.config.split else result[0])
         return Run(results=results, cycles=cycles, lasts_ok=lasts_ok)
 
 
@@ -105,5 +108,9 @@ class MultiplierSim(Design):
         super().__init__(StandaloneMultiplier(fmt=fmt), root, self.TOP, clocked=False)
 
     def products(self, pairs):
+        """The product of every ``(a, w)`` of ``pairs``; for split sums ``(sum, product)``."""
         job = {"pairs": [list(map(int, p)) for p in pairs]}
-        return self.run_bench("sim.benches.multiplier_bench", job)["products"]
+        out = self.run_bench("sim.benches.multiplier_bench", job)
+        if self.fmt.split:
+            return list(zip(out["odd"], out["products"]))
+        return out["products"]

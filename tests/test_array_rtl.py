@@ -18,6 +18,8 @@ CONFIGS = {
     "4x4_pot4_a8": ArrayConfig(rows=4, cols=4, a_bits=8, w_bits=4, w_format="pot"),
     "4x4_int4_a8": ArrayConfig(rows=4, cols=4, a_bits=8, w_bits=4, w_format="int"),
     "1x1_post2_a1": ArrayConfig(rows=1, cols=1, a_bits=1, w_bits=2, w_format="post"),
+    "4x4_post4_split_a8": ArrayConfig(rows=4, cols=4, a_bits=8, w_bits=4, odd="split"),
+    "3x5_post3_split_a4": ArrayConfig(rows=3, cols=5, a_bits=4, w_bits=3, odd="split"),
 }
 
 
@@ -41,7 +43,7 @@ def test_random_products(array, seed, stall):
     run = array.run(products, seed=seed, stall=stall, backpressure=stall, name=f"random{seed}")
     assert run.lasts_ok
     for (A, W), got in zip(products, run.results):
-        assert got.shape == (A.shape[0], W.shape[1])
+        assert got.shape == (2,) * cfg.split + (A.shape[0], W.shape[1])
         np.testing.assert_array_equal(got, matmul(A, W, cfg.product_format))
 
 

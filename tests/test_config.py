@@ -34,6 +34,13 @@ def test_derived_frac_bits(fmt, bits, frac, table):
     assert c.frac_bits == frac and c.table_frac_bits == table
 
 
+def test_split_sums_need_no_table_bits():
+    c = ArrayConfig(rows=4, odd="split")
+    assert (c.frac_bits, c.table_frac_bits, c.split) == (3, None, True)
+    assert c.acc_bits == c.psum_bits(3) and c.acc_bits < ArrayConfig(rows=4).acc_bits
+    assert "split" in c.key() and c.key() != ArrayConfig(rows=4, frac_bits=3).key()
+
+
 def test_replace_derives_again_unless_given():
     c = ArrayConfig(rows=4)
     bigger = c.replace(rows=16, w_bits=3)
@@ -62,6 +69,8 @@ def test_frozen():
                                 r"post products with frac_bits=10, not 20$"),
     (dict(w_bits=8), r"^acc_bits would be \d+, more than 64: use fewer w_bits or frac_bits$"),
     (dict(max_k=0), r"^max_k must be from 1 to 1048576, not 0$"),
+    (dict(w_format="pot", odd="split"), r"^odd='split' is for post arrays, not pot$"),
+    (dict(odd="none"), r"^odd must be one of table, split, not 'none'$"),
     (dict(w_bits=6, frac_bits=40, max_k=2 ** 20), r"^buffer_bits would be 69, more than 64: use a "
                                                   r"smaller max_k$"),
 ])

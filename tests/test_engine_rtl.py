@@ -78,3 +78,12 @@ def test_pass_plan():
 def test_refusals(args, message):
     with pytest.raises(ShapeError, match=message):
         passes_for(CFG, *args)
+
+
+def test_the_engine_refuses_a_split_array():
+    from hw.matmul_engine import MatmulEngine
+
+    with pytest.raises(ValueError, match=r"^the layer engine takes post arrays with "
+                                         r"odd='table'; an array with odd='split' runs as a "
+                                         r"bare array \(asqgen verilog, selfcheck\)$"):
+        MatmulEngine(config=CFG.replace(odd="split"))

@@ -14,6 +14,9 @@ from sim.golden import product_table
 
 FORMATS = [ProductFormat(w_format=f, a_bits=a, w_bits=w, frac_bits=default_frac_bits(f, w))
            for f in ("post", "pot") for w in (3, 4) for a in (4, 8)]
+SPLIT = [ProductFormat(w_format="post", a_bits=a, w_bits=w,
+                       frac_bits=default_frac_bits("post", w, "split"), odd="split")
+         for w in (3, 4) for a in (4, 8)]
 FORMATS.append(ProductFormat(w_format="int", a_bits=4, w_bits=4, frac_bits=0))
 
 
@@ -25,6 +28,18 @@ def test_exhaustive(fmt, build_root):
     assert got == [int(want[a, w]) for a, w in pairs]
 
 
+@pytest.mark.parametrize("fmt", SPLIT, ids=lambda f: f"post{f.w_bits}_split_a{f.a_bits}")
+def test_exhaustive_split(fmt, build_root):
+    """Which sum, and the exact shift, for every activation x weight code."""
+    pairs = [(a, w) for a in range(2 ** fmt.a_bits) for w in range(2 ** fmt.w_bits)]
+    got = MultiplierSim(fmt, build_root).products(pairs)
+    table = product_table(fmt)
+    want = [(1, int(table[1, a, w])) if table[1, a, w] else (0, int(table[0, a, w]))
+            for a, w in pairs]
+    # A zero product's sum does not matter (it adds 0 to either).
+    assert [(s if p else 0, p) for s, p in got] == [(s if p else 0, p) for s, p in want]
+
+
 def _operators(component):
     text = verilog.convert(component, name="top", emit_src=False)
     text = re.sub(r"\(\*.*?\*\)", "", text)          # attributes: (* ... *)
@@ -32,7 +47,8 @@ def _operators(component):
     return text.replace("@*", "")                     # always @*
 
 
-@pytest.mark.parametrize("fmt", FORMATS[:-1], ids=lambda f: f"{f.w_format}{f.w_bits}_a{f.a_bits}")
+@pytest.mark.parametrize("fmt", FORMATS[:-1] + SPLIT,
+                         ids=lambda f: f"{f.w_format}{f.w_bits}_{f.odd}_a{f.a_bits}")
 def test_exponent_multipliers_use_no_multiply(fmt):
     assert "*" not in _operators(StandaloneMultiplier(fmt=fmt))
 

@@ -89,6 +89,34 @@ def test_product_against_real_values(fmt, bits):
                 assert got == int(a * w * 2 ** f)
 
 
+@pytest.mark.parametrize("bits", [2, 3, 4, 5])
+def test_split_products_are_exact_shifts(bits):
+    """Split sums: even exponents in sum 0, odd ones in sum 1, each ``+-a * 2**(F - n // 2)``
+    exactly, so that ``E + O * sqrt(2)/2`` is the real product (to 60 digits)."""
+    f = numerics.default_frac_bits("post", bits, "split")
+    assert f == numerics.min_frac_bits("post", bits)
+    pf = ProductFormat(w_format="post", a_bits=6, w_bits=bits, frac_bits=f, odd="split")
+    assert pf.table == [] and pf.bound == 63 << f
+    for code in range(2 ** bits):
+        sign, m = code >> (bits - 1), code & (2 ** (bits - 1) - 1)
+        for a in range(0, 64, 5):
+            s, p = pf.product(a, code)
+            if m == 0:
+                assert (s, p) == (0, 0)
+                continue
+            n = m - 1
+            assert s == n % 2 and p == (-1) ** sign * a * 2 ** (f - n // 2)
+            exact = a * SQRT_HALF ** n * 2 ** f * (-1) ** sign
+            assert abs(Decimal(p) * (SQRT_HALF if s else 1) - exact) < Decimal(1e-40)
+
+
+def test_split_sums_are_for_post_only():
+    with pytest.raises(ValueError, match=r"^odd='split' is for post weights, not pot$"):
+        ProductFormat(w_format="pot", a_bits=4, w_bits=4, frac_bits=6, odd="split")
+    with pytest.raises(ValueError, match=r"^odd must be one of table, split, not 'both'$"):
+        ProductFormat(w_format="post", a_bits=4, w_bits=4, frac_bits=6, odd="both")
+
+
 def test_product_bound_is_tight():
     pf = ProductFormat(w_format="post", a_bits=8, w_bits=4, frac_bits=10)
     largest = max(abs(pf.product(a, c)) for a in range(256) for c in range(16))

