@@ -41,6 +41,7 @@ def selfcheck_products(cfg, rng):
 
 
 def selfcheck(cfg, *, out, seed=1, stall=0.3):
+    verilator.check_probability("stall", stall)
     out = Path(out)
     print(f"asqgen selfcheck: {cfg.rows}x{cfg.cols} {cfg.w_format}{cfg.w_bits} array, "
           f"{cfg.a_bits}-bit activations, F={cfg.frac_bits}, {cfg.acc_bits}-bit accumulators")
