@@ -144,6 +144,16 @@ def build(verilog_path, top, build_dir):
     return runner
 
 
+def _reason(log):
+    """`` (the last error line of the log)``, or nothing."""
+    try:
+        failures = [ln.strip() for ln in Path(log).read_text(errors="replace").splitlines()
+                    if "Error:" in ln]
+    except OSError:
+        return ""
+    return f" ({failures[-1]})" if failures else ""
+
+
 def run_bench(runner, *, top, bench, job, work_dir):
     """Run the cocotb bench module ``bench`` on the built ``top`` with ``job`` (a dict).
 
@@ -175,12 +185,10 @@ def run_bench(runner, *, top, bench, job, work_dir):
                         test_dir=work_dir,
                         results_xml=str(work_dir / "results.xml"), extra_env=env, log_file=log)
     except SystemExit as e:
-        raise BuildError(f"the simulation of {top} failed (exit {e.code}); see {log}") from None
+        raise BuildError(f"the simulation of {top} failed (exit {e.code}){_reason(log)}; "
+                         f"see {log}") from None
     if not result_path.exists():
-        failures = [ln.strip() for ln in log.read_text(errors="replace").splitlines()
-                    if "Error:" in ln]
-        reason = f" ({failures[-1]})" if failures else ""
-        raise BuildError(f"the bench {bench} wrote no result{reason}; see {log}")
+        raise BuildError(f"the bench {bench} wrote no result{_reason(log)}; see {log}")
     result = json.loads(result_path.read_text())
     shutil.rmtree(work_dir, ignore_errors=True)
     return result

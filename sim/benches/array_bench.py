@@ -50,7 +50,7 @@ async def run_tiles(dut):
     cocotb.start_soon(tb.sources["i_w"].send(w_words))
     cocotb.start_soon(tb.sources["i_a"].send(a_words))
     budget = 20 * (len(w_words) + len(a_words) + count) + 100 * len(job["tiles"]) + 1000
-    words = await within(tb.sinks["o_r"].receive(count), budget, "systolic array")
+    words = await within(tb.sinks["o_r"].receive(count), budget, "systolic array", tb)
     cycles = tb.clocks() - start
 
     out, lasts_ok, i = [], True, 0

@@ -46,7 +46,8 @@ async def run_passes(dut):
     for source, w in zip(tb.sources.values(), words):
         cocotb.start_soon(source.send(w))
     budget = 20 * (len(words[0]) + len(words[1]) + sum(finals)) + 100 * len(words[2]) + 1000
-    received = await within(tb.sinks["o_acc"].receive(sum(finals)), budget, "matmul engine")
+    received = await within(tb.sinks["o_acc"].receive(sum(finals)), budget, "matmul engine",
+                            tb)
     cycles = tb.clocks() - start
 
     out, lasts_ok, i = [], True, 0

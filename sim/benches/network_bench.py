@@ -21,15 +21,17 @@ async def run_steps(dut):
     results = []
     for step in job["steps"]:
         start = tb.clocks()
-        await tb.sources["i_param"].send(param_words(step["params"]))
+        params = param_words(step["params"])
+        await within(tb.sources["i_param"].send(params), 30 * len(params) + 2000,
+                     "layer engine, loading the rescale parameters", tb)
         words, _ = pass_words(step["passes"], job["rows"], job["a_bits"], job["w_bits"])
         tasks = [cocotb.start_soon(tb.sources[name].send(w))
                  for name, w in zip(("i_w", "i_a", "i_pass"), words)]
         budget = 30 * (len(words[0]) + len(words[1]) + step["outputs"]) + 2000
         received = await within(tb.sinks["o_out"].receive(step["outputs"]), budget,
-                                "layer engine")
+                                "layer engine", tb)
         for task in tasks:
-            await task
+            await within(task, budget, "layer engine, inputs left over", tb)
         result = unpack_outputs(received)
         result["cycles"] = tb.clocks() - start
         results.append(result)

@@ -34,13 +34,15 @@ async def run_samples(dut):
     start = tb.clocks()
     results = []
     for sample in tb.job["samples"]:
-        await tb.sources["i_param"].send(param_words(sample["params"]))
+        params = param_words(sample["params"])
+        await within(tb.sources["i_param"].send(params), 30 * len(params) + 2000,
+                     "rescale unit, loading the parameters", tb)
         vectors = [pack([x & ((1 << acc_bits) - 1) for x in vec], acc_bits)
                    for vec in sample["vectors"]]
         sending = cocotb.start_soon(tb.sources["i_acc"].send(vectors))
         budget = 20 * (len(sample["vectors"]) * lanes + sample["outputs"]) + 2000
         words = await within(tb.sinks["o_out"].receive(sample["outputs"]), budget,
-                             "rescale unit")
-        await sending
+                             "rescale unit", tb)
+        await within(sending, budget, "rescale unit, inputs left over", tb)
         results.append(unpack_outputs(words))
     save_result({"samples": results, "cycles": tb.clocks() - start})
