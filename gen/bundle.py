@@ -191,17 +191,15 @@ def _encode(bundle):
     """``(manifest, arrays)`` of ``bundle``; fills each layer's ``fixed`` integers."""
     arrays, layers = {}, []
     for i, layer in enumerate(bundle.layers):
-        with np.errstate(invalid="raise", over="raise", divide="raise"):
-            try:
-                layer.fixed = layer.compute_fixed()
-            except (ValueError, TypeError, FloatingPointError) as e:
-                raise BundleError(f"layer {layer.name!r}: {e}") from None
         entry = {k: _plain(getattr(layer, k)) for k in _SCALARS}
         entry["in_shape"] = [_plain(n) for n in layer.in_shape]
         entry["adapter"] = None if layer.adapter is None else {
             "layers": 2 if "w2" in layer.adapter else 1, "input": layer.adapter["input"]}
-        entry["derived"] = {"k": layer.k, "acc_bits": layer.acc_bits,
-                            "out_shape": list(layer.out_shape)}
+        try:
+            entry["derived"] = {"k": layer.k, "acc_bits": layer.acc_bits,
+                                "out_shape": list(layer.out_shape)}
+        except (ValueError, TypeError, AttributeError):
+            entry["derived"] = None                  # bad fields: ``_decode`` names them
         layers.append(entry)
         p = f"layer{i}"
         arrays[f"{p}.weight"] = _as(layer.weight, np.int64, f"{p}.weight")
@@ -210,7 +208,14 @@ def _encode(bundle):
         for name, value in (layer.adapter or {}).items():
             if name != "input":
                 arrays[f"{p}.adapter.{name}"] = _as(value, np.float64, f"{p}.adapter.{name}")
-        for name, value in layer.fixed.arrays().items():
+        # Parameters that the fixed point refuses are left to ``_decode``, whose checks name
+        # the field; the fixed-point arrays are then missing, which it refuses anyway.
+        with np.errstate(invalid="raise", over="raise", divide="raise"):
+            try:
+                layer.fixed = layer.compute_fixed()
+            except (ValueError, TypeError, FloatingPointError):
+                layer.fixed = None
+        for name, value in (layer.fixed.arrays() if layer.fixed else {}).items():
             arrays[f"{p}.fixed.{name}"] = value
     for name, value in bundle.reference.items():
         arrays[f"reference.{name}"] = np.asarray(value)
@@ -250,7 +255,10 @@ def save(bundle, folder):
     """
     folder = Path(folder)
     manifest, arrays = _encode(bundle)
-    text = json.dumps(manifest, indent=2) + "\n"
+    try:
+        text = json.dumps(manifest, indent=2, allow_nan=False) + "\n"
+    except (TypeError, ValueError) as e:
+        raise BundleError(f"manifest.json: a field is not plain JSON ({e})") from None
     _decode(json.loads(text), arrays)
     with replace_folder(folder, allowed=_ALLOWED_FILES) as tmp:
         (tmp / "manifest.json").write_text(text)
@@ -393,7 +401,7 @@ def _load_adapter(r, p, where, info, cout):
     return adapter
 
 
-def _load_layer(r, i, entry, in_shape, in_bits, last):
+def _load_layer(r, i, entry, in_shape, in_bits, in_step, last):
     where = f"layers[{i}]"
     v = r.fields(entry, LAYER_SCHEMA, where)
     kind = v["kind"]
@@ -442,6 +450,8 @@ def _load_layer(r, i, entry, in_shape, in_bits, last):
         next_step=None if v["next_step"] is None else float(v["next_step"]),
         next_bits=v["next_bits"], adapter=adapter)
     _check(np.all(layer.alpha > 0), f"arrays.npz: {p}.alpha must be positive")
+    _check(_close(layer.s_in, in_step), f"manifest.json: {w}.s_in is {layer.s_in!r}, but its "
+                                        f"input is quantized with the step {in_step!r}")
     if kind == "conv2d":
         co, ho, wo = layer.conv_shape
         _check(ho >= 1 and wo >= 1, f"manifest.json: {w} has an empty output")
@@ -516,17 +526,12 @@ def _decode(m, arrays):
     entries = top["layers"]
     _check(entries, "manifest.json: the bundle has no layers")
     _check(len(entries) <= MAX_LAYERS, f"manifest.json: more than {MAX_LAYERS} layers")
-    layers, in_shape, in_bits = [], shape, bits
+    layers, in_shape, in_bits, in_step = [], shape, bits, step
     for i, entry in enumerate(entries):
-        layer = _load_layer(r, i, entry, in_shape, in_bits, last=i == len(entries) - 1)
+        layer = _load_layer(r, i, entry, in_shape, in_bits, in_step, last=i == len(entries) - 1)
         layers.append(layer)
-        in_shape, in_bits = layer.out_shape, layer.next_bits
-    _check(_close(layers[0].s_in, step),
-           f"manifest.json: the first layer's s_in differs from input.step")
+        in_shape, in_bits, in_step = layer.out_shape, layer.next_bits, layer.next_step
     for prev, layer in zip(layers, layers[1:]):
-        _check(_close(layer.s_in, prev.next_step),
-               f"manifest.json: layer {layer.name!r}.s_in is {layer.s_in!r}, but "
-               f"{prev.name!r} quantizes its output with the step {prev.next_step!r}")
         _check(layer.input_adapter == (prev.adapter is not None),
                f"manifest.json: layer {layer.name!r}.input_adapter disagrees with the "
                f"adapter of {prev.name!r}")
