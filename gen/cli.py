@@ -312,7 +312,8 @@ def build_parser():
     p = sub.add_parser("selfcheck", help="generate an array, run random products through it on "
                                          "Verilator and compare them with the golden model")
     _add_array_options(p)
-    p.add_argument("--out", default="out/selfcheck", type=_folder, help="output folder (%(default)s)")
+    p.add_argument("--out", default="out/selfcheck", type=_folder,
+                   help="output folder (%(default)s)")
     p.add_argument("--seed", type=int, default=1, help="random seed (%(default)s)")
     p.add_argument("--stall", type=_probability, default=0.3,
                    help="probability of an idle clock on each input and output (%(default)s)")

@@ -42,7 +42,8 @@ def config_for_bundle(bundle, *, rows=8, cols=8):
 
 
 def check_fits(bundle, config):
-    """Raise ``UsageError`` (or ``BundleError``) saying what does not fit when ``config`` cannot run ``bundle``."""
+    """Raise ``UsageError`` (or ``BundleError``) saying what does not fit when ``config``
+    cannot run ``bundle``."""
     for layer in bundle.layers:
         if layer.pool not in (0, 1, 2):
             raise BundleError(f"layer {layer.name!r} pools {layer.pool}x{layer.pool}; the rescale "
