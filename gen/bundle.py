@@ -560,4 +560,9 @@ def load(folder):
     _check(isinstance(m, dict) and m.get("kind") == KIND,
            f"{manifest}: not an asqgen bundle (kind is not {KIND!r})")
     arrays = read_npz(npz, BundleError)
-    return _decode(m, arrays)
+    try:
+        return _decode(m, arrays)
+    except BundleError as e:                     # name the folder too
+        message = str(e)
+        joint = "/" if message.startswith(("manifest.json:", "arrays.npz:")) else ": "
+        raise BundleError(f"{folder}{joint}{message}") from None

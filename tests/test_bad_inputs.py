@@ -116,22 +116,22 @@ def _ref(key, value):
 BUNDLE_CASES = {
     # The manifest's header
     "format true": (setting("format", True),
-                    r"manifest\.json: format True is not supported \(this asqgen reads format "
+                    r"{B}/manifest\.json: format True is not supported \(this asqgen reads format "
                     r"1\)"),
     "format 1.0": (setting("format", 1.0),
-                   r"manifest\.json: format 1\.0 is not supported \(this asqgen reads format "
+                   r"{B}/manifest\.json: format 1\.0 is not supported \(this asqgen reads format "
                    r"1\)"),
     "format 2": (setting("format", 2),
-                 r"manifest\.json: format 2 is not supported \(this asqgen reads format 1\)"),
+                 r"{B}/manifest\.json: format 2 is not supported \(this asqgen reads format 1\)"),
     "foreign kind": (setting("kind", "keras"),
                      r"{B}/manifest\.json: not an asqgen bundle \(kind is not 'asqgen-bundle'\)"),
     "fixed-point constant": (setting("fixed_point", "Z", 15),
-                             r"manifest\.json: fixed_point\.Z is 15, but this asqgen computes "
+                             r"{B}/manifest\.json: fixed_point\.Z is 15, but this asqgen computes "
                              r"with 16"),
     "fixed-point constant missing": (manifest(lambda m: m["fixed_point"].pop("RECIP_BITS")),
-                                     r"manifest\.json: fixed_point\.RECIP_BITS is missing"),
+                                     r"{B}/manifest\.json: fixed_point\.RECIP_BITS is missing"),
     "unknown top-level field": (setting("extra", 1),
-                                r"manifest\.json: manifest has an unknown field 'extra'"),
+                                r"{B}/manifest\.json: manifest has an unknown field 'extra'"),
     "deeply nested JSON": (nested(100_000),
                            r"{B}/manifest\.json: not valid JSON \(nested too deeply\)"),
     "not UTF-8": (manifest_text(b"\xff\xfe{}"),
@@ -140,46 +140,46 @@ BUNDLE_CASES = {
                          r"{B}/manifest\.json: not valid JSON \(Infinity is not allowed\)"),
     # Layer fields: type and range
     "zero input channels": (setting("input", "shape", [0, 8, 8]),
-                            r"manifest\.json: input\.shape must be 1 or 3 integers from 1 to "
+                            r"{B}/manifest\.json: input\.shape must be 1 or 3 integers from 1 to "
                             r"65536, not \[0, 8, 8\]"),
     "zero output channels": (setting("layers", 0, "out_channels", 0),
-                             r"manifest\.json: layers\[0\]\.out_channels must be from 1 to "
+                             r"{B}/manifest\.json: layers\[0\]\.out_channels must be from 1 to "
                              r"65536, not 0"),
     "negative stride": (setting("layers", 1, "stride", -1),
-                        r"manifest\.json: layers\[1\]\.stride must be from 1 to 64, not -1"),
+                        r"{B}/manifest\.json: layers\[1\]\.stride must be from 1 to 64, not -1"),
     "non-integer kernel": (setting("layers", 1, "kernel", 2.5),
-                           r"manifest\.json: layers\[1\]\.kernel must be int, not float"),
+                           r"{B}/manifest\.json: layers\[1\]\.kernel must be int, not float"),
     "absurd kernel": (setting("layers", 2, "kernel", 10 ** 9),
-                      r"manifest\.json: layers\[2\]\.kernel must be from 1 to 64, not "
+                      r"{B}/manifest\.json: layers\[2\]\.kernel must be from 1 to 64, not "
                       r"1000000000"),
     "linear layer with a kernel": (setting("layers", 2, "kernel", 3),
-                                   r"manifest\.json: layer 'fc': a linear layer has kernel 1, "
+                                   r"{B}/manifest\.json: layer 'fc': a linear layer has kernel 1, "
                                    r"stride 1, padding 0 and no pooling"),
     "padding beyond the kernel": (setting("layers", 1, "padding", 2),
-                                  r"manifest\.json: layer 'conv2'\.padding must be at most half "
+                                  r"{B}/manifest\.json: layer 'conv2'\.padding must be at most half "
                                   r"the kernel \(1\), not 2"),
     "negative pool": (setting("layers", 1, "pool", -2),
-                      r"manifest\.json: layers\[1\]\.pool must be from 0 to 16, not -2"),
+                      r"{B}/manifest\.json: layers\[1\]\.pool must be from 0 to 16, not -2"),
     "pool that does not divide": (setting("layers", 1, "pool", 3),
-                                  r"manifest\.json: layer 'conv2': a 8x8 map cannot be pooled "
+                                  r"{B}/manifest\.json: layer 'conv2': a 8x8 map cannot be pooled "
                                   r"by 3"),
     "bool as an integer": (setting("layers", 0, "kernel", True),
-                           r"manifest\.json: layers\[0\]\.kernel must be int, not bool"),
+                           r"{B}/manifest\.json: layers\[0\]\.kernel must be int, not bool"),
     "unknown layer field": (setting("layers", 0, "dilation", 2),
-                            r"manifest\.json: layers\[0\] has an unknown field 'dilation'"),
+                            r"{B}/manifest\.json: layers\[0\] has an unknown field 'dilation'"),
     "next bits out of range": (setting("layers", 0, "next_bits", 9),
-                               r"manifest\.json: layers\[0\]\.next_bits must be from 1 to 8, "
+                               r"{B}/manifest\.json: layers\[0\]\.next_bits must be from 1 to 8, "
                                r"not 9"),
     "infinite step": (replace_text('"s_in": 0.1', '"s_in": 1e999'),
-                      r"manifest\.json: layers\[1\]\.s_in must be finite, not inf"),
+                      r"{B}/manifest\.json: layers\[1\]\.s_in must be finite, not inf"),
     "denormal step": (setting("layers", 1, "next_step", 5e-324),
-                      r"manifest\.json: layers\[1\]\.next_step must be from 1e-12 to 1e\+12, "
+                      r"{B}/manifest\.json: layers\[1\]\.next_step must be from 1e-12 to 1e\+12, "
                       r"not 5e-324"),
     "step chain broken": (setting("layers", 1, "s_in", 0.2),
-                          r"manifest\.json: layer 'conv2'\.s_in is 0\.2, but its input is "
+                          r"{B}/manifest\.json: layer 'conv2'\.s_in is 0\.2, but its input is "
                           r"quantized with the step 0\.1"),
     "derived shape tampered": (setting("layers", 1, "derived", "k", 35),
-                               r"manifest\.json: layer 'conv2'\.derived is \{'k': 35, "
+                               r"{B}/manifest\.json: layer 'conv2'\.derived is \{'k': 35, "
                                r"'acc_bits': 21, 'out_shape': \[8, 4, 4\]\}, but the layer's "
                                r"fields give \{'k': 36, 'acc_bits': 21, 'out_shape': \[8, 4, "
                                r"4\]\}"),
@@ -205,34 +205,34 @@ BUNDLE_CASES = {
         r"{B}/arrays\.npz: unreadable or truncated \(File is not a zip file\)"),
     # Arrays: dtype, shape and values
     "timedelta weight codes": (array("layer1.weight", lambda w: w.astype("timedelta64[s]")),
-                               r"arrays\.npz: layer1\.weight must hold integers, not "
+                               r"{B}/arrays\.npz: layer1\.weight must hold integers, not "
                                r"timedelta64\[s\]"),
     "complex scales": (array("layer1.alpha", lambda a: a + 1j),
-                       r"arrays\.npz: layer1\.alpha must hold real numbers, not complex128"),
+                       r"{B}/arrays\.npz: layer1\.alpha must hold real numbers, not complex128"),
     "string scales": (array("layer1.bn_scale", lambda a: a.astype(str)),
-                      r"arrays\.npz: layer1\.bn_scale must hold real numbers, not <U\d+"),
+                      r"{B}/arrays\.npz: layer1\.bn_scale must hold real numbers, not <U\d+"),
     "bias that would wrap": (array("layer2.bn_bias", lambda b: b + 1e20),
-                             r"arrays\.npz: layer2\.bn_bias holds 1e\+20, beyond the range of "
+                             r"{B}/arrays\.npz: layer2\.bn_bias holds 1e\+20, beyond the range of "
                              r"the rescale \(\|value\| < 32768\)"),
     "zero weight scale": (array("layer1.alpha", lambda a: a * 0),
-                          r"arrays\.npz: layer1\.alpha must be positive"),
+                          r"{B}/arrays\.npz: layer1\.alpha must be positive"),
     "unexpected array": (array("layer9.weight", np.zeros(3, np.int64)),
-                         r"arrays\.npz: unexpected array 'layer9\.weight'"),
+                         r"{B}/arrays\.npz: unexpected array 'layer9\.weight'"),
     # Reference data
     "reference codes of the wrong shape": (_ref("codes", lambda a: a["reference.codes"][:, :, :4]),
-                                           r"arrays\.npz: reference\.codes has shape "
+                                           r"{B}/arrays\.npz: reference\.codes has shape "
                                            r"\(3, 1, 4, 8\), expected \(3, 1, 8, 8\)"),
     "reference labels of the wrong length": (
         _ref("labels", lambda a: np.array([0, 1], np.int64)),
-        r"arrays\.npz: reference\.labels has 2 samples, but the other reference arrays have 3"),
+        r"{B}/arrays\.npz: reference\.labels has 2 samples, but the other reference arrays have 3"),
     "reference labels as floats": (_ref("labels", lambda a: np.array([0.0, 1.0, 2.0])),
-                                   r"arrays\.npz: reference\.labels must hold integers, not "
+                                   r"{B}/arrays\.npz: reference\.labels must hold integers, not "
                                    r"float64"),
     "reference labels out of range": (_ref("labels", lambda a: np.array([0, 1, 5])),
-                                      r"arrays\.npz: reference\.labels holds labels outside 0 "
+                                      r"{B}/arrays\.npz: reference\.labels holds labels outside 0 "
                                       r"to 4"),
     "reference logits of the wrong shape": (_ref("logits", lambda a: np.zeros((3, 4))),
-                                            r"arrays\.npz: reference\.logits has shape \(3, 4\), "
+                                            r"{B}/arrays\.npz: reference\.logits has shape \(3, 4\), "
                                             r"expected \(3, 5\)"),
 }
 
