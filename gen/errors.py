@@ -11,15 +11,15 @@ class                       status  meaning
 ``UsageError``              2       a bad option or combination of options
 ``BundleError``             3       a bundle that cannot be used
 ``CheckpointError``         4       a checkpoint that cannot be used
-``MismatchError``           1       the RTL differs from the golden model (a result)
 ``ToolError``               5       a tool (Verilator, a compiler) missing or failing
 ``OutputError``             6       an output file or folder that cannot be written
+(a verdict)                 1       the RTL differs from the golden model
 (Ctrl-C)                    130     interrupted
 ==========================  ======  ==============================================
 """
 
-__all__ = ["AsqgenError", "UsageError", "BundleError", "CheckpointError", "MismatchError",
-           "ToolError", "OutputError", "INTERRUPTED"]
+__all__ = ["AsqgenError", "UsageError", "BundleError", "CheckpointError", "ToolError",
+           "OutputError", "INTERRUPTED"]
 
 INTERRUPTED = 130
 
@@ -46,12 +46,6 @@ class CheckpointError(AsqgenError, ValueError):
     """A training checkpoint that cannot be used; the message names the file and field."""
 
     exit_status = 4
-
-
-class MismatchError(AsqgenError, RuntimeError):
-    """A simulation whose result differs from the golden model."""
-
-    exit_status = 1
 
 
 class ToolError(AsqgenError, RuntimeError):

