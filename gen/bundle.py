@@ -1,7 +1,7 @@
 """The model bundle: what the integer pipeline needs, in plain files, validated on load.
 
-A bundle is a folder with ``manifest.json`` (format 1) and ``arrays.npz`` (numpy arrays, read
-with ``allow_pickle=False``). It needs no PyTorch to read. The manifest lists the layers in
+A bundle is a folder with ``manifest.json`` (format 1) and ``arrays.npz`` (numpy arrays, no
+pickle). It needs no PyTorch to read. The manifest lists the layers in
 execution order; each compute layer (``conv2d`` or ``linear``) carries what follows it, in
 this order: folded batch norm (or the linear layer's bias), ReLU, max pooling, and the
 quantizer of the next layer's input (its step, bits and ASQ adapter). A flatten between a conv
@@ -15,8 +15,12 @@ the integers from the real values (``gen.rescale.fixed_point``) and refuses a bu
 stored integers differ. ``reference.images``/``.codes``/``.logits``: a few inputs with their
 input codes and PyTorch's outputs, for a quick self-check.
 
-Every problem found on load raises ``BundleError`` with one line that names the file, the
-layer and the field.
+Every field is checked against the declared schema below (``TOP_SCHEMA``, ``INPUT_SCHEMA``,
+``LAYER_SCHEMA``, ``ADAPTER_SCHEMA``, ``REFERENCE_SCHEMA``, ``FIXED_POINT``: type, range, shape,
+dtype, finiteness and the consistency between layers), and the archive is read with
+``gen.files.read_npz`` (no pickle, sizes checked before allocation). Every problem found on
+load raises ``BundleError`` with one line that names the folder, the file, the layer and the
+field; ``save`` runs the same checks first, so it never writes a bundle that ``load`` refuses.
 """
 
 import json
