@@ -36,6 +36,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from gen.files import write_text
+
 __all__ = ["METHODS", "PAPER", "compare", "markdown", "write"]
 
 METHODS = (("float", None, None), ("LSQ", "lsq", "lsq"), ("LSQ+POT", "pot", "lsq"),
@@ -177,8 +179,7 @@ def markdown(result):
 def write(result, folder):
     """Write ``methods.md`` and ``methods.json`` into ``folder``; returns their paths."""
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     md, js = folder / "methods.md", folder / "methods.json"
-    md.write_text(markdown(result))
-    js.write_text(json.dumps(result, indent=1) + "\n")
+    write_text(md, markdown(result))
+    write_text(js, json.dumps(result, indent=1) + "\n")
     return md, js

@@ -41,11 +41,11 @@ that was never initialised.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import sys
 import time
-import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -53,6 +53,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from gen.errors import CheckpointError
+from gen.files import read_npz, write_npz, write_text
 
 from . import digits
 from .model import ACT_METHODS, BITS, FIRST_BITS, LAST_BITS, WEIGHT_METHODS, build_model, \
@@ -266,85 +269,103 @@ def train(recipe=Recipe(), *, log=None, progress=False):
 def save_checkpoint(model, info, folder):
     """Write ``model.npz`` (the state dict) and ``model.json`` (``info``) into ``folder``."""
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     arrays = {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
-    with open(folder / "model.npz", "wb") as f:
-        np.savez(f, **arrays)
-    (folder / "model.json").write_text(json.dumps(info, indent=1) + "\n")
+    # Each file through a temporary file and a rename: a killed run leaves the old file or the
+    # new one. model.json goes last, and a bundle made from the checkpoint records both files'
+    # fingerprint (``checkpoint_fingerprint``), so a stale pair is detected.
+    write_npz(folder / "model.npz", arrays)
+    write_text(folder / "model.json", json.dumps(info, indent=1) + "\n")
     return folder / "model.npz", folder / "model.json"
+
+
+def checkpoint_fingerprint(folder):
+    """The SHA-256 (hex, 16 digits) of a checkpoint's ``model.npz`` and ``model.json``; a
+    bundle exported from it stores it in its meta (``checkpoint``)."""
+    h = hashlib.sha256()
+    for name in ("model.npz", "model.json"):
+        try:
+            h.update((Path(folder) / name).read_bytes())
+        except OSError as e:
+            raise CheckpointError(f"{Path(folder) / name}: unreadable ({e.strerror})") from None
+    return h.hexdigest()[:16]
 
 
 def _recipe_from(info, where):
     if not isinstance(info, dict):
-        raise ValueError(f"{where}: expected a JSON object, not {type(info).__name__}")
+        raise CheckpointError(f"{where}: expected a JSON object, not {type(info).__name__}")
     for key, value in (("format", FORMAT), ("version", VERSION), ("first_bits", FIRST_BITS),
                        ("last_bits", LAST_BITS)):
         if key not in info:
-            raise ValueError(f"{where}: missing field {key!r}")
+            raise CheckpointError(f"{where}: missing field {key!r}")
         if info[key] != value or type(info[key]) is not type(value):
-            raise ValueError(f"{where}: {key} must be {value!r}, not {info[key]!r}")
+            raise CheckpointError(f"{where}: {key} must be {value!r}, not {info[key]!r}")
     fields = Recipe.__dataclass_fields__
     missing = [k for k in fields if k not in info]
     if missing:
-        raise ValueError(f"{where}: missing field {missing[0]!r}")
+        raise CheckpointError(f"{where}: missing field {missing[0]!r}")
     try:
         return Recipe(**{k: info[k] for k in fields}).check()
     except ValueError as e:
-        raise ValueError(f"{where}: {e}") from None
+        raise CheckpointError(f"{where}: {e}") from None
+
+
+class _NpzError(CheckpointError):
+    """``read_npz``'s errors, worded as the checkpoint reader's."""
+
+    def __init__(self, message):
+        path, _, rest = message.partition(": ")
+        super().__init__(f"{path}: not a readable npz file ({rest})")
 
 
 def load_checkpoint(folder):
     """``(model, info)`` from a checkpoint folder; the model is in evaluation mode.
 
-    Raises ``ValueError`` (one line, naming the file and the problem) for anything but a
+    Raises ``CheckpointError`` (one line, naming the file and the problem) for anything but a
     complete, consistent checkpoint.
     """
     folder = Path(folder)
     json_path, npz_path = folder / "model.json", folder / "model.npz"
     for path in (json_path, npz_path):
         if not path.is_file():
-            raise ValueError(f"{path}: missing checkpoint file")
+            raise CheckpointError(f"{path}: missing checkpoint file")
     try:
         info = json.loads(json_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         msg = f"{e.msg} at line {e.lineno}" if isinstance(e, json.JSONDecodeError) else "not UTF-8"
-        raise ValueError(f"{json_path}: not valid JSON ({msg})") from None
+        raise CheckpointError(f"{json_path}: not valid JSON ({msg})") from None
+    except RecursionError:
+        raise CheckpointError(f"{json_path}: not valid JSON (nested too deeply)") from None
     recipe = _recipe_from(info, json_path)
     model = build_model(bits=recipe.bits, weight_method=recipe.weight_method,
                         act_method=recipe.act_method)
     expected = model.state_dict()
-    try:
-        with np.load(npz_path, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
-        first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise ValueError(f"{npz_path}: not a readable npz file ({first})") from None
+    arrays = read_npz(npz_path, _NpzError)
     missing = [k for k in expected if k not in arrays]
     if missing:
-        raise ValueError(f"{npz_path}: missing tensor {missing[0]!r}"
+        raise CheckpointError(f"{npz_path}: missing tensor {missing[0]!r}"
                          + (f" and {len(missing) - 1} more" if len(missing) > 1 else "")
                          + f" for {recipe.describe()}")
     extra = [k for k in arrays if k not in expected]
     if extra:
-        raise ValueError(f"{npz_path}: unexpected tensor {extra[0]!r}"
+        raise CheckpointError(f"{npz_path}: unexpected tensor {extra[0]!r}"
                          + (f" and {len(extra) - 1} more" if len(extra) > 1 else "")
                          + f" for {recipe.describe()}")
     state = {}
     for k, ref in expected.items():
         a = arrays[k]
         if tuple(a.shape) != tuple(ref.shape):
-            raise ValueError(f"{npz_path}: tensor {k!r} has shape {tuple(a.shape)}, expected "
+            raise CheckpointError(f"{npz_path}: tensor {k!r} has shape {tuple(a.shape)}, expected "
                              f"{tuple(ref.shape)}")
         want = ref.numpy().dtype
         if a.dtype != want:
-            raise ValueError(f"{npz_path}: tensor {k!r} has dtype {a.dtype}, expected {want}")
+            raise CheckpointError(f"{npz_path}: tensor {k!r} has dtype {a.dtype}, expected {want}")
         if a.dtype.kind == "f" and not np.isfinite(a).all():
-            raise ValueError(f"{npz_path}: tensor {k!r} has non-finite values")
+            raise CheckpointError(f"{npz_path}: tensor {k!r} has non-finite values")
         state[k] = torch.from_numpy(a.copy())
     model.load_state_dict(state)
     for name, module in model.named_modules():
         if isinstance(module, _Learned) and not bool(module.initialized):
-            raise ValueError(f"{npz_path}: quantizer {name!r} was never initialised "
+            raise CheckpointError(f"{npz_path}: quantizer {name!r} was never initialised "
                              f"(its 'initialized' flag is false)")
     model.eval()
     return model, info

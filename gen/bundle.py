@@ -1,7 +1,7 @@
 """The model bundle: what the integer pipeline needs, in plain files, validated on load.
 
-A bundle is a folder with ``manifest.json`` (format 1) and ``arrays.npz`` (numpy arrays, read
-with ``allow_pickle=False``). It needs no PyTorch to read. The manifest lists the layers in
+A bundle is a folder with ``manifest.json`` (format 1) and ``arrays.npz`` (numpy arrays, no
+pickle). It needs no PyTorch to read. The manifest lists the layers in
 execution order; each compute layer (``conv2d`` or ``linear``) carries what follows it, in
 this order: folded batch norm (or the linear layer's bias), ReLU, max pooling, and the
 quantizer of the next layer's input (its step, bits and ASQ adapter). A flatten between a conv
@@ -15,28 +15,30 @@ the integers from the real values (``gen.rescale.fixed_point``) and refuses a bu
 stored integers differ. ``reference.images``/``.codes``/``.logits``: a few inputs with their
 input codes and PyTorch's outputs, for a quick self-check.
 
-Every problem found on load raises ``BundleError`` with one line that names the file, the
-layer and the field.
+Every field is checked against the declared schema below (``TOP_SCHEMA``, ``INPUT_SCHEMA``,
+``LAYER_SCHEMA``, ``ADAPTER_SCHEMA``, ``REFERENCE_SCHEMA``, ``FIXED_POINT``: type, range, shape,
+dtype, finiteness and the consistency between layers), and the archive is read with
+``gen.files.read_npz`` (no pickle, sizes checked before allocation). Every problem found on
+load raises ``BundleError`` with one line that names the folder, the file, the layer and the
+field; ``save`` runs the same checks first, so it never writes a bundle that ``load`` refuses.
 """
 
 import json
-import zipfile
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from . import numerics, rescale
+from .errors import BundleError
+from .files import npz_bytes, read_npz, replace_folder
 
 __all__ = ["BUNDLE_FORMAT", "BundleError", "Layer", "Bundle", "save", "load"]
 
 BUNDLE_FORMAT = 1
 KIND = "asqgen-bundle"
 LAYER_KINDS = ("conv2d", "linear")
-
-
-class BundleError(ValueError):
-    """A bundle that cannot be used; the message names the problem in one line."""
 
 
 @dataclass
@@ -132,80 +134,179 @@ class Bundle:
         return np.clip(np.round(x), 0, 2 ** self.input_bits - 1).astype(np.int64)
 
 
+# The schema -----------------------------------------------------------------------------------
+# Every manifest field, its type and its range; the loader (and so ``save``) checks each one.
+MAX_DIM = 1 << 16           # channels, rows, columns, features
+MAX_KERNEL = 64             # kernel, stride and padding
+MAX_POOL = 16
+MAX_K = 1 << 20             # the inner dimension of a layer's product
+MAX_LAYERS = 1000
+MAX_NAME = 200
+STEP_RANGE = (1e-12, 1e12)  # quantizer steps: finite, normal, not absurd
+REAL_LIMIT = 1e12           # |scales| and adapter weights
+BIAS_LIMIT = 2.0 ** (rescale.PARAM_BITS - 1 - rescale.Z)   # a bias's fixed point fits 32 bits
+MAX_MANIFEST_BYTES = 16 << 20
+
+
+@dataclass(frozen=True)
+class Field:
+    """One manifest field: its JSON type and, for numbers, its inclusive range."""
+
+    kind: type
+    lo: float | None = None
+    hi: float | None = None
+    optional: bool = False
+
+
+_INT = lambda lo, hi: Field(int, lo, hi)
+_STEP = Field(float, *STEP_RANGE)
+
+TOP_SCHEMA = {"format": Field(int), "kind": Field(str), "input": Field(dict),
+              "fixed_point": Field(dict), "layers": Field(list), "meta": Field(dict)}
+INPUT_SCHEMA = {"shape": Field(list), "bits": _INT(1, 8), "step": _STEP}
+LAYER_SCHEMA = {
+    "name": Field(str), "kind": Field(str), "in_shape": Field(list),
+    "out_channels": _INT(1, MAX_DIM), "kernel": _INT(1, MAX_KERNEL),
+    "stride": _INT(1, MAX_KERNEL), "padding": _INT(0, MAX_KERNEL), "a_bits": _INT(1, 8),
+    "w_format": Field(str), "w_bits": Field(int), "frac_bits": Field(int), "relu": Field(bool),
+    "pool": _INT(0, MAX_POOL), "s_in": _STEP, "input_adapter": Field(bool),
+    "next_step": Field(float, *STEP_RANGE, optional=True),
+    "next_bits": Field(int, 1, 8, optional=True), "adapter": Field(dict, optional=True),
+    "derived": Field(dict),
+}
+ADAPTER_SCHEMA = {"layers": _INT(1, 2), "input": Field(str)}
+ADAPTER_INPUTS = ("channels", "vector")
+# The code's fixed-point constants, which the manifest repeats and the loader compares.
+FIXED_POINT = {"Z": rescale.Z, "BETA_FRAC": rescale.BETA_FRAC, "BETA_MAX": rescale.BETA_MAX,
+               "MANTISSA_BITS": rescale.MANTISSA_BITS, "RECIP_BITS": rescale.RECIP_BITS}
+# Reference data: (integer codes?, shape after the sample count: "input", "classes" or ()).
+REFERENCE_SCHEMA = {"images": (False, "input"), "codes": (True, "input"),
+                    "labels": (True, ()), "logits": (False, "classes")}
+
+
 # Saving --------------------------------------------------------------------------------------
 _SCALARS = ("name", "kind", "out_channels", "kernel", "stride", "padding", "a_bits", "w_format",
             "w_bits", "frac_bits", "relu", "pool", "s_in", "input_adapter", "next_step",
             "next_bits")
+_ALLOWED_FILES = ("manifest.json", "arrays.npz")
 
 
-def save(bundle, folder):
-    """Write ``bundle`` into ``folder`` (created); fills each layer's ``fixed`` integers."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+def _encode(bundle):
+    """``(manifest, arrays)`` of ``bundle``; fills each layer's ``fixed`` integers."""
     arrays, layers = {}, []
     for i, layer in enumerate(bundle.layers):
-        layer.fixed = layer.compute_fixed()
-        entry = {k: getattr(layer, k) for k in _SCALARS}
-        entry["in_shape"] = list(layer.in_shape)
+        entry = {k: _plain(getattr(layer, k)) for k in _SCALARS}
+        entry["in_shape"] = [_plain(n) for n in layer.in_shape]
         entry["adapter"] = None if layer.adapter is None else {
             "layers": 2 if "w2" in layer.adapter else 1, "input": layer.adapter["input"]}
-        entry["derived"] = {"k": layer.k, "acc_bits": layer.acc_bits,
-                            "out_shape": list(layer.out_shape)}
+        try:
+            entry["derived"] = {"k": layer.k, "acc_bits": layer.acc_bits,
+                                "out_shape": list(layer.out_shape)}
+        except (ValueError, TypeError, AttributeError):
+            entry["derived"] = None                  # bad fields: ``_decode`` names them
         layers.append(entry)
         p = f"layer{i}"
-        arrays[f"{p}.weight"] = np.asarray(layer.weight, dtype=np.int64)
+        arrays[f"{p}.weight"] = _as(layer.weight, np.int64, f"{p}.weight")
         for name in ("alpha", "bn_scale", "bn_bias"):
-            arrays[f"{p}.{name}"] = np.asarray(getattr(layer, name), dtype=np.float64)
+            arrays[f"{p}.{name}"] = _as(getattr(layer, name), np.float64, f"{p}.{name}")
         for name, value in (layer.adapter or {}).items():
             if name != "input":
-                arrays[f"{p}.adapter.{name}"] = np.asarray(value, dtype=np.float64)
-        for name, value in layer.fixed.arrays().items():
+                arrays[f"{p}.adapter.{name}"] = _as(value, np.float64, f"{p}.adapter.{name}")
+        # Parameters that the fixed point refuses are left to ``_decode``, whose checks name
+        # the field; the fixed-point arrays are then missing, which it refuses anyway.
+        with np.errstate(invalid="raise", over="raise", divide="raise"):
+            try:
+                layer.fixed = layer.compute_fixed()
+            except (ValueError, TypeError, FloatingPointError):
+                layer.fixed = None
+        for name, value in (layer.fixed.arrays() if layer.fixed else {}).items():
             arrays[f"{p}.fixed.{name}"] = value
     for name, value in bundle.reference.items():
         arrays[f"reference.{name}"] = np.asarray(value)
     manifest = {
         "format": BUNDLE_FORMAT, "kind": KIND,
-        "input": {"shape": list(bundle.input_shape), "bits": bundle.input_bits,
-                  "step": bundle.input_step},
-        "fixed_point": {"Z": rescale.Z, "BETA_FRAC": rescale.BETA_FRAC,
-                        "BETA_MAX": rescale.BETA_MAX, "MANTISSA_BITS": rescale.MANTISSA_BITS,
-                        "RECIP_BITS": rescale.RECIP_BITS},
+        "input": {"shape": [_plain(n) for n in bundle.input_shape],
+                  "bits": _plain(bundle.input_bits), "step": _plain(bundle.input_step)},
+        "fixed_point": dict(FIXED_POINT),
         "layers": layers, "meta": bundle.meta,
     }
-    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-    with open(folder / "arrays.npz", "wb") as f:
-        np.savez(f, **arrays)
+    return manifest, arrays
+
+
+def _plain(value):
+    """numpy scalars as Python ones (JSON has no numpy types)."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _as(value, dtype, key):
+    """``value`` as ``dtype`` without a silent change of value (a complex or non-numeric array,
+    or a float that is not an integer, is refused)."""
+    a = np.asarray(value)
+    kinds = "iu" if dtype is np.int64 else "iuf"
+    if a.dtype.kind not in kinds:
+        raise BundleError(f"arrays.npz: {key} must be {_KIND_NAMES[kinds]}, not {a.dtype}")
+    return a.astype(dtype)
+
+
+def save(bundle, folder):
+    """Write ``bundle`` into ``folder``; fills each layer's ``fixed`` integers.
+
+    The bundle is validated first, with every check of ``load``, so that nothing is written
+    that ``load`` would refuse (``BundleError``). The folder is written beside ``folder`` and
+    renamed into place once complete: a run killed half-way leaves the old bundle (if any).
+    An existing ``folder`` that holds other files than a bundle's is not replaced
+    (``OutputError``).
+    """
+    folder = Path(folder)
+    manifest, arrays = _encode(bundle)
+    try:
+        text = json.dumps(manifest, indent=2, allow_nan=False) + "\n"
+    except (TypeError, ValueError) as e:
+        raise BundleError(f"manifest.json: a field is not plain JSON ({e})") from None
+    _decode(json.loads(text), arrays)
+    with replace_folder(folder, allowed=_ALLOWED_FILES) as tmp:
+        (tmp / "manifest.json").write_text(text)
+        (tmp / "arrays.npz").write_bytes(npz_bytes(arrays))
     return folder
 
 
 # Loading -------------------------------------------------------------------------------------
-class _Reader:
-    """Typed access to the manifest and arrays with one-line errors naming the place."""
+_KIND_NAMES = {"iu": "integers", "iuf": "real numbers"}
 
-    def __init__(self, folder):
-        self.folder = Path(folder)
-        if not self.folder.is_dir():
-            raise BundleError(f"{self.folder}: no such bundle folder")
-        manifest = self.folder / "manifest.json"
-        if not manifest.is_file():
-            raise BundleError(f"{manifest}: missing")
-        try:
-            self.manifest = json.loads(manifest.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise BundleError(f"{manifest}: not valid JSON ({e})") from None
-        if not isinstance(self.manifest, dict) or self.manifest.get("kind") != KIND:
-            raise BundleError(f"{manifest}: not an asqgen bundle (kind is not {KIND!r})")
-        if self.manifest.get("format") != BUNDLE_FORMAT:
-            raise BundleError(f"{manifest}: format {self.manifest.get('format')!r} is not "
-                              f"supported (this asqgen reads format {BUNDLE_FORMAT})")
-        npz = self.folder / "arrays.npz"
-        if not npz.is_file():
-            raise BundleError(f"{npz}: missing")
-        try:
-            with np.load(npz, allow_pickle=False) as data:
-                self.arrays = {k: data[k] for k in data.files}
-        except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as e:
-            raise BundleError(f"{npz}: unreadable or truncated ({e})") from None
+
+def _no_constant(name):
+    raise ValueError(f"{name} is not allowed")
+
+
+def _read_manifest(path):
+    try:
+        size = path.stat().st_size
+    except OSError as e:
+        raise BundleError(f"{path}: unreadable ({e.strerror})") from None
+    if size > MAX_MANIFEST_BYTES:
+        raise BundleError(f"{path}: {size} bytes, more than {MAX_MANIFEST_BYTES}")
+    try:
+        return json.loads(path.read_bytes().decode("utf-8"), parse_constant=_no_constant)
+    except UnicodeDecodeError:
+        raise BundleError(f"{path}: not valid JSON (not UTF-8)") from None
+    except json.JSONDecodeError as e:
+        raise BundleError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+    except ValueError as e:
+        raise BundleError(f"{path}: not valid JSON ({e})") from None
+    except RecursionError:
+        raise BundleError(f"{path}: not valid JSON (nested too deeply)") from None
+    except OSError as e:
+        raise BundleError(f"{path}: unreadable ({e.strerror})") from None
+
+
+class _Reader:
+    """Typed access to the manifest and arrays with one-line errors naming the place; records
+    which arrays were read, so that unexpected ones are refused."""
+
+    def __init__(self, manifest, arrays):
+        self.manifest = manifest
+        self.arrays = arrays
+        self.used = set()
 
     def get(self, obj, key, kind, where, *, optional=False):
         if key not in obj or obj[key] is None:
@@ -220,21 +321,50 @@ class _Reader:
                               f"not {type(value).__name__}")
         return value
 
+    def fields(self, obj, schema, where):
+        """Every field of ``schema`` from ``obj``, typed and in range; unknown fields refused."""
+        _check(isinstance(obj, dict), f"manifest.json: {where} must be an object")
+        for key in obj:
+            _check(key in schema, f"manifest.json: {where} has an unknown field {key!r}")
+        values = {}
+        for key, f in schema.items():
+            value = self.get(obj, key, f.kind, where, optional=f.optional)
+            if value is not None and f.kind is float:
+                _check(math.isfinite(value), f"manifest.json: {where}.{key} must be finite, "
+                                             f"not {value!r}")
+            if value is not None and f.lo is not None:
+                _check(f.lo <= value <= f.hi, f"manifest.json: {where}.{key} must be from "
+                                              f"{f.lo:g} to {f.hi:g}, not {value!r}")
+            values[key] = value
+        return values
+
     def array(self, key, shape=None, integer=False, optional=False):
         if key not in self.arrays:
             if optional:
                 return None
             raise BundleError(f"arrays.npz: {key} is missing")
+        self.used.add(key)
         a = self.arrays[key]
-        if integer and not np.issubdtype(a.dtype, np.integer):
-            raise BundleError(f"arrays.npz: {key} must hold integers, not {a.dtype}")
-        if not integer and not np.issubdtype(a.dtype, np.number):
-            raise BundleError(f"arrays.npz: {key} must be numeric, not {a.dtype}")
+        kinds = "iu" if integer else "iuf"
+        if a.dtype.kind not in kinds:
+            raise BundleError(f"arrays.npz: {key} must hold {_KIND_NAMES[kinds]}, not {a.dtype}")
         if shape is not None and tuple(a.shape) != tuple(shape):
             raise BundleError(f"arrays.npz: {key} has shape {tuple(a.shape)}, "
                               f"expected {tuple(shape)}")
-        if not integer and not np.all(np.isfinite(a)):
+        if integer:
+            if a.dtype.kind == "u" and a.size and a.max() > np.iinfo(np.int64).max:
+                raise BundleError(f"arrays.npz: {key} holds integers beyond 64 bits")
+            return a.astype(np.int64)
+        a = a.astype(np.float64)
+        if not np.all(np.isfinite(a)):
             raise BundleError(f"arrays.npz: {key} holds NaN or infinity")
+        return a
+
+    def real(self, key, shape, limit=REAL_LIMIT):
+        a = self.array(key, shape)
+        peak = float(np.abs(a).max(initial=0))
+        _check(peak < limit, f"arrays.npz: {key} holds {peak:g}, beyond the range of the "
+                             f"rescale (|value| < {limit:g})")
         return a
 
 
@@ -243,87 +373,107 @@ def _check(cond, message):
         raise BundleError(message)
 
 
-def _load_layer(r, i, entry, in_shape, last):
+def _shape(value, where, lengths):
+    _check(len(value) in lengths and all(
+        isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= MAX_DIM for n in value),
+        f"manifest.json: {where} must be {' or '.join(f'{n}' for n in lengths)} integers from "
+        f"1 to {MAX_DIM}, not {value!r}")
+    return tuple(value)
+
+
+def _load_adapter(r, p, where, info, cout):
+    """The ASQ adapter of layer ``p`` (its manifest entry ``info``) as the dict that
+    ``gen.rescale.fixed_point`` takes: ``input``, ``w1``, ``b1`` (and ``w2``, ``b2``)."""
+    v = r.fields(info, ADAPTER_SCHEMA, f"{where}.adapter")
+    n, mode = v["layers"], v["input"]
+    _check(mode in ADAPTER_INPUTS, f"manifest.json: {where}.adapter.input must be "
+                                   f"channels or vector, not {mode!r}")
+    adapter = {"input": mode}
+    # The adapter reads this layer's output: its channels, or every value of a vector.
+    inputs = cout if mode == "channels" else None
+    w1 = r.real(f"{p}.adapter.w1", None)
+    _check(w1.ndim == 2 and w1.shape[0] >= 1 and w1.shape[1] >= 1 and
+           (inputs is None or w1.shape[1] == inputs) and (n == 2 or w1.shape[0] == 1),
+           f"arrays.npz: {p}.adapter.w1 has shape {w1.shape}, which does not fit a "
+           f"{n}-layer adapter on {inputs or 'the'} inputs")
+    hidden = w1.shape[0]
+    adapter["w1"] = w1
+    adapter["b1"] = r.real(f"{p}.adapter.b1", (hidden,), BIAS_LIMIT)
+    if n == 2:
+        adapter["w2"] = r.real(f"{p}.adapter.w2", (1, hidden))
+        adapter["b2"] = r.real(f"{p}.adapter.b2", (1,), BIAS_LIMIT)
+    return adapter
+
+
+def _load_layer(r, i, entry, in_shape, in_bits, in_step, last):
     where = f"layers[{i}]"
-    _check(isinstance(entry, dict), f"manifest.json: {where} must be an object")
-    g = lambda key, kind, **kw: r.get(entry, key, kind, where, **kw)
-    kind = g("kind", str)
+    v = r.fields(entry, LAYER_SCHEMA, where)
+    kind = v["kind"]
     _check(kind in LAYER_KINDS, f"manifest.json: {where}.kind must be one of "
                                 f"{', '.join(LAYER_KINDS)}, not {kind!r}")
-    name = g("name", str)
+    name = v["name"]
+    _check(1 <= len(name) <= MAX_NAME, f"manifest.json: {where}.name must have 1 to "
+                                       f"{MAX_NAME} characters")
     w = f"layer {name!r}"
-    declared = tuple(g("in_shape", list))
+    declared = _shape(v["in_shape"], f"{w}.in_shape", (3,) if kind == "conv2d" else (1,))
     _check(declared == tuple(in_shape) or
            (kind == "linear" and declared == (int(np.prod(in_shape)),)),
            f"manifest.json: {w} takes {declared}, but the previous layer gives {tuple(in_shape)}")
-    values = {k: g(k, int) for k in ("out_channels", "kernel", "stride", "padding", "a_bits",
-                                     "w_bits", "frac_bits", "pool")}
-    for k in ("out_channels", "kernel", "stride"):
-        _check(values[k] >= 1, f"manifest.json: {w}.{k} must be at least 1, not {values[k]}")
-    w_format = g("w_format", str)
+    values = {k: v[k] for k in ("out_channels", "kernel", "stride", "padding", "a_bits",
+                                "w_bits", "frac_bits", "pool")}
+    k, pad = values["kernel"], values["padding"]
+    if kind == "linear":
+        _check((k, values["stride"], pad, values["pool"]) in ((1, 1, 0, 0), (1, 1, 0, 1)),
+               f"manifest.json: {w}: a linear layer has kernel 1, stride 1, padding 0 and no "
+               f"pooling")
+    else:
+        _check(pad <= k // 2, f"manifest.json: {w}.padding must be at most half the kernel "
+                              f"({k // 2}), not {pad}")
+    _check(values["a_bits"] == in_bits, f"manifest.json: {w} takes {values['a_bits']}-bit "
+                                        f"codes but is given {in_bits}-bit")
+    w_format = v["w_format"]
     try:
         fmt = numerics.ProductFormat(w_format=w_format, a_bits=values["a_bits"],
                                      w_bits=values["w_bits"], frac_bits=values["frac_bits"])
     except (ValueError, TypeError) as e:
         raise BundleError(f"manifest.json: {w}: {e}") from None
-    cout = values["out_channels"]
-    cin = declared[0]
-    k = values["kernel"]
+    cout, cin = values["out_channels"], declared[0]
     wshape = (cout, cin, k, k) if kind == "conv2d" else (cout, cin)
+    _check(cin * k * k <= MAX_K, f"manifest.json: {w}: K = {cin * k * k} is more than {MAX_K}")
     p = f"layer{i}"
     weight = r.array(f"{p}.weight", wshape, integer=True)
     _check(weight.min(initial=0) >= 0 and weight.max(initial=0) < 2 ** fmt.w_bits,
            f"arrays.npz: {p}.weight holds codes outside the {fmt.w_bits}-bit range of {w}")
-    adapter_info = entry.get("adapter")
-    adapter = None
-    if adapter_info is not None:
-        _check(isinstance(adapter_info, dict), f"manifest.json: {where}.adapter must be an "
-                                               f"object")
-        n = r.get(adapter_info, "layers", int, f"{where}.adapter")
-        _check(n in (1, 2), f"manifest.json: {where}.adapter.layers must be 1 or 2, not {n}")
-        mode = r.get(adapter_info, "input", str, f"{where}.adapter")
-        _check(mode in ("channels", "vector"), f"manifest.json: {where}.adapter.input must be "
-                                               f"channels or vector, not {mode!r}")
-        adapter = {"input": mode}
-        # The adapter reads this layer's output: its channels, or every value of a vector.
-        inputs = cout if mode == "channels" else None
-        w1 = r.array(f"{p}.adapter.w1")
-        _check(w1.ndim == 2 and (inputs is None or w1.shape[1] == inputs) and
-               (n == 2 or w1.shape[0] == 1),
-               f"arrays.npz: {p}.adapter.w1 has shape {w1.shape}, which does not fit a "
-               f"{n}-layer adapter on {inputs or 'the'} inputs")
-        hidden = w1.shape[0]
-        adapter["w1"] = w1
-        adapter["b1"] = r.array(f"{p}.adapter.b1", (hidden,))
-        if n == 2:
-            adapter["w2"] = r.array(f"{p}.adapter.w2", (1, hidden))
-            adapter["b2"] = r.array(f"{p}.adapter.b2", (1,))
+    adapter = None if v["adapter"] is None else _load_adapter(r, p, where, v["adapter"], cout)
     layer = Layer(
         name=name, kind=kind, in_shape=declared, w_format=w_format, **values, weight=weight,
-        relu=g("relu", bool), alpha=r.array(f"{p}.alpha", (cout,)),
-        bn_scale=r.array(f"{p}.bn_scale", (cout,)), bn_bias=r.array(f"{p}.bn_bias", (cout,)),
-        s_in=float(g("s_in", float)), input_adapter=g("input_adapter", bool),
-        next_step=g("next_step", float, optional=True), next_bits=g("next_bits", int,
-                                                                      optional=True),
-        adapter=adapter)
+        relu=v["relu"], alpha=r.real(f"{p}.alpha", (cout,)),
+        bn_scale=r.real(f"{p}.bn_scale", (cout,)),
+        bn_bias=r.real(f"{p}.bn_bias", (cout,), BIAS_LIMIT),
+        s_in=float(v["s_in"]), input_adapter=v["input_adapter"],
+        next_step=None if v["next_step"] is None else float(v["next_step"]),
+        next_bits=v["next_bits"], adapter=adapter)
+    _check(np.all(layer.alpha > 0), f"arrays.npz: {p}.alpha must be positive")
+    _check(_close(layer.s_in, in_step), f"manifest.json: {w}.s_in is {layer.s_in!r}, but its "
+                                        f"input is quantized with the step {in_step!r}")
     if kind == "conv2d":
-        _check(len(declared) == 3, f"manifest.json: {w}.in_shape must be [C, H, W]")
         co, ho, wo = layer.conv_shape
         _check(ho >= 1 and wo >= 1, f"manifest.json: {w} has an empty output")
         _check(layer.pool in (0, 1) or (ho % layer.pool == 0 and wo % layer.pool == 0),
                f"manifest.json: {w}: a {ho}x{wo} map cannot be pooled by {layer.pool}")
-    else:
-        _check(layer.pool in (0, 1), f"manifest.json: {w}: a linear layer cannot pool")
     _check((layer.next_step is None) == (layer.next_bits is None),
            f"manifest.json: {w}: next_step and next_bits go together")
     _check((layer.next_step is None) == last, f"manifest.json: {w} " +
            ("is last but names a next step" if last else "has no next_step"))
-    _check(layer.next_bits is None or layer.next_bits in numerics.ACT_BITS,
-           f"manifest.json: {w}.next_bits must be from 1 to 8, not {layer.next_bits}")
-    try:
-        layer.fixed = layer.compute_fixed()
-    except ValueError as e:
-        raise BundleError(f"{w}: {e}") from None
+    _check(layer.adapter is None or not last, f"manifest.json: {w} is last but has an adapter")
+    derived = {"k": layer.k, "acc_bits": layer.acc_bits, "out_shape": list(layer.out_shape)}
+    _check(v["derived"] == derived, f"manifest.json: {w}.derived is {v['derived']}, but the "
+                                    f"layer's fields give {derived}")
+    with np.errstate(invalid="raise", over="raise", divide="raise"):
+        try:
+            layer.fixed = layer.compute_fixed()
+        except (ValueError, FloatingPointError) as e:
+            raise BundleError(f"{w}: {e}") from None
     for key, value in layer.fixed.arrays().items():
         stored = r.array(f"{p}.fixed.{key}", np.shape(value), integer=True)
         _check(np.array_equal(stored, value),
@@ -332,33 +482,91 @@ def _load_layer(r, i, entry, in_shape, last):
     return layer
 
 
-def load(folder):
-    """Read and validate the bundle in ``folder``; raise ``BundleError`` on any problem."""
-    r = _Reader(folder)
-    m = r.manifest
-    inp = r.get(m, "input", dict, "manifest")
-    shape = tuple(r.get(inp, "shape", list, "input"))
-    bits = r.get(inp, "bits", int, "input")
-    step = float(r.get(inp, "step", float, "input"))
-    _check(step > 0, "manifest.json: input.step must be positive")
-    _check(bits in numerics.ACT_BITS, f"manifest.json: input.bits must be from 1 to 8, "
-                                      f"not {bits}")
-    entries = r.get(m, "layers", list, "manifest")
+def _close(a, b):
+    return np.isclose(a, b, rtol=1e-12, atol=0)
+
+
+def _load_reference(r, input_shape, input_bits, classes):
+    """The reference arrays, each checked against ``REFERENCE_SCHEMA``; one sample count."""
+    reference, count = {}, None
+    dims = {"input": tuple(input_shape), "classes": (classes,), (): ()}
+    for name, (integer, tail) in REFERENCE_SCHEMA.items():
+        key = f"reference.{name}"
+        if key not in r.arrays:
+            continue
+        a = r.arrays[key]
+        _check(a.ndim >= 1 and a.shape[0] >= 1, f"arrays.npz: {key} holds no samples")
+        count = a.shape[0] if count is None else count
+        _check(a.shape[0] == count, f"arrays.npz: {key} has {a.shape[0]} samples, but the "
+                                    f"other reference arrays have {count}")
+        a = r.array(key, (count, *dims[tail]), integer=integer)
+        if name == "codes":
+            _check(a.min() >= 0 and a.max() < 2 ** input_bits,
+                   f"arrays.npz: {key} holds codes outside the {input_bits}-bit input range")
+        if name == "labels":
+            _check(a.min() >= 0 and a.max() < classes,
+                   f"arrays.npz: {key} holds labels outside 0 to {classes - 1}")
+        reference[name] = a
+    return reference
+
+
+def _decode(m, arrays):
+    """The ``Bundle`` of a parsed manifest and its arrays, every field checked."""
+    r = _Reader(m, arrays)
+    _check(isinstance(m, dict) and m.get("kind") == KIND,
+           f"manifest.json: not an asqgen bundle (kind is not {KIND!r})")
+    fmt = m.get("format")
+    _check(type(fmt) is int and fmt == BUNDLE_FORMAT,
+           f"manifest.json: format {fmt!r} is not supported (this asqgen reads format "
+           f"{BUNDLE_FORMAT})")
+    top = r.fields(m, TOP_SCHEMA, "manifest")
+    fixed = r.fields(top["fixed_point"], {k: Field(int) for k in FIXED_POINT}, "fixed_point")
+    for key, ours in FIXED_POINT.items():
+        _check(fixed[key] == ours, f"manifest.json: fixed_point.{key} is {fixed[key]}, but this "
+                                   f"asqgen computes with {ours}")
+    inp = r.fields(top["input"], INPUT_SCHEMA, "input")
+    shape = _shape(inp["shape"], "input.shape", (1, 3))
+    bits, step = inp["bits"], float(inp["step"])
+    entries = top["layers"]
     _check(entries, "manifest.json: the bundle has no layers")
-    layers, in_shape, in_bits = [], shape, bits
+    _check(len(entries) <= MAX_LAYERS, f"manifest.json: more than {MAX_LAYERS} layers")
+    layers, in_shape, in_bits, in_step = [], shape, bits, step
     for i, entry in enumerate(entries):
-        layer = _load_layer(r, i, entry, in_shape, last=i == len(entries) - 1)
-        _check(layer.a_bits == in_bits, f"manifest.json: layer {layer.name!r} takes "
-                                        f"{layer.a_bits}-bit codes but is given {in_bits}-bit")
+        layer = _load_layer(r, i, entry, in_shape, in_bits, in_step, last=i == len(entries) - 1)
         layers.append(layer)
-        in_shape, in_bits = layer.out_shape, layer.next_bits
-    _check(np.isclose(layers[0].s_in, step, rtol=1e-12, atol=0),
-           f"manifest.json: the first layer's s_in differs from input.step")
+        in_shape, in_bits, in_step = layer.out_shape, layer.next_bits, layer.next_step
     for prev, layer in zip(layers, layers[1:]):
         _check(layer.input_adapter == (prev.adapter is not None),
                f"manifest.json: layer {layer.name!r}.input_adapter disagrees with the "
                f"adapter of {prev.name!r}")
-    reference = {k.split(".", 1)[1]: v for k, v in r.arrays.items()
-                 if k.startswith("reference.")}
+    reference = _load_reference(r, shape, bits, layers[-1].out_channels)
+    r.used.update(f"reference.{k}" for k in reference)
+    unexpected = [k for k in arrays if k not in r.used]
+    _check(not unexpected, f"arrays.npz: unexpected array {unexpected[0]!r}" if unexpected
+           else "")
     return Bundle(input_shape=shape, input_bits=bits, input_step=step, layers=layers,
-                  meta=m.get("meta", {}), reference=reference)
+                  meta=top["meta"], reference=reference)
+
+
+def load(folder):
+    """Read and validate the bundle in ``folder``; raise ``BundleError`` on any problem."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise BundleError(f"{folder}: no such bundle folder")
+    manifest = folder / "manifest.json"
+    if not manifest.is_file():
+        raise BundleError(f"{manifest}: missing")
+    m = _read_manifest(manifest)
+    npz = folder / "arrays.npz"
+    if not npz.is_file():
+        raise BundleError(f"{npz}: missing")
+    # Kind and format first: a foreign file is named as such before its arrays are read.
+    _check(isinstance(m, dict) and m.get("kind") == KIND,
+           f"{manifest}: not an asqgen bundle (kind is not {KIND!r})")
+    arrays = read_npz(npz, BundleError)
+    try:
+        return _decode(m, arrays)
+    except BundleError as e:                     # name the folder too
+        message = str(e)
+        joint = "/" if message.startswith(("manifest.json:", "arrays.npz:")) else ": "
+        raise BundleError(f"{folder}{joint}{message}") from None

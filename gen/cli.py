@@ -1,29 +1,47 @@
 """``asqgen``: the command line, one subcommand per step of the flow.
 
-Every error a user can cause (a bad option, a configuration the generator refuses, a failed
-build) ends with one line ``asqgen: error: ...`` on standard error and exit status 2 (1 when a
-self-check finds a mismatch); never a traceback.
+Every error a user can cause ends with one line ``asqgen: error: ...`` on standard error and an
+exit status that tells its class (``gen.errors``); never a traceback, unless ``--debug`` is
+given (then the traceback, the line and the same status). Any other exception is a bug in
+asqgen and shows its traceback.
+
+Exit statuses:
+  0    success (for ``selfcheck`` and ``sim``: the RTL equals the golden model)
+  1    the RTL differs from the golden model
+  2    a bad option or combination of options (usage)
+  3    a bad bundle (missing, unreadable, or failing a check of ``gen.bundle``)
+  4    a bad checkpoint (``export.train.load_checkpoint``), or a bundle from another one
+  5    a tool missing or failing (Verilator, the C++ compiler)
+  6    an output that cannot be written
+  130  interrupted (Ctrl-C)
 """
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
-from . import __version__, numerics
-from .config import ArrayConfig
+from . import __version__
+from .errors import INTERRUPTED, AsqgenError, CheckpointError, UsageError
 
-__all__ = ["main"]
+__all__ = ["main", "build_parser", "DEFAULT_MODEL"]
+
+# The default model's folder, found without importing ``export`` (which imports PyTorch).
+DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "export" / "default_model"
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line (the usage is in ``--help``)."""
+    """argparse, but a usage error is one line ``asqgen: error: [verb: ]...`` and status 2 (the
+    usage is in ``--help``)."""
 
     def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message}\n")
+        verb = self.prog.split(" ", 1)[1] + ": " if " " in self.prog else ""
+        self.exit(UsageError.exit_status, f"asqgen: error: {verb}{message}\n")
 
 
 def _add_array_options(p):
+    from . import numerics
+    from .config import ArrayConfig
+
     d = ArrayConfig()
     g = p.add_argument_group("array")
     g.add_argument("--rows", type=int, default=d.rows, help="PE rows (K per tile) (%(default)s)")
@@ -51,8 +69,13 @@ _SIZED = ("a_bits", "w_bits", "w_format", "odd", "frac_bits", "acc_bits")
 
 def _config(args):
     """The configuration of the options; unset ones take ``ArrayConfig``'s defaults."""
+    from .config import ArrayConfig
+
     given = {k: getattr(args, k) for k in _SIZED if getattr(args, k) is not None}
-    return ArrayConfig(rows=args.rows, cols=args.cols, **given)
+    try:
+        return ArrayConfig(rows=args.rows, cols=args.cols, **given)
+    except (ValueError, TypeError) as e:          # the options' values, checked by the config
+        raise UsageError(str(e)) from None
 
 
 def _bundle_config(args, bundle):
@@ -62,7 +85,10 @@ def _bundle_config(args, bundle):
     config = config_for_bundle(bundle, rows=args.rows, cols=args.cols)
     given = {k: getattr(args, k) for k in _SIZED if getattr(args, k) is not None}
     if given:
-        config = config.replace(**given)
+        try:
+            config = config.replace(**given)
+        except (ValueError, TypeError) as e:
+            raise UsageError(str(e)) from None
         check_fits(bundle, config)
     return config
 
@@ -113,40 +139,61 @@ def _cmd_train(args):
     from export.train import Recipe, save_checkpoint, train
 
     torch.set_num_threads(1)
-    recipe = Recipe(bits=args.bits, weight_method=args.weights, act_method=args.acts,
-                    seed=args.seed, float_epochs=args.float_epochs, epochs=args.epochs).check()
+    try:
+        recipe = Recipe(bits=args.bits, weight_method=args.weights, act_method=args.acts,
+                        seed=args.seed, float_epochs=args.float_epochs, epochs=args.epochs).check()
+    except ValueError as e:
+        raise UsageError(str(e)) from None
     print(f"asqgen train: {recipe.describe()}, seed {recipe.seed}, {recipe.float_epochs} float "
           f"+ {recipe.epochs} QAT epochs", flush=True)
     start = time.perf_counter()
     model, info = train(recipe, log=lambda line: print("  " + line, flush=True), progress=True)
     npz, js = save_checkpoint(model, info, args.out)
-    bundle = _save_bundle(model, info, Path(args.out) / "bundle")
+    bundle = _save_bundle(model, info, Path(args.out) / "bundle", args.out)
     print(f"  test accuracy {100 * info['test_accuracy']:.2f}% (float "
           f"{100 * info['float_test_accuracy']:.2f}%) in {time.perf_counter() - start:.1f} s; "
           f"wrote {npz}, {js} and {bundle}")
     return 0
 
 
-def _save_bundle(model, info, folder):
+def _save_bundle(model, info, folder, checkpoint):
+    """The checkpoint's bundle in ``folder``, its meta naming the checkpoint's fingerprint."""
     from export.digits_bundle import digits_bundle
+    from export.train import checkpoint_fingerprint
     from gen.bundle import save
 
-    return save(digits_bundle(model, info), folder)
+    bundle = digits_bundle(model, info)
+    bundle.meta["checkpoint"] = checkpoint_fingerprint(checkpoint)
+    return save(bundle, folder)
+
+
+def _check_pair(checkpoint, bundle, where):
+    """Refuse a bundle exported from another checkpoint (a train killed between writing the
+    checkpoint and its bundle leaves such a pair). Bundles without a fingerprint pass."""
+    from export.train import checkpoint_fingerprint
+
+    stored = bundle.meta.get("checkpoint")
+    if stored is not None and stored != checkpoint_fingerprint(checkpoint):
+        raise CheckpointError(f"{where} was exported from another checkpoint than {checkpoint} "
+                              f"(fingerprint {stored}); export it again with asqgen export")
 
 
 def _cmd_export(args):
     from export.train import load_checkpoint
 
     model, info = load_checkpoint(args.checkpoint)
-    folder = _save_bundle(model, info, args.out)
+    folder = _save_bundle(model, info, args.out, args.checkpoint)
     print(f"asqgen export: {args.checkpoint} -> {folder}")
     return 0
 
 
 def _write_json(path, obj):
+    import json
+
+    from .files import write_text
+
     if path:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(json.dumps(obj, indent=2) + "\n")
+        write_text(path, json.dumps(obj, indent=2) + "\n")
         print(f"  wrote {path}")
 
 
@@ -161,7 +208,9 @@ def _cmd_compare(args):
 
     torch.set_num_threads(1)
     model, _ = load_checkpoint(args.checkpoint)
-    bundle = load(args.bundle or Path(args.checkpoint) / "bundle")
+    folder = args.bundle or Path(args.checkpoint) / "bundle"
+    bundle = load(folder)
+    _check_pair(args.checkpoint, bundle, folder)
     images, labels = digits.tensors("test")
     trace = torch_trace(model, images)
     report = compare(bundle, trace["codes"], trace["logits"], labels.numpy())
@@ -210,6 +259,24 @@ def _cmd_methods(args):
     return 0
 
 
+def _probability(text):
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not (math.isfinite(value) and 0 <= value < 1):
+        raise argparse.ArgumentTypeError(f"must be at least 0 and less than 1, not {text}")
+    return value
+
+
+def _folder(text):
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must name a folder, not an empty string")
+    return text
+
+
 def _positive(text):
     value = int(text)
     if value < 1:
@@ -224,16 +291,19 @@ def _count(text):
     return value
 
 
-def _default_model():
-    from export.digits_bundle import DEFAULT_MODEL
-
-    return DEFAULT_MODEL
-
-
 def build_parser():
-    parser = _Parser(prog="asqgen", description=__doc__.split("\n")[0])
+    parser = _Parser(prog="asqgen", description=__doc__.split("\n")[0],
+                     epilog=__doc__[__doc__.index("Exit statuses:"):],
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"asqgen {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the traceback of an error (also after the subcommand)")
+    debug = _Parser(add_help=False)
+    debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help="show the traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _add_parser = sub.add_parser
+    sub.add_parser = lambda *a, **k: _add_parser(*a, parents=[debug], **k)
 
     p = sub.add_parser("verilog", help="generate the Verilog and the manifest of an array, or "
                                        "of the layer engine for a bundle")
@@ -241,15 +311,16 @@ def build_parser():
     p.add_argument("--bundle", default=None,
                    help="size the layer engine (array, accumulator buffer, rescale unit) for "
                         "this bundle; without it, the bare systolic array")
-    p.add_argument("--out", default="out/verilog", help="output folder (%(default)s)")
+    p.add_argument("--out", default="out/verilog", type=_folder, help="output folder (%(default)s)")
     p.set_defaults(func=_cmd_verilog)
 
     p = sub.add_parser("selfcheck", help="generate an array, run random products through it on "
                                          "Verilator and compare them with the golden model")
     _add_array_options(p)
-    p.add_argument("--out", default="out/selfcheck", help="output folder (%(default)s)")
+    p.add_argument("--out", default="out/selfcheck", type=_folder,
+                   help="output folder (%(default)s)")
     p.add_argument("--seed", type=int, default=1, help="random seed (%(default)s)")
-    p.add_argument("--stall", type=float, default=0.3,
+    p.add_argument("--stall", type=_probability, default=0.3,
                    help="probability of an idle clock on each input and output (%(default)s)")
     p.set_defaults(func=_cmd_selfcheck)
 
@@ -265,7 +336,7 @@ def build_parser():
     p.add_argument("--float-epochs", type=_count, default=15,
                    help="float pretraining epochs (%(default)s)")
     p.add_argument("--seed", type=_count, default=1, help="random seed (%(default)s)")
-    p.add_argument("--out", default="out/train", help="output folder (%(default)s)")
+    p.add_argument("--out", default="out/train", type=_folder, help="output folder (%(default)s)")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("methods", help="compare float, LSQ, LSQ+POT, LSQ+POST, ASQ and ASQ+POST "
@@ -279,14 +350,14 @@ def build_parser():
                    help="float pretraining epochs (%(default)s)")
     p.add_argument("--jobs", type=_positive, default=2,
                    help="worker processes, one torch thread each (%(default)s)")
-    p.add_argument("--out", default="out/methods", help="output folder (%(default)s)")
+    p.add_argument("--out", default="out/methods", type=_folder, help="output folder (%(default)s)")
     p.set_defaults(func=_cmd_methods)
 
-    default_model = _default_model()
+    default_model = DEFAULT_MODEL
     p = sub.add_parser("export", help="write the bundle of a trained checkpoint")
     p.add_argument("--checkpoint", default=str(default_model),
                    help="checkpoint folder (model.npz + model.json) (%(default)s)")
-    p.add_argument("--out", default="out/bundle", help="bundle folder (%(default)s)")
+    p.add_argument("--out", default="out/bundle", type=_folder, help="bundle folder (%(default)s)")
     p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("compare", help="the golden model against PyTorch's fake-quantized "
@@ -305,26 +376,58 @@ def build_parser():
                    help="test images to run (%(default)s)")
     p.add_argument("--rows", type=int, default=8, help="PE rows (%(default)s)")
     p.add_argument("--cols", type=int, default=8, help="PE columns (%(default)s)")
-    p.add_argument("--stall", type=float, default=0.0,
+    p.add_argument("--stall", type=_probability, default=0.0,
                    help="probability of an idle clock on every input and output (%(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed of the stalls (%(default)s)")
-    p.add_argument("--out", default="out/sim", help="build folder (%(default)s)")
+    p.add_argument("--out", default="out/sim", type=_folder, help="build folder (%(default)s)")
     p.add_argument("--json", default=None, help="also write the figures to this JSON file")
     p.set_defaults(func=_cmd_sim)
     return parser
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    """Run ``asqgen`` with ``argv`` (default ``sys.argv[1:]``); return the exit status."""
+    import warnings
+
+    debug = "--debug" in (sys.argv[1:] if argv is None else argv)
     try:
-        return args.func(args)
-    except (ValueError, TypeError, OSError, RuntimeError) as e:
-        print(f"asqgen: error: {e}", file=sys.stderr)
-        return 2
+        # Warnings (numpy's RuntimeWarnings) are held back: an error is one line, and a
+        # successful run shows them at its end.
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("default")
+            args = build_parser().parse_args(argv)
+            debug = args.debug
+            status = args.func(args)
+        for w in caught:
+            print(f"asqgen: warning: {w.message}", file=sys.stderr)
+        return status
+    except AsqgenError as e:
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        message = " ".join(str(e).split("\n"))
+        print(f"asqgen: error: {message}", file=sys.stderr)
+        return e.exit_status
     except KeyboardInterrupt:
+        if debug:
+            import traceback
+
+            traceback.print_exc()
         print("asqgen: interrupted", file=sys.stderr)
-        return 130
+        return INTERRUPTED
+
+
+def _script():
+    """The ``asqgen`` console script: ``main``, and a Ctrl-C at any moment one line and 130."""
+    try:
+        status = main()
+    except KeyboardInterrupt:            # between main's own handlers, or at interpreter exit
+        print("asqgen: interrupted", file=sys.stderr)
+        status = INTERRUPTED
+    sys.stdout.flush()
+    sys.exit(status)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    _script()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 
 from . import numerics
+from .errors import UsageError
 
 __all__ = ["ArrayConfig", "MAX_ACC_BITS", "MAX_DIM"]
 
@@ -16,7 +17,7 @@ def _check_int(name, value, lo, hi):
     if not isinstance(value, int) or isinstance(value, bool):
         raise TypeError(f"{name} must be an integer, not {value!r}")
     if not lo <= value <= hi:
-        raise ValueError(f"{name} must be from {lo} to {hi}, not {value}")
+        raise UsageError(f"{name} must be from {lo} to {hi}, not {value}")
 
 
 @dataclass(frozen=True)
@@ -94,18 +95,18 @@ class ArrayConfig:
         else:
             _check_int("acc_bits", self.acc_bits, 2, MAX_ACC_BITS)
             if self.acc_bits < need:
-                raise ValueError(f"acc_bits must be at least {need} for {self.rows} rows of "
+                raise UsageError(f"acc_bits must be at least {need} for {self.rows} rows of "
                                  f"{self.a_bits}-bit x {self.w_bits}-bit {self.w_format} products "
                                  f"with frac_bits={self.frac_bits}, not {self.acc_bits}")
         if self.acc_bits > MAX_ACC_BITS:
-            raise ValueError(f"acc_bits would be {self.acc_bits}, more than {MAX_ACC_BITS}: "
+            raise UsageError(f"acc_bits would be {self.acc_bits}, more than {MAX_ACC_BITS}: "
                              f"use fewer w_bits or frac_bits")
         _check_int("max_k", self.max_k, 1, 1 << 20)
         _check_int("max_m", self.max_m, 1, 1 << 16)
         _check_int("max_channels", self.max_channels, 1, 4096)
         _check_int("max_hidden", self.max_hidden, 1, 4096 // self.max_channels)
         if self.buffer_bits > MAX_ACC_BITS:
-            raise ValueError(f"buffer_bits would be {self.buffer_bits}, more than "
+            raise UsageError(f"buffer_bits would be {self.buffer_bits}, more than "
                              f"{MAX_ACC_BITS}: use a smaller max_k")
 
     # Products -----------------------------------------------------------------------------

@@ -7,6 +7,7 @@ from amaranth.back import verilog
 from amaranth.hdl import Value
 from amaranth.lib import wiring
 
+from gen.files import write_text
 from hw.multiplier import StandaloneMultiplier
 from hw.systolic_array import SystolicArray
 
@@ -39,16 +40,15 @@ def write_verilog(component, out_dir, name, *, clocked, text=None):
     """Convert ``component`` (or take its ``text``) to ``out_dir/name.v``; return the path and
     the port list."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"{name}.v"
-    path.write_text(verilog_text(component, name) if text is None else text)
+    path = write_text(out_dir / f"{name}.v",      # atomic: parallel runs may share it
+                      verilog_text(component, name) if text is None else text)
     clock = [{"name": "clk", "direction": "input", "width": 1, "signed": False},
              {"name": "rst", "direction": "input", "width": 1, "signed": False}]
     return path, (clock if clocked else []) + ports(component)
 
 
 def _write_manifest(out_dir, manifest):
-    (Path(out_dir) / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    write_text(Path(out_dir) / "manifest.json", json.dumps(manifest, indent=2) + "\n")
     return manifest
 
 

@@ -37,14 +37,15 @@ class Design:
                                    work_dir=self.dir / name)
 
     def run_streams(self, steps, *, sources, sinks, seed=0, stall=0.0, backpressure=0.0,
-                    name="run"):
+                    name="run", aborted=None, abort_after=0, reset_clocks=3):
         """Run ``steps`` of integer stream words (see ``sim.benches.stream_bench``); return,
-        per step, the words received (``{sink: [word, ...]}``) and the clocks it took."""
-        for what, p in (("stall", stall), ("backpressure", backpressure)):
-            if not 0 <= p < 1:
-                raise ValueError(f"the {what} probability must be at least 0 and below 1, "
-                                 f"not {p}")
+        per step, the words received (``{sink: [word, ...]}``) and the clocks it took.
+
+        ``aborted``, a step, runs first and is cut off by a reset after ``abort_after`` clocks
+        (held for ``reset_clocks``): the steps must then run as on a fresh design."""
         job = {"sources": list(sources), "sinks": list(sinks), "steps": steps, "seed": seed,
                "stall": stall, "backpressure": backpressure}
+        if aborted is not None:
+            job.update(aborted=aborted, abort_after=abort_after, reset_clocks=reset_clocks)
         out = self.run_bench("sim.benches.stream_bench", job, name=name)
         return [(s["received"], s["cycles"]) for s in out["steps"]]

@@ -116,15 +116,28 @@ class EngineSim(Design):
         super().__init__(MatmulEngine(config=config), root, TOP)
         self._words = PassWords(config)
 
-    def run(self, products, *, seed=0, stall=0.0, backpressure=0.0, name="run"):
-        """Run every ``(A, W, w_format, w_bits)`` of ``products`` in one simulation."""
+    def step(self, passes):
+        """The stream step of ``passes``: their words, and every final pass's sums to take."""
+        expected = sum(len(p["acts"]) for p in passes if p["final"])
+        return {"first": {}, "send": self._words.streams(passes), "receive": {"o_acc": expected}}
+
+    def run(self, products, *, seed=0, stall=0.0, backpressure=0.0, name="run",
+            reset_during=None):
+        """Run every ``(A, W, w_format, w_bits)`` of ``products`` in one simulation.
+
+        ``reset_during=(products, clocks)``: those products start first and are cut off by a
+        reset after ``clocks`` clocks."""
         plans = [passes_for(self.config, A, W, fmt, bits) for A, W, fmt, bits in products]
         passes = [p for plan in plans for p in plan]
-        expected = sum(len(p["acts"]) for p in passes if p["final"])
+        abort = {}
+        if reset_during is not None:
+            cut, clocks = reset_during
+            cut = [p for A, W, fmt, bits in cut
+                   for p in passes_for(self.config, A, W, fmt, bits)]
+            abort = dict(aborted=self.step(cut), abort_after=clocks)
         [(received, cycles)] = self.run_streams(
-            [{"first": {}, "send": self._words.streams(passes), "receive": {"o_acc": expected}}],
-            sources=("i_w", "i_a", "i_pass"), sinks=("o_acc",), seed=seed, stall=stall,
-            backpressure=backpressure, name=name)
+            [self.step(passes)], sources=("i_w", "i_a", "i_pass"), sinks=("o_acc",), seed=seed,
+            stall=stall, backpressure=backpressure, name=name, **abort)
         sums = iter(self._words.sums(received["o_acc"]))
         results, lasts_ok = [], True
         for (A, W, _, _), plan in zip(products, plans):

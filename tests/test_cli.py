@@ -13,9 +13,9 @@ from .cli import asqgen
     (["verilog", "--w-bits", "1"], "asqgen: error: w_bits must be from 2 to 8 for post weights, "
                                    "not 1"),
     (["verilog", "--rows", "0"], "asqgen: error: rows must be from 1 to 64, not 0"),
-    (["verilog", "--rows", "four"], "asqgen verilog: error: argument --rows: invalid int value: "
+    (["verilog", "--rows", "four"], "asqgen: error: verilog: argument --rows: invalid int value: "
                                     "'four'"),
-    (["verilog", "--w-format", "fp8"], "asqgen verilog: error: argument --w-format: invalid "
+    (["verilog", "--w-format", "fp8"], "asqgen: error: verilog: argument --w-format: invalid "
                                        "choice: 'fp8' (choose from 'post', 'pot', 'int')"),
     (["verilog", "--acc-bits", "12"], "asqgen: error: acc_bits must be at least 22 for 8 rows of "
                                       "8-bit x 4-bit post products with frac_bits=10, not 12"),
@@ -46,7 +46,7 @@ def test_unwritable_output_is_one_line(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
     result = asqgen("verilog", "--out", str(blocker / "sub"))
-    assert result.returncode == 2
+    assert result.returncode == 6
     assert result.stderr.startswith("asqgen: error: ") and result.stderr.count("\n") == 1
 
 

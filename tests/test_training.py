@@ -241,12 +241,12 @@ def test_method_comparison_table():
 
 @pytest.mark.parametrize("args, message", [
     (["train", "--bits", "5"],
-     "asqgen train: error: argument --bits: invalid choice: 5 (choose from 2, 3, 4, 8)"),
-    (["train", "--weights", "int"], "asqgen train: error: argument --weights: invalid choice: "
+     "asqgen: error: train: argument --bits: invalid choice: 5 (choose from 2, 3, 4, 8)"),
+    (["train", "--weights", "int"], "asqgen: error: train: argument --weights: invalid choice: "
                                     "'int' (choose from 'lsq', 'pot', 'post')"),
-    (["train", "--epochs", "-1"], "asqgen train: error: argument --epochs: must be at least 0, "
+    (["train", "--epochs", "-1"], "asqgen: error: train: argument --epochs: must be at least 0, "
                                   "not -1"),
-    (["methods", "--seeds", "0"], "asqgen methods: error: argument --seeds: must be at least 1, "
+    (["methods", "--seeds", "0"], "asqgen: error: methods: argument --seeds: must be at least 1, "
                                   "not 0"),
 ])
 def test_cli_bad_options_are_one_line(args, message, tmp_path):

@@ -33,17 +33,17 @@ async def start_clock(dut, reset_cycles=2):
     dut.rst.value = 0
 
 
-async def within(coro, clocks, what):
+async def within(coro, clocks, what, bench=None):
     """Await ``coro``, failing with a clear message after ``clocks`` clocks (a hung design must
-    fail the test, not hang it). ``what`` names what hung: a string, or a function that tells
-    it at the time of the failure."""
+    fail the test, not hang it); with ``bench``, the message names the streams that are stuck
+    (their transfers made of those asked for)."""
     from cocotb.triggers import SimTimeoutError, with_timeout
 
     try:
         return await with_timeout(coro, clocks * CLOCK_NS, "ns")
     except SimTimeoutError:
-        what = what() if callable(what) else what
-        raise AssertionError(f"{what}: no result after {clocks} clocks") from None
+        stuck = f"; stuck: {', '.join(bench.stuck()) or 'no stream'}" if bench else ""
+        raise AssertionError(f"{what}: no result after {clocks} clocks{stuck}") from None
 
 
 class Bench:
@@ -67,6 +67,11 @@ class Bench:
         """Clock, reset, and one clock more."""
         await start_clock(self.dut)
         await RisingEdge(self.dut.clk)
+
+    def stuck(self):
+        """The streams with transfers still to make, as ``name (done of total)``."""
+        return [f"{name} ({ep.done} of {ep.total})"
+                for name, ep in {**self.sources, **self.sinks}.items() if ep.done < ep.total]
 
     @staticmethod
     def clocks():

@@ -20,6 +20,7 @@ class _Endpoint:
         self._valid, self._ready = port(dut, stream, "valid"), port(dut, stream, "ready")
         self._payload = port(dut, stream, "payload")
         self._clk, self._rng, self._pause = clk, rng, pause
+        self.done, self.total = 0, 0          # transfers made and asked for (the watchdog's)
 
 
 class StreamSource(_Endpoint):
@@ -30,6 +31,8 @@ class StreamSource(_Endpoint):
         self._valid.value = 0
 
     async def send(self, payloads):
+        payloads = list(payloads)
+        self.done, self.total = 0, len(payloads)
         for payload in payloads:
             while self._rng.random() < self._pause:
                 self._valid.value = 0
@@ -42,6 +45,7 @@ class StreamSource(_Endpoint):
                 await RisingEdge(self._clk)
                 if taken:
                     break
+            self.done += 1
         self._valid.value = 0
 
 
@@ -55,12 +59,14 @@ class StreamSink(_Endpoint):
 
     async def receive(self, count):
         received = []
+        self.done, self.total = 0, count
         while len(received) < count:
             ready = self._rng.random() >= self._pause
             self._ready.value = int(ready)
             await ReadOnly()
             if ready and self._valid.value == 1:
                 received.append(self._payload.value.to_unsigned())
+                self.done += 1
             await RisingEdge(self._clk)
         self._ready.value = 0
         return received
