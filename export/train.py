@@ -54,9 +54,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gen import rules
+
 from . import digits
-from .model import ACT_METHODS, BITS, FIRST_BITS, LAST_BITS, WEIGHT_METHODS, build_model, \
-    float_model
+from .model import BITS, FIRST_BITS, LAST_BITS, build_model, float_model
 from .quantizers import _Learned
 
 __all__ = ["Recipe", "OPTIMIZER", "train", "train_float", "train_qat", "evaluate",
@@ -88,12 +89,8 @@ class Recipe:
     def check(self):
         if not isinstance(self.bits, int) or isinstance(self.bits, bool) or self.bits not in BITS:
             raise ValueError(f"bits must be one of {', '.join(map(str, BITS))}, not {self.bits!r}")
-        if self.weight_method not in WEIGHT_METHODS + (None,):
-            raise ValueError(f"weight_method must be one of {', '.join(WEIGHT_METHODS)} or "
-                             f"null, not {self.weight_method!r}")
-        if self.act_method not in ACT_METHODS + (None,):
-            raise ValueError(f"act_method must be one of {', '.join(ACT_METHODS)} or null, "
-                             f"not {self.act_method!r}")
+        rules.check_weight_method(self.weight_method, none="null")
+        rules.check_act_method(self.act_method, none="null")
         if (self.weight_method is None) != (self.act_method is None):
             raise ValueError("weight_method and act_method must both be null (the float "
                              "network) or neither")

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from . import numerics, rescale
+from .adapter import Adapter
 
 __all__ = ["BUNDLE_FORMAT", "BundleError", "Layer", "Bundle", "save", "load"]
 
@@ -64,7 +65,7 @@ class Layer:
     input_adapter: bool = False         # the input's step was scaled by an ASQ beta
     next_step: float | None = None
     next_bits: int | None = None
-    adapter: dict | None = None
+    adapter: Adapter | None = None      # the ASQ adapter of the next layer's input
     fixed: rescale.LayerRescale = field(default=None, repr=False)
 
     @property
@@ -106,7 +107,10 @@ class Layer:
 
     def compute_fixed(self):
         """``gen.rescale.fixed_point`` of this layer's real parameters."""
-        positions = int(np.prod(self.out_shape[1:])) if len(self.out_shape) == 3 else 1
+        # A "channels" adapter reads the mean over positions (its division is folded into the
+        # weights); a "vector" adapter reads every value itself, whatever the layer's shape.
+        channels = self.adapter is not None and self.adapter.input == "channels"
+        positions = int(np.prod(self.out_shape[1:])) if channels else 1
         return rescale.fixed_point(
             bn_scale=self.bn_scale, bn_bias=self.bn_bias, s_in=self.s_in, alpha=self.alpha,
             frac_bits=self.frac_bits, acc_bound=self.k * self.product_format.bound,
@@ -148,7 +152,7 @@ def save(bundle, folder):
         entry = {k: getattr(layer, k) for k in _SCALARS}
         entry["in_shape"] = list(layer.in_shape)
         entry["adapter"] = None if layer.adapter is None else {
-            "layers": 2 if "w2" in layer.adapter else 1, "input": layer.adapter["input"]}
+            "layers": layer.adapter.layers, "input": layer.adapter.input}
         entry["derived"] = {"k": layer.k, "acc_bits": layer.acc_bits,
                             "out_shape": list(layer.out_shape)}
         layers.append(entry)
@@ -156,8 +160,8 @@ def save(bundle, folder):
         arrays[f"{p}.weight"] = np.asarray(layer.weight, dtype=np.int64)
         for name in ("alpha", "bn_scale", "bn_bias"):
             arrays[f"{p}.{name}"] = np.asarray(getattr(layer, name), dtype=np.float64)
-        for name, value in (layer.adapter or {}).items():
-            if name != "input":
+        if layer.adapter is not None:
+            for name, value in layer.adapter.arrays().items():
                 arrays[f"{p}.adapter.{name}"] = np.asarray(value, dtype=np.float64)
         for name, value in layer.fixed.arrays().items():
             arrays[f"{p}.fixed.{name}"] = value
@@ -284,7 +288,6 @@ def _load_layer(r, i, entry, in_shape, last):
         mode = r.get(adapter_info, "input", str, f"{where}.adapter")
         _check(mode in ("channels", "vector"), f"manifest.json: {where}.adapter.input must be "
                                                f"channels or vector, not {mode!r}")
-        adapter = {"input": mode}
         # The adapter reads this layer's output: its channels, or every value of a vector.
         inputs = cout if mode == "channels" else None
         w1 = r.array(f"{p}.adapter.w1")
@@ -293,11 +296,10 @@ def _load_layer(r, i, entry, in_shape, last):
                f"arrays.npz: {p}.adapter.w1 has shape {w1.shape}, which does not fit a "
                f"{n}-layer adapter on {inputs or 'the'} inputs")
         hidden = w1.shape[0]
-        adapter["w1"] = w1
-        adapter["b1"] = r.array(f"{p}.adapter.b1", (hidden,))
-        if n == 2:
-            adapter["w2"] = r.array(f"{p}.adapter.w2", (1, hidden))
-            adapter["b2"] = r.array(f"{p}.adapter.b2", (1,))
+        b1 = r.array(f"{p}.adapter.b1", (hidden,))
+        w2 = r.array(f"{p}.adapter.w2", (1, hidden)) if n == 2 else None
+        b2 = r.array(f"{p}.adapter.b2", (1,)) if n == 2 else None
+        adapter = Adapter(w1=w1, b1=b1, w2=w2, b2=b2, input=mode)
     layer = Layer(
         name=name, kind=kind, in_shape=declared, w_format=w_format, **values, weight=weight,
         relu=g("relu", bool), alpha=r.array(f"{p}.alpha", (cout,)),
