@@ -179,19 +179,22 @@ def _act_methods(act_method, layers):
         ends = (names[0], names[-1])
         return {k: "lsq" if act_method is not None and k in ends else act_method
                 for k in names}
+    middle = names[1:-1]
     if isinstance(act_method, dict):
-        unknown = [k for k in act_method if k not in names]
+        unknown = [k for k in act_method if k not in middle]
         if unknown:
-            raise ValueError(f"act_method names {unknown[0]!r}, which is not a Conv2d or Linear "
-                             f"layer of the model (those are {', '.join(map(repr, names))})")
-        middle = names[1:-1]
+            raise ValueError(f"act_method names {unknown[0]!r}, which is not a middle Conv2d or "
+                             f"Linear layer of the model (those are "
+                             f"{', '.join(map(repr, middle))}; the first and the last layer "
+                             f"take LSQ)")
         missing = [k for k in middle if k not in act_method]
         if missing:
             raise ValueError(f"act_method has no entry for layer {missing[0]!r} (give one for "
                              f"every middle layer: {', '.join(map(repr, middle))})")
         chosen = {k: act_method.get(k, "lsq") for k in names}
     elif callable(act_method):
-        chosen = {path: act_method(path, m) for path, _, _, m in layers}
+        chosen = {path: act_method(path, m) if path in middle else "lsq"
+                  for path, _, _, m in layers}
     else:
         raise TypeError(f"act_method must be a str, None, a dict or a callable, not "
                         f"{act_method!r}")
@@ -254,10 +257,10 @@ def quantize_model(float_model, *, bits, weight_method, act_method, first_bits=8
     act_method : {"lsq", "asq", None}, dict or callable
         The input quantizer of the middle layers: one method for all, a dict
         ``{layer name: method}`` with an entry for every middle layer, or a callable
-        ``f(name, float_module) -> method``. A layer's name is its module path (``"3"`` for
-        ``model[3]``, ``"features.0"``), the name that the bundle, ``asqgen compare`` and
-        ``asqgen sim`` use. The first and the last layer take LSQ whatever is given for them
-        by a plain str; a dict or callable may only give them ``"lsq"``.
+        ``f(name, float_module) -> method`` called for every middle layer. A layer's name is
+        its module path (``"3"`` for ``model[3]``, ``"features.0"``), the name that the
+        bundle, ``asqgen compare`` and ``asqgen sim`` use. The first and the last layer always
+        take LSQ.
     first_bits, last_bits : int
         Code widths of the first and the last compute layer (LSQ weights and inputs), 2 to 8.
 
