@@ -56,9 +56,7 @@ def _leaves(module, prefix=""):
         elif len(list(child.children())) > 0:
             yield from _leaves(child, path)
         else:
-            raise ExportError(f"layer {path!r} ({type(child).__name__}) cannot be exported: "
-                              f"the accelerator runs QConv2d, QLinear, batch norm, ReLU, max "
-                              f"pooling and flatten")
+            rules.refuse(path, type(child).__name__)
 
 
 def _groups(model):

@@ -68,8 +68,8 @@ def _bundle_config(args, bundle):
     are given); options given explicitly must still fit it."""
     from .sizing import array_for_bundle, check_fits, config_for_bundle
 
-    rows, cols = array_for_bundle(bundle)
-    config = config_for_bundle(bundle, rows=args.rows or rows, cols=args.cols or cols)
+    rows, cols = array_for_bundle(bundle, rows=args.rows, cols=args.cols)
+    config = config_for_bundle(bundle, rows=rows, cols=cols)
     given = {k: getattr(args, k) for k in _SIZED if getattr(args, k, None) is not None}
     if given:
         config = config.replace(**given)

@@ -37,8 +37,8 @@ def array_for_bundle(bundle, *, rows=None, cols=None):
     check_bundle(bundle)
     need = _needs(bundle)
     power = lambda n: 1 << max(0, (n - 1).bit_length())
-    return (rows or min(d.rows, power(need["max_k"])),
-            cols or min(d.cols, power(need["max_channels"])))
+    return (min(d.rows, power(need["max_k"])) if rows is None else rows,
+            min(d.cols, power(need["max_channels"])) if cols is None else cols)
 
 
 def config_for_bundle(bundle, *, rows=8, cols=8):
