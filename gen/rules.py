@@ -199,10 +199,11 @@ def check_accumulator(name, kind, w_format, w_bits, a_bits, k):
                f"are too wide for the rescale ({limit})", fix)
 
 
-def check_adapter(name, kind, channels, widest, widest_name=None):
-    """An ASQ adapter on ``channels`` inputs in a network whose widest layer has ``widest``
-    output channels: its hidden units times ``widest`` must fit the rescale unit."""
-    hidden = adapter_hidden(channels)
+def check_adapter(name, kind, channels, widest, widest_name=None, hidden=None):
+    """An ASQ adapter on ``channels`` inputs (``hidden`` units, by default those that
+    ``quantize_model`` gives it) in a network whose widest layer has ``widest`` output
+    channels: its hidden units times ``widest`` must fit the rescale unit."""
+    hidden = adapter_hidden(channels) if hidden is None else hidden
     if max(hidden, 1) * widest > MAX_ADAPTER_WEIGHTS:
         where = f" (layer {widest_name!r})" if widest_name else ""
         refuse(name, _type(kind),
@@ -251,7 +252,7 @@ def check_bundle(bundle):
             if layer.adapter.input != "channels" or nxt.kind == "linear":
                 check_act(nxt.name, "linear", "asq")
             check_adapter(nxt.name, nxt.kind, layer.out_channels, widest.out_channels,
-                          widest.name)
+                          widest.name, hidden=layer.adapter.hidden)
         if layer.w_format != "int":
             formats.setdefault((layer.w_format, layer.w_bits, layer.frac_bits), layer.name)
     if len(formats) > 1:
