@@ -4,8 +4,6 @@ bundle, recreated by ``asqgen train --out export/default_model``)."""
 
 from pathlib import Path
 
-import torch
-
 from . import digits
 from .to_bundle import export_bundle
 
@@ -21,7 +19,6 @@ def digits_bundle(model, info):
     """The bundle of a trained digits ``model`` (``info``: its checkpoint's ``model.json``),
     with the whole test split, its labels and PyTorch's logits as reference data."""
     images, labels = digits.tensors("test")
-    bundle = export_bundle(model, input_shape=(1, 8, 8), reference_images=images,
-                           meta={k: info[k] for k in _META_KEYS if k in info})
-    bundle.reference["labels"] = torch.as_tensor(labels).numpy()
-    return bundle
+    return export_bundle(model, input_shape=(1, 8, 8), reference_inputs=images,
+                         reference_labels=labels.numpy(),
+                         meta={k: info[k] for k in _META_KEYS if k in info})

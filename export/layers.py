@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import nn
 
+from gen import rules
+
 from .quantizers import AsqQuantizer, LsqQuantizer, PostQuantizer, PotQuantizer
 
 __all__ = [
@@ -18,8 +20,8 @@ __all__ = [
     "weight_quantizer", "act_quantizer", "quantized_conv2d", "quantized_linear",
 ]
 
-WEIGHT_METHODS = ("lsq", "pot", "post", None)
-ACT_METHODS = ("lsq", "asq", None)
+WEIGHT_METHODS = rules.WEIGHT_METHODS + (None,)     # None: a float tensor
+ACT_METHODS = rules.ACT_METHODS + (None,)
 
 
 def _check_quantizer(name, quantizer):

@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from gen.files import write_text
+from gen import rules
 
 __all__ = ["METHODS", "PAPER", "compare", "markdown", "write"]
 
@@ -114,8 +115,7 @@ def compare(*, seeds=tuple(range(1, 11)), bits=(4, 3), float_epochs=15, epochs=1
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds must be distinct, not {seeds}")
     for b in bits:
-        if b not in (2, 3, 4, 8):
-            raise ValueError(f"bits must be from 2, 3, 4, 8, not {b}")
+        rules.check_bits("bits", b, rules.RECIPE_BITS)
     if not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs must be a positive integer, not {jobs!r}")
     say = log or (lambda line: None)

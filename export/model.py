@@ -28,13 +28,12 @@ from __future__ import annotations
 
 from torch import nn
 
+from gen.rules import ACT_METHODS, RECIPE_BITS as BITS, WEIGHT_METHODS
+
 from .wrap import quantize_model
 
 __all__ = ["BITS", "WEIGHT_METHODS", "ACT_METHODS", "INPUT_SHAPE", "float_model", "build_model"]
 
-BITS = (2, 3, 4, 8)
-WEIGHT_METHODS = ("lsq", "pot", "post")
-ACT_METHODS = ("lsq", "asq")
 INPUT_SHAPE = (1, 8, 8)
 FIRST_BITS = 8
 LAST_BITS = 8

@@ -42,7 +42,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gen import numerics
+from gen.adapter import adapter_hidden
 from gen.numerics import ACT_BITS, WEIGHT_BITS, nearest_code, weight_levels
+from gen.rules import check_bits as _check_bits
 
 __all__ = [
     "SCALE_MIN", "BETA_MIN",
@@ -67,14 +70,6 @@ def round_pass(x):
 def grad_scale(x, g):
     """``x`` in the forward pass; the gradient that reaches ``x`` is multiplied by ``g``."""
     return x.detach() + (x * g - (x * g).detach())
-
-
-def _check_bits(name, bits, allowed):
-    """Check ``bits`` against ``allowed``: ``gen.numerics.ACT_BITS`` or ``WEIGHT_BITS``."""
-    if not isinstance(bits, int) or isinstance(bits, bool):
-        raise TypeError(f"{name} must be an integer, not {bits!r}")
-    if bits not in allowed:
-        raise ValueError(f"{name} must be from {allowed.start} to {allowed.stop - 1}, not {bits}")
 
 
 def _check_int(name, value, minimum):
@@ -218,7 +213,7 @@ class Adapter(nn.Module):
         _check_int("Channel count", channels, 1)
         _check_int("Reduction", reduction, 1)
         super().__init__()
-        two_layers = channels >= 2 * reduction
+        two_layers = adapter_hidden(channels, reduction) > 0
         self.hidden = nn.Linear(channels, channels // reduction) if two_layers else None
         self.output = nn.Linear(channels // reduction if two_layers else channels, 1)
         nn.init.normal_(self.output.weight, mean=0.0, std=0.01)
@@ -370,7 +365,7 @@ class _ExponentQuantizer(_Learned):
         index = torch.searchsorted(self._midpoints, v.abs().to(torch.float64))
         m = self._codes[index]
         negative = (v < 0) & (m != 0)  # zero keeps the canonical code 0
-        code = m | (negative.to(torch.int64) << (self._bits - 1))
+        code = numerics.join_code(self._bits, negative.to(torch.int64), m)
         level = torch.where(negative, -self._levels[index], self._levels[index])
         return level.to(v.dtype), code
 

@@ -2,30 +2,50 @@
 comparison with the golden model.
 
 The model is walked in execution order (containers such as ``nn.Sequential`` are entered).
-Each ``QConv2d`` or ``QLinear`` starts a layer; it may be followed, in this order, by a batch
-norm (folded into a per-channel scale and bias), a ReLU and a max pooling (kernel equal to its
-stride); a ``Flatten`` may stand before a ``QLinear``; ``Dropout`` and ``Identity`` are
-skipped. Anything else is refused with an error naming the module.
+Each ``QConv2d`` or ``QLinear`` starts a layer, named by its module path (``"3"``,
+``"features.0"``: the names of ``quantize_model`` and of every report); it may be followed, in
+this order, by a batch norm (folded into a per-channel scale and bias), a ReLU and a
+``MaxPool2d(2)``; a ``Flatten`` may stand before a ``QLinear``; ``Dropout`` and ``Identity``
+are skipped. Anything else is refused with an error naming the module. The hardware's limits
+(``gen.rules``) were checked by ``quantize_model`` and are checked again on the bundle by
+``asqgen verilog --bundle``, ``compare`` and ``sim``; the golden model alone
+(``sim.golden.run_network``) also runs what the hardware cannot (an ASQ adapter on a vector).
+
+Test data
+---------
+``export_bundle(model, input_shape=..., reference_inputs=x, reference_labels=y)`` stores the
+user's test inputs with PyTorch's side of them in the bundle's reference arrays:
+``reference.images`` (the float inputs, images or feature vectors, ``(N,) + input_shape``),
+``reference.labels`` (optional, ``(N,)`` integer classes), ``reference.logits`` (PyTorch's
+outputs), ``reference.codes`` (the input codes) and ``reference.layer{i}.codes`` (PyTorch's
+input codes of compute layer ``i >= 1``, ``uint8``). ``asqgen compare`` and ``asqgen sim``
+read them: nothing of the digits data set is assumed. The bundle's ``meta["fingerprint"]``
+(``fingerprint(model)``) ties it to the model it was exported from.
 """
+
+import hashlib
 
 import numpy as np
 import torch
 from torch import nn
 
-from gen import numerics
+from gen import numerics, rules
+from gen.adapter import Adapter
 from gen.bundle import Bundle, Layer
+from gen.errors import BundleError
 
 from .layers import QConv2d, QLinear
 from .quantizers import AsqQuantizer, LsqQuantizer, PostQuantizer, PotQuantizer
 
-__all__ = ["ExportError", "export_bundle", "torch_trace"]
+__all__ = ["ExportError", "export_bundle", "torch_trace", "fingerprint", "reference_codes"]
 
 _SKIPPED = (nn.Dropout, nn.Identity)
 _LEAVES = (QConv2d, QLinear, nn.BatchNorm2d, nn.BatchNorm1d, nn.ReLU, nn.MaxPool2d, nn.Flatten)
 
 
-class ExportError(ValueError):
-    """A model that cannot be exported; the message names the module."""
+class ExportError(BundleError):
+    """A model that cannot be exported; the message names the module (a bundle error to the
+    command line: exit status 3)."""
 
 
 def _leaves(module, prefix=""):
@@ -38,9 +58,7 @@ def _leaves(module, prefix=""):
         elif len(list(child.children())) > 0:
             yield from _leaves(child, path)
         else:
-            raise ExportError(f"layer {path!r} ({type(child).__name__}) cannot be exported: "
-                              f"the accelerator runs QConv2d, QLinear, batch norm, ReLU, max "
-                              f"pooling and flatten")
+            rules.refuse(path, type(child).__name__)
 
 
 def _groups(model):
@@ -66,7 +84,7 @@ def _weights(path, mod):
         fmt = "post" if isinstance(wq, PostQuantizer) else "pot"
         return fmt, wq.bits, wq.codes(w).numpy(), wq.alpha.detach().double().numpy()
     if isinstance(wq, LsqQuantizer) and wq.signed:
-        codes = wq.codes(w).numpy() & (2 ** wq.bits - 1)        # two's-complement patterns
+        codes = numerics.int_code(wq.bits, wq.codes(w).numpy())
         step = wq.step.detach().double().numpy()
         alpha = np.broadcast_to(step, (w.shape[0],)).copy()
         return "int", wq.bits, codes, alpha
@@ -78,14 +96,12 @@ def _act(path, mod):
     aq = mod.act_quantizer
     if isinstance(aq, AsqQuantizer):
         ad = aq.adapter
-        adapter = {"input": "channels" if aq.kind == "conv" else "vector"}
-        if ad.hidden is not None:
-            adapter.update(w1=ad.hidden.weight, b1=ad.hidden.bias, w2=ad.output.weight,
-                           b2=ad.output.bias)
-        else:
-            adapter.update(w1=ad.output.weight, b1=ad.output.bias)
-        adapter = {k: v if isinstance(v, str) else v.detach().double().numpy()
-                   for k, v in adapter.items()}
+        np64 = lambda t: t.detach().double().numpy()
+        first, second = (ad.hidden, ad.output) if ad.hidden is not None else (ad.output, None)
+        adapter = Adapter(w1=np64(first.weight), b1=np64(first.bias),
+                          w2=None if second is None else np64(second.weight),
+                          b2=None if second is None else np64(second.bias),
+                          input="channels" if aq.kind == "conv" else "vector")
         return aq.bits, float(aq.step), adapter
     if isinstance(aq, LsqQuantizer) and not aq.signed and aq.per_channel is None:
         return aq.bits, float(aq.step), None
@@ -108,12 +124,10 @@ def _following(path, mod, rest, kind):
         elif isinstance(m, nn.ReLU) and order <= 1:
             relu, order = True, 2
         elif isinstance(m, nn.MaxPool2d) and order <= 2 and kind == "conv2d":
+            rules.check_maxpool(p, type(m).__name__, kernel_size=m.kernel_size, stride=m.stride,
+                                padding=m.padding, dilation=m.dilation, ceil_mode=m.ceil_mode,
+                                return_indices=m.return_indices)
             k = m.kernel_size if isinstance(m.kernel_size, int) else m.kernel_size[0]
-            s = m.stride if isinstance(m.stride, int) else m.stride[0]
-            if m.kernel_size not in (k, (k, k)) or s != k or m.padding not in (0, (0, 0)) \
-                    or m.dilation not in (1, (1, 1)) or m.ceil_mode:
-                raise ExportError(f"layer {p!r}: only max pooling with kernel = stride, no "
-                                  f"padding or dilation can be exported")
             pool, order = k, 3
         elif isinstance(m, nn.Flatten):
             order = 4
@@ -123,19 +137,54 @@ def _following(path, mod, rest, kind):
     return scale, bias, relu, pool
 
 
-def _check_conv(path, mod):
-    k = mod.kernel_size
-    if (mod.groups != 1 or mod.dilation != (1, 1) or k[0] != k[1] or mod.stride[0] != mod.stride[1]
-            or mod.padding[0] != mod.padding[1] or isinstance(mod.padding, str)
-            or mod.padding_mode != "zeros"):
-        raise ExportError(f"layer {path!r}: only square convolutions without groups, dilation "
-                          f"or non-zero padding modes can be exported")
+def fingerprint(model):
+    """A SHA-256 of ``model``'s state (every parameter and buffer: name, dtype, shape, bytes):
+    the bundle stores it in ``meta["fingerprint"]`` so that a comparison never pairs a bundle
+    with a model it was not exported from."""
+    h = hashlib.sha256()
+    for name, value in sorted(model.state_dict().items()):
+        a = value.detach().cpu().contiguous().numpy()
+        h.update(f"{name}:{a.dtype}:{a.shape};".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def reference_codes(trace):
+    """PyTorch's per-layer input codes of ``torch_trace`` as the bundle's reference arrays."""
+    out = {"codes": trace["codes"][0]}
+    for i, codes in enumerate(trace["codes"][1:], start=1):
+        out[f"layer{i}.codes"] = codes.astype(np.uint8)      # activation codes: 8 bits at most
+    return out
 
 
 @torch.no_grad()
-def export_bundle(model, *, input_shape, reference_images=None, meta=None):
-    """The ``Bundle`` of a trained quantized ``model`` whose input is ``input_shape``
-    (``(C, H, W)``). ``reference_images`` (a float tensor) are stored with PyTorch's logits."""
+def export_bundle(model, *, input_shape, reference_inputs=None, reference_labels=None,
+                  meta=None):
+    """The ``Bundle`` of a trained quantized ``model``.
+
+    Parameters
+    ----------
+    model : nn.Module
+        A model from ``export.wrap.quantize_model``, trained.
+    input_shape : tuple
+        One input's shape: ``(C, H, W)`` for a conv network, ``(features,)`` for a linear one.
+    reference_inputs : array or tensor, optional
+        Test inputs ``(N,) + input_shape`` (float, non-negative). Stored with PyTorch's outputs
+        and per-layer codes for ``asqgen compare`` and ``asqgen sim`` (see the module
+        docstring); without them those commands refuse the bundle.
+    reference_labels : array or tensor, optional
+        Their true classes ``(N,)``, for accuracies; without them the reports give the
+        agreement with PyTorch only.
+    meta : dict, optional
+        Plain JSON values stored in the manifest; ``fingerprint`` is added.
+
+    Raises
+    ------
+    ValueError
+        ``ExportError`` for a model that is not a quantized chain, ``gen.rules.MappingError``
+        for a malformed conv or pooling or negative reference inputs, and bad reference
+        shapes.
+    """
     model = model.eval()
     groups = _groups(model)
     layers, shape = [], tuple(input_shape)
@@ -143,24 +192,25 @@ def export_bundle(model, *, input_shape, reference_images=None, meta=None):
     for i, (path, mod, rest) in enumerate(groups):
         kind = "conv2d" if isinstance(mod, QConv2d) else "linear"
         if kind == "conv2d":
-            _check_conv(path, mod)
+            rules.check_conv(path, type(mod).__name__, kernel_size=mod.kernel_size,
+                             stride=mod.stride, padding=mod.padding, groups=mod.groups,
+                             dilation=mod.dilation, padding_mode=mod.padding_mode)
         w_format, w_bits, codes, alpha = _weights(path, mod)
         a_bits, s_in, adapter = _act(path, mod)
         if i == 0:
             if adapter is not None:
-                raise ExportError(f"layer {path!r}: the first layer's input must be LSQ (the "
-                                  f"host quantizes the image), not ASQ")
+                rules.check_act(path, type(mod).__name__, "asq", first=True)
             first_bits, first_step = a_bits, s_in
         else:
             layers[-1].next_step, layers[-1].next_bits = s_in, a_bits
             layers[-1].adapter = adapter
         scale, bias, relu, pool = _following(path, mod, rest, kind)
+        if kind == "conv2d" and len(shape) != 3:
+            raise ExportError(f"layer {path!r} ({type(mod).__name__}) takes (C, H, W) inputs, "
+                              f"but is given {shape} (input_shape={tuple(input_shape)})")
         in_shape = shape if kind == "conv2d" else (int(np.prod(shape)),)
-        # Module paths of a plain Sequential are numbers: name those layers by kind instead.
-        name = path if not path.replace(".", "").isdigit() else \
-            f"{'conv' if kind == 'conv2d' else 'fc'}{i + 1}"
         layer = Layer(
-            name=name, kind=kind, in_shape=in_shape,
+            name=path, kind=kind, in_shape=in_shape,
             out_channels=codes.shape[0], kernel=codes.shape[2] if kind == "conv2d" else 1,
             stride=mod.stride[0] if kind == "conv2d" else 1,
             padding=mod.padding[0] if kind == "conv2d" else 0,
@@ -168,18 +218,42 @@ def export_bundle(model, *, input_shape, reference_images=None, meta=None):
             frac_bits=numerics.default_frac_bits(w_format, w_bits), relu=relu, pool=pool,
             weight=codes.astype(np.int64), alpha=alpha, bn_scale=scale, bn_bias=bias,
             s_in=s_in, input_adapter=adapter is not None)
+        if layer.in_shape[0] != (mod.in_channels if kind == "conv2d" else mod.in_features):
+            raise ExportError(f"layer {path!r} ({type(mod).__name__}) takes "
+                              f"{mod.in_channels if kind == 'conv2d' else mod.in_features} "
+                              f"inputs, but is given {layer.in_shape} "
+                              f"(input_shape={tuple(input_shape)})")
         layers.append(layer)
         shape = layer.out_shape
+    bundle = Bundle(input_shape=tuple(input_shape), input_bits=first_bits,
+                    input_step=first_step, layers=layers,
+                    meta=dict(meta or {}, fingerprint=fingerprint(model)))
     for layer in layers:
         layer.fixed = layer.compute_fixed()
-    bundle = Bundle(input_shape=tuple(input_shape), input_bits=first_bits,
-                    input_step=first_step, layers=layers, meta=dict(meta or {}))
-    if reference_images is not None:
-        images = torch.as_tensor(reference_images, dtype=torch.float32)
-        trace = torch_trace(model, images)
-        bundle.reference = {"images": images.numpy(), "codes": trace["codes"][0],
-                            "logits": trace["logits"]}
+    if reference_inputs is not None:
+        bundle.reference = _reference(model, bundle, groups[0], reference_inputs,
+                                      reference_labels)
+    elif reference_labels is not None:
+        raise ValueError("reference_labels need reference_inputs")
     return bundle
+
+
+def _reference(model, bundle, first, inputs, labels):
+    inputs = torch.as_tensor(np.asarray(inputs), dtype=torch.float32)
+    if tuple(inputs.shape[1:]) != bundle.input_shape or len(inputs) == 0:
+        raise ValueError(f"reference_inputs must have shape (N,) + {bundle.input_shape}, not "
+                         f"{tuple(inputs.shape)}")
+    path, mod, _ = first
+    rules.check_inputs(path, type(mod).__name__, float(inputs.min()))
+    trace = torch_trace(model, inputs)
+    reference = {"images": inputs.numpy(), "logits": trace["logits"], **reference_codes(trace)}
+    if labels is not None:
+        labels = np.asarray(labels)
+        if labels.shape != (len(inputs),) or not np.issubdtype(labels.dtype, np.integer):
+            raise ValueError(f"reference_labels must be {len(inputs)} integer classes, not "
+                             f"{labels.dtype} {labels.shape}")
+        reference["labels"] = labels.astype(np.int64)
+    return reference
 
 
 @torch.no_grad()

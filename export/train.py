@@ -41,7 +41,6 @@ that was never initialised.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import math
 import sys
@@ -56,10 +55,10 @@ from torch import nn
 
 from gen.errors import CheckpointError
 from gen.files import read_npz, write_npz, write_text
+from gen import rules
 
 from . import digits
-from .model import ACT_METHODS, BITS, FIRST_BITS, LAST_BITS, WEIGHT_METHODS, build_model, \
-    float_model
+from .model import BITS, FIRST_BITS, LAST_BITS, build_model, float_model
 from .quantizers import _Learned
 
 __all__ = ["Recipe", "OPTIMIZER", "train", "train_float", "train_qat", "evaluate",
@@ -91,12 +90,8 @@ class Recipe:
     def check(self):
         if not isinstance(self.bits, int) or isinstance(self.bits, bool) or self.bits not in BITS:
             raise ValueError(f"bits must be one of {', '.join(map(str, BITS))}, not {self.bits!r}")
-        if self.weight_method not in WEIGHT_METHODS + (None,):
-            raise ValueError(f"weight_method must be one of {', '.join(WEIGHT_METHODS)} or "
-                             f"null, not {self.weight_method!r}")
-        if self.act_method not in ACT_METHODS + (None,):
-            raise ValueError(f"act_method must be one of {', '.join(ACT_METHODS)} or null, "
-                             f"not {self.act_method!r}")
+        rules.check_weight_method(self.weight_method, none="null")
+        rules.check_act_method(self.act_method, none="null")
         if (self.weight_method is None) != (self.act_method is None):
             raise ValueError("weight_method and act_method must both be null (the float "
                              "network) or neither")
@@ -271,23 +266,11 @@ def save_checkpoint(model, info, folder):
     folder = Path(folder)
     arrays = {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
     # Each file through a temporary file and a rename: a killed run leaves the old file or the
-    # new one. model.json goes last, and a bundle made from the checkpoint records both files'
-    # fingerprint (``checkpoint_fingerprint``), so a stale pair is detected.
+    # new one. model.json goes last, and a bundle made from the checkpoint records the model's
+    # fingerprint (``export.to_bundle.fingerprint``), so a stale pair is detected.
     write_npz(folder / "model.npz", arrays)
     write_text(folder / "model.json", json.dumps(info, indent=1) + "\n")
     return folder / "model.npz", folder / "model.json"
-
-
-def checkpoint_fingerprint(folder):
-    """The SHA-256 (hex, 16 digits) of a checkpoint's ``model.npz`` and ``model.json``; a
-    bundle exported from it stores it in its meta (``checkpoint``)."""
-    h = hashlib.sha256()
-    for name in ("model.npz", "model.json"):
-        try:
-            h.update((Path(folder) / name).read_bytes())
-        except OSError as e:
-            raise CheckpointError(f"{Path(folder) / name}: unreadable ({e.strerror})") from None
-    return h.hexdigest()[:16]
 
 
 def _recipe_from(info, where):

@@ -23,72 +23,54 @@ The accelerator runs convolutions and fully connected layers, each followed by a
 folded batch norm, ReLU and max pooling (``export.to_bundle``). Accepted modules, by exact type:
 ``Conv2d`` (``groups=1``, ``dilation=1``, square kernel, equal strides and equal numeric
 paddings, ``padding_mode="zeros"``), ``Linear``, ``BatchNorm2d``, ``BatchNorm1d``, ``ReLU``,
-``MaxPool2d`` (kernel = stride, no padding or dilation, no ``ceil_mode``), ``Flatten`` (from
+``MaxPool2d(2)`` (the hardware pools 2x2 only), ``Flatten`` (from
 dimension 1 to the end), ``Dropout`` and ``Identity`` (skipped at export). Containers are
 ``nn.Sequential``; another container module is accepted only if ``torch.fx`` shows its
 ``forward`` to be a plain chain through all its children in registration order (which is the
 order the exporter assumes). Everything else (``GELU``, ``LSTM``, ``Conv1d``, ``AvgPool2d``
 (the hardware has no average pooling), a grouped or dilated ``Conv2d``, a ``forward`` with a
 residual addition or ``torch.flatten``, a layer that is already quantized) is refused with a
-``ValueError`` that names the layer's module path and type. The order of the layers (batch
-norm before ReLU before pooling) is checked at export, not here.
+``ValueError`` that names the layer's module path and type. The hardware's limits
+(``gen.rules``: ASQ on the input of a linear layer, the adapter's size, post/pot weights too
+wide for the rescale, ...) are checked here too, before any training, with the messages that
+``export_bundle`` and ``asqgen verilog/compare/sim`` give. The order of the layers (batch norm
+before ReLU before pooling) is checked at export, not here.
 """
 
 from __future__ import annotations
 
 import copy
+import warnings
 
 import torch
 from torch import fx, nn
 
-from .layers import ACT_METHODS, WEIGHT_METHODS, QConv2d, QLinear, quantized_conv2d, \
-    quantized_linear
+from gen import rules
+from gen.rules import SUPPORTED
+
+from .layers import QConv2d, QLinear, quantized_conv2d, quantized_linear
 
 __all__ = ["SUPPORTED", "quantize_model", "check_mappable"]
-
-SUPPORTED = ("Conv2d, Linear, BatchNorm2d, BatchNorm1d, ReLU, MaxPool2d, Flatten, Dropout, "
-             "Identity in nn.Sequential containers")
 
 _COMPUTE = (nn.Conv2d, nn.Linear)
 _PLAIN = (nn.BatchNorm2d, nn.BatchNorm1d, nn.ReLU, nn.Dropout, nn.Identity)
 
 
 def _refuse(path, module, why=None):
-    detail = f"{why}; " if why else ""
-    what = f"layer {path!r}" if path else "the model"
-    raise ValueError(f"{what} ({type(module).__name__}) cannot be mapped to the accelerator: "
-                     f"{detail}supported are {SUPPORTED}")
-
-
-def _pair(v):
-    return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
-
-
-def _check_conv(path, m):
-    if m.groups != 1:
-        _refuse(path, m, f"groups={m.groups}")
-    if _pair(m.dilation) != (1, 1):
-        _refuse(path, m, f"dilation={m.dilation}")
-    if isinstance(m.padding, str):
-        _refuse(path, m, f"padding={m.padding!r} (give the padding as a number)")
-    for name in ("kernel_size", "stride", "padding"):
-        a, b = _pair(getattr(m, name))
-        if a != b:
-            _refuse(path, m, f"{name}={getattr(m, name)} is not square")
-    if m.padding_mode != "zeros":
-        _refuse(path, m, f"padding_mode={m.padding_mode!r}")
+    rules.refuse(path, type(module).__name__, why)
 
 
 def _check_leaf(path, m):
     t = type(m)
+    name = t.__name__
     if t is nn.Conv2d:
-        _check_conv(path, m)
+        rules.check_conv(path, name, kernel_size=m.kernel_size, stride=m.stride,
+                         padding=m.padding, groups=m.groups, dilation=m.dilation,
+                         padding_mode=m.padding_mode)
     elif t is nn.MaxPool2d:
-        k, s = _pair(m.kernel_size), _pair(m.stride)
-        if (k[0] != k[1] or s != k or _pair(m.padding) != (0, 0) or _pair(m.dilation) != (1, 1)
-                or m.ceil_mode or m.return_indices):
-            _refuse(path, m, "only max pooling with a square kernel equal to its stride, no "
-                             "padding, dilation, ceil_mode or indices")
+        rules.check_maxpool(path, name, kernel_size=m.kernel_size, stride=m.stride,
+                            padding=m.padding, dilation=m.dilation, ceil_mode=m.ceil_mode,
+                            return_indices=m.return_indices)
     elif t is nn.Flatten:
         if m.start_dim != 1 or m.end_dim != -1:
             _refuse(path, m, f"only Flatten(1, -1), not Flatten({m.start_dim}, {m.end_dim})")
@@ -168,13 +150,6 @@ def _compute_layers(model):
     return layers
 
 
-def _check_bits(name, value):
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"{name} must be an integer, not {value!r}")
-    if not 2 <= value <= 8:
-        raise ValueError(f"{name} must be from 2 to 8, not {value}")
-
-
 def _quantized(m, *, bits, weight_method, act_method):
     if isinstance(m, nn.Conv2d):
         q = quantized_conv2d(m.in_channels, m.out_channels, m.kernel_size,
@@ -195,6 +170,80 @@ def _quantized(m, *, bits, weight_method, act_method):
     return q
 
 
+def _act_methods(act_method, layers):
+    """The input method of every compute layer, by name: from one method (the first and the
+    last layer then take LSQ), a dict ``{name: method}`` or a callable ``f(name, module)``."""
+    names = [path for path, _, _, _ in layers]
+    if act_method is None or isinstance(act_method, str):
+        rules.check_act_method(act_method, none="None")
+        ends = (names[0], names[-1])
+        return {k: "lsq" if act_method is not None and k in ends else act_method
+                for k in names}
+    middle = names[1:-1]
+    if isinstance(act_method, dict):
+        unknown = [k for k in act_method if k not in middle]
+        if unknown:
+            raise ValueError(f"act_method names {unknown[0]!r}, which is not a middle Conv2d or "
+                             f"Linear layer of the model (those are "
+                             f"{', '.join(map(repr, middle))}; the first and the last layer "
+                             f"take LSQ)")
+        missing = [k for k in middle if k not in act_method]
+        if missing:
+            raise ValueError(f"act_method has no entry for layer {missing[0]!r} (give one for "
+                             f"every middle layer: {', '.join(map(repr, middle))})")
+        chosen = {k: act_method.get(k, "lsq") for k in names}
+    elif callable(act_method):
+        chosen = {path: act_method(path, m) if path in middle else "lsq"
+                  for path, _, _, m in layers}
+    else:
+        raise TypeError(f"act_method must be a str, None, a dict or a callable, not "
+                        f"{act_method!r}")
+    for name in names:
+        rules.check_act_method(chosen[name], f"act_method of layer {name!r}")
+    return chosen
+
+
+def _check_rules(layers, *, bits, weight_method, acts, first_bits, last_bits):
+    """The hardware's rules (``gen.rules``) on the float model's compute layers, before any
+    training."""
+    widest = max(layers, key=lambda x: _out_channels(x[3]))
+    for i, (path, _, _, m) in enumerate(layers):
+        kind = type(m).__name__
+        first, last = i == 0, i == len(layers) - 1
+        act = acts[path]
+        rules.check_act(path, kind, act, first=first)
+        rules.check_size(path, kind, _out_channels(m), 1)
+        if act == "asq":
+            rules.check_adapter(path, kind, m.in_channels, _out_channels(widest[3]), widest[0])
+        if weight_method is None:
+            continue
+        b = first_bits if first else last_bits if last else bits
+        fmt = "int" if first or last else rules.WEIGHT_FORMAT[weight_method]
+        k = (m.in_channels * m.kernel_size[0] * m.kernel_size[1] if isinstance(m, nn.Conv2d)
+             else m.in_features)
+        rules.check_accumulator(path, kind, fmt, b, b if act is not None else 8, k)
+
+
+def _out_channels(m):
+    return m.out_channels if isinstance(m, nn.Conv2d) else m.out_features
+
+
+def _warn_negative(name):
+    """A forward pre-hook on the first layer: warn once when its input has negative values
+    (``gen.rules.check_inputs`` refuses them at export)."""
+    warned = []
+
+    def hook(module, args):
+        x = args[0]
+        if not warned and isinstance(x, torch.Tensor) and x.numel() and x.min() < 0:
+            warned.append(True)
+            try:
+                rules.check_inputs(name, type(module).__name__, float(x.min()))
+            except rules.MappingError as e:
+                warnings.warn(str(e), stacklevel=2)
+    return hook
+
+
 def quantize_model(float_model, *, bits, weight_method, act_method, first_bits=8, last_bits=8):
     """The quantization-aware copy of ``float_model`` (which is left unchanged).
 
@@ -205,7 +254,13 @@ def quantize_model(float_model, *, bits, weight_method, act_method, first_bits=8
     bits : int
         Weight and activation code width of every layer but the first and the last, 2 to 8.
     weight_method : {"lsq", "pot", "post", None}
-    act_method : {"lsq", "asq", None}
+    act_method : {"lsq", "asq", None}, dict or callable
+        The input quantizer of the middle layers: one method for all, a dict
+        ``{layer name: method}`` with an entry for every middle layer, or a callable
+        ``f(name, float_module) -> method`` called for every middle layer. A layer's name is
+        its module path (``"3"`` for ``model[3]``, ``"features.0"``), the name that the
+        bundle, ``asqgen compare`` and ``asqgen sim`` use. The first and the last layer always
+        take LSQ.
     first_bits, last_bits : int
         Code widths of the first and the last compute layer (LSQ weights and inputs), 2 to 8.
 
@@ -214,31 +269,39 @@ def quantize_model(float_model, *, bits, weight_method, act_method, first_bits=8
     nn.Module
         A deep copy in which every ``Conv2d`` is a ``QConv2d`` and every ``Linear`` a
         ``QLinear`` with the same hyper-parameters, weights and biases; every other module
-        (batch norm with its running statistics included) is copied unchanged.
+        (batch norm with its running statistics included) is copied unchanged. The first
+        layer warns (once) when its input has negative values: the accelerator's input codes
+        are unsigned and the first quantizer clamps them to 0 (``export_bundle`` refuses such
+        reference inputs).
 
     Raises
     ------
     ValueError
-        A layer that cannot be mapped to the accelerator (the message names its module path
-        and type), a bad method or width.
+        A layer that cannot be mapped to the accelerator (``gen.rules.MappingError``: the
+        message names its module path, its type, the limit and what to change), a bad method
+        or width.
     """
     for name, value in (("bits", bits), ("first_bits", first_bits), ("last_bits", last_bits)):
-        _check_bits(name, value)
-    if weight_method not in WEIGHT_METHODS:
-        raise ValueError(f"weight_method must be one of {WEIGHT_METHODS}, not {weight_method!r}")
-    if act_method not in ACT_METHODS:
-        raise ValueError(f"act_method must be one of {ACT_METHODS}, not {act_method!r}")
-    _compute_layers(float_model)                    # refuse before copying anything
+        rules.check_bits(name, value)
+    rules.check_weight_method(weight_method, none="None")
+    if act_method is None or isinstance(act_method, str):
+        rules.check_act_method(act_method, none="None")
+    layers = _compute_layers(float_model)           # refuse before copying anything
+    acts = _act_methods(act_method, layers)
+    _check_rules(layers, bits=bits, weight_method=weight_method, acts=acts,
+                 first_bits=first_bits, last_bits=last_bits)
     model = copy.deepcopy(float_model)
     layers = _compute_layers(model)
-    for i, (_, parent, name, m) in enumerate(layers):
+    for i, (path, parent, name, m) in enumerate(layers):
         if i == 0:
-            b, wm, am = first_bits, "lsq", "lsq"
+            b, wm = first_bits, "lsq"
         elif i == len(layers) - 1:
-            b, wm, am = last_bits, "lsq", "lsq"
+            b, wm = last_bits, "lsq"
         else:
-            b, wm, am = bits, weight_method, act_method
+            b, wm = bits, weight_method
         setattr(parent, name, _quantized(m, bits=b,
                                          weight_method=wm if weight_method is not None else None,
-                                         act_method=am if act_method is not None else None))
+                                         act_method=acts[path]))
+    first = layers[0]
+    getattr(first[1], first[2]).register_forward_pre_hook(_warn_negative(first[0]))
     return model

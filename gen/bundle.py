@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from . import numerics, rescale
+from .adapter import ADAPTER_INPUTS, Adapter
 from .errors import BundleError
 from .files import npz_bytes, read_npz, replace_folder
 
@@ -66,7 +67,7 @@ class Layer:
     input_adapter: bool = False         # the input's step was scaled by an ASQ beta
     next_step: float | None = None
     next_bits: int | None = None
-    adapter: dict | None = None
+    adapter: Adapter | None = None      # the ASQ adapter of the next layer's input
     fixed: rescale.LayerRescale = field(default=None, repr=False)
 
     @property
@@ -108,7 +109,10 @@ class Layer:
 
     def compute_fixed(self):
         """``gen.rescale.fixed_point`` of this layer's real parameters."""
-        positions = int(np.prod(self.out_shape[1:])) if len(self.out_shape) == 3 else 1
+        # A "channels" adapter reads the mean over positions (its division is folded into the
+        # weights); a "vector" adapter reads every value itself, whatever the layer's shape.
+        channels = self.adapter is not None and self.adapter.input == "channels"
+        positions = int(np.prod(self.out_shape[1:])) if channels else 1
         return rescale.fixed_point(
             bn_scale=self.bn_scale, bn_bias=self.bn_bias, s_in=self.s_in, alpha=self.alpha,
             frac_bits=self.frac_bits, acc_bound=self.k * self.product_format.bound,
@@ -175,13 +179,14 @@ LAYER_SCHEMA = {
     "derived": Field(dict),
 }
 ADAPTER_SCHEMA = {"layers": _INT(1, 2), "input": Field(str)}
-ADAPTER_INPUTS = ("channels", "vector")
 # The code's fixed-point constants, which the manifest repeats and the loader compares.
 FIXED_POINT = {"Z": rescale.Z, "BETA_FRAC": rescale.BETA_FRAC, "BETA_MAX": rescale.BETA_MAX,
                "MANTISSA_BITS": rescale.MANTISSA_BITS, "RECIP_BITS": rescale.RECIP_BITS}
 # Reference data: (integer codes?, shape after the sample count: "input", "classes" or ()).
 REFERENCE_SCHEMA = {"images": (False, "input"), "codes": (True, "input"),
                     "labels": (True, ()), "logits": (False, "classes")}
+# And ``layer{i}.codes`` (PyTorch's input codes of layer ``i`` >= 1): integers of the shape
+# and width that the layer before gives (``_load_reference``).
 
 
 # Saving --------------------------------------------------------------------------------------
@@ -198,7 +203,7 @@ def _encode(bundle):
         entry = {k: _plain(getattr(layer, k)) for k in _SCALARS}
         entry["in_shape"] = [_plain(n) for n in layer.in_shape]
         entry["adapter"] = None if layer.adapter is None else {
-            "layers": 2 if "w2" in layer.adapter else 1, "input": layer.adapter["input"]}
+            "layers": layer.adapter.layers, "input": layer.adapter.input}
         try:
             entry["derived"] = {"k": layer.k, "acc_bits": layer.acc_bits,
                                 "out_shape": list(layer.out_shape)}
@@ -209,8 +214,8 @@ def _encode(bundle):
         arrays[f"{p}.weight"] = _as(layer.weight, np.int64, f"{p}.weight")
         for name in ("alpha", "bn_scale", "bn_bias"):
             arrays[f"{p}.{name}"] = _as(getattr(layer, name), np.float64, f"{p}.{name}")
-        for name, value in (layer.adapter or {}).items():
-            if name != "input":
+        if layer.adapter is not None:
+            for name, value in layer.adapter.arrays().items():
                 arrays[f"{p}.adapter.{name}"] = _as(value, np.float64, f"{p}.adapter.{name}")
         # Parameters that the fixed point refuses are left to ``_decode``, whose checks name
         # the field; the fixed-point arrays are then missing, which it refuses anyway.
@@ -382,13 +387,12 @@ def _shape(value, where, lengths):
 
 
 def _load_adapter(r, p, where, info, cout):
-    """The ASQ adapter of layer ``p`` (its manifest entry ``info``) as the dict that
-    ``gen.rescale.fixed_point`` takes: ``input``, ``w1``, ``b1`` (and ``w2``, ``b2``)."""
+    """The ASQ adapter of layer ``p`` (its manifest entry ``info``) as a
+    ``gen.adapter.Adapter``."""
     v = r.fields(info, ADAPTER_SCHEMA, f"{where}.adapter")
     n, mode = v["layers"], v["input"]
     _check(mode in ADAPTER_INPUTS, f"manifest.json: {where}.adapter.input must be "
                                    f"channels or vector, not {mode!r}")
-    adapter = {"input": mode}
     # The adapter reads this layer's output: its channels, or every value of a vector.
     inputs = cout if mode == "channels" else None
     w1 = r.real(f"{p}.adapter.w1", None)
@@ -397,12 +401,10 @@ def _load_adapter(r, p, where, info, cout):
            f"arrays.npz: {p}.adapter.w1 has shape {w1.shape}, which does not fit a "
            f"{n}-layer adapter on {inputs or 'the'} inputs")
     hidden = w1.shape[0]
-    adapter["w1"] = w1
-    adapter["b1"] = r.real(f"{p}.adapter.b1", (hidden,), BIAS_LIMIT)
-    if n == 2:
-        adapter["w2"] = r.real(f"{p}.adapter.w2", (1, hidden))
-        adapter["b2"] = r.real(f"{p}.adapter.b2", (1,), BIAS_LIMIT)
-    return adapter
+    b1 = r.real(f"{p}.adapter.b1", (hidden,), BIAS_LIMIT)
+    w2 = r.real(f"{p}.adapter.w2", (1, hidden)) if n == 2 else None
+    b2 = r.real(f"{p}.adapter.b2", (1,), BIAS_LIMIT) if n == 2 else None
+    return Adapter(w1=w1, b1=b1, w2=w2, b2=b2, input=mode)
 
 
 def _load_layer(r, i, entry, in_shape, in_bits, in_step, last):
@@ -486,11 +488,16 @@ def _close(a, b):
     return np.isclose(a, b, rtol=1e-12, atol=0)
 
 
-def _load_reference(r, input_shape, input_bits, classes):
+def _load_reference(r, input_shape, input_bits, layers):
     """The reference arrays, each checked against ``REFERENCE_SCHEMA``; one sample count."""
     reference, count = {}, None
+    classes = layers[-1].out_channels
     dims = {"input": tuple(input_shape), "classes": (classes,), (): ()}
-    for name, (integer, tail) in REFERENCE_SCHEMA.items():
+    schema = dict(REFERENCE_SCHEMA)
+    for i, (before, layer) in enumerate(zip(layers, layers[1:]), start=1):
+        dims[f"layer{i}"] = tuple(before.out_shape)
+        schema[f"layer{i}.codes"] = (True, f"layer{i}")
+    for name, (integer, tail) in schema.items():
         key = f"reference.{name}"
         if key not in r.arrays:
             continue
@@ -500,9 +507,10 @@ def _load_reference(r, input_shape, input_bits, classes):
         _check(a.shape[0] == count, f"arrays.npz: {key} has {a.shape[0]} samples, but the "
                                     f"other reference arrays have {count}")
         a = r.array(key, (count, *dims[tail]), integer=integer)
-        if name == "codes":
-            _check(a.min() >= 0 and a.max() < 2 ** input_bits,
-                   f"arrays.npz: {key} holds codes outside the {input_bits}-bit input range")
+        if name.endswith("codes"):
+            bits = input_bits if name == "codes" else layers[int(name[5:-6])].a_bits
+            _check(a.min() >= 0 and a.max() < 2 ** bits,
+                   f"arrays.npz: {key} holds codes outside the {bits}-bit input range")
         if name == "labels":
             _check(a.min() >= 0 and a.max() < classes,
                    f"arrays.npz: {key} holds labels outside 0 to {classes - 1}")
@@ -539,7 +547,7 @@ def _decode(m, arrays):
         _check(layer.input_adapter == (prev.adapter is not None),
                f"manifest.json: layer {layer.name!r}.input_adapter disagrees with the "
                f"adapter of {prev.name!r}")
-    reference = _load_reference(r, shape, bits, layers[-1].out_channels)
+    reference = _load_reference(r, shape, bits, layers)
     r.used.update(f"reference.{k}" for k in reference)
     unexpected = [k for k in arrays if k not in r.used]
     _check(not unexpected, f"arrays.npz: unexpected array {unexpected[0]!r}" if unexpected

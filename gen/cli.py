@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .errors import INTERRUPTED, AsqgenError, CheckpointError, UsageError
+from .errors import INTERRUPTED, AsqgenError, BundleError, CheckpointError, UsageError
 
 __all__ = ["main", "build_parser", "DEFAULT_MODEL"]
 
@@ -38,15 +38,26 @@ class _Parser(argparse.ArgumentParser):
         self.exit(UsageError.exit_status, f"asqgen: error: {verb}{message}\n")
 
 
+def _add_size_options(g):
+    """``--rows``/``--cols``, the same for ``verilog``, ``selfcheck`` and ``sim``."""
+    from .config import ArrayConfig
+
+    d = ArrayConfig()
+    g.add_argument("--rows", type=int, default=None,
+                   help=f"PE rows (K per tile) (default {d.rows}; for a bundle, fewer when no "
+                        f"layer has as many inputs)")
+    g.add_argument("--cols", type=int, default=None,
+                   help=f"PE columns (N per tile) (default {d.cols}; for a bundle, fewer when no "
+                        f"layer has as many outputs)")
+
+
 def _add_array_options(p):
     from . import numerics
     from .config import ArrayConfig
 
     d = ArrayConfig()
     g = p.add_argument_group("array")
-    g.add_argument("--rows", type=int, default=d.rows, help="PE rows (K per tile) (%(default)s)")
-    g.add_argument("--cols", type=int, default=d.cols, help="PE columns (N per tile) "
-                   "(%(default)s)")
+    _add_size_options(g)
     g.add_argument("--a-bits", type=int, default=None,
                    help=f"activation code width (default {d.a_bits})")
     g.add_argument("--w-bits", type=int, default=None,
@@ -71,19 +82,22 @@ def _config(args):
     """The configuration of the options; unset ones take ``ArrayConfig``'s defaults."""
     from .config import ArrayConfig
 
-    given = {k: getattr(args, k) for k in _SIZED if getattr(args, k) is not None}
+    given = {k: getattr(args, k) for k in _SIZED + ("rows", "cols")
+             if getattr(args, k) is not None}
     try:
-        return ArrayConfig(rows=args.rows, cols=args.cols, **given)
+        return ArrayConfig(**given)
     except (ValueError, TypeError) as e:          # the options' values, checked by the config
         raise UsageError(str(e)) from None
 
 
 def _bundle_config(args, bundle):
-    """Sized for ``bundle``; options given explicitly must still fit it."""
-    from .sizing import check_fits, config_for_bundle
+    """Sized for ``bundle`` (``gen.sizing``: an array that fits it unless ``--rows/--cols``
+    are given); options given explicitly must still fit it."""
+    from .sizing import array_for_bundle, check_fits, config_for_bundle
 
-    config = config_for_bundle(bundle, rows=args.rows, cols=args.cols)
-    given = {k: getattr(args, k) for k in _SIZED if getattr(args, k) is not None}
+    rows, cols = array_for_bundle(bundle, rows=args.rows, cols=args.cols)
+    config = config_for_bundle(bundle, rows=rows, cols=cols)
+    given = {k: getattr(args, k) for k in _SIZED if getattr(args, k, None) is not None}
     if given:
         try:
             config = config.replace(**given)
@@ -137,6 +151,7 @@ def _cmd_train(args):
     import torch
 
     from export.train import Recipe, save_checkpoint, train
+    from gen.rules import MappingError
 
     torch.set_num_threads(1)
     try:
@@ -147,42 +162,33 @@ def _cmd_train(args):
     print(f"asqgen train: {recipe.describe()}, seed {recipe.seed}, {recipe.float_epochs} float "
           f"+ {recipe.epochs} QAT epochs", flush=True)
     start = time.perf_counter()
-    model, info = train(recipe, log=lambda line: print("  " + line, flush=True), progress=True)
+    try:
+        model, info = train(recipe, log=lambda line: print("  " + line, flush=True),
+                            progress=True)
+    except MappingError as e:                  # the recipe asks for what the hardware refuses
+        raise UsageError(str(e)) from None
     npz, js = save_checkpoint(model, info, args.out)
-    bundle = _save_bundle(model, info, Path(args.out) / "bundle", args.out)
+    bundle = _save_bundle(model, info, Path(args.out) / "bundle")
     print(f"  test accuracy {100 * info['test_accuracy']:.2f}% (float "
           f"{100 * info['float_test_accuracy']:.2f}%) in {time.perf_counter() - start:.1f} s; "
           f"wrote {npz}, {js} and {bundle}")
     return 0
 
 
-def _save_bundle(model, info, folder, checkpoint):
-    """The checkpoint's bundle in ``folder``, its meta naming the checkpoint's fingerprint."""
+def _save_bundle(model, info, folder):
+    """The checkpoint's bundle in ``folder``; its meta holds the model's fingerprint
+    (``export.to_bundle.fingerprint``), which ``compare`` checks against a checkpoint."""
     from export.digits_bundle import digits_bundle
-    from export.train import checkpoint_fingerprint
     from gen.bundle import save
 
-    bundle = digits_bundle(model, info)
-    bundle.meta["checkpoint"] = checkpoint_fingerprint(checkpoint)
-    return save(bundle, folder)
-
-
-def _check_pair(checkpoint, bundle, where):
-    """Refuse a bundle exported from another checkpoint (a train killed between writing the
-    checkpoint and its bundle leaves such a pair). Bundles without a fingerprint pass."""
-    from export.train import checkpoint_fingerprint
-
-    stored = bundle.meta.get("checkpoint")
-    if stored is not None and stored != checkpoint_fingerprint(checkpoint):
-        raise CheckpointError(f"{where} was exported from another checkpoint than {checkpoint} "
-                              f"(fingerprint {stored}); export it again with asqgen export")
+    return save(digits_bundle(model, info), folder)
 
 
 def _cmd_export(args):
     from export.train import load_checkpoint
 
     model, info = load_checkpoint(args.checkpoint)
-    folder = _save_bundle(model, info, args.out, args.checkpoint)
+    folder = _save_bundle(model, info, args.out)
     print(f"asqgen export: {args.checkpoint} -> {folder}")
     return 0
 
@@ -197,24 +203,55 @@ def _write_json(path, obj):
         print(f"  wrote {path}")
 
 
-def _cmd_compare(args):
-    import torch
+def _reference(bundle, folder):
+    """The bundle's reference data, or a one-line error saying how to attach it."""
+    ref = bundle.reference
+    need = ["images", "logits", "codes"] + [f"layer{i}.codes" for i in
+                                            range(1, len(bundle.layers))]
+    if any(k not in ref for k in need):
+        raise BundleError(f"the bundle {folder} has no reference inputs with PyTorch's outputs: "
+                         f"export it with export_bundle(model, input_shape=..., "
+                         f"reference_inputs=..., reference_labels=...) (see the README, "
+                         f"'Use your own model')")
+    return ref
 
-    from export import digits
-    from export.to_bundle import torch_trace
-    from export.train import load_checkpoint
+
+def _cmd_compare(args):
+    import numpy as np
+
+    from gen import rules
     from gen.bundle import load
     from sim.compare import compare, format_report
 
-    torch.set_num_threads(1)
-    model, _ = load_checkpoint(args.checkpoint)
-    folder = args.bundle or Path(args.checkpoint) / "bundle"
+    model = None
+    if args.checkpoint:
+        import torch
+
+        from export.to_bundle import fingerprint, torch_trace
+        from export.train import load_checkpoint
+
+        torch.set_num_threads(1)
+        model, _ = load_checkpoint(args.checkpoint)
+    folder = args.bundle or (Path(args.checkpoint) / "bundle" if args.checkpoint
+                             else DEFAULT_MODEL / "bundle")
     bundle = load(folder)
-    _check_pair(args.checkpoint, bundle, folder)
-    images, labels = digits.tensors("test")
-    trace = torch_trace(model, images)
-    report = compare(bundle, trace["codes"], trace["logits"], labels.numpy())
-    print(f"asqgen compare: golden model vs PyTorch on the {report['images']} test images")
+    rules.check_bundle(bundle)
+    ref = _reference(bundle, folder)
+    if model is not None:
+        if fingerprint(model) != bundle.meta.get("fingerprint"):
+            raise CheckpointError(f"the bundle {folder} was not exported from the checkpoint "
+                                  f"{args.checkpoint} (their fingerprints differ): export it "
+                                  f"again (asqgen export --checkpoint {args.checkpoint} --out "
+                                  f"BUNDLE) or compare without --checkpoint")
+        trace = torch_trace(model, ref["images"])
+        codes, logits, source = trace["codes"], trace["logits"], f"{args.checkpoint}"
+    else:
+        codes = [ref["codes"]] + [ref[f"layer{i}.codes"].astype(np.int64)
+                                  for i in range(1, len(bundle.layers))]
+        logits, source = ref["logits"], "the outputs stored in the bundle"
+    report = compare(bundle, codes, logits, ref.get("labels"))
+    print(f"asqgen compare: golden model vs PyTorch ({source}) on the {report['images']} "
+          f"reference inputs of {folder}")
     for line in format_report(report):
         print("  " + line)
     _write_json(args.json, report)
@@ -222,14 +259,17 @@ def _cmd_compare(args):
 
 
 def _cmd_sim(args):
+    from gen import rules
     from gen.bundle import load
-    from gen.sizing import config_for_bundle
     from sim.report import format_sim_report, simulate
 
     bundle = load(args.bundle)
-    config = config_for_bundle(bundle, rows=args.rows, cols=args.cols)
-    print(f"asqgen sim: {args.bundle}, {args.images} test images on Verilator", flush=True)
-    report = simulate(bundle, images=args.images, config=config, root=args.out, seed=args.seed,
+    rules.check_bundle(bundle)
+    _reference(bundle, args.bundle)
+    config = _bundle_config(args, bundle)
+    images = args.images or min(100, len(bundle.reference["images"]))
+    print(f"asqgen sim: {args.bundle}, {images} reference inputs on Verilator", flush=True)
+    report = simulate(bundle, images=images, config=config, root=args.out, seed=args.seed,
                       stall=args.stall)
     lines = format_sim_report(report)
     for line in lines[:-1]:
@@ -292,6 +332,8 @@ def _count(text):
 
 
 def build_parser():
+    from . import rules
+
     parser = _Parser(prog="asqgen", description=__doc__.split("\n")[0],
                      epilog=__doc__[__doc__.index("Exit statuses:"):],
                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -326,11 +368,11 @@ def build_parser():
 
     p = sub.add_parser("train", help="quantization-aware training of the digits network; "
                                      "writes a checkpoint (model.npz + model.json)")
-    p.add_argument("--bits", type=int, choices=(2, 3, 4, 8), default=4,
+    p.add_argument("--bits", type=int, choices=rules.RECIPE_BITS, default=4,
                    help="weight and activation bits of the middle layers (%(default)s)")
-    p.add_argument("--weights", choices=("lsq", "pot", "post"), default="post",
+    p.add_argument("--weights", choices=rules.WEIGHT_METHODS, default="post",
                    help="weight method of the middle layers (%(default)s)")
-    p.add_argument("--acts", choices=("lsq", "asq"), default="asq",
+    p.add_argument("--acts", choices=rules.ACT_METHODS, default="asq",
                    help="activation method of the middle layers (%(default)s)")
     p.add_argument("--epochs", type=_count, default=15, help="QAT epochs (%(default)s)")
     p.add_argument("--float-epochs", type=_count, default=15,
@@ -341,7 +383,7 @@ def build_parser():
 
     p = sub.add_parser("methods", help="compare float, LSQ, LSQ+POT, LSQ+POST, ASQ and ASQ+POST "
                                        "on the digits over several seeds")
-    p.add_argument("--bits", type=int, choices=(2, 3, 4, 8), nargs="+", default=[4, 3],
+    p.add_argument("--bits", type=int, choices=rules.RECIPE_BITS, nargs="+", default=[4, 3],
                    help="widths to compare (%(default)s)")
     p.add_argument("--seeds", type=_positive, default=10, help="number of seeds (%(default)s)")
     p.add_argument("--seed", type=_count, default=1, help="first seed (%(default)s)")
@@ -361,10 +403,13 @@ def build_parser():
     p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("compare", help="the golden model against PyTorch's fake-quantized "
-                                       "model on the test split, layer by layer")
-    p.add_argument("--checkpoint", default=str(default_model),
-                   help="checkpoint folder (%(default)s)")
-    p.add_argument("--bundle", default=None, help="bundle folder (default: the checkpoint's)")
+                                       "model on the bundle's reference inputs, layer by layer")
+    p.add_argument("--bundle", default=None,
+                   help=f"bundle folder (default: the checkpoint's, or {default_model}/bundle)")
+    p.add_argument("--checkpoint", default=None,
+                   help="a digits checkpoint folder (asqgen train) to run PyTorch again; it must "
+                        "be the one the bundle was exported from (default: compare with the "
+                        "PyTorch outputs stored in the bundle)")
     p.add_argument("--json", default=None, help="also write the figures to this JSON file")
     p.set_defaults(func=_cmd_compare)
 
@@ -372,10 +417,9 @@ def build_parser():
                                    "compare every layer with the golden model and PyTorch")
     p.add_argument("--bundle", default=str(default_model / "bundle"),
                    help="bundle folder (%(default)s)")
-    p.add_argument("--images", type=_positive, default=100,
-                   help="test images to run (%(default)s)")
-    p.add_argument("--rows", type=int, default=8, help="PE rows (%(default)s)")
-    p.add_argument("--cols", type=int, default=8, help="PE columns (%(default)s)")
+    p.add_argument("--images", type=_positive, default=None,
+                   help="reference inputs to run (default 100, or all the bundle has if fewer)")
+    _add_size_options(p.add_argument_group("array"))
     p.add_argument("--stall", type=_probability, default=0.0,
                    help="probability of an idle clock on every input and output (%(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed of the stalls (%(default)s)")

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field, fields
 
 from . import numerics
 from .errors import UsageError
+from .rules import MAX_ADAPTER_WEIGHTS, MAX_CHANNELS, MAX_K, MAX_POSITIONS
 
 __all__ = ["ArrayConfig", "MAX_ACC_BITS", "MAX_DIM"]
 
@@ -101,10 +102,10 @@ class ArrayConfig:
         if self.acc_bits > MAX_ACC_BITS:
             raise UsageError(f"acc_bits would be {self.acc_bits}, more than {MAX_ACC_BITS}: "
                              f"use fewer w_bits or frac_bits")
-        _check_int("max_k", self.max_k, 1, 1 << 20)
-        _check_int("max_m", self.max_m, 1, 1 << 16)
-        _check_int("max_channels", self.max_channels, 1, 4096)
-        _check_int("max_hidden", self.max_hidden, 1, 4096 // self.max_channels)
+        _check_int("max_k", self.max_k, 1, MAX_K)
+        _check_int("max_m", self.max_m, 1, MAX_POSITIONS)
+        _check_int("max_channels", self.max_channels, 1, MAX_CHANNELS)
+        _check_int("max_hidden", self.max_hidden, 1, MAX_ADAPTER_WEIGHTS // self.max_channels)
         if self.buffer_bits > MAX_ACC_BITS:
             raise UsageError(f"buffer_bits would be {self.buffer_bits}, more than "
                              f"{MAX_ACC_BITS}: use a smaller max_k")

@@ -55,7 +55,7 @@ from dataclasses import dataclass
 __all__ = [
     "WEIGHT_FORMATS", "WEIGHT_BITS", "ACT_BITS",
     "check_weight_format", "check_weight_bits", "check_act_bits",
-    "max_exponent", "weight_value", "weight_levels", "nearest_code", "zero_code",
+    "max_exponent", "split_code", "join_code", "int_code", "weight_value", "weight_levels", "nearest_code", "zero_code",
     "min_frac_bits", "default_frac_bits", "check_frac_bits",
     "odd_table", "table_frac_bits", "product", "product_magnitude_bound", "signed_bits",
     "sum_bits", "ODD_MODES", "split_product", "ProductFormat",
@@ -95,10 +95,29 @@ def max_exponent(bits):
     return 2 ** (bits - 1) - 2
 
 
+def split_code(bits, code):
+    """``(sign, magnitude)`` of ``bits``-bit ``post``/``pot`` codes: the sign bit (the most
+    significant) and the ``(bits-1)``-bit magnitude code. Works on Python ints and on integer
+    numpy arrays or torch tensors alike (operators only)."""
+    return code >> (bits - 1), code & (2 ** (bits - 1) - 1)
+
+
+def join_code(bits, sign, magnitude):
+    """The ``bits``-bit ``post``/``pot`` code of a sign (0 or 1) and a magnitude code; the
+    inverse of ``split_code``. Ints, numpy arrays or torch tensors."""
+    return magnitude | (sign << (bits - 1))
+
+
+def int_code(bits, value):
+    """The ``bits``-bit two's-complement pattern (``int`` code) of a signed integer value.
+    Ints, numpy arrays or torch tensors."""
+    return value & (2 ** bits - 1)
+
+
 def _split(bits, code):
     if not 0 <= code < 2 ** bits:
         raise ValueError(f"Weight code {code} does not fit {bits} bits")
-    return code >> (bits - 1), code & (2 ** (bits - 1) - 1)
+    return split_code(bits, code)
 
 
 def weight_value(fmt, bits, code):

@@ -172,9 +172,8 @@ def fixed_point(*, bn_scale, bn_bias, s_in, alpha, frac_bits, acc_bound, next_st
                 next_bits=None, adapter=None, positions=1):
     """The ``LayerRescale`` of a layer from its real parameters.
 
-    ``adapter`` is ``None`` or a dict with ``w1``, ``b1`` and, for two layers, ``w2``, ``b2``,
-    and ``input`` (``"channels"`` or ``"vector"``); ``positions`` the spatial positions its
-    mean runs over (1 for ``"vector"``); ``acc_bound`` the largest
+    ``adapter`` is ``None`` or a ``gen.adapter.Adapter``; ``positions`` the spatial positions
+    its mean runs over (1 for a ``"vector"`` adapter); ``acc_bound`` the largest
     ``|acc|``. Raises ``ValueError`` when a parameter is not finite or positive where it must
     be, or an intermediate could exceed 62 bits.
     """
@@ -201,17 +200,16 @@ def fixed_point(*, bn_scale, bn_bias, s_in, alpha, frac_bits, acc_bound, next_st
     m_s, e_s = mantissa(1.0 / next_step, shared=True)
     fields.update(next_bits=int(next_bits), m_s=int(m_s), e_s=e_s)
     if adapter is not None:
-        w1 = np.asarray(adapter["w1"], dtype=np.float64) / positions
-        w1_q, e1 = mantissa(w1, shared=True)
-        b1 = np.asarray(adapter["b1"], dtype=np.float64)
-        two = "w2" in adapter
+        w1_q, e1 = mantissa(adapter.w1 / positions, shared=True)
+        two = adapter.layers == 2
         fields.update(adapter="two" if two else "one", w1_q=w1_q, e1=e1,
-                      adapter_input=adapter.get("input", "channels"),
-                      b1_q=np.round(b1 * 2.0 ** (Z if two else BETA_FRAC)).astype(np.int64))
+                      adapter_input=adapter.input,
+                      b1_q=np.round(adapter.b1 * 2.0 ** (Z if two else BETA_FRAC)).astype(
+                          np.int64))
         if two:
-            w2_q, e2 = mantissa(adapter["w2"], shared=True)
-            fields.update(w2_q=w2_q, e2=e2, b2_q=np.round(
-                np.asarray(adapter["b2"], dtype=np.float64) * BETA_ONE).astype(np.int64))
+            w2_q, e2 = mantissa(adapter.w2, shared=True)
+            fields.update(w2_q=w2_q, e2=e2, b2_q=np.round(adapter.b2 * BETA_ONE).astype(
+                np.int64))
     result = LayerRescale(**fields)
     _check_shifts(result)
     return result

@@ -1,40 +1,50 @@
-"""Sizing the hardware for a bundle: the array configuration that runs every layer."""
+"""Sizing the hardware for a bundle: the array configuration that runs every layer. What the
+hardware cannot run at all is refused by ``gen.rules.check_bundle`` first."""
 
 from .config import ArrayConfig
-from .errors import BundleError, UsageError
+from .errors import UsageError
+from .rules import check_bundle
 
-__all__ = ["config_for_bundle", "check_fits"]
+__all__ = ["array_for_bundle", "config_for_bundle", "check_fits"]
 
 
 def _array_format(bundle):
     """``(w_format, w_bits, frac_bits)`` of the layers that need the array's own multipliers
     (every layer that is not ``int``); ``int`` layers run as bit planes on any array."""
+    check_bundle(bundle)                       # one format at most, among other rules
     formats = {(l.w_format, l.w_bits, l.frac_bits): l.name for l in bundle.layers
                if l.w_format != "int"}
-    if len(formats) > 1:
-        (a, na), (b, nb) = list(formats.items())[:2]
-        raise BundleError(f"layers {na!r} ({a[0]}{a[1]}) and {nb!r} ({b[0]}{b[1]}) need "
-                         f"different arrays: one bundle must use one weight format")
     return next(iter(formats), None)
 
 
 def _needs(bundle):
     layers = bundle.layers
-    hidden = [l.adapter["w1"].shape[0] for l in layers
-              if l.adapter is not None and "w2" in l.adapter]
+    hidden = [l.adapter.hidden for l in layers if l.adapter is not None] + [1]
     return {
         "a_bits": max(l.a_bits for l in layers),
         "max_k": max(l.k for l in layers),
         "max_m": max(int(l.conv_shape[1] * l.conv_shape[2]) if l.kind == "conv2d" else 1
                      for l in layers),
         "max_channels": max(l.out_channels for l in layers),
-        "max_hidden": max(hidden, default=1),
+        "max_hidden": max(hidden),
     }
+
+
+def array_for_bundle(bundle, *, rows=None, cols=None):
+    """``(rows, cols)`` of the array for ``bundle`` when none is given: ``ArrayConfig``'s
+    default (8x8), or the next power of two of the largest ``K`` (rows) and of the most output
+    channels (cols) when that is smaller. Every size fits, since layers are tiled."""
+    d = ArrayConfig()
+    check_bundle(bundle)
+    need = _needs(bundle)
+    power = lambda n: 1 << max(0, (n - 1).bit_length())
+    return (min(d.rows, power(need["max_k"])) if rows is None else rows,
+            min(d.cols, power(need["max_channels"])) if cols is None else cols)
 
 
 def config_for_bundle(bundle, *, rows=8, cols=8):
     """The smallest configuration of a ``rows x cols`` array that runs every layer of
-    ``bundle``; raises ``BundleError`` naming the layers when one bundle needs two arrays."""
+    ``bundle``; raises ``gen.rules.MappingError`` naming the layer the hardware cannot run."""
     fmt = _array_format(bundle)
     w_format, w_bits, frac_bits = fmt if fmt else ("post", 4, None)
     return ArrayConfig(rows=rows, cols=cols, w_format=w_format, w_bits=w_bits,
@@ -42,16 +52,8 @@ def config_for_bundle(bundle, *, rows=8, cols=8):
 
 
 def check_fits(bundle, config):
-    """Raise ``UsageError`` (or ``BundleError``) saying what does not fit when ``config``
-    cannot run ``bundle``."""
-    for layer in bundle.layers:
-        if layer.pool not in (0, 1, 2):
-            raise BundleError(f"layer {layer.name!r} pools {layer.pool}x{layer.pool}; the rescale "
-                             f"unit pools 2x2 only")
-        if layer.adapter is not None and layer.adapter["input"] != "channels":
-            raise BundleError(f"the input of the layer after {layer.name!r} is an ASQ adapter on "
-                             f"a vector (a linear layer's input), which the hardware does not "
-                             f"run: use LSQ there")
+    """Raise ``UsageError`` saying what does not fit when ``config`` cannot run ``bundle``
+    (``gen.rules.MappingError`` when no array could)."""
     fmt = _array_format(bundle)
     if fmt and fmt != (config.w_format, config.w_bits, config.frac_bits):
         name = next(l.name for l in bundle.layers if l.w_format != "int")

@@ -12,6 +12,7 @@ a short ``K`` or a short last block is padded with zero codes, whose products ar
 from dataclasses import dataclass
 import numpy as np
 
+from gen.errors import UsageError
 from hw.multiplier import StandaloneMultiplier
 from hw.systolic_array import SystolicArray, activation_layout, result_layout, weight_layout
 from sim.golden import check_codes
@@ -24,8 +25,8 @@ __all__ = ["ArraySim", "MultiplierSim", "Run", "ShapeError", "tiles_for"]
 TOP = "asq_array"
 
 
-class ShapeError(ValueError):
-    """A product that the array cannot run."""
+class ShapeError(UsageError):
+    """A product that the array cannot run (a usage error: exit status 2)."""
 
 
 @dataclass

@@ -24,16 +24,25 @@ def compare(bundle, torch_codes, torch_logits, labels):
     """Figures of the golden model against PyTorch on the same inputs.
 
     ``torch_codes[i]`` are the input codes of compute layer ``i`` (``[0]`` the image codes),
-    ``torch_logits`` PyTorch's outputs, ``labels`` the true classes. Returns a dict:
+    ``torch_logits`` PyTorch's outputs, ``labels`` the true classes or ``None`` (then the
+    accuracies are ``None``). Every shape comes from the bundle. Returns a dict:
     ``layers`` (per layer input: share of identical codes, largest difference, first
     difference), ``top1_agreement``, ``golden_accuracy``, ``torch_accuracy``, ``images``.
     """
-    labels = np.asarray(labels)
-    trace = run_network(bundle, torch_codes[0])
+    if len(torch_codes) != len(bundle.layers):
+        raise ValueError(f"PyTorch gives the input codes of {len(torch_codes)} layers, the "
+                         f"bundle has {len(bundle.layers)}")
+    trace = run_network(bundle, np.asarray(torch_codes[0]).reshape(
+        (-1,) + tuple(bundle.input_shape)))
+    n = trace.input_codes.shape[0]
     layers = []
     for i, layer in enumerate(bundle.layers[1:], start=1):
         ours = trace.layers[i - 1].codes
-        theirs = np.asarray(torch_codes[i]).reshape(ours.shape)
+        theirs = np.asarray(torch_codes[i], dtype=np.int64)
+        if theirs.size != ours.size:
+            raise ValueError(f"PyTorch's input codes of layer {layer.name!r} have shape "
+                             f"{theirs.shape}, the bundle's layer takes {ours.shape}")
+        theirs = theirs.reshape(ours.shape)
         diff = np.abs(ours - theirs)
         where = first_difference(ours, theirs)
         layers.append({
@@ -44,13 +53,15 @@ def compare(bundle, torch_codes, torch_logits, labels):
         })
     logits = trace.logits * 2.0 ** -Z
     ours, theirs = logits.argmax(1), np.asarray(torch_logits).argmax(1)
+    accuracy = (lambda pred: None if labels is None else
+                float((pred == np.asarray(labels)).mean()))
     return {
-        "images": int(len(labels)),
+        "images": int(n),
         "layers": layers,
         "logits_max_difference": float(np.abs(logits - torch_logits).max()),
         "top1_agreement": float((ours == theirs).mean()),
-        "golden_accuracy": float((ours == labels).mean()),
-        "torch_accuracy": float((theirs == labels).mean()),
+        "golden_accuracy": accuracy(ours),
+        "torch_accuracy": accuracy(theirs),
     }
 
 
@@ -64,8 +75,10 @@ def format_report(report):
                                           f"{first['torch']}"
         lines.append(f"{r['layer']:<16} {r['codes']:>8} {r['identical']:>10.4%} "
                      f"{r['max_difference']:>9}  {where}")
+    accuracy = ("no labels" if report["golden_accuracy"] is None else
+                f"accuracy golden {report['golden_accuracy']:.2%}, PyTorch "
+                f"{report['torch_accuracy']:.2%}")
     lines.append(f"output: top-1 agreement {report['top1_agreement']:.2%} over "
-                 f"{report['images']} images; accuracy golden {report['golden_accuracy']:.2%}, "
-                 f"PyTorch {report['torch_accuracy']:.2%}; largest logit difference "
+                 f"{report['images']} inputs; {accuracy}; largest logit difference "
                  f"{report['logits_max_difference']:.4f}")
     return lines

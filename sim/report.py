@@ -25,20 +25,22 @@ def _ideal_cycles(layer, config):
 
 
 def simulate(bundle, *, images, config=None, root="build/sim", seed=0, stall=0.0):
-    """Run the first ``images`` reference images of ``bundle`` on the RTL; return the report."""
+    """Run the first ``images`` reference inputs of ``bundle`` on the RTL; return the report.
+    Accuracies need ``reference.labels`` (``None`` without them)."""
     ref = bundle.reference
-    if "images" not in ref or "labels" not in ref or "logits" not in ref:
-        raise BundleError("the bundle has no reference images, labels and PyTorch logits "
-                         "(export it with asqgen train or asqgen export)")
+    if "images" not in ref or "logits" not in ref:
+        raise BundleError("the bundle has no reference inputs with PyTorch's outputs: export it "
+                          "with export_bundle(model, input_shape=..., reference_inputs=..., "
+                          "reference_labels=...)")
     available = len(ref["images"])
     if not 1 <= images <= available:
         raise UsageError(f"--images must be from 1 to {available} (the bundle's reference "
-                         f"images), not {images}")
+                         f"inputs), not {images}")
     check_probability("stall", stall)
     config = config or config_for_bundle(bundle)
     check_fits(bundle, config)
     codes = bundle.quantize_input(ref["images"][:images])
-    labels = np.asarray(ref["labels"][:images])
+    labels = np.asarray(ref["labels"][:images]) if "labels" in ref else None
     t0 = time.monotonic()
     sim = NetworkSim(config, root)
     build_s = time.monotonic() - t0
@@ -68,9 +70,10 @@ def simulate(bundle, *, images, config=None, root="build/sim", seed=0, stall=0.0
     return {
         "images": images, "config": config.as_dict(), "verilog": str(sim.verilog),
         "identical": first is None, "first_difference": first, "layers": layers,
-        "accuracy": {"rtl": float((rtl_pred == labels).mean()),
-                     "golden": float((golden_pred == labels).mean()),
-                     "pytorch": float((torch_pred == labels).mean())},
+        "accuracy": None if labels is None else {
+            "rtl": float((rtl_pred == labels).mean()),
+            "golden": float((golden_pred == labels).mean()),
+            "pytorch": float((torch_pred == labels).mean())},
         "top1_agreement_rtl_pytorch": float((rtl_pred == torch_pred).mean()),
         "cycles_per_image": total_cycles / images,
         "simulated_cycles_per_second": total_cycles / sim_s,
@@ -93,9 +96,10 @@ def format_sim_report(r):
         lines.append(f"  first divergence: layer {f['layer']!r} at (image, channel, row, col) "
                      f"{tuple(f['index'])}: RTL {f['rtl']}, golden {f['golden']}")
     a = r["accuracy"]
+    accuracy = ("no labels in the bundle" if a is None else
+                f"RTL {a['rtl']:.2%}, golden {a['golden']:.2%}, PyTorch {a['pytorch']:.2%}")
     lines += [
-        f"  accuracy   RTL {a['rtl']:.2%}, golden {a['golden']:.2%}, PyTorch {a['pytorch']:.2%} "
-        f"on {r['images']} test images; RTL/PyTorch top-1 agreement "
+        f"  accuracy   {accuracy} on {r['images']} inputs; RTL/PyTorch top-1 agreement "
         f"{r['top1_agreement_rtl_pytorch']:.2%}",
         f"  speed      {r['cycles_per_image']:.0f} cycles per image; "
         f"{r['simulated_cycles_per_second']:.0f} simulated cycles/s; build "

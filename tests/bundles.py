@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from gen.adapter import Adapter
 from gen.bundle import Bundle, Layer
 from gen.numerics import default_frac_bits
 
@@ -9,10 +10,9 @@ from gen.numerics import default_frac_bits
 def _adapter(rng, channels, two):
     if two:
         h = channels // 4
-        return {"input": "channels", "w1": rng.normal(0, 0.3, (h, channels)),
-                "b1": rng.normal(0, 0.1, h), "w2": rng.normal(0, 0.05, (1, h)),
-                "b2": np.array([1.0])}
-    return {"input": "channels", "w1": rng.normal(0, 0.05, (1, channels)), "b1": np.array([1.0])}
+        return Adapter(w1=rng.normal(0, 0.3, (h, channels)), b1=rng.normal(0, 0.1, h),
+                       w2=rng.normal(0, 0.05, (1, h)), b2=np.array([1.0]), input="channels")
+    return Adapter(w1=rng.normal(0, 0.05, (1, channels)), b1=np.array([1.0]), input="channels")
 
 
 def random_bundle(seed=0, *, c1=4, c2=8, w_format="post", w_bits=4, a_bits=4, classes=5):

@@ -66,11 +66,11 @@ def test_default_bundle_on_the_rtl_with_stalls(tmp_path, build_root, capsys):
     (["sim", "--images", "0"], 2, "asqgen: error: sim: argument --images: must be at least 1, "
                                   "not 0"),
     (["sim", "--images", "361"], 2, "asqgen: error: --images must be from 1 to 360 (the "
-                                    "bundle's reference images), not 361"),
+                                    "bundle's reference inputs), not 361"),
     (["compare", "--checkpoint", "/nonexistent"], 4, "asqgen: error: /nonexistent/model.json: "
                                                      "missing checkpoint file"),
     (["verilog", "--bundle", str(DEFAULT_BUNDLE), "--w-bits", "3"], 2,
-     "asqgen: error: layer 'conv2' has 4-bit post weights with frac_bits=10; the array is "
+     "asqgen: error: layer '3' has 4-bit post weights with frac_bits=10; the array is "
      "built for 3-bit post with frac_bits=10"),
 ])
 def test_bad_input_is_one_line(args, status, message):

@@ -88,3 +88,38 @@ def test_agrees_with_pytorch(weights, acts, bits):
     ours = trace.logits * 2.0 ** -Z
     assert (ours.argmax(1) == ref["logits"].argmax(1)).mean() >= 0.99
     assert np.abs(ours - ref["logits"]).max() < 0.25
+
+
+def test_vector_adapter_after_a_conv_reads_raw_values():
+    """ASQ on the input of a linear layer that follows a conv (conv -> flatten -> linear): the
+    adapter reads the flattened vector itself, so its fixed-point weights must not be divided
+    by the conv's output positions (they were: golden and PyTorch then agreed on about half
+    of the codes). The hardware refuses this adapter; the golden model runs it."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    x = torch.tensor(digits.images[:300, None] / 16.0, dtype=torch.float32)
+    torch.manual_seed(1)
+    model = nn.Sequential(
+        quantized_conv2d(1, 4, 3, padding=1, bias=False, weight_method="lsq", act_method="lsq",
+                         bits=8), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(),
+        quantized_linear(64, 16, weight_method="post", act_method="asq", bits=4), nn.ReLU(),
+        quantized_linear(16, 10, weight_method="lsq", act_method="lsq", bits=8)).train()
+    with torch.no_grad():
+        for _ in range(3):
+            model(x)
+        adapter = model[5].act_quantizer.adapter           # an adapter that matters
+        adapter.hidden.weight.normal_(0, 0.3)
+        adapter.output.weight.normal_(0, 0.3)
+    bundle = export_bundle(model, input_shape=(1, 8, 8))
+    assert bundle.layers[0].adapter.input == "vector" and bundle.layers[0].conv_shape[1:] == \
+        (8, 8)
+    ref = torch_trace(model, x)
+    trace = run_network(bundle, bundle.quantize_input(x.numpy()))
+    for i, layer in enumerate(trace.layers[:-1]):
+        theirs = ref["codes"][i + 1].reshape(layer.codes.shape)
+        assert (theirs == layer.codes).mean() > 0.99, bundle.layers[i + 1].name
+    ours = trace.logits * 2.0 ** -Z
+    assert (ours.argmax(1) == ref["logits"].argmax(1)).mean() >= 0.99
+    assert np.abs(ours - ref["logits"]).max() < 0.25

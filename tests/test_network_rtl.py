@@ -68,6 +68,8 @@ def test_a_bundle_that_does_not_fit_is_refused():
 def test_pooling_other_than_2x2_is_refused():
     bundle = random_bundle(c1=8, c2=12)
     bundle.layers[1].pool = 4
-    with pytest.raises(ValueError, match=r"^layer 'conv2' pools 4x4; the rescale unit pools 2x2 "
-                                         r"only$"):
+    with pytest.raises(ValueError, match=r"^layer 'conv2' \(Conv2d \+ MaxPool2d\) cannot be "
+                                         r"mapped to the accelerator: the hardware pools 2x2 "
+                                         r"only, not 4x4; use MaxPool2d\(2\) \(2 times for "
+                                         r"4x4\)$"):
         check_fits(bundle, config_for_bundle(random_bundle(c1=8, c2=12)))

@@ -70,7 +70,7 @@ def test_product_against_real_values(fmt, bits):
     t = numerics.table_frac_bits(bits, f)
     for code in range(2 ** bits):
         w = Decimal(numerics.weight_value(fmt, bits, code)) if fmt != "post" else None
-        sign, m = code >> (bits - 1), code & (2 ** (bits - 1) - 1)
+        sign, m = numerics.split_code(bits, code)
         n = m - 1
         for a in range(0, 64, 3):
             got = pf.product(a, code)
@@ -159,3 +159,18 @@ def test_refusals(call, message):
 def test_type_refusal():
     with pytest.raises(TypeError, match=r"^w_bits must be an integer, not '4'$"):
         numerics.check_weight_bits("post", "4")
+
+
+@pytest.mark.parametrize("bits", [2, 4, 8])
+def test_code_layout_helpers(bits):
+    """split_code/join_code: the sign is the top bit, the magnitude the rest; int_code: two's
+    complement; the same on ints, numpy arrays and torch-like operators."""
+    codes = np.arange(2 ** bits)
+    sign, m = numerics.split_code(bits, codes)
+    assert (sign == codes // 2 ** (bits - 1)).all() and (m == codes % 2 ** (bits - 1)).all()
+    assert (numerics.join_code(bits, sign, m) == codes).all()
+    assert numerics.split_code(bits, 2 ** bits - 1) == (1, 2 ** (bits - 1) - 1)
+    values = np.arange(-2 ** (bits - 1), 2 ** (bits - 1))
+    patterns = numerics.int_code(bits, values)
+    assert patterns.min() == 0 and patterns.max() == 2 ** bits - 1
+    assert [numerics.weight_value("int", bits, int(p)) for p in patterns] == values.tolist()

@@ -9,7 +9,7 @@ import torch
 from export.quantizers import (
     Adapter, AsqQuantizer, LsqQuantizer, PostQuantizer, PotQuantizer, grad_scale, round_pass,
 )
-from gen.numerics import nearest_code, weight_levels, weight_value
+from gen.numerics import nearest_code, split_code, weight_levels, weight_value
 
 EXPONENT_QUANTIZERS = {"post": PostQuantizer, "pot": PotQuantizer}
 BASES = {"post": math.sqrt(2.0), "pot": 2.0}
@@ -333,7 +333,7 @@ def test_exponent_codes_round_trip(fmt, bits):
     q = set_scale(EXPONENT_QUANTIZERS[fmt](bits=bits, channels=1), [1.0])
     codes = list(range(2 ** bits))
     values = torch.tensor([[weight_value(fmt, bits, c) for c in codes]], dtype=torch.float32)
-    canonical = [0 if c & (2 ** (bits - 1) - 1) == 0 else c for c in codes]
+    canonical = [0 if split_code(bits, c)[1] == 0 else c for c in codes]
     assert q.codes(values)[0].tolist() == canonical
     assert torch.equal(q(values), values)
 

@@ -1,9 +1,12 @@
 """The fixed-point rescale against its real-valued definition."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from gen import rescale
+from gen.adapter import Adapter
 from gen.rescale import BETA_FRAC, BETA_MAX, BETA_ONE, Z
 
 RNG = np.random.default_rng(3)
@@ -40,12 +43,10 @@ def _params(c=6, adapter="two"):
              alpha=RNG.uniform(0.05, 0.3, c), frac_bits=10, acc_bound=2 ** 22, next_step=0.11,
              next_bits=4, positions=16)
     if adapter == "two":
-        p["adapter"] = {"input": "channels", "w1": RNG.normal(0, 0.5, (2, c)),
-                        "b1": RNG.normal(0, 0.2, 2), "w2": RNG.normal(0, 0.3, (1, 2)),
-                        "b2": np.array([1.0])}
+        p["adapter"] = Adapter(w1=RNG.normal(0, 0.5, (2, c)), b1=RNG.normal(0, 0.2, 2),
+                               w2=RNG.normal(0, 0.3, (1, 2)), b2=np.array([1.0]))
     elif adapter == "one":
-        p["adapter"] = {"input": "channels", "w1": RNG.normal(0, 0.1, (1, c)),
-                        "b1": np.array([0.9])}
+        p["adapter"] = Adapter(w1=RNG.normal(0, 0.1, (1, c)), b1=np.array([0.9]))
     return p
 
 
@@ -70,9 +71,9 @@ def test_adapter_matches_the_real_adapter(kind):
     g = (u_q * 2.0 ** -Z).mean(axis=(2, 3))
     a = p["adapter"]
     if kind == "two":
-        real = np.maximum(np.maximum(g @ a["w1"].T + a["b1"], 0) @ a["w2"].T + a["b2"], 0)[:, 0]
+        real = np.maximum(np.maximum(g @ a.w1.T + a.b1, 0) @ a.w2.T + a.b2, 0)[:, 0]
     else:
-        real = np.maximum(g @ a["w1"].T + a["b1"], 0)[:, 0]
+        real = np.maximum(g @ a.w1.T + a.b1, 0)[:, 0]
     np.testing.assert_allclose(beta, np.maximum(real, 2.0 ** -BETA_FRAC), atol=2e-4)
 
 
@@ -83,10 +84,10 @@ def test_no_adapter_gives_beta_one():
 
 def test_beta_is_floored_and_capped():
     p = _params(adapter="one")
-    p["adapter"]["b1"] = np.array([-5.0])                 # relu(negative) = 0 -> floor
+    p["adapter"] = replace(p["adapter"], b1=np.array([-5.0]))  # relu(negative) = 0 -> floor
     r = rescale.fixed_point(**p)
     assert rescale.adapter_beta(np.zeros((2, 6, 4, 4), np.int64), r).tolist() == [1, 1]
-    p["adapter"]["b1"] = np.array([1000.0])               # far above the cap
+    p["adapter"] = replace(p["adapter"], b1=np.array([1000.0]))  # far above the cap
     r = rescale.fixed_point(**p)
     assert rescale.adapter_beta(np.zeros((2, 6, 4, 4), np.int64), r).tolist() == [BETA_MAX] * 2
 

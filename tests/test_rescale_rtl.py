@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from gen import rescale
+from gen.adapter import Adapter
 from gen.rescale import BETA_MAX, BETA_ONE
 from sim.rescale_sim import RescaleSim, Sample
 
@@ -26,12 +27,11 @@ def _fixed(rng, channels, adapter, positions, *, final=False, b_beta=1.0, next_b
         p.update(next_step=rng.uniform(0.05, 0.3), next_bits=next_bits)
     if adapter == "two":
         hidden = min(MAX_H, max(1, channels // 4))
-        p["adapter"] = {"input": "channels", "w1": rng.normal(0, 0.5, (hidden, channels)),
-                        "b1": rng.normal(0, 0.2, hidden), "w2": rng.normal(0, 0.3, (1, hidden)),
-                        "b2": np.array([b_beta])}
+        p["adapter"] = Adapter(w1=rng.normal(0, 0.5, (hidden, channels)),
+                               b1=rng.normal(0, 0.2, hidden), w2=rng.normal(0, 0.3, (1, hidden)),
+                               b2=np.array([b_beta]))
     elif adapter == "one":
-        p["adapter"] = {"input": "channels", "w1": rng.normal(0, 0.2, (1, channels)),
-                        "b1": np.array([b_beta])}
+        p["adapter"] = Adapter(w1=rng.normal(0, 0.2, (1, channels)), b1=np.array([b_beta]))
     return rescale.fixed_point(**p)
 
 

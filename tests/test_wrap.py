@@ -162,7 +162,11 @@ def test_unmappable_layers_are_refused(model, start, detail):
 
 
 @pytest.mark.parametrize("kwargs, error, message", [
-    (dict(bits=5), None, None),
+    (dict(bits=5, weight_method="lsq"), None, None),
+    (dict(bits=5), ValueError, r"^layer '7' \(Conv2d\) cannot be mapped to the accelerator: 288 "
+     r"products of 5-bit activations and 5-bit post weights are too wide for the rescale \(at "
+     r"most 264 for these widths\); use post or pot weights of at most 4 bits, or lsq "
+     r"weights$"),
     (dict(bits=1), ValueError, "bits must be from 2 to 8, not 1"),
     (dict(bits=True), TypeError, "bits must be an integer, not True"),
     (dict(first_bits=9), ValueError, "first_bits must be from 2 to 8, not 9"),
@@ -172,7 +176,7 @@ def test_unmappable_layers_are_refused(model, start, detail):
 def test_bad_arguments(kwargs, error, message):
     args = dict(bits=4, weight_method="post", act_method="asq") | kwargs
     if error is None:
-        quantize_model(float_model(), **args)                      # any width 2..8 is allowed
+        quantize_model(float_model(), **args)                      # lsq: any width 2..8
         return
     with pytest.raises(error, match=message):
         quantize_model(float_model(), **args)
