@@ -60,6 +60,7 @@ from gen import rules
 from . import digits
 from .model import BITS, FIRST_BITS, LAST_BITS, build_model, float_model
 from .quantizers import _Learned
+from .wrap import check_mappable
 
 __all__ = ["Recipe", "OPTIMIZER", "train", "train_float", "train_qat", "evaluate",
            "save_checkpoint", "load_checkpoint", "FORMAT", "VERSION"]
@@ -99,6 +100,13 @@ class Recipe:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 0:
                 raise ValueError(f"{name} must be a non-negative integer, not {v!r}")
+        if self.weight_method is not None:
+            # The hardware's rules before any training (gen.rules), on a throw-away float
+            # network built without touching the global random state.
+            with torch.random.fork_rng():
+                check_mappable(float_model(), bits=self.bits, weight_method=self.weight_method,
+                               act_method=self.act_method, first_bits=FIRST_BITS,
+                               last_bits=LAST_BITS)
         return self
 
     def describe(self):

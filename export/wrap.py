@@ -129,9 +129,21 @@ def _walk(module, prefix=""):
             _check_leaf(path, child)
 
 
-def check_mappable(model):
-    """Raise ``ValueError`` naming the first layer of ``model`` that cannot be mapped."""
-    _compute_layers(model)
+def check_mappable(model, *, bits=None, weight_method=None, act_method=None, first_bits=8,
+                   last_bits=8):
+    """Raise ``ValueError`` naming the first layer of ``model`` that cannot be mapped; with
+    ``bits``, also the hardware's rules for ``quantize_model(model, bits=..., ...)`` (without
+    building anything). Returns the compute layers and their input methods."""
+    layers = _compute_layers(model)
+    if bits is None:
+        return layers, None
+    for name, value in (("bits", bits), ("first_bits", first_bits), ("last_bits", last_bits)):
+        rules.check_bits(name, value)
+    rules.check_weight_method(weight_method, none="None")
+    acts = _act_methods(act_method, layers)
+    _check_rules(layers, bits=bits, weight_method=weight_method, acts=acts,
+                 first_bits=first_bits, last_bits=last_bits)
+    return layers, acts
 
 
 def _compute_layers(model):
@@ -281,15 +293,9 @@ def quantize_model(float_model, *, bits, weight_method, act_method, first_bits=8
         message names its module path, its type, the limit and what to change), a bad method
         or width.
     """
-    for name, value in (("bits", bits), ("first_bits", first_bits), ("last_bits", last_bits)):
-        rules.check_bits(name, value)
-    rules.check_weight_method(weight_method, none="None")
-    if act_method is None or isinstance(act_method, str):
-        rules.check_act_method(act_method, none="None")
-    layers = _compute_layers(float_model)           # refuse before copying anything
-    acts = _act_methods(act_method, layers)
-    _check_rules(layers, bits=bits, weight_method=weight_method, acts=acts,
-                 first_bits=first_bits, last_bits=last_bits)
+    _, acts = check_mappable(float_model, bits=bits, weight_method=weight_method,
+                             act_method=act_method, first_bits=first_bits,
+                             last_bits=last_bits)       # refuse before copying anything
     model = copy.deepcopy(float_model)
     layers = _compute_layers(model)
     for i, (path, parent, name, m) in enumerate(layers):

@@ -185,8 +185,8 @@ FIXED_POINT = {"Z": rescale.Z, "BETA_FRAC": rescale.BETA_FRAC, "BETA_MAX": resca
 # Reference data: (integer codes?, shape after the sample count: "input", "classes" or ()).
 REFERENCE_SCHEMA = {"images": (False, "input"), "codes": (True, "input"),
                     "labels": (True, ()), "logits": (False, "classes")}
-# And ``layer{i}.codes`` (PyTorch's input codes of layer ``i`` >= 1): integers of the shape
-# and width that the layer before gives (``_load_reference``).
+# And ``layer{i}.codes`` (PyTorch's input codes of layer ``i`` >= 1): integers of that layer's
+# input shape and width (``_load_reference``).
 
 
 # Saving --------------------------------------------------------------------------------------
@@ -494,8 +494,8 @@ def _load_reference(r, input_shape, input_bits, layers):
     classes = layers[-1].out_channels
     dims = {"input": tuple(input_shape), "classes": (classes,), (): ()}
     schema = dict(REFERENCE_SCHEMA)
-    for i, (before, layer) in enumerate(zip(layers, layers[1:]), start=1):
-        dims[f"layer{i}"] = tuple(before.out_shape)
+    for i, layer in enumerate(layers[1:], start=1):
+        dims[f"layer{i}"] = tuple(layer.in_shape)
         schema[f"layer{i}.codes"] = (True, f"layer{i}")
     for name, (integer, tail) in schema.items():
         key = f"reference.{name}"

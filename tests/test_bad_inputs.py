@@ -5,6 +5,7 @@ Bundle classes run through ``asqgen verilog --bundle`` in-process (``gen.cli.mai
 PyTorch, fast) and through ``gen.bundle.load``; ``{B}`` in a message is the bundle's folder.
 """
 
+import dataclasses
 import io
 import json
 import re
@@ -277,7 +278,8 @@ SAVE_CASES = {
         r"arrays\.npz: layer2\.bn_bias holds 1e\+20, beyond the range of the rescale "
         r"\(\|value\| < 32768\)"),
     "adapter bias that would wrap": (
-        lambda b: b.layers[0].adapter.__setitem__("b1", np.array([1e19])),
+        lambda b: setattr(b.layers[0], "adapter",
+                          dataclasses.replace(b.layers[0].adapter, b1=np.array([1e19]))),
         r"arrays\.npz: layer0\.adapter\.b1 holds 1e\+19, beyond the range of the rescale "
         r"\(\|value\| < 32768\)"),
     "complex scales": (lambda b: setattr(b.layers[1], "alpha", b.layers[1].alpha + 1j),
@@ -391,7 +393,7 @@ VERB_CASES = [
     (["verilog", "--bundle", "/nonexistent/b"], BUNDLE,
      "asqgen: error: /nonexistent/b: no such bundle folder"),
     (["verilog", "--bundle", str(DEFAULT_BUNDLE), "--w-bits", "3"], USAGE,
-     "asqgen: error: layer 'conv2' has 4-bit post weights with frac_bits=10; the array is built "
+     "asqgen: error: layer '3' has 4-bit post weights with frac_bits=10; the array is built "
      "for 3-bit post with frac_bits=10"),
     (["selfcheck", "--stall", "-1"], USAGE,
      "asqgen: error: selfcheck: argument --stall: must be at least 0 and less than 1, not -1"),
@@ -409,7 +411,7 @@ VERB_CASES = [
     (["sim", "--images", "0"], USAGE,
      "asqgen: error: sim: argument --images: must be at least 1, not 0"),
     (["sim", "--images", "361"], USAGE,
-     "asqgen: error: --images must be from 1 to 360 (the bundle's reference images), not 361"),
+     "asqgen: error: --images must be from 1 to 360 (the bundle's reference inputs), not 361"),
     (["sim", "--rows", "0"], USAGE, "asqgen: error: rows must be from 1 to 64, not 0"),
     (["train", "--epochs", "-1"], USAGE,
      "asqgen: error: train: argument --epochs: must be at least 0, not -1"),
@@ -448,8 +450,9 @@ def test_sim_without_reference_data(saved, capsys, tmp_path):
     B.save(b, saved)
     assert main(["sim", "--bundle", str(saved), "--out", str(tmp_path / "sim")]) == BUNDLE
     assert capsys.readouterr().err == (
-        "asqgen: error: the bundle has no reference images, labels and PyTorch logits (export "
-        "it with asqgen train or asqgen export)\n")
+        f"asqgen: error: the bundle {saved} has no reference inputs with PyTorch's outputs: "
+        f"export it with export_bundle(model, input_shape=..., reference_inputs=..., "
+        f"reference_labels=...) (see the README, 'Use your own model')\n")
 
 
 def test_export_does_not_replace_a_folder_of_other_files(tmp_path, capsys):

@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gen import bundle as B
+from gen.adapter import Adapter
 from gen.bundle import Bundle, Layer
 from gen.errors import BundleError
 from gen.numerics import WEIGHT_BITS, default_frac_bits
@@ -65,8 +66,7 @@ def bundles(draw):
             layer.next_step = draw(st.floats(1e-3, 1.0))
             layer.next_bits = draw(st.integers(1, 8))
             if conv and draw(st.booleans()):
-                layer.adapter = {"input": "channels", "w1": rng.normal(0, 0.05, (1, cout)),
-                                 "b1": np.array([1.0])}
+                layer.adapter = Adapter(w1=rng.normal(0, 0.05, (1, cout)), b1=np.array([1.0]))
             step, bits = layer.next_step, layer.next_bits
         layers.append(layer)
         shape = layer.out_shape
