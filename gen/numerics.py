@@ -55,7 +55,8 @@ from dataclasses import dataclass
 __all__ = [
     "WEIGHT_FORMATS", "WEIGHT_BITS", "ACT_BITS",
     "check_weight_format", "check_weight_bits", "check_act_bits",
-    "max_exponent", "split_code", "join_code", "int_code", "weight_value", "weight_levels", "nearest_code", "zero_code",
+    "max_exponent", "split_code", "join_code", "int_code", "int_value", "weight_value",
+    "weight_levels", "nearest_code", "zero_code",
     "min_frac_bits", "default_frac_bits", "check_frac_bits",
     "odd_table", "table_frac_bits", "product", "product_magnitude_bound", "signed_bits",
     "sum_bits", "ODD_MODES", "split_product", "ProductFormat",
@@ -112,6 +113,12 @@ def int_code(bits, value):
     """The ``bits``-bit two's-complement pattern (``int`` code) of a signed integer value.
     Ints, numpy arrays or torch tensors."""
     return value & (2 ** bits - 1)
+
+
+def int_value(bits, code):
+    """The signed value of a ``bits``-bit two's-complement ``int`` code; the inverse of
+    ``int_code``. Ints or integer arrays."""
+    return code - ((code >> (bits - 1)) << bits)
 
 
 def _split(bits, code):

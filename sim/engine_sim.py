@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from gen.numerics import int_value, join_code
 from hw.accumulator import accumulator_layout, pass_layout
 from hw.matmul_engine import MatmulEngine
 from hw.systolic_array import activation_layout, weight_layout
@@ -30,8 +31,8 @@ TOP = "asq_engine"
 def bit_planes(W, bits, array_w_bits):
     """``[(plane codes, shift)]`` of two's-complement ``W`` codes: plane ``i`` holds bit ``i``
     as the ``post``/``pot`` code of +1 (the sign plane: of -1) or 0."""
-    signed = np.where(W >= 2 ** (bits - 1), W - 2 ** bits, W)
-    plus, minus = 1, 2 ** (array_w_bits - 1) + 1        # magnitude code 1: exponent 0
+    signed = int_value(bits, np.asarray(W))
+    plus, minus = (join_code(array_w_bits, sign, 1) for sign in (0, 1))   # exponent 0: +-1
     planes = []
     for i in range(bits):
         bit = (signed >> i) & 1

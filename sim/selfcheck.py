@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gen.numerics import int_code, join_code
 from sim.golden import matmul, matmul_exact, table_error, value
 
 from . import verilator
@@ -23,9 +24,10 @@ def selfcheck_products(cfg, rng):
     a_max = 2 ** cfg.a_bits - 1
     # The code of the largest positive and negative weight.
     if cfg.w_format == "int":
-        w_pos, w_neg = 2 ** (cfg.w_bits - 1) - 1, 2 ** (cfg.w_bits - 1)
+        w_pos, w_neg = (int_code(cfg.w_bits, v) for v in (2 ** (cfg.w_bits - 1) - 1,
+                                                           -2 ** (cfg.w_bits - 1)))
     else:
-        w_pos, w_neg = 1, 2 ** (cfg.w_bits - 1) + 1
+        w_pos, w_neg = (join_code(cfg.w_bits, sign, 1) for sign in (0, 1))   # +-1
 
     def rand(m, k, n):
         return (rng.integers(0, a_max + 1, (m, k)), rng.integers(0, 2 ** cfg.w_bits, (k, n)))

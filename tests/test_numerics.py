@@ -174,3 +174,5 @@ def test_code_layout_helpers(bits):
     patterns = numerics.int_code(bits, values)
     assert patterns.min() == 0 and patterns.max() == 2 ** bits - 1
     assert [numerics.weight_value("int", bits, int(p)) for p in patterns] == values.tolist()
+    assert (numerics.int_value(bits, patterns) == values).all()
+    assert numerics.int_value(bits, 2 ** (bits - 1)) == -2 ** (bits - 1)
