@@ -14,12 +14,9 @@ import numpy as np
 
 from gen.rescale import BETA_ONE
 from gen.sizing import check_fits
-from gen.verilog import write_verilog
-from hw.accelerator import Accelerator
 from hw.rescale_unit import CONTROL, param_words
 
-from . import verilator
-from .engine_sim import passes_for
+from .cosim import CosimSim
 from .golden import check_codes, im2col
 
 __all__ = ["NetworkSim", "NetworkRun", "TOP"]
@@ -35,55 +32,61 @@ class NetworkRun:
     outputs: list = field(default_factory=list)
     betas: list = field(default_factory=list)
     cycles: list = field(default_factory=list)
+    clocks: int = 0
+    load_seconds: float = 0.0
 
 
 class NetworkSim:
-    """The accelerator of ``config`` built for Verilator under ``root``."""
+    """The accelerator of ``config`` inside the co-simulation harness (``sim.cosim``), built
+    for Verilator under ``root`` once per configuration."""
 
-    def __init__(self, config, root):
+    def __init__(self, config, root, *, depths=None):
         self.config = config
-        self.dir = Path(root) / (f"accel_{config.key()}_k{config.max_k}_m{config.max_m}"
-                                 f"_c{config.max_channels}_h{config.max_hidden}")
-        path, self.ports = write_verilog(Accelerator(config=config), self.dir / "rtl", TOP,
-                                         clocked=True)
-        self.verilog = path
-        self._runner = verilator.build(path, TOP, self.dir / "build")
+        self._cosim = CosimSim(config, root, depths=depths)
+        self.dir = self._cosim.dir
+        self.verilog = self._cosim.verilog
 
-    def _step(self, layer, codes, beta_in):
-        cfg = self.config
+    def _params(self, layer, beta_in):
+        """The ``i_param`` words of ``layer`` for a sample with ``beta_in`` (the only place
+        that knows the rescale unit's register map on this path)."""
         if layer.kind == "linear":
-            rows, (c, h, w) = codes.reshape(1, -1), (layer.out_channels, 1, 1)
+            c, h, w = layer.out_channels, 1, 1
         else:
-            rows = im2col(codes[None], layer.kernel, layer.stride, layer.padding)
             c, h, w = layer.conv_shape
         words = param_words(layer.fixed, channels=c, height=h, width=w, pool=layer.pool,
-                            relu=layer.relu, max_channels=cfg.max_channels)
+                            relu=layer.relu, max_channels=self.config.max_channels)
         words.append((6 << 12 | CONTROL.index("beta_in"), int(beta_in)))
-        return {"params": words,
-                "passes": passes_for(cfg, rows, layer.weight_matrix, layer.w_format,
-                                     layer.w_bits),
-                "outputs": int(np.prod(layer.out_shape))}
+        return words
 
-    def run(self, bundle, input_codes, *, seed=0, stall=0.0, backpressure=0.0):
-        """Run ``bundle`` on ``input_codes``; see ``NetworkRun``."""
+    def run(self, bundle, input_codes, *, seed=0, stall=0.0, backpressure=0.0, progress=None):
+        """Run ``bundle`` on ``input_codes``; see ``NetworkRun``. ``progress(layer index,
+        samples done, clocks)`` is called as batches finish."""
         check_fits(bundle, self.config)
         codes = check_codes("input codes", input_codes, bundle.input_bits,
                             ndim=1 + len(bundle.input_shape))
         betas = np.full(len(codes), BETA_ONE, dtype=np.int64)
         run = NetworkRun()
-        cfg = self.config
         for i, layer in enumerate(bundle.layers):
-            job = {"rows": cfg.rows, "cols": cfg.cols, "a_bits": cfg.a_bits,
-                   "w_bits": cfg.w_bits, "seed": seed + i, "stall": stall,
-                   "backpressure": backpressure,
-                   "steps": [self._step(layer, x, b) for x, b in zip(codes, betas)]}
-            out = verilator.run_bench(self._runner, top=TOP, bench="sim.benches.network_bench",
-                                      job=job, work_dir=self.dir / f"layer{i}")
-            steps = out["steps"]
-            codes = np.array([s["values"] for s in steps], dtype=np.int64).reshape(
-                (len(steps),) + tuple(layer.out_shape))
-            betas = np.array([s["betas"][0] for s in steps], dtype=np.int64)
+            if layer.kind == "linear":
+                rows = [x.reshape(1, -1) for x in codes]
+            else:
+                rows = list(im2col(codes, layer.kernel, layer.stride, layer.padding)
+                            .reshape(len(codes), -1, layer.k))
+            out = self._cosim.run_layer(
+                W=layer.weight_matrix, w_format=layer.w_format, w_bits=layer.w_bits,
+                samples_rows=rows, param_words=[self._params(layer, b) for b in betas],
+                outputs=int(np.prod(layer.out_shape)), seed=seed + i, stall=stall,
+                backpressure=backpressure, name=f"layer{i}",
+                progress=None if progress is None else
+                (lambda samples, clocks, i=i: progress(i, samples, clocks)))
+            if not out.lasts_ok:
+                raise AssertionError(f"layer {layer.name!r}: o_out's last flag is not on the "
+                                     f"final word of every sample")
+            codes = out.values.reshape((len(codes),) + tuple(layer.out_shape))
+            betas = out.betas
             run.outputs.append(codes)
             run.betas.append(betas)
-            run.cycles.append([s["cycles"] for s in steps])
+            run.cycles.append(out.cycles.tolist())
+            run.clocks += out.clocks
+            run.load_seconds += out.load_seconds
         return run

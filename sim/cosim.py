@@ -1,0 +1,223 @@
+"""The fast co-simulation path: the layer engine inside ``sim.harness.CosimHarness`` on Verilator.
+
+The host packs a layer's stimulus for many samples into the harness's memories (with the
+hardware's own Amaranth layouts), one cocotb run loads them, raises ``go``, waits for
+``done`` and reads the captured outputs and clock marks back; no Python runs per clock
+(``sim.benches.cosim_bench``). A layer whose samples do not fit the memories runs as several
+batches within the same cocotb run.
+
+``CosimSim(config, root)`` builds the harness once per configuration (and memory depths);
+``run_layer(...)`` runs one layer for any number of samples. The pass encoding is
+``sim.engine_sim.pass_plan`` and the parameter words are ``hw.rescale_unit.param_words``, as on
+the per-clock path.
+"""
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from amaranth.back import verilog
+from amaranth.hdl import Shape
+from amaranth.lib import data
+
+from hw.rescale_unit import output_layout, param_layout
+from hw.systolic_array import activation_layout, weight_layout
+
+from . import verilator
+from .engine_sim import pass_plan
+from .harness import CosimHarness, Depths, program_layout, strip_zero_init
+
+__all__ = ["CosimSim", "LayerResult", "pack", "unpack", "SPEED_ARGS", "TOP"]
+
+TOP = "asq_cosim"
+
+#: Verilator options of the co-simulation build, chosen by measurement (README, "Speed").
+SPEED_ARGS = ("-O3", "--x-assign", "fast", "--x-initial", "fast", "--no-public-flat-rw")
+
+# Only the harness's own ports and memories need to be visible to cocotb; making every signal
+# of the design public (cocotb's default --public-flat-rw) keeps Verilator from optimising it.
+_CONTROL_FILE = f'`verilator_config\npublic_flat_rw -module "{TOP}" -var "*"\n'
+
+
+def pack(layout, value):
+    """Pack ``value`` into integer words of ``layout`` (an Amaranth shape or data layout).
+
+    ``value`` is an integer array of shape ``(n,)`` for a plain shape, ``(n, length, ...)``
+    for an ``ArrayLayout`` and a dict of such values by field name for a ``StructLayout``
+    (missing fields are 0). Returns an object array of ``n`` Python ints, each word laid out
+    as Amaranth lays out ``layout`` (field offsets and widths from the layout itself).
+    """
+    if isinstance(layout, data.StructLayout):
+        words = None
+        for name, field in layout:
+            if name in value:
+                part = pack(field.shape, value[name]) << field.offset
+                words = part if words is None else words | part
+        return words
+    if isinstance(layout, data.ArrayLayout):
+        value = np.asarray(value)
+        width = Shape.cast(layout.elem_shape).width if not isinstance(
+            layout.elem_shape, data.Layout) else layout.elem_shape.size
+        words = pack(layout.elem_shape, value[:, 0])
+        for i in range(1, layout.length):
+            words = words | (pack(layout.elem_shape, value[:, i]) << (i * width))
+        return words
+    width = Shape.cast(layout).width
+    return np.asarray(value, dtype=np.int64).astype(object) & ((1 << width) - 1)
+
+
+def unpack(layout, words):
+    """The fields of a ``StructLayout`` of plain shapes from integer ``words``: a dict of
+    int64 arrays (signed fields sign-extended)."""
+    words = np.asarray(words, dtype=object)
+    out = {}
+    for name, field in layout:
+        shape = Shape.cast(field.shape)
+        v = (words >> field.offset) & ((1 << shape.width) - 1)
+        if shape.signed:
+            v = np.where(v >> (shape.width - 1) == 1, v - (1 << shape.width), v)
+        out[name] = np.array(v.tolist(), dtype=np.int64)
+    return out
+
+
+@dataclass
+class LayerResult:
+    """One layer for ``n`` samples: ``values`` ``(n, outputs)`` (codes, or ``z`` for the last
+    layer), ``betas`` ``(n,)``, ``cycles`` per sample (measured in HDL), ``lasts_ok`` (``last``
+    exactly on every sample's final word), and the bench's own timing."""
+
+    values: np.ndarray
+    betas: np.ndarray
+    cycles: np.ndarray
+    lasts_ok: bool
+    clocks: int
+    load_seconds: float
+    wait_seconds: float
+    seconds: float
+
+
+class CosimSim:
+    """The harness of ``config`` built for Verilator under ``root`` (once per configuration)."""
+
+    def __init__(self, config, root, *, depths=None):
+        self.config = config
+        self.depths = depths or Depths()
+        self.dir = Path(root) / (f"cosim_{config.key()}_k{config.max_k}_m{config.max_m}"
+                                 f"_c{config.max_channels}_h{config.max_hidden}")
+        rtl = self.dir / "rtl"
+        rtl.mkdir(parents=True, exist_ok=True)
+        path = rtl / f"{TOP}.v"
+        text = strip_zero_init(verilog.convert(CosimHarness(config=config, depths=self.depths),
+                                               name=TOP, emit_src=False))
+        if not path.exists() or path.read_text() != text:
+            path.write_text(text)
+        control = rtl / f"{TOP}.vlt"
+        control.write_text(_CONTROL_FILE)
+        self.verilog = path
+        self._runner = verilator.build(path, TOP, self.dir / "build", args=SPEED_ARGS,
+                                       extra_sources=[control])
+        self._layouts = {"param": param_layout(), "w": weight_layout(config),
+                         "a": activation_layout(config)["data"].shape,
+                         "pass": program_layout(), "out": output_layout()}
+
+    # Packing ---------------------------------------------------------------------------------
+    def program(self, m, W, w_format, w_bits):
+        """The layer's weight rows and program words for ``m`` positions per sample, and the
+        number of activation blocks per sample."""
+        cfg = self.config
+        plan = pass_plan(cfg, m, W, w_format, w_bits)
+        weights = np.concatenate([block for _, block, *_ in plan])
+        desc = {"shift": np.array([p[2] for p in plan]), "drop": np.array([p[3] for p in plan]),
+                "first": np.array([p[4] for p in plan]), "final": np.array([p[5] for p in plan])}
+        offsets = np.array([(p[0] // cfg.rows) * m for p in plan])
+        words_w = pack(self._layouts["w"], weights)
+        words_pass = pack(self._layouts["pass"], {"desc": desc, "act_offset": offsets})
+        blocks = -(-np.shape(W)[0] // cfg.rows)
+        return words_w, words_pass, blocks
+
+    def activations(self, rows):
+        """The activation words of one sample's ``A`` (``m x K``): block by block of ``rows``
+        columns of ``K``, the ``m`` vectors of each."""
+        r = self.config.rows
+        m, k = rows.shape
+        blocks = -(-k // r)
+        padded = np.zeros((m, blocks * r), dtype=np.int64)
+        padded[:, :k] = rows
+        vectors = padded.reshape(m, blocks, r).transpose(1, 0, 2).reshape(blocks * m, r)
+        return pack(self._layouts["a"], vectors)
+
+    def params(self, words):
+        """``i_param`` words of ``(address, value)`` pairs."""
+        words = np.array(words, dtype=np.int64).reshape(-1, 2)
+        return pack(self._layouts["param"], {"addr": words[:, 0], "value": words[:, 1]})
+
+    # Running ---------------------------------------------------------------------------------
+    def run_layer(self, *, W, w_format, w_bits, samples_rows, param_words, outputs, seed=0,
+                  stall=0.0, backpressure=0.0, name="layer", progress=None, serial=True):
+        """Run one layer for every sample.
+
+        ``samples_rows``: each sample's ``A`` (``m x K`` activation codes, the same ``m``);
+        ``param_words``: each sample's ``(address, value)`` words (rescale parameters and
+        ``beta_in``); ``outputs``: the output words per sample. ``progress(samples_done,
+        clocks)`` is called after each batch. ``serial``: each sample's stimulus starts when
+        the previous sample's outputs are in (see ``CosimHarness``).
+        """
+        t0 = time.monotonic()
+        d = self.depths
+        n = len(samples_rows)
+        m = samples_rows[0].shape[0]
+        words_w, words_pass, blocks = self.program(m, W, w_format, w_bits)
+        stride = blocks * m
+        per_param = len(param_words[0])
+        limits = {"program (stim_pass)": (len(words_pass), d.program),
+                  "weights (stim_w)": (len(words_w), d.w),
+                  "activations (stim_a)": (stride, d.a),
+                  "parameters (stim_param)": (per_param, d.param),
+                  "outputs (cap_out)": (outputs, d.out)}
+        for what, (need, depth) in limits.items():
+            if need > depth:
+                raise ValueError(f"layer {name!r}: {need} words of {what} per sample, the "
+                                 f"harness holds {depth}")
+        batch = min(d.a // stride, d.param // per_param, d.out // outputs, d.marks)
+        runs = []
+        for s0 in range(0, n, batch):
+            group = range(s0, min(n, s0 + batch))
+            acts = np.concatenate([self.activations(samples_rows[i]) for i in group])
+            params = self.params([w for i in group for w in param_words[i]])
+            run = {"samples": len(group), "n_param": per_param, "n_w": len(words_w),
+                   "n_pass": len(words_pass), "m": m, "a_stride": stride,
+                   "n_out": outputs * len(group),
+                   "stim_param": params.tolist(), "stim_a": acts.tolist()}
+            if s0 == 0:                       # the program stays loaded for later batches
+                run["stim_w"], run["stim_pass"] = words_w.tolist(), words_pass.tolist()
+            # Watchdog: every word and output at the slowest stall rate, plus the rescale
+            # unit's per-sample phases, generously.
+            slow = 1.0 / max(1e-3, 1.0 - max(stall, backpressure))
+            words = len(group) * (len(words_w) + len(words_pass) + stride * 8 + outputs * 4
+                                  + per_param)
+            run["budget"] = int(slow * 20 * words + 20000)
+            runs.append(run)
+        threshold = lambda p: min(65535, max(0, round(p * 65536)))
+        job = {"seed": seed & 0xFFFF, "stall": threshold(stall), "serial": int(serial),
+               "backpressure": threshold(backpressure), "runs": runs,
+               "progress": progress is not None}
+        prepared = time.monotonic()
+        out = verilator.run_bench(self._runner, top=TOP, bench="sim.benches.cosim_bench",
+                                  job=job, work_dir=self.dir / name)
+        values, betas, cycles, lasts_ok, clocks = [], [], [], True, 0
+        for run, res in zip(runs, out["runs"]):
+            fields = unpack(self._layouts["out"], res["out"])
+            k = run["samples"]
+            values.append(fields["value"].reshape(k, outputs))
+            betas.append(fields["beta"].reshape(k, outputs)[:, 0])
+            want_last = np.zeros((k, outputs), dtype=np.int64)
+            want_last[:, -1] = 1
+            lasts_ok &= bool((fields["last"].reshape(k, outputs) == want_last).all())
+            marks = np.array(res["marks"], dtype=np.int64)
+            cycles.append(np.diff(np.concatenate([[0], marks])))
+            clocks += res["clocks"]
+        return LayerResult(values=np.concatenate(values), betas=np.concatenate(betas),
+                           cycles=np.concatenate(cycles), lasts_ok=lasts_ok, clocks=clocks,
+                           load_seconds=out["load_seconds"], wait_seconds=out["wait_seconds"],
+                           seconds=time.monotonic() - t0 + 0 * prepared)
