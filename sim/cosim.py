@@ -12,6 +12,9 @@ batches within the same cocotb run.
 the per-clock path.
 """
 
+import json
+import pickle
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +31,7 @@ from . import verilator
 from .engine_sim import pass_plan
 from .harness import CosimHarness, Depths, program_layout, strip_zero_init
 
-__all__ = ["CosimSim", "LayerResult", "pack", "unpack", "SPEED_ARGS", "TOP"]
+__all__ = ["CosimSim", "CosimPlan", "LayerResult", "thresholds", "pack", "unpack", "SPEED_ARGS", "TOP"]
 
 TOP = "asq_cosim"
 
@@ -85,43 +88,27 @@ def unpack(layout, words):
 class LayerResult:
     """One layer for ``n`` samples: ``values`` ``(n, outputs)`` (codes, or ``z`` for the last
     layer), ``betas`` ``(n,)``, ``cycles`` per sample (measured in HDL), ``lasts_ok`` (``last``
-    exactly on every sample's final word), and the bench's own timing."""
+    exactly on every sample's final word), the clocks of all batches and the wall time."""
 
     values: np.ndarray
     betas: np.ndarray
     cycles: np.ndarray
     lasts_ok: bool
     clocks: int
-    load_seconds: float
-    wait_seconds: float
-    seconds: float
+    seconds: float = 0.0
 
 
-class CosimSim:
-    """The harness of ``config`` built for Verilator under ``root`` (once per configuration)."""
+class CosimPlan:
+    """Packs layers into harness runs for ``config`` and ``depths`` and collects the results;
+    needs no build (it also runs inside the cocotb process, ``sim.benches.cosim_bench``)."""
 
-    def __init__(self, config, root, *, depths=None):
+    def __init__(self, config, depths=None):
         self.config = config
         self.depths = depths or Depths()
-        self.dir = Path(root) / (f"cosim_{config.key()}_k{config.max_k}_m{config.max_m}"
-                                 f"_c{config.max_channels}_h{config.max_hidden}")
-        rtl = self.dir / "rtl"
-        rtl.mkdir(parents=True, exist_ok=True)
-        path = rtl / f"{TOP}.v"
-        text = strip_zero_init(verilog.convert(CosimHarness(config=config, depths=self.depths),
-                                               name=TOP, emit_src=False))
-        if not path.exists() or path.read_text() != text:
-            path.write_text(text)
-        control = rtl / f"{TOP}.vlt"
-        control.write_text(_CONTROL_FILE)
-        self.verilog = path
-        self._runner = verilator.build(path, TOP, self.dir / "build", args=SPEED_ARGS,
-                                       extra_sources=[control])
-        self._layouts = {"param": param_layout(), "w": weight_layout(config),
-                         "a": activation_layout(config)["data"].shape,
-                         "pass": program_layout(), "out": output_layout()}
+        self.layouts = {"param": param_layout(), "w": weight_layout(config),
+                        "a": activation_layout(config)["data"].shape,
+                        "pass": program_layout(), "out": output_layout()}
 
-    # Packing ---------------------------------------------------------------------------------
     def program(self, m, W, w_format, w_bits):
         """The layer's weight rows and program words for ``m`` positions per sample, and the
         number of activation blocks per sample."""
@@ -131,8 +118,8 @@ class CosimSim:
         desc = {"shift": np.array([p[2] for p in plan]), "drop": np.array([p[3] for p in plan]),
                 "first": np.array([p[4] for p in plan]), "final": np.array([p[5] for p in plan])}
         offsets = np.array([(p[0] // cfg.rows) * m for p in plan])
-        words_w = pack(self._layouts["w"], weights)
-        words_pass = pack(self._layouts["pass"], {"desc": desc, "act_offset": offsets})
+        words_w = pack(self.layouts["w"], weights)
+        words_pass = pack(self.layouts["pass"], {"desc": desc, "act_offset": offsets})
         blocks = -(-np.shape(W)[0] // cfg.rows)
         return words_w, words_pass, blocks
 
@@ -145,25 +132,21 @@ class CosimSim:
         padded = np.zeros((m, blocks * r), dtype=np.int64)
         padded[:, :k] = rows
         vectors = padded.reshape(m, blocks, r).transpose(1, 0, 2).reshape(blocks * m, r)
-        return pack(self._layouts["a"], vectors)
+        return pack(self.layouts["a"], vectors)
 
     def params(self, words):
         """``i_param`` words of ``(address, value)`` pairs."""
         words = np.array(words, dtype=np.int64).reshape(-1, 2)
-        return pack(self._layouts["param"], {"addr": words[:, 0], "value": words[:, 1]})
+        return pack(self.layouts["param"], {"addr": words[:, 0], "value": words[:, 1]})
 
-    # Running ---------------------------------------------------------------------------------
-    def run_layer(self, *, W, w_format, w_bits, samples_rows, param_words, outputs, seed=0,
-                  stall=0.0, backpressure=0.0, name="layer", progress=None, serial=True):
-        """Run one layer for every sample.
+    def layer_runs(self, *, W, w_format, w_bits, samples_rows, param_words, outputs, stall=0.0,
+                   backpressure=0.0, name="layer"):
+        """The harness runs (batches of samples that fit the memories) of one layer.
 
         ``samples_rows``: each sample's ``A`` (``m x K`` activation codes, the same ``m``);
         ``param_words``: each sample's ``(address, value)`` words (rescale parameters and
-        ``beta_in``); ``outputs``: the output words per sample. ``progress(samples_done,
-        clocks)`` is called after each batch. ``serial``: each sample's stimulus starts when
-        the previous sample's outputs are in (see ``CosimHarness``).
+        ``beta_in``, the same count); ``outputs``: the output words per sample.
         """
-        t0 = time.monotonic()
         d = self.depths
         n = len(samples_rows)
         m = samples_rows[0].shape[0]
@@ -186,29 +169,25 @@ class CosimSim:
             acts = np.concatenate([self.activations(samples_rows[i]) for i in group])
             params = self.params([w for i in group for w in param_words[i]])
             run = {"samples": len(group), "n_param": per_param, "n_w": len(words_w),
-                   "n_pass": len(words_pass), "m": m, "a_stride": stride,
+                   "n_pass": len(words_pass), "m": m, "a_stride": stride, "outputs": outputs,
                    "n_out": outputs * len(group),
                    "stim_param": params.tolist(), "stim_a": acts.tolist()}
             if s0 == 0:                       # the program stays loaded for later batches
                 run["stim_w"], run["stim_pass"] = words_w.tolist(), words_pass.tolist()
-            # Watchdog: every word and output at the slowest stall rate, plus the rescale
-            # unit's per-sample phases, generously.
+            # Watchdog: every word at the slowest stall rate, 20 clocks each, and more.
             slow = 1.0 / max(1e-3, 1.0 - max(stall, backpressure))
             words = len(group) * (len(words_w) + len(words_pass) + stride * 8 + outputs * 4
                                   + per_param)
             run["budget"] = int(slow * 20 * words + 20000)
             runs.append(run)
-        threshold = lambda p: min(65535, max(0, round(p * 65536)))
-        job = {"seed": seed & 0xFFFF, "stall": threshold(stall), "serial": int(serial),
-               "backpressure": threshold(backpressure), "runs": runs,
-               "progress": progress is not None}
-        prepared = time.monotonic()
-        out = verilator.run_bench(self._runner, top=TOP, bench="sim.benches.cosim_bench",
-                                  job=job, work_dir=self.dir / name)
+        return runs
+
+    def collect(self, runs, results):
+        """A ``LayerResult`` from the runs of one layer and what the bench read back."""
         values, betas, cycles, lasts_ok, clocks = [], [], [], True, 0
-        for run, res in zip(runs, out["runs"]):
-            fields = unpack(self._layouts["out"], res["out"])
-            k = run["samples"]
+        for run, res in zip(runs, results):
+            fields = unpack(self.layouts["out"], res["out"])
+            k, outputs = run["samples"], run["outputs"]
             values.append(fields["value"].reshape(k, outputs))
             betas.append(fields["beta"].reshape(k, outputs)[:, 0])
             want_last = np.zeros((k, outputs), dtype=np.int64)
@@ -218,6 +197,99 @@ class CosimSim:
             cycles.append(np.diff(np.concatenate([[0], marks])))
             clocks += res["clocks"]
         return LayerResult(values=np.concatenate(values), betas=np.concatenate(betas),
-                           cycles=np.concatenate(cycles), lasts_ok=lasts_ok, clocks=clocks,
-                           load_seconds=out["load_seconds"], wait_seconds=out["wait_seconds"],
-                           seconds=time.monotonic() - t0 + 0 * prepared)
+                           cycles=np.concatenate(cycles), lasts_ok=lasts_ok, clocks=clocks)
+
+
+def thresholds(seed, stall, backpressure, serial=True):
+    """The harness's run settings: the LFSR seed and the 16-bit thresholds."""
+    threshold = lambda p: min(65535, max(0, round(p * 65536)))
+    return {"seed": seed & 0xFFFF, "stall": threshold(stall),
+            "backpressure": threshold(backpressure), "serial": int(serial)}
+
+
+class CosimSim:
+    """The harness of ``config`` built for Verilator under ``root`` (once per configuration
+    and memory depths); ``plan`` packs the stimulus, ``run(job)`` runs a bench job."""
+
+    def __init__(self, config, root, *, depths=None):
+        self.config = config
+        self.plan = CosimPlan(config, depths)
+        self.depths = self.plan.depths
+        self.dir = Path(root) / (f"cosim_{config.key()}_k{config.max_k}_m{config.max_m}"
+                                 f"_c{config.max_channels}_h{config.max_hidden}")
+        rtl = self.dir / "rtl"
+        rtl.mkdir(parents=True, exist_ok=True)
+        path = rtl / f"{TOP}.v"
+        text = strip_zero_init(verilog.convert(CosimHarness(config=config, depths=self.depths),
+                                               name=TOP, emit_src=False))
+        if not path.exists() or path.read_text() != text:
+            path.write_text(text)
+        control = rtl / f"{TOP}.vlt"
+        control.write_text(_CONTROL_FILE)
+        self.verilog = path
+        self._runner = verilator.build(path, TOP, self.dir / "build", args=SPEED_ARGS,
+                                       extra_sources=[control])
+
+    def run(self, job, *, name, progress=None):
+        """Run ``job`` (a picklable dict, see ``sim.benches.cosim_bench``) in one cocotb run;
+        ``progress(state)`` is called with the bench's progress reports while it runs."""
+        work = (self.dir / name).resolve()
+        work.mkdir(parents=True, exist_ok=True)
+        job_path, result_path = work / "job.pickle", work / "result.pickle"
+        progress_path = work / "progress.json"
+        progress_path.unlink(missing_ok=True)
+        result_path.unlink(missing_ok=True)
+        job_path.write_bytes(pickle.dumps(job))
+        watcher = _Watcher(progress_path, progress) if progress else None
+        try:
+            verilator.run_bench(self._runner, top=TOP, bench="sim.benches.cosim_bench",
+                                job={"pickle": str(job_path), "result": str(result_path),
+                                     "progress": str(progress_path)},
+                                work_dir=work)
+        finally:
+            if watcher:
+                watcher.stop()
+        return pickle.loads(result_path.read_bytes())
+
+    def run_layer(self, *, seed=0, stall=0.0, backpressure=0.0, serial=True, name="layer",
+                  **layer):
+        """One layer (``CosimPlan.layer_runs`` arguments) in one cocotb run: a
+        ``LayerResult``."""
+        runs = self.plan.layer_runs(stall=stall, backpressure=backpressure, name=name, **layer)
+        t0 = time.monotonic()
+        out = self.run({"mode": "runs", "settings": thresholds(seed, stall, backpressure,
+                                                               serial), "runs": runs},
+                       name=name)
+        result = self.plan.collect(runs, out["runs"])
+        result.seconds = time.monotonic() - t0
+        return result
+
+
+class _Watcher:
+    """Polls the bench's progress file from a thread and hands each new report on."""
+
+    def __init__(self, path, callback, interval=0.5):
+        self._path, self._callback, self._interval = Path(path), callback, interval
+        self._stop = threading.Event()
+        self._last = None
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def _loop(self):
+        while not self._stop.wait(self._interval):
+            self._poll()
+
+    def _poll(self):
+        try:
+            text = self._path.read_text()
+            state = json.loads(text)
+        except (OSError, ValueError):
+            return
+        if text != self._last:
+            self._last = text
+            self._callback(state)
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join()
+        self._poll()

@@ -3,8 +3,9 @@
 The host side is here: for every layer and sample it sends the rescale parameters and the
 sample's ``beta_in``, then the passes of its matrix product (``sim.engine_sim.passes_for``
 over the ``im2col`` rows that the golden model uses too), and collects the next layer's codes
-and ``beta``. One simulation runs one layer for all samples; the codes it returns are the next
-layer's input.
+and ``beta``. The stimulus goes into the co-simulation harness's memories (``sim.cosim``);
+one simulation runs the whole network, layer after layer, each layer for all samples, and
+the codes a layer returns are the next layer's input.
 """
 
 from dataclasses import dataclass, field
@@ -16,29 +17,77 @@ from gen.rescale import BETA_ONE
 from gen.sizing import check_fits
 from hw.rescale_unit import CONTROL, param_words
 
-from .cosim import CosimSim
+from .cosim import CosimSim, thresholds
 from .golden import check_codes, im2col
 
-__all__ = ["NetworkSim", "NetworkRun", "TOP"]
-
-TOP = "asq_accel"
+__all__ = ["NetworkSim", "NetworkRun", "drive", "layer_params", "layer_rows"]
 
 
 @dataclass
 class NetworkRun:
     """Per layer: the output codes (``(N,) + out_shape``; the last layer's ``z`` values,
-    units ``2**-Z``), ``beta`` (``(N,)``) and the clocks of every sample."""
+    units ``2**-Z``), ``beta`` (``(N,)``) and the clocks of every sample (counted in HDL);
+    ``clocks`` in all."""
 
     outputs: list = field(default_factory=list)
     betas: list = field(default_factory=list)
     cycles: list = field(default_factory=list)
     clocks: int = 0
-    load_seconds: float = 0.0
+
+
+def layer_params(layer, beta_in, max_channels):
+    """The ``i_param`` words of ``layer`` for a sample with ``beta_in``: the one place on this
+    path that knows the rescale unit's register map (``hw.rescale_unit``)."""
+    if layer.kind == "linear":
+        c, h, w = layer.out_channels, 1, 1
+    else:
+        c, h, w = layer.conv_shape
+    words = param_words(layer.fixed, channels=c, height=h, width=w, pool=layer.pool,
+                        relu=layer.relu, max_channels=max_channels)
+    words.append((6 << 12 | CONTROL.index("beta_in"), int(beta_in)))
+    return words
+
+
+def layer_rows(layer, codes):
+    """Each sample's ``A``: its ``im2col`` rows (a linear layer: one row)."""
+    if layer.kind == "linear":
+        return [x.reshape(1, -1) for x in codes]
+    return list(im2col(codes, layer.kernel, layer.stride, layer.padding)
+                .reshape(len(codes), -1, layer.k))
+
+
+def drive(plan, bundle, codes, *, seed=0, stall=0.0, backpressure=0.0, serial=True):
+    """The host's sequencing of a network, as a generator: for each layer it yields
+    ``(index, runs, settings)`` (``sim.cosim.CosimPlan`` runs) and is sent the bench's results
+    of those runs; it returns the ``NetworkRun``. Runs in the cocotb process, so that a whole
+    network is one simulation."""
+    betas = np.full(len(codes), BETA_ONE, dtype=np.int64)
+    run = NetworkRun()
+    for i, layer in enumerate(bundle.layers):
+        runs = plan.layer_runs(
+            W=layer.weight_matrix, w_format=layer.w_format, w_bits=layer.w_bits,
+            samples_rows=layer_rows(layer, codes),
+            param_words=[layer_params(layer, b, plan.config.max_channels) for b in betas],
+            outputs=int(np.prod(layer.out_shape)), stall=stall, backpressure=backpressure,
+            name=layer.name)
+        results = yield i, runs, thresholds(seed + i, stall, backpressure, serial)
+        out = plan.collect(runs, results)
+        if not out.lasts_ok:
+            raise AssertionError(f"layer {layer.name!r}: o_out's last flag is not on the "
+                                 f"final word of every sample")
+        codes = out.values.reshape((len(codes),) + tuple(layer.out_shape))
+        betas = out.betas
+        run.outputs.append(codes)
+        run.betas.append(betas)
+        run.cycles.append(out.cycles.tolist())
+        run.clocks += out.clocks
+    return run
 
 
 class NetworkSim:
     """The accelerator of ``config`` inside the co-simulation harness (``sim.cosim``), built
-    for Verilator under ``root`` once per configuration."""
+    for Verilator under ``root`` once per configuration; a whole network runs in one cocotb
+    run, layer after layer, each layer's samples in as few batches as the memories allow."""
 
     def __init__(self, config, root, *, depths=None):
         self.config = config
@@ -46,47 +95,15 @@ class NetworkSim:
         self.dir = self._cosim.dir
         self.verilog = self._cosim.verilog
 
-    def _params(self, layer, beta_in):
-        """The ``i_param`` words of ``layer`` for a sample with ``beta_in`` (the only place
-        that knows the rescale unit's register map on this path)."""
-        if layer.kind == "linear":
-            c, h, w = layer.out_channels, 1, 1
-        else:
-            c, h, w = layer.conv_shape
-        words = param_words(layer.fixed, channels=c, height=h, width=w, pool=layer.pool,
-                            relu=layer.relu, max_channels=self.config.max_channels)
-        words.append((6 << 12 | CONTROL.index("beta_in"), int(beta_in)))
-        return words
-
-    def run(self, bundle, input_codes, *, seed=0, stall=0.0, backpressure=0.0, progress=None):
-        """Run ``bundle`` on ``input_codes``; see ``NetworkRun``. ``progress(layer index,
-        samples done, clocks)`` is called as batches finish."""
+    def run(self, bundle, input_codes, *, seed=0, stall=0.0, backpressure=0.0, serial=True,
+            progress=None, name="network"):
+        """Run ``bundle`` on ``input_codes``; see ``NetworkRun``. ``progress(state)`` gets the
+        bench's reports (``layer``, ``layers``, ``steps_done``, ``steps``, ``clocks``) while
+        it runs."""
         check_fits(bundle, self.config)
         codes = check_codes("input codes", input_codes, bundle.input_bits,
                             ndim=1 + len(bundle.input_shape))
-        betas = np.full(len(codes), BETA_ONE, dtype=np.int64)
-        run = NetworkRun()
-        for i, layer in enumerate(bundle.layers):
-            if layer.kind == "linear":
-                rows = [x.reshape(1, -1) for x in codes]
-            else:
-                rows = list(im2col(codes, layer.kernel, layer.stride, layer.padding)
-                            .reshape(len(codes), -1, layer.k))
-            out = self._cosim.run_layer(
-                W=layer.weight_matrix, w_format=layer.w_format, w_bits=layer.w_bits,
-                samples_rows=rows, param_words=[self._params(layer, b) for b in betas],
-                outputs=int(np.prod(layer.out_shape)), seed=seed + i, stall=stall,
-                backpressure=backpressure, name=f"layer{i}",
-                progress=None if progress is None else
-                (lambda samples, clocks, i=i: progress(i, samples, clocks)))
-            if not out.lasts_ok:
-                raise AssertionError(f"layer {layer.name!r}: o_out's last flag is not on the "
-                                     f"final word of every sample")
-            codes = out.values.reshape((len(codes),) + tuple(layer.out_shape))
-            betas = out.betas
-            run.outputs.append(codes)
-            run.betas.append(betas)
-            run.cycles.append(out.cycles.tolist())
-            run.clocks += out.clocks
-            run.load_seconds += out.load_seconds
-        return run
+        job = {"mode": "network", "config": self.config, "depths": self._cosim.depths,
+               "bundle": bundle, "codes": np.asarray(codes), "seed": seed, "stall": stall,
+               "backpressure": backpressure, "serial": serial}
+        return self._cosim.run(job, name=name, progress=progress)["network"]

@@ -1,105 +1,151 @@
-"""Runs batches of a layer through ``sim.harness.CosimHarness``: no Python per clock.
+"""Runs batches through ``sim.harness.CosimHarness``: no Python per clock.
 
-For each batch the bench writes the stimulus into the harness's memories, sets the counts,
-raises ``go`` and waits for ``done`` (or the watchdog, which names the streams that stopped),
-then reads the captured outputs and clock marks back in one go.
+For each batch (a *run*) the bench writes the stimulus into the harness's memories, sets the
+counts, raises ``go`` and waits for ``done`` (or the watchdog, which names the streams that
+stopped and where), then reads the captured outputs and clock marks back in one go.
 
-Job: ``{"seed", "stall", "backpressure" (16-bit thresholds), "progress",
-"runs": [{"samples", "n_param", "n_w", "n_pass", "m", "a_stride", "n_out", "budget",
-"stim_param", "stim_a", ["stim_w", "stim_pass"]}]}``; the program memories keep what an earlier
-batch loaded. Result: ``{"runs": [{"out", "marks", "clocks"}], "load_seconds",
-"wait_seconds"}``.
+The job (a pickle, ``sim.cosim.CosimSim.run``) is either ``{"mode": "runs", "settings",
+"runs"}`` (``sim.cosim.CosimPlan.layer_runs``) or ``{"mode": "network", ...}``: a whole network,
+sequenced in this process by ``sim.network_sim.drive`` so that the layers follow each other in
+one simulation. The result (a pickle): ``{"runs": [{"out", "marks", "clocks"}]}`` or
+``{"network": NetworkRun}``. After every batch the bench writes ``{"layer", "layers",
+"steps_done", "steps", "clocks"}`` to the progress file.
 """
 
 import json
 import os
-import time
+import pickle
 
 import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, First, ReadWrite, RisingEdge, Timer
 
-from sim.harness import STREAMS
+from .common import CLOCK_NS, load_job
 
-from .common import CLOCK_NS, load_job, save_result
-
+# The harness's streams, in the order of its ``waiting`` bits (``sim.harness.STREAMS``; not
+# imported, to keep Amaranth out of a ``runs`` job's process).
+STREAMS = ("i_param", "i_w", "i_a", "i_pass", "o_out")
 COUNTS = ("samples", "n_param", "n_w", "n_pass", "m", "a_stride", "n_out")
+MEMORIES = ("stim_param", "stim_w", "stim_a", "stim_pass")
 
 
-def _load(memory, words):
-    for i, word in enumerate(words):
-        memory[i].value = word
-
-
-def _read(memory, count):
-    return [memory[i].value.to_unsigned() for i in range(count)]
+def _totals(run):
+    """The words each stream moves in ``run``."""
+    k = run["samples"]
+    return {"i_param": run["n_param"] * k, "i_w": run["n_w"] * k,
+            "i_a": run["m"] * run["n_pass"] * k, "i_pass": run["n_pass"] * k,
+            "o_out": run["n_out"]}
 
 
 def _stuck(dut, run):
     """Which streams stopped where, for the watchdog's message."""
-    totals = {"i_param": run["n_param"] * run["samples"], "i_w": run["n_w"] * run["samples"],
-              "i_a": run["m"] * run["n_pass"] * run["samples"],
-              "i_pass": run["n_pass"] * run["samples"], "o_out": run["n_out"]}
     waiting = dut.waiting.value.to_unsigned()
     parts = []
-    for i, name in enumerate(STREAMS):
+    for i, (name, total) in enumerate(_totals(run).items()):
         taken = getattr(dut, f"taken_{name}").value.to_unsigned()
-        if taken < totals[name]:
-            state = "valid and not ready" if waiting >> i & 1 else "idle"
-            parts.append(f"{name} stopped at word {taken} of {totals[name]} ({state})")
+        if taken < total:
+            state = "valid, not ready" if waiting >> i & 1 else "not valid"
+            parts.append(f"{name} stopped at word {taken} of {total} ({state})")
     return "; ".join(parts) or "every stream finished but done stayed low"
 
 
-@cocotb.test()
-async def run_batches(dut):
-    job = load_job()
-    progress_path = os.environ.get("ASQ_PROGRESS")
-    Clock(dut.clk, CLOCK_NS, unit="ns", impl="gpi").start()
-    dut.rst.value = 1
-    dut.go.value = 0
-    dut.serial.value = job["serial"]
-    dut.seed.value = job["seed"]
-    dut.stall.value = job["stall"]
-    dut.backpressure.value = job["backpressure"]
-    await ClockCycles(dut.clk, 2)
-    dut.rst.value = 0
-    memories = {name: getattr(dut, name) for name in
-                ("stim_param", "stim_w", "stim_a", "stim_pass", "cap_out", "cap_mark")}
-    results, load_s, wait_s, done_samples, done_clocks = [], 0.0, 0.0, 0, 0
-    for run in job["runs"]:
-        t0 = time.monotonic()
+class Harness:
+    """The harness under cocotb: the clock, reset and one method per batch."""
+
+    def __init__(self, dut):
+        self.dut = dut
+        self.memories = {name: getattr(dut, name) for name in (*MEMORIES, "cap_out",
+                                                                "cap_mark")}
+
+    async def start(self):
+        # The clock toggles from C (the GPI clock): no Python per clock.
+        Clock(self.dut.clk, CLOCK_NS, unit="ns", impl="gpi").start()
+        self.dut.rst.value = 1
+        self.dut.go.value = 0
+        await ClockCycles(self.dut.clk, 2)
+        self.dut.rst.value = 0
+
+    async def run(self, run, settings):
+        dut = self.dut
         await ReadWrite()                 # writes in this phase are applied at once
-        for name in ("stim_param", "stim_w", "stim_a", "stim_pass"):
+        for name in MEMORIES:
             if name in run:
-                _load(memories[name], run[name])
+                memory = self.memories[name]
+                for i, word in enumerate(run[name]):
+                    memory[i].value = word
         for name in COUNTS:
             getattr(dut, name).value = run[name]
+        for name, value in settings.items():
+            getattr(dut, name).value = value
         await RisingEdge(dut.clk)
         dut.go.value = 1
-        t1 = time.monotonic()
-        fired = await First(RisingEdge(dut.done), Timer(run["budget"] * CLOCK_NS, "ns"))
+        await First(RisingEdge(dut.done), Timer(run["budget"] * CLOCK_NS, "ns"))
         if not dut.done.value:
-            assert fired is not None
-            raise AssertionError(f"layer engine hung: no result after {run['budget']} clocks: "
-                                 f"{_stuck(dut, run)}")
-        t2 = time.monotonic()
+            raise AssertionError(f"the layer engine hung: no result after {run['budget']} "
+                                 f"clocks; {_stuck(dut, run)}")
         clocks = dut.clocks.value.to_unsigned()
-        out = _read(memories["cap_out"], run["n_out"])
-        marks = _read(memories["cap_mark"], run["samples"])
-        for name in STREAMS[:-1]:
+        cap_out, cap_mark = self.memories["cap_out"], self.memories["cap_mark"]
+        out = [cap_out[i].value.to_unsigned() for i in range(run["n_out"])]
+        marks = [cap_mark[i].value.to_unsigned() for i in range(run["samples"])]
+        for name, total in _totals(run).items():
             taken = getattr(dut, f"taken_{name}").value.to_unsigned()
-            want = {"i_param": run["n_param"] * run["samples"], "i_w": run["n_w"] * run["samples"],
-                    "i_a": run["m"] * run["n_pass"] * run["samples"],
-                    "i_pass": run["n_pass"] * run["samples"]}[name]
-            assert taken == want, f"{name}: {taken} words taken, {want} sent"
-        results.append({"out": out, "marks": marks, "clocks": clocks})
+            assert taken == total, f"{name}: {taken} words moved, {total} expected"
         dut.go.value = 0
-        await ClockCycles(dut.clk, 2)
-        load_s += (t1 - t0) + (time.monotonic() - t2)
-        wait_s += t2 - t1
-        done_samples += run["samples"]
-        done_clocks += clocks
-        if progress_path:
-            with open(progress_path, "w") as f:
-                json.dump({"samples": done_samples, "clocks": done_clocks}, f)
-    save_result({"runs": results, "load_seconds": load_s, "wait_seconds": wait_s})
+        await ClockCycles(dut.clk, 2)     # the LFSRs take their seeds again
+        return {"out": out, "marks": marks, "clocks": clocks}
+
+
+class Progress:
+    def __init__(self, path, layers, steps):
+        self.path, self.layers, self.steps = path, layers, steps
+        self.done = self.clocks = 0
+
+    def report(self, layer, run, clocks):
+        self.done += run["samples"]
+        self.clocks += clocks
+        if self.path:
+            tmp = f"{self.path}.tmp"
+            with open(tmp, "w") as f:
+                json.dump({"layer": layer, "layers": self.layers, "steps_done": self.done,
+                           "steps": self.steps, "clocks": self.clocks}, f)
+            os.replace(tmp, self.path)
+
+
+@cocotb.test()
+async def run_job(dut):
+    paths = load_job()
+    with open(paths["pickle"], "rb") as f:
+        job = pickle.load(f)
+    harness = Harness(dut)
+    await harness.start()
+    if job["mode"] == "runs":
+        progress = Progress(paths.get("progress"), 1, sum(r["samples"] for r in job["runs"]))
+        results = []
+        for run in job["runs"]:
+            results.append(await harness.run(run, job["settings"]))
+            progress.report(0, run, results[-1]["clocks"])
+        result = {"runs": results}
+    else:
+        from sim.cosim import CosimPlan
+        from sim.network_sim import drive
+
+        bundle, codes = job["bundle"], job["codes"]
+        progress = Progress(paths.get("progress"), len(bundle.layers),
+                            len(bundle.layers) * len(codes))
+        steps = drive(CosimPlan(job["config"], job["depths"]), bundle, codes, seed=job["seed"],
+                      stall=job["stall"], backpressure=job["backpressure"],
+                      serial=job["serial"])
+        try:
+            layer, runs, settings = next(steps)
+            while True:
+                results = []
+                for run in runs:
+                    results.append(await harness.run(run, settings))
+                    progress.report(layer, run, results[-1]["clocks"])
+                layer, runs, settings = steps.send(results)
+        except StopIteration as stop:
+            result = {"network": stop.value}
+    with open(paths["result"], "wb") as f:
+        pickle.dump(result, f)
+    with open(os.environ["ASQ_RESULT"], "w") as f:
+        json.dump({"ok": True}, f)
