@@ -91,24 +91,28 @@ def run_per_clock(cfg, root, net, bundle, codes, golden):
     return clocks, seconds
 
 
-def build_plain(sim, folder):
-    """The harness's Verilog under ``plain_main.cpp``, built with the co-simulation's options."""
+def build_plain(sim, folder, args=SPEED_ARGS, opt_fast=None):
+    """The harness's Verilog under ``plain_main.cpp``, built with Verilator ``args`` (the
+    co-simulation's by default) and, if given, the C++ optimisation ``opt_fast``."""
     binary = verilator.use_packaged_verilator()
     folder.mkdir(parents=True, exist_ok=True)
     exe = folder / "obj" / "plain"
     stamp = folder / ".stamp"
     key = sim.verilog.read_text() + (ROOT / "bench" / "plain_main.cpp").read_text()
-    key = hashlib.sha256((key + repr(SPEED_ARGS)).encode()).hexdigest()
+    key = hashlib.sha256((key + repr((args, opt_fast))).encode()).hexdigest()
     if exe.exists() and stamp.exists() and stamp.read_text() == key:
         return exe
-    args = [a for a in SPEED_ARGS if a != "--no-public-flat-rw"]
+    args = [a for a in args if a != "--no-public-flat-rw"]
     cmd = [str(binary), "--cc", "--exe", "--build", "-j", "2", "--vpi", "-Wno-fatal",
            "--prefix", "Vtop", "--top-module", TOP, "-Mdir", str(folder / "obj"), "-o", "plain",
            *args, str(sim.verilog), str(sim.verilog.with_suffix(".vlt")),
            str(ROOT / "bench" / "plain_main.cpp")]
+    env = dict(os.environ)
+    if opt_fast:
+        env["MAKEFLAGS"] = f"{env.get('MAKEFLAGS', '')} OPT_FAST={opt_fast}"
     log = folder / "build.log"
     with open(log, "w") as f:
-        if subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT).returncode != 0:
+        if subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env).returncode != 0:
             raise SystemExit(f"the plain harness did not build; see {log}")
     stamp.write_text(key)
     return exe

@@ -170,13 +170,20 @@ def _cmd_compare(args):
 def _cmd_sim(args):
     from gen.bundle import load
     from gen.sizing import config_for_bundle
+    from sim.progress import ProgressLine
     from sim.report import format_sim_report, simulate
 
     bundle = load(args.bundle)
     config = config_for_bundle(bundle, rows=args.rows, cols=args.cols)
     print(f"asqgen sim: {args.bundle}, {args.images} test images on Verilator", flush=True)
-    report = simulate(bundle, images=args.images, config=config, root=args.out, seed=args.seed,
-                      stall=args.stall)
+    progress = None if args.quiet else ProgressLine.for_stream(
+        sys.stderr, [layer.name for layer in bundle.layers])
+    try:
+        report = simulate(bundle, images=args.images, config=config, root=args.out,
+                          seed=args.seed, stall=args.stall, progress=progress)
+    finally:
+        if progress:
+            progress.close()
     lines = format_sim_report(report)
     for line in lines[:-1]:
         print(line)
@@ -305,6 +312,8 @@ def build_parser():
     p.add_argument("--seed", type=int, default=0, help="seed of the stalls (%(default)s)")
     p.add_argument("--out", default="out/sim", help="build folder (%(default)s)")
     p.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress line on standard error (it is shown on a terminal only)")
     p.set_defaults(func=_cmd_sim)
     return parser
 

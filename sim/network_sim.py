@@ -27,12 +27,14 @@ __all__ = ["NetworkSim", "NetworkRun", "drive", "layer_params", "layer_rows"]
 class NetworkRun:
     """Per layer: the output codes (``(N,) + out_shape``; the last layer's ``z`` values,
     units ``2**-Z``), ``beta`` (``(N,)``) and the clocks of every sample (counted in HDL);
-    ``clocks`` in all."""
+    ``clocks`` in all; ``seconds``: the bench's time loading memories, simulating, reading
+    back, and in all."""
 
     outputs: list = field(default_factory=list)
     betas: list = field(default_factory=list)
     cycles: list = field(default_factory=list)
     clocks: int = 0
+    seconds: dict = field(default_factory=dict)
 
 
 def layer_params(layer, beta_in, max_channels):
@@ -106,4 +108,6 @@ class NetworkSim:
         job = {"mode": "network", "config": self.config, "depths": self._cosim.depths,
                "bundle": bundle, "codes": np.asarray(codes), "seed": seed, "stall": stall,
                "backpressure": backpressure, "serial": serial}
-        return self._cosim.run(job, name=name, progress=progress)["network"]
+        out = self._cosim.run(job, name=name, progress=progress)
+        out["network"].seconds = out["seconds"]
+        return out["network"]

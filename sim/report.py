@@ -22,8 +22,10 @@ def _ideal_cycles(layer, config):
     return m * layer.k * layer.out_channels / (config.rows * config.cols)
 
 
-def simulate(bundle, *, images, config=None, root="build/sim", seed=0, stall=0.0):
-    """Run the first ``images`` reference images of ``bundle`` on the RTL; return the report."""
+def simulate(bundle, *, images, config=None, root="build/sim", seed=0, stall=0.0,
+             progress=None):
+    """Run the first ``images`` reference images of ``bundle`` on the RTL; return the report.
+    ``progress`` takes the simulation's progress reports (``sim.progress``)."""
     ref = bundle.reference
     if "images" not in ref or "labels" not in ref or "logits" not in ref:
         raise ValueError("the bundle has no reference images, labels and PyTorch logits "
@@ -41,7 +43,7 @@ def simulate(bundle, *, images, config=None, root="build/sim", seed=0, stall=0.0
     build_s = time.monotonic() - t0
     golden = run_network(bundle, codes)
     t0 = time.monotonic()
-    run = sim.run(bundle, codes, seed=seed, stall=stall, backpressure=stall)
+    run = sim.run(bundle, codes, seed=seed, stall=stall, backpressure=stall, progress=progress)
     sim_s = time.monotonic() - t0
 
     layers, first = [], None
@@ -61,7 +63,7 @@ def simulate(bundle, *, images, config=None, root="build/sim", seed=0, stall=0.0
     rtl_pred = (run.outputs[-1] * 2.0 ** -Z).argmax(1)
     golden_pred = golden.predictions
     torch_pred = np.asarray(ref["logits"][:images]).argmax(1)
-    total_cycles = sum(sum(c) for c in run.cycles)
+    total_cycles = run.clocks
     return {
         "images": images, "config": config.as_dict(), "verilog": str(sim.verilog),
         "identical": first is None, "first_difference": first, "layers": layers,

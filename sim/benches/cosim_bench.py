@@ -8,13 +8,15 @@ The job (a pickle, ``sim.cosim.CosimSim.run``) is either ``{"mode": "runs", "set
 "runs"}`` (``sim.cosim.CosimPlan.layer_runs``) or ``{"mode": "network", ...}``: a whole network,
 sequenced in this process by ``sim.network_sim.drive`` so that the layers follow each other in
 one simulation. The result (a pickle): ``{"runs": [{"out", "marks", "clocks"}]}`` or
-``{"network": NetworkRun}``. After every batch the bench writes ``{"layer", "layers",
+``{"network": NetworkRun}``, with ``"seconds"`` (loading the memories, simulating, reading
+back, and the total, host work included). After every batch the bench writes ``{"layer", "layers",
 "steps_done", "steps", "clocks"}`` to the progress file.
 """
 
 import json
 import os
 import pickle
+import time
 
 import cocotb
 from cocotb.clock import Clock
@@ -54,6 +56,7 @@ class Harness:
 
     def __init__(self, dut):
         self.dut = dut
+        self.seconds = {"load": 0.0, "simulate": 0.0, "read": 0.0}
         self.memories = {name: getattr(dut, name) for name in (*MEMORIES, "cap_out",
                                                                 "cap_mark")}
 
@@ -67,6 +70,7 @@ class Harness:
 
     async def run(self, run, settings):
         dut = self.dut
+        t0 = time.monotonic()
         await ReadWrite()                 # writes in this phase are applied at once
         for name in MEMORIES:
             if name in run:
@@ -79,10 +83,12 @@ class Harness:
             getattr(dut, name).value = value
         await RisingEdge(dut.clk)
         dut.go.value = 1
+        t1 = time.monotonic()
         await First(RisingEdge(dut.done), Timer(run["budget"] * CLOCK_NS, "ns"))
         if not dut.done.value:
             raise AssertionError(f"the layer engine hung: no result after {run['budget']} "
                                  f"clocks; {_stuck(dut, run)}")
+        t2 = time.monotonic()
         clocks = dut.clocks.value.to_unsigned()
         cap_out, cap_mark = self.memories["cap_out"], self.memories["cap_mark"]
         out = [cap_out[i].value.to_unsigned() for i in range(run["n_out"])]
@@ -92,6 +98,9 @@ class Harness:
             assert taken == total, f"{name}: {taken} words moved, {total} expected"
         dut.go.value = 0
         await ClockCycles(dut.clk, 2)     # the LFSRs take their seeds again
+        t3 = time.monotonic()
+        for key, dt in (("load", t1 - t0), ("simulate", t2 - t1), ("read", t3 - t2)):
+            self.seconds[key] += dt
         return {"out": out, "marks": marks, "clocks": clocks}
 
 
@@ -117,6 +126,7 @@ async def run_job(dut):
     with open(paths["pickle"], "rb") as f:
         job = pickle.load(f)
     harness = Harness(dut)
+    start = time.monotonic()
     await harness.start()
     if job["mode"] == "runs":
         progress = Progress(paths.get("progress"), 1, sum(r["samples"] for r in job["runs"]))
@@ -145,6 +155,7 @@ async def run_job(dut):
                 layer, runs, settings = steps.send(results)
         except StopIteration as stop:
             result = {"network": stop.value}
+    result["seconds"] = dict(harness.seconds, total=time.monotonic() - start)
     with open(paths["result"], "wb") as f:
         pickle.dump(result, f)
     with open(os.environ["ASQ_RESULT"], "w") as f:
