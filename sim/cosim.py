@@ -12,6 +12,7 @@ batches within the same cocotb run.
 the per-clock path.
 """
 
+import hashlib
 import json
 import pickle
 import threading
@@ -207,6 +208,19 @@ def thresholds(seed, stall, backpressure, serial=True):
             "backpressure": threshold(backpressure), "serial": int(serial)}
 
 
+def _source_key(config, depths):
+    """A hash of what the harness's Verilog depends on: the configuration, the depths, the
+    Amaranth version and the sources of ``hw/`` and of the harness."""
+    import amaranth
+
+    h = hashlib.sha256(repr((config.as_dict(), depths.as_dict(),
+                             amaranth.__version__)).encode())
+    root = Path(__file__).resolve().parent.parent
+    for source in sorted((root / "hw").glob("*.py")) + [root / "sim" / "harness.py"]:
+        h.update(source.read_bytes())
+    return h.hexdigest()
+
+
 class CosimSim:
     """The harness of ``config`` built for Verilator under ``root`` (once per configuration
     and memory depths); ``plan`` packs the stimulus, ``run(job)`` runs a bench job."""
@@ -220,10 +234,15 @@ class CosimSim:
         rtl = self.dir / "rtl"
         rtl.mkdir(parents=True, exist_ok=True)
         path = rtl / f"{TOP}.v"
-        text = strip_zero_init(verilog.convert(CosimHarness(config=config, depths=self.depths),
-                                               name=TOP, emit_src=False))
-        if not path.exists() or path.read_text() != text:
-            path.write_text(text)
+        # Converting the harness takes seconds (its deep memories); convert again only when
+        # the configuration, the depths or the generator's sources change.
+        key = _source_key(config, self.depths)
+        stamp = rtl / ".source_key"
+        if not (path.exists() and stamp.exists() and stamp.read_text() == key):
+            harness = CosimHarness(config=config, depths=self.depths)
+            path.write_text(strip_zero_init(verilog.convert(harness, name=TOP,
+                                                            emit_src=False)))
+            stamp.write_text(key)
         control = rtl / f"{TOP}.vlt"
         control.write_text(_CONTROL_FILE)
         self.verilog = path

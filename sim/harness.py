@@ -88,8 +88,12 @@ class CosimHarness(wiring.Component):
     seed, stall, backpressure : In(16)
         LFSR seed and the idle and backpressure thresholds (probability ``x / 2**16``).
     serial : In(1)
-        Start each sample's streams only when the previous sample's outputs are all captured
-        (the per-clock benches' order); low lets samples overlap in the engine.
+        Start each sample's streams only when the previous sample's outputs are all captured,
+        and its passes only after its parameters (the per-clock benches' order). Low lets the
+        streams run ahead, which the layer engine does not allow today: the rescale unit
+        takes the next sample's parameters (its ``beta_in`` too) whenever it is idle, before
+        the current sample's accumulators, and starts a sample when ``i_param`` pauses.
+        ``sim.cosim`` always sets it.
     samples, n_param, n_w, n_pass, m, a_stride, n_out : In(32)
         The run's shape (module docstring); ``n_param`` is per sample.
     done : Out(1)

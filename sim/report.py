@@ -74,6 +74,7 @@ def simulate(bundle, *, images, config=None, root="build/sim", seed=0, stall=0.0
         "cycles_per_image": total_cycles / images,
         "simulated_cycles_per_second": total_cycles / sim_s,
         "build_seconds": build_s, "simulation_seconds": sim_s,
+        "simulator_seconds": run.seconds,
     }
 
 
@@ -99,6 +100,9 @@ def format_sim_report(r):
         f"  speed      {r['cycles_per_image']:.0f} cycles per image; "
         f"{r['simulated_cycles_per_second']:.0f} simulated cycles/s; build "
         f"{r['build_seconds']:.1f} s, simulation {r['simulation_seconds']:.1f} s",
+        *([f"             in the simulator: loading memories {t['load']:.1f} s, clocks "
+           f"{t['simulate']:.1f} s, reading back {t['read']:.1f} s, in all {t['total']:.1f} s"]
+          if (t := r.get("simulator_seconds")) else []),
         "PASS: every layer of the RTL equals the golden model" if r["identical"] else
         "FAIL: the RTL differs from the golden model",
     ]

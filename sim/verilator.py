@@ -125,6 +125,13 @@ def build(verilog_path, top, build_dir, *, args=(), extra_sources=()):
     return runner
 
 
+def _reason(log, form=": {}"):
+    """The last error line of a simulation log (a failed assertion's message), formatted."""
+    failures = [ln.strip() for ln in Path(log).read_text(errors="replace").splitlines()
+                if "Error:" in ln]
+    return form.format(failures[-1]) if failures else ""
+
+
 def run_bench(runner, *, top, bench, job, work_dir):
     """Run the cocotb bench module ``bench`` on the built ``top`` with ``job`` (a dict).
 
@@ -145,10 +152,8 @@ def run_bench(runner, *, top, bench, job, work_dir):
                     test_dir=work_dir,
                     results_xml=str(work_dir / "results.xml"), extra_env=env, log_file=log)
     except SystemExit as e:
-        raise BuildError(f"the simulation of {top} failed (exit {e.code}); see {log}") from None
+        raise BuildError(f"the simulation of {top} failed (exit {e.code}{_reason(log)}); "
+                         f"see {log}") from None
     if not result_path.exists():
-        failures = [ln.strip() for ln in log.read_text(errors="replace").splitlines()
-                    if "Error:" in ln]
-        reason = f" ({failures[-1]})" if failures else ""
-        raise BuildError(f"the bench {bench} wrote no result{reason}; see {log}")
+        raise BuildError(f"the bench {bench} wrote no result{_reason(log, ' ({})')}; see {log}")
     return json.loads(result_path.read_text())
