@@ -35,7 +35,7 @@ from gen.sizing import config_for_bundle                             # noqa: E40
 from gen.verilog import write_verilog                                # noqa: E402
 from hw.accelerator import Accelerator                               # noqa: E402
 from sim import verilator                                            # noqa: E402
-from sim.cosim import SPEED_ARGS, TOP, CosimSim, unpack              # noqa: E402
+from sim.cosim import SPEED_ARGS, SPEED_MAKE, TOP, unpack           # noqa: E402
 from sim.engine_sim import passes_for                                # noqa: E402
 from sim.golden import im2col, run_network                           # noqa: E402
 from sim.network_sim import NetworkSim, layer_params                 # noqa: E402
@@ -91,7 +91,7 @@ def run_per_clock(cfg, root, net, bundle, codes, golden):
     return clocks, seconds
 
 
-def build_plain(sim, folder, args=SPEED_ARGS, opt_fast=None):
+def build_plain(sim, folder, args=SPEED_ARGS, opt_fast=SPEED_MAKE[0].split("=")[1]):
     """The harness's Verilog under ``plain_main.cpp``, built with Verilator ``args`` (the
     co-simulation's by default) and, if given, the C++ optimisation ``opt_fast``."""
     binary = verilator.use_packaged_verilator()
