@@ -13,7 +13,7 @@ model's codes, no stalls):
 All three must give the golden model's outputs; the table shows clocks, seconds, clocks per
 second and the ratio to the plain harness.
 
-    ./dev python bench/cosim_speed.py [--images 10] [--out build/bench]
+    ./dev python bench/cosim_speed.py [--images 30] [--out build/bench]
 """
 
 import argparse
@@ -66,6 +66,7 @@ def run_cosim(net, bundle, codes, golden):
     seconds = time.monotonic() - t0
     for i, layer in enumerate(bundle.layers):
         assert (run.outputs[i].reshape(len(codes), -1) == expected(golden, i, len(codes))).all()
+    run_cosim.seconds = dict(run.seconds, wall=seconds)
     return run.clocks, seconds
 
 
@@ -155,7 +156,7 @@ def run_plain(exe, net, bundle, codes, golden, folder):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--images", type=int, default=10)
+    parser.add_argument("--images", type=int, default=30)
     parser.add_argument("--out", default=str(ROOT / "build" / "bench"))
     args = parser.parse_args()
     bundle = load(ROOT / "export" / "default_model" / "bundle")
@@ -176,6 +177,17 @@ def main():
     for name, (clocks, seconds) in rows:
         rate = clocks / seconds
         print(f"  {name:<28} {clocks:>9} {seconds:>8.2f} {rate:>10.0f} {rate / base:>8.3f}")
+    t = run_cosim.seconds
+    print(f"  co-simulation's {t['wall']:.2f} s: clocks {t['simulate']:.2f} s "
+          f"({clocks_of(rows, 1) / t['simulate']:.0f} clocks/s, "
+          f"{clocks_of(rows, 1) / t['simulate'] / base:.3f} x plain), loading memories "
+          f"{t['load']:.2f} s, reading back {t['read']:.2f} s, host work in the simulator "
+          f"{t['total'] - t['simulate'] - t['load'] - t['read']:.2f} s, starting the "
+          f"simulator and the rest {t['wall'] - t['total']:.2f} s")
+
+
+def clocks_of(rows, i):
+    return rows[i][1][0]
 
 
 if __name__ == "__main__":
