@@ -32,20 +32,22 @@ from . import verilator
 from .engine_sim import pass_plan
 from .harness import CosimHarness, Depths, program_layout, strip_zero_init
 
-__all__ = ["CosimSim", "CosimPlan", "LayerResult", "thresholds", "pack", "unpack", "SPEED_ARGS", "SPEED_MAKE", "TOP"]
+__all__ = ["CosimSim", "CosimPlan", "LayerResult", "thresholds", "pack", "unpack",
+           "SPEED_ARGS", "SPEED_MAKE", "TOP"]
 
 TOP = "asq_cosim"
 
 #: Verilator options of the co-simulation build, chosen by measurement
 #: (``bench/verilator_options.py``, README "Co-simulation at Verilator speed"): ``-O3`` and
 #: fast X handling were as fast as the defaults, C++ ``-O3`` on the model's fast path
-#: (``SPEED_MAKE``) 1.26 times faster than the default ``-Os``, ``--threads 2`` a hundred
-#: times slower on the busy 2-core machine.
+#: (``SPEED_MAKE``) 1.26 times faster than the package's default ``-Os``, ``--threads 2``
+#: two hundred times slower on the busy 2-core machine.
 SPEED_ARGS = ("-O3", "--x-assign", "fast", "--x-initial", "fast", "--no-public-flat-rw")
 SPEED_MAKE = ("OPT_FAST=-O3",)
 
-# Only the harness's own ports and memories need to be visible to cocotb; making every signal
-# of the design public (cocotb's default --public-flat-rw) keeps Verilator from optimising it.
+# Only the harness's own ports and memories need to be visible to cocotb; cocotb's default
+# --public-flat-rw makes every signal of the design public, which limits Verilator's
+# optimisations (its manual), so it is turned off and this control file opens the top only.
 _CONTROL_FILE = f'`verilator_config\npublic_flat_rw -module "{TOP}" -var "*"\n'
 
 

@@ -35,7 +35,7 @@ Status for the host's watchdog: ``taken_<stream>`` (words transferred so far) an
 
 import re
 
-from amaranth.hdl import Cat, Const, Module, Signal
+from amaranth.hdl import Module, Signal
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 

@@ -9,7 +9,6 @@ the codes a layer returns are the next layer's input.
 """
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
