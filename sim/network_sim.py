@@ -99,8 +99,8 @@ class NetworkSim:
     def run(self, bundle, input_codes, *, seed=0, stall=0.0, backpressure=0.0, serial=True,
             progress=None, name="network"):
         """Run ``bundle`` on ``input_codes``; see ``NetworkRun``. ``progress(state)`` gets the
-        bench's reports (``layer``, ``layers``, ``steps_done``, ``steps``, ``clocks``) while
-        it runs."""
+        bench's reports (``sim.benches.cosim_bench``: ``layer``, ``layers``, ``steps_done``,
+        ``steps``, ``clocks``, ``seconds``) while it runs."""
         check_fits(bundle, self.config)
         codes = check_codes("input codes", input_codes, bundle.input_bits,
                             ndim=1 + len(bundle.input_shape))

@@ -3,7 +3,7 @@
 ``ProgressLine.for_stream(stream)`` returns ``None`` when ``stream`` is not a terminal (a pipe
 or a file gets no carriage returns); otherwise a callable that takes the bench's progress
 reports (``sim.benches.cosim_bench``: ``layer``, ``layers``, ``steps_done``, ``steps``,
-``clocks``) and rewrites one line: the layer, the images done in it, simulated clocks per
+``clocks``, ``seconds``) and rewrites one line: the layer, the images done in it, simulated clocks per
 second and the time left; ``close()`` clears the line.
 """
 
@@ -13,7 +13,10 @@ __all__ = ["ProgressLine", "format_progress"]
 
 
 def format_progress(state, elapsed, names=None):
-    """The text of one report, ``elapsed`` seconds after the start."""
+    """The text of one report. Rates and the time left count from the simulator's start
+    (``state["seconds"]``) when the report has it, else ``elapsed`` seconds (from the
+    display's creation)."""
+    elapsed = state.get("seconds", elapsed)
     layers, steps = state["layers"], state["steps"]
     per_layer = max(1, steps // max(1, layers))
     layer = state["layer"]

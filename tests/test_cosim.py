@@ -129,4 +129,7 @@ def test_progress_line():
     state = {"layer": 1, "layers": 4, "steps_done": 160, "steps": 400, "clocks": 200_000}
     assert format_progress(state, 2.0, ["conv1", "conv2", "conv3", "fc4"]) == (
         "  layer conv2 (2/4), image 60/100, 100,000 clocks/s, about 3 s left")
+    state["seconds"] = 4.0                                         # the simulator's own clock
+    assert format_progress(state, 100.0, None) == (
+        "  layer (2/4), image 60/100, 50,000 clocks/s, about 6 s left")
     assert ProgressLine.for_stream(io.StringIO()) is None          # not a terminal: off

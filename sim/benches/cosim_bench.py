@@ -10,7 +10,8 @@ sequenced in this process by ``sim.network_sim.drive`` so that the layers follow
 one simulation. The result (a pickle): ``{"runs": [{"out", "marks", "clocks"}]}`` or
 ``{"network": NetworkRun}``, with ``"seconds"`` (loading the memories, simulating, reading
 back, and the total, host work included). After every batch the bench writes ``{"layer", "layers",
-"steps_done", "steps", "clocks"}`` to the progress file.
+"steps_done", "steps", "clocks", "seconds"}`` (since the bench started) to the progress
+file.
 """
 
 import json
@@ -108,6 +109,7 @@ class Progress:
     def __init__(self, path, layers, steps):
         self.path, self.layers, self.steps = path, layers, steps
         self.done = self.clocks = 0
+        self.start = time.monotonic()
 
     def report(self, layer, run, clocks):
         self.done += run["samples"]
@@ -116,7 +118,8 @@ class Progress:
             tmp = f"{self.path}.tmp"
             with open(tmp, "w") as f:
                 json.dump({"layer": layer, "layers": self.layers, "steps_done": self.done,
-                           "steps": self.steps, "clocks": self.clocks}, f)
+                           "steps": self.steps, "clocks": self.clocks,
+                           "seconds": time.monotonic() - self.start}, f)
             os.replace(tmp, self.path)
 
 
