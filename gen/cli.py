@@ -261,6 +261,7 @@ def _cmd_compare(args):
 def _cmd_sim(args):
     from gen import rules
     from gen.bundle import load
+    from sim.progress import ProgressLine
     from sim.report import format_sim_report, simulate
 
     bundle = load(args.bundle)
@@ -269,8 +270,14 @@ def _cmd_sim(args):
     config = _bundle_config(args, bundle)
     images = args.images or min(100, len(bundle.reference["images"]))
     print(f"asqgen sim: {args.bundle}, {images} reference inputs on Verilator", flush=True)
-    report = simulate(bundle, images=images, config=config, root=args.out, seed=args.seed,
-                      stall=args.stall)
+    progress = None if args.quiet else ProgressLine.for_stream(
+        sys.stderr, [layer.name for layer in bundle.layers])
+    try:
+        report = simulate(bundle, images=images, config=config, root=args.out, seed=args.seed,
+                          stall=args.stall, progress=progress)
+    finally:
+        if progress:
+            progress.close()
     lines = format_sim_report(report)
     for line in lines[:-1]:
         print(line)
@@ -425,6 +432,8 @@ def build_parser():
     p.add_argument("--seed", type=int, default=0, help="seed of the stalls (%(default)s)")
     p.add_argument("--out", default="out/sim", type=_folder, help="build folder (%(default)s)")
     p.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress line on standard error (it is shown on a terminal only)")
     p.set_defaults(func=_cmd_sim)
     return parser
 

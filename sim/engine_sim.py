@@ -23,7 +23,7 @@ from .array_sim import ShapeError
 from .design import Design
 from .payload import Payload
 
-__all__ = ["passes_for", "EngineSim", "EngineRun", "PassWords", "bit_planes"]
+__all__ = ["pass_plan", "passes_for", "EngineSim", "EngineRun", "PassWords", "bit_planes"]
 
 TOP = "asq_engine"
 
@@ -40,14 +40,13 @@ def bit_planes(W, bits, array_w_bits):
     return planes
 
 
-def passes_for(config, A, W, w_format, w_bits=None):
-    """The passes of ``A x W`` (see the module docstring), as dicts for the bench."""
+def pass_plan(config, m, W, w_format, w_bits=None):
+    """The passes of ``A x W`` for an ``A`` of ``m`` rows, without the activations: a list of
+    ``(k0, weights, shift, drop, first, final)``, ``weights`` the ``rows x cols`` weight block
+    and ``A[:, k0:k0 + rows]`` (zero-padded) the activations of the pass."""
     w_bits = config.w_bits if w_bits is None else w_bits
-    A = check_codes("A", A, config.a_bits)
     W = check_codes("W", W, w_bits)
-    (m, k), (k2, n) = A.shape, W.shape
-    if k != k2:
-        raise ShapeError(f"A is {m}x{k} but W is {k2}x{n}: the inner dimensions differ")
+    k, n = W.shape
     if not 1 <= k <= config.max_k:
         raise ShapeError(f"K={k} must be from 1 to max_k={config.max_k}")
     if not 1 <= m <= config.max_m:
@@ -60,18 +59,30 @@ def passes_for(config, A, W, w_format, w_bits=None):
         raise ShapeError(f"{w_bits}-bit {w_format} weights cannot run on a {config.w_bits}-bit "
                          f"{config.w_format} array")
     r, c = config.rows, config.cols
-    passes = []
+    plan = []
     for n0 in range(0, n, c):
         steps = [(k0, plane, shift) for k0 in range(0, k, r) for plane, shift in planes]
         for j, (k0, plane, shift) in enumerate(steps):
-            acts = np.zeros((m, r), dtype=np.int64)
-            part = A[:, k0:k0 + r]
-            acts[:, :part.shape[1]] = part
             block = np.zeros((r, c), dtype=np.int64)
             wpart = plane[k0:k0 + r, n0:n0 + c]
             block[:wpart.shape[0], :wpart.shape[1]] = wpart
-            passes.append({"weights": block.tolist(), "acts": acts.tolist(), "shift": shift,
-                           "drop": drop, "first": int(j == 0), "final": int(j == len(steps) - 1)})
+            plan.append((k0, block, shift, drop, int(j == 0), int(j == len(steps) - 1)))
+    return plan
+
+
+def passes_for(config, A, W, w_format, w_bits=None):
+    """The passes of ``A x W`` (see the module docstring), as dicts for the bench."""
+    A = check_codes("A", A, config.a_bits)
+    (m, k), (k2, n) = A.shape, np.shape(W)
+    if k != k2:
+        raise ShapeError(f"A is {m}x{k} but W is {k2}x{n}: the inner dimensions differ")
+    passes = []
+    for k0, block, shift, drop, first, final in pass_plan(config, m, W, w_format, w_bits):
+        acts = np.zeros((m, config.rows), dtype=np.int64)
+        part = A[:, k0:k0 + config.rows]
+        acts[:, :part.shape[1]] = part
+        passes.append({"weights": block.tolist(), "acts": acts.tolist(), "shift": shift,
+                       "drop": drop, "first": first, "final": final})
     return passes
 
 

@@ -24,9 +24,11 @@ def _ideal_cycles(layer, config):
     return m * layer.k * layer.out_channels / (config.rows * config.cols)
 
 
-def simulate(bundle, *, images, config=None, root="build/sim", seed=0, stall=0.0):
+def simulate(bundle, *, images, config=None, root="build/sim", seed=0, stall=0.0,
+             progress=None):
     """Run the first ``images`` reference inputs of ``bundle`` on the RTL; return the report.
-    Accuracies need ``reference.labels`` (``None`` without them)."""
+    Accuracies need ``reference.labels`` (``None`` without them). ``progress`` takes the
+    simulation's progress reports (``sim.progress``)."""
     ref = bundle.reference
     if "images" not in ref or "logits" not in ref:
         raise BundleError("the bundle has no reference inputs with PyTorch's outputs: export it "
@@ -46,7 +48,7 @@ def simulate(bundle, *, images, config=None, root="build/sim", seed=0, stall=0.0
     build_s = time.monotonic() - t0
     golden = run_network(bundle, codes)
     t0 = time.monotonic()
-    run = sim.run(bundle, codes, seed=seed, stall=stall, backpressure=stall)
+    run = sim.run(bundle, codes, seed=seed, stall=stall, backpressure=stall, progress=progress)
     sim_s = time.monotonic() - t0
 
     layers, first = [], None
@@ -66,7 +68,7 @@ def simulate(bundle, *, images, config=None, root="build/sim", seed=0, stall=0.0
     rtl_pred = (run.outputs[-1] * 2.0 ** -Z).argmax(1)
     golden_pred = golden.predictions
     torch_pred = np.asarray(ref["logits"][:images]).argmax(1)
-    total_cycles = sum(sum(c) for c in run.cycles)
+    total_cycles = run.clocks
     return {
         "images": images, "config": config.as_dict(), "verilog": str(sim.verilog),
         "identical": first is None, "first_difference": first, "layers": layers,
@@ -78,6 +80,7 @@ def simulate(bundle, *, images, config=None, root="build/sim", seed=0, stall=0.0
         "cycles_per_image": total_cycles / images,
         "simulated_cycles_per_second": total_cycles / sim_s,
         "build_seconds": build_s, "simulation_seconds": sim_s,
+        "simulator_seconds": run.seconds,
     }
 
 
@@ -104,6 +107,9 @@ def format_sim_report(r):
         f"  speed      {r['cycles_per_image']:.0f} cycles per image; "
         f"{r['simulated_cycles_per_second']:.0f} simulated cycles/s; build "
         f"{r['build_seconds']:.1f} s, simulation {r['simulation_seconds']:.1f} s",
+        *([f"             in the simulator: loading memories {t['load']:.1f} s, clocks "
+           f"{t['simulate']:.1f} s, reading back {t['read']:.1f} s, in all {t['total']:.1f} s"]
+          if (t := r.get("simulator_seconds")) else []),
         "PASS: every layer of the RTL equals the golden model" if r["identical"] else
         "FAIL: the RTL differs from the golden model",
     ]

@@ -109,18 +109,25 @@ class _Lock:
         os.close(self._fd)
 
 
-def build(verilog_path, top, build_dir):
+def build(verilog_path, top, build_dir, *, args=(), extra_sources=(), make_flags=()):
     """Build ``verilog_path`` for cocotb in ``build_dir``, unless the same Verilog is built there.
 
-    The build is keyed by a hash of the Verilog text (kept in ``build_dir/.stamp``), so a
-    configuration is built once and reused by every test and every later run. Returns the
+    The build is keyed by a hash of the Verilog text, of ``extra_sources`` (for example a
+    Verilator control file), of the extra Verilator ``args`` and of the ``make_flags`` (for
+    example ``OPT_FAST=-O3``, the C++ optimisation of the model's fast path; kept in
+    ``build_dir/.stamp``),
+    so a configuration is built once and reused by every test and every later run. Returns the
     cocotb runner, ready for ``run_bench``.
     """
     from cocotb_tools.runner import get_runner
 
     use_packaged_verilator()
     build_dir = Path(build_dir).resolve()
-    digest = hashlib.sha256(Path(verilog_path).read_bytes()).hexdigest()
+    h = hashlib.sha256(Path(verilog_path).read_bytes())
+    for source in extra_sources:
+        h.update(Path(source).read_bytes())
+    h.update(repr((list(args), list(make_flags))).encode())
+    digest = h.hexdigest()
     stamp = build_dir / ".stamp"
     runner = get_runner("verilator")
     lock = build_dir.parent / f".{build_dir.name}.lock"
@@ -134,12 +141,17 @@ def build(verilog_path, top, build_dir):
             return runner
         stamp.unlink(missing_ok=True)
         log = build_dir.parent / f"{build_dir.name}.build.log"
+        saved = os.environ.get("MAKEFLAGS", "")
+        os.environ["MAKEFLAGS"] = " ".join([saved, *make_flags]).strip()
         try:
-            runner.build(sources=[str(Path(verilog_path).resolve())], hdl_toplevel=top,
-                         build_dir=build_dir, build_args=["-Wall", *_waivers()],
+            runner.build(sources=[str(Path(p).resolve()) for p in (verilog_path, *extra_sources)],
+                         hdl_toplevel=top, build_dir=build_dir,
+                         build_args=["-Wall", *_waivers(), *args],
                          log_file=log)
         except (RuntimeError, SystemExit) as e:
             raise BuildError(f"the Verilator build of {top} failed ({e}); see {log}") from None
+        finally:
+            os.environ["MAKEFLAGS"] = saved
         stamp.write_text(digest)
     return runner
 

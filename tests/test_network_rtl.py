@@ -8,8 +8,9 @@ import pytest
 
 from gen.rescale import BETA_ONE
 from gen.sizing import check_fits, config_for_bundle
+from sim.engine_sim import passes_for
 from sim.golden import run_network
-from sim.network_sim import NetworkSim
+from sim.network_sim import NetworkSim, layer_params, layer_rows
 
 from .bundles import random_bundle
 
@@ -38,10 +39,13 @@ def test_network_identical_to_golden(name, kwargs, rows, cols, stall, build_root
     golden = run_network(bundle, codes)
     inputs = [codes] + [layer.codes for layer in golden.layers[:-1]]
     betas = [np.full(len(codes), BETA_ONE)] + [layer.beta for layer in golden.layers[:-1]]
+    cfg = sim.config
     for i, layer in enumerate(bundle.layers):
         for n, cycles in enumerate(run.cycles[i]):
-            words = sim.step_words(layer, inputs[i][n], int(betas[i][n]))
-            least = len(words["first"]["i_param"]) + len(words["send"]["i_a"])
+            params = layer_params(layer, int(betas[i][n]), cfg.max_channels)
+            [rows] = layer_rows(layer, inputs[i][n:n + 1])
+            passes = passes_for(cfg, rows, layer.weight_matrix, layer.w_format, layer.w_bits)
+            least = len(params) + sum(len(p["acts"]) for p in passes)
             assert cycles >= least, (layer.name, n, cycles, least)
 
 

@@ -1,0 +1,195 @@
+"""Simulated clocks per second of the default bundle's 8x8 layer engine, three ways, on the same
+stimulus (every layer of the first ``--images`` test images, each layer fed the golden
+model's codes, no stalls):
+
+* ``co-simulation``: ``sim.network_sim.NetworkSim`` (the harness's memories loaded by cocotb,
+  the whole network in one cocotb run, no Python per clock); its wall time, the simulator's
+  start, the packing of the stimulus and the reading back included;
+* ``per-clock cocotb``: the layer engine alone, driven by ``sim.benches.stream_bench`` (Python
+  acts on every clock); wall time of the cocotb runs;
+* ``plain Verilator``: the same harness Verilog under a C++ main (``bench/plain_main.cpp``)
+  that loads the memories through VPI and toggles the clock itself; time of its clock loop.
+
+All three must give the golden model's outputs; the table shows clocks, seconds, clocks per
+second and the ratio to the plain harness.
+
+    ./dev python bench/cosim_speed.py [--images 30] [--out build/bench]
+"""
+
+import argparse
+import hashlib
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from gen.bundle import load                                          # noqa: E402
+from gen.rescale import BETA_ONE                                     # noqa: E402
+from gen.sizing import config_for_bundle                             # noqa: E402
+from hw.accelerator import Accelerator                               # noqa: E402
+from hw.rescale_unit import output_layout, param_layout              # noqa: E402
+from sim import verilator                                            # noqa: E402
+from sim.cosim import SPEED_ARGS, SPEED_MAKE, TOP                   # noqa: E402
+from sim.design import Design                                        # noqa: E402
+from sim.engine_sim import PassWords, passes_for                     # noqa: E402
+from sim.payload import Payload, unpack                              # noqa: E402
+from sim.golden import im2col, run_network                           # noqa: E402
+from sim.network_sim import NetworkSim, layer_params                 # noqa: E402
+
+
+def layer_inputs(bundle, codes, golden):
+    """Per layer: the samples' ``A`` rows and the ``beta_in`` of each sample (golden)."""
+    ins, betas = codes, np.full(len(codes), BETA_ONE, dtype=np.int64)
+    for i, layer in enumerate(bundle.layers):
+        if layer.kind == "linear":
+            rows = [x.reshape(1, -1) for x in ins]
+        else:
+            rows = list(im2col(ins, layer.kernel, layer.stride, layer.padding)
+                        .reshape(len(ins), -1, layer.k))
+        yield layer, rows, betas
+        if i < len(bundle.layers) - 1:
+            ins, betas = golden.layers[i].codes, golden.layers[i].beta
+
+
+def expected(golden, i, n):
+    last = i == len(golden.layers) - 1
+    return (golden.logits if last else golden.layers[i].codes).reshape(n, -1)
+
+
+def run_cosim(net, bundle, codes, golden):
+    t0 = time.monotonic()
+    run = net.run(bundle, codes, name="speed")
+    seconds = time.monotonic() - t0
+    for i, layer in enumerate(bundle.layers):
+        assert (run.outputs[i].reshape(len(codes), -1) == expected(golden, i, len(codes))).all()
+    run_cosim.seconds = dict(run.seconds, wall=seconds)
+    return run.clocks, seconds
+
+
+def run_per_clock(cfg, root, net, bundle, codes, golden):
+    design = Design(Accelerator(config=cfg), root, "asq_accel")
+    passes, param, out = PassWords(cfg), Payload(param_layout()), Payload(output_layout())
+    clocks, seconds = 0, 0.0
+    for i, (layer, rows, betas) in enumerate(layer_inputs(bundle, codes, golden)):
+        steps = [{"first": {"i_param": [param.pack({"addr": a, "value": v})
+                                        for a, v in layer_params(layer, b, cfg.max_channels)]},
+                  "send": passes.streams(passes_for(cfg, a, layer.weight_matrix, layer.w_format,
+                                                    layer.w_bits)),
+                  "receive": {"o_out": int(np.prod(layer.out_shape))}}
+                 for a, b in zip(rows, betas)]
+        t0 = time.monotonic()
+        results = design.run_streams(steps, sources=("i_param", "i_w", "i_a", "i_pass"),
+                                     sinks=("o_out",), name=f"layer{i}")
+        seconds += time.monotonic() - t0
+        got = np.array([[out.unpack(w)["value"] for w in r["o_out"]] for r, _ in results])
+        assert (got == expected(golden, i, len(codes))).all(), layer.name
+        clocks += sum(c for _, c in results)
+    return clocks, seconds
+
+
+def build_plain(sim, folder, args=SPEED_ARGS, opt_fast=SPEED_MAKE[0].split("=")[1]):
+    """The harness's Verilog under ``plain_main.cpp``, built with Verilator ``args`` (the
+    co-simulation's by default) and, if given, the C++ optimisation ``opt_fast``."""
+    binary = verilator.use_packaged_verilator()
+    folder.mkdir(parents=True, exist_ok=True)
+    exe = folder / "obj" / "plain"
+    stamp = folder / ".stamp"
+    key = sim.verilog.read_text() + (ROOT / "bench" / "plain_main.cpp").read_text()
+    key = hashlib.sha256((key + repr((args, opt_fast))).encode()).hexdigest()
+    if exe.exists() and stamp.exists() and stamp.read_text() == key:
+        return exe
+    args = [a for a in args if a != "--no-public-flat-rw"]
+    cmd = [str(binary), "--cc", "--exe", "--build", "-j", "2", "--vpi", "-Wno-fatal",
+           "--prefix", "Vtop", "--top-module", TOP, "-Mdir", str(folder / "obj"), "-o", "plain",
+           *args, str(sim.verilog), str(sim.verilog.with_suffix(".vlt")),
+           str(ROOT / "bench" / "plain_main.cpp")]
+    env = dict(os.environ)
+    if opt_fast:
+        env["MAKEFLAGS"] = f"{env.get('MAKEFLAGS', '')} OPT_FAST={opt_fast}"
+    log = folder / "build.log"
+    with open(log, "w") as f:
+        if subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env).returncode != 0:
+            raise SystemExit(f"the plain harness did not build; see {log}")
+    stamp.write_text(key)
+    return exe
+
+
+def run_plain(exe, net, bundle, codes, golden, folder):
+    plan = net._cosim.plan
+    clocks, seconds = 0, 0.0
+    for i, (layer, rows, betas) in enumerate(layer_inputs(bundle, codes, golden)):
+        outputs = int(np.prod(layer.out_shape))
+        runs = plan.layer_runs(W=layer.weight_matrix, w_format=layer.w_format,
+                               w_bits=layer.w_bits, samples_rows=rows,
+                               param_words=[layer_params(layer, b, plan.config.max_channels)
+                                            for b in betas], outputs=outputs)
+        stim = folder / f"layer{i}.txt"
+        with open(stim, "w") as f:
+            for run in runs:
+                f.write("run " + " ".join(str(run[k]) for k in (
+                    "samples", "n_param", "n_w", "n_pass", "m", "a_stride", "n_out"))
+                    + " 1 0 0 0\n")
+                for name in ("stim_param", "stim_w", "stim_pass", "stim_a"):
+                    if name in run:
+                        f.write(f"mem {name} {len(run[name])}\n")
+                        f.write("\n".join(format(int(w), "x") for w in run[name]) + "\n")
+                f.write("go\n")
+        result = folder / f"layer{i}.out"
+        subprocess.run([str(exe), str(stim), str(result)], check=True)
+        lines = result.read_text().split("\n")
+        words = []
+        for line in lines:
+            if line.startswith("clocks"):
+                _, c, _, sec = line.split()
+                clocks, seconds = clocks + int(c), seconds + float(sec)
+            elif line:
+                words.append(int(line, 16))
+        values = unpack(plan.layouts["out"], words)["value"].reshape(len(rows), outputs)
+        assert (values == expected(golden, i, len(rows))).all(), layer.name
+    return clocks, seconds
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--images", type=int, default=30)
+    parser.add_argument("--out", default=str(ROOT / "build" / "bench"))
+    args = parser.parse_args()
+    bundle = load(ROOT / "export" / "default_model" / "bundle")
+    cfg = config_for_bundle(bundle)
+    codes = bundle.quantize_input(bundle.reference["images"][:args.images])
+    golden = run_network(bundle, codes)
+    net = NetworkSim(cfg, args.out)
+    exe = build_plain(net._cosim, Path(args.out) / "plain")
+    rows = [("plain Verilator (C++ main)", run_plain(exe, net, bundle, codes, golden,
+                                                     Path(args.out) / "plain")),
+            ("co-simulation (sim.cosim)", run_cosim(net, bundle, codes, golden)),
+            ("per-clock cocotb bench", run_per_clock(cfg, args.out, net, bundle, codes, golden))]
+    base = rows[0][1][0] / rows[0][1][1]
+    print(f"{cfg.rows}x{cfg.cols} layer engine, default bundle, {args.images} images, "
+          f"every layer; {os.cpu_count()} cores, load average "
+          f"{os.getloadavg()[0]:.1f}")
+    print(f"  {'way':<28} {'clocks':>9} {'seconds':>8} {'clocks/s':>10} {'x plain':>8}")
+    for name, (clocks, seconds) in rows:
+        rate = clocks / seconds
+        print(f"  {name:<28} {clocks:>9} {seconds:>8.2f} {rate:>10.0f} {rate / base:>8.3f}")
+    t = run_cosim.seconds
+    print(f"  co-simulation's {t['wall']:.2f} s: clocks {t['simulate']:.2f} s "
+          f"({clocks_of(rows, 1) / t['simulate']:.0f} clocks/s, "
+          f"{clocks_of(rows, 1) / t['simulate'] / base:.3f} x plain), loading memories "
+          f"{t['load']:.2f} s, reading back {t['read']:.2f} s, host work in the simulator "
+          f"{t['total'] - t['simulate'] - t['load'] - t['read']:.2f} s, starting the "
+          f"simulator and the rest {t['wall'] - t['total']:.2f} s")
+
+
+def clocks_of(rows, i):
+    return rows[i][1][0]
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,298 @@
+"""The fast co-simulation path: the layer engine inside ``sim.harness.CosimHarness`` on Verilator.
+
+The host packs a layer's stimulus for many samples into the harness's memories (with the
+hardware's own Amaranth layouts), one cocotb run loads them, raises ``go``, waits for
+``done`` and reads the captured outputs and clock marks back; no Python runs per clock
+(``sim.benches.cosim_bench``). A layer whose samples do not fit the memories runs as several
+batches within the same cocotb run.
+
+``CosimSim(config, root)`` builds the harness once per configuration (and memory depths);
+``run_layer(...)`` runs one layer for any number of samples. The pass encoding is
+``sim.engine_sim.pass_plan`` and the parameter words are ``gen.regmap.encode``'s, as on the
+per-clock path; the words are packed with ``sim.payload``.
+"""
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from amaranth.back import verilog
+
+from hw.rescale_unit import output_layout, param_layout
+from hw.systolic_array import activation_layout, weight_layout
+
+from . import verilator
+from .engine_sim import pass_plan
+from .harness import CosimHarness, Depths, program_layout, strip_zero_init
+from .payload import pack, unpack
+
+__all__ = ["CosimSim", "CosimPlan", "LayerResult", "thresholds", "SPEED_ARGS", "SPEED_MAKE",
+           "TOP"]
+
+TOP = "asq_cosim"
+
+#: Verilator options of the co-simulation build, chosen by measurement
+#: (``bench/verilator_options.py``, README "Co-simulation at Verilator speed"): ``-O3`` and
+#: fast X handling were as fast as the defaults, C++ ``-O3`` on the model's fast path
+#: (``SPEED_MAKE``) 1.26 times faster than the package's default ``-Os``, ``--threads 2``
+#: two hundred times slower on the busy 2-core machine.
+SPEED_ARGS = ("-O3", "--x-assign", "fast", "--x-initial", "fast", "--no-public-flat-rw")
+SPEED_MAKE = ("OPT_FAST=-O3",)
+
+# Only the harness's own ports and memories need to be visible to cocotb; cocotb's default
+# --public-flat-rw makes every signal of the design public, which limits Verilator's
+# optimisations (its manual), so it is turned off and this control file opens the top only.
+_CONTROL_FILE = f'`verilator_config\npublic_flat_rw -module "{TOP}" -var "*"\n'
+
+
+@dataclass
+class LayerResult:
+    """One layer for ``n`` samples: ``values`` ``(n, outputs)`` (codes, or ``z`` for the last
+    layer), ``betas`` ``(n,)``, ``cycles`` per sample (measured in HDL), ``lasts_ok`` (``last``
+    exactly on every sample's final word), the clocks of all batches and the wall time."""
+
+    values: np.ndarray
+    betas: np.ndarray
+    cycles: np.ndarray
+    lasts_ok: bool
+    clocks: int
+    seconds: float = 0.0
+
+
+class CosimPlan:
+    """Packs layers into harness runs for ``config`` and ``depths`` and collects the results;
+    needs no build (it also runs inside the cocotb process, ``sim.benches.cosim_bench``)."""
+
+    def __init__(self, config, depths=None):
+        self.config = config
+        self.depths = depths or Depths()
+        self.layouts = {"param": param_layout(), "w": weight_layout(config),
+                        "a": activation_layout(config)["data"].shape,
+                        "pass": program_layout(), "out": output_layout()}
+
+    def program(self, m, W, w_format, w_bits):
+        """The layer's weight rows and program words for ``m`` positions per sample, and the
+        number of activation blocks per sample."""
+        cfg = self.config
+        plan = pass_plan(cfg, m, W, w_format, w_bits)
+        weights = np.concatenate([block for _, block, *_ in plan])
+        desc = {"shift": np.array([p[2] for p in plan]), "drop": np.array([p[3] for p in plan]),
+                "first": np.array([p[4] for p in plan]), "final": np.array([p[5] for p in plan])}
+        offsets = np.array([(p[0] // cfg.rows) * m for p in plan])
+        words_w = pack(self.layouts["w"], weights)
+        words_pass = pack(self.layouts["pass"], {"desc": desc, "act_offset": offsets})
+        blocks = -(-np.shape(W)[0] // cfg.rows)
+        return words_w, words_pass, blocks
+
+    def activations(self, rows):
+        """The activation words of one sample's ``A`` (``m x K``): block by block of ``rows``
+        columns of ``K``, the ``m`` vectors of each."""
+        r = self.config.rows
+        m, k = rows.shape
+        blocks = -(-k // r)
+        padded = np.zeros((m, blocks * r), dtype=np.int64)
+        padded[:, :k] = rows
+        vectors = padded.reshape(m, blocks, r).transpose(1, 0, 2).reshape(blocks * m, r)
+        return pack(self.layouts["a"], vectors)
+
+    def params(self, words):
+        """``i_param`` words of ``(address, value)`` pairs."""
+        words = np.array(words, dtype=np.int64).reshape(-1, 2)
+        return pack(self.layouts["param"], {"addr": words[:, 0], "value": words[:, 1]})
+
+    def layer_runs(self, *, W, w_format, w_bits, samples_rows, param_words, outputs, stall=0.0,
+                   backpressure=0.0, name="layer"):
+        """The harness runs (batches of samples that fit the memories) of one layer.
+
+        ``samples_rows``: each sample's ``A`` (``m x K`` activation codes, the same ``m``);
+        ``param_words``: each sample's ``(address, value)`` words (rescale parameters and
+        ``beta_in``, the same count); ``outputs``: the output words per sample.
+        """
+        d = self.depths
+        n = len(samples_rows)
+        m = samples_rows[0].shape[0]
+        words_w, words_pass, blocks = self.program(m, W, w_format, w_bits)
+        stride = blocks * m
+        per_param = len(param_words[0])
+        limits = {"program (stim_pass)": (len(words_pass), d.program),
+                  "weights (stim_w)": (len(words_w), d.w),
+                  "activations (stim_a)": (stride, d.a),
+                  "parameters (stim_param)": (per_param, d.param),
+                  "outputs (cap_out)": (outputs, d.out)}
+        for what, (need, depth) in limits.items():
+            if need > depth:
+                raise ValueError(f"layer {name!r}: {need} words of {what} per sample, the "
+                                 f"harness holds {depth}")
+        batch = min(d.a // stride, d.param // per_param, d.out // outputs, d.marks)
+        runs = []
+        for s0 in range(0, n, batch):
+            group = range(s0, min(n, s0 + batch))
+            acts = np.concatenate([self.activations(samples_rows[i]) for i in group])
+            params = self.params([w for i in group for w in param_words[i]])
+            run = {"samples": len(group), "n_param": per_param, "n_w": len(words_w),
+                   "n_pass": len(words_pass), "m": m, "a_stride": stride, "outputs": outputs,
+                   "n_out": outputs * len(group),
+                   "stim_param": params.tolist(), "stim_a": acts.tolist()}
+            if s0 == 0:                       # the program stays loaded for later batches
+                run["stim_w"], run["stim_pass"] = words_w.tolist(), words_pass.tolist()
+            # Watchdog: every word at the slowest stall rate, 20 clocks each, and more.
+            slow = 1.0 / max(1e-3, 1.0 - max(stall, backpressure))
+            words = len(group) * (len(words_w) + len(words_pass) + stride * 8 + outputs * 4
+                                  + per_param)
+            run["budget"] = int(slow * 20 * words + 20000)
+            runs.append(run)
+        return runs
+
+    def collect(self, runs, results):
+        """A ``LayerResult`` from the runs of one layer and what the bench read back."""
+        values, betas, cycles, lasts_ok, clocks = [], [], [], True, 0
+        for run, res in zip(runs, results):
+            fields = unpack(self.layouts["out"], res["out"])
+            k, outputs = run["samples"], run["outputs"]
+            values.append(fields["value"].reshape(k, outputs))
+            betas.append(fields["beta"].reshape(k, outputs)[:, 0])
+            want_last = np.zeros((k, outputs), dtype=np.int64)
+            want_last[:, -1] = 1
+            lasts_ok &= bool((fields["last"].reshape(k, outputs) == want_last).all())
+            marks = np.array(res["marks"], dtype=np.int64)
+            cycles.append(np.diff(np.concatenate([[0], marks])))
+            clocks += res["clocks"]
+        return LayerResult(values=np.concatenate(values), betas=np.concatenate(betas),
+                           cycles=np.concatenate(cycles), lasts_ok=lasts_ok, clocks=clocks)
+
+
+def thresholds(seed, stall, backpressure, serial=True):
+    """The harness's run settings: the LFSR seed and the 16-bit thresholds."""
+    threshold = lambda p: min(65535, max(0, round(p * 65536)))
+    return {"seed": seed & 0xFFFF, "stall": threshold(stall),
+            "backpressure": threshold(backpressure), "serial": int(serial)}
+
+
+def _source_key(config, depths):
+    """A hash of what the harness's Verilog depends on: the configuration, the depths, the
+    Amaranth version and the sources of ``hw/`` and of the harness."""
+    import amaranth
+
+    h = hashlib.sha256(repr((config.as_dict(), depths.as_dict(),
+                             amaranth.__version__)).encode())
+    root = Path(__file__).resolve().parent.parent
+    for source in sorted((root / "hw").glob("*.py")) + [root / "sim" / "harness.py"]:
+        h.update(source.read_bytes())
+    return h.hexdigest()
+
+
+class CosimSim:
+    """The harness of ``config`` built for Verilator under ``root`` (once per configuration
+    and memory depths); ``plan`` packs the stimulus, ``run(job)`` runs a bench job."""
+
+    def __init__(self, config, root, *, depths=None):
+        self.config = config
+        self.plan = CosimPlan(config, depths)
+        self.depths = self.plan.depths
+        self.dir = Path(root) / (f"cosim_{config.key()}_k{config.max_k}_m{config.max_m}"
+                                 f"_c{config.max_channels}_h{config.max_hidden}")
+        rtl = self.dir / "rtl"
+        rtl.mkdir(parents=True, exist_ok=True)
+        path = rtl / f"{TOP}.v"
+        # Converting the harness takes seconds (its deep memories); convert again only when
+        # the configuration, the depths or the generator's sources change.
+        key = _source_key(config, self.depths)
+        stamp = rtl / ".source_key"
+        if not (path.exists() and stamp.exists() and stamp.read_text() == key):
+            harness = CosimHarness(config=config, depths=self.depths)
+            path.write_text(strip_zero_init(verilog.convert(harness, name=TOP,
+                                                            emit_src=False)))
+            stamp.write_text(key)
+        control = rtl / f"{TOP}.vlt"
+        control.write_text(_CONTROL_FILE)
+        self.verilog = path
+        self._runner = verilator.build(path, TOP, self.dir / "build", args=SPEED_ARGS,
+                                       extra_sources=[control], make_flags=SPEED_MAKE)
+
+    def run(self, job, *, name, progress=None):
+        """Run ``job`` (see ``sim.benches.cosim_bench``) in one cocotb run; ``progress(state)``
+        is called with the bench's progress reports while it runs.
+
+        The job and the result travel as JSON (a ``"network"`` job's bundle as a saved bundle
+        and its input codes as ``.npy``: no pickle), in a folder of this run's own under
+        ``<build>/<name>/``, removed after success."""
+        base = (self.dir / name).resolve()
+        base.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(dir=base, prefix=f"job-{os.getpid()}-"))
+        paths = {k: str(work / f"{k}.json") for k in ("job", "result", "progress")}
+        if job["mode"] == "network":
+            job = _network_job(job, work)
+        Path(paths["job"]).write_text(json.dumps(job))
+        watcher = _Watcher(paths["progress"], progress) if progress else None
+        try:
+            verilator.run_bench(self._runner, top=TOP, bench="sim.benches.cosim_bench",
+                                job=paths, work_dir=work)
+        finally:
+            if watcher:
+                watcher.stop()
+        result = json.loads(Path(paths["result"]).read_text())
+        shutil.rmtree(work, ignore_errors=True)
+        return result
+
+    def run_layer(self, *, seed=0, stall=0.0, backpressure=0.0, serial=True, name="layer",
+                  **layer):
+        """One layer (``CosimPlan.layer_runs`` arguments) in one cocotb run: a
+        ``LayerResult``."""
+        runs = self.plan.layer_runs(stall=stall, backpressure=backpressure, name=name, **layer)
+        t0 = time.monotonic()
+        out = self.run({"mode": "runs", "settings": thresholds(seed, stall, backpressure,
+                                                               serial), "runs": runs},
+                       name=name)
+        result = self.plan.collect(runs, out["runs"])
+        result.seconds = time.monotonic() - t0
+        return result
+
+
+def _network_job(job, work):
+    """A ``"network"`` job in plain files: the bundle saved (without its reference data), the
+    input codes as ``.npy``, the configuration and depths as dicts."""
+    from gen.bundle import save
+
+    bundle = dataclasses.replace(job["bundle"], reference={})
+    save(bundle, work / "bundle")
+    np.save(work / "codes.npy", np.asarray(job["codes"], dtype=np.int64))
+    return dict(job, bundle=str(work / "bundle"), codes=str(work / "codes.npy"),
+                config=job["config"].as_dict(), depths=job["depths"].as_dict())
+
+
+class _Watcher:
+    """Polls the bench's progress file from a thread and hands each new report on."""
+
+    def __init__(self, path, callback, interval=0.5):
+        self._path, self._callback, self._interval = Path(path), callback, interval
+        self._stop = threading.Event()
+        self._last = None
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def _loop(self):
+        while not self._stop.wait(self._interval):
+            self._poll()
+
+    def _poll(self):
+        try:
+            text = self._path.read_text()
+            state = json.loads(text)
+        except (OSError, ValueError):
+            return
+        if text != self._last:
+            self._last = text
+            self._callback(state)
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join()
+        self._poll()

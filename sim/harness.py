@@ -1,0 +1,265 @@
+"""A simulation-only harness around the layer engine, for co-simulation at Verilator speed.
+
+``CosimHarness`` instantiates ``hw.accelerator.Accelerator`` beside memories that the host
+fills before a run (cocotb writes to the Verilog arrays), streams them into the engine, and
+captures ``o_out`` into another memory; the host raises ``go``, waits for ``done`` and reads
+the results back in one go, so that no Python runs per clock.
+
+One run is one layer for ``samples`` samples. What is the same for every sample of a layer is
+stored once and replayed for each sample:
+
+* ``stim_w``: the weight rows of every pass of the layer (``n_w`` words, ``weight_layout``);
+* ``stim_pass``: the pass descriptors (``n_pass`` words, ``program_layout``: the descriptor and
+  the offset of the pass's block of activation vectors inside a sample's vectors).
+
+What differs per sample is stored for all of them:
+
+* ``stim_a``: every sample's activation vectors, ``a_stride`` vectors per sample (one block of
+  ``m`` vectors per block of ``rows`` of ``K``); a pass sends ``m`` vectors from
+  ``sample * a_stride + act_offset``, ``last`` on the final one (made here, not stored);
+* ``stim_param``: the ``i_param`` words of all samples (``n_param`` per sample, the rescale
+  parameters and ``beta_in`` of each sample, ``param_layout``).
+
+``cap_out`` receives the ``n_out`` output words (``output_layout``) and ``cap_mark`` the clock
+count at each output word with ``last`` (the end of each sample), so that the clocks of every
+step are counted in HDL.
+
+Stress: every input stream idles with probability ``stall / 2**16`` before each word (a seeded
+16-bit LFSR per stream, compared with the threshold), and ``o_out`` is not ready with
+probability ``backpressure / 2**16`` on each clock; a word once offered stays offered until it
+is taken (the stream rules). ``seed`` seeds the LFSRs while ``go`` is low.
+
+Status for the host's watchdog: ``taken_<stream>`` (words transferred so far) and
+``waiting`` (per stream, in the order of ``STREAMS``: ``valid`` high and ``ready`` low).
+"""
+
+import re
+
+from amaranth.hdl import Module, Signal
+from amaranth.lib import data, memory, wiring
+from amaranth.lib.wiring import In, Out
+
+from hw.accelerator import Accelerator
+from hw.accumulator import pass_layout
+from hw.rescale_unit import output_layout, param_layout
+from hw.systolic_array import activation_layout, weight_layout
+
+__all__ = ["CosimHarness", "Depths", "STREAMS", "program_layout", "strip_zero_init"]
+
+STREAMS = ("i_param", "i_w", "i_a", "i_pass", "o_out")
+OFFSET_BITS = 16
+COUNT_BITS = 32
+LFSR_TAPS = 0xB400                     # x^16 + x^14 + x^13 + x^11 + 1, maximal length
+
+
+def program_layout():
+    """One entry of ``stim_pass``: the pass descriptor and its activation block's offset."""
+    return data.StructLayout({"desc": pass_layout(), "act_offset": OFFSET_BITS})
+
+
+class Depths:
+    """The depths of the harness's memories (words); the host cuts a layer's samples into runs
+    that fit."""
+
+    def __init__(self, *, param=8192, w=16384, a=32768, program=4096, out=16384, marks=1024):
+        self.param, self.w, self.a, self.program, self.out, self.marks = (
+            param, w, a, program, out, marks)
+
+    def as_dict(self):
+        return dict(vars(self))
+
+    def key(self):
+        return "_".join(f"{k[0]}{v}" for k, v in vars(self).items())
+
+
+def _lfsr_next(state):
+    """One step of a 16-bit Galois LFSR (never reaches 0 from a non-zero state)."""
+    return (state >> 1) ^ (state[0].replicate(16) & LFSR_TAPS)
+
+
+class CosimHarness(wiring.Component):
+    """The layer engine of ``config`` with preloaded stimulus memories (see the module
+    docstring). Simulation only: its memories are as deep as ``depths`` says.
+
+    Members
+    -------
+    go : In(1)
+        Raise to start a run with the counts below; lower (one clock at least) before the next.
+    seed, stall, backpressure : In(16)
+        LFSR seed and the idle and backpressure thresholds (probability ``x / 2**16``).
+    serial : In(1)
+        Start each sample's streams only when the previous sample's outputs are all captured,
+        and its passes only after its parameters (the per-clock benches' order). Low lets the
+        streams run ahead, which the layer engine does not allow today: the rescale unit
+        takes the next sample's parameters (its ``beta_in`` too) whenever it is idle, before
+        the current sample's accumulators, and starts a sample when ``i_param`` pauses.
+        ``sim.cosim`` always sets it.
+    samples, n_param, n_w, n_pass, m, a_stride, n_out : In(32)
+        The run's shape (module docstring); ``n_param`` is per sample.
+    done : Out(1)
+        Every output word captured (with ``go`` high).
+    clocks : Out(32)
+        Clocks since ``go`` rose, until ``done``.
+    taken_i_param ... taken_o_out : Out(32)
+        Words transferred on each stream.
+    waiting : Out(5)
+        Per stream of ``STREAMS``: ``valid`` and not ``ready`` now.
+    """
+
+    def __init__(self, *, config, depths=None):
+        self._config = config
+        self._depths = depths or Depths()
+        ports = {"go": In(1), "serial": In(1), "seed": In(16), "stall": In(16),
+                 "backpressure": In(16)}
+        for name in ("samples", "n_param", "n_w", "n_pass", "m", "a_stride", "n_out"):
+            ports[name] = In(COUNT_BITS)
+        ports.update({"done": Out(1), "clocks": Out(COUNT_BITS), "waiting": Out(len(STREAMS))})
+        for name in STREAMS:
+            ports[f"taken_{name}"] = Out(COUNT_BITS)
+        super().__init__(ports)
+
+    @property
+    def config(self):
+        return self._config
+
+    @property
+    def depths(self):
+        return self._depths
+
+    def elaborate(self, platform):
+        cfg, d = self._config, self._depths
+        m = Module()
+        m.submodules.dut = dut = Accelerator(config=cfg)
+
+        def stim(name, shape, depth, reads=1):
+            m.submodules[name] = mem = memory.Memory(shape=shape, depth=depth, init=[])
+            return [mem.read_port(domain="comb") for _ in range(reads)], mem
+
+        (param_rd,), _ = stim("stim_param", param_layout(), d.param)
+        (w_rd,), _ = stim("stim_w", weight_layout(cfg), d.w)
+        (a_rd,), _ = stim("stim_a", activation_layout(cfg)["data"].shape, d.a)
+        (pass_rd, prog_rd), _ = stim("stim_pass", program_layout(), d.program, reads=2)
+        m.submodules.cap_out = out_mem = memory.Memory(shape=output_layout(), depth=d.out,
+                                                       init=[])
+        m.submodules.cap_mark = mark_mem = memory.Memory(shape=COUNT_BITS, depth=d.marks,
+                                                         init=[])
+        out_wr, mark_wr = out_mem.write_port(), mark_mem.write_port()
+
+        go = self.go
+        m.d.comb += self.done.eq(go & (self.taken_o_out == self.n_out))
+        with m.If(~go):
+            m.d.sync += self.clocks.eq(0)
+        with m.Elif(~self.done):
+            m.d.sync += self.clocks.eq(self.clocks + 1)
+
+        def lfsr(i):
+            state = Signal(16, name=f"lfsr{i}", init=1)
+            with m.If(~go):
+                # Any non-zero state works; mix the stream's number into the seed.
+                m.d.sync += state.eq(self.seed ^ (0x9E37 * (i + 1) & 0xFFFF) | 1)
+            with m.Else():
+                m.d.sync += state.eq(_lfsr_next(state))
+            return state
+
+        def source(i, port, more, payload):
+            """Offer ``payload`` while ``more`` (and not idling); returns the transfer."""
+            name = STREAMS[i]
+            state, holding = lfsr(i), Signal(name=f"holding_{name}")
+            taken = getattr(self, f"taken_{name}")
+            idle = state < self.stall
+            m.d.comb += [port.valid.eq(go & more & (holding | ~idle)),
+                         port.payload.eq(payload)]
+            fire = port.valid & port.ready
+            with m.If(~go):
+                m.d.sync += [holding.eq(0), taken.eq(0)]
+            with m.Elif(fire):
+                m.d.sync += [holding.eq(0), taken.eq(taken + 1)]
+            with m.Elif(port.valid):
+                m.d.sync += holding.eq(1)
+            m.d.comb += self.waiting[i].eq(port.valid & ~port.ready)
+            return fire
+
+        steps = Signal(COUNT_BITS)                  # samples whose outputs are all captured
+
+        param_sample = Signal(COUNT_BITS, name="sample_i_param")
+
+        def admit(sample, after_params):
+            """A stream may send words of ``sample``: with ``serial``, only once the previous
+            sample's outputs are all captured and (``after_params``) this sample's parameters
+            are all sent, in the per-clock benches' order."""
+            serial_ok = sample == steps
+            if after_params:
+                serial_ok &= param_sample > sample
+            return (sample < self.samples) & (~self.serial | serial_ok)
+
+        # i_param (``n_param`` words per sample, stored for each), i_w and i_pass (the layer's
+        # program, replayed for each sample).
+        for i, port, rd, count, payload in ((0, dut.i_param, param_rd, self.n_param, "flat"),
+                                            (1, dut.i_w, w_rd, self.n_w, None),
+                                            (3, dut.i_pass, pass_rd, self.n_pass, "desc")):
+            idx = Signal(COUNT_BITS, name=f"idx_{STREAMS[i]}")
+            sample = param_sample if i == 0 else Signal(COUNT_BITS, name=f"sample_{STREAMS[i]}")
+            data_ = rd.data.desc if payload == "desc" else rd.data
+            fire = source(i, port, admit(sample, i != 0), data_)
+            taken = getattr(self, f"taken_{STREAMS[i]}")
+            m.d.comb += rd.addr.eq(taken if payload == "flat" else idx)
+            with m.If(~go):
+                m.d.sync += [idx.eq(0), sample.eq(0)]
+            with m.Elif(fire):
+                with m.If(idx + 1 == count):
+                    m.d.sync += [idx.eq(0), sample.eq(sample + 1)]
+                with m.Else():
+                    m.d.sync += idx.eq(idx + 1)
+
+        # i_a: for each sample, for each pass, m vectors from the pass's block.
+        a_vec, a_pass, a_sample = (Signal(COUNT_BITS, name=n)
+                                   for n in ("vec_i_a", "pass_i_a", "sample_i_a"))
+        a_base = Signal(COUNT_BITS, name="base_i_a")
+        a_payload = Signal(activation_layout(cfg))
+        last_vec = a_vec + 1 == self.m
+        m.d.comb += [prog_rd.addr.eq(a_pass),
+                     a_rd.addr.eq(a_base + prog_rd.data.act_offset + a_vec),
+                     a_payload.data.eq(a_rd.data), a_payload.last.eq(last_vec)]
+        fire = source(2, dut.i_a, admit(a_sample, True), a_payload)
+        with m.If(~go):
+            m.d.sync += [a_vec.eq(0), a_pass.eq(0), a_sample.eq(0), a_base.eq(0)]
+        with m.Elif(fire):
+            m.d.sync += a_vec.eq(a_vec + 1)
+            with m.If(last_vec):
+                m.d.sync += [a_vec.eq(0), a_pass.eq(a_pass + 1)]
+                with m.If(a_pass + 1 == self.n_pass):
+                    m.d.sync += [a_pass.eq(0), a_sample.eq(a_sample + 1),
+                                 a_base.eq(a_base + self.a_stride)]
+
+        # o_out: captured, with backpressure; the clock count at each sample's last word.
+        out_state = lfsr(4)
+        o = dut.o_out
+        m.d.comb += [o.ready.eq(go & (self.taken_o_out < self.n_out)
+                                & ~(out_state < self.backpressure)),
+                     self.waiting[4].eq(o.valid & ~o.ready)]
+        fire = o.valid & o.ready
+        m.d.comb += [out_wr.addr.eq(self.taken_o_out), out_wr.data.eq(o.payload),
+                     out_wr.en.eq(fire),
+                     mark_wr.addr.eq(steps), mark_wr.data.eq(self.clocks + 1),
+                     mark_wr.en.eq(fire & o.payload.last)]
+        with m.If(~go):
+            m.d.sync += [self.taken_o_out.eq(0), steps.eq(0)]
+        with m.Elif(fire):
+            m.d.sync += self.taken_o_out.eq(self.taken_o_out + 1)
+            with m.If(o.payload.last):
+                m.d.sync += steps.eq(steps + 1)
+        return m
+
+
+_ZERO_INIT = re.compile(r"^\s*(?:stim|cap)_\w+\[\d+\] = \d+'h0+;\n", re.MULTILINE)
+_EMPTY_INITIAL = re.compile(r"^\s*initial begin\n\s*end\n", re.MULTILINE)
+
+
+def strip_zero_init(verilog_text):
+    """Drop the all-zero ``initial`` blocks of the harness's own memories.
+
+    Amaranth's Verilog backend writes one line per word of a memory's initial contents; for
+    the stimulus memories (tens of thousands of words, always written before they are read)
+    that would be most of the file and of Verilator's build time.
+    """
+    return _EMPTY_INITIAL.sub("", _ZERO_INIT.sub("", verilog_text))
