@@ -11,7 +11,7 @@ from gen.files import write_text
 from hw.multiplier import StandaloneMultiplier
 from hw.systolic_array import SystolicArray
 
-__all__ = ["MANIFEST_FORMAT", "ports", "verilog_text", "write_verilog", "generate_array",
+__all__ = ["MANIFEST_FORMAT", "ports", "port_list", "verilog_text", "write_verilog", "generate_array",
            "generate_accelerator", "generate_multiplier"]
 
 MANIFEST_FORMAT = 1
@@ -42,9 +42,14 @@ def write_verilog(component, out_dir, name, *, clocked, text=None):
     out_dir = Path(out_dir)
     path = write_text(out_dir / f"{name}.v",      # atomic: parallel runs may share it
                       verilog_text(component, name) if text is None else text)
+    return path, port_list(component, clocked=clocked)
+
+
+def port_list(component, *, clocked):
+    """``ports(component)``, after ``clk`` and ``rst`` for a synchronous design."""
     clock = [{"name": "clk", "direction": "input", "width": 1, "signed": False},
              {"name": "rst", "direction": "input", "width": 1, "signed": False}]
-    return path, (clock if clocked else []) + ports(component)
+    return (clock if clocked else []) + ports(component)
 
 
 def _write_manifest(out_dir, manifest):

@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """The fast co-simulation path: the layer engine inside ``sim.harness.CosimHarness`` on Verilator.
 
 The host packs a layer's stimulus for many samples into the harness's memories (with the
@@ -24,12 +25,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from amaranth.back import verilog
 
 from hw.rescale_unit import output_layout, param_layout
 from hw.systolic_array import activation_layout, weight_layout
 
 from . import verilator
+from .design import Design
 from .engine_sim import pass_plan
 from .harness import CosimHarness, Depths, program_layout, strip_zero_init
 from .payload import pack, unpack
@@ -189,33 +190,21 @@ def _source_key(config, depths):
     return h.hexdigest()
 
 
-class CosimSim:
+class CosimSim(Design):
     """The harness of ``config`` built for Verilator under ``root`` (once per configuration
-    and memory depths); ``plan`` packs the stimulus, ``run(job)`` runs a bench job."""
+    and memory depths); ``plan`` packs the stimulus, ``run(job)`` runs a bench job.
+
+    Converting the harness takes seconds (its deep memories), so its build is keyed by its
+    sources (``sim.design.Design``'s ``source_key``): it is converted again only when the
+    configuration, the depths or the generator's sources change."""
 
     def __init__(self, config, root, *, depths=None):
         self.config = config
         self.plan = CosimPlan(config, depths)
         self.depths = self.plan.depths
-        self.dir = Path(root) / (f"cosim_{config.key()}_k{config.max_k}_m{config.max_m}"
-                                 f"_c{config.max_channels}_h{config.max_hidden}")
-        rtl = self.dir / "rtl"
-        rtl.mkdir(parents=True, exist_ok=True)
-        path = rtl / f"{TOP}.v"
-        # Converting the harness takes seconds (its deep memories); convert again only when
-        # the configuration, the depths or the generator's sources change.
-        key = _source_key(config, self.depths)
-        stamp = rtl / ".source_key"
-        if not (path.exists() and stamp.exists() and stamp.read_text() == key):
-            harness = CosimHarness(config=config, depths=self.depths)
-            path.write_text(strip_zero_init(verilog.convert(harness, name=TOP,
-                                                            emit_src=False)))
-            stamp.write_text(key)
-        control = rtl / f"{TOP}.vlt"
-        control.write_text(_CONTROL_FILE)
-        self.verilog = path
-        self._runner = verilator.build(path, TOP, self.dir / "build", args=SPEED_ARGS,
-                                       extra_sources=[control], make_flags=SPEED_MAKE)
+        super().__init__(CosimHarness(config=config, depths=self.depths), root, TOP,
+                         source_key=_source_key(config, self.depths), rewrite=strip_zero_init,
+                         control=_CONTROL_FILE, args=SPEED_ARGS, make_flags=SPEED_MAKE)
 
     def run(self, job, *, name, progress=None):
         """Run ``job`` (see ``sim.benches.cosim_bench``) in one cocotb run; ``progress(state)``

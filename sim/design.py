@@ -1,9 +1,9 @@
 """One design on Verilator: the base of every simulation wrapper (``ArraySim``, ``EngineSim``,
-``RescaleSim``, ``NetworkSim``, ``MultiplierSim``).
+``RescaleSim``, ``MultiplierSim``, and ``CosimSim``, which ``NetworkSim`` runs).
 
 ``Design(component, root, top)`` converts the component to Verilog and builds it for cocotb
-under ``root/<top>-<hash>``, where ``<hash>`` is that of the Verilog text: the one build key of
-the project. Two designs that differ in any bit build apart; the same design (in any test, run
+under ``root/<top>-<hash>``, where ``<hash>`` is that of the Verilog text (or, for a design
+whose conversion is slow, of a key of its sources): the one build key of the project. Two designs that differ in any bit build apart; the same design (in any test, run
 or process) is built once and reused (``sim.verilator.build`` locks and stamps the folder).
 ``run_streams`` drives the design's valid/ready streams with ``sim.benches.stream_bench``.
 """
@@ -11,7 +11,8 @@ or process) is built once and reused (``sim.verilator.build`` locks and stamps t
 import hashlib
 from pathlib import Path
 
-from gen.verilog import verilog_text, write_verilog
+from gen.files import write_text
+from gen.verilog import port_list, verilog_text, write_verilog
 
 from . import verilator
 
@@ -20,16 +21,37 @@ __all__ = ["Design"]
 
 class Design:
     """``component`` as Verilog (``self.verilog``, its ports ``self.ports``) built for Verilator
-    in ``self.dir``."""
+    in ``self.dir``.
 
-    def __init__(self, component, root, top, *, clocked=True):
-        text = verilog_text(component, top)
-        digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+    ``source_key``: for a design whose conversion to Verilog is slow (the co-simulation
+    harness and its deep memories), a key of everything its Verilog depends on; the folder is
+    named by its hash instead, and the Verilog is converted only when the folder has none.
+    ``rewrite``: a function applied to the Verilog text. ``control``: the text of a Verilator
+    control file built with it; ``args`` and ``make_flags`` go to ``sim.verilator.build``.
+    """
+
+    def __init__(self, component, root, top, *, clocked=True, source_key=None, rewrite=None,
+                 control=None, args=(), make_flags=()):
+        def convert():
+            text = verilog_text(component, top)
+            return rewrite(text) if rewrite else text
+
+        text = convert() if source_key is None else None
+        key = text if source_key is None else f"{top}:{source_key}"
         self.top = top
-        self.dir = Path(root) / f"{top}-{digest}"
-        self.verilog, self.ports = write_verilog(component, self.dir / "rtl", top,
-                                                 clocked=clocked, text=text)
-        self._runner = verilator.build(self.verilog, top, self.dir / "build")
+        self.dir = Path(root) / f"{top}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+        rtl = self.dir / "rtl"
+        self.verilog = rtl / f"{top}.v"
+        if text is None and not self.verilog.exists():     # written atomically, so complete
+            text = convert()
+        if text is not None:
+            write_verilog(component, rtl, top, clocked=clocked, text=text)
+        self.ports = port_list(component, clocked=clocked)
+        extra = []
+        if control is not None:
+            extra = [write_text(rtl / f"{top}.vlt", control)]
+        self._runner = verilator.build(self.verilog, top, self.dir / "build", args=args,
+                                       extra_sources=extra, make_flags=make_flags)
 
     def run_bench(self, bench, job, *, name="run"):
         """Run the cocotb bench module ``bench`` with ``job``; return its result."""
