@@ -141,7 +141,7 @@ def test_a_collapsed_batch_norm_channel_contributes_nothing():
     p = _params(c=2, adapter=None)
     p["bn_scale"] = np.array([1e-12, 1.0])
     r = rescale.fixed_point(**p)
-    assert r.m[0] == 0 and r.e[0] + BETA_FRAC - Z == rescale.MAX_RIGHT_SHIFT
+    assert r.m[0] == 0 and r.z_shift[0] == rescale.MAX_RIGHT_SHIFT
     z = rescale.affine(np.array([[-300, 7]]), np.array([BETA_ONE]), r)
     assert z[0, 0] == r.bias_q[0]
 
