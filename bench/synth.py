@@ -8,8 +8,9 @@ Each array is synthesised with ``synth_ecp5`` (in logic: ``-nodsp``; the ``int8 
 Yosys use the part's 18x18 multipliers) and placed and routed out of context by
 ``nextpnr-ecp5`` (``--out-of-context``: the array's ports are not pins, an 8x8 array has more
 ports than the package has pins) for its maximum clock. ``logic`` counts LUT4 plus two per
-``CCU2C`` carry cell (each holds two LUT4s): the LUT-equivalents that the issue's 0.6x goal compares. Results are cached per design (a hash
-of its Verilog) in ``build/synth/``; the first run of the tools compiles them (about a minute).
+``CCU2C`` carry cell (each holds two LUT4s): the LUT-equivalents that the issue's 0.6x goal
+compares. Results are cached per design (a hash of its Verilog) in ``build/synth/``; the first
+run of the tools compiles them (about a minute).
 Ratios are against the int8 array in logic.
 """
 

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import numerics, rescale
+from . import numerics, rescale, rules
 from .adapter import ADAPTER_INPUTS, Adapter
 from .errors import BundleError
 from .files import npz_bytes, read_npz, replace_folder
@@ -143,7 +143,7 @@ class Bundle:
 MAX_DIM = 1 << 16           # channels, rows, columns, features
 MAX_KERNEL = 64             # kernel, stride and padding
 MAX_POOL = 16
-MAX_K = 1 << 20             # the inner dimension of a layer's product
+MAX_K = rules.MAX_K         # the inner dimension of a layer's product
 MAX_LAYERS = 1000
 MAX_NAME = 200
 STEP_RANGE = (1e-12, 1e12)  # quantizer steps: finite, normal, not absurd
@@ -392,9 +392,9 @@ def _load_adapter(r, p, where, info, cout):
     v = r.fields(info, ADAPTER_SCHEMA, f"{where}.adapter")
     n, mode = v["layers"], v["input"]
     _check(mode in ADAPTER_INPUTS, f"manifest.json: {where}.adapter.input must be "
-                                   f"channels or vector, not {mode!r}")
+                                   f"{' or '.join(ADAPTER_INPUTS)}, not {mode!r}")
     # The adapter reads this layer's output: its channels, or every value of a vector.
-    inputs = cout if mode == "channels" else None
+    inputs = cout if mode == "channels" else None      # a vector's length: ``_load_layer``
     w1 = r.real(f"{p}.adapter.w1", None)
     _check(w1.ndim == 2 and w1.shape[0] >= 1 and w1.shape[1] >= 1 and
            (inputs is None or w1.shape[1] == inputs) and (n == 2 or w1.shape[0] == 1),
@@ -463,6 +463,10 @@ def _load_layer(r, i, entry, in_shape, in_bits, in_step, last):
         _check(ho >= 1 and wo >= 1, f"manifest.json: {w} has an empty output")
         _check(layer.pool in (0, 1) or (ho % layer.pool == 0 and wo % layer.pool == 0),
                f"manifest.json: {w}: a {ho}x{wo} map cannot be pooled by {layer.pool}")
+    if adapter is not None and adapter.input == "vector":
+        size = int(np.prod(layer.out_shape))
+        _check(adapter.inputs == size, f"arrays.npz: {p}.adapter.w1 reads {adapter.inputs} "
+                                       f"values, but {w} gives {size}")
     _check((layer.next_step is None) == (layer.next_bits is None),
            f"manifest.json: {w}: next_step and next_bits go together")
     _check((layer.next_step is None) == last, f"manifest.json: {w} " +

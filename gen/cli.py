@@ -7,7 +7,7 @@ asqgen and shows its traceback.
 
 Exit statuses:
   0    success (for ``selfcheck`` and ``sim``: the RTL equals the golden model)
-  1    the RTL differs from the golden model
+  1    the RTL differs from the golden model (or a bench's check caught it: a hang, a flag)
   2    a bad option or combination of options (usage)
   3    a bad bundle (missing, unreadable, or failing a check of ``gen.bundle``)
   4    a bad checkpoint (``export.train.load_checkpoint``), or a bundle from another one

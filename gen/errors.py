@@ -13,7 +13,8 @@ class                       status  meaning
 ``CheckpointError``         4       a checkpoint that cannot be used
 ``ToolError``               5       a tool (Verilator, a compiler) missing or failing
 ``OutputError``             6       an output file or folder that cannot be written
-(a verdict)                 1       the RTL differs from the golden model
+(a verdict)                 1       the RTL differs from the golden model, or fails a
+                                    check of the bench (``sim.verilator.RtlError``)
 (Ctrl-C)                    130     interrupted
 ==========================  ======  ==============================================
 """

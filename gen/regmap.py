@@ -29,7 +29,7 @@ __all__ = ["Region", "CONTROL", "ADAPTER_KINDS", "REGION_BITS", "INDEX_BITS", "A
 REGION_BITS = 4
 INDEX_BITS = 12
 ADDR_BITS = REGION_BITS + INDEX_BITS
-VALUE_BITS = 32                     # = rescale.PARAM_BITS: the parameters' signed width
+VALUE_BITS = rescale.PARAM_BITS     # the parameters' signed width
 
 
 class Region(IntEnum):

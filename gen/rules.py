@@ -27,7 +27,7 @@ output must fit the rescale (``check_accumulator``: in practice post/pot weights
 with an adapter small enough for the rescale unit, ``check_adapter``).
 """
 
-from . import numerics, rescale
+from . import numerics, regmap, rescale
 from .adapter import adapter_hidden
 from .errors import BundleError
 
@@ -48,8 +48,8 @@ WEIGHT_FORMAT = {"lsq": "int", "pot": "pot", "post": "post"}   # method -> hardw
 
 # The hardware's limits ----------------------------------------------------------------------
 POOL = 2                    # the rescale unit pools 2x2 windows with stride 2, nothing else
-MAX_CHANNELS = 4096         # output channels of a layer (the rescale unit's channel counter)
-MAX_ADAPTER_WEIGHTS = 4096  # adapter hidden units x the widest layer's channels
+MAX_CHANNELS = 1 << regmap.INDEX_BITS          # output channels: the register map's index
+MAX_ADAPTER_WEIGHTS = 1 << regmap.INDEX_BITS   # adapter hidden units x the widest channels
 MAX_POSITIONS = 1 << 16     # output positions of a conv per sample (accumulator buffer depth)
 MAX_K = 1 << 20             # inputs of one output (in_channels x kernel x kernel)
 

@@ -11,8 +11,8 @@ from gen.files import write_text
 from hw.multiplier import StandaloneMultiplier
 from hw.systolic_array import SystolicArray
 
-__all__ = ["MANIFEST_FORMAT", "ports", "port_list", "verilog_text", "write_verilog", "generate_array",
-           "generate_accelerator", "generate_multiplier"]
+__all__ = ["MANIFEST_FORMAT", "ports", "port_list", "verilog_text", "write_verilog",
+           "generate_array", "generate_accelerator", "generate_multiplier"]
 
 MANIFEST_FORMAT = 1
 

@@ -15,6 +15,8 @@ from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from gen.errors import UsageError
+
 __all__ = ["check_engine_array", "pass_layout", "accumulator_layout", "AccumulatorBuffer",
            "MAX_PLANE_SHIFT"]
 
@@ -24,7 +26,7 @@ MAX_PLANE_SHIFT = 7
 def check_engine_array(config):
     """Refuse an array that the layer engine cannot take (one sum per column for now)."""
     if config.split:
-        raise ValueError("the layer engine takes post arrays with odd='table'; an array "
+        raise UsageError("the layer engine takes post arrays with odd='table'; an array "
                          "with odd='split' runs as a bare array (asqgen verilog, selfcheck)")
 
 

@@ -6,7 +6,7 @@
 
 Each has a ``LATENCY`` in clocks (0: combinational) and its own test against the golden
 functions (``tests/test_rescale_stages.py``); ``hw.rescale_unit`` sequences them. Widths:
-``VALUE_BITS`` holds every ``z``, ``u`` and adapter sum of the golden model (its ``int64``);
+``WIDE_BITS`` holds every ``z``, ``u`` and adapter sum of the golden model (its ``int64``);
 ``BETA_BITS`` every ``beta`` up to ``BETA_MAX``; ``DIV_BITS`` the numerator ``m_s << RECIP_BITS``.
 """
 
@@ -16,10 +16,10 @@ from amaranth.lib.wiring import In, Out
 
 from gen import regmap, rescale
 
-__all__ = ["VALUE_BITS", "BETA_BITS", "DIV_BITS", "SHIFT_BITS", "rshift", "Affine",
+__all__ = ["WIDE_BITS", "BETA_BITS", "DIV_BITS", "SHIFT_BITS", "rshift", "Affine",
            "Reciprocal", "Requantizer"]
 
-VALUE_BITS = 64
+WIDE_BITS = 64
 BETA_BITS = rescale.BETA_MAX.bit_length()
 DIV_BITS = rescale.MANTISSA_BITS - 1 + rescale.RECIP_BITS + 1   # m_s < 2**15, shifted by 16
 SHIFT_BITS = 8                     # signed shifts from -MAX_LEFT_SHIFT to MAX_RIGHT_SHIFT
@@ -48,14 +48,14 @@ class Affine(wiring.Component):
             "acc": In(signed(acc_bits)), "beta_in": In(unsigned(BETA_BITS)),
             "m": In(signed(regmap.VALUE_BITS)), "sh": In(signed(SHIFT_BITS)),
             "bias": In(signed(regmap.VALUE_BITS)), "relu": In(1),
-            "u": Out(signed(VALUE_BITS)),
+            "u": Out(signed(WIDE_BITS)),
         })
 
     def elaborate(self, platform):
         m = Module()
         scaled = Signal(signed(self._acc_bits + regmap.VALUE_BITS + BETA_BITS + 1))
         m.d.comb += scaled.eq(self.acc * self.m * self.beta_in)
-        z = Signal(signed(VALUE_BITS))
+        z = Signal(signed(WIDE_BITS))
         m.d.comb += z.eq(rshift(m, scaled, self.sh, "z_shifted") + self.bias)
         m.d.comb += self.u.eq(Mux(self.relu & (z < 0), 0, z))
         return m
@@ -100,14 +100,14 @@ class Requantizer(wiring.Component):
 
     def __init__(self):
         super().__init__({
-            "u": In(signed(VALUE_BITS)), "recip": In(unsigned(DIV_BITS)),
+            "u": In(signed(WIDE_BITS)), "recip": In(unsigned(DIV_BITS)),
             "sh_req": In(signed(SHIFT_BITS)), "max_code": In(unsigned(regmap.VALUE_BITS - 1)),
-            "code": Out(signed(VALUE_BITS)),
+            "code": Out(signed(WIDE_BITS)),
         })
 
     def elaborate(self, platform):
         m = Module()
-        product = Signal(signed(VALUE_BITS + DIV_BITS + 1))
+        product = Signal(signed(WIDE_BITS + DIV_BITS + 1))
         m.d.comb += product.eq(self.u * self.recip)
         code = rshift(m, product, self.sh_req, "code_shifted")
         m.d.comb += self.code.eq(Mux(code < 0, 0, Mux(code > self.max_code, self.max_code, code)))

@@ -24,7 +24,7 @@ from amaranth.lib.wiring import In, Out
 from gen import regmap, rescale
 from gen.regmap import CONTROL, Region
 
-from .rescale_stages import BETA_BITS, VALUE_BITS, Affine, Reciprocal, Requantizer, rshift
+from .rescale_stages import BETA_BITS, WIDE_BITS, Affine, Reciprocal, Requantizer, rshift
 
 __all__ = ["RescaleUnit", "param_layout", "output_layout", "acc_layout"]
 
@@ -39,7 +39,7 @@ def acc_layout(lanes, acc_bits):
 
 
 def output_layout():
-    return data.StructLayout({"value": signed(VALUE_BITS), "beta": unsigned(BETA_BITS),
+    return data.StructLayout({"value": signed(WIDE_BITS), "beta": unsigned(BETA_BITS),
                               "last": 1})
 
 
@@ -117,9 +117,9 @@ class RescaleUnit(wiring.Component):
         (m_rd, _), (sh_rd, _), (bias_rd, _), (w1_rd, _), (b1_rd, _), (wb_rd, _) = (
             ports[r] for r in (Region.m, Region.sh, Region.bias, Region.w1, Region.b1,
                                Region.wb))
-        u_rd, u_wr = _memory(m, "mem_u", signed(VALUE_BITS), max_c * max_p)     # u per position
-        s_rd, s_wr = _memory(m, "mem_s", signed(VALUE_BITS), max_c)             # S per channel
-        h_rd, h_wr = _memory(m, "mem_h", signed(VALUE_BITS), max_h)             # h per unit
+        u_rd, u_wr = _memory(m, "mem_u", signed(WIDE_BITS), max_c * max_p)     # u per position
+        s_rd, s_wr = _memory(m, "mem_s", signed(WIDE_BITS), max_c)             # S per channel
+        h_rd, h_wr = _memory(m, "mem_h", signed(WIDE_BITS), max_h)             # h per unit
 
         # Counters ------------------------------------------------------------------------
         pooled = reg["pool"] > 1
@@ -136,7 +136,7 @@ class RescaleUnit(wiring.Component):
         j_idx = Signal(range(max(max_c, max_h) + 1))       # hidden units, or channels
         # The adapter's dot products: up to max(channels, hidden) terms of a value times a
         # parameter.
-        total = Signal(signed(VALUE_BITS + regmap.VALUE_BITS + regmap.INDEX_BITS + 1))
+        total = Signal(signed(WIDE_BITS + regmap.VALUE_BITS + regmap.INDEX_BITS + 1))
         beta = Signal(BETA_BITS)
         m.submodules.affine = affine = Affine(self._acc_bits)
         m.submodules.reciprocal = divider = Reciprocal()

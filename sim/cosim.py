@@ -29,6 +29,8 @@ import numpy as np
 from hw.rescale_unit import output_layout, param_layout
 from hw.systolic_array import activation_layout, weight_layout
 
+from gen.errors import UsageError
+
 from . import verilator
 from .design import Design
 from .engine_sim import pass_plan
@@ -109,6 +111,25 @@ class CosimPlan:
         words = np.array(words, dtype=np.int64).reshape(-1, 2)
         return pack(self.layouts["param"], {"addr": words[:, 0], "value": words[:, 1]})
 
+    def check(self, name, *, program, weights, activations, params, outputs):
+        """Refuse (``UsageError``) a layer whose words per sample do not fit the memories."""
+        d = self.depths
+        limits = {"program (stim_pass)": (program, d.program), "weights (stim_w)": (weights, d.w),
+                  "activations (stim_a)": (activations, d.a),
+                  "parameters (stim_param)": (params, d.param),
+                  "outputs (cap_out)": (outputs, d.out)}
+        for what, (need, depth) in limits.items():
+            if need > depth:
+                raise UsageError(f"layer {name!r}: {need} words of {what} per sample, the "
+                                 f"co-simulation harness holds {depth}")
+
+    def check_layer(self, name, *, m, W, w_format, w_bits, params, outputs):
+        """``check`` from a layer's shape alone (nothing packed), before any build."""
+        plan = pass_plan(self.config, m, W, w_format, w_bits)
+        self.check(name, program=len(plan), weights=len(plan) * self.config.rows,
+                   activations=-(-np.shape(W)[0] // self.config.rows) * m, params=params,
+                   outputs=outputs)
+
     def layer_runs(self, *, W, w_format, w_bits, samples_rows, param_words, outputs, stall=0.0,
                    backpressure=0.0, name="layer"):
         """The harness runs (batches of samples that fit the memories) of one layer.
@@ -123,15 +144,8 @@ class CosimPlan:
         words_w, words_pass, blocks = self.program(m, W, w_format, w_bits)
         stride = blocks * m
         per_param = len(param_words[0])
-        limits = {"program (stim_pass)": (len(words_pass), d.program),
-                  "weights (stim_w)": (len(words_w), d.w),
-                  "activations (stim_a)": (stride, d.a),
-                  "parameters (stim_param)": (per_param, d.param),
-                  "outputs (cap_out)": (outputs, d.out)}
-        for what, (need, depth) in limits.items():
-            if need > depth:
-                raise ValueError(f"layer {name!r}: {need} words of {what} per sample, the "
-                                 f"harness holds {depth}")
+        self.check(name, program=len(words_pass), weights=len(words_w), activations=stride,
+                   params=per_param, outputs=outputs)
         batch = min(d.a // stride, d.param // per_param, d.out // outputs, d.marks)
         runs = []
         for s0 in range(0, n, batch):
@@ -179,13 +193,15 @@ def thresholds(seed, stall, backpressure, serial=True):
 
 def _source_key(config, depths):
     """A hash of what the harness's Verilog depends on: the configuration, the depths, the
-    Amaranth version and the sources of ``hw/`` and of the harness."""
+    Amaranth version and the sources of ``hw/``, of the definitions in ``gen/`` that it
+    imports (register map, rescale, numerics, ...) and of the harness."""
     import amaranth
 
     h = hashlib.sha256(repr((config.as_dict(), depths.as_dict(),
                              amaranth.__version__)).encode())
     root = Path(__file__).resolve().parent.parent
-    for source in sorted((root / "hw").glob("*.py")) + [root / "sim" / "harness.py"]:
+    sources = sorted((root / "hw").glob("*.py")) + sorted((root / "gen").glob("*.py"))
+    for source in sources + [root / "sim" / "harness.py"]:
         h.update(source.read_bytes())
     return h.hexdigest()
 

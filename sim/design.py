@@ -3,8 +3,10 @@
 
 ``Design(component, root, top)`` converts the component to Verilog and builds it for cocotb
 under ``root/<top>-<hash>``, where ``<hash>`` is that of the Verilog text (or, for a design
-whose conversion is slow, of a key of its sources): the one build key of the project. Two designs that differ in any bit build apart; the same design (in any test, run
-or process) is built once and reused (``sim.verilator.build`` locks and stamps the folder).
+whose conversion is slow, of a key of everything its Verilog is generated from): the one
+build key of the project. Two designs that differ build apart; the same design (in any test,
+run or process) is built once and reused (``sim.verilator.build`` locks and stamps the
+folder).
 ``run_streams`` drives the design's valid/ready streams with ``sim.benches.stream_bench``.
 """
 

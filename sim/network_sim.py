@@ -1,8 +1,9 @@
 """The whole network on the layer engine (``hw.accelerator``) in Verilator.
 
 The host side is here: for every layer and sample it sends the rescale parameters and the
-sample's ``beta_in``, then the passes of its matrix product (``sim.engine_sim.passes_for``
-over the ``im2col`` rows that the golden model uses too), and collects the next layer's codes
+sample's ``beta_in`` (``gen.regmap``), then the passes of its matrix product
+(``sim.engine_sim.pass_plan`` through ``sim.cosim.CosimPlan``, over the ``im2col`` rows that
+the golden model uses too), and collects the next layer's codes
 and ``beta``. The stimulus goes into the co-simulation harness's memories (``sim.cosim``);
 one simulation runs the whole network, layer after layer, each layer for all samples, and
 the codes a layer returns are the next layer's input.
@@ -19,7 +20,7 @@ from gen.sizing import check_fits
 from .cosim import CosimSim, thresholds
 from .golden import check_codes, im2col
 
-__all__ = ["NetworkSim", "NetworkRun", "drive", "layer_params", "layer_rows"]
+__all__ = ["NetworkSim", "NetworkRun", "check_network", "drive", "layer_params", "layer_rows"]
 
 
 @dataclass
@@ -54,6 +55,16 @@ def layer_rows(layer, codes):
         return [x.reshape(1, -1) for x in codes]
     return list(im2col(codes, layer.kernel, layer.stride, layer.padding)
                 .reshape(len(codes), -1, layer.k))
+
+
+def check_network(plan, bundle):
+    """Refuse (``UsageError``) a network with a layer whose words per sample do not fit the
+    harness's memories (``sim.cosim.CosimPlan.check``), before anything is built."""
+    for layer in bundle.layers:
+        m = int(np.prod(layer.conv_shape[1:])) if layer.kind == "conv2d" else 1
+        plan.check_layer(layer.name, m=m, W=layer.weight_matrix, w_format=layer.w_format,
+                         w_bits=layer.w_bits, outputs=int(np.prod(layer.out_shape)),
+                         params=len(layer_params(layer, BETA_ONE, plan.config.max_channels)))
 
 
 def drive(plan, bundle, codes, *, seed=0, stall=0.0, backpressure=0.0, serial=True):

@@ -2,7 +2,6 @@
 PyTorch. Needs no PyTorch: PyTorch's outputs come from the bundle's reference data."""
 
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -11,8 +10,9 @@ from gen.rescale import Z
 from gen.sizing import check_fits, config_for_bundle
 
 from .compare import first_difference
+from .cosim import CosimPlan
 from .golden import run_network
-from .network_sim import NetworkSim
+from .network_sim import NetworkSim, check_network
 from .verilator import check_probability
 
 __all__ = ["simulate", "format_sim_report"]
@@ -43,6 +43,7 @@ def simulate(bundle, *, images, config=None, root="build/sim", seed=0, stall=0.0
     check_fits(bundle, config)
     codes = bundle.quantize_input(ref["images"][:images])
     labels = np.asarray(ref["labels"][:images]) if "labels" in ref else None
+    check_network(CosimPlan(config), bundle)         # before the build: the memories' depths
     t0 = time.monotonic()
     sim = NetworkSim(config, root)
     build_s = time.monotonic() - t0

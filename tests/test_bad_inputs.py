@@ -265,13 +265,6 @@ def test_bad_bundle(saved, tmp_path, capsys, case):
 
 
 # Saving refuses what loading would refuse ---------------------------------------------------
-def _bundle(**changes):
-    b = random_bundle()
-    for (index, name), value in changes.items():
-        setattr(b.layers[index], name, value)
-    return b
-
-
 SAVE_CASES = {
     "bias that would wrap to INT64_MIN": (
         lambda b: b.layers[2].bn_bias.__setitem__(0, 1e20),

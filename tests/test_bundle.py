@@ -189,3 +189,20 @@ def test_errors_are_one_line(saved):
         B.load(saved)
     assert "\n" not in str(info.value)
     assert zipfile.is_zipfile(saved / "arrays.npz")
+
+
+def test_a_vector_adapter_must_read_the_whole_vector(tmp_path):
+    """A "vector" adapter (the next layer is a linear one) reads every value of the layer's
+    output; one of another width is refused on save, not left to fail in the golden model."""
+    from gen.adapter import Adapter
+
+    b = random_bundle(c1=4, c2=8)
+    b.layers[1].adapter = Adapter(w1=np.full((1, 7), 0.01), b1=np.array([1.0]), input="vector")
+    b.layers[2].input_adapter = True
+    with pytest.raises(B.BundleError, match=r"arrays\.npz: layer1\.adapter\.w1 reads 7 values, "
+                                          r"but layer 'conv2' gives 128$"):
+        B.save(b, tmp_path / "b")
+    b.layers[1].adapter = Adapter(w1=np.full((1, 128), 0.001), b1=np.array([1.0]),
+                                  input="vector")
+    B.save(b, tmp_path / "b")
+    assert B.load(tmp_path / "b").layers[1].adapter.inputs == 128

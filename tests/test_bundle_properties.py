@@ -138,14 +138,16 @@ def _npz(arrays):
 
 
 def _refused_or_sound(folder, must_refuse):
-    """``load`` raises ``BundleError`` (nothing else); when it accepts, the bundle saves and
-    loads again."""
+    """``load`` raises ``BundleError`` (nothing else); when it accepts, the bundle runs through
+    the golden model, and saves and loads again."""
     try:
         b = B.load(folder)
     except BundleError as e:
         assert "\n" not in str(e)
         return
     assert not must_refuse, "a corrupt bundle was accepted"
+    codes = np.zeros((1,) + tuple(b.input_shape), dtype=np.int64)
+    run_network(b, codes)
     B.save(b, folder.parent / "again")
     B.load(folder.parent / "again")
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from gen.config import ArrayConfig
+from gen.errors import UsageError
 from gen.sizing import config_for_bundle
 from hw.rescale_unit import output_layout, param_layout
 from hw.systolic_array import activation_layout, weight_layout
@@ -74,8 +75,8 @@ def test_a_layer_that_does_not_fit_is_refused():
     from sim.harness import Depths
 
     plan = CosimPlan(CFG, Depths(a=8))
-    with pytest.raises(ValueError, match=r"^layer 'x': 12 words of activations \(stim_a\) per "
-                                         r"sample, the harness holds 8$"):
+    with pytest.raises(UsageError, match=r"^layer 'x': 12 words of activations \(stim_a\) per "
+                                         r"sample, the co-simulation harness holds 8$"):
         plan.layer_runs(W=np.zeros((7, 2), dtype=int), w_format="post", w_bits=3,
                         samples_rows=[np.zeros((4, 7), dtype=int)],
                         param_words=[[(0, 0)]], outputs=2, name="x")
