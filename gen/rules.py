@@ -242,8 +242,7 @@ def check_bundle(bundle):
     formats = {}
     for i, layer in enumerate(layers):
         kind = layer.kind
-        positions = (layer.conv_shape[1] * layer.conv_shape[2]) if kind == "conv2d" else 1
-        check_size(layer.name, kind, layer.out_channels, positions)
+        check_size(layer.name, kind, layer.out_channels, layer.positions)
         check_pool(layer.name, layer.pool, f"{_type(kind)} + MaxPool2d")
         check_accumulator(layer.name, kind, layer.w_format, layer.w_bits, layer.a_bits,
                           layer.k)

@@ -23,8 +23,7 @@ def _needs(bundle):
     return {
         "a_bits": max(l.a_bits for l in layers),
         "max_k": max(l.k for l in layers),
-        "max_m": max(int(l.conv_shape[1] * l.conv_shape[2]) if l.kind == "conv2d" else 1
-                     for l in layers),
+        "max_m": max(l.positions for l in layers),
         "max_channels": max(l.out_channels for l in layers),
         "max_hidden": max(hidden),
     }

@@ -61,9 +61,9 @@ def check_network(plan, bundle):
     """Refuse (``UsageError``) a network with a layer whose words per sample do not fit the
     harness's memories (``sim.cosim.CosimPlan.check``), before anything is built."""
     for layer in bundle.layers:
-        m = int(np.prod(layer.conv_shape[1:])) if layer.kind == "conv2d" else 1
-        plan.check_layer(layer.name, m=m, W=layer.weight_matrix, w_format=layer.w_format,
-                         w_bits=layer.w_bits, outputs=int(np.prod(layer.out_shape)),
+        plan.check_layer(layer.name, m=layer.positions, W=layer.weight_matrix,
+                         w_format=layer.w_format, w_bits=layer.w_bits,
+                         outputs=int(np.prod(layer.out_shape)),
                          params=len(layer_params(layer, BETA_ONE, plan.config.max_channels)))
 
 

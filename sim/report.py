@@ -20,8 +20,7 @@ __all__ = ["simulate", "format_sim_report"]
 
 def _ideal_cycles(layer, config):
     """``M * K * N / (rows * cols)``: the clocks of a fully used array for one sample."""
-    m = int(np.prod(layer.conv_shape[1:])) if layer.kind == "conv2d" else 1
-    return m * layer.k * layer.out_channels / (config.rows * config.cols)
+    return layer.positions * layer.k * layer.out_channels / (config.rows * config.cols)
 
 
 def simulate(bundle, *, images, config=None, root="build/sim", seed=0, stall=0.0,

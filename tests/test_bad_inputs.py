@@ -22,6 +22,7 @@ from gen.errors import BundleError, CheckpointError
 
 from .bundles import random_bundle
 from .cli import asqgen
+from .test_bundle import _edit_arrays
 
 USAGE, BUNDLE, CHECKPOINT, TOOL, OUTPUT, INTERRUPTED = 2, 3, 4, 5, 6, 130
 
@@ -64,14 +65,7 @@ def replace_text(old, new):
 
 
 def arrays(edit):
-    def apply(folder):
-        path = folder / "arrays.npz"
-        with np.load(path) as data:
-            a = {k: data[k] for k in data.files}
-        edit(a)
-        with open(path, "wb") as f:
-            np.savez(f, **a)
-    return apply
+    return lambda folder: _edit_arrays(folder, edit)
 
 
 def array(key, value):
