@@ -54,6 +54,11 @@ class ArrayConfig:
         sample that the rescale unit takes.
     max_channels, max_hidden:
         The most channels of a layer and hidden units of an adapter (the rescale unit).
+    max_batch:
+        The most samples that share one pass (their positions stacked in ``M``, so at most
+        ``max_m // positions`` of them): the rescale unit keeps ``beta_in`` and the channel sums
+        of that many samples. A layer runs its samples in batches of
+        ``batch_for(positions)``.
 
     Derived values are properties. Build variants with ``config.replace(...)``: it derives
     ``frac_bits`` and ``acc_bits`` afresh unless they were given explicitly.
@@ -71,6 +76,7 @@ class ArrayConfig:
     max_m: int = 64
     max_channels: int = 64
     max_hidden: int = 16
+    max_batch: int = 16
     _derived: frozenset = field(default=frozenset(), init=False, repr=False, compare=False)
 
     def __post_init__(self):
@@ -106,6 +112,7 @@ class ArrayConfig:
         _check_int("max_m", self.max_m, 1, MAX_POSITIONS)
         _check_int("max_channels", self.max_channels, 1, MAX_CHANNELS)
         _check_int("max_hidden", self.max_hidden, 1, MAX_ADAPTER_WEIGHTS // self.max_channels)
+        _check_int("max_batch", self.max_batch, 1, 1024)
         if self.buffer_bits > MAX_ACC_BITS:
             raise UsageError(f"buffer_bits would be {self.buffer_bits}, more than "
                              f"{MAX_ACC_BITS}: use a smaller max_k")
@@ -155,6 +162,11 @@ class ArrayConfig:
             return None
         return numerics.table_frac_bits(self.w_bits, self.frac_bits)
 
+    def batch_for(self, positions):
+        """How many samples of ``positions`` positions each share a pass: ``max_batch``, as far
+        as ``max_m`` holds their positions."""
+        return max(1, min(self.max_batch, self.max_m // positions))
+
     # Timing -------------------------------------------------------------------------------
     @property
     def latency(self):
@@ -163,10 +175,11 @@ class ArrayConfig:
 
     def cycles(self, m, tiles=1):
         """Clocks for ``tiles`` tiles of ``m`` activation vectors each without stalls, from the
-        first weight transfer to the last result transfer: per tile ``rows`` weight rows, ``m``
-        vectors and the ``latency`` of the last one (the drain), plus one clock between tiles
-        to return to loading."""
-        return tiles * (self.rows + m + self.latency) + tiles - 1
+        first weight transfer to the last result transfer: ``rows`` weight rows before the
+        first tile, ``max(m, rows + cols)`` per tile but the last (the next tile's weights load
+        while a tile runs, ``hw.systolic_array``), then the last tile's ``m`` vectors and the
+        ``latency`` of its last one."""
+        return self.rows + (tiles - 1) * max(m, self.rows + self.cols) + m + self.latency
 
     def replace(self, **changes):
         kwargs = {f.name: getattr(self, f.name) for f in fields(self)

@@ -1,5 +1,5 @@
 """The rescale unit's register map: the one definition of the words that the host writes on
-``i_param`` before a layer and a sample, shared by the host drivers (``encode``), the hardware
+``i_param`` before a layer, shared by the host drivers (``encode``), the hardware
 (``hw.rescale_unit`` decodes ``Region`` and ``CONTROL`` by name) and the manifest
 (``manifest()``).
 
@@ -24,7 +24,7 @@ from enum import IntEnum
 from . import rescale
 
 __all__ = ["Region", "CONTROL", "ADAPTER_KINDS", "REGION_BITS", "INDEX_BITS", "ADDR_BITS",
-           "VALUE_BITS", "address", "encode", "beta_in_word", "manifest"]
+           "VALUE_BITS", "address", "encode", "check_beta", "manifest"]
 
 REGION_BITS = 4
 INDEX_BITS = 12
@@ -43,9 +43,10 @@ class Region(IntEnum):
 
 
 #: The control registers: the layer's shape, its options and the constants of ``LayerRescale``
-#: that are one per layer; ``beta_in`` is written before every sample.
+#: that are one per layer. (A sample's ``beta_in`` is not a register: it comes with the sample,
+#: on the rescale unit's ``i_beta`` stream.)
 CONTROL = ("channels", "height", "width", "pool", "relu", "final", "adapter", "hidden", "sh1",
-           "shb", "bb", "m_s", "sh_req", "max_code", "beta_in")
+           "shb", "bb", "m_s", "sh_req", "max_code")
 
 #: ``LayerRescale.adapter`` as the ``adapter`` register holds it.
 ADAPTER_KINDS = {"none": 0, "one": 1, "two": 2}
@@ -59,8 +60,8 @@ def address(region, index):
 
 
 def encode(r, *, channels, height, width, pool, relu, max_channels):
-    """The ``(address, value)`` words of a layer's ``LayerRescale`` ``r`` (``beta_in`` apart,
-    see ``beta_in_word``). ``height`` and ``width`` are the accumulators' spatial size (1 and 1
+    """The ``(address, value)`` words of a layer's ``LayerRescale`` ``r`` (the control
+    registers last; the host marks the final word ``last``). ``height`` and ``width`` are the accumulators' spatial size (1 and 1
     for a linear layer); ``max_channels`` the hardware's (the stride of ``w1``)."""
     words = []
     for c in range(channels):
@@ -88,11 +89,11 @@ def encode(r, *, channels, height, width, pool, relu, max_channels):
     return words
 
 
-def beta_in_word(beta_in):
-    """The word that sets a sample's ``beta_in`` (units ``2**-BETA_FRAC``)."""
+def check_beta(beta_in):
+    """A sample's ``beta_in`` (units ``2**-BETA_FRAC``), checked for the ``i_beta`` stream."""
     if not 1 <= beta_in <= rescale.BETA_MAX:
         raise ValueError(f"beta_in must be from 1 to {rescale.BETA_MAX}, not {beta_in}")
-    return address(Region.control, CONTROL.index("beta_in")), int(beta_in)
+    return int(beta_in)
 
 
 def manifest():

@@ -1,23 +1,37 @@
 """The layer engine: the matmul engine (systolic array + accumulator buffer) feeding the
-rescale unit. The host sends, per layer and sample, the rescale parameters and ``beta_in``
-(``i_param``), then the passes (``i_w``, ``i_a``, ``i_pass``), and receives the next layer's
-codes with the sample's ``beta`` (``o_out``); it does im2col and sequences the layers."""
+rescale unit. The host sends, per layer, the rescale parameters (``i_param``), then per batch
+of samples each sample's ``beta_in`` (``i_beta``) and the passes (``i_w``, ``i_a``,
+``i_pass``), and receives the next layer's codes with each sample's ``beta`` (``o_out``); it
+does im2col and sequences the layers.
 
-from amaranth.hdl import Module
+Cycle counters: while ``count_en`` is high, every clock is counted once, by what the array's
+activation input does: ``count_mac`` (an activation vector enters: a MAC on every PE),
+``count_weight`` (a tile's first vector waits for its weights), ``count_stall`` (a vector
+waits because the array's results are not taken: the accumulator bank is still being read
+by the rescale unit, or the pass descriptor is late) and ``count_idle`` (no vector offered:
+a gap in the host's stream, or the end of the layer). They clear while ``count_en`` is low.
+"""
+
+from amaranth.hdl import Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .accumulator import check_engine_array, pass_layout
 from .matmul_engine import MatmulEngine
+from .rescale_stages import BETA_BITS
 from .rescale_unit import RescaleUnit, output_layout, param_layout
 from .systolic_array import activation_layout, weight_layout
 
-__all__ = ["Accelerator"]
+__all__ = ["Accelerator", "COUNTERS", "COUNTER_BITS"]
+
+COUNTERS = ("mac", "weight", "stall", "idle")
+COUNTER_BITS = 32
 
 
 class Accelerator(wiring.Component):
     """``MatmulEngine`` -> ``RescaleUnit``, sized by ``config`` (``gen.config.ArrayConfig``:
-    ``max_m`` positions and ``max_channels`` channels per sample, ``max_hidden`` adapter units).
+    ``max_m`` positions in a pass, ``max_channels`` channels, ``max_hidden`` adapter units and
+    ``max_batch`` samples in a batch).
     """
 
     def __init__(self, *, config):
@@ -25,10 +39,13 @@ class Accelerator(wiring.Component):
         self._config = config
         super().__init__({
             "i_param": In(stream.Signature(param_layout())),
+            "i_beta": In(stream.Signature(BETA_BITS)),
             "i_w": In(stream.Signature(weight_layout(config))),
             "i_a": In(stream.Signature(activation_layout(config))),
-            "i_pass": In(stream.Signature(pass_layout())),
-            "o_out": Out(stream.Signature(output_layout())),
+            "i_pass": In(stream.Signature(pass_layout(config))),
+            "o_out": Out(stream.Signature(output_layout(config.cols))),
+            "count_en": In(1),
+            **{f"count_{name}": Out(COUNTER_BITS) for name in COUNTERS},
         })
 
     def elaborate(self, platform):
@@ -37,10 +54,11 @@ class Accelerator(wiring.Component):
         m.submodules.engine = engine = MatmulEngine(config=cfg)
         m.submodules.rescale = unit = RescaleUnit(
             lanes=cfg.cols, acc_bits=cfg.buffer_bits, max_channels=cfg.max_channels,
-            max_positions=cfg.max_m, max_hidden=cfg.max_hidden)
+            max_positions=cfg.max_m, max_hidden=cfg.max_hidden, max_batch=cfg.max_batch)
         for name in ("i_w", "i_a", "i_pass"):
             wiring.connect(m, wiring.flipped(getattr(self, name)), getattr(engine, name))
         wiring.connect(m, wiring.flipped(self.i_param), unit.i_param)
+        wiring.connect(m, wiring.flipped(self.i_beta), unit.i_beta)
         m.d.comb += [
             unit.i_acc.valid.eq(engine.o_acc.valid),
             engine.o_acc.ready.eq(unit.i_acc.ready),
@@ -48,4 +66,14 @@ class Accelerator(wiring.Component):
             unit.i_acc.payload.last.eq(engine.o_acc.payload.last),
         ]
         wiring.connect(m, unit.o_out, wiring.flipped(self.o_out))
+
+        a = self.i_a
+        cause = {"mac": a.valid & a.ready, "weight": a.valid & engine.wait_weights,
+                 "stall": a.valid & ~a.ready & ~engine.wait_weights, "idle": ~a.valid}
+        for name, now in cause.items():
+            counter = getattr(self, f"count_{name}")
+            with m.If(~self.count_en):
+                m.d.sync += counter.eq(0)
+            with m.Elif(now):
+                m.d.sync += counter.eq(counter + 1)
         return m

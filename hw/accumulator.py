@@ -1,14 +1,19 @@
-"""The accumulator buffer: adds the passes of a layer tile by tile, with a shift per pass.
+"""The accumulator buffer: adds the passes of a layer tile by tile, in two banks.
 
 A product ``A (M x K) x W (K x N)`` larger than the array runs as *passes*: one per block of
-``cols`` output columns, per block of ``rows`` of ``K``, and, for 8-bit ``int`` weights on a
-``post`` array, per bit plane (``architecture.md`` §3: plane ``i`` holds the weights' bit ``i``
-as weights in {0, +1}, the sign plane in {0, -1}, each a ``post`` code of exponent 0, so that
-the array computes ``(A x plane) << F``). Each pass is one array tile of ``M`` result vectors.
-The buffer keeps ``M`` vectors of ``cols`` accumulators; for every result vector of a pass it
-does ``acc[m] = (first ? 0 : acc[m]) + ((result >> drop) << shift)`` and, on a ``final`` pass,
-sends the sum out instead of storing it. ``drop`` removes the ``F`` fractional bits of a
-bit-plane pass, which are zero, so that an ``int`` layer's accumulators are exactly ``A x W``.
+``cols`` output columns, per block of ``rows`` of ``K`` (and, for 8-bit ``int`` weights on a
+``post`` array, per signed-digit term, ``sim.engine_sim.pass_plan``). Each pass is one array
+tile of ``M`` result vectors and one descriptor. For every result vector of a pass the buffer
+does ``acc[m] = (first ? 0 : acc[m]) + ((result >> drop) << shift)``; ``drop`` removes low bits
+that are zero (the fractional bits of a digit pass), so that the sums are exact integers.
+
+Two banks, each ``max_m`` vectors of ``cols`` sums: the passes of one block of columns
+accumulate in one bank; its ``final`` pass completes the bank, which is then read out on
+``o_acc`` (in order, ``last`` on the ``M``-th vector) while the next block of columns
+accumulates in the other bank. The array waits only when the bank it needs is still being read
+out. Both banks are memories with one synchronous read port and one write port (block RAM):
+a read-add-write takes two pipeline stages, with the sum forwarded when a pass of one vector
+follows another on the same entry.
 """
 
 from amaranth.hdl import Module, Mux, Signal, signed
@@ -30,9 +35,10 @@ def check_engine_array(config):
                          "with odd='split' runs as a bare array (asqgen verilog, selfcheck)")
 
 
-def pass_layout():
-    """One pass: ``shift`` (0..7), ``drop`` the ``F`` fractional bits, ``first``, ``final``."""
-    return data.StructLayout({"shift": 3, "drop": 1, "first": 1, "final": 1})
+def pass_layout(config):
+    """One pass: ``shift`` (0..7), ``drop`` (0..``F`` low bits), ``first``, ``final``."""
+    return data.StructLayout({"shift": 3, "drop": range(config.frac_bits + 1), "first": 1,
+                              "final": 1})
 
 
 def accumulator_layout(config):
@@ -50,19 +56,20 @@ class AccumulatorBuffer(wiring.Component):
     ----------
     config : gen.config.ArrayConfig
         ``cols``, ``acc_bits`` (the array's results), ``frac_bits`` (``drop``),
-        ``buffer_bits`` (the sums) and ``max_m`` (the depth).
+        ``buffer_bits`` (the sums) and ``max_m`` (the depth of a bank).
 
     Members
     -------
-    i_pass : In(stream.Signature(pass_layout()))
+    i_pass : In(stream.Signature(pass_layout(config)))
         One descriptor per pass, taken with the pass's last result.
     i_r : In(stream.Signature(result_layout(config)))
         The array's results; ``last`` ends a pass (at most ``max_m`` vectors).
     o_acc : Out(stream.Signature(accumulator_layout(config)))
-        The sums of a ``final`` pass, in order, ``last`` on the pass's last vector.
+        The sums of each block of columns, in order, ``last`` on the block's last vector.
+    wait_bank : Out(1)
+        A result is offered but its bank is still being read out (for the cycle counters).
 
-    The memory is read asynchronously (LUT RAM) so that a read-add-write takes one clock:
-    one result per clock. ``i_r.ready`` depends on ``o_acc.ready`` during a final pass.
+    ``i_r.ready`` does not depend on ``o_acc.ready``.
     """
 
     def __init__(self, *, config):
@@ -71,47 +78,87 @@ class AccumulatorBuffer(wiring.Component):
         check_engine_array(config)
         self._config = config
         super().__init__({
-            "i_pass": In(stream.Signature(pass_layout())),
+            "i_pass": In(stream.Signature(pass_layout(config))),
             "i_r": In(stream.Signature(result_layout(config))),
             "o_acc": Out(stream.Signature(accumulator_layout(config))),
+            "wait_bank": Out(1),
         })
 
     def elaborate(self, platform):
         cfg = self._config
         m = Module()
-        width = cfg.buffer_bits
-        m.submodules.mem = mem = memory.Memory(
-            shape=data.ArrayLayout(signed(width), cfg.cols), depth=max(cfg.max_m, 2), init=[])
-        rd = mem.read_port(domain="comb")
-        wr = mem.write_port()
-        addr = Signal(range(max(cfg.max_m, 2)))
-        desc = self.i_pass.payload
-        m.d.comb += [rd.addr.eq(addr), wr.addr.eq(addr)]
+        width, depth = cfg.buffer_bits, max(cfg.max_m, 2)
+        shape = data.ArrayLayout(signed(width), cfg.cols)
+        banks = []
+        for b in range(2):
+            m.submodules[f"bank{b}"] = mem = memory.Memory(shape=shape, depth=depth, init=[])
+            banks.append((mem.read_port(), mem.write_port()))
 
+        full = [Signal(name=f"full{b}") for b in range(2)]       # complete, being read out
+        count = [Signal(range(depth + 1), name=f"count{b}") for b in range(2)]
+
+        # Writer, stage 0: take a result, read its entry. -----------------------------------
+        wbank = Signal()
+        waddr = Signal(range(depth))
+        desc = self.i_pass.payload
+        free = Mux(wbank, ~full[1], ~full[0])
+        take = self.i_pass.valid & self.i_r.valid & free
+        m.d.comb += [self.i_r.ready.eq(self.i_pass.valid & free),
+                     self.i_pass.ready.eq(take & self.i_r.payload.last),
+                     self.wait_bank.eq(self.i_pass.valid & self.i_r.valid & ~free)]
+        with m.If(take):
+            m.d.sync += waddr.eq(Mux(self.i_r.payload.last, 0, waddr + 1))
+            with m.If(self.i_r.payload.last & desc.final):
+                m.d.sync += wbank.eq(~wbank)
+
+        # Stage 1: add and write back (the stage-1 sum forwarded to a read of the same entry).
+        s1 = Signal(data.StructLayout({
+            "valid": 1, "bank": 1, "addr": range(depth), "last": 1, "first": 1, "final": 1,
+            "forward": 1, "term": data.ArrayLayout(signed(width), cfg.cols)}))
+        total = Signal(shape)
+        m.d.sync += [s1.valid.eq(take), s1.bank.eq(wbank), s1.addr.eq(waddr),
+                     s1.last.eq(self.i_r.payload.last), s1.first.eq(desc.first),
+                     s1.final.eq(desc.final),
+                     s1.forward.eq(s1.valid & (s1.bank == wbank) & (s1.addr == waddr))]
+        previous = Signal(shape)
+        m.d.sync += previous.eq(total)
         for c in range(cfg.cols):
             r = self.i_r.payload.data[c]
-            dropped = r >> cfg.frac_bits                       # exact: those bits are zero
-            term = Signal(signed(width), name=f"term_{c}")
-            with m.Switch(desc.shift):
-                for s in range(MAX_PLANE_SHIFT + 1):
-                    with m.Case(s):
-                        m.d.comb += term.eq(Mux(desc.drop, dropped, r) << s)
-            total = Signal(signed(width), name=f"total_{c}")
-            m.d.comb += total.eq(Mux(desc.first, 0, rd.data[c]) + term)
-            m.d.comb += [wr.data[c].eq(total), self.o_acc.payload.data[c].eq(total)]
+            m.d.sync += s1.term[c].eq((r >> desc.drop) << desc.shift)
+            stored = Mux(s1.bank, banks[1][0].data[c], banks[0][0].data[c])
+            m.d.comb += total[c].eq(Mux(s1.first, 0, Mux(s1.forward, previous[c], stored))
+                                    + s1.term[c])
+        for b, (rd, wr) in enumerate(banks):
+            m.d.comb += [wr.addr.eq(s1.addr), wr.data.eq(total),
+                         wr.en.eq(s1.valid & (s1.bank == b))]
+        with m.If(s1.valid & s1.last & s1.final):
+            for b in range(2):
+                with m.If(s1.bank == b):
+                    m.d.sync += [full[b].eq(1), count[b].eq(s1.addr + 1)]
 
-        # A result moves when its pass is known and, on a final pass, the output takes it.
-        go = self.i_pass.valid & self.i_r.valid & (~desc.final | self.o_acc.ready)
-        m.d.comb += [
-            self.i_r.ready.eq(self.i_pass.valid & (~desc.final | self.o_acc.ready)),
-            self.o_acc.valid.eq(self.i_pass.valid & self.i_r.valid & desc.final),
-            self.o_acc.payload.last.eq(self.i_r.payload.last),
-            wr.en.eq(go & ~desc.final),
-            self.i_pass.ready.eq(go & self.i_r.payload.last),
-        ]
-        with m.If(go):
-            m.d.sync += addr.eq(addr + 1)
-            with m.If(self.i_r.payload.last):
-                m.d.sync += addr.eq(0)
+        # Reader: a complete bank out on o_acc, one vector per clock. -------------------------
+        rbank = Signal()
+        raddr = Signal(range(depth))
+        advance = ~self.o_acc.valid | self.o_acc.ready
+        reading = Mux(rbank, full[1], full[0])
+        rcount = Mux(rbank, count[1], count[0])
+        rlast = raddr + 1 == rcount
+        for b, (rd, _) in enumerate(banks):
+            m.d.comb += [rd.addr.eq(Mux(full[b], raddr, waddr)),
+                         rd.en.eq(Mux(full[b], advance, take))]
+        out_bank = Signal()
+        with m.If(advance):
+            m.d.sync += [self.o_acc.valid.eq(reading), self.o_acc.payload.last.eq(rlast),
+                         out_bank.eq(rbank)]
+            with m.If(reading):
+                m.d.sync += raddr.eq(raddr + 1)
+                with m.If(rlast):
+                    m.d.sync += [raddr.eq(0), rbank.eq(~rbank)]
+        # The bank is free once its last vector has left (o_acc's data is the read port's).
+        with m.If(self.o_acc.valid & self.o_acc.ready & self.o_acc.payload.last):
+            for b in range(2):
+                with m.If(out_bank == b):
+                    m.d.sync += full[b].eq(0)
+        m.d.comb += self.o_acc.payload.data.eq(Mux(out_bank, banks[1][0].data,
+                                                   banks[0][0].data))
         return m
-

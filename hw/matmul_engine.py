@@ -17,7 +17,8 @@ class MatmulEngine(wiring.Component):
 
     Each pass is an array tile (``rows`` weight rows on ``i_w``, ``M`` activation vectors on
     ``i_a``) and one descriptor on ``i_pass``; a ``final`` pass sends its ``M`` sums out on
-    ``o_acc``. See ``hw.systolic_array`` and ``hw.accumulator`` for the streams.
+    ``o_acc``. See ``hw.systolic_array`` and ``hw.accumulator`` for the streams;
+    ``wait_weights`` is the array's (a tile's first activation waits for its weights).
     """
 
     def __init__(self, *, config):
@@ -26,8 +27,9 @@ class MatmulEngine(wiring.Component):
         super().__init__({
             "i_w": In(stream.Signature(weight_layout(config))),
             "i_a": In(stream.Signature(activation_layout(config))),
-            "i_pass": In(stream.Signature(pass_layout())),
+            "i_pass": In(stream.Signature(pass_layout(config))),
             "o_acc": Out(stream.Signature(accumulator_layout(config))),
+            "wait_weights": Out(1),
         })
 
     def elaborate(self, platform):
@@ -39,4 +41,5 @@ class MatmulEngine(wiring.Component):
         wiring.connect(m, wiring.flipped(self.i_pass), buffer.i_pass)
         wiring.connect(m, array.o_r, buffer.i_r)
         wiring.connect(m, buffer.o_acc, wiring.flipped(self.o_acc))
+        m.d.comb += self.wait_weights.eq(array.wait_weights)
         return m

@@ -1,6 +1,6 @@
 """The processing element of the weight-stationary systolic array."""
 
-from amaranth.hdl import Cat, Module, Signal, signed
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -13,7 +13,10 @@ __all__ = ["ProcessingElement"]
 class ProcessingElement(wiring.Component):
     """One multiply-accumulate per clock: ``psum_out <= psum_in + x_in * w``; ``x_out <= x_in``.
 
-    The weight is held in a register (loaded with ``w_load``); the activation operand (code and
+    The weights are double-buffered: ``w_load`` writes the *next* tile's weight into a shadow
+    register while the current tile runs, and the PE switches to it with the first activation
+    of the next tile (``swap_in``, which travels along the row with the activation): the
+    product of that activation already uses the new weight. The activation operand (code and
     ``post`` table entry, ``hw.operand``) passes on to the right and the partial sum down, both
     registered, so that the array's clock does not depend on its size. Everything advances only
     when ``en`` is high (the array's global stall). With split ``post`` sums
@@ -32,8 +35,14 @@ class ProcessingElement(wiring.Component):
     -------
     en : In(1)
     w_load : In(1)
-        Load ``w_in`` into the weight register at the next clock (independent of ``en``).
+        Load ``w_in`` into the shadow weight register at the next clock (independent of
+        ``en``).
     w_in : In(w_bits)
+    swap_in : In(1)
+        ``x_in`` is the first activation of a tile: multiply it by the shadow weight, which
+        becomes the PE's weight.
+    swap_out : Out(1)
+        ``swap_in``, registered like ``x_out``.
     x_in : In(operand_layout(config.product_format))
     psum_in : In(signed(psum_bits(row - 1)))   (not present in row 0)
     x_out : Out(operand_layout(config.product_format))
@@ -54,6 +63,8 @@ class ProcessingElement(wiring.Component):
             "en": In(1),
             "w_load": In(1),
             "w_in": In(config.w_bits),
+            "swap_in": In(1),
+            "swap_out": Out(1),
             "x_in": In(operand_layout(config.product_format)),
             "x_out": Out(operand_layout(config.product_format)),
         }
@@ -71,16 +82,18 @@ class ProcessingElement(wiring.Component):
         cfg = self._config
         m = Module()
         m.submodules.mul = mul = make_multiplier(cfg.product_format)
-        weight = Signal(cfg.w_bits)
+        weight, shadow = Signal(cfg.w_bits), Signal(cfg.w_bits)
         with m.If(self.w_load):
-            m.d.sync += weight.eq(self.w_in)
-        m.d.comb += [mul.x.eq(self.x_in), mul.w.eq(weight)]
+            m.d.sync += shadow.eq(self.w_in)
+        with m.If(self.en & self.swap_in):
+            m.d.sync += weight.eq(shadow)
+        m.d.comb += [mul.x.eq(self.x_in), mul.w.eq(Mux(self.swap_in, shadow, weight))]
 
         # Sign folded into the adder: -mag == ~mag + 1 in one more bit than mag. With split
         # sums the product's chain adds it and the other chain adds zero.
         width = len(mul.mag) + 1
         with m.If(self.en):
-            m.d.sync += self.x_out.eq(self.x_in)
+            m.d.sync += [self.x_out.eq(self.x_in), self.swap_out.eq(self.swap_in)]
         chains = [("psum", ~mul.odd), ("psum_odd", mul.odd)] if cfg.split else [("psum", 1)]
         for chain, mine in chains:
             take = Signal(name=f"{chain}_take")

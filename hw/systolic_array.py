@@ -1,6 +1,6 @@
 """The weight-stationary systolic array with valid/ready streams."""
 
-from amaranth.hdl import Cat, Module, Signal, signed, unsigned
+from amaranth.hdl import Module, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -35,14 +35,19 @@ def result_layout(config):
 class SystolicArray(wiring.Component):
     """A ``rows x cols`` weight-stationary array computing ``A (M x K) x W (K x N)`` tiles.
 
-    A tile, ``K <= rows`` and ``N <= cols`` (the host pads with zero codes), goes through
-    three phases:
+    A tile, ``K <= rows`` and ``N <= cols`` (the host pads with zero codes), is ``rows``
+    transfers on ``i_w`` (row ``k`` of ``W`` in transfer ``k``) and ``M >= 1`` transfers on
+    ``i_a`` (row ``m`` of ``A`` in transfer ``m``, ``last`` set on the final one); one result
+    per activation leaves on ``o_r``, in order, ``last`` copied.
 
-    1. *load*: ``rows`` transfers on ``i_w``, row ``k`` of ``W`` in transfer ``k``;
-    2. *run*: ``M >= 1`` transfers on ``i_a``, row ``m`` of ``A`` in transfer ``m``, ``last`` set
-       on the final one; one result per transfer leaves on ``o_r``, in order, ``last`` copied;
-    3. *drain*: ``i_a`` stays not-ready until the last result of the tile has left; then the
-       array accepts the next tile's weights.
+    Tiles follow each other with no gap: the weights are double-buffered in the PEs
+    (``hw.pe``). A tile's weights load into the shadow registers while the previous tile runs,
+    and its first activation carries a *swap* bit along each row that switches every PE to
+    them as it passes. Shadow row ``k`` may be overwritten only once the previous swap has
+    passed all of row ``k`` (``k + cols`` clocks after that tile started), so a tile takes
+    ``max(M, rows + cols)`` clocks in steady state and the array issues a MAC on every clock
+    when ``M >= rows + cols``. The first activation of a tile waits until its weights are all
+    loaded (``wait_weights`` says so, for the cycle counters).
 
     Activation ``k`` flows right along PE row ``k`` and partial sums flow down the columns;
     the skew of the inputs and the de-skew of the results are inside the array. The whole
@@ -59,6 +64,8 @@ class SystolicArray(wiring.Component):
     i_w : In(stream.Signature(weight_layout(config)))
     i_a : In(stream.Signature(activation_layout(config)))
     o_r : Out(stream.Signature(result_layout(config)))
+    wait_weights : Out(1)
+        An activation that starts a tile is offered but its weights are not all loaded.
 
     Latency: ``config.latency = rows + cols - 1`` clocks from an ``i_a`` transfer to its result
     being valid on ``o_r``. Throughput: one vector per clock while running.
@@ -70,6 +77,7 @@ class SystolicArray(wiring.Component):
             "i_w": In(stream.Signature(weight_layout(config))),
             "i_a": In(stream.Signature(activation_layout(config))),
             "o_r": Out(stream.Signature(result_layout(config))),
+            "wait_weights": Out(1),
         })
 
     config = property(lambda self: self._config)
@@ -91,6 +99,9 @@ class SystolicArray(wiring.Component):
         advance = Signal()
         m.d.comb += advance.eq(~valid[-1] | self.o_r.ready)
         accept = self.i_a.valid & self.i_a.ready
+        tile_start = Signal(init=1)         # the next activation starts a tile
+        with m.If(accept):
+            m.d.sync += tile_start.eq(self.i_a.payload.last)
         with m.If(advance):
             m.d.sync += [valid[0].eq(accept), last[0].eq(self.i_a.payload.last)]
             m.d.sync += [valid[i].eq(valid[i - 1]) for i in range(1, depth)]
@@ -98,15 +109,19 @@ class SystolicArray(wiring.Component):
 
         # Skew: activation k reaches PE row k after k clocks, and its operand encoder (the
         # post table) there.
+        # The swap bit of a tile's first activation is skewed with it.
         for r in range(rows):
             a = self.i_a.payload.data[r]
+            swap = accept & tile_start
             for i in range(r):
                 delayed = Signal(cfg.a_bits, name=f"skew_{r}_{i}")
+                delayed_swap = Signal(name=f"skew_swap_{r}_{i}")
                 with m.If(advance):
-                    m.d.sync += delayed.eq(a)
-                a = delayed
+                    m.d.sync += [delayed.eq(a), delayed_swap.eq(swap)]
+                a, swap = delayed, delayed_swap
             m.submodules[f"operand_{r}"] = encoder = OperandEncoder(fmt=cfg.product_format)
-            m.d.comb += [encoder.a.eq(a), pes[r][0].x_in.eq(encoder.x)]
+            m.d.comb += [encoder.a.eq(a), pes[r][0].x_in.eq(encoder.x),
+                         pes[r][0].swap_in.eq(swap)]
 
         # At least one bit: a 0-bit signal (rows = 1) becomes an illegal [-1:0] in Verilog.
         weight_row = Signal(range(max(rows, 2)), name="weight_row")
@@ -115,7 +130,8 @@ class SystolicArray(wiring.Component):
                 pe = pes[r][c]
                 m.d.comb += [pe.en.eq(advance), pe.w_in.eq(self.i_w.payload[c])]
                 if c > 0:
-                    m.d.comb += pe.x_in.eq(pes[r][c - 1].x_out)
+                    m.d.comb += [pe.x_in.eq(pes[r][c - 1].x_out),
+                                 pe.swap_in.eq(pes[r][c - 1].swap_out)]
                 if r > 0:
                     for chain in chains:
                         m.d.comb += getattr(pe, f"{chain}_in").eq(
@@ -133,23 +149,24 @@ class SystolicArray(wiring.Component):
                 m.d.comb += self.o_r.payload[field][c].eq(s)
         m.d.comb += [self.o_r.valid.eq(valid[-1]), self.o_r.payload.last.eq(last[-1])]
 
-        with m.FSM(init="load"):
-            with m.State("load"):
-                m.d.comb += self.i_w.ready.eq(1)
-                with m.If(self.i_w.valid):
-                    with m.Switch(weight_row):
-                        for r in range(rows):
-                            with m.Case(r):
-                                m.d.comb += [pe.w_load.eq(1) for pe in pes[r]]
-                    m.d.sync += weight_row.eq(weight_row + 1)
-                    with m.If(weight_row == rows - 1):
-                        m.d.sync += weight_row.eq(0)
-                        m.next = "run"
-            with m.State("run"):
-                m.d.comb += self.i_a.ready.eq(advance)
-                with m.If(accept & self.i_a.payload.last):
-                    m.next = "drain"
-            with m.State("drain"):
-                with m.If(~Cat(*valid).any()):
-                    m.next = "load"
+        # Weight loading into the shadow registers. ``since``: advancing clocks since the last
+        # tile started, counting its start (saturating); shadow row k is free once the swap has
+        # passed the row's last PE, k + cols - 1 advancing clocks after the start.
+        loaded = Signal()                   # the shadow registers hold the next tile
+        since = Signal(range(rows + cols + 1), init=rows + cols)
+        with m.If(accept & tile_start):
+            m.d.sync += [loaded.eq(0), since.eq(1)]
+        with m.Elif(advance & (since != rows + cols)):
+            m.d.sync += since.eq(since + 1)
+        m.d.comb += self.i_w.ready.eq(~loaded & (since >= weight_row + cols))
+        with m.If(self.i_w.valid & self.i_w.ready):
+            with m.Switch(weight_row):
+                for r in range(rows):
+                    with m.Case(r):
+                        m.d.comb += [pe.w_load.eq(1) for pe in pes[r]]
+            m.d.sync += weight_row.eq(weight_row + 1)
+            with m.If(weight_row == rows - 1):
+                m.d.sync += [weight_row.eq(0), loaded.eq(1)]
+        m.d.comb += [self.i_a.ready.eq(advance & (~tile_start | loaded)),
+                     self.wait_weights.eq(self.i_a.valid & tile_start & ~loaded)]
         return m

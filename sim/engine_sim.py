@@ -1,19 +1,20 @@
 """The host side of the matmul engine: passes for any ``K`` and ``N``, and 8-bit ``int``
-weights as bit planes on a ``post`` array; running them on Verilator.
+weights as signed-digit terms on a ``post`` array; running them on Verilator.
 
-``passes_for(config, A, W, w_format)``: for each block of ``cols`` columns of ``W``, for each
-block of ``rows`` rows of ``K``, (for ``int`` weights on a ``post`` or ``pot`` array, for each
-bit plane), one pass; the first pass of a column block starts the sums, the last one sends
-them out. Weights of the array's own format and width run as they are, 8-bit or narrower
-``int`` weights as bit planes on a ``post`` or ``pot`` array; anything else is refused, as are
-``K > max_k`` and ``M > max_m``.
+``passes_for(config, A, W, w_format)``: for each block of ``cols`` columns of ``W``, (for
+``int`` weights on a ``post`` or ``pot`` array, for each window of signed digits,
+``digit_terms``), for each block of ``rows`` rows of ``K``, one pass; the first pass of a
+column block starts the sums, the last one completes them. Weights of the array's own format
+and width run as they are, 8-bit or narrower ``int`` weights as signed-digit terms on a
+``post`` or ``pot`` array; anything else is refused, as are ``K > max_k`` and ``M > max_m``.
 """
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
 
-from gen.numerics import int_value, join_code
+from gen.numerics import int_value, join_code, max_exponent
 from hw.accumulator import accumulator_layout, pass_layout
 from hw.matmul_engine import MatmulEngine
 from hw.systolic_array import activation_layout, weight_layout
@@ -23,27 +24,109 @@ from .array_sim import ShapeError
 from .design import Design
 from .payload import Payload
 
-__all__ = ["pass_plan", "passes_for", "EngineSim", "EngineRun", "PassWords", "bit_planes"]
+__all__ = ["pass_plan", "PassPlan", "passes_for", "EngineSim", "EngineRun", "PassWords",
+           "digit_terms", "digit_window", "digit_shape", "naf"]
 
 TOP = "asq_engine"
 
 
-def bit_planes(W, bits, array_w_bits):
-    """``[(plane codes, shift)]`` of two's-complement ``W`` codes: plane ``i`` holds bit ``i``
-    as the ``post``/``pot`` code of +1 (the sign plane: of -1) or 0."""
-    signed = int_value(bits, np.asarray(W))
-    plus, minus = (join_code(array_w_bits, sign, 1) for sign in (0, 1))   # exponent 0: +-1
-    planes = []
-    for i in range(bits):
-        bit = (signed >> i) & 1
-        planes.append((np.where(bit == 1, minus if i == bits - 1 else plus, 0), i))
-    return planes
+def digit_window(config, bits=8):
+    """Bit positions that one window of ``bits``-bit ``int`` weights covers on a
+    ``post``/``pot`` array. Its codes hold the powers of two ``2**0 .. 2**-(width-1)`` exactly
+    (``post``: the even exponents; ``pot``: all; as far as ``F`` fractional bits go); of the
+    widths up to that, the one with the fewest stacked rows (``windows x terms``,
+    ``digit_shape``), then the fewest windows."""
+    n_max = max_exponent(config.w_bits)
+    widest = min(n_max // 2 + 1 if config.w_format == "post" else n_max + 1,
+                 config.frac_bits + 1)
+    return min(range(1, widest + 1),
+               key=lambda w: (digit_shape(bits, w)[0] * digit_shape(bits, w)[1],
+                              digit_shape(bits, w)[0]))
+
+
+def naf(values):
+    """The non-adjacent form of integers: ``[d_0, d_1, ...]``, arrays of digits in {-1, 0, 1}
+    with ``sum(d_i * 2**i) == values`` and no two adjacent non-zero digits."""
+    v = np.array(values, dtype=np.int64)
+    digits = []
+    while (v != 0).any():
+        d = np.where(v & 1, 2 - (v & 3), 0)
+        digits.append(d)
+        v = (v - d) >> 1
+    return digits
+
+
+@functools.lru_cache(maxsize=None)
+def digit_shape(bits, width):
+    """``(windows, terms)`` for every ``bits``-bit two's-complement weight: its NAF digits in
+    windows of ``width`` positions, at most ``terms`` non-zero digits in any window."""
+    digits = naf(np.arange(-2 ** (bits - 1), 2 ** (bits - 1)))
+    windows = -(-len(digits) // width)
+    terms = max(int(sum(np.abs(d) for d in digits[w * width:(w + 1) * width]).max())
+                for w in range(windows))
+    return windows, terms
+
+
+def digit_terms(W, bits, config):
+    """8-bit (or narrower) two's-complement ``W`` codes as passes of a ``post``/``pot`` array.
+
+    Each weight is written in non-adjacent form (signed binary digits, no two adjacent ones
+    non-zero) and its digits are cut into windows of ``digit_window(config)`` positions; a
+    window holds at most ``terms`` non-zero digits (``digit_shape``: 2 for 8-bit weights on a
+    4-bit ``post`` array, which covers 4 positions). Term ``t`` of window ``w`` is, for every
+    weight, its ``t``-th non-zero digit there as a code of ``+-2**(p - w*width - (width-1))``.
+    The terms of a window are stacked along ``K`` (the activations repeated ``terms`` times),
+    so that a window is one product of ``K * terms`` rows, and the accumulator adds it with
+    ``drop = F - (width - 1)`` (those low bits are zero) and ``shift = w * width``.
+
+    Returns ``([(stacked codes, shift)], drop, terms)``."""
+    width = digit_window(config, bits)
+    windows, terms = digit_shape(bits, width)
+    signed = int_value(bits, np.asarray(W, dtype=np.int64))
+    digits = naf(signed.ravel())
+    digits += [np.zeros(signed.size, dtype=np.int64)] * (windows * width - len(digits))
+    out = []
+    for w in range(windows):
+        stacked = np.zeros((terms, signed.size), dtype=np.int64)
+        seen = np.zeros(signed.size, dtype=np.int64)
+        for p in range(w * width, (w + 1) * width):
+            d = digits[p]
+            e = width - 1 - (p - w * width)
+            magnitude = 2 * e + 1 if config.w_format == "post" else e + 1
+            code = join_code(config.w_bits, (d < 0).astype(np.int64), magnitude)
+            for t in range(terms):
+                here = (d != 0) & (seen == t)
+                stacked[t, here] = code[here]
+            seen += d != 0
+        out.append((stacked.reshape((terms,) + signed.shape).reshape(-1, signed.shape[1]),
+                    w * width))
+    return out, config.frac_bits - (width - 1), terms
+
+
+@dataclass
+class PassPlan:
+    """The passes of ``A x W`` for an ``A`` of ``m`` rows, without the activations.
+
+    ``passes``: ``(k0, weights, shift, drop, first, final)`` each, ``weights`` the
+    ``rows x cols`` weight block and ``stack(A)[:, k0:k0 + rows]`` (zero-padded) its
+    activations; ``repeat``: how many times ``stack`` repeats ``A``'s columns (the digit terms
+    of ``int`` weights, ``digit_terms``; 1 otherwise)."""
+
+    passes: list
+    repeat: int = 1
+
+    def stack(self, A):
+        return np.tile(A, (1, self.repeat)) if self.repeat > 1 else A
+
+    def __len__(self):
+        return len(self.passes)
 
 
 def pass_plan(config, m, W, w_format, w_bits=None):
-    """The passes of ``A x W`` for an ``A`` of ``m`` rows, without the activations: a list of
-    ``(k0, weights, shift, drop, first, final)``, ``weights`` the ``rows x cols`` weight block
-    and ``A[:, k0:k0 + rows]`` (zero-padded) the activations of the pass."""
+    """The ``PassPlan`` of ``A x W`` for an ``A`` of ``m`` rows: for each block of ``cols``
+    columns, for each window of digits (``int`` weights on a ``post``/``pot`` array), for each
+    block of ``rows`` rows of the (stacked) ``K``, one pass; the first pass of a column block
+    starts the sums, the last one completes them."""
     w_bits = config.w_bits if w_bits is None else w_bits
     W = check_codes("W", W, w_bits)
     k, n = W.shape
@@ -52,22 +135,23 @@ def pass_plan(config, m, W, w_format, w_bits=None):
     if not 1 <= m <= config.max_m:
         raise ShapeError(f"M={m} must be from 1 to max_m={config.max_m}")
     if w_format == config.w_format and w_bits == config.w_bits:
-        planes, drop = [(W, 0)], 0
+        windows, drop, repeat = [(W, 0)], 0, 1
     elif w_format == "int" and config.w_format in ("post", "pot") and w_bits <= 8:
-        planes, drop = bit_planes(W, w_bits, config.w_bits), 1
+        windows, drop, repeat = digit_terms(W, w_bits, config)
     else:
         raise ShapeError(f"{w_bits}-bit {w_format} weights cannot run on a {config.w_bits}-bit "
                          f"{config.w_format} array")
     r, c = config.rows, config.cols
-    plan = []
+    passes = []
     for n0 in range(0, n, c):
-        steps = [(k0, plane, shift) for k0 in range(0, k, r) for plane, shift in planes]
+        steps = [(k0, plane, shift) for plane, shift in windows
+                 for k0 in range(0, plane.shape[0], r)]
         for j, (k0, plane, shift) in enumerate(steps):
             block = np.zeros((r, c), dtype=np.int64)
             wpart = plane[k0:k0 + r, n0:n0 + c]
             block[:wpart.shape[0], :wpart.shape[1]] = wpart
-            plan.append((k0, block, shift, drop, int(j == 0), int(j == len(steps) - 1)))
-    return plan
+            passes.append((k0, block, shift, drop, int(j == 0), int(j == len(steps) - 1)))
+    return PassPlan(passes, repeat)
 
 
 def passes_for(config, A, W, w_format, w_bits=None):
@@ -76,8 +160,10 @@ def passes_for(config, A, W, w_format, w_bits=None):
     (m, k), (k2, n) = A.shape, np.shape(W)
     if k != k2:
         raise ShapeError(f"A is {m}x{k} but W is {k2}x{n}: the inner dimensions differ")
+    plan = pass_plan(config, m, W, w_format, w_bits)
+    A = plan.stack(A)
     passes = []
-    for k0, block, shift, drop, first, final in pass_plan(config, m, W, w_format, w_bits):
+    for k0, block, shift, drop, first, final in plan.passes:
         acts = np.zeros((m, config.rows), dtype=np.int64)
         part = A[:, k0:k0 + config.rows]
         acts[:, :part.shape[1]] = part
@@ -93,7 +179,7 @@ class PassWords:
     def __init__(self, config):
         self._w = Payload(weight_layout(config))
         self._a = Payload(activation_layout(config))
-        self._pass = Payload(pass_layout())
+        self._pass = Payload(pass_layout(config))
         self._acc = Payload(accumulator_layout(config))
 
     def streams(self, passes):

@@ -1,5 +1,6 @@
-"""The host side of the rescale unit: its parameter words and accumulator vectors for a
-sample, and running samples on Verilator."""
+"""The host side of the rescale unit: a layer's parameter words, its samples' ``beta_in`` and
+accumulator vectors (the samples of a batch stacked, as the accumulator buffer sends them), the
+output vectors back in the golden model's order; running batches on Verilator."""
 
 from dataclasses import dataclass
 
@@ -11,7 +12,7 @@ from hw.rescale_unit import RescaleUnit, acc_layout, output_layout, param_layout
 from .design import Design
 from .payload import Payload
 
-__all__ = ["RescaleSim", "Sample", "acc_vectors"]
+__all__ = ["RescaleSim", "Sample", "acc_vectors", "param_words", "output_order"]
 
 TOP = "asq_rescale"
 
@@ -28,54 +29,91 @@ class Sample:
     pool: int
 
 
-def acc_vectors(acc, lanes):
-    """The vectors of ``acc`` (``(C, H, W)``) in the unit's order: for each block of ``lanes``
-    channels, for each position row by row; channels past ``C`` are 0."""
-    c = acc.shape[0]
-    flat = acc.reshape(c, -1)
+def acc_vectors(accs, lanes):
+    """The vectors of a batch's accumulators (``(B, C, H, W)``) in the unit's order: for each
+    block of ``lanes`` channels, for each sample, for each position row by row; channels past
+    ``C`` are 0. Returns ``(vectors, lasts)``: ``last`` on each block's final vector."""
+    b, c = accs.shape[:2]
+    flat = accs.reshape(b, c, -1)
     blocks = -(-c // lanes)
-    padded = np.zeros((blocks * lanes, flat.shape[1]), dtype=np.int64)
-    padded[:c] = flat
-    return [padded[b * lanes:(b + 1) * lanes, p].tolist()
-            for b in range(blocks) for p in range(flat.shape[1])]
+    padded = np.zeros((b, blocks * lanes, flat.shape[2]), dtype=np.int64)
+    padded[:, :c] = flat
+    # (blocks, B, P, lanes)
+    vectors = padded.reshape(b, blocks, lanes, -1).transpose(1, 0, 3, 2)
+    per_block = b * flat.shape[2]
+    lasts = np.zeros(blocks * per_block, dtype=np.int64)
+    lasts[per_block - 1::per_block] = 1
+    return vectors.reshape(-1, lanes), lasts
+
+
+def output_order(values, channels, positions, lanes):
+    """One sample's output vectors (``(blocks * positions, lanes)``: block by block, position
+    by position) as the golden model's flat ``(channels * positions)`` order."""
+    blocks = -(-channels // lanes)
+    v = np.asarray(values, dtype=np.int64).reshape(blocks, positions, lanes)
+    return v.transpose(0, 2, 1).reshape(blocks * lanes, positions)[:channels].reshape(-1)
+
+
+def param_words(fixed, *, channels, height, width, pool, relu, max_channels):
+    """A layer's ``i_param`` words as ``(address, value, last)``: ``gen.regmap.encode``'s, the
+    final one marked ``last``."""
+    words = regmap.encode(fixed, channels=channels, height=height, width=width, pool=pool,
+                          relu=relu, max_channels=max_channels)
+    return [(a, v, int(i == len(words) - 1)) for i, (a, v) in enumerate(words)]
 
 
 class RescaleSim(Design):
     """A rescale unit built for Verilator under ``root``."""
 
-    def __init__(self, root, *, lanes, acc_bits, max_channels, max_positions, max_hidden):
+    def __init__(self, root, *, lanes, acc_bits, max_channels, max_positions, max_hidden,
+                 max_batch=1):
         self.lanes, self.acc_bits, self.max_channels = lanes, acc_bits, max_channels
         unit = RescaleUnit(lanes=lanes, acc_bits=acc_bits, max_channels=max_channels,
-                           max_positions=max_positions, max_hidden=max_hidden)
+                           max_positions=max_positions, max_hidden=max_hidden,
+                           max_batch=max_batch)
         super().__init__(unit, root, TOP)
         self._param = Payload(param_layout())
         self._acc = Payload(acc_layout(lanes, acc_bits))
-        self._out = Payload(output_layout())
+        self._out = Payload(output_layout(lanes))
 
-    def step(self, s: Sample):
-        """The stream words of sample ``s``: its parameters first, then its accumulators."""
+    @staticmethod
+    def _shape(s):
         acc = s.acc.reshape(s.acc.shape[0], 1, 1) if s.acc.ndim == 1 else s.acc
         c, h, w = acc.shape
-        words = regmap.encode(s.fixed, channels=c, height=h, width=w, pool=s.pool, relu=s.relu,
-                              max_channels=self.max_channels)
-        words.append(regmap.beta_in_word(s.beta_in))
-        outputs = c * (h // s.pool) * (w // s.pool) if s.pool > 1 else c * h * w
-        return {"first": {"i_param": [self._param.pack({"addr": a, "value": v})
-                                      for a, v in words]},
-                "send": {"i_acc": [self._acc.pack({"data": v, "last": 0})
-                                   for v in acc_vectors(acc, self.lanes)]},
-                "receive": {"o_out": outputs}}
+        return acc, c, h, w, (h // s.pool) * (w // s.pool) if s.pool > 1 else h * w
 
-    def outputs(self, words):
-        """``o_out`` words as ``{"values", "betas", "lasts"}``."""
-        out = [self._out.unpack(w) for w in words]
-        return {"values": [o["value"] for o in out], "betas": [o["beta"] for o in out],
-                "lasts": [o["last"] for o in out]}
+    def step(self, batch):
+        """The stream words of ``batch`` (samples of one layer: same parameters and shape): the
+        layer's parameters first, then the samples' ``beta_in`` and accumulators."""
+        first = batch[0]
+        acc, c, h, w, outputs = self._shape(first)
+        words = param_words(first.fixed, channels=c, height=h, width=w, pool=first.pool,
+                            relu=first.relu, max_channels=self.max_channels)
+        vectors, lasts = acc_vectors(np.stack([self._shape(s)[0] for s in batch]), self.lanes)
+        blocks = -(-c // self.lanes)
+        return {"first": {"i_param": [self._param.pack({"addr": a, "value": v, "last": x})
+                                      for a, v, x in words]},
+                "send": {"i_beta": [regmap.check_beta(s.beta_in) for s in batch],
+                         "i_acc": [self._acc.pack({"data": v, "last": x})
+                                   for v, x in zip(vectors.tolist(), lasts.tolist())]},
+                "receive": {"o_out": len(batch) * blocks * outputs}}
 
-    def run(self, samples, *, seed=0, stall=0.0, backpressure=0.0, name="run"):
-        """``[{"values", "betas", "lasts"}]`` per sample, and the clocks of the whole run."""
-        steps = self.run_streams([self.step(s) for s in samples], sources=("i_param", "i_acc"),
-                                 sinks=("o_out",), seed=seed, stall=stall,
-                                 backpressure=backpressure, name=name)
-        return ([self.outputs(received["o_out"]) for received, _ in steps],
-                sum(cycles for _, cycles in steps))
+    def run(self, batches, *, seed=0, stall=0.0, backpressure=0.0, name="run"):
+        """Run ``batches`` (lists of ``Sample``); per sample ``{"values", "betas", "lasts"}``
+        (values in the golden model's order, ``betas`` and ``lasts`` per output vector), and
+        the clocks of the whole run."""
+        steps = self.run_streams([self.step(b) for b in batches],
+                                 sources=("i_param", "i_beta", "i_acc"), sinks=("o_out",),
+                                 seed=seed, stall=stall, backpressure=backpressure, name=name)
+        results = []
+        for batch, (received, _) in zip(batches, steps):
+            out = [self._out.unpack(w) for w in received["o_out"]]
+            _, c, _, _, positions = self._shape(batch[0])
+            per = len(out) // len(batch)
+            for i in range(len(batch)):
+                mine = out[i * per:(i + 1) * per]
+                results.append({
+                    "values": output_order([o["value"] for o in mine], c, positions,
+                                           self.lanes).tolist(),
+                    "betas": [o["beta"] for o in mine], "lasts": [o["last"] for o in mine]})
+        return results, sum(cycles for _, cycles in steps)

@@ -1,7 +1,7 @@
 # amaranth: UnusedElaboratable=no
 """The matmul engine (array + accumulator buffer) on Verilator against the golden model: ``K``
-and ``N`` larger than the array and not multiples of it, 8-bit ``int`` weights as bit planes,
-random stalls and backpressure."""
+and ``N`` larger than the array and not multiples of it, 8-bit ``int`` weights as signed-digit
+terms, random stalls and backpressure."""
 
 import numpy as np
 import pytest
@@ -9,7 +9,7 @@ import pytest
 from gen.config import ArrayConfig
 from gen.numerics import ProductFormat, weight_value
 from sim.array_sim import ShapeError
-from sim.engine_sim import EngineSim, bit_planes, passes_for
+from sim.engine_sim import EngineSim, digit_shape, digit_terms, digit_window, passes_for
 from sim.golden import matmul
 
 CFG = ArrayConfig(rows=4, cols=4, a_bits=8, w_bits=4, w_format="post", max_k=600, max_m=40)
@@ -30,7 +30,7 @@ def test_tiled_products(engine, seed, stall):
     rng = np.random.default_rng(seed)
     shapes = [(1, 1, 1, "post", 4), (9, 13, 6, "post", 4), (40, 37, 9, "post", 4),
               (5, 10, 7, "int", 8), (16, 4, 4, "int", 8), (3, 144, 5, "post", 4),
-              (2, 9, 3, "int", 4)]
+              (2, 9, 3, "int", 4), (1, 37, 9, "post", 4), (1, 20, 3, "int", 8)]
     products = [(rng.integers(0, 256, (m, k)), rng.integers(0, 2 ** b, (k, n)), f, b)
                 for m, k, n, f, b in shapes]
     run = engine.run(products, seed=seed, stall=stall, backpressure=stall, name=f"tiled{seed}")
@@ -47,15 +47,30 @@ def test_extreme_int8_sums(engine):
     assert run.results[0].tolist() == [[-255 * 128 * 600, 255 * 127 * 600]] * 2
 
 
-def test_bit_planes_sum_to_the_weights():
-    """Every plane's codes, read as the array reads them (``gen.numerics.weight_value`` of a
-    4-bit post code), times ``2**shift`` add up to the signed weights."""
-    rng = np.random.default_rng(0)
-    W = np.concatenate([rng.integers(0, 256, (5, 3)), [[0, 127, 128]]])
-    signed = np.where(W >= 128, W - 256, W)
-    value = np.vectorize(lambda code: weight_value("post", 4, int(code)))
-    total = sum(value(p) * 2.0 ** s for p, s in bit_planes(W, 8, 4))
-    assert np.array_equal(total, signed)
+@pytest.mark.parametrize("w_format, w_bits", [("post", 4), ("post", 2), ("post", 3),
+                                             ("pot", 4), ("post", 5)])
+@pytest.mark.parametrize("bits", [2, 4, 8])
+def test_digit_terms_sum_to_the_weights(w_format, w_bits, bits):
+    """Every code of every term, read as the array reads it (``gen.numerics.weight_value``),
+    times ``2**(shift + width - 1)``, adds up to the signed weight, for every weight."""
+    cfg = ArrayConfig(w_format=w_format, w_bits=w_bits)
+    W = np.arange(2 ** bits).reshape(-1, 2)
+    windows, drop, terms = digit_terms(W, bits, cfg)
+    width = digit_window(cfg, bits)
+    assert drop == cfg.frac_bits - (width - 1) >= 0
+    value = np.vectorize(lambda code: weight_value(w_format, w_bits, int(code)))
+    total = sum(value(codes).reshape((terms,) + W.shape).sum(axis=0) * 2.0 ** (shift + width - 1)
+                for codes, shift in windows)
+    assert np.array_equal(total, np.where(W >= 2 ** (bits - 1), W - 2 ** bits, W))
+
+
+def test_digit_shape_of_int8_on_post4():
+    """8-bit weights on a 4-bit post array: two windows of four positions (shifts 0 and 4),
+    at most two non-zero NAF digits in each (e.g. 119 = 128 - 8 - 1)."""
+    cfg = ArrayConfig()
+    assert digit_window(cfg) == 4 and digit_shape(8, 4) == (2, 2)
+    windows, _, terms = digit_terms(np.array([[119]]), 8, cfg)
+    assert [shift for _, shift in windows] == [0, 4] and terms == 2
 
 
 def test_pass_plan():
@@ -63,8 +78,11 @@ def test_pass_plan():
     passes = passes_for(CFG, A, np.zeros((10, 6), int), "post")
     # N = 6: two column blocks; K = 10: three row blocks each.
     assert [(p["first"], p["final"]) for p in passes] == [(1, 0), (0, 0), (0, 1)] * 2
-    planes = passes_for(CFG, A, np.zeros((10, 6), int), "int", 8)
-    assert len(planes) == 2 * 3 * 8 and {p["drop"] for p in planes} == {1}
+    digits = passes_for(CFG, A, np.zeros((10, 6), int), "int", 8)
+    # Two windows of K x 2 stacked rows (20: five blocks of 4 rows), for each column block.
+    assert len(digits) == 2 * 2 * 5
+    assert {p["drop"] for p in digits} == {CFG.frac_bits - 3}
+    assert [p["shift"] for p in digits[:10]] == [0] * 5 + [4] * 5
 
 
 @pytest.mark.parametrize("args, message", [

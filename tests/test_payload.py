@@ -29,7 +29,7 @@ def _random(rng, layout):
 
 
 @pytest.mark.parametrize("layout", [
-    weight_layout(CFG), activation_layout(CFG), result_layout(CFG), pass_layout(),
+    weight_layout(CFG), activation_layout(CFG), result_layout(CFG), pass_layout(CFG),
     accumulator_layout(ArrayConfig(rows=4, cols=4)), param_layout(), output_layout()],
     ids=["weight", "activation", "result_split", "pass", "accumulator", "param", "output"])
 def test_payload_equals_amaranth_and_round_trips(layout):

@@ -1,6 +1,7 @@
 # amaranth: UnusedElaboratable=no
 """The rescale unit on Verilator against the golden model's rescale (``gen.rescale``): random
-accumulators and adapter weights, extreme values, with random stalls and backpressure."""
+accumulators and adapter weights, batches of samples sharing a layer, extreme values, with
+random stalls and backpressure."""
 
 import numpy as np
 import pytest
@@ -10,13 +11,13 @@ from gen.adapter import Adapter
 from gen.rescale import BETA_MAX, BETA_ONE
 from sim.rescale_sim import RescaleSim, Sample
 
-LANES, ACC_BITS, MAX_C, MAX_P, MAX_H = 4, 31, 12, 64, 3
+LANES, ACC_BITS, MAX_C, MAX_P, MAX_H, MAX_B = 4, 31, 12, 64, 3, 5
 
 
 @pytest.fixture(scope="module")
 def unit(build_root):
     return RescaleSim(build_root, lanes=LANES, acc_bits=ACC_BITS, max_channels=MAX_C,
-                      max_positions=MAX_P, max_hidden=MAX_H)
+                      max_positions=MAX_P, max_hidden=MAX_H, max_batch=MAX_B)
 
 
 def _fixed(rng, channels, adapter, positions, *, final=False, b_beta=1.0, next_bits=4):
@@ -35,8 +36,9 @@ def _fixed(rng, channels, adapter, positions, *, final=False, b_beta=1.0, next_b
     return rescale.fixed_point(**p)
 
 
-def _check(unit, samples, **kw):
-    results, _ = unit.run(samples, **kw)
+def _check(unit, samples, batches=None, **kw):
+    """Run ``batches`` (default: each sample alone) and compare every sample."""
+    results, _ = unit.run(batches or [[s] for s in samples], **kw)
     for s, got in zip(samples, results):
         acc = s.acc[None] if s.acc.ndim > 1 else s.acc[None, :]
         if s.fixed.next_bits is None:
@@ -46,7 +48,7 @@ def _check(unit, samples, **kw):
                                                relu=s.relu, pool=s.pool)
             beta = int(b[0])
         assert got["values"] == want.reshape(-1).tolist()
-        assert set(got["betas"]) == {beta}
+        assert set(got["betas"]) == {beta}, (got["betas"], beta)
         assert got["lasts"] == [0] * (len(got["lasts"]) - 1) + [1]
     return results
 
@@ -66,6 +68,25 @@ def test_random_samples(unit, seed, stall):
                               fixed=_fixed(rng, channels, adapter, positions), relu=relu,
                               pool=pool))
     _check(unit, samples, seed=seed, stall=stall, backpressure=stall, name=f"random{seed}")
+
+
+@pytest.mark.parametrize("seed, stall", [(3, 0.0), (4, 0.3)])
+def test_batches(unit, seed, stall):
+    """Samples of one layer share a pass: their positions one after the other, each with its
+    own ``beta_in``; several batches and layers in a row."""
+    rng = np.random.default_rng(seed)
+    batches, samples = [], []
+    for channels, h, w, adapter, pool, count in [(6, 4, 4, "two", 2, 4), (5, 2, 2, "one", 0, 5),
+                                                 (10, 1, 1, "none", 0, 5), (3, 6, 2, "two", 2, 2)]:
+        positions = h * w // (pool * pool if pool > 1 else 1)
+        fixed = _fixed(rng, channels, adapter, positions)
+        batch = [Sample(acc=rng.integers(-2 ** 20, 2 ** 20, (channels, h, w)),
+                        beta_in=int(rng.integers(BETA_ONE // 8, 8 * BETA_ONE)), fixed=fixed,
+                        relu=True, pool=pool) for _ in range(count)]
+        batches.append(batch)
+        samples += batch
+    _check(unit, samples, batches, seed=seed, stall=stall, backpressure=stall,
+           name=f"batches{seed}")
 
 
 def test_last_layer_returns_z(unit):
