@@ -26,9 +26,12 @@ from pathlib import Path
 
 import numpy as np
 
+from hw.accelerator import COUNTERS
+from hw.rescale_stages import BETA_BITS
 from hw.rescale_unit import output_layout, param_layout
 from hw.systolic_array import activation_layout, weight_layout
 
+from gen import regmap
 from gen.errors import UsageError
 
 from . import verilator
@@ -36,6 +39,7 @@ from .design import Design
 from .engine_sim import pass_plan
 from .harness import CosimHarness, Depths, program_layout, strip_zero_init
 from .payload import pack, unpack
+from .rescale_sim import output_order
 
 __all__ = ["CosimSim", "CosimPlan", "LayerResult", "thresholds", "SPEED_ARGS", "SPEED_MAKE",
            "TOP"]
@@ -59,14 +63,18 @@ _CONTROL_FILE = f'`verilator_config\npublic_flat_rw -module "{TOP}" -var "*"\n'
 @dataclass
 class LayerResult:
     """One layer for ``n`` samples: ``values`` ``(n, outputs)`` (codes, or ``z`` for the last
-    layer), ``betas`` ``(n,)``, ``cycles`` per sample (measured in HDL), ``lasts_ok`` (``last``
-    exactly on every sample's final word), the clocks of all batches and the wall time."""
+    layer, in the golden model's order), ``betas`` ``(n,)``, ``cycles`` per sample (the clocks
+    between the ends of successive samples, measured in HDL), ``lasts_ok`` (``last`` exactly on
+    every sample's final word), the clocks of all runs, the engine's counters summed over the
+    runs (``hw.accelerator.COUNTERS`` and ``tail``: idle clocks after the last activation)
+    and the wall time."""
 
     values: np.ndarray
     betas: np.ndarray
     cycles: np.ndarray
     lasts_ok: bool
     clocks: int
+    counters: dict = dataclasses.field(default_factory=dict)
     seconds: float = 0.0
 
 
@@ -77,28 +85,33 @@ class CosimPlan:
     def __init__(self, config, depths=None):
         self.config = config
         self.depths = depths or Depths()
-        self.layouts = {"param": param_layout(), "w": weight_layout(config),
+        self.layouts = {"param": param_layout(), "beta": BETA_BITS, "w": weight_layout(config),
                         "a": activation_layout(config)["data"].shape,
-                        "pass": program_layout(), "out": output_layout()}
+                        "pass": program_layout(config), "out": output_layout(config.cols)}
 
     def program(self, m, W, w_format, w_bits):
-        """The layer's weight rows and program words for ``m`` positions per sample, and the
-        number of activation blocks per sample."""
+        """The layer's weight rows and program words for passes of ``m`` vectors, the number of
+        activation blocks per batch and the ``PassPlan``."""
         cfg = self.config
         plan = pass_plan(cfg, m, W, w_format, w_bits)
-        weights = np.concatenate([block for _, block, *_ in plan])
-        desc = {"shift": np.array([p[2] for p in plan]), "drop": np.array([p[3] for p in plan]),
-                "first": np.array([p[4] for p in plan]), "final": np.array([p[5] for p in plan])}
-        offsets = np.array([(p[0] // cfg.rows) * m for p in plan])
+        passes = plan.passes
+        weights = np.concatenate([block for _, block, *_ in passes])
+        desc = {"shift": np.array([p[2] for p in passes]),
+                "drop": np.array([p[3] for p in passes]),
+                "first": np.array([p[4] for p in passes]),
+                "final": np.array([p[5] for p in passes])}
+        offsets = np.array([(p[0] // cfg.rows) * m for p in passes])
         words_w = pack(self.layouts["w"], weights)
         words_pass = pack(self.layouts["pass"], {"desc": desc, "act_offset": offsets})
-        blocks = -(-np.shape(W)[0] // cfg.rows)
-        return words_w, words_pass, blocks
+        blocks = -(-np.shape(W)[0] * plan.repeat // cfg.rows)
+        return words_w, words_pass, blocks, plan
 
-    def activations(self, rows):
-        """The activation words of one sample's ``A`` (``m x K``): block by block of ``rows``
-        columns of ``K``, the ``m`` vectors of each."""
+    def activations(self, rows, plan):
+        """The activation words of one batch's ``A`` (``m x K``, the samples' rows one after
+        the other), stacked by ``plan``: block by block of ``rows`` columns, ``m`` vectors
+        each."""
         r = self.config.rows
+        rows = plan.stack(rows)
         m, k = rows.shape
         blocks = -(-k // r)
         padded = np.zeros((m, blocks * r), dtype=np.int64)
@@ -107,12 +120,17 @@ class CosimPlan:
         return pack(self.layouts["a"], vectors)
 
     def params(self, words):
-        """``i_param`` words of ``(address, value)`` pairs."""
-        words = np.array(words, dtype=np.int64).reshape(-1, 2)
-        return pack(self.layouts["param"], {"addr": words[:, 0], "value": words[:, 1]})
+        """``i_param`` words of ``(address, value, last)`` triples."""
+        words = np.array(words, dtype=np.int64).reshape(-1, 3)
+        return pack(self.layouts["param"], {"addr": words[:, 0], "value": words[:, 1],
+                                            "last": words[:, 2]})
+
+    def out_words(self, channels, positions):
+        """Output vectors per sample of a layer of ``channels`` x ``positions`` outputs."""
+        return -(-channels // self.config.cols) * positions
 
     def check(self, name, *, program, weights, activations, params, outputs):
-        """Refuse (``UsageError``) a layer whose words per sample do not fit the memories."""
+        """Refuse (``UsageError``) a layer whose words per batch do not fit the memories."""
         d = self.depths
         limits = {"program (stim_pass)": (program, d.program), "weights (stim_w)": (weights, d.w),
                   "activations (stim_a)": (activations, d.a),
@@ -120,75 +138,100 @@ class CosimPlan:
                   "outputs (cap_out)": (outputs, d.out)}
         for what, (need, depth) in limits.items():
             if need > depth:
-                raise UsageError(f"layer {name!r}: {need} words of {what} per sample, the "
+                raise UsageError(f"layer {name!r}: {need} words of {what} per batch, the "
                                  f"co-simulation harness holds {depth}")
 
-    def check_layer(self, name, *, m, W, w_format, w_bits, params, outputs):
+    def check_layer(self, name, *, positions, W, w_format, w_bits, params, channels,
+                    out_positions):
         """``check`` from a layer's shape alone (nothing packed), before any build."""
+        batch = self.config.batch_for(positions)
+        m = batch * positions
         plan = pass_plan(self.config, m, W, w_format, w_bits)
         self.check(name, program=len(plan), weights=len(plan) * self.config.rows,
-                   activations=-(-np.shape(W)[0] // self.config.rows) * m, params=params,
-                   outputs=outputs)
+                   activations=-(-np.shape(W)[0] * plan.repeat // self.config.rows) * m,
+                   params=params, outputs=batch * self.out_words(channels, out_positions))
 
-    def layer_runs(self, *, W, w_format, w_bits, samples_rows, param_words, outputs, stall=0.0,
-                   backpressure=0.0, name="layer"):
-        """The harness runs (batches of samples that fit the memories) of one layer.
+    def layer_runs(self, *, W, w_format, w_bits, samples_rows, betas, param_words, channels,
+                   out_positions, stall=0.0, backpressure=0.0, name="layer"):
+        """The harness runs of one layer: its samples in batches of
+        ``config.batch_for(positions)``, as many batches a run as the memories hold.
 
-        ``samples_rows``: each sample's ``A`` (``m x K`` activation codes, the same ``m``);
-        ``param_words``: each sample's ``(address, value)`` words (rescale parameters and
-        ``beta_in``, the same count); ``outputs``: the output words per sample.
+        ``samples_rows``: each sample's ``A`` (``positions x K`` activation codes);
+        ``betas``: each sample's ``beta_in``; ``param_words``: the layer's ``(address, value,
+        last)`` words; ``channels`` and ``out_positions``: its outputs per sample.
         """
         d = self.depths
         n = len(samples_rows)
-        m = samples_rows[0].shape[0]
-        words_w, words_pass, blocks = self.program(m, W, w_format, w_bits)
-        stride = blocks * m
-        per_param = len(param_words[0])
-        self.check(name, program=len(words_pass), weights=len(words_w), activations=stride,
-                   params=per_param, outputs=outputs)
-        batch = min(d.a // stride, d.param // per_param, d.out // outputs, d.marks)
-        runs = []
-        for s0 in range(0, n, batch):
-            group = range(s0, min(n, s0 + batch))
-            acts = np.concatenate([self.activations(samples_rows[i]) for i in group])
-            params = self.params([w for i in group for w in param_words[i]])
-            run = {"samples": len(group), "n_param": per_param, "n_w": len(words_w),
-                   "n_pass": len(words_pass), "m": m, "a_stride": stride, "outputs": outputs,
-                   "n_out": outputs * len(group),
-                   "stim_param": params.tolist(), "stim_a": acts.tolist()}
-            if s0 == 0:                       # the program stays loaded for later batches
+        positions = samples_rows[0].shape[0]
+        batch = self.config.batch_for(positions)
+        per_sample = self.out_words(channels, out_positions)
+        params = self.params(param_words)
+        betas = [regmap.check_beta(int(b)) for b in betas]
+        runs, loaded = [], None
+        s0 = 0
+        while s0 < n:
+            size = min(batch, n - s0)                  # samples per batch in this run
+            words_w, words_pass, blocks, plan = self.program(size * positions, W, w_format,
+                                                             w_bits)
+            stride = blocks * size * positions
+            self.check(name, program=len(words_pass), weights=len(words_w),
+                       activations=stride, params=len(params), outputs=size * per_sample)
+            fit = min(d.a // stride, d.beta // size, d.out // (size * per_sample),
+                      d.marks // size)
+            count = max(1, min(fit, (n - s0) // size))  # whole batches of this size
+            group = range(s0, s0 + count * size)
+            acts = np.concatenate([
+                self.activations(np.concatenate([samples_rows[i] for i in
+                                                 group[b * size:(b + 1) * size]]), plan)
+                for b in range(count)])
+            run = {"batches": count, "samples": len(group), "n_param": len(params),
+                   "n_beta": len(group), "n_w": len(words_w), "n_pass": len(words_pass),
+                   "m": size * positions, "a_stride": stride, "outputs": per_sample,
+                   "channels": channels, "positions": out_positions,
+                   "n_out": per_sample * len(group), "stim_param": params.tolist(),
+                   "stim_beta": [betas[i] for i in group], "stim_a": acts.tolist()}
+            if loaded != size:                # the program stays loaded for later runs
                 run["stim_w"], run["stim_pass"] = words_w.tolist(), words_pass.tolist()
+                loaded = size
             # Watchdog: every word at the slowest stall rate, 20 clocks each, and more.
             slow = 1.0 / max(1e-3, 1.0 - max(stall, backpressure))
-            words = len(group) * (len(words_w) + len(words_pass) + stride * 8 + outputs * 4
-                                  + per_param)
+            words = count * (len(words_w) + len(words_pass) + stride * 8) + \
+                len(group) * per_sample * 4 + len(params)
             run["budget"] = int(slow * 20 * words + 20000)
             runs.append(run)
+            s0 += len(group)
         return runs
 
     def collect(self, runs, results):
         """A ``LayerResult`` from the runs of one layer and what the bench read back."""
         values, betas, cycles, lasts_ok, clocks = [], [], [], True, 0
+        counters = dict.fromkeys((*COUNTERS, "tail"), 0)
+        cols = self.config.cols
         for run, res in zip(runs, results):
             fields = unpack(self.layouts["out"], res["out"])
-            k, outputs = run["samples"], run["outputs"]
-            values.append(fields["value"].reshape(k, outputs))
-            betas.append(fields["beta"].reshape(k, outputs)[:, 0])
-            want_last = np.zeros((k, outputs), dtype=np.int64)
+            k, per = run["samples"], run["outputs"]
+            vectors = fields["value"].reshape(k, per, cols)
+            values.append(np.stack([output_order(v, run["channels"], run["positions"], cols)
+                                    for v in vectors]))
+            betas.append(fields["beta"].reshape(k, per)[:, 0])
+            want_last = np.zeros((k, per), dtype=np.int64)
             want_last[:, -1] = 1
-            lasts_ok &= bool((fields["last"].reshape(k, outputs) == want_last).all())
+            lasts_ok &= bool((fields["last"].reshape(k, per) == want_last).all())
             marks = np.array(res["marks"], dtype=np.int64)
             cycles.append(np.diff(np.concatenate([[0], marks])))
             clocks += res["clocks"]
+            for key in counters:
+                counters[key] += res["counters"][key]
         return LayerResult(values=np.concatenate(values), betas=np.concatenate(betas),
-                           cycles=np.concatenate(cycles), lasts_ok=lasts_ok, clocks=clocks)
+                           cycles=np.concatenate(cycles), lasts_ok=lasts_ok, clocks=clocks,
+                           counters=counters)
 
 
-def thresholds(seed, stall, backpressure, serial=True):
+def thresholds(seed, stall, backpressure):
     """The harness's run settings: the LFSR seed and the 16-bit thresholds."""
     threshold = lambda p: min(65535, max(0, round(p * 65536)))
     return {"seed": seed & 0xFFFF, "stall": threshold(stall),
-            "backpressure": threshold(backpressure), "serial": int(serial)}
+            "backpressure": threshold(backpressure)}
 
 
 def _source_key(config, depths):
@@ -247,15 +290,13 @@ class CosimSim(Design):
         shutil.rmtree(work, ignore_errors=True)
         return result
 
-    def run_layer(self, *, seed=0, stall=0.0, backpressure=0.0, serial=True, name="layer",
-                  **layer):
+    def run_layer(self, *, seed=0, stall=0.0, backpressure=0.0, name="layer", **layer):
         """One layer (``CosimPlan.layer_runs`` arguments) in one cocotb run: a
         ``LayerResult``."""
         runs = self.plan.layer_runs(stall=stall, backpressure=backpressure, name=name, **layer)
         t0 = time.monotonic()
-        out = self.run({"mode": "runs", "settings": thresholds(seed, stall, backpressure,
-                                                               serial), "runs": runs},
-                       name=name)
+        out = self.run({"mode": "runs", "settings": thresholds(seed, stall, backpressure),
+                        "runs": runs}, name=name)
         result = self.plan.collect(runs, out["runs"])
         result.seconds = time.monotonic() - t0
         return result

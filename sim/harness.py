@@ -5,24 +5,30 @@ fills before a run (cocotb writes to the Verilog arrays), streams them into the 
 captures ``o_out`` into another memory; the host raises ``go``, waits for ``done`` and reads
 the results back in one go, so that no Python runs per clock.
 
-One run is one layer for ``samples`` samples. What is the same for every sample of a layer is
-stored once and replayed for each sample:
+One run is one layer for ``batches`` batches of samples (the samples of a batch share every
+pass, their positions stacked in ``M``). What is the same for every batch is stored once:
 
-* ``stim_w``: the weight rows of every pass of the layer (``n_w`` words, ``weight_layout``);
-* ``stim_pass``: the pass descriptors (``n_pass`` words, ``program_layout``: the descriptor and
-  the offset of the pass's block of activation vectors inside a sample's vectors).
+* ``stim_param``: the layer's ``i_param`` words (``n_param``, ``param_layout``), sent first;
+* ``stim_w``: the weight rows of every pass (``n_w`` words, ``weight_layout``), replayed for
+  each batch;
+* ``stim_pass``: the pass descriptors (``n_pass`` words, ``program_layout``: the descriptor
+  and the offset of the pass's block of activation vectors inside a batch's vectors).
 
-What differs per sample is stored for all of them:
+What differs per batch or sample is stored for all of them:
 
-* ``stim_a``: every sample's activation vectors, ``a_stride`` vectors per sample (one block of
-  ``m`` vectors per block of ``rows`` of ``K``); a pass sends ``m`` vectors from
-  ``sample * a_stride + act_offset``, ``last`` on the final one (made here, not stored);
-* ``stim_param``: the ``i_param`` words of all samples (``n_param`` per sample, the rescale
-  parameters and ``beta_in`` of each sample, ``param_layout``).
+* ``stim_a``: every batch's activation vectors, ``a_stride`` per batch (one block of ``m``
+  vectors per block of ``rows`` of ``K``); a pass sends ``m`` vectors from
+  ``batch * a_stride + act_offset``, ``last`` on the final one (made here, not stored);
+* ``stim_beta``: each sample's ``beta_in`` (``n_beta`` words).
 
 ``cap_out`` receives the ``n_out`` output words (``output_layout``) and ``cap_mark`` the clock
-count at each output word with ``last`` (the end of each sample), so that the clocks of every
-step are counted in HDL.
+count at each output word with ``last`` (the end of each sample). Every stream runs as fast as
+the engine takes it: the rescale unit starts a batch only once the parameters are complete
+(their ``last``), and ``i_beta`` is taken with each sample's first vector.
+
+Cycle counters: the engine's (``hw.accelerator``) count while the run is on; ``a_done`` holds
+the clock count at the last ``i_a`` transfer, so that the idle clocks after it (the pipeline's
+drain and the rescale unit's last work) can be told from gaps in the stream.
 
 Stress: every input stream idles with probability ``stall / 2**16`` before each word (a seeded
 16-bit LFSR per stream, compared with the threshold), and ``o_out`` is not ready with
@@ -39,31 +45,34 @@ from amaranth.hdl import Module, Signal
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.accelerator import Accelerator
+from hw.accelerator import COUNTER_BITS, COUNTERS, Accelerator
 from hw.accumulator import pass_layout
+from hw.rescale_stages import BETA_BITS
 from hw.rescale_unit import output_layout, param_layout
 from hw.systolic_array import activation_layout, weight_layout
 
-__all__ = ["CosimHarness", "Depths", "STREAMS", "program_layout", "strip_zero_init"]
+__all__ = ["CosimHarness", "Depths", "STREAMS", "COUNTS", "program_layout", "strip_zero_init"]
 
-STREAMS = ("i_param", "i_w", "i_a", "i_pass", "o_out")
+STREAMS = ("i_param", "i_beta", "i_w", "i_a", "i_pass", "o_out")
 OFFSET_BITS = 16
 COUNT_BITS = 32
+COUNTS = ("batches", "n_param", "n_beta", "n_w", "n_pass", "m", "a_stride", "n_out")
 LFSR_TAPS = 0xB400                     # x^16 + x^14 + x^13 + x^11 + 1, maximal length
 
 
-def program_layout():
+def program_layout(config):
     """One entry of ``stim_pass``: the pass descriptor and its activation block's offset."""
-    return data.StructLayout({"desc": pass_layout(), "act_offset": OFFSET_BITS})
+    return data.StructLayout({"desc": pass_layout(config), "act_offset": OFFSET_BITS})
 
 
 class Depths:
     """The depths of the harness's memories (words); the host cuts a layer's samples into runs
     that fit."""
 
-    def __init__(self, *, param=8192, w=16384, a=32768, program=4096, out=16384, marks=1024):
-        self.param, self.w, self.a, self.program, self.out, self.marks = (
-            param, w, a, program, out, marks)
+    def __init__(self, *, param=4096, beta=1024, w=16384, a=32768, program=4096, out=16384,
+                 marks=1024):
+        self.param, self.beta, self.w, self.a, self.program, self.out, self.marks = (
+            param, beta, w, a, program, out, marks)
 
     def as_dict(self):
         return dict(vars(self))
@@ -87,33 +96,31 @@ class CosimHarness(wiring.Component):
         Raise to start a run with the counts below; lower (one clock at least) before the next.
     seed, stall, backpressure : In(16)
         LFSR seed and the idle and backpressure thresholds (probability ``x / 2**16``).
-    serial : In(1)
-        Start each sample's streams only when the previous sample's outputs are all captured,
-        and its passes only after its parameters (the per-clock benches' order). Low lets the
-        streams run ahead, which the layer engine does not allow today: the rescale unit
-        takes the next sample's parameters (its ``beta_in`` too) whenever it is idle, before
-        the current sample's accumulators, and starts a sample when ``i_param`` pauses.
-        ``sim.cosim`` always sets it.
-    samples, n_param, n_w, n_pass, m, a_stride, n_out : In(32)
-        The run's shape (module docstring); ``n_param`` is per sample.
+    batches, n_param, n_beta, n_w, n_pass, m, a_stride, n_out : In(32)
+        The run's shape (module docstring).
     done : Out(1)
         Every output word captured (with ``go`` high).
     clocks : Out(32)
         Clocks since ``go`` rose, until ``done``.
+    a_done : Out(32)
+        ``clocks`` at the last ``i_a`` transfer.
+    count_mac ... count_idle : Out(32)
+        The engine's cycle counters for the run (``hw.accelerator.COUNTERS``).
     taken_i_param ... taken_o_out : Out(32)
         Words transferred on each stream.
-    waiting : Out(5)
+    waiting : Out(6)
         Per stream of ``STREAMS``: ``valid`` and not ``ready`` now.
     """
 
     def __init__(self, *, config, depths=None):
         self._config = config
         self._depths = depths or Depths()
-        ports = {"go": In(1), "serial": In(1), "seed": In(16), "stall": In(16),
-                 "backpressure": In(16)}
-        for name in ("samples", "n_param", "n_w", "n_pass", "m", "a_stride", "n_out"):
+        ports = {"go": In(1), "seed": In(16), "stall": In(16), "backpressure": In(16)}
+        for name in COUNTS:
             ports[name] = In(COUNT_BITS)
-        ports.update({"done": Out(1), "clocks": Out(COUNT_BITS), "waiting": Out(len(STREAMS))})
+        ports.update({"done": Out(1), "clocks": Out(COUNT_BITS), "a_done": Out(COUNT_BITS),
+                      "waiting": Out(len(STREAMS))})
+        ports.update({f"count_{name}": Out(COUNTER_BITS) for name in COUNTERS})
         for name in STREAMS:
             ports[f"taken_{name}"] = Out(COUNT_BITS)
         super().__init__(ports)
@@ -136,17 +143,21 @@ class CosimHarness(wiring.Component):
             return [mem.read_port(domain="comb") for _ in range(reads)], mem
 
         (param_rd,), _ = stim("stim_param", param_layout(), d.param)
+        (beta_rd,), _ = stim("stim_beta", BETA_BITS, d.beta)
         (w_rd,), _ = stim("stim_w", weight_layout(cfg), d.w)
         (a_rd,), _ = stim("stim_a", activation_layout(cfg)["data"].shape, d.a)
-        (pass_rd, prog_rd), _ = stim("stim_pass", program_layout(), d.program, reads=2)
-        m.submodules.cap_out = out_mem = memory.Memory(shape=output_layout(), depth=d.out,
-                                                       init=[])
+        (pass_rd, prog_rd), _ = stim("stim_pass", program_layout(cfg), d.program, reads=2)
+        m.submodules.cap_out = out_mem = memory.Memory(shape=output_layout(cfg.cols),
+                                                       depth=d.out, init=[])
         m.submodules.cap_mark = mark_mem = memory.Memory(shape=COUNT_BITS, depth=d.marks,
                                                          init=[])
         out_wr, mark_wr = out_mem.write_port(), mark_mem.write_port()
 
         go = self.go
-        m.d.comb += self.done.eq(go & (self.taken_o_out == self.n_out))
+        m.d.comb += [self.done.eq(go & (self.taken_o_out == self.n_out)),
+                     dut.count_en.eq(go & ~self.done)]
+        m.d.comb += [getattr(self, f"count_{n}").eq(getattr(dut, f"count_{n}"))
+                     for n in COUNTERS]
         with m.If(~go):
             m.d.sync += self.clocks.eq(0)
         with m.Elif(~self.done):
@@ -161,9 +172,9 @@ class CosimHarness(wiring.Component):
                 m.d.sync += state.eq(_lfsr_next(state))
             return state
 
-        def source(i, port, more, payload):
+        def source(name, port, more, payload):
             """Offer ``payload`` while ``more`` (and not idling); returns the transfer."""
-            name = STREAMS[i]
+            i = STREAMS.index(name)
             state, holding = lfsr(i), Signal(name=f"holding_{name}")
             taken = getattr(self, f"taken_{name}")
             idle = state < self.stall
@@ -179,64 +190,57 @@ class CosimHarness(wiring.Component):
             m.d.comb += self.waiting[i].eq(port.valid & ~port.ready)
             return fire
 
-        steps = Signal(COUNT_BITS)                  # samples whose outputs are all captured
+        # i_param and i_beta: every word once, in order.
+        source("i_param", dut.i_param, self.taken_i_param < self.n_param, param_rd.data)
+        m.d.comb += param_rd.addr.eq(self.taken_i_param)
+        source("i_beta", dut.i_beta, self.taken_i_beta < self.n_beta, beta_rd.data)
+        m.d.comb += beta_rd.addr.eq(self.taken_i_beta)
 
-        param_sample = Signal(COUNT_BITS, name="sample_i_param")
-
-        def admit(sample, after_params):
-            """A stream may send words of ``sample``: with ``serial``, only once the previous
-            sample's outputs are all captured and (``after_params``) this sample's parameters
-            are all sent, in the per-clock benches' order."""
-            serial_ok = sample == steps
-            if after_params:
-                serial_ok &= param_sample > sample
-            return (sample < self.samples) & (~self.serial | serial_ok)
-
-        # i_param (``n_param`` words per sample, stored for each), i_w and i_pass (the layer's
-        # program, replayed for each sample).
-        for i, port, rd, count, payload in ((0, dut.i_param, param_rd, self.n_param, "flat"),
-                                            (1, dut.i_w, w_rd, self.n_w, None),
-                                            (3, dut.i_pass, pass_rd, self.n_pass, "desc")):
-            idx = Signal(COUNT_BITS, name=f"idx_{STREAMS[i]}")
-            sample = param_sample if i == 0 else Signal(COUNT_BITS, name=f"sample_{STREAMS[i]}")
+        # i_w and i_pass: the layer's program, replayed for each batch.
+        for name, port, rd, count, payload in (("i_w", dut.i_w, w_rd, self.n_w, None),
+                                               ("i_pass", dut.i_pass, pass_rd, self.n_pass,
+                                                "desc")):
+            idx = Signal(COUNT_BITS, name=f"idx_{name}")
+            batch = Signal(COUNT_BITS, name=f"batch_{name}")
             data_ = rd.data.desc if payload == "desc" else rd.data
-            fire = source(i, port, admit(sample, i != 0), data_)
-            taken = getattr(self, f"taken_{STREAMS[i]}")
-            m.d.comb += rd.addr.eq(taken if payload == "flat" else idx)
+            fire = source(name, port, batch < self.batches, data_)
+            m.d.comb += rd.addr.eq(idx)
             with m.If(~go):
-                m.d.sync += [idx.eq(0), sample.eq(0)]
+                m.d.sync += [idx.eq(0), batch.eq(0)]
             with m.Elif(fire):
                 with m.If(idx + 1 == count):
-                    m.d.sync += [idx.eq(0), sample.eq(sample + 1)]
+                    m.d.sync += [idx.eq(0), batch.eq(batch + 1)]
                 with m.Else():
                     m.d.sync += idx.eq(idx + 1)
 
-        # i_a: for each sample, for each pass, m vectors from the pass's block.
-        a_vec, a_pass, a_sample = (Signal(COUNT_BITS, name=n)
-                                   for n in ("vec_i_a", "pass_i_a", "sample_i_a"))
+        # i_a: for each batch, for each pass, m vectors from the pass's block.
+        a_vec, a_pass, a_batch = (Signal(COUNT_BITS, name=n)
+                                  for n in ("vec_i_a", "pass_i_a", "batch_i_a"))
         a_base = Signal(COUNT_BITS, name="base_i_a")
         a_payload = Signal(activation_layout(cfg))
         last_vec = a_vec + 1 == self.m
         m.d.comb += [prog_rd.addr.eq(a_pass),
                      a_rd.addr.eq(a_base + prog_rd.data.act_offset + a_vec),
                      a_payload.data.eq(a_rd.data), a_payload.last.eq(last_vec)]
-        fire = source(2, dut.i_a, admit(a_sample, True), a_payload)
+        fire = source("i_a", dut.i_a, a_batch < self.batches, a_payload)
         with m.If(~go):
-            m.d.sync += [a_vec.eq(0), a_pass.eq(0), a_sample.eq(0), a_base.eq(0)]
+            m.d.sync += [a_vec.eq(0), a_pass.eq(0), a_batch.eq(0), a_base.eq(0),
+                         self.a_done.eq(0)]
         with m.Elif(fire):
-            m.d.sync += a_vec.eq(a_vec + 1)
+            m.d.sync += [a_vec.eq(a_vec + 1), self.a_done.eq(self.clocks + 1)]
             with m.If(last_vec):
                 m.d.sync += [a_vec.eq(0), a_pass.eq(a_pass + 1)]
                 with m.If(a_pass + 1 == self.n_pass):
-                    m.d.sync += [a_pass.eq(0), a_sample.eq(a_sample + 1),
+                    m.d.sync += [a_pass.eq(0), a_batch.eq(a_batch + 1),
                                  a_base.eq(a_base + self.a_stride)]
 
         # o_out: captured, with backpressure; the clock count at each sample's last word.
-        out_state = lfsr(4)
+        out_state = lfsr(STREAMS.index("o_out"))
         o = dut.o_out
+        steps = Signal(COUNT_BITS)                  # samples whose outputs are all captured
         m.d.comb += [o.ready.eq(go & (self.taken_o_out < self.n_out)
                                 & ~(out_state < self.backpressure)),
-                     self.waiting[4].eq(o.valid & ~o.ready)]
+                     self.waiting[STREAMS.index("o_out")].eq(o.valid & ~o.ready)]
         fire = o.valid & o.ready
         m.d.comb += [out_wr.addr.eq(self.taken_o_out), out_wr.data.eq(o.payload),
                      out_wr.en.eq(fire),

@@ -1,10 +1,10 @@
 """The whole network on the layer engine (``hw.accelerator``) in Verilator.
 
-The host side is here: for every layer and sample it sends the rescale parameters and the
-sample's ``beta_in`` (``gen.regmap``), then the passes of its matrix product
+The host side is here: for every layer it sends the rescale parameters (``gen.regmap``), then
+per batch of samples (``ArrayConfig.batch_for``: the samples whose positions share a pass)
+each sample's ``beta_in`` and the passes of the batch's matrix product
 (``sim.engine_sim.pass_plan`` through ``sim.cosim.CosimPlan``, over the ``im2col`` rows that
-the golden model uses too), and collects the next layer's codes
-and ``beta``. The stimulus goes into the co-simulation harness's memories (``sim.cosim``);
+the golden model uses too), and collects the next layer's codes and ``beta``. The stimulus goes into the co-simulation harness's memories (``sim.cosim``);
 one simulation runs the whole network, layer after layer, each layer for all samples, and
 the codes a layer returns are the next layer's input.
 """
@@ -13,40 +13,46 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from gen import regmap
 from gen.rescale import BETA_ONE
 from gen.sizing import check_fits
 
 from .cosim import CosimSim, thresholds
 from .golden import check_codes, im2col
+from .rescale_sim import param_words
 
-__all__ = ["NetworkSim", "NetworkRun", "check_network", "drive", "layer_params", "layer_rows"]
+__all__ = ["NetworkSim", "NetworkRun", "check_network", "drive", "layer_params", "layer_rows",
+           "layer_shape"]
 
 
 @dataclass
 class NetworkRun:
     """Per layer: the output codes (``(N,) + out_shape``; the last layer's ``z`` values,
-    units ``2**-Z``), ``beta`` (``(N,)``) and the clocks of every sample (counted in HDL);
-    ``clocks`` in all; ``seconds``: the bench's time loading memories, simulating, reading
-    back, and in all."""
+    units ``2**-Z``), ``beta`` (``(N,)``), the clocks between the ends of successive samples,
+    the layer's clocks in all (``layer_clocks``) and the engine's cycle counters
+    (``counters``, ``sim.cosim.LayerResult``); ``clocks`` in all; ``seconds``: the bench's time
+    loading memories, simulating, reading back, and in all."""
 
     outputs: list = field(default_factory=list)
     betas: list = field(default_factory=list)
     cycles: list = field(default_factory=list)
+    layer_clocks: list = field(default_factory=list)
+    counters: list = field(default_factory=list)
     clocks: int = 0
     seconds: dict = field(default_factory=dict)
 
 
-def layer_params(layer, beta_in, max_channels):
-    """The ``i_param`` words of ``layer`` for a sample with ``beta_in`` (``gen.regmap``)."""
+def layer_shape(layer):
+    """``(channels, height, width)`` of a layer's accumulators (1 x 1 for a linear layer)."""
     if layer.kind == "linear":
-        c, h, w = layer.out_channels, 1, 1
-    else:
-        c, h, w = layer.conv_shape
-    words = regmap.encode(layer.fixed, channels=c, height=h, width=w, pool=layer.pool,
-                          relu=layer.relu, max_channels=max_channels)
-    words.append(regmap.beta_in_word(beta_in))
-    return words
+        return layer.out_channels, 1, 1
+    return layer.conv_shape
+
+
+def layer_params(layer, max_channels):
+    """The layer's ``i_param`` words, ``(address, value, last)`` (``gen.regmap``)."""
+    c, h, w = layer_shape(layer)
+    return param_words(layer.fixed, channels=c, height=h, width=w, pool=layer.pool,
+                       relu=layer.relu, max_channels=max_channels)
 
 
 def layer_rows(layer, codes):
@@ -57,17 +63,24 @@ def layer_rows(layer, codes):
                 .reshape(len(codes), -1, layer.k))
 
 
+def _outputs(layer):
+    """``(channels, positions)`` of a layer's outputs per sample."""
+    shape = tuple(layer.out_shape)
+    return shape[0], int(np.prod(shape[1:], dtype=np.int64))
+
+
 def check_network(plan, bundle):
-    """Refuse (``UsageError``) a network with a layer whose words per sample do not fit the
+    """Refuse (``UsageError``) a network with a layer whose words per batch do not fit the
     harness's memories (``sim.cosim.CosimPlan.check``), before anything is built."""
     for layer in bundle.layers:
-        plan.check_layer(layer.name, m=layer.positions, W=layer.weight_matrix,
-                         w_format=layer.w_format, w_bits=layer.w_bits,
-                         outputs=int(np.prod(layer.out_shape)),
-                         params=len(layer_params(layer, BETA_ONE, plan.config.max_channels)))
+        channels, positions = _outputs(layer)
+        plan.check_layer(layer.name, positions=layer.positions, W=layer.weight_matrix,
+                         w_format=layer.w_format, w_bits=layer.w_bits, channels=channels,
+                         out_positions=positions,
+                         params=len(layer_params(layer, plan.config.max_channels)))
 
 
-def drive(plan, bundle, codes, *, seed=0, stall=0.0, backpressure=0.0, serial=True):
+def drive(plan, bundle, codes, *, seed=0, stall=0.0, backpressure=0.0):
     """The host's sequencing of a network, as a generator: for each layer it yields
     ``(index, runs, settings)`` (``sim.cosim.CosimPlan`` runs) and is sent the bench's results
     of those runs; it returns the ``NetworkRun``. Runs in the cocotb process, so that a whole
@@ -75,13 +88,13 @@ def drive(plan, bundle, codes, *, seed=0, stall=0.0, backpressure=0.0, serial=Tr
     betas = np.full(len(codes), BETA_ONE, dtype=np.int64)
     run = NetworkRun()
     for i, layer in enumerate(bundle.layers):
+        channels, positions = _outputs(layer)
         runs = plan.layer_runs(
             W=layer.weight_matrix, w_format=layer.w_format, w_bits=layer.w_bits,
-            samples_rows=layer_rows(layer, codes),
-            param_words=[layer_params(layer, b, plan.config.max_channels) for b in betas],
-            outputs=int(np.prod(layer.out_shape)), stall=stall, backpressure=backpressure,
-            name=layer.name)
-        results = yield i, runs, thresholds(seed + i, stall, backpressure, serial)
+            samples_rows=layer_rows(layer, codes), betas=betas,
+            param_words=layer_params(layer, plan.config.max_channels), channels=channels,
+            out_positions=positions, stall=stall, backpressure=backpressure, name=layer.name)
+        results = yield i, runs, thresholds(seed + i, stall, backpressure)
         out = plan.collect(runs, results)
         if not out.lasts_ok:
             raise AssertionError(f"layer {layer.name!r}: o_out's last flag is not on the "
@@ -91,6 +104,8 @@ def drive(plan, bundle, codes, *, seed=0, stall=0.0, backpressure=0.0, serial=Tr
         run.outputs.append(codes)
         run.betas.append(betas)
         run.cycles.append(out.cycles.tolist())
+        run.layer_clocks.append(out.clocks)
+        run.counters.append(out.counters)
         run.clocks += out.clocks
     return run
 
@@ -106,7 +121,7 @@ class NetworkSim:
         self.dir = self._cosim.dir
         self.verilog = self._cosim.verilog
 
-    def run(self, bundle, input_codes, *, seed=0, stall=0.0, backpressure=0.0, serial=True,
+    def run(self, bundle, input_codes, *, seed=0, stall=0.0, backpressure=0.0,
             progress=None, name="network"):
         """Run ``bundle`` on ``input_codes``; see ``NetworkRun``. ``progress(state)`` gets the
         bench's reports (``sim.benches.cosim_bench``: ``layer``, ``layers``, ``steps_done``,
@@ -116,11 +131,12 @@ class NetworkSim:
                             ndim=1 + len(bundle.input_shape))
         job = {"mode": "network", "config": self.config, "depths": self._cosim.depths,
                "bundle": bundle, "codes": np.asarray(codes), "seed": seed, "stall": stall,
-               "backpressure": backpressure, "serial": serial}
+               "backpressure": backpressure}
         out = self._cosim.run(job, name=name, progress=progress)
         net = out["network"]
         return NetworkRun(
             outputs=[np.array(o, dtype=np.int64).reshape((len(codes),) + tuple(l.out_shape))
                      for o, l in zip(net["outputs"], bundle.layers)],
             betas=[np.array(b, dtype=np.int64) for b in net["betas"]],
-            cycles=net["cycles"], clocks=net["clocks"], seconds=out["seconds"])
+            cycles=net["cycles"], layer_clocks=net["layer_clocks"], counters=net["counters"],
+            clocks=net["clocks"], seconds=out["seconds"])

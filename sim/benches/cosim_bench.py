@@ -28,15 +28,16 @@ from .common import CLOCK_NS, load_job
 
 # The harness's streams, in the order of its ``waiting`` bits (``sim.harness.STREAMS``; not
 # imported, to keep Amaranth out of a ``runs`` job's process).
-STREAMS = ("i_param", "i_w", "i_a", "i_pass", "o_out")
-COUNTS = ("samples", "n_param", "n_w", "n_pass", "m", "a_stride", "n_out")
-MEMORIES = ("stim_param", "stim_w", "stim_a", "stim_pass")
+STREAMS = ("i_param", "i_beta", "i_w", "i_a", "i_pass", "o_out")
+COUNTS = ("batches", "n_param", "n_beta", "n_w", "n_pass", "m", "a_stride", "n_out")
+MEMORIES = ("stim_param", "stim_beta", "stim_w", "stim_a", "stim_pass")
+COUNTERS = ("mac", "weight", "stall", "idle")        # hw.accelerator.COUNTERS
 
 
 def _totals(run):
     """The words each stream moves in ``run``."""
-    k = run["samples"]
-    return {"i_param": run["n_param"] * k, "i_w": run["n_w"] * k,
+    k = run["batches"]
+    return {"i_param": run["n_param"], "i_beta": run["n_beta"], "i_w": run["n_w"] * k,
             "i_a": run["m"] * run["n_pass"] * k, "i_pass": run["n_pass"] * k,
             "o_out": run["n_out"]}
 
@@ -92,6 +93,9 @@ class Harness:
                                  f"clocks; {_stuck(dut, run)}")
         t2 = time.monotonic()
         clocks = dut.clocks.value.to_unsigned()
+        counters = {name: getattr(dut, f"count_{name}").value.to_unsigned()
+                    for name in COUNTERS}
+        counters["tail"] = clocks - dut.a_done.value.to_unsigned()
         cap_out, cap_mark = self.memories["cap_out"], self.memories["cap_mark"]
         out = [cap_out[i].value.to_unsigned() for i in range(run["n_out"])]
         marks = [cap_mark[i].value.to_unsigned() for i in range(run["samples"])]
@@ -103,7 +107,7 @@ class Harness:
         t3 = time.monotonic()
         for key, dt in (("load", t1 - t0), ("simulate", t2 - t1), ("read", t3 - t2)):
             self.seconds[key] += dt
-        return {"out": out, "marks": marks, "clocks": clocks}
+        return {"out": out, "marks": marks, "clocks": clocks, "counters": counters}
 
 
 class Progress:
@@ -154,8 +158,7 @@ async def run_job(dut):
                             len(bundle.layers) * len(codes))
         plan = CosimPlan(ArrayConfig(**job["config"]), Depths(**job["depths"]))
         steps = drive(plan, bundle, codes, seed=job["seed"],
-                      stall=job["stall"], backpressure=job["backpressure"],
-                      serial=job["serial"])
+                      stall=job["stall"], backpressure=job["backpressure"])
         try:
             layer, runs, settings = next(steps)
             while True:
@@ -168,7 +171,9 @@ async def run_job(dut):
             run = stop.value
             result = {"network": {"outputs": [o.tolist() for o in run.outputs],
                                   "betas": [b.tolist() for b in run.betas],
-                                  "cycles": run.cycles, "clocks": run.clocks}}
+                                  "cycles": run.cycles, "clocks": run.clocks,
+                                  "layer_clocks": run.layer_clocks,
+                                  "counters": run.counters}}
     result["seconds"] = dict(harness.seconds, total=time.monotonic() - start)
     with open(paths["result"], "w") as f:
         json.dump(result, f)
