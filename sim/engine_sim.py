@@ -9,12 +9,12 @@ and width run as they are, 8-bit or narrower ``int`` weights as signed-digit ter
 ``post`` or ``pot`` array; anything else is refused, as are ``K > max_k`` and ``M > max_m``.
 """
 
-import functools
 from dataclasses import dataclass
 
 import numpy as np
 
-from gen.numerics import int_value, join_code, max_exponent
+from gen.digits import digit_shape, digit_window, naf
+from gen.numerics import int_value, join_code
 from hw.accumulator import accumulator_layout, pass_layout
 from hw.matmul_engine import MatmulEngine
 from hw.systolic_array import activation_layout, weight_layout
@@ -30,45 +30,9 @@ __all__ = ["pass_plan", "PassPlan", "passes_for", "EngineSim", "EngineRun", "Pas
 TOP = "asq_engine"
 
 
-def digit_window(config, bits=8):
-    """Bit positions that one window of ``bits``-bit ``int`` weights covers on a
-    ``post``/``pot`` array. Its codes hold the powers of two ``2**0 .. 2**-(width-1)`` exactly
-    (``post``: the even exponents; ``pot``: all; as far as ``F`` fractional bits go); of the
-    widths up to that, the one with the fewest stacked rows (``windows x terms``,
-    ``digit_shape``), then the fewest windows."""
-    n_max = max_exponent(config.w_bits)
-    widest = min(n_max // 2 + 1 if config.w_format == "post" else n_max + 1,
-                 config.frac_bits + 1)
-    return min(range(1, widest + 1),
-               key=lambda w: (digit_shape(bits, w)[0] * digit_shape(bits, w)[1],
-                              digit_shape(bits, w)[0]))
-
-
-def naf(values):
-    """The non-adjacent form of integers: ``[d_0, d_1, ...]``, arrays of digits in {-1, 0, 1}
-    with ``sum(d_i * 2**i) == values`` and no two adjacent non-zero digits."""
-    v = np.array(values, dtype=np.int64)
-    digits = []
-    while (v != 0).any():
-        d = np.where(v & 1, 2 - (v & 3), 0)
-        digits.append(d)
-        v = (v - d) >> 1
-    return digits
-
-
-@functools.lru_cache(maxsize=None)
-def digit_shape(bits, width):
-    """``(windows, terms)`` for every ``bits``-bit two's-complement weight: its NAF digits in
-    windows of ``width`` positions, at most ``terms`` non-zero digits in any window."""
-    digits = naf(np.arange(-2 ** (bits - 1), 2 ** (bits - 1)))
-    windows = -(-len(digits) // width)
-    terms = max(int(sum(np.abs(d) for d in digits[w * width:(w + 1) * width]).max())
-                for w in range(windows))
-    return windows, terms
-
-
 def digit_terms(W, bits, config):
-    """8-bit (or narrower) two's-complement ``W`` codes as passes of a ``post``/``pot`` array.
+    """8-bit (or narrower) two's-complement ``W`` codes as passes of a ``post``/``pot`` array
+    (``gen.digits``).
 
     Each weight is written in non-adjacent form (signed binary digits, no two adjacent ones
     non-zero) and its digits are cut into windows of ``digit_window(config)`` positions; a

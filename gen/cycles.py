@@ -1,0 +1,173 @@
+"""The cycle model: every layer's clocks on the layer engine from its shape, the batch and the
+array configuration, with no simulation of the hardware.
+
+It follows the engine's schedule pass by pass (``hw.systolic_array``, ``hw.accumulator``,
+``hw.rescale_unit``), as a recurrence of start times, for a run without stalls:
+
+* the array starts a tile when its weights are in the shadow registers and the previous tile's
+  ``M`` vectors have entered: ``rows`` clocks of weights before the first tile, then
+  ``max(M, rows + cols)`` clocks a tile (a tile's weights start loading ``cols`` clocks after
+  the previous tile started);
+* a tile's results leave the array ``latency = rows + cols - 1`` clocks after its vectors; a
+  block of columns is complete in its accumulator bank two clocks after its last result, and
+  the array waits when the first pass of a block finds its bank still being read (the bank of
+  the block before the previous one);
+* the rescale unit reads a complete bank one vector a clock (``M`` clocks), the first bank of
+  a batch once its parameters are in; after the last block of a batch it works through the
+  batch's samples one by one: the adapter's hidden layer (``hidden x (channels + 2)``), its
+  ``beta`` (``inputs + 2``), the reciprocal (``DIV_BITS + 1``) and the outputs (one vector a
+  clock), a few clocks between the steps; the next batch's first bank waits for it.
+
+``tests/test_cycle_model.py`` holds the model to the RTL's counters: within 2 % on every layer of
+every network in the suite (``sim.report`` prints both).
+"""
+
+from dataclasses import dataclass
+
+from .digits import digit_rows
+from .rescale import MANTISSA_BITS, RECIP_BITS
+
+__all__ = ["LayerShape", "LayerCycles", "layer_cycles", "network_cycles", "layer_shape"]
+
+DIV_BITS = MANTISSA_BITS + RECIP_BITS      # the reciprocal's quotient bits (hw.rescale_stages)
+
+
+@dataclass(frozen=True)
+class LayerShape:
+    """What the model needs of a layer: ``positions`` (rows of ``A`` per sample), ``k``, ``n``
+    (channels), the weights' format and bits, outputs per sample (``out_positions`` per
+    channel), the adapter (``"none"``, ``"one"``, ``"two"``), its ``hidden`` units, whether it
+    is the last layer, and its parameter words."""
+
+    positions: int
+    k: int
+    n: int
+    w_format: str
+    w_bits: int
+    out_positions: int
+    adapter: str = "none"
+    hidden: int = 0
+    final: bool = False
+    param_words: int = 0
+
+
+@dataclass
+class LayerCycles:
+    """A layer's clocks for ``samples`` samples: ``clocks`` in all (the model), ``mac`` (clocks
+    with an activation vector entering the array), ``ideal`` (``M K N / (rows cols)``)."""
+
+    clocks: int
+    mac: int
+    ideal: float
+    samples: int
+
+    @property
+    def per_sample(self):
+        return self.clocks / self.samples
+
+    @property
+    def utilisation(self):
+        return self.ideal / self.clocks
+
+
+def layer_shape(layer, config):
+    """The ``LayerShape`` of a bundle layer (``gen.bundle.Layer``)."""
+    from . import regmap
+
+    channels, height, width = ((layer.out_channels, 1, 1) if layer.kind == "linear"
+                               else layer.conv_shape)
+    out = tuple(layer.out_shape)
+    fixed = layer.fixed
+    words = regmap.encode(fixed, channels=channels, height=height, width=width,
+                          pool=layer.pool, relu=layer.relu, max_channels=config.max_channels)
+    hidden = fixed.w1_q.shape[0] if fixed.adapter == "two" else 0
+    positions_out = 1
+    for d in out[1:]:
+        positions_out *= d
+    return LayerShape(positions=layer.positions, k=layer.k, n=channels,
+                      w_format=layer.w_format, w_bits=layer.w_bits,
+                      out_positions=positions_out, adapter=fixed.adapter, hidden=hidden,
+                      final=fixed.next_bits is None, param_words=len(words))
+
+
+def _passes_per_block(config, shape):
+    """Passes per block of columns: blocks of ``rows`` of ``K`` (stacked digit terms for
+    ``int`` weights on a ``post``/``pot`` array)."""
+    rows = config.rows
+    if shape.w_format == config.w_format and shape.w_bits == config.w_bits:
+        return -(-shape.k // rows)
+    windows, terms = digit_rows(config, shape.w_bits)
+    return windows * -(-shape.k * terms // rows)
+
+
+def _tail(config, shape):
+    """Clocks of the rescale unit's work on one sample after its batch's last block."""
+    blocks = -(-shape.n // config.cols)
+    out = blocks * shape.out_positions + 1                 # output vectors, the last leaving
+    if shape.final:
+        return 1 + out
+    work = 1 + DIV_BITS + 1 + out                          # sample, divide, outputs
+    if shape.adapter == "two":
+        work += shape.hidden * (shape.n + 2) + shape.hidden + 2
+    elif shape.adapter == "one":
+        work += shape.n + 2
+    return work
+
+
+def _run(config, shape, batches, size):
+    """Clocks of one harness run: ``batches`` batches of ``size`` samples each."""
+    rows, cols = config.rows, config.cols
+    latency = rows + cols - 1
+    m = size * shape.positions
+    per_block = _passes_per_block(config, shape)
+    blocks = -(-shape.n // cols)
+    tail = _tail(config, shape)
+
+    start = None            # the current tile's start
+    free = [0, 0]           # when each accumulator bank is free again
+    unit = shape.param_words + 1     # when the rescale unit can take the next bank
+    block_no = 0
+    last_out = 0
+    for _ in range(batches):
+        for b in range(blocks):
+            bank = block_no % 2
+            for p in range(per_block):
+                if start is None:
+                    begin = rows
+                else:
+                    begin = start + max(m, rows + cols)
+                if p == 0:   # the first result waits for its bank
+                    begin = max(begin, free[bank] - latency)
+                start = begin
+            complete = start + m - 1 + latency + 2     # the bank holds the block
+            first_batch_block = b == 0
+            take = max(complete + 1, unit + (1 if first_batch_block else 0))
+            free[bank] = take + m
+            unit = take + m
+            block_no += 1
+        # The batch's samples, one after another.
+        unit += 2 + size * tail
+        last_out = unit
+    return last_out
+
+
+def layer_cycles(config, shape, samples):
+    """The ``LayerCycles`` of ``samples`` samples of ``shape`` (runs as ``sim.cosim``
+    packs them: batches of ``config.batch_for(positions)``, a last smaller batch)."""
+    size = config.batch_for(shape.positions)
+    full, rest = divmod(samples, size)
+    clocks = 0
+    if full:
+        clocks += _run(config, shape, full, size)
+    if rest:
+        clocks += _run(config, shape, 1, rest)
+    mac = samples * shape.positions * _passes_per_block(config, shape) * -(-shape.n //
+                                                                           config.cols)
+    ideal = samples * shape.positions * shape.k * shape.n / (config.rows * config.cols)
+    return LayerCycles(clocks=clocks, mac=mac, ideal=ideal, samples=samples)
+
+
+def network_cycles(bundle, config, samples):
+    """``{layer name: LayerCycles}`` of a bundle for ``samples`` samples."""
+    return {layer.name: layer_cycles(config, layer_shape(layer, config), samples)
+            for layer in bundle.layers}
