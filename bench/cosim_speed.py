@@ -40,7 +40,9 @@ from sim.design import Design                                        # noqa: E40
 from sim.engine_sim import PassWords, passes_for                     # noqa: E402
 from sim.payload import Payload, unpack                              # noqa: E402
 from sim.golden import im2col, run_network                           # noqa: E402
+from sim.harness import COUNTS                                       # noqa: E402
 from sim.network_sim import NetworkSim, layer_params                 # noqa: E402
+from sim.rescale_sim import output_order                             # noqa: E402
 
 
 def layer_inputs(bundle, codes, golden):
@@ -74,20 +76,34 @@ def run_cosim(net, bundle, codes, golden):
 
 def run_per_clock(cfg, root, net, bundle, codes, golden):
     design = Design(Accelerator(config=cfg), root, "asq_accel")
-    passes, param, out = PassWords(cfg), Payload(param_layout()), Payload(output_layout())
+    plan = net._cosim.plan
+    param = Payload(param_layout())
+    out = Payload(output_layout(cfg.cols))
     clocks, seconds = 0, 0.0
     for i, (layer, rows, betas) in enumerate(layer_inputs(bundle, codes, golden)):
-        steps = [{"first": {"i_param": [param.pack({"addr": a, "value": v})
-                                        for a, v in layer_params(layer, b, cfg.max_channels)]},
-                  "send": passes.streams(passes_for(cfg, a, layer.weight_matrix, layer.w_format,
-                                                    layer.w_bits)),
-                  "receive": {"o_out": int(np.prod(layer.out_shape))}}
-                 for a, b in zip(rows, betas)]
+        channels, positions = layer.out_shape[0], int(np.prod(layer.out_shape[1:]))
+        size = cfg.batch_for(layer.positions)
+        steps = []
+        for s0 in range(0, len(rows), size):
+            batch = rows[s0:s0 + size]
+            passes = passes_for(cfg, np.concatenate(batch), layer.weight_matrix,
+                                layer.w_format, layer.w_bits)
+            steps.append({
+                "first": {"i_param": [param.pack({"addr": a, "value": v, "last": x})
+                                      for a, v, x in layer_params(layer, cfg.max_channels)]},
+                "send": {"i_beta": [int(b) for b in betas[s0:s0 + size]],
+                         **PassWords(cfg).streams(passes)},
+                "receive": {"o_out": len(batch) * plan.out_words(channels, positions)}})
         t0 = time.monotonic()
-        results = design.run_streams(steps, sources=("i_param", "i_w", "i_a", "i_pass"),
+        results = design.run_streams(steps, sources=("i_param", "i_beta", "i_w", "i_a",
+                                                     "i_pass"),
                                      sinks=("o_out",), name=f"layer{i}")
         seconds += time.monotonic() - t0
-        got = np.array([[out.unpack(w)["value"] for w in r["o_out"]] for r, _ in results])
+        vectors = np.concatenate([[out.unpack(w)["value"] for w in r["o_out"]]
+                                  for r, _ in results])
+        per = plan.out_words(channels, positions)
+        got = np.stack([output_order(vectors[n * per:(n + 1) * per], channels, positions,
+                                     cfg.cols) for n in range(len(rows))])
         assert (got == expected(golden, i, len(codes))).all(), layer.name
         clocks += sum(c for _, c in results)
     return clocks, seconds
@@ -124,18 +140,16 @@ def run_plain(exe, net, bundle, codes, golden, folder):
     plan = net._cosim.plan
     clocks, seconds = 0, 0.0
     for i, (layer, rows, betas) in enumerate(layer_inputs(bundle, codes, golden)):
-        outputs = int(np.prod(layer.out_shape))
+        channels, positions = layer.out_shape[0], int(np.prod(layer.out_shape[1:]))
         runs = plan.layer_runs(W=layer.weight_matrix, w_format=layer.w_format,
-                               w_bits=layer.w_bits, samples_rows=rows,
-                               param_words=[layer_params(layer, b, plan.config.max_channels)
-                                            for b in betas], outputs=outputs)
+                               w_bits=layer.w_bits, samples_rows=rows, betas=betas,
+                               param_words=layer_params(layer, plan.config.max_channels),
+                               channels=channels, out_positions=positions)
         stim = folder / f"layer{i}.txt"
         with open(stim, "w") as f:
             for run in runs:
-                f.write("run " + " ".join(str(run[k]) for k in (
-                    "samples", "n_param", "n_w", "n_pass", "m", "a_stride", "n_out"))
-                    + " 1 0 0 0\n")
-                for name in ("stim_param", "stim_w", "stim_pass", "stim_a"):
+                f.write("run " + " ".join(str(run[k]) for k in COUNTS) + " 0 0 0\n")
+                for name in ("stim_param", "stim_beta", "stim_w", "stim_pass", "stim_a"):
                     if name in run:
                         f.write(f"mem {name} {len(run[name])}\n")
                         f.write("\n".join(format(int(w), "x") for w in run[name]) + "\n")
@@ -150,7 +164,10 @@ def run_plain(exe, net, bundle, codes, golden, folder):
                 clocks, seconds = clocks + int(c), seconds + float(sec)
             elif line:
                 words.append(int(line, 16))
-        values = unpack(plan.layouts["out"], words)["value"].reshape(len(rows), outputs)
+        per = plan.out_words(channels, positions)
+        vectors = unpack(plan.layouts["out"], words)["value"].reshape(len(rows), per, -1)
+        values = np.stack([output_order(v, channels, positions, plan.config.cols)
+                           for v in vectors])
         assert (values == expected(golden, i, len(rows))).all(), layer.name
     return clocks, seconds
 

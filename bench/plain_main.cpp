@@ -1,6 +1,6 @@
 // A plain Verilator C++ harness for sim.harness.CosimHarness (bench/cosim_speed.py): the same
 // Verilog, the same stimulus memories, but the clock is toggled by this loop, with no cocotb.
-// Input (text): per run, a line "run samples n_param n_w n_pass m a_stride n_out serial seed
+// Input (text): per run, a line "run batches n_param n_beta n_w n_pass m a_stride n_out seed
 // stall backpressure", then for each memory to load "mem <name> <count>" and <count> hex
 // words, then "go". Output: per run "clocks <n> seconds <s>" and the captured words in hex.
 #include <chrono>
@@ -45,8 +45,8 @@ int main(int argc, char **argv) {
     std::string word;
     while (in >> word) {
         if (word != "run") break;
-        unsigned long samples, n_param, n_w, n_pass, m, a_stride, n_out, serial, seed, stall, bp;
-        in >> samples >> n_param >> n_w >> n_pass >> m >> a_stride >> n_out >> serial >> seed >>
+        unsigned long batches, n_param, n_beta, n_w, n_pass, m, a_stride, n_out, seed, stall, bp;
+        in >> batches >> n_param >> n_beta >> n_w >> n_pass >> m >> a_stride >> n_out >> seed >>
             stall >> bp;
         while (in >> word && word == "mem") {
             std::string name;
@@ -63,8 +63,8 @@ int main(int argc, char **argv) {
                 vpi_put_value(e, &v, nullptr, vpiNoDelay);
             }
         }
-        top->samples = samples; top->n_param = n_param; top->n_w = n_w; top->n_pass = n_pass;
-        top->m = m; top->a_stride = a_stride; top->n_out = n_out; top->serial = serial;
+        top->batches = batches; top->n_param = n_param; top->n_beta = n_beta; top->n_w = n_w;
+        top->n_pass = n_pass; top->m = m; top->a_stride = a_stride; top->n_out = n_out;
         top->seed = seed; top->stall = stall; top->backpressure = bp;
         top->go = 1;
         unsigned long clocks = 0;

@@ -115,14 +115,26 @@ def pack(layout, value):
 
 
 def unpack(layout, words):
-    """The fields of a ``StructLayout`` of plain shapes from integer ``words``: a dict of
-    int64 arrays (signed fields sign-extended)."""
+    """The fields of a ``StructLayout`` from integer ``words``: a dict of int64 arrays (signed
+    fields sign-extended), ``(n,)`` for a plain field and ``(n, length)`` for an
+    ``ArrayLayout`` of plain elements."""
     words = np.asarray(words, dtype=object)
     out = {}
-    for name, field in layout:
-        shape = Shape.cast(field.shape)
-        v = (words >> field.offset) & ((1 << shape.width) - 1)
+
+    def plain(offset, shape):
+        shape = Shape.cast(shape)
+        v = (words >> offset) & ((1 << shape.width) - 1)
         if shape.signed:
             v = np.where(v >> (shape.width - 1) == 1, v - (1 << shape.width), v)
-        out[name] = np.array(v.tolist(), dtype=np.int64)
+        return np.array(v.tolist(), dtype=np.int64).reshape(len(words))
+
+    for name, field in layout:
+        if isinstance(field.shape, data.ArrayLayout):
+            elem = field.shape.elem_shape
+            width = Shape.cast(elem).width
+            out[name] = np.stack([plain(field.offset + i * width, elem)
+                                  for i in range(field.shape.length)], axis=-1) \
+                if len(words) else np.zeros((0, field.shape.length), dtype=np.int64)
+        else:
+            out[name] = plain(field.offset, field.shape)
     return out

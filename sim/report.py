@@ -5,6 +5,7 @@ import time
 
 import numpy as np
 
+from gen.cycles import network_cycles
 from gen.errors import BundleError, UsageError
 from gen.rescale import Z
 from gen.sizing import check_fits, config_for_bundle
@@ -16,11 +17,6 @@ from .network_sim import NetworkSim, check_network
 from .verilator import check_probability
 
 __all__ = ["simulate", "format_sim_report"]
-
-
-def _ideal_cycles(layer, config):
-    """``M * K * N / (rows * cols)``: the clocks of a fully used array for one sample."""
-    return layer.positions * layer.k * layer.out_channels / (config.rows * config.cols)
 
 
 def simulate(bundle, *, images, config=None, root="build/sim", seed=0, stall=0.0,
@@ -51,6 +47,7 @@ def simulate(bundle, *, images, config=None, root="build/sim", seed=0, stall=0.0
     run = sim.run(bundle, codes, seed=seed, stall=stall, backpressure=stall, progress=progress)
     sim_s = time.monotonic() - t0
 
+    model = network_cycles(bundle, config, images)
     layers, first = [], None
     for i, layer in enumerate(bundle.layers):
         want = golden.logits if i == len(bundle.layers) - 1 else golden.layers[i].codes
@@ -59,12 +56,20 @@ def simulate(bundle, *, images, config=None, root="build/sim", seed=0, stall=0.0
         if where is not None and first is None:
             first = {"layer": layer.name, "index": list(where), "rtl": int(got[where]),
                      "golden": int(want[where])}
-        cycles = float(np.mean(run.cycles[i]))
-        ideal = _ideal_cycles(layer, config)
+        clocks, predicted = run.layer_clocks[i], model[layer.name]
+        counters = dict(run.counters[i])
+        # The idle clocks split into gaps in the host's streams and the layer's tail (the
+        # array's drain and the rescale unit's last work, after the last activation).
+        counters["host_gap"] = counters["idle"] - counters["tail"]
         layers.append({"layer": layer.name, "values": int(got.size),
                        "identical": bool(where is None),
-                       "cycles_per_image": cycles, "ideal_cycles": ideal,
-                       "utilisation": ideal / cycles})
+                       "cycles_per_image": clocks / images,
+                       "model_cycles_per_image": predicted.clocks / images,
+                       "ideal_cycles": predicted.ideal / images,
+                       "utilisation": predicted.ideal / clocks,
+                       "batch": config.batch_for(layer.positions),
+                       "clocks": {k: counters[k] for k in ("mac", "weight", "stall", "host_gap",
+                                                          "tail")}})
     rtl_pred = (run.outputs[-1] * 2.0 ** -Z).argmax(1)
     golden_pred = golden.predictions
     torch_pred = np.asarray(ref["logits"][:images]).argmax(1)
@@ -87,13 +92,18 @@ def simulate(bundle, *, images, config=None, root="build/sim", seed=0, stall=0.0
 def format_sim_report(r):
     cfg = r["config"]
     lines = [f"  array      {cfg['rows']}x{cfg['cols']} {cfg['w_format']}{cfg['w_bits']}, "
-             f"{cfg['a_bits']}-bit activations; {r['verilog']}",
-             f"  {'layer':<12} {'values':>8} {'RTL = golden':>13} {'cycles/image':>13} "
-             f"{'ideal':>8} {'utilisation':>12}"]
+             f"{cfg['a_bits']}-bit activations, batches of up to {cfg['max_batch']}; "
+             f"{r['verilog']}",
+             f"  {'layer':<8} {'values':>7} {'RTL = golden':>12} {'batch':>5} "
+             f"{'cycles/image':>12} {'model':>6} {'ideal':>6} {'utilisation':>11}   "
+             f"clocks: MAC / weight load / rescale stall / host gap / tail"]
     for x in r["layers"]:
-        lines.append(f"  {x['layer']:<12} {x['values']:>8} {'yes' if x['identical'] else 'NO':>13} "
-                     f"{x['cycles_per_image']:>13.0f} {x['ideal_cycles']:>8.0f} "
-                     f"{x['utilisation']:>12.1%}")
+        c = x["clocks"]
+        lines.append(f"  {x['layer']:<8} {x['values']:>7} {'yes' if x['identical'] else 'NO':>12} "
+                     f"{x['batch']:>5} {x['cycles_per_image']:>12.0f} "
+                     f"{x['model_cycles_per_image']:>6.0f} {x['ideal_cycles']:>6.0f} "
+                     f"{x['utilisation']:>11.1%}   {c['mac']} / {c['weight']} / {c['stall']} / "
+                     f"{c['host_gap']} / {c['tail']}")
     if r["first_difference"]:
         f = r["first_difference"]
         lines.append(f"  first divergence: layer {f['layer']!r} at (image, channel, row, col) "

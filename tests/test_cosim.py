@@ -15,6 +15,7 @@ from gen.sizing import config_for_bundle
 from hw.rescale_unit import output_layout, param_layout
 from hw.systolic_array import activation_layout, weight_layout
 from sim.cosim import CosimPlan, CosimSim
+from sim.engine_sim import PassPlan
 from sim.harness import program_layout, strip_zero_init
 from sim.payload import pack, unpack
 from sim.network_sim import layer_params, layer_rows
@@ -38,24 +39,27 @@ def test_pack_equals_amaranth_layout_constants():
     assert list(pack(weight_layout(CFG), w)) == [
         weight_layout(CFG).const(row.tolist()).as_bits() for row in w]
     addr, value = rng.integers(0, 1 << 16, 20), rng.integers(-2 ** 31, 2 ** 31, 20)
-    assert list(pack(param_layout(), {"addr": addr, "value": value})) == [
-        param_layout().const({"addr": int(a), "value": int(v)}).as_bits()
-        for a, v in zip(addr, value)]
-    desc = {"shift": rng.integers(0, 8, 20), "drop": rng.integers(0, 2, 20),
+    last = rng.integers(0, 2, 20)
+    assert list(pack(param_layout(), {"addr": addr, "value": value, "last": last})) == [
+        param_layout().const({"addr": int(a), "value": int(v), "last": int(x)}).as_bits()
+        for a, v, x in zip(addr, value, last)]
+    desc = {"shift": rng.integers(0, 8, 20), "drop": rng.integers(0, CFG.frac_bits + 1, 20),
             "first": rng.integers(0, 2, 20), "final": rng.integers(0, 2, 20)}
     offset = rng.integers(0, 1 << 16, 20)
-    assert list(pack(program_layout(), {"desc": desc, "act_offset": offset})) == [
-        program_layout().const({"desc": {k: int(v[i]) for k, v in desc.items()},
-                                "act_offset": int(offset[i])}).as_bits() for i in range(20)]
+    layout = program_layout(CFG)
+    assert list(pack(layout, {"desc": desc, "act_offset": offset})) == [
+        layout.const({"desc": {k: int(v[i]) for k, v in desc.items()},
+                      "act_offset": int(offset[i])}).as_bits() for i in range(20)]
 
 
 def test_unpack_inverts_the_output_layout():
-    value = np.array([0, -1, 2 ** 63 - 1, -2 ** 63, 12345])
+    layout = output_layout(2)
+    value = np.array([[0, 7], [-1, 1], [2 ** 63 - 1, 0], [-2 ** 63, 5], [12345, -3]])
     beta = np.array([1, 2, 3, 4, 2 ** 21 - 1])
     last = np.array([0, 1, 0, 1, 1])
-    words = [output_layout().const({"value": int(v), "beta": int(b), "last": int(x)}).as_bits()
+    words = [layout.const({"value": v.tolist(), "beta": int(b), "last": int(x)}).as_bits()
              for v, b, x in zip(value, beta, last)]
-    got = unpack(output_layout(), words)
+    got = unpack(layout, words)
     assert (got["value"] == value).all() and (got["beta"] == beta).all()
     assert (got["last"] == last).all()
 
@@ -63,7 +67,7 @@ def test_unpack_inverts_the_output_layout():
 def test_activations_are_stored_block_by_block():
     plan = CosimPlan(CFG)
     a = np.arange(4 * 7).reshape(4, 7) % 8               # m = 4, K = 7: three blocks of 3
-    words = plan.activations(a)
+    words = plan.activations(a, PassPlan([]))
     assert len(words) == 12
     unpacked = [[(int(w) >> (3 * i)) & 7 for i in range(3)] for w in words]
     padded = np.zeros((4, 9), dtype=int)
@@ -76,10 +80,10 @@ def test_a_layer_that_does_not_fit_is_refused():
 
     plan = CosimPlan(CFG, Depths(a=8))
     with pytest.raises(UsageError, match=r"^layer 'x': 12 words of activations \(stim_a\) per "
-                                         r"sample, the co-simulation harness holds 8$"):
+                                         r"batch, the co-simulation harness holds 8$"):
         plan.layer_runs(W=np.zeros((7, 2), dtype=int), w_format="post", w_bits=3,
-                        samples_rows=[np.zeros((4, 7), dtype=int)],
-                        param_words=[[(0, 0)]], outputs=2, name="x")
+                        samples_rows=[np.zeros((4, 7), dtype=int)], betas=[1 << 14],
+                        param_words=[(0, 0, 1)], channels=2, out_positions=1, name="x")
 
 
 def test_zero_initial_blocks_of_the_stimulus_memories_are_dropped():
@@ -98,14 +102,14 @@ def test_a_hung_layer_names_the_stuck_stream(build_root):
     sim = CosimSim(cfg, build_root)
     layer = bundle.layers[-1]
     codes = np.random.default_rng(0).integers(0, 16, (1,) + tuple(layer.in_shape))
-    outputs = int(np.prod(layer.out_shape))
+    vectors = -(-layer.out_channels // cfg.cols)            # one position: a vector a block
     with pytest.raises(BuildError, match=rf"the layer engine hung: no result after \d+ clocks; "
-                                         rf"o_out stopped at word {outputs} of {outputs + 1} "
+                                         rf"o_out stopped at word {vectors} of {2 * vectors} "
                                          rf"\(not valid\)"):
         sim.run_layer(W=layer.weight_matrix, w_format=layer.w_format, w_bits=layer.w_bits,
-                      samples_rows=layer_rows(layer, codes),
-                      param_words=[layer_params(layer, 1 << 14, cfg.max_channels)],
-                      outputs=outputs + 1, name="hung")
+                      samples_rows=layer_rows(layer, codes), betas=[1 << 14],
+                      param_words=layer_params(layer, cfg.max_channels),
+                      channels=layer.out_channels, out_positions=2, name="hung")
 
 
 def test_clocks_per_sample_are_counted_in_hdl(build_root):
@@ -115,16 +119,22 @@ def test_clocks_per_sample_are_counted_in_hdl(build_root):
     layer = bundle.layers[-1]
     codes = np.random.default_rng(1).integers(0, 16, (3,) + tuple(layer.in_shape))
     kwargs = dict(W=layer.weight_matrix, w_format=layer.w_format, w_bits=layer.w_bits,
-                  samples_rows=layer_rows(layer, codes),
-                  param_words=[layer_params(layer, 1 << 14, cfg.max_channels)] * 3,
-                  outputs=int(np.prod(layer.out_shape)))
+                  samples_rows=layer_rows(layer, codes), betas=[1 << 14] * 3,
+                  param_words=layer_params(layer, cfg.max_channels),
+                  channels=layer.out_channels, out_positions=1)
     calm = sim.run_layer(name="calm", **kwargs)
     busy = sim.run_layer(name="busy", stall=0.5, backpressure=0.5, seed=3, **kwargs)
     assert (calm.values == busy.values).all() and (calm.betas == busy.betas).all()
     assert calm.lasts_ok and busy.lasts_ok
-    # Without stalls every sample takes the same clocks; stalls only add clocks.
-    assert len(set(calm.cycles.tolist())) == 1 and calm.clocks == calm.cycles.sum()
-    assert (busy.cycles > calm.cycles).all() and busy.clocks == busy.cycles.sum()
+    # The marks add up to the run's clocks; stalls only add clocks.
+    assert calm.clocks == calm.cycles.sum() and busy.clocks == busy.cycles.sum()
+    assert busy.clocks > calm.clocks
+    # Every clock is counted once, by cause; the MAC clocks are the activation vectors sent.
+    for run in (calm, busy):
+        c = run.counters
+        assert c["mac"] + c["weight"] + c["stall"] + c["idle"] == run.clocks
+        assert 0 < c["tail"] <= c["idle"]
+    assert calm.counters["mac"] == busy.counters["mac"]
 
 
 def test_progress_line():

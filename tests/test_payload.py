@@ -30,7 +30,7 @@ def _random(rng, layout):
 
 @pytest.mark.parametrize("layout", [
     weight_layout(CFG), activation_layout(CFG), result_layout(CFG), pass_layout(CFG),
-    accumulator_layout(ArrayConfig(rows=4, cols=4)), param_layout(), output_layout()],
+    accumulator_layout(ArrayConfig(rows=4, cols=4)), param_layout(), output_layout(3)],
     ids=["weight", "activation", "result_split", "pass", "accumulator", "param", "output"])
 def test_payload_equals_amaranth_and_round_trips(layout):
     rng = np.random.default_rng(0)
