@@ -60,6 +60,22 @@ def test_default_bundle_on_the_rtl_with_stalls(tmp_path, build_root, capsys):
                                                      "golden model")
 
 
+def test_default_bundle_throughput(tmp_path, build_root):
+    """Without stalls: at most 10,000 clocks per image on the 8x8 array, the two 4-bit
+    convolutions at 90 % utilisation or more, and every layer's clocks within 2 % of the cycle
+    model (``gen.cycles``). Clocks are counted in the RTL; nothing here is timed."""
+    out = tmp_path / "sim.json"
+    assert main(["sim", "--images", "20", "--out", str(build_root), "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["identical"] and report["cycles_per_image"] <= 10_000
+    layers = {layer["layer"]: layer for layer in report["layers"]}
+    assert layers["3"]["utilisation"] >= 0.9 and layers["7"]["utilisation"] >= 0.9
+    for layer in report["layers"]:
+        got, want = layer["cycles_per_image"], layer["model_cycles_per_image"]
+        assert abs(got - want) <= 0.02 * got, layer
+        assert sum(layer["clocks"].values()) == round(got * 20), layer
+
+
 @pytest.mark.parametrize("args, status, message", [
     (["sim", "--bundle", "/nonexistent"], 3, "asqgen: error: /nonexistent: no such bundle "
                                              "folder"),

@@ -122,6 +122,9 @@ def test_own_model_through_compare_and_sim(make, tmp_path, build_root, capsys):
     assert [la["layer"] for la in sim["layers"]] == names
     assert (sim["config"]["rows"], sim["config"]["cols"]) == (4, 4)
     assert sim["accuracy"]["rtl"] == sim["accuracy"]["golden"]
+    for la in sim["layers"]:          # the cycle model holds for a user's network too
+        assert abs(la["cycles_per_image"] - la["model_cycles_per_image"]) <= \
+            0.02 * la["cycles_per_image"], la
     assert capsys.readouterr().out.rstrip().endswith("PASS: every layer of the RTL equals the "
                                                      "golden model")
 

@@ -1,0 +1,119 @@
+"""Throughput of the layer engine on the default bundle: cycles per image and utilisation per
+layer for 4x4, 8x8 and 16x16 arrays and batches of 1, 4 and 16, with the ideal
+``M K N / (rows cols)`` beside each, and what the double buffering and the batching cost in
+memory.
+
+The figures come from the cycle model (``gen.cycles``), which the suite holds to the RTL's
+counters within 2 % (``tests/test_network_rtl.py``); with ``--rtl`` every configuration also
+runs on Verilator (``--images`` reference images, every layer checked against the golden
+model) and the measured clocks are printed beside the model's. Run it with::
+
+    ./dev python bench/throughput.py            # the model: a second
+    ./dev python bench/throughput.py --rtl      # and the RTL: a build per configuration
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from amaranth.hdl import Fragment, Shape                             # noqa: E402
+
+from gen.bundle import load                                          # noqa: E402
+from gen.cycles import network_cycles                                # noqa: E402
+from gen.sizing import config_for_bundle                             # noqa: E402
+from hw.accelerator import Accelerator                               # noqa: E402
+
+SIZES = (4, 8, 16)
+BATCHES = (1, 4, 16)
+
+
+def memory_bits(config):
+    """``{memory path: bits}`` of the elaborated engine (depth x width of every memory)."""
+    from amaranth.hdl._mem import MemoryInstance        # the elaborated memories
+
+    found = {}
+
+    def walk(fragment, path):
+        for sub, name, _ in fragment.subfragments:
+            here = f"{path}.{name}" if path else name
+            if isinstance(sub, MemoryInstance):
+                found[here] = sub._data.depth * Shape.cast(sub._data.shape).width
+            else:
+                walk(sub, here)
+
+    walk(Fragment.get(Accelerator(config=config), None), "")
+    return found
+
+
+def costs(config):
+    """What double buffering and batching add: flip-flops (the PEs' shadow weights and swap
+    bits) and memory bits (the accumulator's second bank; ``beta_in`` and the channel sums of
+    a batch in the rescale unit)."""
+    bits = memory_bits(config)
+    rows, cols = config.rows, config.cols
+    shadow = rows * cols * config.w_bits + rows * cols + rows * (rows - 1) // 2
+    bank = sum(v for k, v in bits.items() if k.endswith("buffer.bank1"))
+    batch = sum(v for k, v in bits.items() if k.endswith(("mem_beta_in", "mem_s")))
+    return {"shadow_ffs": shadow, "second_bank_bits": bank, "batch_bits": batch,
+            "all_memory_bits": sum(bits.values())}
+
+
+def measure(config, bundle, images, root):
+    from sim.golden import run_network
+    from sim.network_sim import NetworkSim
+
+    codes = bundle.quantize_input(bundle.reference["images"][:images])
+    run = NetworkSim(config, root).run(bundle, codes, name="throughput")
+    golden = run_network(bundle, codes)
+    for i, layer in enumerate(bundle.layers[:-1]):
+        assert (run.outputs[i] == golden.layers[i].codes).all(), layer.name
+    assert (run.outputs[-1] == golden.logits).all()
+    return {layer.name: c / images for layer, c in zip(bundle.layers, run.layer_clocks)}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rtl", action="store_true", help="also run every configuration on "
+                        "Verilator and print the measured clocks")
+    parser.add_argument("--images", type=int, default=32, help="images per run (%(default)s)")
+    parser.add_argument("--out", default=str(ROOT / "build" / "bench"))
+    args = parser.parse_args()
+    bundle = load(ROOT / "export" / "default_model" / "bundle")
+    names = [layer.name for layer in bundle.layers]
+    print(f"default bundle, {args.images} images; cycles per image (model"
+          f"{', RTL' if args.rtl else ''}), ideal, utilisation = ideal / cycles")
+    head = "  ".join(f"{'layer ' + n:>21}" for n in names)
+    print(f"{'array':>6} {'batch':>5}  {head}  {'total':>7} {'ideal':>6} {'x ideal':>7}")
+    for size in SIZES:
+        for batch in BATCHES:
+            cfg = config_for_bundle(bundle, rows=size, cols=size).replace(max_batch=batch)
+            model = network_cycles(bundle, cfg, args.images)
+            rtl = measure(cfg, bundle, args.images, args.out) if args.rtl else None
+            cells = []
+            for n in names:
+                c = model[n]
+                got = f"/{rtl[n]:.0f}" if rtl else ""
+                cells.append(f"{c.per_sample:.0f}{got} {c.ideal / c.samples:.0f} "
+                             f"{c.utilisation:.0%}")
+            total = sum(c.per_sample for c in model.values())
+            ideal = sum(c.ideal / c.samples for c in model.values())
+            measured = f"/{sum(rtl.values()):.0f}" if rtl else ""
+            print(f"{size}x{size:<4} {batch:>5}  " + "  ".join(f"{x:>21}" for x in cells)
+                  + f"  {total:>7.0f}{measured} {ideal:>6.0f} {total / ideal:>7.2f}")
+    print("\nwhat the double buffering and the batching cost (beside the engine's memory):")
+    print(f"{'array':>6} {'batch':>5} {'shadow FFs':>10} {'2nd bank bits':>13} "
+          f"{'batch bits':>10} {'all memory bits':>15}")
+    for size in SIZES:
+        for batch in BATCHES:
+            cfg = config_for_bundle(bundle, rows=size, cols=size).replace(max_batch=batch)
+            c = costs(cfg)
+            print(f"{size}x{size:<4} {batch:>5} {c['shadow_ffs']:>10} "
+                  f"{c['second_bank_bits']:>13} {c['batch_bits']:>10} "
+                  f"{c['all_memory_bits']:>15}")
+
+
+if __name__ == "__main__":
+    main()
