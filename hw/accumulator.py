@@ -36,9 +36,10 @@ def check_engine_array(config):
 
 
 def pass_layout(config):
-    """One pass: ``shift`` (0..7), ``drop`` (0..``F`` low bits), ``first``, ``final``."""
-    return data.StructLayout({"shift": 3, "drop": range(config.frac_bits + 1), "first": 1,
-                              "final": 1})
+    """One pass: ``shift`` (0..7), ``drop`` (0..``F`` low bits; one bit at least: a 0-bit
+    field becomes an illegal ``[-1:0]`` in Verilog), ``first``, ``final``."""
+    return data.StructLayout({"shift": 3, "drop": range(max(config.frac_bits, 1) + 1),
+                              "first": 1, "final": 1})
 
 
 def accumulator_layout(config):
