@@ -79,6 +79,8 @@ def main():
     parser.add_argument("--rtl", action="store_true", help="also run every configuration on "
                         "Verilator and print the measured clocks")
     parser.add_argument("--images", type=int, default=32, help="images per run (%(default)s)")
+    parser.add_argument("--sizes", type=int, nargs="+", default=SIZES, help="array sizes")
+    parser.add_argument("--batches", type=int, nargs="+", default=BATCHES, help="max_batch")
     parser.add_argument("--out", default=str(ROOT / "build" / "bench"))
     args = parser.parse_args()
     bundle = load(ROOT / "export" / "default_model" / "bundle")
@@ -87,8 +89,8 @@ def main():
           f"{', RTL' if args.rtl else ''}), ideal, utilisation = ideal / cycles")
     head = "  ".join(f"{'layer ' + n:>21}" for n in names)
     print(f"{'array':>6} {'batch':>5}  {head}  {'total':>7} {'ideal':>6} {'x ideal':>7}")
-    for size in SIZES:
-        for batch in BATCHES:
+    for size in args.sizes:
+        for batch in args.batches:
             cfg = config_for_bundle(bundle, rows=size, cols=size).replace(max_batch=batch)
             model = network_cycles(bundle, cfg, args.images)
             rtl = measure(cfg, bundle, args.images, args.out) if args.rtl else None
@@ -106,8 +108,8 @@ def main():
     print("\nwhat the double buffering and the batching cost (beside the engine's memory):")
     print(f"{'array':>6} {'batch':>5} {'shadow FFs':>10} {'2nd bank bits':>13} "
           f"{'batch bits':>10} {'all memory bits':>15}")
-    for size in SIZES:
-        for batch in BATCHES:
+    for size in args.sizes:
+        for batch in args.batches:
             cfg = config_for_bundle(bundle, rows=size, cols=size).replace(max_batch=batch)
             c = costs(cfg)
             print(f"{size}x{size:<4} {batch:>5} {c['shadow_ffs']:>10} "
