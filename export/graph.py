@@ -47,6 +47,8 @@ _SKIP = (nn.Dropout, nn.Identity)
 _QUANTIZERS = (LsqQuantizer, AsqQuantizer)
 _ADD = (operator.add, operator.iadd, torch.add)
 _RELU = (F.relu, torch.relu)
+BLOCK = ("a residual block returns relu(bn2(conv2(...)) + shortcut), the shortcut being its "
+         "input or a projection conv with batch norm (export/resnet.py's BasicBlock)")
 _STAGE = {nn.BatchNorm2d: 0, nn.BatchNorm1d: 0, nn.ReLU: 2, nn.MaxPool2d: 3, nn.Flatten: 4}
 
 
@@ -125,9 +127,9 @@ def analyse_graph(model, *, quantized=False):
     layers, value, reads = [], {}, set()
     out = None
 
-    def refuse_node(node, why):
+    def refuse_node(node, why, fix=None):
         path, kind = _owner(node, model)
-        rules.refuse(path, kind, why)
+        rules.refuse(path, kind, why, fix)
 
     def tensor_arg(node, what):
         args = [a for a in node.args]
@@ -226,9 +228,9 @@ def _add(node, layers, value, reads, refuse_node):
     args = list(node.args)
     if len(args) != 2 or node.kwargs or not all(isinstance(a, fx.Node) and a in value
                                                 for a in args):
-        refuse_node(node, f"its addition {node.name!r} must add two tensors")
+        refuse_node(node, f"its addition {node.name!r} must add two tensors", BLOCK)
     why = (f"its addition {node.name!r} must add a Conv2d's output (after its batch norm, "
-           f"before its ReLU) and a shortcut (the block's input or a projection conv)")
+           f"before its ReLU) and a shortcut")
     (ka, ia), (kb, ib) = value[args[0]], value[args[1]]
 
     def candidate(k, i, arg):
@@ -250,14 +252,14 @@ def _add(node, layers, value, reads, refuse_node):
         main, (k, other) = (ia, (kb, ib)) if ca else (ib, (ka, ia))
         if k == "input":
             refuse_node(node, f"its addition {node.name!r} adds the model's input: start the "
-                              f"network with a Conv2d")
+                              f"network with a Conv2d", BLOCK)
         if other == main:
-            refuse_node(node, why)
+            refuse_node(node, why, BLOCK)
         layers[other].closed = True
         reads.add(("shortcut", other))
         layers[main].shortcut = other
     else:
-        refuse_node(node, why)
+        refuse_node(node, why, BLOCK)
     layers[main].stage = 1
     value[node] = ("layer", main)
 
