@@ -36,7 +36,7 @@ __all__ = [
     "POOL", "MAX_CHANNELS", "MAX_ADAPTER_WEIGHTS", "MAX_POSITIONS", "MAX_K", "SUPPORTED",
     "MappingError", "check_bits", "check_weight_method", "check_act_method", "refuse",
     "check_pool", "check_act", "check_accumulator", "max_k", "check_adapter", "check_size",
-    "check_inputs", "check_bundle",
+    "check_inputs", "check_bundle", "check_residual",
 ]
 
 # The vocabulary -----------------------------------------------------------------------------
@@ -234,9 +234,26 @@ def check_inputs(name, kind, minimum):
                "to [0, 1])")
 
 
+def check_residual(bundle):
+    """Refuse a residual bundle (format 2, ``gen.bundle``): the hardware's sequencing of a
+    block's two branches and its rescale unit's second operand are not built yet; the golden
+    model runs such bundles (``sim.golden.run_network``)."""
+    graph = [la for la in bundle.layers if la.shortcut is not None or la.projection] or [
+        la for la in bundle.layers if la.source is not None]
+    for layer in graph[:1]:
+            what = ("a shortcut projection" if layer.projection else
+                    f"a residual add of {layer.shortcut!r}" if layer.shortcut is not None else
+                    f"an input from {layer.source!r} (a residual network's graph)")
+            refuse(layer.name, _type(layer.kind), f"it has {what}, which the hardware and "
+                                                  f"asqgen compare do not run yet",
+                   "the golden model runs it (sim.golden.run_network; asqgen train --data "
+                   "fashion-mnist reports its agreement with PyTorch)")
+
+
 def check_bundle(bundle):
     """Every rule on a loaded ``gen.bundle.Bundle``; raise ``MappingError`` on the first
     layer that the hardware cannot run."""
+    check_residual(bundle)
     layers = bundle.layers
     widest = max(layers, key=lambda la: la.out_channels)
     formats = {}
