@@ -300,6 +300,7 @@ def _cmd_compare(args):
                              else DEFAULT_MODEL / "bundle")
     bundle = load(folder)
     rules.check_bundle(bundle)
+    rules.check_residual(bundle)
     ref = _reference(bundle, folder)
     if model is not None:
         if fingerprint(model) != bundle.meta.get("fingerprint"):
