@@ -1,4 +1,5 @@
-"""The method comparison on the digits: float, LSQ, LSQ+POT, LSQ+POST, ASQ, ASQ+POST.
+"""The method comparison on the digits (the CNN) or on Fashion-MNIST (the ResNet-8): float,
+LSQ, LSQ+POT, LSQ+POST, ASQ, ASQ+POST.
 
 Each seed trains one float network (``export.train.train_float``); every quantized method at
 every width starts QAT from that same float network (``export.train.train_qat``), so the
@@ -21,6 +22,11 @@ ASQ        lsq (int)   asq
 ASQ+POST   post        asq
 =========  ==========  ===========
 
+On Fashion-MNIST (``data="fashion-mnist"``) the network is ``export.resnet``'s ResNet-8 at
+14x14, trained by ``export.resnet.train_resnet`` on ``train_images`` of the training split
+(``None``: all 55,000), and every accuracy is on the whole official test set (10,000 images).
+``plot`` draws the table as a PNG (matplotlib, the optional extra ``plot``).
+
 ``PAPER`` holds the paper's CIFAR-10 ResNet-20 top-1 (``asq_post.md`` section 5), printed next
 to ours for the ordering only: the data sets and networks differ.
 """
@@ -39,7 +45,9 @@ import torch
 from gen.files import write_text
 from gen import rules
 
-__all__ = ["METHODS", "PAPER", "compare", "markdown", "write"]
+__all__ = ["METHODS", "PAPER", "DATA", "compare", "markdown", "write", "plot"]
+
+DATA = ("digits", "fashion-mnist")
 
 METHODS = (("float", None, None), ("LSQ", "lsq", "lsq"), ("LSQ+POT", "pot", "lsq"),
            ("LSQ+POST", "post", "lsq"), ("ASQ", "lsq", "asq"), ("ASQ+POST", "post", "asq"))
@@ -73,6 +81,45 @@ def _qat_job(seed, state, bits, weight_method, act_method, epochs):
     return evaluate(model, *digits.tensors("test"))[1], time.perf_counter() - start
 
 
+_FASHION = {}
+
+
+def _fashion(train_images):
+    """The Fashion-MNIST tensors, loaded once per worker process."""
+    from .resnet import fashion_data
+
+    if train_images not in _FASHION:
+        _FASHION[train_images] = fashion_data(train_images)
+    return _FASHION[train_images]
+
+
+def _fm_float_job(seed, float_epochs, train_images):
+    torch.set_num_threads(1)
+    from .resnet import ResnetRecipe, train_resnet
+
+    start = time.perf_counter()
+    data = _fashion(train_images)
+    recipe = ResnetRecipe(weight_method=None, act_method=None, seed=seed,
+                          float_epochs=float_epochs, epochs=0, train_images=train_images)
+    model, info = train_resnet(recipe, data=data)
+    state = {k: v.numpy().copy() for k, v in model.state_dict().items()}
+    return info["test_accuracy"], state, time.perf_counter() - start
+
+
+def _fm_qat_job(seed, state, bits, weight_method, act_method, epochs, train_images):
+    torch.set_num_threads(1)
+    from .resnet import ResnetRecipe, resnet8, train_resnet
+
+    start = time.perf_counter()
+    data = _fashion(train_images)
+    source = resnet8()
+    source.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()})
+    recipe = ResnetRecipe(bits=bits, weight_method=weight_method, act_method=act_method,
+                          seed=seed, float_epochs=0, epochs=epochs, train_images=train_images)
+    _, info = train_resnet(recipe, data=data, source=source)
+    return info["test_accuracy"], time.perf_counter() - start
+
+
 class _Serial:
     """A stand-in for a process pool that runs each job when it is submitted."""
 
@@ -102,7 +149,7 @@ def _stats(values):
 
 
 def compare(*, seeds=tuple(range(1, 11)), bits=(4, 3), float_epochs=15, epochs=15, jobs=2,
-            log=None):
+            log=None, data="digits", train_images=None):
     """Train every method at every width for every seed; returns a JSON-ready dict.
 
     ``rows``: one entry per (method, bits) with the test accuracies in percent (``runs``, in
@@ -118,16 +165,26 @@ def compare(*, seeds=tuple(range(1, 11)), bits=(4, 3), float_epochs=15, epochs=1
         rules.check_bits("bits", b, rules.RECIPE_BITS)
     if not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs must be a positive integer, not {jobs!r}")
+    if data not in DATA:
+        raise ValueError(f"data must be one of {', '.join(DATA)}, not {data!r}")
+    fashion = data == "fashion-mnist"
+    if fashion:
+        _fashion(train_images)                  # a missing data set fails before training
+    float_job = (lambda s: (_fm_float_job, s, float_epochs, train_images)) if fashion else (
+        lambda s: (_float_job, s, float_epochs))
+    qat_job = (lambda s, b, wm, am: (_fm_qat_job, s, states[s], b, wm, am, epochs,
+                                     train_images)) if fashion else (
+        lambda s, b, wm, am: (_qat_job, s, states[s], b, wm, am, epochs))
     say = log or (lambda line: None)
     start = time.perf_counter()
     quantized = [(name, wm, am, b) for b in bits for name, wm, am in METHODS if wm is not None]
     with _pool(jobs) as pool:
-        floats = {s: pool.submit(_float_job, s, float_epochs) for s in seeds}
+        floats = {s: pool.submit(*float_job(s)) for s in seeds}
         float_acc, states = {}, {}
         for s in seeds:
             float_acc[s], states[s], seconds = floats[s].result()
             say(f"float           seed {s}: {100 * float_acc[s]:5.1f}%  ({seconds:.1f} s)")
-        runs = {(name, b, s): pool.submit(_qat_job, s, states[s], b, wm, am, epochs)
+        runs = {(name, b, s): pool.submit(*qat_job(s, b, wm, am))
                 for name, wm, am, b in quantized for s in seeds}
         acc = {}
         for (name, b, s), future in runs.items():
@@ -141,8 +198,16 @@ def compare(*, seeds=tuple(range(1, 11)), bits=(4, 3), float_epochs=15, epochs=1
     from . import digits
     from .train import OPTIMIZER
 
-    return {"seeds": list(seeds), "bits": list(bits), "float_epochs": float_epochs,
-            "epochs": epochs, "test_images": digits.TEST_SIZE, "split": digits.SPLIT,
+    if fashion:
+        test_images, split = len(_fashion(train_images)[4]), (
+            f"Fashion-MNIST 14x14: {len(_fashion(train_images)[0])} training images of the "
+            f"55,000-image training split, the official 10,000 test images")
+    else:
+        test_images, split = digits.TEST_SIZE, digits.SPLIT
+    return {"data": data, "network": "resnet8" if fashion else "cnn", "seeds": list(seeds),
+            "bits": list(bits), "float_epochs": float_epochs, "epochs": epochs,
+            "train_images": len(_fashion(train_images)[0]) if fashion else None,
+            "test_images": test_images, "split": split,
             "optimizer": OPTIMIZER, "seconds": round(time.perf_counter() - start, 1),
             "rows": rows}
 
@@ -150,7 +215,10 @@ def compare(*, seeds=tuple(range(1, 11)), bits=(4, 3), float_epochs=15, epochs=1
 def markdown(result):
     """The comparison as a Markdown table, with the orderings by mean, one per width."""
     n = len(result["seeds"])
-    lines = [f"Digits test accuracy (%), {result['test_images']} test images (one image = "
+    fashion = result.get("data") == "fashion-mnist"
+    what = (f"Fashion-MNIST ResNet-8 (14x14, {result['train_images']} training images)"
+            if fashion else "Digits")
+    lines = [f"{what} test accuracy (%), {result['test_images']} test images (one image = "
              f"{100 / result['test_images']:.2f} points), {n} seeds "
              f"({', '.join(map(str, result['seeds']))}); {result['float_epochs']} float epochs, "
              f"then {result['epochs']} QAT epochs from the same float network per seed. "
@@ -183,3 +251,46 @@ def write(result, folder):
     write_text(md, markdown(result))
     write_text(js, json.dumps(result, indent=1) + "\n")
     return md, js
+
+
+def plot(result, path):
+    """The table as a PNG: mean test accuracy with the standard deviation as an error bar,
+    per method and width, the float network as a line. Needs matplotlib (the extra
+    ``plot``); returns ``path``."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from gen.files import write_bytes
+
+    names = [name for name, wm, _ in METHODS if wm is not None]
+    bits = result["bits"]
+    rows = {(r["method"], r["bits"]): r for r in result["rows"]}
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+    width = 0.8 / len(bits)
+    for k, b in enumerate(bits):
+        xs = [i + (k - (len(bits) - 1) / 2) * width for i in range(len(names))]
+        means = [rows[n, b]["mean"] for n in names]
+        stds = [rows[n, b]["std"] for n in names]
+        ax.bar(xs, means, width, yerr=stds, capsize=3, label=f"{b} bits")
+    f = rows["float", None]
+    ax.axhline(f["mean"], color="black", linestyle="--", linewidth=1,
+               label=f"float {f['mean']:.2f}")
+    lows = [r["mean"] - r["std"] for r in result["rows"]]
+    ax.set_ylim(max(0.0, min(lows) - 2), min(100.0, max(r["mean"] + r["std"]
+                                                           for r in result["rows"]) + 1))
+    ax.set_xticks(range(len(names)), names)
+    ax.set_ylabel("test accuracy (%)")
+    fashion = result.get("data") == "fashion-mnist"
+    ax.set_title(f"{'Fashion-MNIST ResNet-8' if fashion else 'Digits CNN'}: mean ± std over "
+                 f"{len(result['seeds'])} seeds, {result['test_images']} test images")
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    write_bytes(Path(path), buffer.getvalue())
+    return Path(path)

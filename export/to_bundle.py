@@ -34,6 +34,7 @@ from gen.adapter import Adapter
 from gen.bundle import Bundle, Layer
 from gen.errors import BundleError
 
+from . import graph as _graph
 from .layers import QConv2d, QLinear
 from .quantizers import AsqQuantizer, LsqQuantizer, PostQuantizer, PotQuantizer
 
@@ -62,7 +63,16 @@ def _leaves(module, prefix=""):
 
 
 def _groups(model):
-    """``[(path, compute module, [following modules])]``."""
+    """``[(path, compute module, [following modules], graph)]``: ``graph`` is ``None`` for a
+    chain, else ``(source, shortcut, projection)`` as indices into the list
+    (``export.graph``: a residual model)."""
+    if _graph.has_addition(model):
+        return [(la.path, la.module, la.following, (la.source, la.shortcut, la.projection))
+                for la in _graph.analyse(model, quantized=True)]
+    return [(path, mod, rest, None) for path, mod, rest in _chain_groups(model)]
+
+
+def _chain_groups(model):
     groups = []
     for path, mod in _leaves(model):
         if isinstance(mod, (QConv2d, QLinear)):
@@ -189,7 +199,10 @@ def export_bundle(model, *, input_shape, reference_inputs=None, reference_labels
     groups = _groups(model)
     layers, shape = [], tuple(input_shape)
     first_bits = first_step = None
-    for i, (path, mod, rest) in enumerate(groups):
+    for i, (path, mod, rest, graph) in enumerate(groups):
+        source = graph[0] if graph is not None else (i - 1 if i else None)
+        if graph is not None and i > 0:
+            shape = layers[source].out_shape
         kind = "conv2d" if isinstance(mod, QConv2d) else "linear"
         if kind == "conv2d":
             rules.check_conv(path, type(mod).__name__, kernel_size=mod.kernel_size,
@@ -202,8 +215,13 @@ def export_bundle(model, *, input_shape, reference_inputs=None, reference_labels
                 rules.check_act(path, type(mod).__name__, "asq", first=True)
             first_bits, first_step = a_bits, s_in
         else:
-            layers[-1].next_step, layers[-1].next_bits = s_in, a_bits
-            layers[-1].adapter = adapter
+            prev = layers[source]
+            if prev.next_step is not None and (prev.next_step, prev.next_bits) != (s_in, a_bits):
+                raise ExportError(f"layer {path!r} quantizes the output of {prev.name!r} "
+                                  f"otherwise than another reader of it (one value has one "
+                                  f"quantizer: build the model with quantize_model)")
+            prev.next_step, prev.next_bits = s_in, a_bits
+            prev.adapter = adapter
         scale, bias, relu, pool = _following(path, mod, rest, kind)
         if kind == "conv2d" and len(shape) != 3:
             raise ExportError(f"layer {path!r} ({type(mod).__name__}) takes (C, H, W) inputs, "
@@ -218,6 +236,10 @@ def export_bundle(model, *, input_shape, reference_inputs=None, reference_labels
             frac_bits=numerics.default_frac_bits(w_format, w_bits), relu=relu, pool=pool,
             weight=codes.astype(np.int64), alpha=alpha, bn_scale=scale, bn_bias=bias,
             s_in=s_in, input_adapter=adapter is not None)
+        if graph is not None:
+            layer.source = None if source is None else layers[source].name
+            layer.shortcut = None if graph[1] is None else groups[graph[1]][0]
+            layer.projection = graph[2]
         if layer.in_shape[0] != (mod.in_channels if kind == "conv2d" else mod.in_features):
             raise ExportError(f"layer {path!r} ({type(mod).__name__}) takes "
                               f"{mod.in_channels if kind == 'conv2d' else mod.in_features} "
@@ -228,8 +250,10 @@ def export_bundle(model, *, input_shape, reference_inputs=None, reference_labels
     bundle = Bundle(input_shape=tuple(input_shape), input_bits=first_bits,
                     input_step=first_step, layers=layers,
                     meta=dict(meta or {}, fingerprint=fingerprint(model)))
-    for layer in layers:
+    for i, layer in enumerate(layers):
         layer.fixed = layer.compute_fixed()
+        if layer.shortcut is not None:
+            layer.shortcut_fixed = bundle.compute_shortcut_fixed(i)
     if reference_inputs is not None:
         bundle.reference = _reference(model, bundle, groups[0], reference_inputs,
                                       reference_labels)
@@ -243,7 +267,7 @@ def _reference(model, bundle, first, inputs, labels):
     if tuple(inputs.shape[1:]) != bundle.input_shape or len(inputs) == 0:
         raise ValueError(f"reference_inputs must have shape (N,) + {bundle.input_shape}, not "
                          f"{tuple(inputs.shape)}")
-    path, mod, _ = first
+    path, mod = first[0], first[1]
     rules.check_inputs(path, type(mod).__name__, float(inputs.min()))
     trace = torch_trace(model, inputs)
     reference = {"images": inputs.numpy(), "logits": trace["logits"], **reference_codes(trace)}
@@ -261,13 +285,19 @@ def torch_trace(model, images):
     """PyTorch's fake-quantized run: the input codes of every ``QConv2d``/``QLinear`` (in
     order) and the logits, as numpy arrays."""
     model = model.eval()
-    codes = []
-    hooks = [m.register_forward_pre_hook(
-        lambda mod, args: codes.append(mod.act_quantizer.codes(args[0]).numpy()))
-        for _, m in _leaves(model) if isinstance(m, (QConv2d, QLinear))]
+    modules = [g[1] for g in _groups(model)]            # the bundle's order
+    found = {}
+
+    def hook(i):
+        def record(mod, args):          # returns None: the input is left as it is
+            if i not in found:
+                found[i] = mod.act_quantizer.codes(args[0]).numpy()
+        return record
+
+    hooks = [m.register_forward_pre_hook(hook(i)) for i, m in enumerate(modules)]
     try:
         logits = model(torch.as_tensor(images, dtype=torch.float32)).numpy()
     finally:
         for h in hooks:
             h.remove()
-    return {"codes": codes, "logits": logits}
+    return {"codes": [found[i] for i in range(len(modules))], "logits": logits}

@@ -177,10 +177,14 @@ def evaluate(model, images, labels, batch=512):
     return loss / len(images), correct / len(images)
 
 
-def _fit(model, *, epochs, lr, seed, phase, log, progress):
-    """Train ``model`` in place; returns the per-epoch history."""
-    train_x, train_y = digits.tensors("train")
-    test_x, test_y = digits.tensors("test")
+def _fit(model, *, epochs, lr, seed, phase, log, progress, data=None, batch=BATCH,
+         monitor="test"):
+    """Train ``model`` in place; returns the per-epoch history. ``data``: ``(train_x,
+    train_y, test_x, test_y)`` tensors (default the digits' split); the "test" accuracy of
+    each epoch is measured on ``test_x``."""
+    train_x, train_y, test_x, test_y = data or (*digits.tensors("train"),
+                                                *digits.tensors("test"))
+    BATCH = batch                                   # noqa: N806  (the digits' constant)
     steps = math.ceil(len(train_x) / BATCH)
     opt = torch.optim.SGD(_param_groups(model), lr=lr, momentum=MOMENTUM, nesterov=True)
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -214,7 +218,7 @@ def _fit(model, *, epochs, lr, seed, phase, log, progress):
         history.append(row)
         if log is not None:
             log(f"{phase:5s} epoch {epoch:3d}/{epochs}  loss {train_loss:.4f}  "
-                f"train {100 * row['train_accuracy']:5.1f}%  test {100 * test_acc:5.1f}%")
+                f"train {100 * row['train_accuracy']:5.1f}%  {monitor} {100 * test_acc:5.1f}%")
     return history
 
 

@@ -48,6 +48,7 @@ from torch import fx, nn
 from gen import rules
 from gen.rules import SUPPORTED
 
+from . import graph as _graph
 from .layers import QConv2d, QLinear, quantized_conv2d, quantized_linear
 
 __all__ = ["SUPPORTED", "quantize_model", "check_mappable"]
@@ -152,14 +153,74 @@ def _compute_layers(model):
     if next(model.children(), None) is None:
         raise ValueError(f"the model must be a container of layers (nn.Sequential), not a "
                          f"single {type(model).__name__}")
-    if type(model) is not nn.Sequential:
-        if not _user_defined(model):
-            _refuse("", model)
-        _check_chain("", model)
-    layers = list(_walk(model))
+    try:
+        if type(model) is not nn.Sequential:
+            if not _user_defined(model):
+                _refuse("", model)
+            _check_chain("", model)
+        layers = list(_walk(model))
+    except rules.MappingError:
+        if not _graph.has_addition(model):
+            raise
+        return _residual_layers(model)
     if not layers:
         raise ValueError("the model has no Conv2d or Linear layer")
     return layers
+
+
+def _residual_layers(model):
+    """The compute layers of a residual ``model`` (``export.graph``) as ``_walk``'s tuples, in
+    the bundle's order, every module checked as ``_walk`` checks it."""
+    result = []
+    for la in _graph.analyse(model):
+        _check_leaf(la.path, la.module)
+        for path, m in la.following:
+            if path in dict(model.named_modules()):
+                _check_leaf(path, m)
+        parent, _, name = la.path.rpartition(".")
+        result.append((la.path, model.get_submodule(parent), name, la.module))
+    return result
+
+
+def _share_quantizers(model, layers, acts, bits_of):
+    """A residual model's layers that read one value share one input quantizer (the first
+    reader's), and every identity shortcut adds that quantizer's output (the value the
+    accelerator holds: codes times step times ``beta``). Returns the ``fx.GraphModule``."""
+    glayers, graph, value = _graph.analyse_graph(model, quantized=True)
+    owner = {}
+    for i, la in enumerate(glayers):
+        if la.source is None and i != 0:
+            rules.refuse(la.path, type(la.module).__name__, "only the first layer may read the "
+                                                            "model's input")
+        first = owner.setdefault(la.source, i)
+        if first == i:
+            continue
+        a, b = glayers[first], la
+        if (acts[a.path], bits_of[a.path]) != (acts[b.path], bits_of[b.path]):
+            rules.refuse(b.path, type(b.module).__name__,
+                         f"it reads the output that {a.path!r} reads, and one value has one "
+                         f"quantizer, but it would quantize it differently ({acts[b.path]} "
+                         f"{bits_of[b.path]}-bit, not {acts[a.path]} {bits_of[a.path]}-bit)",
+                         "give both the same method (act_method)")
+        b.module.act_quantizer = a.module.act_quantizer
+    for node in list(graph.nodes):
+        kind, main = value.get(node, (None, None))
+        shortcut = glayers[main].shortcut if kind == "layer" else None
+        if node.op not in ("call_function", "call_method") or shortcut is None or \
+                glayers[shortcut].projection or value.get(node) is None:
+            continue
+        for arg in node.args:
+            if value.get(arg) == ("layer", shortcut) and glayers[shortcut].path != glayers[
+                    main].path:
+                reader = glayers[owner[shortcut]]
+                if reader.module.act_quantizer is None:
+                    continue
+                with graph.inserting_before(node):
+                    q = graph.call_module(f"{reader.path}.act_quantizer", (arg,))
+                node.replace_input_with(arg, q)
+                break
+    graph.lint()
+    return fx.GraphModule(model, graph, class_name=type(model).__name__)
 
 
 def _quantized(m, *, bits, weight_method, act_method):
@@ -298,6 +359,8 @@ def quantize_model(float_model, *, bits, weight_method, act_method, first_bits=8
                              last_bits=last_bits)       # refuse before copying anything
     model = copy.deepcopy(float_model)
     layers = _compute_layers(model)
+    residual = _graph.has_addition(model)
+    bits_of = {}
     for i, (path, parent, name, m) in enumerate(layers):
         if i == 0:
             b, wm = first_bits, "lsq"
@@ -305,9 +368,11 @@ def quantize_model(float_model, *, bits, weight_method, act_method, first_bits=8
             b, wm = last_bits, "lsq"
         else:
             b, wm = bits, weight_method
+        bits_of[path] = b
         setattr(parent, name, _quantized(m, bits=b,
                                          weight_method=wm if weight_method is not None else None,
                                          act_method=acts[path]))
-    first = layers[0]
-    getattr(first[1], first[2]).register_forward_pre_hook(_warn_negative(first[0]))
+    if residual:
+        model = _share_quantizers(model, layers, acts, bits_of)
+    model.get_submodule(layers[0][0]).register_forward_pre_hook(_warn_negative(layers[0][0]))
     return model

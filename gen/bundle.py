@@ -21,6 +21,33 @@ dtype, finiteness and the consistency between layers), and the archive is read w
 ``gen.files.read_npz`` (no pickle, sizes checked before allocation). Every problem found on
 load raises ``BundleError`` with one line that names the folder, the file, the layer and the
 field; ``save`` runs the same checks first, so it never writes a bundle that ``load`` refuses.
+
+Residual networks: format 2
+---------------------------
+A bundle whose layers are not a plain chain is written as format 2 (a chain is still written
+as format 1, byte for byte as before, and both formats load). Each layer entry then has three
+more fields (``GRAPH_SCHEMA``):
+
+``source``
+    The name of the layer whose output codes this layer reads (``null`` for the first layer
+    only: the network input). It must be an earlier layer of the list (the list is the
+    execution order, so a forward reference or a cycle is refused). Several layers may read
+    one source: they share its quantizer (its ``next_step``, ``next_bits`` and adapter).
+``shortcut``
+    ``null``, or the name of an earlier layer whose output is added to this layer's ``z``
+    before its ReLU (``gen.rescale.rescale_residual``): a **projection** layer's ``z`` (its
+    ``conv_shape`` must equal this layer's), or otherwise that layer's output **codes** (the
+    identity shortcut, its ``out_shape`` must equal this layer's ``conv_shape``), rescaled by
+    ``gen.rescale.shortcut_fixed_point`` of that layer's ``next_step``: the integers are
+    stored as ``layer{i}.shortcut.<field>`` and re-checked on load. Only a conv layer that is
+    neither the last one nor a projection may have a shortcut.
+``projection``
+    ``true`` for a shortcut projection (a conv, usually 1x1 and strided, with its folded batch
+    norm): no ReLU, no pooling, no next quantizer (``next_step`` and ``next_bits`` null); its
+    output is used by exactly one layer's shortcut and by nothing else.
+
+Every layer but the last must be used (as a source or a shortcut), and the last one must not
+be. ``Layer.source`` is ``None`` in memory for "the previous layer" (a chain).
 """
 
 import json
@@ -35,9 +62,12 @@ from .adapter import ADAPTER_INPUTS, Adapter
 from .errors import BundleError
 from .files import npz_bytes, read_npz, replace_folder
 
-__all__ = ["BUNDLE_FORMAT", "BundleError", "Layer", "Bundle", "save", "load"]
+__all__ = ["BUNDLE_FORMAT", "GRAPH_FORMAT", "FORMATS", "BundleError", "Layer", "Bundle", "save",
+           "load"]
 
-BUNDLE_FORMAT = 1
+BUNDLE_FORMAT = 1           # a plain chain of layers
+GRAPH_FORMAT = 2            # with sources, shortcuts and projections (residual networks)
+FORMATS = (BUNDLE_FORMAT, GRAPH_FORMAT)
 KIND = "asqgen-bundle"
 LAYER_KINDS = ("conv2d", "linear")
 
@@ -69,6 +99,10 @@ class Layer:
     next_bits: int | None = None
     adapter: Adapter | None = None      # the ASQ adapter of the next layer's input
     fixed: rescale.LayerRescale = field(default=None, repr=False)
+    source: str | None = None           # the layer it reads; None: the previous one (a chain)
+    shortcut: str | None = None         # the layer added before the ReLU (format 2)
+    projection: bool = False            # a shortcut projection: its z goes to a shortcut
+    shortcut_fixed: rescale.LayerRescale | None = field(default=None, repr=False)
 
     @property
     def product_format(self):
@@ -137,6 +171,37 @@ class Bundle:
     meta: dict = field(default_factory=dict)
     reference: dict = field(default_factory=dict)
 
+    @property
+    def is_graph(self):
+        """Whether the layers are not a plain chain (saved as format 2)."""
+        return any(la.source is not None or la.shortcut is not None or la.projection
+                   for la in self.layers)
+
+    def source_index(self, i):
+        """The index of the layer whose codes layer ``i`` reads, or ``None`` for the input."""
+        name = self.layers[i].source
+        if name is None:
+            return i - 1 if i > 0 else None
+        return next(j for j, la in enumerate(self.layers[:i]) if la.name == name)
+
+    def shortcut_index(self, i):
+        """The index of layer ``i``'s shortcut layer, or ``None``."""
+        name = self.layers[i].shortcut
+        if name is None:
+            return None
+        return next(j for j, la in enumerate(self.layers[:i]) if la.name == name)
+
+    def compute_shortcut_fixed(self, i):
+        """``gen.rescale.shortcut_fixed_point`` of layer ``i``'s identity shortcut (``None``
+        without a shortcut or for a projection)."""
+        j = self.shortcut_index(i)
+        if j is None or self.layers[j].projection:
+            return None
+        src = self.layers[j]
+        return rescale.shortcut_fixed_point(step=src.next_step,
+                                            channels=self.layers[i].out_channels,
+                                            bits=src.next_bits)
+
     def quantize_input(self, images):
         """The input codes ``round(clamp(x / s, 0, 2**bits - 1))`` of float images (numpy
         rounds half to even, as PyTorch does)."""
@@ -184,6 +249,8 @@ LAYER_SCHEMA = {
     "next_bits": Field(int, 1, 8, optional=True), "adapter": Field(dict, optional=True),
     "derived": Field(dict),
 }
+GRAPH_SCHEMA = {"source": Field(str, optional=True), "shortcut": Field(str, optional=True),
+                "projection": Field(bool)}
 ADAPTER_SCHEMA = {"layers": _INT(1, 2), "input": Field(str)}
 # The code's fixed-point constants, which the manifest repeats and the loader compares.
 FIXED_POINT = {"Z": rescale.Z, "BETA_FRAC": rescale.BETA_FRAC, "BETA_MAX": rescale.BETA_MAX,
@@ -205,8 +272,13 @@ _ALLOWED_FILES = ("manifest.json", "arrays.npz")
 def _encode(bundle):
     """``(manifest, arrays)`` of ``bundle``; fills each layer's ``fixed`` integers."""
     arrays, layers = {}, []
+    graph = bundle.is_graph
     for i, layer in enumerate(bundle.layers):
         entry = {k: _plain(getattr(layer, k)) for k in _SCALARS}
+        if graph:
+            entry.update(source=layer.source if i == 0 or layer.source is not None else
+                         bundle.layers[i - 1].name, shortcut=layer.shortcut,
+                         projection=bool(layer.projection))
         entry["in_shape"] = [_plain(n) for n in layer.in_shape]
         entry["adapter"] = None if layer.adapter is None else {
             "layers": layer.adapter.layers, "input": layer.adapter.input}
@@ -232,10 +304,18 @@ def _encode(bundle):
                 layer.fixed = None
         for name, value in (layer.fixed.arrays() if layer.fixed else {}).items():
             arrays[f"{p}.fixed.{name}"] = value
+        if layer.shortcut is not None:
+            try:
+                layer.shortcut_fixed = bundle.compute_shortcut_fixed(i)
+            except (ValueError, TypeError, StopIteration, FloatingPointError):
+                layer.shortcut_fixed = None          # ``_decode`` names the problem
+            for name, value in (layer.shortcut_fixed.arrays() if layer.shortcut_fixed
+                                else {}).items():
+                arrays[f"{p}.shortcut.{name}"] = value
     for name, value in bundle.reference.items():
         arrays[f"reference.{name}"] = np.asarray(value)
     manifest = {
-        "format": BUNDLE_FORMAT, "kind": KIND,
+        "format": GRAPH_FORMAT if graph else BUNDLE_FORMAT, "kind": KIND,
         "input": {"shape": [_plain(n) for n in bundle.input_shape],
                   "bits": _plain(bundle.input_bits), "step": _plain(bundle.input_step)},
         "fixed_point": dict(FIXED_POINT),
@@ -413,9 +493,10 @@ def _load_adapter(r, p, where, info, cout):
     return Adapter(w1=w1, b1=b1, w2=w2, b2=b2, input=mode)
 
 
-def _load_layer(r, i, entry, in_shape, in_bits, in_step, last):
+def _load_layer(r, i, entry, in_shape, in_bits, in_step, last, graph=False):
     where = f"layers[{i}]"
-    v = r.fields(entry, LAYER_SCHEMA, where)
+    v = r.fields(entry, {**LAYER_SCHEMA, **GRAPH_SCHEMA} if graph else LAYER_SCHEMA, where)
+    projection = bool(v.get("projection"))
     kind = v["kind"]
     _check(kind in LAYER_KINDS, f"manifest.json: {where}.kind must be one of "
                                 f"{', '.join(LAYER_KINDS)}, not {kind!r}")
@@ -426,7 +507,8 @@ def _load_layer(r, i, entry, in_shape, in_bits, in_step, last):
     declared = _shape(v["in_shape"], f"{w}.in_shape", (3,) if kind == "conv2d" else (1,))
     _check(declared == tuple(in_shape) or
            (kind == "linear" and declared == (int(np.prod(in_shape)),)),
-           f"manifest.json: {w} takes {declared}, but the previous layer gives {tuple(in_shape)}")
+           f"manifest.json: {w} takes {declared}, but "
+           f"{'its source' if graph else 'the previous layer'} gives {tuple(in_shape)}")
     values = {k: v[k] for k in ("out_channels", "kernel", "stride", "padding", "a_bits",
                                 "w_bits", "frac_bits", "pool")}
     k, pad = values["kernel"], values["padding"]
@@ -460,7 +542,8 @@ def _load_layer(r, i, entry, in_shape, in_bits, in_step, last):
         bn_bias=r.real(f"{p}.bn_bias", (cout,), BIAS_LIMIT),
         s_in=float(v["s_in"]), input_adapter=v["input_adapter"],
         next_step=None if v["next_step"] is None else float(v["next_step"]),
-        next_bits=v["next_bits"], adapter=adapter)
+        next_bits=v["next_bits"], adapter=adapter, source=v.get("source"),
+        shortcut=v.get("shortcut"), projection=projection)
     _check(np.all(layer.alpha > 0), f"arrays.npz: {p}.alpha must be positive")
     _check(_close(layer.s_in, in_step), f"manifest.json: {w}.s_in is {layer.s_in!r}, but its "
                                         f"input is quantized with the step {in_step!r}")
@@ -475,8 +558,16 @@ def _load_layer(r, i, entry, in_shape, in_bits, in_step, last):
                                        f"values, but {w} gives {size}")
     _check((layer.next_step is None) == (layer.next_bits is None),
            f"manifest.json: {w}: next_step and next_bits go together")
-    _check((layer.next_step is None) == last, f"manifest.json: {w} " +
-           ("is last but names a next step" if last else "has no next_step"))
+    if projection:
+        _check(kind == "conv2d" and not last, f"manifest.json: {w}: a projection must be a "
+                                              f"conv layer that is not the last one")
+        _check(not layer.relu and layer.pool in (0, 1) and adapter is None and
+               layer.next_step is None and layer.shortcut is None,
+               f"manifest.json: {w}: a projection has no ReLU, pooling, next quantizer, adapter "
+               f"or shortcut")
+    else:
+        _check((layer.next_step is None) == last, f"manifest.json: {w} " +
+               ("is last but names a next step" if last else "has no next_step"))
     _check(layer.adapter is None or not last, f"manifest.json: {w} is last but has an adapter")
     derived = {"k": layer.k, "acc_bits": layer.acc_bits, "out_shape": list(layer.out_shape)}
     _check(v["derived"] == derived, f"manifest.json: {w}.derived is {v['derived']}, but the "
@@ -528,15 +619,97 @@ def _load_reference(r, input_shape, input_bits, layers):
     return reference
 
 
+def _graph_reference(entry, i, names, key):
+    """The index of the earlier layer that ``entry``'s ``key`` (``source`` or ``shortcut``)
+    names, or ``None`` (``source``: the network input, for the first layer only)."""
+    name = names[i]
+    value = entry.get(key) if isinstance(entry, dict) else None
+    if value is None:
+        _check(key == "shortcut" or i == 0,
+               f"manifest.json: layer {name!r}.source is missing (only the first layer reads "
+               f"the network input)")
+        return None
+    _check(isinstance(value, str), f"manifest.json: layers[{i}].{key} must be str, not "
+                                   f"{type(value).__name__}")
+    _check(i > 0, f"manifest.json: layer {name!r}.{key} must be null: the first layer reads "
+                  f"the network input")
+    _check(value != name, f"manifest.json: layer {name!r}.{key} names the layer itself "
+                          f"(a cycle)")
+    earlier = names[:i]
+    if value in earlier:
+        _check(earlier.count(value) == 1, f"manifest.json: two layers are named {value!r}")
+        return earlier.index(value)
+    _check(value not in names, f"manifest.json: layer {name!r}.{key} names {value!r}, which "
+                               f"comes later (a forward reference: the list is the execution "
+                               f"order)")
+    raise BundleError(f"manifest.json: layer {name!r}.{key} names an unknown layer {value!r}")
+
+
+def _graph_shortcut(r, layers, i, j):
+    """Check layer ``i``'s shortcut (layer ``j`` or ``None``) and its stored integers."""
+    layer = layers[i]
+    w = f"layer {layer.name!r}"
+    if j is None:
+        return
+    other = layers[j]
+    _check(layer.kind == "conv2d" and not layer.projection and layer.next_step is not None,
+           f"manifest.json: {w}: only a conv layer that is neither the last one nor a "
+           f"projection may have a shortcut")
+    if other.projection:
+        _check(other.conv_shape == layer.conv_shape,
+               f"manifest.json: {w} adds the projection {other.name!r} of shape "
+               f"{other.conv_shape} to its output of shape {layer.conv_shape}")
+        return
+    _check(other.next_step is not None, f"manifest.json: {w}.shortcut names {other.name!r}, "
+                                        f"which gives no codes (the last layer)")
+    _check(other.out_shape == layer.conv_shape,
+           f"manifest.json: {w} adds the output of {other.name!r} of shape {other.out_shape} "
+           f"to its output of shape {layer.conv_shape}")
+    try:
+        layer.shortcut_fixed = rescale.shortcut_fixed_point(
+            step=other.next_step, channels=layer.out_channels, bits=other.next_bits)
+    except (ValueError, FloatingPointError) as e:
+        raise BundleError(f"{w}: shortcut: {e}") from None
+    p = f"layer{i}"
+    for key, value in layer.shortcut_fixed.arrays().items():
+        stored = r.array(f"{p}.shortcut.{key}", np.shape(value), integer=True)
+        _check(np.array_equal(stored, value),
+               f"arrays.npz: {p}.shortcut.{key} differs from the fixed point computed from the "
+               f"step of {other.name!r}")
+
+
+def _graph_uses(layers, sources):
+    """Every layer's output is used, and a projection's by exactly one shortcut."""
+    used = {}
+    for i, layer in enumerate(layers):
+        if sources[i] is not None:
+            used.setdefault(sources[i], []).append(("source", layer.name))
+        if layer.shortcut is not None:
+            j = next(k for k, la in enumerate(layers[:i]) if la.name == layer.shortcut)
+            used.setdefault(j, []).append(("shortcut", layer.name))
+    for j, layer in enumerate(layers):
+        uses = used.get(j, [])
+        last = j == len(layers) - 1
+        if layer.projection:
+            _check([u for u, _ in uses] == ["shortcut"],
+                   f"manifest.json: the projection {layer.name!r} must be the shortcut of "
+                   f"exactly one layer and the source of none")
+        elif last:
+            _check(not uses, f"manifest.json: the last layer {layer.name!r} is read by "
+                             f"{uses[0][1]!r}" if uses else "")
+        else:
+            _check(uses, f"manifest.json: the output of layer {layer.name!r} is not used")
+
+
 def _decode(m, arrays):
     """The ``Bundle`` of a parsed manifest and its arrays, every field checked."""
     r = _Reader(m, arrays)
     _check(isinstance(m, dict) and m.get("kind") == KIND,
            f"manifest.json: not an asqgen bundle (kind is not {KIND!r})")
     fmt = m.get("format")
-    _check(type(fmt) is int and fmt == BUNDLE_FORMAT,
-           f"manifest.json: format {fmt!r} is not supported (this asqgen reads format "
-           f"{BUNDLE_FORMAT})")
+    _check(type(fmt) is int and fmt in FORMATS,
+           f"manifest.json: format {fmt!r} is not supported (this asqgen reads formats "
+           f"{' and '.join(map(str, FORMATS))})")
     top = r.fields(m, TOP_SCHEMA, "manifest")
     fixed = r.fields(top["fixed_point"], {k: Field(int) for k in FIXED_POINT}, "fixed_point")
     for key, ours in FIXED_POINT.items():
@@ -548,15 +721,38 @@ def _decode(m, arrays):
     entries = top["layers"]
     _check(entries, "manifest.json: the bundle has no layers")
     _check(len(entries) <= MAX_LAYERS, f"manifest.json: more than {MAX_LAYERS} layers")
+    graph = fmt == GRAPH_FORMAT
+    names = [e.get("name") if isinstance(e, dict) else None for e in entries]
+    if graph:
+        seen = set()
+        for name in names:
+            _check(name not in seen, f"manifest.json: two layers are named {name!r}")
+            seen.add(name)
     layers, in_shape, in_bits, in_step = [], shape, bits, step
+    sources = []
     for i, entry in enumerate(entries):
-        layer = _load_layer(r, i, entry, in_shape, in_bits, in_step, last=i == len(entries) - 1)
+        src = _graph_reference(entry, i, names, "source") if graph else (
+            i - 1 if i else None)
+        if src is not None:
+            prev = layers[src]
+            _check(prev.next_step is not None, f"manifest.json: layer {names[i]!r} reads "
+                                               f"{prev.name!r}, which gives no codes (the last "
+                                               f"layer or a projection)")
+            in_shape, in_bits, in_step = prev.out_shape, prev.next_bits, prev.next_step
+        layer = _load_layer(r, i, entry, in_shape, in_bits, in_step,
+                            last=i == len(entries) - 1, graph=graph)
         layers.append(layer)
-        in_shape, in_bits, in_step = layer.out_shape, layer.next_bits, layer.next_step
-    for prev, layer in zip(layers, layers[1:]):
-        _check(layer.input_adapter == (prev.adapter is not None),
-               f"manifest.json: layer {layer.name!r}.input_adapter disagrees with the "
-               f"adapter of {prev.name!r}")
+        sources.append(src)
+        if graph:
+            _graph_shortcut(r, layers, i, _graph_reference(entry, i, names, "shortcut"))
+    for layer, src in zip(layers, sources):
+        if src is not None:
+            prev = layers[src]
+            _check(layer.input_adapter == (prev.adapter is not None),
+                   f"manifest.json: layer {layer.name!r}.input_adapter disagrees with the "
+                   f"adapter of {prev.name!r}")
+    if graph:
+        _graph_uses(layers, sources)
     reference = _load_reference(r, shape, bits, layers)
     r.used.update(f"reference.{k}" for k in reference)
     unexpected = [k for k in arrays if k not in r.used]

@@ -21,7 +21,8 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .errors import INTERRUPTED, AsqgenError, BundleError, CheckpointError, UsageError
+from .errors import (INTERRUPTED, AsqgenError, BundleError, CheckpointError, ToolError,
+                     UsageError)
 
 __all__ = ["main", "build_parser", "DEFAULT_MODEL"]
 
@@ -154,9 +155,18 @@ def _cmd_train(args):
     from gen.rules import MappingError
 
     torch.set_num_threads(1)
+    model_name = args.model or ("resnet8" if args.data == "fashion-mnist" else "cnn")
+    if (args.data == "fashion-mnist") != (model_name == "resnet8"):
+        raise UsageError(f"--model {model_name} does not train on --data {args.data} (the "
+                         f"digits take the cnn, Fashion-MNIST the resnet8)")
+    if args.data == "fashion-mnist":
+        return _train_resnet(args)
+    if args.train_images is not None:
+        raise UsageError("--train-images is for --data fashion-mnist")
     try:
         recipe = Recipe(bits=args.bits, weight_method=args.weights, act_method=args.acts,
-                        seed=args.seed, float_epochs=args.float_epochs, epochs=args.epochs).check()
+                        seed=args.seed, float_epochs=_given(args.float_epochs, 15),
+                        epochs=_given(args.epochs, 15)).check()
     except ValueError as e:
         raise UsageError(str(e)) from None
     print(f"asqgen train: {recipe.describe()}, seed {recipe.seed}, {recipe.float_epochs} float "
@@ -172,6 +182,60 @@ def _cmd_train(args):
     print(f"  test accuracy {100 * info['test_accuracy']:.2f}% (float "
           f"{100 * info['float_test_accuracy']:.2f}%) in {time.perf_counter() - start:.1f} s; "
           f"wrote {npz}, {js} and {bundle}")
+    return 0
+
+
+def _given(value, default):
+    return default if value is None else value
+
+
+def _train_resnet(args):
+    """``asqgen train --data fashion-mnist``: the ResNet-8 (``export.resnet``), its checkpoint,
+    its bundle (the first ``REFERENCE_IMAGES`` test images as reference inputs) and the golden
+    model against PyTorch on the whole test set."""
+    import time
+
+    from export.resnet import (REFERENCE_IMAGES, ResnetRecipe, fashion_data, golden_agreement,
+                               resnet_bundle, train_resnet)
+    from export.train import save_checkpoint
+    from gen.bundle import save
+    from gen.rules import MappingError
+
+    d = ResnetRecipe()
+    try:
+        recipe = ResnetRecipe(bits=args.bits, weight_method=args.weights, act_method=args.acts,
+                              seed=args.seed, float_epochs=_given(args.float_epochs,
+                                                                  d.float_epochs),
+                              epochs=_given(args.epochs, d.epochs),
+                              train_images=args.train_images).check()
+    except (ValueError, MappingError) as e:
+        raise UsageError(str(e)) from None
+    from export.fashion_mnist import DataError
+
+    try:
+        data = fashion_data(recipe.train_images, recipe.size)
+    except DataError as e:                          # the data set is missing or corrupt
+        raise ToolError(str(e)) from None
+    print(f"asqgen train: Fashion-MNIST {recipe.size}x{recipe.size}, {recipe.describe()}, seed "
+          f"{recipe.seed}, {recipe.float_epochs} float + {recipe.epochs} QAT epochs on "
+          f"{len(data[0])} training images", flush=True)
+    start = time.perf_counter()
+    model, info = train_resnet(recipe, data=data,
+                               log=lambda line: print("  " + line, flush=True), progress=True)
+    print(f"  test accuracy {100 * info['test_accuracy']:.2f}% (float "
+          f"{100 * info['float_test_accuracy']:.2f}%) on {len(data[4])} test images in "
+          f"{time.perf_counter() - start:.1f} s", flush=True)
+    bundle = resnet_bundle(model, info, data[4], data[5])
+    folder = save(bundle, Path(args.out) / "bundle")
+    golden = golden_agreement(model, bundle, data[4], data[5])
+    info["golden"] = golden
+    npz, js = save_checkpoint(model, info, args.out)
+    print(f"  golden model vs PyTorch on all {golden['images']} test images: top-1 agreement "
+          f"{100 * golden['top1_agreement']:.2f}%, accuracy golden "
+          f"{100 * golden['golden_accuracy']:.2f}%, PyTorch {100 * golden['torch_accuracy']:.2f}%"
+          f", largest logit difference {golden['logits_max_difference']:.4f} (golden model "
+          f"{golden['seconds']:.0f} s)")
+    print(f"  wrote {npz}, {js} and {folder} ({REFERENCE_IMAGES} reference test images)")
     return 0
 
 
@@ -236,6 +300,7 @@ def _cmd_compare(args):
                              else DEFAULT_MODEL / "bundle")
     bundle = load(folder)
     rules.check_bundle(bundle)
+    rules.check_residual(bundle)
     ref = _reference(bundle, folder)
     if model is not None:
         if fingerprint(model) != bundle.meta.get("fingerprint"):
@@ -286,23 +351,51 @@ def _cmd_sim(args):
     return 0 if report["identical"] else 1
 
 
+# ``asqgen methods`` defaults per data set: bits, seeds, float epochs, QAT epochs, training
+# images (``None``: all). Fashion-MNIST's are a budget for a 2-core machine (README).
+_METHODS_DEFAULTS = {"digits": ((4, 3), 10, 15, 15, None),
+                     "fashion-mnist": ((4, 3, 2), 2, 5, 3, 20000)}
+
+
 def _cmd_methods(args):
     import torch
 
-    from export.methods import compare, markdown, write
+    from export.methods import compare, markdown, plot, write
 
+    bits, n_seeds, float_epochs, epochs, train_images = _METHODS_DEFAULTS[args.data]
+    bits = args.bits or list(bits)
+    n_seeds = _given(args.seeds, n_seeds)
+    float_epochs, epochs = _given(args.float_epochs, float_epochs), _given(args.epochs, epochs)
+    if args.data == "fashion-mnist":
+        train_images = _given(args.train_images, train_images)
+    elif args.train_images is not None:
+        raise UsageError("--train-images is for --data fashion-mnist")
+    if not args.no_plot:
+        try:
+            import matplotlib  # noqa: F401  (checked before hours of training)
+        except ImportError:
+            raise ToolError("the plot needs matplotlib: ./dev pip install -e '.[plot]' (or "
+                            "give --no-plot)") from None
     torch.set_num_threads(1)
-    seeds = list(range(args.seed, args.seed + args.seeds))
-    print(f"asqgen methods: {len(seeds)} seeds, {' and '.join(map(str, args.bits))} bits, "
-          f"{args.float_epochs} float + {args.epochs} QAT epochs, {args.jobs} worker(s)",
-          flush=True)
-    result = compare(seeds=seeds, bits=args.bits, float_epochs=args.float_epochs,
-                     epochs=args.epochs, jobs=args.jobs,
-                     log=lambda line: print("  " + line, flush=True))
+    seeds = list(range(args.seed, args.seed + n_seeds))
+    subset = f" on {train_images} training images" if train_images else ""
+    print(f"asqgen methods: {args.data}, {len(seeds)} seeds, "
+          f"{' and '.join(map(str, bits))} bits, {float_epochs} float + {epochs} QAT "
+          f"epochs{subset}, {args.jobs} worker(s)", flush=True)
+    from export.fashion_mnist import DataError
+
+    try:
+        result = compare(seeds=seeds, bits=bits, float_epochs=float_epochs, epochs=epochs,
+                         jobs=args.jobs, log=lambda line: print("  " + line, flush=True),
+                         data=args.data, train_images=train_images)
+    except DataError as e:
+        raise ToolError(str(e)) from None
     md, js = write(result, args.out)
+    png = None if args.no_plot else plot(result, Path(args.out) / "methods.png")
     print()
     print(markdown(result))
-    print(f"asqgen methods: {result['seconds']:.0f} s; wrote {md} and {js}")
+    print(f"asqgen methods: {result['seconds']:.0f} s; wrote {md}, {js}"
+          + (f" and {png}" if png else ""))
     return 0
 
 
@@ -373,30 +466,55 @@ def build_parser():
                    help="probability of an idle clock on each input and output (%(default)s)")
     p.set_defaults(func=_cmd_selfcheck)
 
-    p = sub.add_parser("train", help="quantization-aware training of the digits network; "
-                                     "writes a checkpoint (model.npz + model.json)")
+    p = sub.add_parser("train", help="quantization-aware training of the digits network (or "
+                                     "of a ResNet-8 on Fashion-MNIST); writes a checkpoint "
+                                     "(model.npz + model.json) and its bundle")
+    p.add_argument("--data", choices=("digits", "fashion-mnist"), default="digits",
+                   help="data set (%(default)s); fashion-mnist needs Debian's "
+                        "dataset-fashion-mnist")
+    p.add_argument("--model", choices=("cnn", "resnet8"), default=None,
+                   help="network: cnn (the digits' CNN) or resnet8 (Fashion-MNIST 14x14) "
+                        "(default: the data set's)")
+    p.add_argument("--train-images", type=_positive, default=None,
+                   help="fashion-mnist: train on this many of the 55,000 training images "
+                        "(default all)")
     p.add_argument("--bits", type=int, choices=rules.RECIPE_BITS, default=4,
                    help="weight and activation bits of the middle layers (%(default)s)")
     p.add_argument("--weights", choices=rules.WEIGHT_METHODS, default="post",
                    help="weight method of the middle layers (%(default)s)")
     p.add_argument("--acts", choices=rules.ACT_METHODS, default="asq",
                    help="activation method of the middle layers (%(default)s)")
-    p.add_argument("--epochs", type=_count, default=15, help="QAT epochs (%(default)s)")
-    p.add_argument("--float-epochs", type=_count, default=15,
-                   help="float pretraining epochs (%(default)s)")
+    p.add_argument("--epochs", type=_count, default=None,
+                   help="QAT epochs (default 15 for the digits, 5 for fashion-mnist)")
+    p.add_argument("--float-epochs", type=_count, default=None,
+                   help="float pretraining epochs (default 15 for the digits, 8 for "
+                        "fashion-mnist)")
     p.add_argument("--seed", type=_count, default=1, help="random seed (%(default)s)")
     p.add_argument("--out", default="out/train", type=_folder, help="output folder (%(default)s)")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("methods", help="compare float, LSQ, LSQ+POT, LSQ+POST, ASQ and ASQ+POST "
-                                       "on the digits over several seeds")
-    p.add_argument("--bits", type=int, choices=rules.RECIPE_BITS, nargs="+", default=[4, 3],
-                   help="widths to compare (%(default)s)")
-    p.add_argument("--seeds", type=_positive, default=10, help="number of seeds (%(default)s)")
+                                       "on the digits (or a ResNet-8 on Fashion-MNIST) over "
+                                       "several seeds")
+    p.add_argument("--data", choices=("digits", "fashion-mnist"), default="digits",
+                   help="data set and network: the digits' CNN or Fashion-MNIST's ResNet-8 "
+                        "(%(default)s)")
+    p.add_argument("--bits", type=int, choices=rules.RECIPE_BITS, nargs="+", default=None,
+                   help="widths to compare (default 4 3 for the digits, 4 3 2 for "
+                        "fashion-mnist)")
+    p.add_argument("--seeds", type=_positive, default=None,
+                   help="number of seeds (default 10 for the digits, 2 for fashion-mnist)")
     p.add_argument("--seed", type=_count, default=1, help="first seed (%(default)s)")
-    p.add_argument("--epochs", type=_count, default=15, help="QAT epochs (%(default)s)")
-    p.add_argument("--float-epochs", type=_count, default=15,
-                   help="float pretraining epochs (%(default)s)")
+    p.add_argument("--epochs", type=_count, default=None,
+                   help="QAT epochs (default 15 for the digits, 3 for fashion-mnist)")
+    p.add_argument("--float-epochs", type=_count, default=None,
+                   help="float pretraining epochs (default 15 for the digits, 5 for "
+                        "fashion-mnist)")
+    p.add_argument("--train-images", type=_positive, default=None,
+                   help="fashion-mnist: training images (default 20000 of the 55,000)")
+    p.add_argument("--no-plot", action="store_true",
+                   help="no methods.png (which needs matplotlib: ./dev pip install -e "
+                        "'.[plot]')")
     p.add_argument("--jobs", type=_positive, default=2,
                    help="worker processes, one torch thread each (%(default)s)")
     p.add_argument("--out", default="out/methods", type=_folder, help="output folder (%(default)s)")

@@ -16,7 +16,13 @@ region name        contents (``r`` a ``gen.rescale.LayerRescale``)
 4      ``b1``      ``r.b1_q[j]`` (two-layer adapter)
 5      ``wb``      ``r.beta_weights[i]``: the weights of the layer that makes ``beta``
 6      ``control`` the registers of ``CONTROL``, in that order
+7      ``res_m``   ``s.m[c]`` of an identity shortcut's ``LayerRescale`` ``s``
+8      ``res_sh``  ``s.z_shift[c]`` (signed)
 ====== =========== ==============================================================
+
+The ``residual`` register says what the layer adds to its ``z`` before the ReLU
+(``gen.rescale.rescale_residual``): nothing (0), an identity shortcut's codes rescaled by
+``res_m`` and ``res_sh`` with their own ``beta`` (1), or a projection's ``z`` as it is (2).
 """
 
 from enum import IntEnum
@@ -24,7 +30,7 @@ from enum import IntEnum
 from . import rescale
 
 __all__ = ["Region", "CONTROL", "ADAPTER_KINDS", "REGION_BITS", "INDEX_BITS", "ADDR_BITS",
-           "VALUE_BITS", "address", "encode", "check_beta", "manifest"]
+           "VALUE_BITS", "RESIDUAL_KINDS", "address", "encode", "check_beta", "manifest"]
 
 REGION_BITS = 4
 INDEX_BITS = 12
@@ -40,16 +46,21 @@ class Region(IntEnum):
     b1 = 4
     wb = 5
     control = 6
+    res_m = 7
+    res_sh = 8
 
 
 #: The control registers: the layer's shape, its options and the constants of ``LayerRescale``
 #: that are one per layer. (A sample's ``beta_in`` is not a register: it comes with the sample,
 #: on the rescale unit's ``i_beta`` stream.)
 CONTROL = ("channels", "height", "width", "pool", "relu", "final", "adapter", "hidden", "sh1",
-           "shb", "bb", "m_s", "sh_req", "max_code")
+           "shb", "bb", "m_s", "sh_req", "max_code", "residual")
 
 #: ``LayerRescale.adapter`` as the ``adapter`` register holds it.
 ADAPTER_KINDS = {"none": 0, "one": 1, "two": 2}
+
+#: What a layer adds before its ReLU, as the ``residual`` register holds it.
+RESIDUAL_KINDS = {"none": 0, "identity": 1, "projection": 2}
 
 
 def address(region, index):
@@ -59,9 +70,12 @@ def address(region, index):
     return int(region) << INDEX_BITS | index
 
 
-def encode(r, *, channels, height, width, pool, relu, max_channels):
+def encode(r, *, channels, height, width, pool, relu, max_channels, residual="none",
+           shortcut=None):
     """The ``(address, value)`` words of a layer's ``LayerRescale`` ``r`` (the control
-    registers last; the host marks the final word ``last``). ``height`` and ``width`` are the accumulators' spatial size (1 and 1
+    registers last; the host marks the final word ``last``). ``residual`` is a key of
+    ``RESIDUAL_KINDS``; an ``"identity"`` residual needs the shortcut's ``LayerRescale``
+    (``gen.rescale.shortcut_fixed_point``) as ``shortcut``. ``height`` and ``width`` are the accumulators' spatial size (1 and 1
     for a linear layer); ``max_channels`` the hardware's (the stride of ``w1``)."""
     words = []
     for c in range(channels):
@@ -77,13 +91,17 @@ def encode(r, *, channels, height, width, pool, relu, max_channels):
             words.append((address(Region.b1, j), int(r.b1_q[j])))
     if r.adapter != "none":
         words += [(address(Region.wb, i), int(w)) for i, w in enumerate(r.beta_weights)]
+    if residual == "identity":
+        for c in range(channels):
+            words += [(address(Region.res_m, c), int(shortcut.m[c])),
+                      (address(Region.res_sh, c), int(shortcut.z_shift[c]))]
     final = r.next_bits is None
     control = {
         "channels": channels, "height": height, "width": width, "pool": pool, "relu": int(relu),
         "final": int(final), "adapter": ADAPTER_KINDS[r.adapter], "hidden": hidden,
         "sh1": r.hidden_shift or 0, "shb": r.beta_shift or 0, "bb": r.beta_bias or 0,
         "m_s": 0 if final else r.m_s, "sh_req": 0 if final else r.req_shift,
-        "max_code": 0 if final else r.max_code,
+        "max_code": 0 if final else r.max_code, "residual": RESIDUAL_KINDS[residual],
     }
     words += [(address(Region.control, CONTROL.index(k)), int(v)) for k, v in control.items()]
     return words

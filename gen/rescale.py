@@ -34,6 +34,38 @@ one-layer adapter uses ``W1_q``/``b1_q`` with the ``beta`` line's shift. The dif
 PyTorch: round half up instead of half to even, ``beta`` floored at ``2**-BETA_FRAC`` instead
 of 1e-8 and capped at ``BETA_MAX``, and the rounding of every constant; ``asqgen compare``
 measures their effect.
+
+The residual add (a ResNet block, ``shortcut_fixed_point`` .. ``rescale_residual``)
+-------------------------------------------------------------------------------------
+A layer with a shortcut adds a second operand to its ``z`` before the ReLU::
+
+    z'   = z + o                      (the real computation)
+    u    = maxpool(relu(z'))          then beta and the requantization as above
+
+The operand ``o`` is one of two things, each in the units ``2**-Z`` of ``z`` and each made
+by the same affine step as ``z`` itself (so that the hardware runs it as its rescale unit's
+first stage reading a second operand):
+
+* **identity**: the output codes ``x`` of an earlier layer (the block's input, quantized with
+  that layer's next step ``s_x`` and its per-sample ``beta_x``), ``o = s_x * beta_x * x``::
+
+      o_q = rshift(x * beta_x_q * m_c, e_c + BETA_FRAC - Z)        units 2**-Z
+
+  with ``m_c * 2**-e_c = s_x`` (``MANTISSA_BITS`` significant bits, the same for every
+  channel; the per-channel form is kept so that one register file serves both kinds) and no
+  bias: ``shortcut_fixed_point(step=s_x, channels=C, bits=b_x)``, which is
+  ``fixed_point(bn_scale=1, bn_bias=0, s_in=s_x, alpha=1, frac_bits=0)``: a code is an
+  accumulator of a 1x1 identity convolution with ``F = 0``.
+* **projection**: the ``z_q`` of a projection layer (a 1x1, possibly strided, conv with its
+  folded batch norm, no ReLU, no pooling and no requantization), computed by ``affine`` from
+  its own accumulators, its input's ``beta`` and its own ``LayerRescale``.
+
+``residual_add`` is then the exact integer sum ``z_q + o_q``: no rounding and no saturation
+(each term is bounded by the guards of ``affine``, below ``2**62``, and the sum is checked
+against ``2**62`` too). ReLU, pooling, the adapter's ``beta`` and the requantization follow
+unchanged (``rescale_residual``). The rounding of ``o_q`` is the one of ``rshift`` (half up);
+PyTorch adds the float values, so the golden model differs from it by at most the two
+roundings (``z_q`` and ``o_q``: one unit of ``2**-Z`` each) plus the constants' rounding.
 """
 
 from dataclasses import dataclass
@@ -42,7 +74,8 @@ import numpy as np
 
 __all__ = ["Z", "BETA_FRAC", "BETA_ONE", "BETA_MAX", "MANTISSA_BITS", "RECIP_BITS",
            "mantissa", "rshift", "LayerRescale", "fixed_point", "affine", "pool2d",
-           "adapter_beta", "requantize", "logits_q", "rescale_layer"]
+           "adapter_beta", "requantize", "logits_q", "rescale_layer", "shortcut_fixed_point",
+           "shortcut_operand", "residual_add", "rescale_residual"]
 
 Z = 16                      # fractional bits of activation values (z, u, h)
 BETA_FRAC = 14              # fractional bits of beta
@@ -307,6 +340,50 @@ def rescale_layer(acc, beta_in, r: LayerRescale, *, relu, pool):
     """The whole rescale of a layer that is not the last: ``(u_q, beta_q, codes)`` for
     accumulators ``acc`` (``(N, C, ...)``) of inputs scaled by ``beta_in`` (``(N,)``)."""
     u = affine(acc, beta_in, r)
+    if relu:
+        u = np.maximum(u, 0)
+    if pool > 1:
+        u = pool2d(u, pool)
+    beta = adapter_beta(u, r)
+    return u, beta, requantize(u, beta, r)
+
+
+# The residual add ----------------------------------------------------------------------------
+
+def shortcut_fixed_point(*, step, channels, bits):
+    """The ``LayerRescale`` (``m``, ``e``, ``bias_q = 0``) that turns identity-shortcut codes
+    of ``bits`` bits, quantized with ``step * beta``, into units ``2**-Z`` (module docstring:
+    ``fixed_point`` of a 1x1 identity convolution with ``F = 0``, ``channels`` channels).
+    Raises ``ValueError`` as ``fixed_point`` does."""
+    ones = np.ones(int(channels))
+    return fixed_point(bn_scale=ones, bn_bias=np.zeros(int(channels)), s_in=step, alpha=ones,
+                       frac_bits=0, acc_bound=2 ** int(bits) - 1)
+
+
+def shortcut_operand(codes, beta_q, r: LayerRescale):
+    """``o_q`` of an identity shortcut: ``affine(codes, beta_q, r)`` for codes ``(N, C, ...)``
+    of the block's input, its per-sample ``beta_q`` (``(N,)``) and ``r`` from
+    ``shortcut_fixed_point``."""
+    return affine(codes, beta_q, r)
+
+
+def residual_add(z_q, o_q):
+    """``z_q + o_q``: exact, no rounding, no saturation; ``ValueError`` if the shapes differ or
+    the sum could reach ``2**62``."""
+    z_q = np.asarray(z_q, dtype=np.int64)
+    o_q = np.asarray(o_q, dtype=np.int64)
+    if z_q.shape != o_q.shape:
+        raise ValueError(f"the residual operands have shapes {z_q.shape} and {o_q.shape}")
+    if max(_peak(z_q), _peak(o_q)).bit_length() + 1 > INT64_HEADROOM:
+        raise ValueError(f"the residual sum would exceed {INT64_HEADROOM} bits")
+    return z_q + o_q
+
+
+def rescale_residual(acc, beta_in, r: LayerRescale, o_q, *, relu, pool):
+    """The whole rescale of a layer with a shortcut: ``(u_q, beta_q, codes)`` as
+    ``rescale_layer`` but with ``o_q`` (``shortcut_operand`` or a projection's ``affine``,
+    the shape of ``acc``) added to ``z_q`` before the ReLU."""
+    u = residual_add(affine(acc, beta_in, r), o_q)
     if relu:
         u = np.maximum(u, 0)
     if pool > 1:

@@ -5,7 +5,8 @@ channels, the ``M`` sums of a pass, which are the positions of up to ``max_batch
 after the other (the host stacks the samples of a batch in ``M``). For each vector, in a
 pipeline that never stalls once a vector is taken, every lane at once:
 
-1. ``Affine`` (``z``, ReLU) with the lane's channel parameters and the sample's ``beta_in``;
+1. ``Affine`` (``z``) with the lane's channel parameters and the sample's ``beta_in``, plus the
+   second operand of a layer with a shortcut (below), and the ReLU;
 2. max pooling (the horizontal pair in a register, the vertical pair through the ``u``
    memory), the pooled ``u`` written to the ``u`` memory and added to the channel's sum ``S``.
 
@@ -18,7 +19,11 @@ accumulator buffer's second bank lets the array go on with the next block of col
 
 Parameters are written on ``i_param`` (``gen.regmap``; ``last`` on the layer's final word) while
 the unit is idle, before the layer's first pass; each sample's ``beta_in`` comes on ``i_beta``,
-in sample order, taken with the sample's first vector. The host writes a layer's parameters
+in sample order, taken with the sample's first vector. A layer with a shortcut (a residual
+block's second conv, ``gen.rescale.rescale_residual``) takes a second operand on ``i_res``,
+a vector with every vector of ``i_acc``: an identity shortcut's codes, rescaled in stage 1 by
+the same affine map with the shortcut's ``res_m``, ``res_sh`` and ``beta`` (``i_beta``'s
+``res``), or a projection layer's ``z``, added to ``z`` as it is; the ReLU follows the sum. The host writes a layer's parameters
 only after every output of the previous layer has left. All memories have synchronous read
 ports (block RAM or LUT RAM).
 """
@@ -32,7 +37,11 @@ from gen.regmap import CONTROL, Region
 
 from .rescale_stages import BETA_BITS, WIDE_BITS, Affine, Reciprocal, Requantizer, rshift
 
-__all__ = ["RescaleUnit", "param_layout", "output_layout", "acc_layout"]
+__all__ = ["RescaleUnit", "param_layout", "output_layout", "acc_layout", "beta_layout",
+           "residual_layout", "RESIDUAL_CODE_BITS"]
+
+#: An identity shortcut's operands are codes of at most this many bits (unsigned).
+RESIDUAL_CODE_BITS = 8
 
 
 def param_layout():
@@ -45,6 +54,18 @@ def param_layout():
 def acc_layout(lanes, acc_bits):
     """One vector of sums; ``last`` on the last vector of a block of channels."""
     return data.StructLayout({"data": data.ArrayLayout(signed(acc_bits), lanes), "last": 1})
+
+
+def beta_layout():
+    """A sample's ``beta_in`` and, for a layer with an identity shortcut, the ``beta`` of the
+    shortcut's codes (``res``; anything otherwise)."""
+    return data.StructLayout({"beta": unsigned(BETA_BITS), "res": unsigned(BETA_BITS)})
+
+
+def residual_layout(lanes):
+    """One vector of the second operand of a layer with a shortcut: an identity shortcut's
+    codes, or a projection's ``z``, for ``lanes`` channels of one position."""
+    return data.StructLayout({"data": data.ArrayLayout(signed(WIDE_BITS), lanes)})
 
 
 def output_layout(lanes):
@@ -78,8 +99,11 @@ class RescaleUnit(wiring.Component):
     -------
     i_param : In(stream.Signature(param_layout()))
         Accepted only while idle.
-    i_beta : In(stream.Signature(unsigned(BETA_BITS)))
-        Each sample's ``beta_in``, in sample order.
+    i_beta : In(stream.Signature(beta_layout()))
+        Each sample's ``beta_in`` (and its shortcut's ``beta``), in sample order.
+    i_res : In(stream.Signature(residual_layout(lanes)))
+        For a layer with a shortcut (``residual`` register), the second operand: one vector
+        with each vector of ``i_acc``, in the same order.
     i_acc : In(stream.Signature(acc_layout(lanes, acc_bits)))
         For each block of ``lanes`` channels, the batch's positions (sample by sample, row by
         row), one vector each, ``last`` on the block's last vector.
@@ -100,7 +124,8 @@ class RescaleUnit(wiring.Component):
         self._blocks = -(-max_channels // lanes)
         super().__init__({
             "i_param": In(stream.Signature(param_layout())),
-            "i_beta": In(stream.Signature(unsigned(BETA_BITS))),
+            "i_beta": In(stream.Signature(beta_layout())),
+            "i_res": In(stream.Signature(residual_layout(lanes))),
             "i_acc": In(stream.Signature(acc_layout(lanes, acc_bits))),
             "o_out": Out(stream.Signature(output_layout(lanes))),
         })
@@ -116,7 +141,7 @@ class RescaleUnit(wiring.Component):
         writing = self.i_param.valid & self.i_param.ready
         lane_of, block_of = index % lanes, index // lanes
         ports = {}
-        for r in (Region.m, Region.sh, Region.bias):
+        for r in (Region.m, Region.sh, Region.bias, Region.res_m, Region.res_sh):
             ports[r] = []
             for lane in range(lanes):
                 rd, wr = _memory(m, f"mem_{r.name}_{lane}", param, self._blocks)
@@ -147,7 +172,7 @@ class RescaleUnit(wiring.Component):
         vector = data.ArrayLayout(wide, lanes)
         u_rd, u_wr = _memory(m, "mem_u", vector, blocks_max * max_p)      # u: block, position
         s_rd, s_wr = _memory(m, "mem_s", vector, blocks_max * max_b)      # S: block, sample
-        beta_rd, beta_wr = _memory(m, "mem_beta_in", unsigned(BETA_BITS), max_b)
+        beta_rd, beta_wr = _memory(m, "mem_beta_in", beta_layout(), max_b)
         h_rd, h_wr = _memory(m, "mem_h", wide, max_h)                      # hidden units
         w1_rd, b1_rd, wb_rd = ports[Region.w1], ports[Region.b1], ports[Region.wb]
 
@@ -170,10 +195,16 @@ class RescaleUnit(wiring.Component):
         nsamp = Signal(range(max_b + 1))
         draining = Signal()
         need_beta = (blk == 0) & (row == 0) & (col == 0)
+        residual = reg["residual"][:2]
+        need_res = residual != regmap.RESIDUAL_KINDS["none"]
         take = Signal()
         m.d.comb += [
-            self.i_acc.ready.eq(draining & (~need_beta | self.i_beta.valid)),
-            self.i_beta.ready.eq(draining & self.i_acc.valid & need_beta),
+            self.i_acc.ready.eq(draining & (~need_beta | self.i_beta.valid)
+                                & (~need_res | self.i_res.valid)),
+            self.i_beta.ready.eq(draining & self.i_acc.valid & need_beta
+                                 & (~need_res | self.i_res.valid)),
+            self.i_res.ready.eq(draining & self.i_acc.valid & need_res
+                                & (~need_beta | self.i_beta.valid)),
             take.eq(self.i_acc.valid & self.i_acc.ready),
         ]
         q_in = Mux(pooled, (row >> 1) * out_w + (col >> 1), row * reg["width"] + col)
@@ -182,7 +213,7 @@ class RescaleUnit(wiring.Component):
         m.d.comb += [beta_wr.addr.eq(smp), beta_wr.data.eq(self.i_beta.payload),
                      beta_wr.en.eq(take & need_beta), beta_rd.addr.eq(smp)]
         for lane in range(lanes):
-            for r in (Region.m, Region.sh, Region.bias):
+            for r in (Region.m, Region.sh, Region.bias, Region.res_m, Region.res_sh):
                 m.d.comb += ports[r][lane].addr.eq(blk)
         with m.If(take):
             m.d.sync += col.eq(col + 1)
@@ -198,11 +229,13 @@ class RescaleUnit(wiring.Component):
 
         s1 = Signal(data.StructLayout({
             "valid": 1, "acc": data.ArrayLayout(signed(self._acc_bits), lanes),
-            "beta_new": 1, "beta": unsigned(BETA_BITS), "uaddr": range(max(2, blocks_max * max_p)),
+            "res": data.ArrayLayout(signed(WIDE_BITS), lanes),
+            "beta_new": 1, "beta": beta_layout(), "uaddr": range(max(2, blocks_max * max_p)),
             "saddr": range(max(2, blocks_max * max_b)), "h_first": 1, "v_second": 1,
             "sample_end": 1}))
         m.d.sync += [
             s1.valid.eq(take), s1.acc.eq(self.i_acc.payload.data),
+            s1.res.eq(self.i_res.payload.data),
             s1.beta_new.eq(need_beta), s1.beta.eq(self.i_beta.payload),
             s1.uaddr.eq(blk * max_p + smp * out_p + q_in),
             s1.saddr.eq(blk * max_b + smp),
@@ -210,8 +243,9 @@ class RescaleUnit(wiring.Component):
             s1.sample_end.eq(sample_end),
         ]
 
-        # Stage 1: the affine map, every lane ----------------------------------------------
-        beta_in = Mux(s1.beta_new, s1.beta, beta_rd.data)
+        # Stage 1: the affine map and the shortcut, every lane -----------------------------
+        betas = Signal(beta_layout())
+        m.d.comb += betas.eq(Mux(s1.beta_new, s1.beta, beta_rd.data))
         s2 = Signal(data.StructLayout({
             "valid": 1, "u": vector, "uaddr": range(max(2, blocks_max * max_p)),
             "saddr": range(max(2, blocks_max * max_b)), "h_first": 1, "v_second": 1,
@@ -221,12 +255,23 @@ class RescaleUnit(wiring.Component):
                      s2.sample_end.eq(s1.sample_end)]
         for lane in range(lanes):
             m.submodules[f"affine_{lane}"] = affine = Affine(self._acc_bits)
-            m.d.comb += [affine.acc.eq(s1.acc[lane]), affine.beta_in.eq(beta_in),
+            m.d.comb += [affine.acc.eq(s1.acc[lane]), affine.beta_in.eq(betas.beta),
                          affine.m.eq(ports[Region.m][lane].data),
                          affine.sh.eq(ports[Region.sh][lane].data),
-                         affine.bias.eq(ports[Region.bias][lane].data),
-                         affine.relu.eq(reg["relu"].bool())]
-            m.d.sync += s2.u[lane].eq(affine.u)
+                         affine.bias.eq(ports[Region.bias][lane].data), affine.relu.eq(0)]
+            # The shortcut's operand (gen.rescale.shortcut_operand: the same affine map, no
+            # bias), or a projection's z as it is; added before the ReLU.
+            m.submodules[f"shortcut_{lane}"] = shortcut = Affine(RESIDUAL_CODE_BITS + 1)
+            m.d.comb += [shortcut.acc.eq(s1.res[lane]), shortcut.beta_in.eq(betas.res),
+                         shortcut.m.eq(ports[Region.res_m][lane].data),
+                         shortcut.sh.eq(ports[Region.res_sh][lane].data),
+                         shortcut.bias.eq(0), shortcut.relu.eq(0)]
+            operand = Mux(residual == regmap.RESIDUAL_KINDS["identity"], shortcut.u,
+                          Mux(residual == regmap.RESIDUAL_KINDS["projection"], s1.res[lane],
+                              0))
+            z = Signal(wide, name=f"z_{lane}")
+            m.d.comb += z.eq(affine.u + operand)
+            m.d.sync += s2.u[lane].eq(Mux(reg["relu"].bool() & (z < 0), 0, z))
 
         # Stage 2: pooling, the u memory and the channel sums -------------------------------
         hold = Signal(vector)

@@ -27,8 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from hw.accelerator import COUNTERS
-from hw.rescale_stages import BETA_BITS
-from hw.rescale_unit import output_layout, param_layout
+from hw.rescale_unit import beta_layout, output_layout, param_layout, residual_layout
 from hw.systolic_array import activation_layout, weight_layout
 
 from gen import regmap
@@ -39,7 +38,7 @@ from .design import Design
 from .engine_sim import pass_plan
 from .harness import CosimHarness, Depths, program_layout, strip_zero_init
 from .payload import pack, unpack
-from .rescale_sim import output_order
+from .rescale_sim import acc_vectors, output_order
 
 __all__ = ["CosimSim", "CosimPlan", "LayerResult", "thresholds", "SPEED_ARGS", "SPEED_MAKE",
            "TOP"]
@@ -85,7 +84,8 @@ class CosimPlan:
     def __init__(self, config, depths=None):
         self.config = config
         self.depths = depths or Depths()
-        self.layouts = {"param": param_layout(), "beta": BETA_BITS, "w": weight_layout(config),
+        self.layouts = {"param": param_layout(), "beta": beta_layout(),
+                        "res": residual_layout(config.cols), "w": weight_layout(config),
                         "a": activation_layout(config)["data"].shape,
                         "pass": program_layout(config), "out": output_layout(config.cols)}
 
@@ -152,13 +152,17 @@ class CosimPlan:
                    params=params, outputs=batch * self.out_words(channels, out_positions))
 
     def layer_runs(self, *, W, w_format, w_bits, samples_rows, betas, param_words, channels,
-                   out_positions, stall=0.0, backpressure=0.0, name="layer"):
+                   out_positions, residual=None, residual_betas=None, stall=0.0,
+                   backpressure=0.0, name="layer"):
         """The harness runs of one layer: its samples in batches of
         ``config.batch_for(positions)``, as many batches a run as the memories hold.
 
         ``samples_rows``: each sample's ``A`` (``positions x K`` activation codes);
         ``betas``: each sample's ``beta_in``; ``param_words``: the layer's ``(address, value,
-        last)`` words; ``channels`` and ``out_positions``: its outputs per sample.
+        last)`` words; ``channels`` and ``out_positions``: its outputs per sample;
+        ``residual``: for a layer with a shortcut, each sample's second operand (the shape of
+        its accumulators: an identity shortcut's codes or a projection's ``z``) and
+        ``residual_betas`` the identity shortcut's ``beta`` per sample.
         """
         d = self.depths
         n = len(samples_rows)
@@ -166,7 +170,11 @@ class CosimPlan:
         batch = self.config.batch_for(positions)
         per_sample = self.out_words(channels, out_positions)
         params = self.params(param_words)
-        betas = [regmap.check_beta(int(b)) for b in betas]
+        res_betas = [1] * n if residual_betas is None else residual_betas
+        betas = pack(self.layouts["beta"], {
+            "beta": np.array([regmap.check_beta(int(b)) for b in betas], dtype=np.int64),
+            "res": np.array([regmap.check_beta(int(b)) for b in res_betas], dtype=np.int64)})
+        per_res = 0 if residual is None else -(-channels // self.config.cols) * positions
         runs, loaded = [], None
         s0 = 0
         while s0 < n:
@@ -176,8 +184,12 @@ class CosimPlan:
             stride = blocks * size * positions
             self.check(name, program=len(words_pass), weights=len(words_w),
                        activations=stride, params=len(params), outputs=size * per_sample)
+            if per_res * size > d.res:
+                raise UsageError(f"layer {name!r}: {per_res * size} words of the residual "
+                                 f"operand (stim_res) per batch, the co-simulation harness "
+                                 f"holds {d.res}")
             fit = min(d.a // stride, d.beta // size, d.out // (size * per_sample),
-                      d.marks // size)
+                      d.marks // size, d.res // max(1, per_res * size))
             count = max(1, min(fit, (n - s0) // size))  # whole batches of this size
             group = range(s0, s0 + count * size)
             acts = np.concatenate([
@@ -189,7 +201,13 @@ class CosimPlan:
                    "m": size * positions, "a_stride": stride, "outputs": per_sample,
                    "channels": channels, "positions": out_positions,
                    "n_out": per_sample * len(group), "stim_param": params.tolist(),
-                   "stim_beta": [betas[i] for i in group], "stim_a": acts.tolist()}
+                   "stim_beta": [int(betas[i]) for i in group], "stim_a": acts.tolist(),
+                   "n_res": per_res * len(group)}
+            if residual is not None:
+                vectors = np.concatenate([
+                    acc_vectors(np.stack([residual[i] for i in group[b * size:(b + 1) * size]]),
+                                self.config.cols)[0] for b in range(count)])
+                run["stim_res"] = pack(self.layouts["res"], {"data": vectors}).tolist()
             if loaded != size:                # the program stays loaded for later runs
                 run["stim_w"], run["stim_pass"] = words_w.tolist(), words_pass.tolist()
                 loaded = size

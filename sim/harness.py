@@ -19,7 +19,10 @@ What differs per batch or sample is stored for all of them:
 * ``stim_a``: every batch's activation vectors, ``a_stride`` per batch (one block of ``m``
   vectors per block of ``rows`` of ``K``); a pass sends ``m`` vectors from
   ``batch * a_stride + act_offset``, ``last`` on the final one (made here, not stored);
-* ``stim_beta``: each sample's ``beta_in`` (``n_beta`` words).
+* ``stim_beta``: each sample's ``beta_in`` and its shortcut's ``beta`` (``n_beta`` words,
+  ``beta_layout``);
+* ``stim_res``: for a layer with a shortcut, the second operand's vectors in the order of the
+  rescale unit's input (``n_res`` words, ``residual_layout``; ``sim.cosim``).
 
 ``cap_out`` receives the ``n_out`` output words (``output_layout``) and ``cap_mark`` the clock
 count at each output word with ``last`` (the end of each sample). Every stream runs as fast as
@@ -47,16 +50,15 @@ from amaranth.lib.wiring import In, Out
 
 from hw.accelerator import COUNTER_BITS, COUNTERS, Accelerator
 from hw.accumulator import pass_layout
-from hw.rescale_stages import BETA_BITS
-from hw.rescale_unit import output_layout, param_layout
+from hw.rescale_unit import beta_layout, output_layout, param_layout, residual_layout
 from hw.systolic_array import activation_layout, weight_layout
 
 __all__ = ["CosimHarness", "Depths", "STREAMS", "COUNTS", "program_layout", "strip_zero_init"]
 
-STREAMS = ("i_param", "i_beta", "i_w", "i_a", "i_pass", "o_out")
+STREAMS = ("i_param", "i_beta", "i_res", "i_w", "i_a", "i_pass", "o_out")
 OFFSET_BITS = 16
 COUNT_BITS = 32
-COUNTS = ("batches", "n_param", "n_beta", "n_w", "n_pass", "m", "a_stride", "n_out")
+COUNTS = ("batches", "n_param", "n_beta", "n_res", "n_w", "n_pass", "m", "a_stride", "n_out")
 LFSR_TAPS = 0xB400                     # x^16 + x^14 + x^13 + x^11 + 1, maximal length
 
 
@@ -69,10 +71,10 @@ class Depths:
     """The depths of the harness's memories (words); the host cuts a layer's samples into runs
     that fit."""
 
-    def __init__(self, *, param=4096, beta=1024, w=16384, a=32768, program=4096, out=16384,
-                 marks=1024):
-        self.param, self.beta, self.w, self.a, self.program, self.out, self.marks = (
-            param, beta, w, a, program, out, marks)
+    def __init__(self, *, param=4096, beta=1024, res=8192, w=16384, a=32768, program=4096,
+                 out=16384, marks=1024):
+        self.param, self.beta, self.res, self.w, self.a, self.program, self.out, self.marks = (
+            param, beta, res, w, a, program, out, marks)
 
     def as_dict(self):
         return dict(vars(self))
@@ -96,7 +98,7 @@ class CosimHarness(wiring.Component):
         Raise to start a run with the counts below; lower (one clock at least) before the next.
     seed, stall, backpressure : In(16)
         LFSR seed and the idle and backpressure thresholds (probability ``x / 2**16``).
-    batches, n_param, n_beta, n_w, n_pass, m, a_stride, n_out : In(32)
+    batches, n_param, n_beta, n_res, n_w, n_pass, m, a_stride, n_out : In(32)
         The run's shape (module docstring).
     done : Out(1)
         Every output word captured (with ``go`` high).
@@ -108,7 +110,7 @@ class CosimHarness(wiring.Component):
         The engine's cycle counters for the run (``hw.accelerator.COUNTERS``).
     taken_i_param ... taken_o_out : Out(32)
         Words transferred on each stream.
-    waiting : Out(6)
+    waiting : Out(7)
         Per stream of ``STREAMS``: ``valid`` and not ``ready`` now.
     """
 
@@ -143,7 +145,8 @@ class CosimHarness(wiring.Component):
             return [mem.read_port(domain="comb") for _ in range(reads)], mem
 
         (param_rd,), _ = stim("stim_param", param_layout(), d.param)
-        (beta_rd,), _ = stim("stim_beta", BETA_BITS, d.beta)
+        (beta_rd,), _ = stim("stim_beta", beta_layout(), d.beta)
+        (res_rd,), _ = stim("stim_res", residual_layout(cfg.cols), d.res)
         (w_rd,), _ = stim("stim_w", weight_layout(cfg), d.w)
         (a_rd,), _ = stim("stim_a", activation_layout(cfg)["data"].shape, d.a)
         (pass_rd, prog_rd), _ = stim("stim_pass", program_layout(cfg), d.program, reads=2)
@@ -190,11 +193,13 @@ class CosimHarness(wiring.Component):
             m.d.comb += self.waiting[i].eq(port.valid & ~port.ready)
             return fire
 
-        # i_param and i_beta: every word once, in order.
+        # i_param, i_beta and i_res: every word once, in order.
         source("i_param", dut.i_param, self.taken_i_param < self.n_param, param_rd.data)
         m.d.comb += param_rd.addr.eq(self.taken_i_param)
         source("i_beta", dut.i_beta, self.taken_i_beta < self.n_beta, beta_rd.data)
         m.d.comb += beta_rd.addr.eq(self.taken_i_beta)
+        source("i_res", dut.i_res, self.taken_i_res < self.n_res, res_rd.data)
+        m.d.comb += res_rd.addr.eq(self.taken_i_res)
 
         # i_w and i_pass: the layer's program, replayed for each batch.
         for name, port, rd, count, payload in (("i_w", dut.i_w, w_rd, self.n_w, None),

@@ -48,11 +48,21 @@ def layer_shape(layer):
     return layer.conv_shape
 
 
-def layer_params(layer, max_channels):
+def residual_kind(bundle, i):
+    """What layer ``i`` of ``bundle`` adds before its ReLU (a key of
+    ``gen.regmap.RESIDUAL_KINDS``) and the index of the layer it comes from (or ``None``)."""
+    k = bundle.shortcut_index(i)
+    if k is None:
+        return "none", None
+    return ("projection" if bundle.layers[k].projection else "identity"), k
+
+
+def layer_params(layer, max_channels, residual="none"):
     """The layer's ``i_param`` words, ``(address, value, last)`` (``gen.regmap``)."""
     c, h, w = layer_shape(layer)
     return param_words(layer.fixed, channels=c, height=h, width=w, pool=layer.pool,
-                       relu=layer.relu, max_channels=max_channels)
+                       relu=layer.relu, max_channels=max_channels, residual=residual,
+                       shortcut=layer.shortcut_fixed if residual == "identity" else None)
 
 
 def layer_rows(layer, codes):
@@ -72,37 +82,49 @@ def _outputs(layer):
 def check_network(plan, bundle):
     """Refuse (``UsageError``) a network with a layer whose words per batch do not fit the
     harness's memories (``sim.cosim.CosimPlan.check``), before anything is built."""
-    for layer in bundle.layers:
+    for i, layer in enumerate(bundle.layers):
         channels, positions = _outputs(layer)
         plan.check_layer(layer.name, positions=layer.positions, W=layer.weight_matrix,
                          w_format=layer.w_format, w_bits=layer.w_bits, channels=channels,
                          out_positions=positions,
-                         params=len(layer_params(layer, plan.config.max_channels)))
+                         params=len(layer_params(layer, plan.config.max_channels,
+                                                 residual_kind(bundle, i)[0])))
 
 
 def drive(plan, bundle, codes, *, seed=0, stall=0.0, backpressure=0.0):
     """The host's sequencing of a network, as a generator: for each layer it yields
     ``(index, runs, settings)`` (``sim.cosim.CosimPlan`` runs) and is sent the bench's results
     of those runs; it returns the ``NetworkRun``. Runs in the cocotb process, so that a whole
-    network is one simulation."""
-    betas = np.full(len(codes), BETA_ONE, dtype=np.int64)
+    network is one simulation.
+
+    A residual network (``gen.bundle`` format 2) runs in the bundle's order: each layer reads
+    the codes and ``beta`` of its source layer; a projection runs as a last layer does (its
+    ``z`` comes back), and a layer with a shortcut gets the shortcut's codes (and ``beta``) or
+    the projection's ``z`` as its second operand (``i_res``)."""
+    ones = np.full(len(codes), BETA_ONE, dtype=np.int64)
     run = NetworkRun()
     for i, layer in enumerate(bundle.layers):
+        j = bundle.source_index(i)
+        inputs, betas = (codes, ones) if j is None else (run.outputs[j], run.betas[j])
         channels, positions = _outputs(layer)
+        kind, k = residual_kind(bundle, i)
+        extra = {}
+        if kind != "none":
+            extra = dict(residual=list(run.outputs[k]),
+                         residual_betas=run.betas[k] if kind == "identity" else ones)
         runs = plan.layer_runs(
             W=layer.weight_matrix, w_format=layer.w_format, w_bits=layer.w_bits,
-            samples_rows=layer_rows(layer, codes), betas=betas,
-            param_words=layer_params(layer, plan.config.max_channels), channels=channels,
-            out_positions=positions, stall=stall, backpressure=backpressure, name=layer.name)
+            samples_rows=layer_rows(layer, inputs), betas=betas,
+            param_words=layer_params(layer, plan.config.max_channels, kind), channels=channels,
+            out_positions=positions, stall=stall, backpressure=backpressure, name=layer.name,
+            **extra)
         results = yield i, runs, thresholds(seed + i, stall, backpressure)
         out = plan.collect(runs, results)
         if not out.lasts_ok:
             raise AssertionError(f"layer {layer.name!r}: o_out's last flag is not on the "
                                  f"final word of every sample")
-        codes = out.values.reshape((len(codes),) + tuple(layer.out_shape))
-        betas = out.betas
-        run.outputs.append(codes)
-        run.betas.append(betas)
+        run.outputs.append(out.values.reshape((len(codes),) + tuple(layer.out_shape)))
+        run.betas.append(out.betas)
         run.cycles.append(out.cycles.tolist())
         run.layer_clocks.append(out.clocks)
         run.counters.append(out.counters)

@@ -50,7 +50,9 @@ def simulate(bundle, *, images, config=None, root="build/sim", seed=0, stall=0.0
     model = network_cycles(bundle, config, images)
     layers, first = [], None
     for i, layer in enumerate(bundle.layers):
-        want = golden.logits if i == len(bundle.layers) - 1 else golden.layers[i].codes
+        # The last layer's z, a projection's z (its output, for a residual add), or codes.
+        want = (golden.logits if i == len(bundle.layers) - 1 else golden.layers[i].u
+                if layer.projection else golden.layers[i].codes)
         got = run.outputs[i]
         where = first_difference(got, want)
         if where is not None and first is None:

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from gen import regmap
-from hw.rescale_unit import RescaleUnit, acc_layout, output_layout, param_layout
+from hw.rescale_unit import (RescaleUnit, acc_layout, beta_layout, output_layout,
+                             param_layout, residual_layout)
 
 from .design import Design
 from .payload import Payload
@@ -20,13 +21,20 @@ TOP = "asq_rescale"
 @dataclass
 class Sample:
     """One sample of one layer: its accumulators ``acc`` (``(C, H, W)``, or ``(C,)``), the
-    ``beta_in`` of its input, and the layer's ``LayerRescale``, ReLU and pooling."""
+    ``beta_in`` of its input, and the layer's ``LayerRescale``, ReLU and pooling; for a layer
+    with a shortcut, ``residual`` (``"identity"`` or ``"projection"``, ``gen.regmap``), the
+    operand (the shape of ``acc``: codes, or a projection's ``z``), the identity shortcut's
+    ``LayerRescale`` and its ``beta``."""
 
     acc: np.ndarray
     beta_in: int
     fixed: object
     relu: bool
     pool: int
+    residual: str = "none"
+    operand: np.ndarray | None = None
+    shortcut: object = None
+    res_beta: int = 1
 
 
 def acc_vectors(accs, lanes):
@@ -54,11 +62,13 @@ def output_order(values, channels, positions, lanes):
     return v.transpose(0, 2, 1).reshape(blocks * lanes, positions)[:channels].reshape(-1)
 
 
-def param_words(fixed, *, channels, height, width, pool, relu, max_channels):
+def param_words(fixed, *, channels, height, width, pool, relu, max_channels, residual="none",
+                shortcut=None):
     """A layer's ``i_param`` words as ``(address, value, last)``: ``gen.regmap.encode``'s, the
     final one marked ``last``."""
     words = regmap.encode(fixed, channels=channels, height=height, width=width, pool=pool,
-                          relu=relu, max_channels=max_channels)
+                          relu=relu, max_channels=max_channels, residual=residual,
+                          shortcut=shortcut)
     return [(a, v, int(i == len(words) - 1)) for i, (a, v) in enumerate(words)]
 
 
@@ -73,6 +83,8 @@ class RescaleSim(Design):
                            max_batch=max_batch)
         super().__init__(unit, root, TOP)
         self._param = Payload(param_layout())
+        self._beta = Payload(beta_layout())
+        self._res = Payload(residual_layout(lanes))
         self._acc = Payload(acc_layout(lanes, acc_bits))
         self._out = Payload(output_layout(lanes))
 
@@ -88,22 +100,30 @@ class RescaleSim(Design):
         first = batch[0]
         acc, c, h, w, outputs = self._shape(first)
         words = param_words(first.fixed, channels=c, height=h, width=w, pool=first.pool,
-                            relu=first.relu, max_channels=self.max_channels)
+                            relu=first.relu, max_channels=self.max_channels,
+                            residual=first.residual, shortcut=first.shortcut)
         vectors, lasts = acc_vectors(np.stack([self._shape(s)[0] for s in batch]), self.lanes)
         blocks = -(-c // self.lanes)
+        send = {"i_beta": [self._beta.pack({"beta": regmap.check_beta(s.beta_in),
+                                            "res": regmap.check_beta(s.res_beta)})
+                           for s in batch],
+                "i_acc": [self._acc.pack({"data": v, "last": x})
+                          for v, x in zip(vectors.tolist(), lasts.tolist())]}
+        if first.residual != "none":
+            operands, _ = acc_vectors(np.stack([s.operand.reshape(self._shape(s)[0].shape)
+                                                for s in batch]), self.lanes)
+            send["i_res"] = [self._res.pack({"data": v}) for v in operands.tolist()]
         return {"first": {"i_param": [self._param.pack({"addr": a, "value": v, "last": x})
                                       for a, v, x in words]},
-                "send": {"i_beta": [regmap.check_beta(s.beta_in) for s in batch],
-                         "i_acc": [self._acc.pack({"data": v, "last": x})
-                                   for v, x in zip(vectors.tolist(), lasts.tolist())]},
-                "receive": {"o_out": len(batch) * blocks * outputs}}
+                "send": send, "receive": {"o_out": len(batch) * blocks * outputs}}
 
     def run(self, batches, *, seed=0, stall=0.0, backpressure=0.0, name="run"):
         """Run ``batches`` (lists of ``Sample``); per sample ``{"values", "betas", "lasts"}``
         (values in the golden model's order, ``betas`` and ``lasts`` per output vector), and
         the clocks of the whole run."""
         steps = self.run_streams([self.step(b) for b in batches],
-                                 sources=("i_param", "i_beta", "i_acc"), sinks=("o_out",),
+                                 sources=("i_param", "i_beta", "i_res", "i_acc"),
+                                 sinks=("o_out",),
                                  seed=seed, stall=stall, backpressure=backpressure, name=name)
         results = []
         for batch, (received, _) in zip(batches, steps):

@@ -111,13 +111,16 @@ def _ref(key, value):
 BUNDLE_CASES = {
     # The manifest's header
     "format true": (setting("format", True),
-                    r"{B}/manifest\.json: format True is not supported \(this asqgen reads format "
-                    r"1\)"),
+                    r"{B}/manifest\.json: format True is not supported \(this asqgen reads formats "
+                    r"1 and 2\)"),
     "format 1.0": (setting("format", 1.0),
-                   r"{B}/manifest\.json: format 1\.0 is not supported \(this asqgen reads format "
-                   r"1\)"),
-    "format 2": (setting("format", 2),
-                 r"{B}/manifest\.json: format 2 is not supported \(this asqgen reads format 1\)"),
+                   r"{B}/manifest\.json: format 1\.0 is not supported \(this asqgen reads formats "
+                   r"1 and 2\)"),
+    "format 3": (setting("format", 3),
+                 r"{B}/manifest\.json: format 3 is not supported \(this asqgen reads formats 1 "
+                 r"and 2\)"),
+    "a chain as format 2": (setting("format", 2),
+                            r"{B}/manifest\.json: layers\[0\]\.projection is missing"),
     "foreign kind": (setting("kind", "keras"),
                      r"{B}/manifest\.json: not an asqgen bundle \(kind is not 'asqgen-bundle'\)"),
     "fixed-point constant": (setting("fixed_point", "Z", 15),

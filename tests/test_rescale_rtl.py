@@ -43,6 +43,13 @@ def _check(unit, samples, batches=None, **kw):
         acc = s.acc[None] if s.acc.ndim > 1 else s.acc[None, :]
         if s.fixed.next_bits is None:
             want, beta = rescale.logits_q(acc, np.array([s.beta_in]), s.fixed), BETA_ONE
+        elif s.residual != "none":
+            operand = s.operand[None]
+            if s.residual == "identity":
+                operand = rescale.shortcut_operand(operand, np.array([s.res_beta]), s.shortcut)
+            _, b, want = rescale.rescale_residual(acc, np.array([s.beta_in]), s.fixed, operand,
+                                                  relu=s.relu, pool=s.pool)
+            beta = int(b[0])
         else:
             _, b, want = rescale.rescale_layer(acc, np.array([s.beta_in]), s.fixed,
                                                relu=s.relu, pool=s.pool)
@@ -87,6 +94,34 @@ def test_batches(unit, seed, stall):
         samples += batch
     _check(unit, samples, batches, seed=seed, stall=stall, backpressure=stall,
            name=f"batches{seed}")
+
+
+@pytest.mark.parametrize("seed, stall", [(6, 0.0), (8, 0.3)])
+def test_residual_add(unit, seed, stall):
+    """A shortcut's operand added before the ReLU: an identity shortcut's codes (rescaled with
+    their own step and each sample's own beta) and a projection's z, in batches."""
+    rng = np.random.default_rng(seed)
+    batches, samples = [], []
+    for channels, h, w, kind, pool, count in [(6, 4, 4, "identity", 0, 3),
+                                              (5, 2, 2, "projection", 0, 4),
+                                              (7, 4, 4, "identity", 2, 2)]:
+        positions = h * w // (pool * pool if pool > 1 else 1)
+        fixed = _fixed(rng, channels, "two", positions)
+        shortcut = (rescale.shortcut_fixed_point(step=rng.uniform(0.02, 0.2), channels=channels,
+                                                 bits=8) if kind == "identity" else None)
+        batch = []
+        for _ in range(count):
+            operand = (rng.integers(0, 256, (channels, h, w)) if kind == "identity" else
+                       rng.integers(-2 ** 30, 2 ** 30, (channels, h, w)))
+            batch.append(Sample(acc=rng.integers(-2 ** 20, 2 ** 20, (channels, h, w)),
+                                beta_in=int(rng.integers(BETA_ONE // 8, 8 * BETA_ONE)),
+                                fixed=fixed, relu=True, pool=pool, residual=kind,
+                                operand=operand, shortcut=shortcut,
+                                res_beta=int(rng.integers(BETA_ONE // 8, 8 * BETA_ONE))))
+        batches.append(batch)
+        samples += batch
+    _check(unit, samples, batches, seed=seed, stall=stall, backpressure=stall,
+           name=f"residual{seed}")
 
 
 def test_last_layer_returns_z(unit):

@@ -146,19 +146,31 @@ def test_unsupported_layer_message_is_exact():
      "only Flatten(1, -1), not Flatten(0, -1); "),
     (_seq(QConv2d(1, 4, 3)), "layer 'features.0' (QConv2d)", "the layer is already quantized; "),
     (_seq(nn.Conv2d(1, 4, 3), nn.ModuleList([nn.ReLU()])), "layer 'features.1' (ModuleList)", ""),
-    (_Residual(), "the model (_Residual)", "its forward is not a plain chain through its "
-     "children in registration order (use nn.Sequential and nn.Flatten); "),
+
     (_TorchFlatten(), "the model (_TorchFlatten)", "its forward is not a plain chain through "
      "its children in registration order (use nn.Sequential and nn.Flatten); "),
-    (nn.Sequential(OrderedDict([("body", _Residual())])), "layer 'body' (_Residual)",
-     "its forward is not a plain chain through its children in registration order (use "
-     "nn.Sequential and nn.Flatten); "),
 ])
 def test_unmappable_layers_are_refused(model, start, detail):
     with pytest.raises(ValueError) as info:
         quantize_model(model, bits=4, weight_method="lsq", act_method="lsq")
     assert str(info.value) == (f"{start} cannot be mapped to the accelerator: {detail}"
                                f"supported are {SUPPORTED}")
+
+
+@pytest.mark.parametrize("model, start", [
+    (_Residual(), "the model (_Residual)"),
+    (nn.Sequential(OrderedDict([("body", _Residual())])), "layer 'body' (_Residual)"),
+])
+def test_an_addition_that_is_not_a_residual_block_is_refused(model, start):
+    # y + y after ReLU and pooling: neither operand is a conv's output before its ReLU
+    # (residual blocks are mapped: tests/test_residual.py).
+    from export.graph import BLOCK
+
+    with pytest.raises(ValueError) as info:
+        quantize_model(model, bits=4, weight_method="lsq", act_method="lsq")
+    assert str(info.value) == (f"{start} cannot be mapped to the accelerator: its addition "
+                               f"'add' must add a Conv2d's output (after its batch norm, before "
+                               f"its ReLU) and a shortcut; {BLOCK}")
 
 
 @pytest.mark.parametrize("kwargs, error, message", [

@@ -28,16 +28,17 @@ from .common import CLOCK_NS, load_job
 
 # The harness's streams, in the order of its ``waiting`` bits (``sim.harness.STREAMS``; not
 # imported, to keep Amaranth out of a ``runs`` job's process).
-STREAMS = ("i_param", "i_beta", "i_w", "i_a", "i_pass", "o_out")
-COUNTS = ("batches", "n_param", "n_beta", "n_w", "n_pass", "m", "a_stride", "n_out")
-MEMORIES = ("stim_param", "stim_beta", "stim_w", "stim_a", "stim_pass")
+STREAMS = ("i_param", "i_beta", "i_res", "i_w", "i_a", "i_pass", "o_out")
+COUNTS = ("batches", "n_param", "n_beta", "n_res", "n_w", "n_pass", "m", "a_stride", "n_out")
+MEMORIES = ("stim_param", "stim_beta", "stim_res", "stim_w", "stim_a", "stim_pass")
 COUNTERS = ("mac", "weight", "stall", "idle")        # hw.accelerator.COUNTERS
 
 
 def _totals(run):
     """The words each stream moves in ``run``."""
     k = run["batches"]
-    return {"i_param": run["n_param"], "i_beta": run["n_beta"], "i_w": run["n_w"] * k,
+    return {"i_param": run["n_param"], "i_beta": run["n_beta"], "i_res": run["n_res"],
+            "i_w": run["n_w"] * k,
             "i_a": run["m"] * run["n_pass"] * k, "i_pass": run["n_pass"] * k,
             "o_out": run["n_out"]}
 

@@ -5,6 +5,13 @@ patches), then the rescale of ``gen.rescale`` (folded batch norm, ReLU, max pool
 adapter's ``beta`` and requantization to the next layer's codes); the last layer's
 accumulators become ``logits_q`` (units ``2**-gen.rescale.Z``). Every layer's output is kept,
 so that a comparison can name the first layer, channel and position that differ.
+
+A residual bundle (format 2, ``gen.bundle``) runs in its list order, each layer on the codes
+and ``beta`` of its source; a layer with a shortcut adds the identity operand
+(``gen.rescale.shortcut_operand`` of the shortcut layer's codes and ``beta``) or the
+projection's ``z_q`` (``gen.rescale.affine`` of its accumulators) to its ``z_q`` before the
+ReLU (``gen.rescale.rescale_residual``). A projection's trace holds its accumulators and its
+``z_q`` as ``u`` (no ``beta``, no codes).
 """
 
 from dataclasses import dataclass, field
@@ -64,15 +71,33 @@ def run_network(bundle: Bundle, input_codes):
         raise ValueError(f"input codes have shape {codes.shape[1:]}, the bundle takes "
                          f"{tuple(bundle.input_shape)}")
     trace = Trace(input_codes=codes)
-    beta = np.full(codes.shape[0], rescale.BETA_ONE, dtype=np.int64)
-    for layer in bundle.layers:
+    one = np.full(codes.shape[0], rescale.BETA_ONE, dtype=np.int64)
+    for i, layer in enumerate(bundle.layers):
+        j = bundle.source_index(i)
+        codes, beta = (trace.input_codes, one) if j is None else (
+            trace.layers[j].codes, trace.layers[j].beta)
         acc = layer_accumulators(layer, codes)
         fixed = layer.fixed
+        if layer.projection:
+            trace.layers.append(LayerTrace(name=layer.name, acc=acc,
+                                           u=rescale.affine(acc, beta, fixed)))
+            continue
         if layer.next_step is None:
             trace.logits = rescale.logits_q(acc, beta, fixed)
             trace.layers.append(LayerTrace(name=layer.name, acc=acc))
             break
-        u, beta, codes = rescale.rescale_layer(acc, beta, fixed, relu=layer.relu,
-                                               pool=layer.pool)
+        k = bundle.shortcut_index(i)
+        if k is None:
+            u, beta, codes = rescale.rescale_layer(acc, beta, fixed, relu=layer.relu,
+                                                   pool=layer.pool)
+        else:
+            other = trace.layers[k]
+            if bundle.layers[k].projection:
+                operand = other.u
+            else:
+                operand = rescale.shortcut_operand(other.codes, other.beta,
+                                                   layer.shortcut_fixed)
+            u, beta, codes = rescale.rescale_residual(acc, beta, fixed, operand,
+                                                      relu=layer.relu, pool=layer.pool)
         trace.layers.append(LayerTrace(name=layer.name, acc=acc, u=u, beta=beta, codes=codes))
     return trace
