@@ -49,9 +49,9 @@ class ArrayConfig:
         Width of the result accumulators. ``None`` takes the smallest width that no sum of
         ``rows`` products can overflow; a narrower explicit width is refused.
     max_k, max_m:
-        The largest ``K`` and ``M`` of a product that the accumulator buffer takes (it is
-        ``max_m`` deep and ``buffer_bits`` wide); ``max_m`` is also the most positions of a
-        sample that the rescale unit takes.
+        The largest ``K`` and ``M`` of a product that the accumulator buffer takes (two banks,
+        each ``max_m`` deep and ``buffer_bits`` wide); ``max_m`` is also the most positions of
+        a pass (the positions of a batch's samples together) that the rescale unit takes.
     max_channels, max_hidden:
         The most channels of a layer and hidden units of an adapter (the rescale unit).
     max_batch:
