@@ -127,8 +127,8 @@ def _cmd_verilog(args):
         cfg = _bundle_config(args, bundle)
         manifest = generate_accelerator(cfg, args.out, bundle=bundle)
         print(f"asqgen verilog: the layer engine for {args.bundle}: {_describe(cfg)}, "
-              f"K up to {cfg.max_k}, {cfg.max_m} positions and {cfg.max_channels} channels "
-              f"per sample")
+              f"K up to {cfg.max_k}, {cfg.max_m} positions a pass, {cfg.max_channels} "
+              f"channels, batches of up to {cfg.max_batch} images")
         print(f"  wrote {args.out}/{manifest['verilog']} and {args.out}/manifest.json "
               f"({len(manifest['ports'])} ports)")
         return 0
