@@ -9,7 +9,6 @@ tolerances stated at each test.
 """
 
 import json
-import shutil
 
 import numpy as np
 import pytest
