@@ -24,7 +24,6 @@ projection and its identity shortcut share.
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict, dataclass
 

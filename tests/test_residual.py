@@ -9,7 +9,6 @@ tolerances stated at each test.
 """
 
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -439,6 +438,41 @@ def test_readers_of_one_value_must_quantize_it_alike():
         "output that 'layer2.conv1' reads, and one value has one quantizer, but it would "
         "quantize it differently (lsq 4-bit, not asq 4-bit); give both the same method "
         "(act_method)")
+
+
+# The commands' one-line refusals (the suite has no Fashion-MNIST) -------------------------
+
+def _run(*args, env=None):
+    import os
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "gen.cli", *args], capture_output=True,
+                          text=True, env={**os.environ, **(env or {})})
+
+
+@pytest.mark.parametrize("args, status, message", [
+    (["train", "--data", "digits", "--model", "resnet8"], 2,
+     "asqgen: error: --model resnet8 does not train on --data digits (the digits take the cnn, "
+     "Fashion-MNIST the resnet8)"),
+    (["train", "--train-images", "10"], 2,
+     "asqgen: error: --train-images is for --data fashion-mnist"),
+    (["methods", "--train-images", "10", "--no-plot"], 2,
+     "asqgen: error: --train-images is for --data fashion-mnist"),
+    (["train", "--data", "fashion-mnist"], 5, "asqgen: error: {none}/train-images-idx3-ubyte.gz: "
+     "Fashion-MNIST not found; install Debian's package dataset-fashion-mnist (apt-get install "
+     "dataset-fashion-mnist) or set ASQGEN_FASHION_MNIST"),
+    (["methods", "--data", "fashion-mnist", "--no-plot"], 5,
+     "asqgen: error: {none}/train-images-idx3-ubyte.gz: Fashion-MNIST not found; install "
+     "Debian's package dataset-fashion-mnist (apt-get install dataset-fashion-mnist) or set "
+     "ASQGEN_FASHION_MNIST"),
+])
+def test_fashion_commands_refuse_in_one_line(args, status, message, tmp_path):
+    none = tmp_path / "none"
+    done = _run(*args, "--out", str(tmp_path / "out"), env={"ASQGEN_FASHION_MNIST": str(none)})
+    assert done.returncode == status, done.stderr
+    assert done.stderr.startswith(message.format(none=none)) and done.stderr.count("\n") == 1
+    assert not (tmp_path / "out").exists()
 
 
 # The residual network on the hardware ----------------------------------------------------
