@@ -339,7 +339,11 @@ def logits_q(acc, beta_q, r: LayerRescale):
 def rescale_layer(acc, beta_in, r: LayerRescale, *, relu, pool):
     """The whole rescale of a layer that is not the last: ``(u_q, beta_q, codes)`` for
     accumulators ``acc`` (``(N, C, ...)``) of inputs scaled by ``beta_in`` (``(N,)``)."""
-    u = affine(acc, beta_in, r)
+    return _after_z(affine(acc, beta_in, r), r, relu=relu, pool=pool)
+
+
+def _after_z(u, r: LayerRescale, *, relu, pool):
+    """ReLU, pooling, the adapter's ``beta`` and the requantization of a layer's ``z_q``."""
     if relu:
         u = np.maximum(u, 0)
     if pool > 1:
@@ -383,10 +387,4 @@ def rescale_residual(acc, beta_in, r: LayerRescale, o_q, *, relu, pool):
     """The whole rescale of a layer with a shortcut: ``(u_q, beta_q, codes)`` as
     ``rescale_layer`` but with ``o_q`` (``shortcut_operand`` or a projection's ``affine``,
     the shape of ``acc``) added to ``z_q`` before the ReLU."""
-    u = residual_add(affine(acc, beta_in, r), o_q)
-    if relu:
-        u = np.maximum(u, 0)
-    if pool > 1:
-        u = pool2d(u, pool)
-    beta = adapter_beta(u, r)
-    return u, beta, requantize(u, beta, r)
+    return _after_z(residual_add(affine(acc, beta_in, r), o_q), r, relu=relu, pool=pool)
