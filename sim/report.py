@@ -93,15 +93,16 @@ def simulate(bundle, *, images, config=None, root="build/sim", seed=0, stall=0.0
 
 def format_sim_report(r):
     cfg = r["config"]
+    w = max(8, *(len(x["layer"]) for x in r["layers"]))
     lines = [f"  array      {cfg['rows']}x{cfg['cols']} {cfg['w_format']}{cfg['w_bits']}, "
              f"{cfg['a_bits']}-bit activations, batches of up to {cfg['max_batch']}; "
              f"{r['verilog']}",
-             f"  {'layer':<8} {'values':>7} {'RTL = golden':>12} {'batch':>5} "
+             f"  {'layer':<{w}} {'values':>7} {'RTL = golden':>12} {'batch':>5} "
              f"{'cycles/image':>12} {'model':>6} {'ideal':>6} {'utilisation':>11}   "
              f"clocks: MAC / weight load / rescale stall / host gap / tail"]
     for x in r["layers"]:
         c = x["clocks"]
-        lines.append(f"  {x['layer']:<8} {x['values']:>7} {'yes' if x['identical'] else 'NO':>12} "
+        lines.append(f"  {x['layer']:<{w}} {x['values']:>7} {'yes' if x['identical'] else 'NO':>12} "
                      f"{x['batch']:>5} {x['cycles_per_image']:>12.0f} "
                      f"{x['model_cycles_per_image']:>6.0f} {x['ideal_cycles']:>6.0f} "
                      f"{x['utilisation']:>11.1%}   {c['mac']} / {c['weight']} / {c['stall']} / "
