@@ -42,8 +42,9 @@ STYLE = {"int": ("k", "o"), "pot": ("tab:green", "s"), "post table": ("tab:blue"
          "post split": ("tab:red", "v")}
 
 
-def sweep(rows, cols, device, kinds=("pe", "array")):
-    """``{kind: {label: [(w_bits, result), ...]}}`` for every series, ``kinds`` in order."""
+def sweep(rows, cols, device, kinds=("pe", "array"), cached_only=False):
+    """``{kind: {label: [(w_bits, result), ...]}}`` for every series, ``kinds`` in order
+    (with ``cached_only``, only the designs already in the cache)."""
     out = {}
     for kind in kinds:
         out[kind] = {}
@@ -51,7 +52,11 @@ def sweep(rows, cols, device, kinds=("pe", "array")):
             out[kind][label] = []
             for w in widths:
                 cfg = ArrayConfig(rows=rows, cols=cols, a_bits=8, w_bits=w, **kw)
-                r = synthesise(cfg, nodsp=True, device=device, kind=kind)
+                r = synthesise(cfg, nodsp=True, device=device, kind=kind,
+                               cached_only=cached_only)
+                if r is None:
+                    print(f"  {kind:<5} {label:<10} w{w}: not in the cache", file=sys.stderr)
+                    continue
                 out[kind][label].append((w, r))
                 print(f"  {kind:<5} {label:<10} w{w}: logic {logic(r):>6}, FF {r['ff']:>5}, "
                       f"Fmax {r['fmax'] or float('nan'):6.1f} MHz ({r['synth_s']} s synthesis, "
@@ -121,6 +126,8 @@ def main():
     p.add_argument("--board", choices=BOARDS, default="ulx3s-25f", help="(%(default)s)")
     p.add_argument("--out", default="docs/plots", help="output folder (%(default)s)")
     p.add_argument("--levels-only", action="store_true", help="only the level sets (no tools)")
+    p.add_argument("--cached-only", action="store_true",
+                   help="draw the designs in the cache only (no tools)")
     args = p.parse_args()
     out = Path(args.out)
     _pyplot()
@@ -133,7 +140,7 @@ def main():
     if args.levels_only:
         return
     device = device_of(args.board)
-    results = sweep(args.rows, args.cols, device)
+    results = sweep(args.rows, args.cols, device, cached_only=args.cached_only)
     title = (f"ECP5 {device[0]} ({args.board}), synth_ecp5 -nodsp + nextpnr out of context; "
              f"{args.rows}x{args.cols} arrays")
     plot_widths(results, out / "widths.png", title)

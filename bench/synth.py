@@ -82,12 +82,14 @@ def device_of(board):
 NICE = ["nice", "-n", "10"]   # the machine is shared: the tools run at a lower priority
 
 
-def synthesise(config, *, nodsp, device, freq=200, kind="array", pnr=True, pnr_timeout=None):
+def synthesise(config, *, nodsp, device, freq=200, kind="array", pnr=True, pnr_timeout=None,
+               cached_only=False):
     """``{"lut4", "ccu2c", "ff", "dsp", "fmax", "synth_s", "pnr_s", "error"}`` of the array of
     ``config`` (``kind="array"``) or of one of its PEs (``kind="pe"``: a PE of the last row,
     ``hw.pe.ProcessingElement``, without the row's ``post`` table), cached per design. With
     ``pnr=False`` only the synthesis's figures (``fmax`` None); a place and route that takes
-    longer than ``pnr_timeout`` seconds is stopped and reported in ``error`` (not cached)."""
+    longer than ``pnr_timeout`` seconds is stopped and reported in ``error`` (not cached).
+    ``cached_only`` runs no tool: None when the result is not in the cache."""
     if kind == "array":
         text, prefix = verilog_text(SystolicArray(config=config), "top"), ""
     elif kind == "pe":
@@ -97,8 +99,13 @@ def synthesise(config, *, nodsp, device, freq=200, kind="array", pnr=True, pnr_t
     else:
         raise ValueError(f"kind must be 'array' or 'pe', not {kind!r}")
     key = hashlib.sha256((text + str(nodsp)).encode()).hexdigest()[:16]
-    return synthesise_verilog(text, ROOT / f"{prefix}{config.key()}-{key}", nodsp=nodsp,
-                              device=device, freq=freq, pnr=pnr, pnr_timeout=pnr_timeout)
+    work = ROOT / f"{prefix}{config.key()}-{key}"
+    if cached_only:
+        _, size, package, speed = device
+        result = work / f"result-{size[2:]}-{package}-{speed}-ooc.json"
+        return json.loads(result.read_text()) if result.exists() else None
+    return synthesise_verilog(text, work, nodsp=nodsp, device=device, freq=freq, pnr=pnr,
+                              pnr_timeout=pnr_timeout)
 
 
 def synthesise_verilog(text, work, *, nodsp, device, freq=200, pnr=True, pnr_timeout=None):
