@@ -443,5 +443,6 @@ class HostLink:
         for i in range(0, n, MAX_WORDS):
             k = min(MAX_WORDS, n - i)
             self._port.write(encode_read(ch, k))
-            out += decode_words(ch, self._answer(k * ch.nbytes + 1)) if ch.nbytes else [0] * k
+            data = self._answer(k * ch.nbytes + 1)
+            out += decode_words(ch, data) if ch.nbytes else [0] * k
         return out

@@ -262,3 +262,39 @@ def test_a_lost_byte_sets_error():
         port.read(1)             # runs the simulation until the budget is spent
 
     assert _simulate(bridge, scenario, budget=6_000)
+
+
+class Tokens(wiring.Component):
+    """Zero-width streams: each ``i_tick`` adds a token, each ``o_token`` takes one; ``o_count``
+    offers the number of tokens."""
+
+    i_tick: In(stream.Signature(0))
+    o_token: Out(stream.Signature(0))
+    o_count: Out(stream.Signature(8))
+
+    def elaborate(self, platform):
+        m = Module()
+        count = Signal(8)
+        m.d.comb += [self.i_tick.ready.eq(1), self.o_token.valid.eq(count != 0),
+                     self.o_count.valid.eq(1), self.o_count.payload.eq(count)]
+        add = self.i_tick.valid
+        take = self.o_token.valid & self.o_token.ready
+        m.d.sync += count.eq(count + add - take)
+        return m
+
+
+def test_zero_width_streams():
+    """A word of no bits is a bare handshake: no data bytes, the ACK still comes."""
+    bridge = HostBridge(Tokens(), clk_freq=CLK, baud=BAUD)
+    assert [(c.name, c.nbytes) for c in bridge.write_channels + bridge.read_channels] == [
+        ("i_tick", 0), ("o_token", 0), ("o_count", 1)]
+
+    def scenario(link, port):
+        link.write("i_tick", [0] * 5)
+        assert link.read("o_token", 3) == [0, 0, 0]
+        assert link.read("o_count", 1) == [2]
+        port.write(encode_write(bridge.write_channels[0], [0, 0]))
+        assert port.read(1) == bytes([ACK])                # 2 bytes sent: command and count
+        assert link.read("o_count", 2) == [4, 4]
+
+    assert not _simulate(bridge, scenario)
