@@ -103,3 +103,20 @@ def test_board_top_refuses_a_bad_baud_rate():
         BoardTop(Adder(), clk_freq=25e6, baud=3_000_000)
     top = BoardTop(Adder(), clk_freq=25e6)
     assert [c.name for c in top.bridge.write_channels] == ["i_a", "i_b", "i_c", "i_slow"]
+
+
+def test_board_engine_for_a_bundle():
+    import argparse
+
+    args = argparse.Namespace(bundle=str(ROOT / "export" / "default_model" / "bundle"),
+                              rows=None, cols=None)
+    assert board.describe(board.engine_config(args)) == (
+        "8x8 post4 engine, 8-bit activations, max_k 288, max_m 64, max_channels 32, "
+        "max_hidden 8")
+
+
+def test_board_with_a_missing_bundle_is_status_3(tmp_path):
+    done = _run("board.py", "--bundle", str(tmp_path / "nothing"))
+    assert len(done.stderr.splitlines()) == 1
+    assert done.stderr.startswith(f"board.py: error: {tmp_path / 'nothing'}")
+    assert done.returncode == 3
