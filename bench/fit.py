@@ -68,8 +68,9 @@ def largest(name, device, cap, *, a_bits, timeout, log, sizes=None):
             r = synthesise(cfg, nodsp=nodsp, device=device, pnr_timeout=timeout)
             why = r["error"] or (None if r["fmax"] else "no Fmax in nextpnr's log")
         tried[sizes[i]] = (r, why)
+        pnr = "no place and route" if r["pnr_s"] is None else f"{r['pnr_s']} s place and route"
         log(f"  {label} {rows}x{cols}: {'fits' if why is None else why} "
-            f"({r['synth_s']} s synthesis, {r['pnr_s']} s place and route)")
+            f"({r['synth_s']} s synthesis, {pnr})")
         return why is None
 
     lo, hi = -1, len(sizes)        # sizes[lo] fits (or none), sizes[hi] does not (or none)
