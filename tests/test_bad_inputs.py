@@ -487,13 +487,15 @@ def test_ctrl_c_while_importing_is_one_line(monkeypatch, capsys):
 
 
 def test_ctrl_c_of_a_running_command(tmp_path):
-    """SIGINT once ``train`` has printed its first line: one line, status 130."""
+    """SIGINT once ``train`` has printed its first line: one line, status 130. (Hundreds of
+    epochs, so that the run cannot end before the signal on a busy machine.)"""
     import signal
     import subprocess
     import sys
 
-    proc = subprocess.Popen([sys.executable, "-m", "gen.cli", "train", "--out",
-                             str(tmp_path / "t")], stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-m", "gen.cli", "train", "--float-epochs", "500",
+                             "--epochs", "500", "--out", str(tmp_path / "t")],
+                            stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     first = proc.stdout.readline()
     assert first.startswith("asqgen train: ")
