@@ -150,8 +150,9 @@ class ArrayConfig:
     @property
     def buffer_bits(self):
         """Width of the accumulator buffer: any sum of ``max_k`` products of the array's format,
-        or of 8-bit ``int`` weights run as bit planes (partial plane sums stay below
-        ``a_max * 2**8`` per term), cannot overflow it."""
+        or of 8-bit ``int`` weights run as signed-digit terms (partial sums stay below
+        ``a_max * 2**8`` per weight: a subset of its NAF digits adds up to at most 170),
+        cannot overflow it."""
         planes = numerics.signed_bits(self.max_k * (2 ** self.a_bits - 1) * 2 ** 8)
         return max(self.product_format.sum_bits(self.max_k), planes)
 

@@ -10,7 +10,7 @@ __all__ = ["array_for_bundle", "config_for_bundle", "check_fits"]
 
 def _array_format(bundle):
     """``(w_format, w_bits, frac_bits)`` of the layers that need the array's own multipliers
-    (every layer that is not ``int``); ``int`` layers run as bit planes on any array."""
+    (every layer that is not ``int``); ``int`` layers run as signed-digit terms on any array."""
     check_bundle(bundle)                       # one format at most, among other rules
     formats = {(l.w_format, l.w_bits, l.frac_bits): l.name for l in bundle.layers
                if l.w_format != "int"}
