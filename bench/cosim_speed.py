@@ -79,6 +79,7 @@ def run_per_clock(cfg, root, net, bundle, codes, golden):
     plan = net._cosim.plan
     param = Payload(param_layout())
     out = Payload(output_layout(cfg.cols))
+    words = PassWords(cfg)
     clocks, seconds = 0, 0.0
     for i, (layer, rows, betas) in enumerate(layer_inputs(bundle, codes, golden)):
         channels, positions = layer.out_shape[0], int(np.prod(layer.out_shape[1:]))
@@ -92,7 +93,7 @@ def run_per_clock(cfg, root, net, bundle, codes, golden):
                 "first": {"i_param": [param.pack({"addr": a, "value": v, "last": x})
                                       for a, v, x in layer_params(layer, cfg.max_channels)]},
                 "send": {"i_beta": [int(b) for b in betas[s0:s0 + size]],
-                         **PassWords(cfg).streams(passes)},
+                         **words.streams(passes)},
                 "receive": {"o_out": len(batch) * plan.out_words(channels, positions)}})
         t0 = time.monotonic()
         results = design.run_streams(steps, sources=("i_param", "i_beta", "i_w", "i_a",

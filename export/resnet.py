@@ -31,9 +31,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from gen import rules
 
-from .wrap import check_mappable, quantize_model
+from .train import check_recipe
+from .wrap import quantize_model
 
 __all__ = ["INPUT_SHAPE", "FIRST_BITS", "LAST_BITS", "REFERENCE_IMAGES", "BasicBlock",
            "resnet8", "build_resnet", "ResnetRecipe", "fashion_data", "train_resnet",
@@ -133,29 +133,13 @@ class ResnetRecipe:
     size: int = 14
 
     def check(self):
-        if self.bits not in rules.RECIPE_BITS or isinstance(self.bits, bool):
-            raise ValueError(f"bits must be one of {', '.join(map(str, rules.RECIPE_BITS))}, "
-                             f"not {self.bits!r}")
-        rules.check_weight_method(self.weight_method, none="null")
-        rules.check_act_method(self.act_method, none="null")
-        if (self.weight_method is None) != (self.act_method is None):
-            raise ValueError("weight_method and act_method must both be null (the float "
-                             "network) or neither")
-        for name in ("seed", "float_epochs", "epochs"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-                raise ValueError(f"{name} must be a non-negative integer, not {v!r}")
+        check_recipe(self, resnet8)
         if self.train_images is not None and not (isinstance(self.train_images, int) and
                                                   self.train_images >= 1):
             raise ValueError(f"train_images must be a positive integer, not "
                              f"{self.train_images!r}")
         if self.size != 14:
             raise ValueError(f"size must be 14 (the ResNet-8's input), not {self.size!r}")
-        if self.weight_method is not None:
-            with torch.random.fork_rng():
-                check_mappable(resnet8(), bits=self.bits, weight_method=self.weight_method,
-                               act_method=self.act_method, first_bits=FIRST_BITS,
-                               last_bits=LAST_BITS)
         return self
 
     def describe(self):

@@ -77,6 +77,29 @@ OPTIMIZER = (f"SGD nesterov momentum {MOMENTUM}, batch {BATCH}, cosine per step 
              f"weights only, cross-entropy, no augmentation")
 
 
+def check_recipe(recipe, float_network):
+    """The checks every training recipe shares: ``bits``, the methods (both given or both
+    ``None``), non-negative ``seed`` and epoch counts, and the hardware's rules on a throw-away
+    ``float_network()`` built without touching the global random state. ``ValueError``."""
+    bits = recipe.bits
+    if not isinstance(bits, int) or isinstance(bits, bool) or bits not in BITS:
+        raise ValueError(f"bits must be one of {', '.join(map(str, BITS))}, not {bits!r}")
+    rules.check_weight_method(recipe.weight_method, none="null")
+    rules.check_act_method(recipe.act_method, none="null")
+    if (recipe.weight_method is None) != (recipe.act_method is None):
+        raise ValueError("weight_method and act_method must both be null (the float "
+                         "network) or neither")
+    for name in ("seed", "float_epochs", "epochs"):
+        v = getattr(recipe, name)
+        if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+            raise ValueError(f"{name} must be a non-negative integer, not {v!r}")
+    if recipe.weight_method is not None:
+        with torch.random.fork_rng():
+            check_mappable(float_network(), bits=bits, weight_method=recipe.weight_method,
+                           act_method=recipe.act_method, first_bits=FIRST_BITS,
+                           last_bits=LAST_BITS)
+
+
 @dataclass(frozen=True)
 class Recipe:
     """What ``asqgen train`` trains. ``weight_method=act_method=None`` is the float network."""
@@ -89,24 +112,7 @@ class Recipe:
     epochs: int = 15
 
     def check(self):
-        if not isinstance(self.bits, int) or isinstance(self.bits, bool) or self.bits not in BITS:
-            raise ValueError(f"bits must be one of {', '.join(map(str, BITS))}, not {self.bits!r}")
-        rules.check_weight_method(self.weight_method, none="null")
-        rules.check_act_method(self.act_method, none="null")
-        if (self.weight_method is None) != (self.act_method is None):
-            raise ValueError("weight_method and act_method must both be null (the float "
-                             "network) or neither")
-        for name in ("seed", "float_epochs", "epochs"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-                raise ValueError(f"{name} must be a non-negative integer, not {v!r}")
-        if self.weight_method is not None:
-            # The hardware's rules before any training (gen.rules), on a throw-away float
-            # network built without touching the global random state.
-            with torch.random.fork_rng():
-                check_mappable(float_model(), bits=self.bits, weight_method=self.weight_method,
-                               act_method=self.act_method, first_bits=FIRST_BITS,
-                               last_bits=LAST_BITS)
+        check_recipe(self, float_model)
         return self
 
     def describe(self):

@@ -191,6 +191,15 @@ class Bundle:
             return None
         return next(j for j, la in enumerate(self.layers[:i]) if la.name == name)
 
+    def residual_kind(self, i):
+        """What layer ``i`` adds before its ReLU (a key of ``gen.regmap.RESIDUAL_KINDS``:
+        ``"none"``, ``"identity"`` or ``"projection"``) and its shortcut layer's index (or
+        ``None``)."""
+        k = self.shortcut_index(i)
+        if k is None:
+            return "none", None
+        return ("projection" if self.layers[k].projection else "identity"), k
+
     def compute_shortcut_fixed(self, i):
         """``gen.rescale.shortcut_fixed_point`` of layer ``i``'s identity shortcut (``None``
         without a shortcut or for a projection)."""

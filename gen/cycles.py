@@ -22,6 +22,7 @@ It follows the engine's schedule pass by pass (``hw.systolic_array``, ``hw.accum
 every network in the suite (``sim.report`` prints both).
 """
 
+import math
 from dataclasses import dataclass
 
 from .digits import digit_rows
@@ -70,24 +71,25 @@ class LayerCycles:
         return self.ideal / self.clocks
 
 
-def layer_shape(layer, config):
-    """The ``LayerShape`` of a bundle layer (``gen.bundle.Layer``)."""
+def layer_shape(bundle, i, config):
+    """The ``LayerShape`` of layer ``i`` of ``bundle`` (``gen.bundle.Bundle``)."""
     from . import regmap
 
+    layer = bundle.layers[i]
     channels, height, width = ((layer.out_channels, 1, 1) if layer.kind == "linear"
                                else layer.conv_shape)
-    out = tuple(layer.out_shape)
     fixed = layer.fixed
+    residual, _ = bundle.residual_kind(i)
     words = regmap.encode(fixed, channels=channels, height=height, width=width,
-                          pool=layer.pool, relu=layer.relu, max_channels=config.max_channels)
+                          pool=layer.pool, relu=layer.relu, max_channels=config.max_channels,
+                          residual=residual,
+                          shortcut=layer.shortcut_fixed if residual == "identity" else None)
     hidden = fixed.w1_q.shape[0] if fixed.adapter == "two" else 0
-    positions_out = 1
-    for d in out[1:]:
-        positions_out *= d
     return LayerShape(positions=layer.positions, k=layer.k, n=channels,
                       w_format=layer.w_format, w_bits=layer.w_bits,
-                      out_positions=positions_out, adapter=fixed.adapter, hidden=hidden,
-                      final=fixed.next_bits is None, param_words=len(words))
+                      out_positions=math.prod(tuple(layer.out_shape)[1:]),
+                      adapter=fixed.adapter, hidden=hidden, final=fixed.next_bits is None,
+                      param_words=len(words))
 
 
 def _passes_per_block(config, shape):
@@ -169,5 +171,5 @@ def layer_cycles(config, shape, samples):
 
 def network_cycles(bundle, config, samples):
     """``{layer name: LayerCycles}`` of a bundle for ``samples`` samples."""
-    return {layer.name: layer_cycles(config, layer_shape(layer, config), samples)
-            for layer in bundle.layers}
+    return {layer.name: layer_cycles(config, layer_shape(bundle, i, config), samples)
+            for i, layer in enumerate(bundle.layers)}

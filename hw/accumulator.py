@@ -22,10 +22,7 @@ from amaranth.lib.wiring import In, Out
 
 from gen.errors import UsageError
 
-__all__ = ["check_engine_array", "pass_layout", "accumulator_layout", "AccumulatorBuffer",
-           "MAX_PLANE_SHIFT"]
-
-MAX_PLANE_SHIFT = 7
+__all__ = ["check_engine_array", "pass_layout", "accumulator_layout", "AccumulatorBuffer"]
 
 
 def check_engine_array(config):

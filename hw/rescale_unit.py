@@ -319,14 +319,15 @@ class RescaleUnit(wiring.Component):
 
         def term_reads(count):
             """Read term ``issue`` (channel ``iblk * lanes + ilane``) while ``issue < count``;
-            add last clock's term ``x * weight`` into ``total``; True when all are added."""
+            the caller adds last clock's term ``x * weight`` into ``total``; returns whether
+            every term has been added."""
             more = issue < count
             m.d.sync += [pending.eq(more), plane.eq(ilane)]
             with m.If(more):
                 m.d.sync += [issue.eq(issue + 1), ilane.eq(ilane + 1)]
                 with m.If(ilane == lanes - 1):
                     m.d.sync += [ilane.eq(0), iblk.eq(iblk + 1)]
-            return more, ~more & ~pending
+            return ~more & ~pending
 
         def restart_terms():
             m.d.sync += [issue.eq(0), iblk.eq(0), ilane.eq(0), total.eq(0), pending.eq(0)]
@@ -378,7 +379,7 @@ class RescaleUnit(wiring.Component):
                              b1_rd.addr.eq(j)]
                 with m.If(pending):
                     m.d.sync += total.eq(total + s_term * w1_rd.data)
-                _, finished = term_reads(reg["channels"])
+                finished = term_reads(reg["channels"])
                 with m.If(finished):
                     m.d.comb += [h_wr.addr.eq(j), h_wr.en.eq(1),
                                  h_wr.data.eq(Mux(hidden_value < 0, 0, hidden_value))]
@@ -392,7 +393,7 @@ class RescaleUnit(wiring.Component):
                              wb_rd.addr.eq(issue)]
                 with m.If(pending):
                     m.d.sync += total.eq(total + Mux(two, h_rd.data, s_term) * wb_rd.data)
-                _, finished = term_reads(Mux(two, reg["hidden"], reg["channels"]))
+                finished = term_reads(Mux(two, reg["hidden"], reg["channels"]))
                 with m.If(finished):
                     m.d.sync += beta.eq(beta_clamped)
                     m.next = "divide"

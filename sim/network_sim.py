@@ -48,15 +48,6 @@ def layer_shape(layer):
     return layer.conv_shape
 
 
-def residual_kind(bundle, i):
-    """What layer ``i`` of ``bundle`` adds before its ReLU (a key of
-    ``gen.regmap.RESIDUAL_KINDS``) and the index of the layer it comes from (or ``None``)."""
-    k = bundle.shortcut_index(i)
-    if k is None:
-        return "none", None
-    return ("projection" if bundle.layers[k].projection else "identity"), k
-
-
 def layer_params(layer, max_channels, residual="none"):
     """The layer's ``i_param`` words, ``(address, value, last)`` (``gen.regmap``)."""
     c, h, w = layer_shape(layer)
@@ -88,7 +79,7 @@ def check_network(plan, bundle):
                          w_format=layer.w_format, w_bits=layer.w_bits, channels=channels,
                          out_positions=positions,
                          params=len(layer_params(layer, plan.config.max_channels,
-                                                 residual_kind(bundle, i)[0])))
+                                                 bundle.residual_kind(i)[0])))
 
 
 def drive(plan, bundle, codes, *, seed=0, stall=0.0, backpressure=0.0):
@@ -107,7 +98,7 @@ def drive(plan, bundle, codes, *, seed=0, stall=0.0, backpressure=0.0):
         j = bundle.source_index(i)
         inputs, betas = (codes, ones) if j is None else (run.outputs[j], run.betas[j])
         channels, positions = _outputs(layer)
-        kind, k = residual_kind(bundle, i)
+        kind, k = bundle.residual_kind(i)
         extra = {}
         if kind != "none":
             extra = dict(residual=list(run.outputs[k]),
