@@ -59,6 +59,14 @@ class ArrayConfig:
         ``max_m // positions`` of them): the rescale unit keeps ``beta_in`` and the channel sums
         of that many samples. A layer runs its samples in batches of
         ``batch_for(positions)``.
+    rescale_lanes:
+        Values per clock through the rescale unit's datapath (``hw.rescale_unit``); divides
+        ``cols``. Each lane has the multipliers of an ``Affine`` (two, with the shortcut's) and
+        a ``Requantizer``; the unit drains a vector of ``cols`` sums in ``cols //
+        rescale_lanes`` clocks. The default, 1, is the smallest unit (it fits an ECP5-25F
+        beside an 8x8 array) and keeps up with a layer whose blocks take more clocks in the
+        array than ``cols`` per vector (every 4-bit layer of the default bundle);
+        ``rescale_lanes = cols`` drains a vector per clock.
 
     Derived values are properties. Build variants with ``config.replace(...)``: it derives
     ``frac_bits`` and ``acc_bits`` afresh unless they were given explicitly.
@@ -77,6 +85,7 @@ class ArrayConfig:
     max_channels: int = 64
     max_hidden: int = 16
     max_batch: int = 16
+    rescale_lanes: int = 1
     _derived: frozenset = field(default=frozenset(), init=False, repr=False, compare=False)
 
     def __post_init__(self):
@@ -113,6 +122,10 @@ class ArrayConfig:
         _check_int("max_channels", self.max_channels, 1, MAX_CHANNELS)
         _check_int("max_hidden", self.max_hidden, 1, MAX_ADAPTER_WEIGHTS // self.max_channels)
         _check_int("max_batch", self.max_batch, 1, 1024)
+        _check_int("rescale_lanes", self.rescale_lanes, 1, self.cols)
+        if self.cols % self.rescale_lanes:
+            raise UsageError(f"rescale_lanes must divide cols ({self.cols}), not "
+                             f"{self.rescale_lanes}")
         if self.buffer_bits > MAX_ACC_BITS:
             raise UsageError(f"buffer_bits would be {self.buffer_bits}, more than "
                              f"{MAX_ACC_BITS}: use a smaller max_k")

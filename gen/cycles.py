@@ -102,17 +102,31 @@ def _passes_per_block(config, shape):
     return windows * -(-shape.k * terms // rows)
 
 
+def _latencies(config):
+    """The rescale unit's pipeline latencies (``hw.rescale_stages``): the affine map, the
+    multiply-accumulate of the adapter, the requantizer."""
+    from amaranth.hdl import signed
+
+    from hw.rescale_stages import MANT_BITS, WIDE_BITS, Affine, Product, Requantizer
+
+    mac = Product.plan(signed(WIDE_BITS), signed(MANT_BITS), WIDE_BITS)[2]
+    return Affine.latency(config.buffer_bits), mac, Requantizer.LATENCY
+
+
 def _tail(config, shape):
     """Clocks of the rescale unit's work on one sample after its batch's last block."""
+    _, mac, requantizer = _latencies(config)
+    steps = config.cols // config.rescale_lanes
     blocks = -(-shape.n // config.cols)
-    out = blocks * shape.out_positions + 1                 # output vectors, the last leaving
+    out = blocks * shape.out_positions * steps + requantizer + 4   # slices, the last leaving
     if shape.final:
         return 1 + out
-    work = 1 + DIV_BITS + 1 + out                          # sample, divide, outputs
+    work = 1 + DIV_BITS + 3 + out                           # sample, divide, outputs
+    terms = mac + 5                                          # a dot product's pipeline
     if shape.adapter == "two":
-        work += shape.hidden * (shape.n + 2) + shape.hidden + 2
+        work += shape.hidden * (shape.n + terms + 3) + shape.hidden + terms + 4
     elif shape.adapter == "one":
-        work += shape.n + 2
+        work += shape.n + terms + 4
     return work
 
 
@@ -120,6 +134,8 @@ def _run(config, shape, batches, size):
     """Clocks of one harness run: ``batches`` batches of ``size`` samples each."""
     rows, cols = config.rows, config.cols
     latency = rows + cols - 1
+    steps = cols // config.rescale_lanes
+    affine, _, _ = _latencies(config)
     m = size * shape.positions
     per_block = _passes_per_block(config, shape)
     blocks = -(-shape.n // cols)
@@ -144,11 +160,11 @@ def _run(config, shape, batches, size):
             complete = start + m - 1 + latency + 2     # the bank holds the block
             first_batch_block = b == 0
             take = max(complete + 1, unit + (1 if first_batch_block else 0))
-            free[bank] = take + m
-            unit = take + m
+            free[bank] = take + (m - 1) * steps + 1
+            unit = take + m * steps                 # a vector every ``steps`` clocks
             block_no += 1
-        # The batch's samples, one after another.
-        unit += 2 + size * tail
+        # The pipeline empties, then the batch's samples, one after another.
+        unit += affine + 6 + size * tail
         last_out = unit
     return last_out
 

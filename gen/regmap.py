@@ -30,12 +30,19 @@ from enum import IntEnum
 from . import rescale
 
 __all__ = ["Region", "CONTROL", "ADAPTER_KINDS", "REGION_BITS", "INDEX_BITS", "ADDR_BITS",
-           "VALUE_BITS", "RESIDUAL_KINDS", "address", "encode", "check_beta", "manifest"]
+           "VALUE_BITS", "FIELD_BITS", "RESIDUAL_KINDS", "address", "encode", "check_beta", "manifest"]
 
 REGION_BITS = 4
 INDEX_BITS = 12
 ADDR_BITS = REGION_BITS + INDEX_BITS
 VALUE_BITS = rescale.PARAM_BITS     # the parameters' signed width
+
+#: The regions whose values the hardware keeps narrower than ``VALUE_BITS`` (signed): the
+#: mantissas (``|m| <= 2**(MANTISSA_BITS - 1)``, ``gen.rescale.mantissa``) and the shifts
+#: (``-MAX_LEFT_SHIFT`` to ``MAX_RIGHT_SHIFT``). ``encode`` refuses a value that does not fit.
+FIELD_BITS = {"m": rescale.MANTISSA_BITS + 1, "res_m": rescale.MANTISSA_BITS + 1,
+              "w1": rescale.MANTISSA_BITS + 1, "wb": rescale.MANTISSA_BITS + 1,
+              "sh": 8, "res_sh": 8}
 
 
 class Region(IntEnum):
@@ -104,6 +111,12 @@ def encode(r, *, channels, height, width, pool, relu, max_channels, residual="no
         "max_code": 0 if final else r.max_code, "residual": RESIDUAL_KINDS[residual],
     }
     words += [(address(Region.control, CONTROL.index(k)), int(v)) for k, v in control.items()]
+    for a, v in words:
+        bits = FIELD_BITS.get(Region(a >> INDEX_BITS).name, VALUE_BITS)
+        if not -(1 << (bits - 1)) <= v < 1 << (bits - 1):
+            name, index = Region(a >> INDEX_BITS).name, a & ((1 << INDEX_BITS) - 1)
+            raise ValueError(f"register {name}[{index}] = {v} does not fit its {bits} signed "
+                             f"bits")
     return words
 
 

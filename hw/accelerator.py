@@ -54,7 +54,8 @@ class Accelerator(wiring.Component):
         m = Module()
         m.submodules.engine = engine = MatmulEngine(config=cfg)
         m.submodules.rescale = unit = RescaleUnit(
-            lanes=cfg.cols, acc_bits=cfg.buffer_bits, max_channels=cfg.max_channels,
+            cols=cfg.cols, lanes=cfg.rescale_lanes, acc_bits=cfg.buffer_bits,
+            max_channels=cfg.max_channels,
             max_positions=cfg.max_m, max_hidden=cfg.max_hidden, max_batch=cfg.max_batch)
         for name in ("i_w", "i_a", "i_pass"):
             wiring.connect(m, wiring.flipped(getattr(self, name)), getattr(engine, name))

@@ -1,13 +1,23 @@
-"""The arithmetic stages of the rescale unit, each ``gen.rescale`` in hardware for one value.
+"""The arithmetic stages of the rescale unit, each ``gen.rescale`` in hardware, pipelined.
 
-``Affine``        ``u = relu(rshift(acc * beta_in * m, sh) + bias)``      ``gen.rescale.affine``
+``Product``       ``p = a * b`` modulo ``2**64``: partial products of at most 18 x 18 bits (one
+                  DSP block each, or logic), then a registered adder tree
+``Rounder``       ``rshift(x, n) + addend``                               ``gen.rescale.rshift``
+``Affine``        ``rshift(acc * beta_in * m, sh) + bias``               ``gen.rescale.affine``
 ``Reciprocal``    ``R = numerator // beta``, one bit per clock          ``LayerRescale.reciprocal``
 ``Requantizer``   ``clamp(rshift(u * R, sh_req), 0, max_code)``         ``gen.rescale.requantize``
 
-Each has a ``LATENCY`` in clocks (0: combinational) and its own test against the golden
-functions (``tests/test_rescale_stages.py``); ``hw.rescale_unit`` sequences them. Widths:
-``WIDE_BITS`` holds every ``z``, ``u`` and adapter sum of the golden model (its ``int64``);
-``BETA_BITS`` every ``beta`` up to ``BETA_MAX``; ``DIV_BITS`` the numerator ``m_s << RECIP_BITS``.
+Every stage has at most one adder (or one comparison) of 64 bits between two registers, so
+that the unit runs at the array's clock (100 MHz and more on an ECP5). The pipelined stages
+advance when ``en`` is high and have a ``LATENCY`` in clocks; each has its own test against
+the golden functions (``tests/test_rescale_stages.py``); ``hw.rescale_unit`` sequences them.
+
+Widths. The datapath is 64 bits, two's complement, and drops the bits above (the golden model
+computes in numpy's ``int64``, which wraps the same way): ``gen.rescale`` refuses every
+parameter set or input for which an intermediate could reach ``2**62``, so the low 64 bits are
+the exact value, and no product needs its full width. ``WIDE_BITS`` holds every ``z``, ``u``
+and adapter sum; ``BETA_BITS`` every ``beta`` up to ``BETA_MAX``; ``DIV_BITS`` the numerator
+``m_s << RECIP_BITS``; ``MANTISSA_BITS + 1`` every mantissa (``gen.regmap.FIELD_BITS``).
 """
 
 from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
@@ -16,48 +26,194 @@ from amaranth.lib.wiring import In, Out
 
 from gen import regmap, rescale
 
-__all__ = ["WIDE_BITS", "BETA_BITS", "DIV_BITS", "SHIFT_BITS", "rshift", "Affine",
-           "Reciprocal", "Requantizer"]
+__all__ = ["WIDE_BITS", "BETA_BITS", "DIV_BITS", "SHIFT_BITS", "MANT_BITS", "CHUNK", "delay",
+           "delay_line",
+           "Product", "Rounder", "Affine", "Reciprocal", "Requantizer"]
 
 WIDE_BITS = 64
 BETA_BITS = rescale.BETA_MAX.bit_length()
 DIV_BITS = rescale.MANTISSA_BITS - 1 + rescale.RECIP_BITS + 1   # m_s < 2**15, shifted by 16
 SHIFT_BITS = 8                     # signed shifts from -MAX_LEFT_SHIFT to MAX_RIGHT_SHIFT
+MANT_BITS = rescale.MANTISSA_BITS + 1                            # |m| <= 2**15, signed
+CHUNK = 17                         # the low chunks of an operand: unsigned, so that an 18 x 18
+                                   # signed multiplier (an ECP5 MULT18X18D) takes them
 
 
-def rshift(m, x, n, name):
-    """``gen.rescale.rshift`` of signal ``x`` by signed ``n``: round half up for ``n > 0``, a
-    left shift (at most ``MAX_LEFT_SHIFT``) for ``n <= 0``."""
-    right_bits = rescale.MAX_RIGHT_SHIFT.bit_length()
-    left_bits = rescale.MAX_LEFT_SHIFT.bit_length()
-    right = ((x >> (n - 1).as_unsigned()[:right_bits]) + 1) >> 1
-    left = x << (-n).as_unsigned()[:left_bits]
-    out = Signal(signed(max(len(right), len(left))), name=name)
-    m.d.comb += out.eq(Mux(n > 0, right, left))
+def delay_line(m, value, clocks, en=1, name="delay"):
+    """``clocks`` registers in a row after ``value``, advancing when ``en`` is high: the list
+    of them (the last is ``value`` delayed by ``clocks``)."""
+    regs = []
+    for i in range(clocks):
+        reg = Signal.like(value, name=f"{name}_{i}")
+        with m.If(en):
+            m.d.sync += reg.eq(value)
+        regs.append(value := reg)
+    return regs
+
+
+def delay(m, value, clocks, en=1, name="delay"):
+    """``value`` delayed by ``clocks`` registers that advance when ``en`` is high."""
+    return delay_line(m, value, clocks, en, name)[-1] if clocks else value
+
+
+def _chunks(shape):
+    """``[(offset, width, signed)]``: the low chunks ``CHUNK`` bits unsigned, the top one with
+    the sign (at most ``CHUNK + 1`` bits when signed)."""
+    width, sign = shape.width, shape.signed
+    top = CHUNK + 1 if sign else CHUNK
+    out, offset = [], 0
+    while width - offset > top:
+        out.append((offset, CHUNK, False))
+        offset += CHUNK
+    out.append((offset, width - offset, sign))
     return out
 
 
-class Affine(wiring.Component):
-    """``u = rshift(acc * beta_in * m, sh) + bias``, then ``max(u, 0)`` when ``relu``."""
+class Product(wiring.Component):
+    """``p = a * b`` modulo ``2**out_bits`` (``out_bits`` at most 64, by default the exact
+    width of the product or 64).
 
-    LATENCY = 0
+    Stage 1 registers every partial product of a chunk of ``a`` and a chunk of ``b`` (at most
+    18 x 18 bits, ``_chunks``) that reaches below bit ``out_bits``, each cut to the bits that
+    matter; then a tree adds them two at a time, one registered level per clock. ``LATENCY =
+    1 + ceil(log2(partial products))``.
+    """
 
-    def __init__(self, acc_bits):
-        self._acc_bits = acc_bits
-        super().__init__({
-            "acc": In(signed(acc_bits)), "beta_in": In(unsigned(BETA_BITS)),
-            "m": In(signed(regmap.VALUE_BITS)), "sh": In(signed(SHIFT_BITS)),
-            "bias": In(signed(regmap.VALUE_BITS)), "relu": In(1),
-            "u": Out(signed(WIDE_BITS)),
-        })
+    def __init__(self, a_shape, b_shape, out_bits=None):
+        a_shape, b_shape = (s if hasattr(s, "signed") else unsigned(s) for s in (a_shape,
+                                                                                  b_shape))
+        self._out_bits, self._pairs, self.LATENCY = self.plan(a_shape, b_shape, out_bits)
+        signed_out = a_shape.signed or b_shape.signed
+        super().__init__({"a": In(a_shape), "b": In(b_shape), "en": In(1, init=1),
+                          "p": Out(signed(self._out_bits) if signed_out
+                                   else unsigned(self._out_bits))})
+
+    @staticmethod
+    def plan(a_shape, b_shape, out_bits=None):
+        """``(out_bits, chunk pairs, latency)`` of the product of two shapes."""
+        exact = a_shape.width + b_shape.width
+        out_bits = min(exact, WIDE_BITS) if out_bits is None else out_bits
+        pairs = [(ca, cb) for ca in _chunks(a_shape) for cb in _chunks(b_shape)
+                 if ca[0] + cb[0] < out_bits]
+        n, levels = len(pairs), 0
+        while n > 1:
+            n, levels = -(-n // 2), levels + 1
+        return out_bits, pairs, 1 + levels
 
     def elaborate(self, platform):
         m = Module()
-        scaled = Signal(signed(self._acc_bits + regmap.VALUE_BITS + BETA_BITS + 1))
-        m.d.comb += scaled.eq(self.acc * self.m * self.beta_in)
-        z = Signal(signed(WIDE_BITS))
-        m.d.comb += z.eq(rshift(m, scaled, self.sh, "z_shifted") + self.bias)
-        m.d.comb += self.u.eq(Mux(self.relu & (z < 0), 0, z))
+        width = self._out_bits
+        terms = []                                   # (signal, offset): signal << offset
+        for i, ((oa, wa, sa), (ob, wb, sb)) in enumerate(self._pairs):
+            a = self.a.as_unsigned()[oa:oa + wa]
+            b = self.b.as_unsigned()[ob:ob + wb]
+            pp = (a.as_signed() if sa else a) * (b.as_signed() if sb else b)
+            offset = oa + ob
+            reg = Signal(signed(min(len(pp) + 1, width - offset)), name=f"pp_{i}")
+            with m.If(self.en):
+                m.d.sync += reg.eq(pp)
+            terms.append((reg, offset))
+        level = 0
+        while len(terms) > 1:
+            paired = []
+            for k in range(0, len(terms) - 1, 2):
+                (x, ox), (y, oy) = terms[k], terms[k + 1]
+                low = min(ox, oy)
+                bits = min(max(len(x) + ox, len(y) + oy) - low + 1, width - low)
+                reg = Signal(signed(bits), name=f"sum_{level}_{k // 2}")
+                with m.If(self.en):
+                    m.d.sync += reg.eq((x << (ox - low)) + (y << (oy - low)))
+                paired.append((reg, low))
+            if len(terms) % 2:                       # the odd one out waits a clock
+                x, ox = terms[-1]
+                reg = Signal.like(x, name=f"sum_{level}_{len(paired)}")
+                with m.If(self.en):
+                    m.d.sync += reg.eq(x)
+                paired.append((reg, ox))
+            terms, level = paired, level + 1
+        x, ox = terms[0]
+        m.d.comb += self.p.eq(x << ox)
+        return m
+
+
+class Rounder(wiring.Component):
+    """``y = rshift(x, n) + addend`` (``gen.rescale.rshift``: round half up for ``n > 0``, a
+    left shift of at most ``MAX_LEFT_SHIFT`` for ``n <= 0``), modulo ``2**64``. ``LATENCY = 2``.
+
+    Stage 1 shifts: ``t = x >> (n - 1)`` (``n > 0``) or ``x << -n``; stage 2 adds, in one
+    adder: ``(t + 2 * addend + 1) >> 1 = ((t + 1) >> 1) + addend`` for ``n > 0``, ``t +
+    addend`` otherwise.
+    """
+
+    LATENCY = 2
+
+    def __init__(self, x_shape=signed(WIDE_BITS), addend_shape=signed(WIDE_BITS)):
+        super().__init__({"x": In(x_shape), "n": In(signed(SHIFT_BITS)),
+                          "addend": In(addend_shape), "en": In(1, init=1),
+                          "y": Out(signed(WIDE_BITS))})
+
+    def elaborate(self, platform):
+        m = Module()
+        right_bits = rescale.MAX_RIGHT_SHIFT.bit_length()
+        left_bits = rescale.MAX_LEFT_SHIFT.bit_length()
+        t = Signal(signed(WIDE_BITS + 1))
+        addend = Signal(signed(len(self.addend) + 2))
+        right = Signal()
+        with m.If(self.en):
+            m.d.sync += [
+                t.eq(Mux(self.n > 0, self.x >> (self.n - 1).as_unsigned()[:right_bits],
+                         (self.x << (-self.n).as_unsigned()[:left_bits])[:WIDE_BITS]
+                         .as_signed())),
+                addend.eq(Mux(self.n > 0, Cat(1, self.addend).as_signed(), self.addend)),
+                right.eq(self.n > 0),
+            ]
+            total = t + addend
+            m.d.sync += self.y.eq(Mux(right, total >> 1, total))
+        return m
+
+
+class Affine(wiring.Component):
+    """``u = rshift(acc * beta_in * m, sh) + bias`` modulo ``2**64``: ``m * beta_in``
+    (``Product``), times ``acc`` (``Product``), then ``Rounder``. ``LATENCY`` clocks from the
+    inputs to ``u``; ``latency`` pads it to at least that many (to line up with another
+    ``Affine``)."""
+
+    def __init__(self, acc_bits, latency=0):
+        self._acc_bits = acc_bits
+        self.LATENCY = max(self.latency(acc_bits), latency)
+        super().__init__({
+            "acc": In(signed(acc_bits)), "beta_in": In(unsigned(BETA_BITS)),
+            "m": In(signed(MANT_BITS)), "sh": In(signed(SHIFT_BITS)),
+            "bias": In(signed(WIDE_BITS)), "en": In(1, init=1),
+            "u": Out(signed(WIDE_BITS)),
+        })
+
+    @staticmethod
+    def _shapes(acc_bits):
+        mb_bits, _, _ = Product.plan(signed(MANT_BITS), unsigned(BETA_BITS))
+        return (signed(MANT_BITS), unsigned(BETA_BITS)), (signed(acc_bits), signed(mb_bits))
+
+    @classmethod
+    def latency(cls, acc_bits):
+        """The clocks from the inputs to ``u`` without padding."""
+        mb, p = cls._shapes(acc_bits)
+        return Product.plan(*mb)[2] + Product.plan(*p, WIDE_BITS)[2] + Rounder.LATENCY
+
+    def elaborate(self, platform):
+        m = Module()
+        mb_shapes, p_shapes = self._shapes(self._acc_bits)
+        m.submodules.mb = mb = Product(*mb_shapes)
+        m.submodules.p = p = Product(*p_shapes, WIDE_BITS)
+        m.submodules.rounder = rounder = Rounder()
+        pad = self.LATENCY - (mb.LATENCY + p.LATENCY + Rounder.LATENCY)
+        m.d.comb += [mb.en.eq(self.en), p.en.eq(self.en), rounder.en.eq(self.en),
+                     mb.a.eq(self.m), mb.b.eq(self.beta_in),
+                     p.a.eq(delay(m, self.acc, mb.LATENCY, self.en, "acc")), p.b.eq(mb.p),
+                     rounder.x.eq(p.p),
+                     rounder.n.eq(delay(m, self.sh, mb.LATENCY + p.LATENCY, self.en, "sh")),
+                     rounder.addend.eq(delay(m, self.bias, mb.LATENCY + p.LATENCY, self.en,
+                                             "bias")),
+                     self.u.eq(delay(m, rounder.y, pad, self.en, "pad"))]
         return m
 
 
@@ -69,7 +225,7 @@ class Reciprocal(wiring.Component):
     ``run`` stays high. ``numerator`` and ``divisor`` must not change while ``run`` is high.
     """
 
-    LATENCY = DIV_BITS
+    LATENCY = DIV_BITS + 1
 
     def __init__(self):
         super().__init__({
@@ -79,36 +235,47 @@ class Reciprocal(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        step = Signal(range(DIV_BITS + 1))
-        remainder = Signal(DIV_BITS + 1)
-        m.d.comb += self.done.eq(self.run & (step == DIV_BITS))
+        step = Signal(range(DIV_BITS + 2))
+        remainder = Signal(BETA_BITS + 1)       # below the divisor, so BETA_BITS bits suffice
+        bits = Signal(DIV_BITS)                  # the numerator's bits still to bring down
+        m.d.comb += self.done.eq(self.run & (step == DIV_BITS + 1))
         with m.If(~self.run):
-            m.d.sync += [step.eq(0), remainder.eq(0)]
-        with m.Elif(step != DIV_BITS):
-            bit = self.numerator.bit_select((DIV_BITS - 1 - step).as_unsigned()[:6], 1)
-            trial = Cat(bit, remainder)                      # (remainder << 1) | bit
+            m.d.sync += step.eq(0)
+        with m.Elif(step == 0):                  # load
+            m.d.sync += [bits.eq(self.numerator), remainder.eq(0), step.eq(1)]
+        with m.Elif(step != DIV_BITS + 1):
+            trial = Cat(bits[-1], remainder)                 # (remainder << 1) | next bit
             fits = trial >= self.divisor
             m.d.sync += [remainder.eq(Mux(fits, trial - self.divisor, trial)),
+                         bits.eq(bits << 1),
                          self.quotient.eq(Cat(fits, self.quotient)), step.eq(step + 1)]
         return m
 
 
 class Requantizer(wiring.Component):
-    """``code = clamp(rshift(u * recip, sh_req), 0, max_code)``."""
+    """``code = clamp(rshift(u * recip, sh_req), 0, max_code)``: ``Product``, ``Rounder``, then
+    the clamp in its own stage. ``LATENCY`` clocks."""
 
-    LATENCY = 0
+    #: The clocks from ``u`` to ``code``.
+    LATENCY = Product.plan(signed(WIDE_BITS), unsigned(DIV_BITS), WIDE_BITS)[2] + \
+        Rounder.LATENCY + 1
 
     def __init__(self):
         super().__init__({
             "u": In(signed(WIDE_BITS)), "recip": In(unsigned(DIV_BITS)),
             "sh_req": In(signed(SHIFT_BITS)), "max_code": In(unsigned(regmap.VALUE_BITS - 1)),
-            "code": Out(signed(WIDE_BITS)),
+            "en": In(1, init=1), "code": Out(unsigned(regmap.VALUE_BITS - 1)),
         })
 
     def elaborate(self, platform):
         m = Module()
-        product = Signal(signed(WIDE_BITS + DIV_BITS + 1))
-        m.d.comb += product.eq(self.u * self.recip)
-        code = rshift(m, product, self.sh_req, "code_shifted")
-        m.d.comb += self.code.eq(Mux(code < 0, 0, Mux(code > self.max_code, self.max_code, code)))
+        m.submodules.p = p = Product(signed(WIDE_BITS), unsigned(DIV_BITS), WIDE_BITS)
+        m.submodules.rounder = rounder = Rounder()
+        m.d.comb += [p.en.eq(self.en), rounder.en.eq(self.en), p.a.eq(self.u),
+                     p.b.eq(self.recip), rounder.x.eq(p.p), rounder.addend.eq(0),
+                     rounder.n.eq(delay(m, self.sh_req, p.LATENCY, self.en, "sh"))]
+        code = rounder.y
+        top = delay(m, self.max_code, p.LATENCY + Rounder.LATENCY, self.en, "max_code")
+        with m.If(self.en):
+            m.d.sync += self.code.eq(Mux(code < 0, 0, Mux(code > top, top, code)))
         return m

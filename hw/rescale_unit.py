@@ -1,41 +1,49 @@
-"""The rescale unit: ``gen.rescale`` in hardware, a whole result vector per clock.
+"""The rescale unit: ``gen.rescale`` in hardware, ``lanes`` values per clock.
 
-It reads the accumulator buffer's output (``hw.accumulator``): for each block of ``lanes``
+It reads the accumulator buffer's output (``hw.accumulator``): for each block of ``cols``
 channels, the ``M`` sums of a pass, which are the positions of up to ``max_batch`` samples one
-after the other (the host stacks the samples of a batch in ``M``). For each vector, in a
-pipeline that never stalls once a vector is taken, every lane at once:
+after the other (the host stacks the samples of a batch in ``M``). A vector of ``cols`` sums
+goes through the datapath as ``steps = cols // lanes`` slices of ``lanes`` channels, one slice
+per clock, so the unit takes a vector every ``steps`` clocks; ``lanes`` (``ArrayConfig.
+rescale_lanes``) trades the unit's multipliers against the rate at which it drains a block.
+For each slice, in a pipeline that never stalls once a vector is taken, every lane at once:
 
-1. ``Affine`` (``z``) with the lane's channel parameters and the sample's ``beta_in``, plus the
+1. ``Affine`` (``z``) with the channel's parameters and the sample's ``beta_in``, plus the
    second operand of a layer with a shortcut (below), and the ReLU;
-2. max pooling (the horizontal pair in a register, the vertical pair through the ``u``
-   memory), the pooled ``u`` written to the ``u`` memory and added to the channel's sum ``S``.
+2. max pooling: the horizontal pair through a register of ``cols`` values, the vertical pair
+   through the ``u`` memory; the pooled ``u`` is written to the ``u`` memory;
+3. the channel sums ``S`` of the sample, in a register of ``cols`` values, written to the ``S``
+   memory at the sample's last position.
 
 When the last block of a batch has gone through, for each sample of the batch in turn: the
-adapter's hidden layer and ``beta`` from the sums ``S`` (one multiply-accumulate per clock),
-``Reciprocal`` for ``R = (m_s << RECIP_BITS) // beta``, and the sample's outputs, one vector of
-``lanes`` values per clock through ``Requantizer`` (the last layer streams out ``z``). The
-accumulator buffer's second bank lets the array go on with the next block of columns meanwhile
-(``hw.accumulator``). Every rounding and width is that of ``gen.rescale``, bit for bit.
+adapter's hidden layer and ``beta`` from the sums ``S`` (one pipelined multiply-accumulate per
+clock), ``Reciprocal`` for ``R = (m_s << RECIP_BITS) // beta``, and the sample's outputs, one
+slice per clock through ``Requantizer`` (the last layer streams out ``z``), gathered into
+vectors of ``cols`` values. The accumulator buffer's second bank lets the array go on with the
+next block of columns meanwhile (``hw.accumulator``). Every rounding and width is that of
+``gen.rescale``, bit for bit; every stage has at most one 64-bit adder or comparison
+(``hw.rescale_stages``), and no address needs a multiplier (they are counted).
 
 Parameters are written on ``i_param`` (``gen.regmap``; ``last`` on the layer's final word) while
 the unit is idle, before the layer's first pass; each sample's ``beta_in`` comes on ``i_beta``,
 in sample order, taken with the sample's first vector. A layer with a shortcut (a residual
 block's second conv, ``gen.rescale.rescale_residual``) takes a second operand on ``i_res``,
-a vector with every vector of ``i_acc``: an identity shortcut's codes, rescaled in stage 1 by
-the same affine map with the shortcut's ``res_m``, ``res_sh`` and ``beta`` (``i_beta``'s
-``res``), or a projection layer's ``z``, added to ``z`` as it is; the ReLU follows the sum. The host writes a layer's parameters
-only after every output of the previous layer has left. All memories have synchronous read
-ports (block RAM or LUT RAM).
+a vector with every vector of ``i_acc``: an identity shortcut's codes, rescaled by the same
+affine map with the shortcut's ``res_m``, ``res_sh`` and ``beta`` (``i_beta``'s ``res``), or a
+projection layer's ``z``, added to ``z`` as it is; the ReLU follows the sum. The host writes a
+layer's parameters only after every output of the previous layer has left. All memories have
+synchronous read ports and no reset (block RAM or LUT RAM).
 """
 
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from gen import regmap, rescale
 from gen.regmap import CONTROL, Region
 
-from .rescale_stages import BETA_BITS, WIDE_BITS, Affine, Reciprocal, Requantizer, rshift
+from .rescale_stages import (BETA_BITS, DIV_BITS, MANT_BITS, SHIFT_BITS, WIDE_BITS, Affine,
+                             Product, Reciprocal, Requantizer, Rounder, delay, delay_line)
 
 __all__ = ["RescaleUnit", "param_layout", "output_layout", "acc_layout", "beta_layout",
            "residual_layout", "RESIDUAL_CODE_BITS"]
@@ -51,9 +59,9 @@ def param_layout():
                               "last": 1})
 
 
-def acc_layout(lanes, acc_bits):
+def acc_layout(cols, acc_bits):
     """One vector of sums; ``last`` on the last vector of a block of channels."""
-    return data.StructLayout({"data": data.ArrayLayout(signed(acc_bits), lanes), "last": 1})
+    return data.StructLayout({"data": data.ArrayLayout(signed(acc_bits), cols), "last": 1})
 
 
 def beta_layout():
@@ -62,16 +70,16 @@ def beta_layout():
     return data.StructLayout({"beta": unsigned(BETA_BITS), "res": unsigned(BETA_BITS)})
 
 
-def residual_layout(lanes):
+def residual_layout(cols):
     """One vector of the second operand of a layer with a shortcut: an identity shortcut's
-    codes, or a projection's ``z``, for ``lanes`` channels of one position."""
-    return data.StructLayout({"data": data.ArrayLayout(signed(WIDE_BITS), lanes)})
+    codes, or a projection's ``z``, for ``cols`` channels of one position."""
+    return data.StructLayout({"data": data.ArrayLayout(signed(WIDE_BITS), cols)})
 
 
-def output_layout(lanes):
-    """One output vector: ``lanes`` values (codes, or ``z`` for the last layer) of one
+def output_layout(cols):
+    """One output vector: ``cols`` values (codes, or ``z`` for the last layer) of one
     position, the sample's ``beta`` and ``last`` on the sample's final vector."""
-    return data.StructLayout({"value": data.ArrayLayout(signed(WIDE_BITS), lanes),
+    return data.StructLayout({"value": data.ArrayLayout(signed(WIDE_BITS), cols),
                               "beta": unsigned(BETA_BITS), "last": 1})
 
 
@@ -82,13 +90,46 @@ def _memory(m, name, shape, depth):
     return mem.read_port(), mem.write_port()
 
 
+def _times(x, k):
+    """``x * k`` for a constant ``k >= 0`` as shifts and adds (no multiplier)."""
+    terms = [x << i for i in range(k.bit_length()) if k >> i & 1]
+    total = terms[0] if terms else 0
+    for t in terms[1:]:
+        total = total + t
+    return total
+
+
+def _rotate(value, lanes, width, incoming):
+    """``value`` (an array of ``len // width`` elements) moved down by ``lanes`` elements, with
+    ``incoming`` (``lanes`` elements) on top."""
+    return Cat(value.as_value()[lanes * width:], incoming)
+
+
+def _low(value, lanes, width):
+    """The bottom ``lanes`` elements of an array of ``width``-bit elements."""
+    return value.as_value()[:lanes * width]
+
+
+#: Widths of the registers: the per-channel regions and the adapter's, by ``gen.regmap``'s
+#: ``FIELD_BITS``; the control registers below.
+def _control_shapes(max_c, max_p, max_h):
+    return {"channels": range(max_c + 1), "height": range(max_p + 1), "width": range(max_p + 1),
+            "pool": range(8), "relu": 1, "final": 1, "adapter": 2, "hidden": range(max_h + 1),
+            "sh1": signed(SHIFT_BITS), "shb": signed(SHIFT_BITS),
+            "bb": signed(regmap.VALUE_BITS), "m_s": unsigned(MANT_BITS - 1),
+            "sh_req": signed(SHIFT_BITS), "max_code": unsigned(regmap.VALUE_BITS - 1),
+            "residual": 2}
+
+
 class RescaleUnit(wiring.Component):
     """See the module docstring.
 
     Parameters
     ----------
-    lanes : int
+    cols : int
         Accumulators per input vector (the array's columns).
+    lanes : int
+        Values per clock through the datapath; divides ``cols`` (default: ``cols``).
     acc_bits : int
         Width of the accumulators.
     max_channels, max_positions, max_hidden, max_batch : int
@@ -101,270 +142,392 @@ class RescaleUnit(wiring.Component):
         Accepted only while idle.
     i_beta : In(stream.Signature(beta_layout()))
         Each sample's ``beta_in`` (and its shortcut's ``beta``), in sample order.
-    i_res : In(stream.Signature(residual_layout(lanes)))
+    i_res : In(stream.Signature(residual_layout(cols)))
         For a layer with a shortcut (``residual`` register), the second operand: one vector
         with each vector of ``i_acc``, in the same order.
-    i_acc : In(stream.Signature(acc_layout(lanes, acc_bits)))
-        For each block of ``lanes`` channels, the batch's positions (sample by sample, row by
+    i_acc : In(stream.Signature(acc_layout(cols, acc_bits)))
+        For each block of ``cols`` channels, the batch's positions (sample by sample, row by
         row), one vector each, ``last`` on the block's last vector.
-    o_out : Out(stream.Signature(output_layout(lanes)))
+    o_out : Out(stream.Signature(output_layout(cols)))
         Per sample, for each block of channels, for each (pooled) position row by row, one
         vector; ``last`` on the sample's final vector.
     """
 
-    def __init__(self, *, lanes, acc_bits, max_channels, max_positions, max_hidden,
-                 max_batch=1):
+    def __init__(self, *, cols, acc_bits, max_channels, max_positions, max_hidden,
+                 max_batch=1, lanes=None):
+        lanes = cols if lanes is None else lanes
+        if not 1 <= lanes <= cols or cols % lanes:
+            raise ValueError(f"lanes must divide cols ({cols}), not {lanes}")
         entries = 1 << regmap.INDEX_BITS
         if max_channels * max(max_hidden, 1) > entries or max_channels > entries:
             raise ValueError(f"max_channels x max_hidden must be at most {entries} "
                              f"({regmap.INDEX_BITS} address bits)")
-        self._lanes, self._acc_bits = lanes, acc_bits
+        self._cols, self._lanes, self._acc_bits = cols, lanes, acc_bits
+        self._steps = cols // lanes
         self._max_c, self._max_p, self._max_h = max_channels, max_positions, max(max_hidden, 1)
         self._max_b = max(1, min(max_batch, max_positions))
-        self._blocks = -(-max_channels // lanes)
+        self._blocks = -(-max_channels // cols)
         super().__init__({
             "i_param": In(stream.Signature(param_layout())),
             "i_beta": In(stream.Signature(beta_layout())),
-            "i_res": In(stream.Signature(residual_layout(lanes))),
-            "i_acc": In(stream.Signature(acc_layout(lanes, acc_bits))),
-            "o_out": Out(stream.Signature(output_layout(lanes))),
+            "i_res": In(stream.Signature(residual_layout(cols))),
+            "i_acc": In(stream.Signature(acc_layout(cols, acc_bits))),
+            "o_out": Out(stream.Signature(output_layout(cols))),
         })
 
     def _register_file(self, m):
         """The parameters of ``gen.regmap``: the per-channel regions as one memory per lane
         (entry ``c // lanes`` of lane ``c % lanes``), the adapter's regions, the control
-        registers; written from ``i_param``. Returns the read ports and the registers."""
+        registers; written from ``i_param`` through a register. Returns the read ports and the
+        registers."""
         lanes, max_c, max_h = self._lanes, self._max_c, self._max_h
-        param = signed(regmap.VALUE_BITS)
         p = self.i_param.payload
-        region, index = p.addr[regmap.INDEX_BITS:], p.addr[:regmap.INDEX_BITS]
-        writing = self.i_param.valid & self.i_param.ready
-        lane_of, block_of = index % lanes, index // lanes
+        w = Signal(data.StructLayout({"en": 1, "region": regmap.REGION_BITS,
+                                      "lane": range(max(lanes, 2)),
+                                      "entry": regmap.INDEX_BITS, "index": regmap.INDEX_BITS,
+                                      "value": signed(regmap.VALUE_BITS)}))
+        index = p.addr[:regmap.INDEX_BITS]
+        m.d.sync += [w.en.eq(self.i_param.valid & self.i_param.ready),
+                     w.region.eq(p.addr[regmap.INDEX_BITS:]), w.index.eq(index),
+                     w.lane.eq(index % lanes), w.entry.eq(index // lanes), w.value.eq(p.value)]
         ports = {}
         for r in (Region.m, Region.sh, Region.bias, Region.res_m, Region.res_sh):
+            shape = signed(regmap.FIELD_BITS.get(r.name, regmap.VALUE_BITS))
             ports[r] = []
             for lane in range(lanes):
-                rd, wr = _memory(m, f"mem_{r.name}_{lane}", param, self._blocks)
-                m.d.comb += [wr.addr.eq(block_of), wr.data.eq(p.value),
-                             wr.en.eq(writing & (region == r) & (lane_of == lane))]
+                rd, wr = _memory(m, f"mem_{r.name}_{lane}", shape, self._blocks * self._steps)
+                m.d.comb += [wr.addr.eq(w.entry), wr.data.eq(w.value),
+                             wr.en.eq(w.en & (w.region == r) & (w.lane == lane))]
                 ports[r].append(rd)
         depth = {Region.w1: max_c * max_h, Region.b1: max_h, Region.wb: max(max_c, max_h)}
         for r, d in depth.items():
-            rd, wr = _memory(m, f"mem_{r.name}", param, d)
-            m.d.comb += [wr.addr.eq(index), wr.data.eq(p.value),
-                         wr.en.eq(writing & (region == r))]
+            shape = signed(regmap.FIELD_BITS.get(r.name, regmap.VALUE_BITS))
+            rd, wr = _memory(m, f"mem_{r.name}", shape, d)
+            m.d.comb += [wr.addr.eq(w.index), wr.data.eq(w.value),
+                         wr.en.eq(w.en & (w.region == r))]
             ports[r] = rd
-        reg = {name: Signal(param, name=f"reg_{name}") for name in CONTROL}
-        with m.If(writing & (region == Region.control)):
-            with m.Switch(index):
+        shapes = _control_shapes(max_c, self._max_p, max_h)
+        reg = {name: Signal(shapes[name], name=f"reg_{name}") for name in CONTROL}
+        with m.If(w.en & (w.region == Region.control)):
+            with m.Switch(w.index):
                 for i, name in enumerate(CONTROL):
                     with m.Case(i):
-                        m.d.sync += reg[name].eq(p.value)
-        return ports, reg
+                        m.d.sync += reg[name].eq(w.value)
+        return ports, reg, w.en
 
     def elaborate(self, platform):
         m = Module()
-        lanes, max_c, max_p, max_h, max_b = (self._lanes, self._max_c, self._max_p,
-                                             self._max_h, self._max_b)
+        cols, lanes, steps = self._cols, self._lanes, self._steps
+        max_c, max_p, max_h, max_b = self._max_c, self._max_p, self._max_h, self._max_b
         blocks_max = self._blocks
-        ports, reg = self._register_file(m)
+        ports, reg, writing = self._register_file(m)
         wide = signed(WIDE_BITS)
-        vector = data.ArrayLayout(wide, lanes)
-        u_rd, u_wr = _memory(m, "mem_u", vector, blocks_max * max_p)      # u: block, position
-        s_rd, s_wr = _memory(m, "mem_s", vector, blocks_max * max_b)      # S: block, sample
+        slice_ = data.ArrayLayout(wide, lanes)
+        u_depth, s_depth = blocks_max * max_p * steps, blocks_max * max_b * steps
+        u_rd, u_wr = _memory(m, "mem_u", slice_, u_depth)      # u: block, position, slice
+        s_rd, s_wr = _memory(m, "mem_s", slice_, s_depth)      # S: block, sample, slice
         beta_rd, beta_wr = _memory(m, "mem_beta_in", beta_layout(), max_b)
-        h_rd, h_wr = _memory(m, "mem_h", wide, max_h)                      # hidden units
+        h_rd, h_wr = _memory(m, "mem_h", wide, max_h)                    # hidden units
         w1_rd, b1_rd, wb_rd = ports[Region.w1], ports[Region.b1], ports[Region.wb]
+        u_addr = range(max(2, u_depth))
+        s_addr = range(max(2, s_depth))
 
         # The layer's shape ------------------------------------------------------------------
         pooled = reg["pool"] > 1
         out_w = Mux(pooled, reg["width"] >> 1, reg["width"])
-        out_p = Signal(range(max_p + 1))
-        m.d.comb += out_p.eq(Mux(pooled, reg["height"] >> 1, reg["height"]) * out_w)
-        final = reg["final"].bool()
+        row_stride = Signal(u_addr)                 # slices of one output row
+        m.d.sync += row_stride.eq(_times(out_w, steps))
+        final = reg["final"]
+        residual = reg["residual"]
+        need_res = residual != regmap.RESIDUAL_KINDS["none"]
 
         armed = Signal()               # the layer's parameters are complete
         with m.If(self.i_param.valid & self.i_param.ready):
             m.d.sync += armed.eq(self.i_param.payload.last)
 
-        # Drain, stage 0: take a vector ----------------------------------------------------
-        blk = Signal(range(blocks_max + 1))
-        block_base = Signal(range(max_c + lanes + 1))
+        # Drain, the take: a vector and its place -------------------------------------------
         row, col = Signal(range(max_p + 1)), Signal(range(max_p + 1))
         smp = Signal(range(max_b + 1))
         nsamp = Signal(range(max_b + 1))
+        blk_chan = Signal(range(max_c + cols + 1))     # the block's first channel
+        first_block = Signal()
+        u_blk, u_row, u_col = Signal(u_addr), Signal(u_addr), Signal(u_addr)
+        s_blk, s_smp = Signal(s_addr), Signal(s_addr)
+        p_blk = Signal(range(max(2, blocks_max * steps + 1)))
+        out_slices = Signal(u_addr)                    # slices of a sample's block of outputs
         draining = Signal()
-        need_beta = (blk == 0) & (row == 0) & (col == 0)
-        residual = reg["residual"][:2]
-        need_res = residual != regmap.RESIDUAL_KINDS["none"]
+        need_beta = first_block & (row == 0) & (col == 0)
         take = Signal()
+
+        # Stage G: the vector taken, emitted one slice per clock.
+        g = Signal(data.StructLayout({
+            "busy": 1, "j": range(max(steps, 2)), "beta_new": 1, "uaddr": u_addr,
+            "saddr": s_addr, "paddr": range(max(2, blocks_max * steps + 1)), "h_first": 1,
+            "v_second": 1, "sample_end": 1}))
+        g_acc = Signal(data.ArrayLayout(signed(self._acc_bits), cols))
+        g_res = Signal(data.ArrayLayout(wide, cols))
+        g_beta = Signal(beta_layout())
+        free = ~g.busy | (g.j == steps - 1)
         m.d.comb += [
-            self.i_acc.ready.eq(draining & (~need_beta | self.i_beta.valid)
+            self.i_acc.ready.eq(draining & free & (~need_beta | self.i_beta.valid)
                                 & (~need_res | self.i_res.valid)),
-            self.i_beta.ready.eq(draining & self.i_acc.valid & need_beta
+            self.i_beta.ready.eq(draining & free & self.i_acc.valid & need_beta
                                  & (~need_res | self.i_res.valid)),
-            self.i_res.ready.eq(draining & self.i_acc.valid & need_res
+            self.i_res.ready.eq(draining & free & self.i_acc.valid & need_res
                                 & (~need_beta | self.i_beta.valid)),
             take.eq(self.i_acc.valid & self.i_acc.ready),
         ]
-        q_in = Mux(pooled, (row >> 1) * out_w + (col >> 1), row * reg["width"] + col)
-        last_block = block_base + lanes >= reg["channels"]
         sample_end = (row == reg["height"] - 1) & (col == reg["width"] - 1)
+        row_done = col == reg["width"] - 1
         m.d.comb += [beta_wr.addr.eq(smp), beta_wr.data.eq(self.i_beta.payload),
-                     beta_wr.en.eq(take & need_beta), beta_rd.addr.eq(smp)]
+                     beta_wr.en.eq(take & need_beta), beta_rd.addr.eq(smp),
+                     beta_rd.en.eq(take)]
+        with m.If(take):
+            m.d.sync += [
+                g.busy.eq(1), g.j.eq(0), g.beta_new.eq(need_beta), g_beta.eq(self.i_beta.payload),
+                g.uaddr.eq(u_blk + u_row + u_col), g.saddr.eq(s_blk + s_smp), g.paddr.eq(p_blk),
+                g.h_first.eq(pooled & ~col[0]), g.v_second.eq(pooled & row[0]),
+                g.sample_end.eq(sample_end),
+                g_acc.eq(self.i_acc.payload.data), g_res.eq(self.i_res.payload.data),
+                col.eq(col + 1),
+            ]
+            with m.If(~pooled | col[0]):
+                m.d.sync += u_col.eq(u_col + steps)
+            with m.If(row_done):
+                m.d.sync += [col.eq(0), row.eq(row + 1), u_col.eq(0)]
+                with m.If(~pooled | row[0]):
+                    m.d.sync += u_row.eq(u_row + row_stride)
+                with m.If(sample_end):
+                    m.d.sync += [row.eq(0), smp.eq(smp + 1), s_smp.eq(s_smp + steps)]
+                    with m.If(first_block & (smp == 0)):
+                        m.d.sync += out_slices.eq(u_row + row_stride)
+            with m.If(self.i_acc.payload.last):
+                m.d.sync += [row.eq(0), col.eq(0), smp.eq(0), u_row.eq(0), u_col.eq(0),
+                             s_smp.eq(0), first_block.eq(0), blk_chan.eq(blk_chan + cols),
+                             u_blk.eq(u_blk + max_p * steps), s_blk.eq(s_blk + max_b * steps),
+                             p_blk.eq(p_blk + steps)]
+                with m.If(first_block):
+                    m.d.sync += nsamp.eq(smp + 1)
+        with m.Elif(g.busy):
+            m.d.sync += [g.j.eq(g.j + 1), g.uaddr.eq(g.uaddr + 1), g.saddr.eq(g.saddr + 1),
+                         g.paddr.eq(g.paddr + 1),
+                         g_acc.eq(_rotate(g_acc, lanes, self._acc_bits, _low(g_acc, lanes, self._acc_bits))),
+                         g_res.eq(_rotate(g_res, lanes, WIDE_BITS, _low(g_res, lanes, WIDE_BITS)))]
+            with m.If(g.j == steps - 1):
+                m.d.sync += g.busy.eq(0)
+        last_block = blk_chan + cols >= reg["channels"]
+
+        # Stage A: the slice with its parameters (read at G) and betas.
         for lane in range(lanes):
             for r in (Region.m, Region.sh, Region.bias, Region.res_m, Region.res_sh):
-                m.d.comb += ports[r][lane].addr.eq(blk)
-        with m.If(take):
-            m.d.sync += col.eq(col + 1)
-            with m.If(col == reg["width"] - 1):
-                m.d.sync += [col.eq(0), row.eq(row + 1)]
-                with m.If(row == reg["height"] - 1):
-                    m.d.sync += [row.eq(0), smp.eq(smp + 1)]
-            with m.If(self.i_acc.payload.last):
-                m.d.sync += [row.eq(0), col.eq(0), smp.eq(0), blk.eq(blk + 1),
-                             block_base.eq(block_base + lanes)]
-                with m.If(blk == 0):
-                    m.d.sync += nsamp.eq(smp + 1)
+                m.d.comb += ports[r][lane].addr.eq(g.paddr)
+        meta = data.StructLayout({"valid": 1, "uaddr": u_addr, "saddr": s_addr, "h_first": 1,
+                                  "v_second": 1, "sample_end": 1})
+        a = Signal(meta)
+        a_acc = Signal(data.ArrayLayout(signed(self._acc_bits), lanes))
+        a_res = Signal(slice_)
+        a_beta = Signal(beta_layout())
+        m.d.sync += [a.valid.eq(g.busy), a.uaddr.eq(g.uaddr), a.saddr.eq(g.saddr),
+                     a.h_first.eq(g.h_first), a.v_second.eq(g.v_second),
+                     a.sample_end.eq(g.sample_end),
+                     a_acc.eq(_low(g_acc, lanes, self._acc_bits)), a_res.eq(_low(g_res, lanes, WIDE_BITS)),
+                     a_beta.eq(Mux(g.beta_new, g_beta, beta_rd.data))]
 
-        s1 = Signal(data.StructLayout({
-            "valid": 1, "acc": data.ArrayLayout(signed(self._acc_bits), lanes),
-            "res": data.ArrayLayout(signed(WIDE_BITS), lanes),
-            "beta_new": 1, "beta": beta_layout(), "uaddr": range(max(2, blocks_max * max_p)),
-            "saddr": range(max(2, blocks_max * max_b)), "h_first": 1, "v_second": 1,
-            "sample_end": 1}))
-        m.d.sync += [
-            s1.valid.eq(take), s1.acc.eq(self.i_acc.payload.data),
-            s1.res.eq(self.i_res.payload.data),
-            s1.beta_new.eq(need_beta), s1.beta.eq(self.i_beta.payload),
-            s1.uaddr.eq(blk * max_p + smp * out_p + q_in),
-            s1.saddr.eq(blk * max_b + smp),
-            s1.h_first.eq(pooled & ~col[0]), s1.v_second.eq(pooled & row[0]),
-            s1.sample_end.eq(sample_end),
-        ]
-
-        # Stage 1: the affine map and the shortcut, every lane -----------------------------
-        betas = Signal(beta_layout())
-        m.d.comb += betas.eq(Mux(s1.beta_new, s1.beta, beta_rd.data))
-        s2 = Signal(data.StructLayout({
-            "valid": 1, "u": vector, "uaddr": range(max(2, blocks_max * max_p)),
-            "saddr": range(max(2, blocks_max * max_b)), "h_first": 1, "v_second": 1,
-            "sample_end": 1}))
-        m.d.sync += [s2.valid.eq(s1.valid), s2.uaddr.eq(s1.uaddr), s2.saddr.eq(s1.saddr),
-                     s2.h_first.eq(s1.h_first), s2.v_second.eq(s1.v_second),
-                     s2.sample_end.eq(s1.sample_end)]
+        # The affine map and the shortcut, every lane (Affine's latency), then the sum and the
+        # ReLU (stage Z).
+        main_latency = Affine.latency(self._acc_bits)
+        z = Signal(meta)
+        meta_line = delay_line(m, a, main_latency, name="meta")
+        m.d.sync += z.eq(meta_line[-1])
+        z_u = Signal(slice_)
         for lane in range(lanes):
             m.submodules[f"affine_{lane}"] = affine = Affine(self._acc_bits)
-            m.d.comb += [affine.acc.eq(s1.acc[lane]), affine.beta_in.eq(betas.beta),
+            m.d.comb += [affine.acc.eq(a_acc[lane]), affine.beta_in.eq(a_beta.beta),
                          affine.m.eq(ports[Region.m][lane].data),
                          affine.sh.eq(ports[Region.sh][lane].data),
-                         affine.bias.eq(ports[Region.bias][lane].data), affine.relu.eq(0)]
+                         affine.bias.eq(ports[Region.bias][lane].data)]
             # The shortcut's operand (gen.rescale.shortcut_operand: the same affine map, no
             # bias), or a projection's z as it is; added before the ReLU.
-            m.submodules[f"shortcut_{lane}"] = shortcut = Affine(RESIDUAL_CODE_BITS + 1)
-            m.d.comb += [shortcut.acc.eq(s1.res[lane]), shortcut.beta_in.eq(betas.res),
+            m.submodules[f"shortcut_{lane}"] = shortcut = Affine(RESIDUAL_CODE_BITS + 1,
+                                                                 latency=main_latency)
+            m.d.comb += [shortcut.acc.eq(a_res[lane]), shortcut.beta_in.eq(a_beta.res),
                          shortcut.m.eq(ports[Region.res_m][lane].data),
-                         shortcut.sh.eq(ports[Region.res_sh][lane].data),
-                         shortcut.bias.eq(0), shortcut.relu.eq(0)]
+                         shortcut.sh.eq(ports[Region.res_sh][lane].data), shortcut.bias.eq(0)]
+            projection = delay(m, a_res[lane], main_latency, name=f"projection_{lane}")
             operand = Mux(residual == regmap.RESIDUAL_KINDS["identity"], shortcut.u,
-                          Mux(residual == regmap.RESIDUAL_KINDS["projection"], s1.res[lane],
-                              0))
-            z = Signal(wide, name=f"z_{lane}")
-            m.d.comb += z.eq(affine.u + operand)
-            m.d.sync += s2.u[lane].eq(Mux(reg["relu"].bool() & (z < 0), 0, z))
+                          Mux(residual == regmap.RESIDUAL_KINDS["projection"], projection, 0))
+            total = Signal(wide, name=f"z_{lane}")
+            m.d.comb += total.eq(affine.u + operand)
+            m.d.sync += z_u[lane].eq(Mux(reg["relu"] & (total < 0), 0, total))
 
-        # Stage 2: pooling, the u memory and the channel sums -------------------------------
-        hold = Signal(vector)
-        sums = Signal(vector)
-        window = Signal(vector)                 # the value that ends a window
-        done = Signal()
-        m.d.comb += [u_wr.addr.eq(s2.uaddr), u_wr.data.eq(window),
-                     u_wr.en.eq(s2.valid & ~s2.h_first),
-                     done.eq(s2.valid & ~s2.h_first & (~pooled | s2.v_second)),
-                     s_wr.addr.eq(s2.saddr), s_wr.en.eq(s2.valid & s2.sample_end)]
+        # Stage H: the horizontal pair; the u memory read for the vertical one.
+        hold = Signal(data.ArrayLayout(wide, cols))
+        h = Signal(meta)
+        h_pair = Signal(slice_)
+        m.d.sync += h.eq(z)
         for lane in range(lanes):
-            u = s2.u[lane]
-            pair = Mux(pooled & (hold[lane] > u), hold[lane], u)
+            u = z_u[lane]
+            m.d.sync += h_pair[lane].eq(Mux(pooled & ~z.h_first & (hold[lane] > u), hold[lane],
+                                            u))
+        with m.If(z.valid & pooled):
+            m.d.sync += hold.eq(_rotate(hold, lanes, WIDE_BITS,
+                                        Mux(z.h_first, z_u.as_value(), _low(hold, lanes, WIDE_BITS))))
+
+        # Stage V: the vertical pair; the u memory written.
+        window = Signal(slice_)
+        for lane in range(lanes):
             below = u_rd.data[lane]
-            m.d.comb += window[lane].eq(Mux(s2.v_second & (below > pair), below, pair))
-            with m.If(s2.valid & s2.h_first):
-                m.d.sync += hold[lane].eq(u)
-            total = Mux(done, sums[lane] + window[lane], sums[lane])
-            m.d.comb += s_wr.data[lane].eq(total)
-            with m.If(s2.valid):
-                m.d.sync += sums[lane].eq(Mux(s2.sample_end, 0, total))
+            m.d.comb += window[lane].eq(Mux(h.v_second & (below > h_pair[lane]), below,
+                                            h_pair[lane]))
+        v = Signal(meta)
+        v_window = Signal(slice_)
+        v_done = Signal()
+        m.d.sync += [v.eq(h), v_window.eq(window),
+                     v_done.eq(h.valid & ~h.h_first & (~pooled | h.v_second))]
+        m.d.comb += [u_wr.addr.eq(h.uaddr), u_wr.data.eq(window),
+                     u_wr.en.eq(h.valid & ~h.h_first)]
+
+        # Stage W: the channel sums.
+        sums = Signal(data.ArrayLayout(wide, cols))
+        s_total = Signal(slice_)
+        for lane in range(lanes):
+            m.d.comb += s_total[lane].eq(sums[lane] + Mux(v_done, v_window[lane], 0))
+        with m.If(v.valid):
+            m.d.sync += sums.eq(_rotate(sums, lanes, WIDE_BITS,
+                                        Mux(v.sample_end, 0, s_total.as_value())))
+        m.d.comb += [s_wr.addr.eq(v.saddr), s_wr.data.eq(s_total),
+                     s_wr.en.eq(v.valid & v.sample_end)]
+        in_flight = Cat(g.busy, a.valid, *(x.valid for x in meta_line), z.valid, h.valid,
+                        v.valid).any()
 
         # Tail: adapter, beta, reciprocal and outputs, sample by sample --------------------
         t = Signal(range(max_b + 1))                 # the sample
-        total = Signal(signed(WIDE_BITS + regmap.VALUE_BITS + regmap.INDEX_BITS + 1))
+        t_s = Signal(s_addr)                         # its sums: t * steps
+        t_u = Signal(u_addr)                         # its outputs: t * out_slices
         beta = Signal(BETA_BITS)
-        issue = Signal(range(max(max_c, max_h) + 1))  # the term being read
-        iblk = Signal(range(blocks_max + 1))
-        ilane = Signal(range(max(lanes, 2)))
-        pending = Signal()                          # a term read last clock, to add now
-        plane = Signal(range(max(lanes, 2)))
-        j = Signal(range(max_h + 1))
-        m.submodules.reciprocal = divider = Reciprocal()
-        hidden_value = rshift(m, total, reg["sh1"], "hidden_shifted") + b1_rd.data
-        beta_raw = rshift(m, total, reg["shb"], "beta_shifted") + reg["bb"]
-        beta_clamped = Mux(beta_raw < 1, 1, Mux(beta_raw > rescale.BETA_MAX, rescale.BETA_MAX,
-                                                beta_raw))
+        total = Signal(wide)
         two = reg["adapter"] == regmap.ADAPTER_KINDS["two"]
-        s_term = Signal(wide)
-        m.d.comb += s_term.eq(s_rd.data[0])
-        with m.Switch(plane):
-            for lane in range(1, lanes):
-                with m.Case(lane):
-                    m.d.comb += s_term.eq(s_rd.data[lane])
 
-        def term_reads(count):
-            """Read term ``issue`` (channel ``iblk * lanes + ilane``) while ``issue < count``;
-            the caller adds last clock's term ``x * weight`` into ``total``; returns whether
-            every term has been added."""
-            more = issue < count
-            m.d.sync += [pending.eq(more), plane.eq(ilane)]
-            with m.If(more):
-                m.d.sync += [issue.eq(issue + 1), ilane.eq(ilane + 1)]
-                with m.If(ilane == lanes - 1):
-                    m.d.sync += [ilane.eq(0), iblk.eq(iblk + 1)]
-            return ~more & ~pending
+        # The terms of a dot product: read (addresses from the counters), select the lane,
+        # multiply, add. ``issue`` counts the terms read.
+        issue = Signal(range(max(max_c, max_h) + 1))
+        i_lane = Signal(range(max(lanes, 2)))
+        i_j = Signal(range(max(steps, 2)))
+        i_blk = Signal(s_addr)
+        w1_base = Signal(range(max(2, max_c * max_h + 1)))
+        j = Signal(range(max_h + 1))
+        count = Signal(range(max(max_c, max_h) + 1))
+        reading = Signal()
+        m.submodules.mac = mac = Product(wide, signed(MANT_BITS), WIDE_BITS)
+        pend = [Signal(name=f"pending_{i}") for i in range(2 + mac.LATENCY)]
+        lane_read = Signal.like(i_lane)
+        x_term = Signal(wide)
+        w_term = Signal(signed(MANT_BITS))
+        m.d.sync += [pend[0].eq(reading), lane_read.eq(i_lane)]
+        m.d.sync += [pend[i].eq(pend[i - 1]) for i in range(1, len(pend))]
+        s_lane = s_rd.data[0]
+        for lane in range(1, lanes):
+            s_lane = Mux(lane_read == lane, s_rd.data[lane], s_lane)
+        in_beta = Signal()                           # the terms are beta's (else hidden j's)
+        m.d.sync += [x_term.eq(Mux(in_beta & two, h_rd.data, s_lane)),
+                     w_term.eq(Mux(in_beta, wb_rd.data, w1_rd.data))]
+        m.d.comb += [mac.a.eq(x_term), mac.b.eq(w_term),
+                     s_rd.addr.eq(i_blk + t_s + i_j), h_rd.addr.eq(issue),
+                     w1_rd.addr.eq(w1_base + issue), wb_rd.addr.eq(issue), b1_rd.addr.eq(j)]
+        with m.If(pend[-1]):
+            m.d.sync += total.eq(total + mac.p)
+        with m.If(reading):
+            m.d.sync += [issue.eq(issue + 1), i_lane.eq(i_lane + 1)]
+            with m.If(i_lane == lanes - 1):
+                m.d.sync += [i_lane.eq(0), i_j.eq(i_j + 1)]
+                with m.If(i_j == steps - 1):
+                    m.d.sync += [i_j.eq(0), i_blk.eq(i_blk + max_b * steps)]
+        m.d.comb += reading.eq(0)
+        terms_done = (issue == count) & ~Cat(*pend).any()
 
-        def restart_terms():
-            m.d.sync += [issue.eq(0), iblk.eq(0), ilane.eq(0), total.eq(0), pending.eq(0)]
+        def restart_terms(n, beta_terms):
+            m.d.sync += [issue.eq(0), i_lane.eq(0), i_j.eq(0), i_blk.eq(0), total.eq(0),
+                         count.eq(n), in_beta.eq(beta_terms)]
 
-        # Outputs: the u memory read ahead of o_out's register.
-        oblk, oq = Signal(range(blocks_max + 1)), Signal(range(max_p + 1))
-        advance = ~self.o_out.valid | self.o_out.ready
-        for lane in range(lanes):
-            m.submodules[f"requantizer_{lane}"] = rq = Requantizer()
-            m.d.comb += [rq.u.eq(u_rd.data[lane]), rq.recip.eq(divider.quotient),
-                         rq.sh_req.eq(reg["sh_req"]), rq.max_code.eq(reg["max_code"])]
-            m.d.comb += self.o_out.payload.value[lane].eq(Mux(final, u_rd.data[lane], rq.code))
-        m.d.comb += [self.o_out.payload.beta.eq(beta),
-                     divider.numerator.eq(reg["m_s"].as_unsigned() << rescale.RECIP_BITS),
+        rounder = Rounder()
+        m.submodules.rounder = rounder
+        m.d.comb += [rounder.x.eq(total), rounder.n.eq(Mux(in_beta, reg["shb"], reg["sh1"])),
+                     rounder.addend.eq(Mux(in_beta, reg["bb"], b1_rd.data))]
+        wait = Signal(range(Rounder.LATENCY + 2))
+        beta_clamped = Signal(BETA_BITS)
+        y = rounder.y
+        m.d.sync += beta_clamped.eq(Mux(y < 1, 1, Mux(y > rescale.BETA_MAX, rescale.BETA_MAX,
+                                                      y)))
+
+        m.submodules.reciprocal = divider = Reciprocal()
+        m.d.comb += [divider.numerator.eq(reg["m_s"] << rescale.RECIP_BITS),
                      divider.divisor.eq(beta)]
 
+        # Outputs: slice reads from the u memory -> Requantizer -> vectors of cols -> o_out.
+        # The whole path advances on ``o_en``, low only when a full vector waits for o_out.
+        o_issue = Signal()
+        o_k = Signal(u_addr)                         # the slice within the sample's block
+        o_blk = Signal(u_addr)
+        o_chan = Signal(range(max_c + cols + 1))
+        asm = Signal(data.ArrayLayout(wide, cols))
+        asm_n = Signal(range(steps + 1))
+        asm_last = Signal()
+        o_en = Signal()
+        o_end = (o_k == out_slices - 1) & (o_chan + cols >= reg["channels"])
+        m.d.comb += o_en.eq(~((asm_n == steps) & self.o_out.valid & ~self.o_out.ready))
+        rq_latency = Requantizer.LATENCY
+        o_valid = [Signal(name=f"o_valid_{i}") for i in range(1 + rq_latency)]
+        o_last = [Signal(name=f"o_last_{i}") for i in range(1 + rq_latency)]
+        with m.If(o_en):
+            m.d.sync += [o_valid[0].eq(o_issue), o_last[0].eq(o_issue & o_end)]
+            m.d.sync += [o_valid[i].eq(o_valid[i - 1]) for i in range(1, len(o_valid))]
+            m.d.sync += [o_last[i].eq(o_last[i - 1]) for i in range(1, len(o_last))]
+        codes = Signal(slice_)
+        for lane in range(lanes):
+            m.submodules[f"requantizer_{lane}"] = rq = Requantizer()
+            m.d.comb += [rq.en.eq(o_en), rq.u.eq(u_rd.data[lane]), rq.recip.eq(divider.quotient),
+                         rq.sh_req.eq(reg["sh_req"]), rq.max_code.eq(reg["max_code"])]
+            z_out = delay(m, u_rd.data[lane], rq_latency, o_en, name=f"z_out_{lane}")
+            m.d.comb += codes[lane].eq(Mux(final, z_out, rq.code))
+        with m.If(o_en):
+            with m.If(o_valid[-1]):
+                m.d.sync += [asm.eq(_rotate(asm, lanes, WIDE_BITS, codes.as_value())),
+                             asm_last.eq(o_last[-1])]
+            with m.If((asm_n == steps) & (~self.o_out.valid | self.o_out.ready)):
+                m.d.sync += [self.o_out.valid.eq(1), self.o_out.payload.value.eq(asm),
+                             self.o_out.payload.last.eq(asm_last), asm_n.eq(o_valid[-1])]
+            with m.Else():
+                with m.If(self.o_out.ready):
+                    m.d.sync += self.o_out.valid.eq(0)
+                with m.If(o_valid[-1]):
+                    m.d.sync += asm_n.eq(asm_n + 1)
+        m.d.comb += self.o_out.payload.beta.eq(beta)
+        sample_out = self.o_out.valid & self.o_out.ready & self.o_out.payload.last
+
+        m.d.comb += u_rd.addr.eq(z.uaddr)
+        m.d.comb += u_rd.en.eq(1)
         with m.FSM(init="idle"):
             with m.State("idle"):
                 m.d.comb += self.i_param.ready.eq(1)
-                m.d.sync += [blk.eq(0), block_base.eq(0), row.eq(0), col.eq(0), smp.eq(0),
-                             t.eq(0)]
-                with m.If(self.i_acc.valid & armed & ~self.i_param.valid):
+                m.d.sync += [row.eq(0), col.eq(0), smp.eq(0), blk_chan.eq(0), first_block.eq(1),
+                             u_blk.eq(0), u_row.eq(0), u_col.eq(0), s_blk.eq(0), s_smp.eq(0),
+                             p_blk.eq(0), t.eq(0), t_s.eq(0), t_u.eq(0)]
+                with m.If(self.i_acc.valid & armed & ~self.i_param.valid & ~writing):
                     m.next = "drain"
 
             with m.State("drain"):
-                m.d.comb += [draining.eq(1), u_rd.addr.eq(s1.uaddr)]
+                m.d.comb += draining.eq(1)
                 with m.If(take & self.i_acc.payload.last & last_block):
                     m.next = "flush"
 
             with m.State("flush"):                    # the pipeline empties
-                m.d.comb += u_rd.addr.eq(s1.uaddr)
-                with m.If(~s1.valid & ~s2.valid):
+                with m.If(~in_flight):
                     m.next = "sample"
 
             with m.State("sample"):                   # the tail of sample t begins
-                restart_terms()
-                m.d.sync += [j.eq(0), beta.eq(rescale.BETA_ONE), oblk.eq(0), oq.eq(0)]
+                restart_terms(reg["channels"], ~two)
+                m.d.sync += [j.eq(0), w1_base.eq(0), beta.eq(rescale.BETA_ONE), o_k.eq(0),
+                             o_blk.eq(0), o_chan.eq(0)]
                 with m.If(final):
                     m.next = "output"
                 with m.Elif(reg["adapter"] == regmap.ADAPTER_KINDS["none"]):
@@ -375,26 +538,32 @@ class RescaleUnit(wiring.Component):
                     m.next = "beta"
 
             with m.State("hidden"):                   # h[j] = relu(rshift(w1[j] . S, sh1) + b1)
-                m.d.comb += [s_rd.addr.eq(iblk * max_b + t), w1_rd.addr.eq(j * max_c + issue),
-                             b1_rd.addr.eq(j)]
-                with m.If(pending):
-                    m.d.sync += total.eq(total + s_term * w1_rd.data)
-                finished = term_reads(reg["channels"])
-                with m.If(finished):
-                    m.d.comb += [h_wr.addr.eq(j), h_wr.en.eq(1),
-                                 h_wr.data.eq(Mux(hidden_value < 0, 0, hidden_value))]
-                    restart_terms()
-                    m.d.sync += j.eq(j + 1)
+                m.d.comb += reading.eq(issue != count)
+                with m.If(terms_done):
+                    m.d.sync += wait.eq(0)
+                    m.next = "hidden_round"
+
+            with m.State("hidden_round"):
+                m.d.sync += wait.eq(wait + 1)
+                with m.If(wait == Rounder.LATENCY):
+                    m.d.comb += [h_wr.addr.eq(j), h_wr.en.eq(1), h_wr.data.eq(Mux(y < 0, 0, y))]
+                    m.d.sync += [j.eq(j + 1), w1_base.eq(w1_base + max_c)]
                     with m.If(j == reg["hidden"] - 1):
+                        restart_terms(reg["hidden"], 1)
                         m.next = "beta"
+                    with m.Else():
+                        restart_terms(reg["channels"], 0)
+                        m.next = "hidden"
 
             with m.State("beta"):                     # beta = clamp(rshift(wb . x, shb) + bb)
-                m.d.comb += [s_rd.addr.eq(iblk * max_b + t), h_rd.addr.eq(issue),
-                             wb_rd.addr.eq(issue)]
-                with m.If(pending):
-                    m.d.sync += total.eq(total + Mux(two, h_rd.data, s_term) * wb_rd.data)
-                finished = term_reads(Mux(two, reg["hidden"], reg["channels"]))
-                with m.If(finished):
+                m.d.comb += reading.eq(issue != count)
+                with m.If(terms_done):
+                    m.d.sync += wait.eq(0)
+                    m.next = "beta_round"
+
+            with m.State("beta_round"):               # the rounder, then the clamp
+                m.d.sync += wait.eq(wait + 1)
+                with m.If(wait == Rounder.LATENCY + 1):
                     m.d.sync += beta.eq(beta_clamped)
                     m.next = "divide"
 
@@ -403,21 +572,21 @@ class RescaleUnit(wiring.Component):
                 with m.If(divider.done):
                     m.next = "output"
 
-            with m.State("output"):                   # u (block, position) -> o_out
-                m.d.comb += [u_rd.addr.eq(oblk * max_p + t * out_p + oq), u_rd.en.eq(advance)]
-                end = (oq == out_p - 1) & (oblk * lanes + lanes >= reg["channels"])
-                with m.If(advance):
-                    m.d.sync += [self.o_out.valid.eq(1), self.o_out.payload.last.eq(end),
-                                 oq.eq(oq + 1)]
-                    with m.If(oq == out_p - 1):
-                        m.d.sync += [oq.eq(0), oblk.eq(oblk + 1)]
-                    with m.If(end):
+            with m.State("output"):                   # u (block, position, slice) -> o_out
+                m.d.comb += [u_rd.addr.eq(o_blk + t_u + o_k), u_rd.en.eq(o_en),
+                             o_issue.eq(1)]
+                with m.If(o_en):
+                    m.d.sync += o_k.eq(o_k + 1)
+                    with m.If(o_k == out_slices - 1):
+                        m.d.sync += [o_k.eq(0), o_blk.eq(o_blk + max_p * steps),
+                                     o_chan.eq(o_chan + cols)]
+                    with m.If(o_end):
                         m.next = "output_end"
 
             with m.State("output_end"):              # the sample's last vector leaves
-                m.d.comb += u_rd.en.eq(0)
-                with m.If(self.o_out.ready):
-                    m.d.sync += [self.o_out.valid.eq(0), t.eq(t + 1)]
+                m.d.comb += [u_rd.addr.eq(o_blk + t_u + o_k), u_rd.en.eq(o_en)]
+                with m.If(sample_out):
+                    m.d.sync += [t.eq(t + 1), t_s.eq(t_s + steps), t_u.eq(t_u + out_slices)]
                     m.next = "sample"
                     with m.If(t + 1 == nsamp):
                         m.next = "idle"

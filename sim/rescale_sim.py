@@ -75,18 +75,18 @@ def param_words(fixed, *, channels, height, width, pool, relu, max_channels, res
 class RescaleSim(Design):
     """A rescale unit built for Verilator under ``root``."""
 
-    def __init__(self, root, *, lanes, acc_bits, max_channels, max_positions, max_hidden,
-                 max_batch=1):
-        self.lanes, self.acc_bits, self.max_channels = lanes, acc_bits, max_channels
-        unit = RescaleUnit(lanes=lanes, acc_bits=acc_bits, max_channels=max_channels,
+    def __init__(self, root, *, cols, acc_bits, max_channels, max_positions, max_hidden,
+                 max_batch=1, lanes=None):
+        self.cols, self.acc_bits, self.max_channels = cols, acc_bits, max_channels
+        unit = RescaleUnit(cols=cols, lanes=lanes, acc_bits=acc_bits, max_channels=max_channels,
                            max_positions=max_positions, max_hidden=max_hidden,
                            max_batch=max_batch)
         super().__init__(unit, root, TOP)
         self._param = Payload(param_layout())
         self._beta = Payload(beta_layout())
-        self._res = Payload(residual_layout(lanes))
-        self._acc = Payload(acc_layout(lanes, acc_bits))
-        self._out = Payload(output_layout(lanes))
+        self._res = Payload(residual_layout(cols))
+        self._acc = Payload(acc_layout(cols, acc_bits))
+        self._out = Payload(output_layout(cols))
 
     @staticmethod
     def _shape(s):
@@ -102,8 +102,8 @@ class RescaleSim(Design):
         words = param_words(first.fixed, channels=c, height=h, width=w, pool=first.pool,
                             relu=first.relu, max_channels=self.max_channels,
                             residual=first.residual, shortcut=first.shortcut)
-        vectors, lasts = acc_vectors(np.stack([self._shape(s)[0] for s in batch]), self.lanes)
-        blocks = -(-c // self.lanes)
+        vectors, lasts = acc_vectors(np.stack([self._shape(s)[0] for s in batch]), self.cols)
+        blocks = -(-c // self.cols)
         send = {"i_beta": [self._beta.pack({"beta": regmap.check_beta(s.beta_in),
                                             "res": regmap.check_beta(s.res_beta)})
                            for s in batch],
@@ -111,7 +111,7 @@ class RescaleSim(Design):
                           for v, x in zip(vectors.tolist(), lasts.tolist())]}
         if first.residual != "none":
             operands, _ = acc_vectors(np.stack([s.operand.reshape(self._shape(s)[0].shape)
-                                                for s in batch]), self.lanes)
+                                                for s in batch]), self.cols)
             send["i_res"] = [self._res.pack({"data": v}) for v in operands.tolist()]
         return {"first": {"i_param": [self._param.pack({"addr": a, "value": v, "last": x})
                                       for a, v, x in words]},
@@ -134,6 +134,6 @@ class RescaleSim(Design):
                 mine = out[i * per:(i + 1) * per]
                 results.append({
                     "values": output_order([o["value"] for o in mine], c, positions,
-                                           self.lanes).tolist(),
+                                           self.cols).tolist(),
                     "betas": [o["beta"] for o in mine], "lasts": [o["last"] for o in mine]})
         return results, sum(cycles for _, cycles in steps)

@@ -11,13 +11,15 @@ from gen.adapter import Adapter
 from gen.rescale import BETA_MAX, BETA_ONE
 from sim.rescale_sim import RescaleSim, Sample
 
-LANES, ACC_BITS, MAX_C, MAX_P, MAX_H, MAX_B = 4, 31, 12, 64, 3, 5
+COLS, ACC_BITS, MAX_C, MAX_P, MAX_H, MAX_B = 4, 31, 12, 64, 3, 5
 
 
-@pytest.fixture(scope="module")
-def unit(build_root):
-    return RescaleSim(build_root, lanes=LANES, acc_bits=ACC_BITS, max_channels=MAX_C,
-                      max_positions=MAX_P, max_hidden=MAX_H, max_batch=MAX_B)
+@pytest.fixture(scope="module", params=[1, 4], ids=["1lane", "4lanes"])
+def unit(build_root, request):
+    """The unit with one lane (a vector in 4 slices) and with a lane per column."""
+    return RescaleSim(build_root, cols=COLS, lanes=request.param, acc_bits=ACC_BITS,
+                      max_channels=MAX_C, max_positions=MAX_P, max_hidden=MAX_H,
+                      max_batch=MAX_B)
 
 
 def _fixed(rng, channels, adapter, positions, *, final=False, b_beta=1.0, next_bits=4):

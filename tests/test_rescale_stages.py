@@ -1,14 +1,17 @@
 """Each stage of the rescale unit (``hw.rescale_stages``) against the golden functions of
 ``gen.rescale``, in Amaranth's simulator: seeded random operands over the whole range that
 ``fixed_point`` allows, and the edges (largest accumulators, every shift from the largest left
-to the largest right, ``beta`` from 1 to ``BETA_MAX``)."""
+to the largest right, ``beta`` from 1 to ``BETA_MAX``). The pipelined stages take a new input
+on every clock and are stalled at random (``en`` low on about a third of the clocks)."""
 
 import numpy as np
 import pytest
+from amaranth.hdl import signed, unsigned
 from amaranth.sim import Simulator
 
 from gen import rescale
-from hw.rescale_stages import DIV_BITS, Affine, Reciprocal, Requantizer
+from hw.rescale_stages import (DIV_BITS, MANT_BITS, Affine, Product, Reciprocal, Requantizer,
+                               Rounder)
 
 ACC_BITS = 16          # with beta and m at their largest and a left shift of 8: 59 bits
 CASES = 300
@@ -22,41 +25,105 @@ def _simulate(dut, bench, clocked=False):
     sim.run()
 
 
+def _pipeline(dut, inputs, output, latency, seed):
+    """Feed ``inputs`` (dicts of port -> value) one per enabled clock, with ``en`` low on
+    about a third of the clocks; the output of each input, ``latency`` enabled clocks later."""
+    rng = np.random.default_rng(seed)
+    got = []
+
+    async def bench(ctx):
+        pushed = 0
+        while len(got) < len(inputs):
+            en = bool(rng.random() > 0.33)
+            ctx.set(dut.en, en)
+            for port, value in inputs[min(pushed, len(inputs) - 1)].items():
+                ctx.set(getattr(dut, port), value)
+            await ctx.tick()
+            if en:
+                pushed += 1
+                if pushed >= latency:
+                    got.append(ctx.get(output))
+
+    # Drain: the last inputs repeat until their outputs have come out.
+    _simulate(dut, bench, clocked=True)
+    return got
+
+
 def _shifts(rng, n):
     """Shifts from -MAX_LEFT_SHIFT to MAX_RIGHT_SHIFT, each edge included."""
     edges = [-rescale.MAX_LEFT_SHIFT, -1, 0, 1, rescale.MAX_RIGHT_SHIFT]
     return edges + rng.integers(-rescale.MAX_LEFT_SHIFT, 40, n - len(edges)).tolist()
 
 
+def _wrap(x, bits=64):
+    x &= (1 << bits) - 1
+    return x - (1 << bits) if x >> (bits - 1) else x
+
+
+@pytest.mark.parametrize("a_shape, b_shape, out_bits", [
+    (signed(28), signed(38), 64), (signed(64), unsigned(32), 64), (signed(64), signed(17), 64),
+    (signed(17), unsigned(21), None), (unsigned(5), unsigned(3), None),
+    (signed(40), signed(40), 48), (signed(9), signed(38), 64)])
+def test_product_is_the_product_modulo_the_width(a_shape, b_shape, out_bits):
+    """``Product`` against Python's integers, the low ``out_bits`` bits, every edge of both
+    operands included."""
+    rng = np.random.default_rng(a_shape.width * 100 + b_shape.width)
+
+    def values(shape):
+        lo, hi = (-(1 << (shape.width - 1)), (1 << (shape.width - 1)) - 1) if shape.signed \
+            else (0, (1 << shape.width) - 1)
+        edges = [lo, hi, 0, 1, lo + 1, hi - 1]
+        return edges + [int(rng.integers(lo, hi, endpoint=True, dtype=np.int64)
+                            if shape.width < 64 else
+                            int.from_bytes(rng.bytes(8), "little", signed=True))
+                        for _ in range(60 - len(edges))]
+
+    a, b = values(a_shape), values(b_shape)
+    a, b = a + b[:0] + a[::-1], b + b[::-1]                 # edge pairs both ways
+    dut = Product(a_shape, b_shape, out_bits)
+    width = len(dut.p)
+    got = _pipeline(dut, [{"a": x, "b": y} for x, y in zip(a, b)], dut.p, dut.LATENCY, 1)
+    for x, y, p in zip(a, b, got):
+        want = _wrap(x * y, width) if dut.p.shape().signed else x * y % (1 << width)
+        assert p == want, (x, y)
+
+
+def test_rounder_is_the_golden_rshift_plus_an_addend():
+    rng = np.random.default_rng(4)
+    x = [-(1 << 61), (1 << 61) - 1] + [int(v) for v in rng.integers(-(1 << 61), 1 << 61,
+                                                                     CASES - 2)]
+    n = _shifts(rng, CASES)
+    addend = [int(v) for v in rng.integers(-(1 << 31), 1 << 31, CASES)]
+    dut = Rounder()
+    got = _pipeline(dut, [{"x": a, "n": b, "addend": c} for a, b, c in zip(x, n, addend)],
+                    dut.y, Rounder.LATENCY, 2)
+    for a, b, c, y in zip(x, n, addend, got):
+        want = int(rescale.rshift(np.int64(a), b)) + c
+        assert y == _wrap(want), (a, b, c)
+
+
 def test_affine_equals_the_golden_affine():
-    """``u = relu(rshift(acc * beta_in * m, sh) + bias)`` for one channel at a time."""
+    """``u = rshift(acc * beta_in * m, sh) + bias`` for one channel at a time."""
     rng = np.random.default_rng(1)
     lim = 1 << (ACC_BITS - 1)
     acc = [-lim, lim - 1] + rng.integers(-lim, lim, CASES - 2).tolist()
-    m = rng.integers(-(1 << 15), (1 << 15) + 1, CASES).tolist()
+    m = [-(1 << 15), 1 << 15] + rng.integers(-(1 << 15), (1 << 15) + 1, CASES - 2).tolist()
     beta = [1, rescale.BETA_MAX] + rng.integers(1, rescale.BETA_MAX + 1, CASES - 2).tolist()
     sh = _shifts(rng, CASES)
     bias = rng.integers(-(1 << 31), 1 << 31, CASES).tolist()
-    relu = rng.integers(0, 2, CASES).tolist()
     dut = Affine(ACC_BITS)
-    got = []
-
-    async def bench(ctx):
-        for values in zip(acc, m, beta, sh, bias, relu):
-            for port, v in zip((dut.acc, dut.m, dut.beta_in, dut.sh, dut.bias, dut.relu),
-                               values):
-                ctx.set(port, v)
-            got.append(ctx.get(dut.u))
-
-    _simulate(dut, bench)
-    for i, (a, mm, b, s, bb, r) in enumerate(zip(acc, m, beta, sh, bias, relu)):
+    inputs = [{"acc": a, "m": mm, "beta_in": b, "sh": s, "bias": bb}
+              for a, mm, b, s, bb in zip(acc, m, beta, sh, bias)]
+    got = _pipeline(dut, inputs, dut.u, dut.LATENCY, 3)
+    for i, (a, mm, b, s, bb) in enumerate(zip(acc, m, beta, sh, bias)):
         # The golden affine, channel by channel: e chosen so that z_shift is s.
         fixed = rescale.LayerRescale(m=np.array([mm]), e=np.array([s + rescale.Z -
                                                                    rescale.BETA_FRAC]),
                                      bias_q=np.array([bb]))
         assert fixed.z_shift[0] == s
         want = int(rescale.affine(np.array([[a]]), np.array([b]), fixed)[0, 0])
-        assert got[i] == (max(want, 0) if r else want), (a, mm, b, s, bb, r)
+        assert got[i] == want, (a, mm, b, s, bb)
+    assert MANT_BITS == 17
 
 
 def test_requantizer_equals_the_golden_requantize():
@@ -66,17 +133,9 @@ def test_requantizer_equals_the_golden_requantize():
     sh = _shifts(rng, CASES)
     bits = rng.integers(1, 9, CASES).tolist()
     dut = Requantizer()
-    got = []
-
-    async def bench(ctx):
-        for values in zip(u, recip, sh, bits):
-            ctx.set(dut.u, values[0])
-            ctx.set(dut.recip, values[1])
-            ctx.set(dut.sh_req, values[2])
-            ctx.set(dut.max_code, 2 ** values[3] - 1)
-            got.append(ctx.get(dut.code))
-
-    _simulate(dut, bench)
+    inputs = [{"u": a, "recip": r, "sh_req": s, "max_code": 2 ** b - 1}
+              for a, r, s, b in zip(u, recip, sh, bits)]
+    got = _pipeline(dut, inputs, dut.code, Requantizer.LATENCY, 4)
     checked = 0
     for i, (uu, r, s, b) in enumerate(zip(u, recip, sh, bits)):
         if abs(uu * r) << max(0, -s) >= 1 << rescale.INT64_HEADROOM:
