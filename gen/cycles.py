@@ -12,11 +12,14 @@ It follows the engine's schedule pass by pass (``hw.systolic_array``, ``hw.accum
   block of columns is complete in its accumulator bank two clocks after its last result, and
   the array waits when the first pass of a block finds its bank still being read (the bank of
   the block before the previous one);
-* the rescale unit reads a complete bank one vector a clock (``M`` clocks), the first bank of
-  a batch once its parameters are in; after the last block of a batch it works through the
-  batch's samples one by one: the adapter's hidden layer (``hidden x (channels + 2)``), its
-  ``beta`` (``inputs + 2``), the reciprocal (``DIV_BITS + 1``) and the outputs (one vector a
-  clock), a few clocks between the steps; the next batch's first bank waits for it.
+* the rescale unit reads a complete bank one vector every ``cols / rescale_lanes`` clocks
+  (a slice of ``rescale_lanes`` values a clock), the first bank of a batch once its parameters
+  are in; after the last block of a batch its pipeline empties (``Affine``'s latency and a few
+  stages) and it works through the batch's samples one by one: the adapter's hidden layer
+  (``hidden x (channels + pipeline)``), its ``beta`` (``inputs + pipeline``), the reciprocal
+  (``DIV_BITS`` and a few clocks) and the outputs (one slice a clock, then the
+  ``Requantizer``'s latency); the next batch's first bank waits for it. The latencies are the
+  hardware's own (``hw.rescale_stages``).
 
 ``tests/test_cycle_model.py`` holds the model to the RTL's counters: within 2 % on every layer of
 every network in the suite (``sim.report`` prints both).
@@ -157,7 +160,7 @@ def _run(config, shape, batches, size):
                 if p == 0:   # the first result waits for its bank
                     begin = max(begin, free[bank] - latency)
                 start = begin
-            complete = start + m - 1 + latency + 2     # the bank holds the block
+            complete = start + m - 1 + latency + 3     # the bank holds the block
             first_batch_block = b == 0
             take = max(complete + 1, unit + (1 if first_batch_block else 0))
             free[bank] = take + (m - 1) * steps + 1

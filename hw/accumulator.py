@@ -12,8 +12,8 @@ accumulate in one bank; its ``final`` pass completes the bank, which is then rea
 ``o_acc`` (in order, ``last`` on the ``M``-th vector) while the next block of columns
 accumulates in the other bank. The array waits only when the bank it needs is still being read
 out. Both banks are memories with one synchronous read port and one write port (block RAM):
-a read-add-write takes two pipeline stages, with the sum forwarded when a pass of one vector
-follows another on the same entry.
+a read-add-write takes three pipeline stages (read, the read data registered, add and write),
+with the sum forwarded when the same entry comes back two clocks later (a 1x1 array).
 """
 
 from amaranth.hdl import Module, Mux, Signal, signed
@@ -109,30 +109,38 @@ class AccumulatorBuffer(wiring.Component):
             with m.If(self.i_r.payload.last & desc.final):
                 m.d.sync += wbank.eq(~wbank)
 
-        # Stage 1: add and write back (the stage-1 sum forwarded to a read of the same entry).
-        s1 = Signal(data.StructLayout({
-            "valid": 1, "bank": 1, "addr": range(depth), "last": 1, "first": 1, "final": 1,
-            "forward": 1, "term": data.ArrayLayout(signed(width), cfg.cols)}))
-        total = Signal(shape)
+        # Stage 1: the entry's old sums, registered (a block RAM's output is slow).
+        # Stage 2: add and write back. A read misses the write of the vector two clocks ahead
+        # of it, whose sum is forwarded. The same entry comes back after a whole tile, at
+        # least ``rows + cols`` clocks later (``hw.systolic_array``), so that happens only on
+        # a 1x1 array, with passes of one or two vectors.
+        meta = data.StructLayout({"valid": 1, "bank": 1, "addr": range(depth), "last": 1,
+                                  "first": 1, "final": 1})
+        s1, s2, s3 = Signal(meta), Signal(meta), Signal(meta)
+        term1 = Signal(shape)
+        term2, stored = Signal(shape), Signal(shape)
+        fwd2 = Signal()
+        total, previous, previous2 = Signal(shape), Signal(shape), Signal(shape)
+        same = lambda a, b: a.valid & (a.bank == b.bank) & (a.addr == b.addr)
         m.d.sync += [s1.valid.eq(take), s1.bank.eq(wbank), s1.addr.eq(waddr),
                      s1.last.eq(self.i_r.payload.last), s1.first.eq(desc.first),
                      s1.final.eq(desc.final),
-                     s1.forward.eq(s1.valid & (s1.bank == wbank) & (s1.addr == waddr))]
-        previous = Signal(shape)
-        m.d.sync += previous.eq(total)
+                     s2.eq(s1), s3.eq(s2), term2.eq(term1),
+                     stored.eq(Mux(s1.bank, banks[1][0].data, banks[0][0].data)),
+                     fwd2.eq(same(s3, s1)),
+                     previous.eq(total), previous2.eq(previous)]
         for c in range(cfg.cols):
             r = self.i_r.payload.data[c]
-            m.d.sync += s1.term[c].eq((r >> desc.drop) << desc.shift)
-            stored = Mux(s1.bank, banks[1][0].data[c], banks[0][0].data[c])
-            m.d.comb += total[c].eq(Mux(s1.first, 0, Mux(s1.forward, previous[c], stored))
-                                    + s1.term[c])
+            m.d.sync += term1[c].eq((r >> desc.drop) << desc.shift)
+            old = Mux(fwd2, previous2[c], stored[c])
+            m.d.comb += total[c].eq(Mux(s2.first, 0, old) + term2[c])
         for b, (rd, wr) in enumerate(banks):
-            m.d.comb += [wr.addr.eq(s1.addr), wr.data.eq(total),
-                         wr.en.eq(s1.valid & (s1.bank == b))]
-        with m.If(s1.valid & s1.last & s1.final):
+            m.d.comb += [wr.addr.eq(s2.addr), wr.data.eq(total),
+                         wr.en.eq(s2.valid & (s2.bank == b))]
+        with m.If(s2.valid & s2.last & s2.final):
             for b in range(2):
-                with m.If(s1.bank == b):
-                    m.d.sync += [full[b].eq(1), count[b].eq(s1.addr + 1)]
+                with m.If(s2.bank == b):
+                    m.d.sync += [full[b].eq(1), count[b].eq(s2.addr + 1)]
 
         # Reader: a complete bank out on o_acc, one vector per clock. -------------------------
         rbank = Signal()

@@ -330,16 +330,17 @@ class RescaleUnit(wiring.Component):
         m.d.sync += [a.valid.eq(g.busy), a.uaddr.eq(g.uaddr), a.saddr.eq(g.saddr),
                      a.h_first.eq(g.h_first), a.v_second.eq(g.v_second),
                      a.sample_end.eq(g.sample_end),
-                     a_acc.eq(_low(g_acc, lanes, self._acc_bits)), a_res.eq(_low(g_res, lanes, WIDE_BITS)),
+                     a_acc.eq(_low(g_acc, lanes, self._acc_bits)),
+                     a_res.eq(_low(g_res, lanes, WIDE_BITS)),
                      a_beta.eq(Mux(g.beta_new, g_beta, beta_rd.data))]
 
-        # The affine map and the shortcut, every lane (Affine's latency), then the sum and the
-        # ReLU (stage Z).
+        # The affine map and the shortcut, every lane (Affine's latency); stage Z1 adds the
+        # shortcut's operand, Z2 applies the ReLU.
         main_latency = Affine.latency(self._acc_bits)
-        z = Signal(meta)
         meta_line = delay_line(m, a, main_latency, name="meta")
-        m.d.sync += z.eq(meta_line[-1])
-        z_u = Signal(slice_)
+        z1, z2 = Signal(meta), Signal(meta)
+        z1_sum, z2_u = Signal(slice_), Signal(slice_)
+        m.d.sync += [z1.eq(meta_line[-1]), z2.eq(z1)]
         for lane in range(lanes):
             m.submodules[f"affine_{lane}"] = affine = Affine(self._acc_bits)
             m.d.comb += [affine.acc.eq(a_acc[lane]), affine.beta_in.eq(a_beta.beta),
@@ -356,49 +357,71 @@ class RescaleUnit(wiring.Component):
             projection = delay(m, a_res[lane], main_latency, name=f"projection_{lane}")
             operand = Mux(residual == regmap.RESIDUAL_KINDS["identity"], shortcut.u,
                           Mux(residual == regmap.RESIDUAL_KINDS["projection"], projection, 0))
-            total = Signal(wide, name=f"z_{lane}")
-            m.d.comb += total.eq(affine.u + operand)
-            m.d.sync += z_u[lane].eq(Mux(reg["relu"] & (total < 0), 0, total))
+            m.d.sync += [z1_sum[lane].eq(affine.u + operand),
+                         z2_u[lane].eq(Mux(reg["relu"] & (z1_sum[lane] < 0), 0, z1_sum[lane]))]
 
-        # Stage H: the horizontal pair; the u memory read for the vertical one.
+        # Stages H1, H2: the horizontal pair (compare, then select), through ``hold``.
         hold = Signal(data.ArrayLayout(wide, cols))
-        h = Signal(meta)
-        h_pair = Signal(slice_)
-        m.d.sync += h.eq(z)
+        h1, h2 = Signal(meta), Signal(meta)
+        h1_u, h1_hold, h2_pair = Signal(slice_), Signal(slice_), Signal(slice_)
+        h1_gt = Signal(lanes)
+        m.d.sync += [h1.eq(z2), h2.eq(h1), h1_u.eq(z2_u),
+                     h1_hold.eq(_low(hold, lanes, WIDE_BITS))]
         for lane in range(lanes):
-            u = z_u[lane]
-            m.d.sync += h_pair[lane].eq(Mux(pooled & ~z.h_first & (hold[lane] > u), hold[lane],
-                                            u))
-        with m.If(z.valid & pooled):
+            m.d.sync += [h1_gt[lane].eq(hold[lane] > z2_u[lane]),
+                         h2_pair[lane].eq(Mux(pooled & ~h1.h_first & h1_gt[lane], h1_hold[lane],
+                                              h1_u[lane]))]
+        with m.If(z2.valid & pooled):
             m.d.sync += hold.eq(_rotate(hold, lanes, WIDE_BITS,
-                                        Mux(z.h_first, z_u.as_value(), _low(hold, lanes, WIDE_BITS))))
+                                        Mux(z2.h_first, z2_u.as_value(),
+                                            _low(hold, lanes, WIDE_BITS))))
 
-        # Stage V: the vertical pair; the u memory written.
-        window = Signal(slice_)
+        o_en = Signal()                      # the output path advances (see the tail)
+
+        # Stages V1, V2: the vertical pair (compare, then select) through the u memory, which
+        # V2 writes. The memory is read when the slice is in Z2, and its output registered
+        # (``u_data``: a block RAM's output is slow). A write by the slice in H2, V1 or V2 when
+        # the reader reads (its vertical partner, two to four clocks ahead: a pooled map of
+        # two slices a row, or four, or gaps in the input) is not in what it reads: it is
+        # forwarded, the latest first.
+        u_data = Signal(slice_)
+        with m.If(o_en):
+            m.d.sync += u_data.eq(u_rd.data)
+        v1, v2 = Signal(meta), Signal(meta)
+        v1_pair, v1_below, v2_window = Signal(slice_), Signal(slice_), Signal(slice_)
+        v1_gt = Signal(lanes)
+        v2_done = Signal()
+        writes = lambda x: x.valid & ~x.h_first
+        hits = []                          # the slice in H2, V1 or V2 writes what Z2 reads
+        for x, name in ((h2, "h2"), (v1, "v1"), (v2, "v2")):
+            hit = [Signal(name=f"hit_{name}_{i}") for i in range(2)]
+            m.d.sync += [hit[0].eq(writes(x) & (x.uaddr == z2.uaddr)), hit[1].eq(hit[0])]
+            hits.append(hit[1])
+        wd1, wd2 = Signal(slice_), Signal(slice_)
+        m.d.sync += [wd1.eq(v2_window), wd2.eq(wd1)]
+        m.d.sync += [v1.eq(h2), v2.eq(v1), v1_pair.eq(h2_pair),
+                     v2_done.eq(writes(v1) & (~pooled | v1.v_second))]
         for lane in range(lanes):
-            below = u_rd.data[lane]
-            m.d.comb += window[lane].eq(Mux(h.v_second & (below > h_pair[lane]), below,
-                                            h_pair[lane]))
-        v = Signal(meta)
-        v_window = Signal(slice_)
-        v_done = Signal()
-        m.d.sync += [v.eq(h), v_window.eq(window),
-                     v_done.eq(h.valid & ~h.h_first & (~pooled | h.v_second))]
-        m.d.comb += [u_wr.addr.eq(h.uaddr), u_wr.data.eq(window),
-                     u_wr.en.eq(h.valid & ~h.h_first)]
+            below = Mux(hits[0], v2_window[lane],
+                        Mux(hits[1], wd1[lane], Mux(hits[2], wd2[lane], u_data[lane])))
+            m.d.sync += [v1_below[lane].eq(below), v1_gt[lane].eq(below > h2_pair[lane]),
+                         v2_window[lane].eq(Mux(v1.v_second & v1_gt[lane], v1_below[lane],
+                                                v1_pair[lane]))]
+        m.d.comb += [u_wr.addr.eq(v2.uaddr), u_wr.data.eq(v2_window), u_wr.en.eq(writes(v2))]
 
         # Stage W: the channel sums.
         sums = Signal(data.ArrayLayout(wide, cols))
         s_total = Signal(slice_)
         for lane in range(lanes):
-            m.d.comb += s_total[lane].eq(sums[lane] + Mux(v_done, v_window[lane], 0))
-        with m.If(v.valid):
+            m.d.comb += s_total[lane].eq(sums[lane] + Mux(v2_done, v2_window[lane], 0))
+        with m.If(v2.valid):
             m.d.sync += sums.eq(_rotate(sums, lanes, WIDE_BITS,
-                                        Mux(v.sample_end, 0, s_total.as_value())))
-        m.d.comb += [s_wr.addr.eq(v.saddr), s_wr.data.eq(s_total),
-                     s_wr.en.eq(v.valid & v.sample_end)]
-        in_flight = Cat(g.busy, a.valid, *(x.valid for x in meta_line), z.valid, h.valid,
-                        v.valid).any()
+                                        Mux(v2.sample_end, 0, s_total.as_value())))
+        m.d.comb += [s_wr.addr.eq(v2.saddr), s_wr.data.eq(s_total),
+                     s_wr.en.eq(v2.valid & v2.sample_end)]
+        in_flight = Cat(g.busy, a.valid, *(x.valid for x in meta_line),
+                        *(x.valid for x in (z1, z2, h1, h2, v1, v2))).any()
+
 
         # Tail: adapter, beta, reciprocal and outputs, sample by sample --------------------
         t = Signal(range(max_b + 1))                 # the sample
@@ -472,12 +495,11 @@ class RescaleUnit(wiring.Component):
         asm = Signal(data.ArrayLayout(wide, cols))
         asm_n = Signal(range(steps + 1))
         asm_last = Signal()
-        o_en = Signal()
         o_end = (o_k == out_slices - 1) & (o_chan + cols >= reg["channels"])
         m.d.comb += o_en.eq(~((asm_n == steps) & self.o_out.valid & ~self.o_out.ready))
         rq_latency = Requantizer.LATENCY
-        o_valid = [Signal(name=f"o_valid_{i}") for i in range(1 + rq_latency)]
-        o_last = [Signal(name=f"o_last_{i}") for i in range(1 + rq_latency)]
+        o_valid = [Signal(name=f"o_valid_{i}") for i in range(2 + rq_latency)]
+        o_last = [Signal(name=f"o_last_{i}") for i in range(2 + rq_latency)]
         with m.If(o_en):
             m.d.sync += [o_valid[0].eq(o_issue), o_last[0].eq(o_issue & o_end)]
             m.d.sync += [o_valid[i].eq(o_valid[i - 1]) for i in range(1, len(o_valid))]
@@ -485,9 +507,9 @@ class RescaleUnit(wiring.Component):
         codes = Signal(slice_)
         for lane in range(lanes):
             m.submodules[f"requantizer_{lane}"] = rq = Requantizer()
-            m.d.comb += [rq.en.eq(o_en), rq.u.eq(u_rd.data[lane]), rq.recip.eq(divider.quotient),
+            m.d.comb += [rq.en.eq(o_en), rq.u.eq(u_data[lane]), rq.recip.eq(divider.quotient),
                          rq.sh_req.eq(reg["sh_req"]), rq.max_code.eq(reg["max_code"])]
-            z_out = delay(m, u_rd.data[lane], rq_latency, o_en, name=f"z_out_{lane}")
+            z_out = delay(m, u_data[lane], rq_latency, o_en, name=f"z_out_{lane}")
             m.d.comb += codes[lane].eq(Mux(final, z_out, rq.code))
         with m.If(o_en):
             with m.If(o_valid[-1]):
@@ -504,7 +526,7 @@ class RescaleUnit(wiring.Component):
         m.d.comb += self.o_out.payload.beta.eq(beta)
         sample_out = self.o_out.valid & self.o_out.ready & self.o_out.payload.last
 
-        m.d.comb += u_rd.addr.eq(z.uaddr)
+        m.d.comb += u_rd.addr.eq(z2.uaddr)
         m.d.comb += u_rd.en.eq(1)
         with m.FSM(init="idle"):
             with m.State("idle"):

@@ -39,6 +39,19 @@ def test_tiled_products(engine, seed, stall):
         np.testing.assert_array_equal(got, matmul(A, W, _fmt(f, b)))
 
 
+def test_one_by_one_array(build_root):
+    """A 1x1 array: a pass of one or two vectors comes back to its accumulator entries two
+    clocks later, while their sums are still being written (forwarded)."""
+    cfg = ArrayConfig(rows=1, cols=1, a_bits=8, w_bits=4, w_format="post", max_k=16, max_m=4)
+    rng = np.random.default_rng(7)
+    products = [(rng.integers(0, 256, (m, k)), rng.integers(0, 16, (k, n)), "post", 4)
+                for m, k, n in [(1, 5, 1), (2, 7, 2), (3, 4, 1), (1, 9, 3)]]
+    run = EngineSim(cfg, build_root).run(products, name="one_by_one")
+    assert run.lasts_ok
+    for (A, W, f, b), got in zip(products, run.results):
+        np.testing.assert_array_equal(got, matmul(A, W, _fmt(f, b)))
+
+
 def test_extreme_int8_sums(engine):
     """All-maximal activations with -128 and +127 weights over the largest K."""
     A = np.full((2, CFG.max_k), 255)

@@ -70,7 +70,10 @@ def test_random_samples(unit, seed, stall):
                                                 (12, 2, 2, "two", 0, True),
                                                 (5, 8, 8, "one", 2, True),
                                                 (3, 3, 3, "none", 0, False),
-                                                (9, 1, 1, "none", 0, True)]:
+                                                (9, 1, 1, "none", 0, True),
+                                                # two columns: the vertical pair is read in
+                                                # the clock its partner is written (forwarded)
+                                                (7, 4, 2, "one", 2, True)]:
         positions = h * w // (pool * pool if pool > 1 else 1)
         samples.append(Sample(acc=rng.integers(-2 ** 20, 2 ** 20, (channels, h, w)),
                               beta_in=int(rng.integers(BETA_ONE // 8, 8 * BETA_ONE)),
