@@ -117,19 +117,19 @@ def _latencies(config):
 
 
 def _tail(config, shape):
-    """Clocks of the rescale unit's work on one sample after its batch's last block."""
+    """Clocks of the rescale unit's work on one sample after its batch's last block (its
+    state machine, ``hw.rescale_unit``, clock by clock)."""
     _, mac, requantizer = _latencies(config)
     steps = config.cols // config.rescale_lanes
     blocks = -(-shape.n // config.cols)
     out = blocks * shape.out_positions * steps + requantizer + 4   # slices, the last leaving
     if shape.final:
         return 1 + out
-    work = 1 + DIV_BITS + 3 + out                           # sample, divide, outputs
-    terms = mac + 5                                          # a dot product's pipeline
-    if shape.adapter == "two":
-        work += shape.hidden * (shape.n + terms + 3) + shape.hidden + terms + 4
+    work = 1 + DIV_BITS + 2 + out                           # sample, divide, outputs
+    if shape.adapter == "two":                              # each dot product, then beta's
+        work += shape.hidden * (shape.n + mac + 6) + shape.hidden + mac + 7
     elif shape.adapter == "one":
-        work += shape.n + terms + 4
+        work += shape.n + mac + 7
     return work
 
 
@@ -146,7 +146,7 @@ def _run(config, shape, batches, size):
 
     start = None            # the current tile's start
     free = [0, 0]           # when each accumulator bank is free again
-    unit = shape.param_words + 1     # when the rescale unit can take the next bank
+    unit = shape.param_words + 2     # when the rescale unit can take the next bank
     block_no = 0
     last_out = 0
     for _ in range(batches):
@@ -167,7 +167,7 @@ def _run(config, shape, batches, size):
             unit = take + m * steps                 # a vector every ``steps`` clocks
             block_no += 1
         # The pipeline empties, then the batch's samples, one after another.
-        unit += affine + 6 + size * tail
+        unit += affine + 9 + size * tail
         last_out = unit
     return last_out
 

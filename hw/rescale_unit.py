@@ -256,7 +256,8 @@ class RescaleUnit(wiring.Component):
         p_blk = Signal(range(max(2, blocks_max * steps + 1)))
         out_slices = Signal(u_addr)                    # slices of a sample's block of outputs
         draining = Signal()
-        need_beta = first_block & (row == 0) & (col == 0)
+        need_beta = Signal()           # the next vector is a sample's first (of block 0)
+        last_block = Signal()          # the block being taken is the layer's last
         take = Signal()
 
         # Stage G: the vector taken, emitted one slice per clock.
@@ -267,7 +268,8 @@ class RescaleUnit(wiring.Component):
         g_acc = Signal(data.ArrayLayout(signed(self._acc_bits), cols))
         g_res = Signal(data.ArrayLayout(wide, cols))
         g_beta = Signal(beta_layout())
-        free = ~g.busy | (g.j == steps - 1)
+        g_last = Signal()              # G emits its vector's last slice
+        free = ~g.busy | g_last
         m.d.comb += [
             self.i_acc.ready.eq(draining & free & (~need_beta | self.i_beta.valid)
                                 & (~need_res | self.i_res.valid)),
@@ -284,7 +286,8 @@ class RescaleUnit(wiring.Component):
                      beta_rd.en.eq(take)]
         with m.If(take):
             m.d.sync += [
-                g.busy.eq(1), g.j.eq(0), g.beta_new.eq(need_beta), g_beta.eq(self.i_beta.payload),
+                g.busy.eq(1), g.j.eq(0), g_last.eq(steps == 1), g.beta_new.eq(need_beta),
+                g_beta.eq(self.i_beta.payload), need_beta.eq(0),
                 g.uaddr.eq(u_blk + u_row + u_col), g.saddr.eq(s_blk + s_smp), g.paddr.eq(p_blk),
                 g.h_first.eq(pooled & ~col[0]), g.v_second.eq(pooled & row[0]),
                 g.sample_end.eq(sample_end),
@@ -298,24 +301,27 @@ class RescaleUnit(wiring.Component):
                 with m.If(~pooled | row[0]):
                     m.d.sync += u_row.eq(u_row + row_stride)
                 with m.If(sample_end):
-                    m.d.sync += [row.eq(0), smp.eq(smp + 1), s_smp.eq(s_smp + steps)]
+                    m.d.sync += [row.eq(0), smp.eq(smp + 1), s_smp.eq(s_smp + steps),
+                                 need_beta.eq(first_block)]
                     with m.If(first_block & (smp == 0)):
                         m.d.sync += out_slices.eq(u_row + row_stride)
             with m.If(self.i_acc.payload.last):
                 m.d.sync += [row.eq(0), col.eq(0), smp.eq(0), u_row.eq(0), u_col.eq(0),
                              s_smp.eq(0), first_block.eq(0), blk_chan.eq(blk_chan + cols),
+                             need_beta.eq(0),
+                             last_block.eq(blk_chan + 2 * cols >= reg["channels"]),
                              u_blk.eq(u_blk + max_p * steps), s_blk.eq(s_blk + max_b * steps),
                              p_blk.eq(p_blk + steps)]
                 with m.If(first_block):
                     m.d.sync += nsamp.eq(smp + 1)
         with m.Elif(g.busy):
-            m.d.sync += [g.j.eq(g.j + 1), g.uaddr.eq(g.uaddr + 1), g.saddr.eq(g.saddr + 1),
-                         g.paddr.eq(g.paddr + 1),
-                         g_acc.eq(_rotate(g_acc, lanes, self._acc_bits, _low(g_acc, lanes, self._acc_bits))),
+            m.d.sync += [g.j.eq(g.j + 1), g_last.eq(g.j == steps - 2), g.uaddr.eq(g.uaddr + 1),
+                         g.saddr.eq(g.saddr + 1), g.paddr.eq(g.paddr + 1),
+                         g_acc.eq(_rotate(g_acc, lanes, self._acc_bits,
+                                          _low(g_acc, lanes, self._acc_bits))),
                          g_res.eq(_rotate(g_res, lanes, WIDE_BITS, _low(g_res, lanes, WIDE_BITS)))]
             with m.If(g.j == steps - 1):
                 m.d.sync += g.busy.eq(0)
-        last_block = blk_chan + cols >= reg["channels"]
 
         # Stage A: the slice with its parameters (read at G) and betas.
         for lane in range(lanes):
@@ -532,6 +538,7 @@ class RescaleUnit(wiring.Component):
             with m.State("idle"):
                 m.d.comb += self.i_param.ready.eq(1)
                 m.d.sync += [row.eq(0), col.eq(0), smp.eq(0), blk_chan.eq(0), first_block.eq(1),
+                             need_beta.eq(1), last_block.eq(cols >= reg["channels"]),
                              u_blk.eq(0), u_row.eq(0), u_col.eq(0), s_blk.eq(0), s_smp.eq(0),
                              p_blk.eq(0), t.eq(0), t_s.eq(0), t_u.eq(0)]
                 with m.If(self.i_acc.valid & armed & ~self.i_param.valid & ~writing):
