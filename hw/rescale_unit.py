@@ -255,7 +255,8 @@ class RescaleUnit(wiring.Component):
         s_blk, s_smp = Signal(s_addr), Signal(s_addr)
         p_blk = Signal(range(max(2, blocks_max * steps + 1)))
         out_slices = Signal(u_addr)                    # slices of a sample's block of outputs
-        draining = Signal()
+        draining = Signal()            # a register: set entering the drain, cleared on the
+                                       # layer's last vector
         need_beta = Signal()           # the next vector is a sample's first (of block 0)
         last_block = Signal()          # the block being taken is the layer's last
         take = Signal()
@@ -306,6 +307,7 @@ class RescaleUnit(wiring.Component):
                     with m.If(first_block & (smp == 0)):
                         m.d.sync += out_slices.eq(u_row + row_stride)
             with m.If(self.i_acc.payload.last):
+                m.d.sync += draining.eq(~last_block)
                 m.d.sync += [row.eq(0), col.eq(0), smp.eq(0), u_row.eq(0), u_col.eq(0),
                              s_smp.eq(0), first_block.eq(0), blk_chan.eq(blk_chan + cols),
                              need_beta.eq(0),
@@ -542,11 +544,11 @@ class RescaleUnit(wiring.Component):
                              u_blk.eq(0), u_row.eq(0), u_col.eq(0), s_blk.eq(0), s_smp.eq(0),
                              p_blk.eq(0), t.eq(0), t_s.eq(0), t_u.eq(0)]
                 with m.If(self.i_acc.valid & armed & ~self.i_param.valid & ~writing):
+                    m.d.sync += draining.eq(1)
                     m.next = "drain"
 
             with m.State("drain"):
-                m.d.comb += draining.eq(1)
-                with m.If(take & self.i_acc.payload.last & last_block):
+                with m.If(~draining):
                     m.next = "flush"
 
             with m.State("flush"):                    # the pipeline empties
