@@ -485,10 +485,10 @@ class RescaleUnit(wiring.Component):
         m.d.comb += [rounder.x.eq(total), rounder.n.eq(Mux(in_beta, reg["shb"], reg["sh1"])),
                      rounder.addend.eq(Mux(in_beta, reg["bb"], b1_rd.data))]
         wait = Signal(range(Rounder.LATENCY + 2))
-        beta_clamped = Signal(BETA_BITS)
         y = rounder.y
-        m.d.sync += beta_clamped.eq(Mux(y < 1, 1, Mux(y > rescale.BETA_MAX, rescale.BETA_MAX,
-                                                      y)))
+        below, above, y_low = Signal(), Signal(), Signal(BETA_BITS)   # the clamp's compares
+        m.d.sync += [below.eq(y < 1), above.eq(y > rescale.BETA_MAX), y_low.eq(y)]
+        beta_clamped = Mux(below, 1, Mux(above, rescale.BETA_MAX, y_low))
 
         m.submodules.reciprocal = divider = Reciprocal()
         m.d.comb += [divider.numerator.eq(reg["m_s"] << rescale.RECIP_BITS),
