@@ -119,7 +119,7 @@ def _tail(config, shape):
 def _run(config, shape, batches, size):
     """Clocks of one harness run: ``batches`` batches of ``size`` samples each."""
     rows, cols = config.rows, config.cols
-    latency = rows + cols - 1
+    latency = config.latency
     m = size * shape.positions
     per_block = _passes_per_block(config, shape)
     blocks = -(-shape.n // cols)
