@@ -60,12 +60,11 @@ class ProcessingElement(wiring.Component):
     psum_odd_in, psum_odd_out
         The same for the odd sum (split sums only).
 
-    Latency: 1 clock from ``x_in`` to ``x_out`` and from ``psum_in`` to ``psum_out``;
-    ``PRODUCT_LATENCY = 2`` clocks from ``x_in`` to its product being in ``psum_out``.
+    Latency: 1 clock from ``x_in`` to ``x_out`` and from ``psum_in`` to ``psum_out``; 2 clocks
+    from ``x_in`` to its product being in ``psum_out``.
     """
 
     LATENCY = 1
-    PRODUCT_LATENCY = 2
 
     def __init__(self, *, config, row):
         if not 0 <= row < config.rows:
