@@ -171,21 +171,28 @@ class SystolicArray(wiring.Component):
         # product register's clock; only the add into the partial sum comes later. The table
         # lookup before the last skew register moves nothing either: the swap bit still reaches
         # PE (k, 0) k clocks after the start.)
+        # ``i_w.ready`` is a register (``w_ready``), computed from the next state, so that the
+        # comparison is not in series with the row decode and the shadow registers' enables.
         loaded = Signal()                   # the shadow registers hold the next tile
         since = Signal(range(rows + cols + 1), init=rows + cols)
+        w_ready = Signal(init=1)            # == ~loaded & (since >= weight_row + cols)
+        loaded_n, since_n, row_n = Signal.like(loaded), Signal.like(since), Signal.like(weight_row)
+        m.d.comb += [loaded_n.eq(loaded), since_n.eq(since), row_n.eq(weight_row)]
         with m.If(accept & tile_start):
-            m.d.sync += [loaded.eq(0), since.eq(1)]
+            m.d.comb += [loaded_n.eq(0), since_n.eq(1)]
         with m.Elif(advance & (since != rows + cols)):
-            m.d.sync += since.eq(since + 1)
-        m.d.comb += self.i_w.ready.eq(~loaded & (since >= weight_row + cols))
-        with m.If(self.i_w.valid & self.i_w.ready):
+            m.d.comb += since_n.eq(since + 1)
+        m.d.comb += self.i_w.ready.eq(w_ready)
+        with m.If(self.i_w.valid & w_ready):
             with m.Switch(weight_row):
                 for r in range(rows):
                     with m.Case(r):
                         m.d.comb += [pe.w_load.eq(1) for pe in pes[r]]
-            m.d.sync += weight_row.eq(weight_row + 1)
+            m.d.comb += row_n.eq(weight_row + 1)
             with m.If(weight_row == rows - 1):
-                m.d.sync += [weight_row.eq(0), loaded.eq(1)]
+                m.d.comb += [row_n.eq(0), loaded_n.eq(1)]
+        m.d.sync += [loaded.eq(loaded_n), since.eq(since_n), weight_row.eq(row_n),
+                     w_ready.eq(~loaded_n & (since_n >= row_n + cols))]
         m.d.comb += [self.i_a.ready.eq(advance & (~tile_start | loaded)),
                      self.wait_weights.eq(self.i_a.valid & tile_start & ~loaded)]
         return m
