@@ -8,7 +8,7 @@ It follows the engine's schedule pass by pass (``hw.systolic_array``, ``hw.accum
   ``M`` vectors have entered: ``rows`` clocks of weights before the first tile, then
   ``max(M, rows + cols)`` clocks a tile (a tile's weights start loading ``cols`` clocks after
   the previous tile started);
-* a tile's results leave the array ``latency = rows + cols - 1`` clocks after its vectors; a
+* a tile's results leave the array ``latency = rows + cols`` clocks after its vectors; a
   block of columns is complete in its accumulator bank four clocks after its last result (the
   skid buffer and three stages of read, add and write), and
   the array waits when the first pass of a block finds its bank still being read (the bank of
@@ -137,7 +137,7 @@ def _tail(config, shape):
 def _run(config, shape, batches, size):
     """Clocks of one harness run: ``batches`` batches of ``size`` samples each."""
     rows, cols = config.rows, config.cols
-    latency = rows + cols - 1
+    latency = config.latency
     steps = cols // config.rescale_lanes
     affine, _, _ = _latencies(config)
     m = size * shape.positions

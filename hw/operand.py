@@ -8,6 +8,7 @@ PE (``2**a_bits`` entries each: 256 for 8-bit activations).
 
 from amaranth.hdl import Module
 from amaranth.lib import data, wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 __all__ = ["operand_layout", "OperandEncoder"]
@@ -22,7 +23,12 @@ def operand_layout(fmt):
 
 
 class OperandEncoder(wiring.Component):
-    """Looks up ``T[a]``: a ``2**a_bits``-entry ROM written as a case statement.
+    """Looks up ``T[a]``: a ``2**a_bits``-entry ROM, a memory with an asynchronous read port
+    marked ``rom_style = "logic"``.
+
+    The array registers the lookup (``hw.systolic_array``); a ROM followed by a register is
+    what Yosys maps to block RAM (on the ECP5 a ``DP16KD`` whose data come 5.6 ns after the
+    clock, more than the lookup in LUTs takes), so the attribute keeps the table in LUTs.
 
     Members
     -------
@@ -40,8 +46,9 @@ class OperandEncoder(wiring.Component):
         m = Module()
         m.d.comb += self.x.a.eq(self.a)
         if self._fmt.table:
-            with m.Switch(self.a):
-                for a, entry in enumerate(self._fmt.table):
-                    with m.Case(a):
-                        m.d.comb += self.x.t.eq(entry)
+            m.submodules.table = table = Memory(
+                shape=len(self.x.t), depth=len(self._fmt.table), init=self._fmt.table,
+                attrs={"rom_style": "logic"})
+            read = table.read_port(domain="comb")
+            m.d.comb += [read.addr.eq(self.a), self.x.t.eq(read.data)]
         return m

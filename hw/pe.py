@@ -11,15 +11,25 @@ __all__ = ["ProcessingElement"]
 
 
 class ProcessingElement(wiring.Component):
-    """One multiply-accumulate per clock: ``psum_out <= psum_in + x_in * w``; ``x_out <= x_in``.
+    """One multiply-accumulate per clock, in two stages: the *product register* takes
+    ``x_in * w`` (as the multiplier's sign, magnitude and ``odd``, ``hw.multiplier``), and one
+    clock later ``psum_out <= psum_in + product``; ``x_out <= x_in``.
+
+    The product register splits the multiplier (weight select, shift, table entry) from the
+    carry chain of the add, so that neither is in series with the other in one clock. Every PE
+    of every format has it: ``psum_in`` is expected one clock after the ``x_in`` whose product
+    it meets, which a PE one row up delivers, since it has the same register (the array's
+    alignment is unchanged, its latency one clock longer).
 
     The weights are double-buffered: ``w_load`` writes the *next* tile's weight into a shadow
     register while the current tile runs, and the PE switches to it with the first activation
     of the next tile (``swap_in``, which travels along the row with the activation): the
-    product of that activation already uses the new weight. The activation operand (code and
-    ``post`` table entry, ``hw.operand``) passes on to the right and the partial sum down, both
-    registered, so that the array's clock does not depend on its size. Everything advances only
-    when ``en`` is high (the array's global stall). With split ``post`` sums
+    product of that activation already uses the new weight. The product is taken in the clock
+    in which the activation is at ``x_in``, so the weight registers are read then (only the add
+    comes a clock later). The activation operand (code and ``post`` table entry,
+    ``hw.operand``) passes on to the right and the partial sum down, both registered, so that
+    the array's clock does not depend on its size. Everything advances only when ``en`` is high
+    (the array's global stall), the product register too. With split ``post`` sums
     (``config.split``) a second chain ``psum_odd_in``/``psum_odd_out`` carries the sum of the
     odd exponents, and each product goes into one chain or the other (``gen.numerics``).
 
@@ -50,7 +60,8 @@ class ProcessingElement(wiring.Component):
     psum_odd_in, psum_odd_out
         The same for the odd sum (split sums only).
 
-    Latency: 1 clock from ``x_in``/``psum_in`` to ``x_out``/``psum_out``.
+    Latency: 1 clock from ``x_in`` to ``x_out`` and from ``psum_in`` to ``psum_out``; 2 clocks
+    from ``x_in`` to its product being in ``psum_out``.
     """
 
     LATENCY = 1
@@ -89,19 +100,28 @@ class ProcessingElement(wiring.Component):
             m.d.sync += weight.eq(shadow)
         m.d.comb += [mul.x.eq(self.x_in), mul.w.eq(Mux(self.swap_in, shadow, weight))]
 
+        # The product register: the multiplier's output, taken with the weight selected for
+        # this activation; the add below uses it one clock later.
+        mag, neg, odd = Signal.like(mul.mag, name="p_mag"), Signal(name="p_neg"), None
+        with m.If(self.en):
+            m.d.sync += [self.x_out.eq(self.x_in), self.swap_out.eq(self.swap_in),
+                         mag.eq(mul.mag), neg.eq(mul.neg)]
+        if cfg.split:
+            odd = Signal(name="p_odd")
+            with m.If(self.en):
+                m.d.sync += odd.eq(mul.odd)
+
         # Sign folded into the adder: -mag == ~mag + 1 in one more bit than mag. With split
         # sums the product's chain adds it and the other chain adds zero.
-        width = len(mul.mag) + 1
-        with m.If(self.en):
-            m.d.sync += [self.x_out.eq(self.x_in), self.swap_out.eq(self.swap_in)]
-        chains = [("psum", ~mul.odd), ("psum_odd", mul.odd)] if cfg.split else [("psum", 1)]
+        width = len(mag) + 1
+        chains = [("psum", ~odd), ("psum_odd", odd)] if cfg.split else [("psum", 1)]
         for chain, mine in chains:
             take = Signal(name=f"{chain}_take")
             m.d.comb += take.eq(mine)
-            neg = mul.neg & take
-            mag = mul.mag & take.replicate(len(mul.mag))
-            flipped = (Cat(mag, 0) ^ neg.replicate(width)).as_signed()
+            c_neg = neg & take
+            c_mag = mag & take.replicate(len(mag))
+            flipped = (Cat(c_mag, 0) ^ c_neg.replicate(width)).as_signed()
             psum_in = getattr(self, f"{chain}_in") if self._row > 0 else 0
             with m.If(self.en):
-                m.d.sync += getattr(self, f"{chain}_out").eq(psum_in + flipped + neg)
+                m.d.sync += getattr(self, f"{chain}_out").eq(psum_in + flipped + c_neg)
         return m

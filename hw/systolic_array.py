@@ -4,7 +4,7 @@ from amaranth.hdl import Module, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .operand import OperandEncoder
+from .operand import OperandEncoder, operand_layout
 from .pe import ProcessingElement
 
 __all__ = ["SystolicArray", "weight_layout", "activation_layout", "result_layout"]
@@ -50,7 +50,13 @@ class SystolicArray(wiring.Component):
     loaded (``wait_weights`` says so, for the cycle counters).
 
     Activation ``k`` flows right along PE row ``k`` and partial sums flow down the columns;
-    the skew of the inputs and the de-skew of the results are inside the array. The whole
+    the skew of the inputs and the de-skew of the results are inside the array. Each PE takes
+    its product into a product register and adds it to the partial sum a clock later
+    (``hw.pe``); since every row does, the rows stay aligned. The ``post`` table of row
+    ``k >= 1`` is looked up before the row's last skew register, so that the lookup and the
+    multiplier are in different clocks; row 0 looks its table up in the clock in which the
+    vector is accepted, so its lookup, weight select and shift are one path from ``i_a``'s
+    payload to the product register. The whole
     pipeline advances on a clock when the output register is empty or being read, so a
     stalled ``o_r`` stalls ``i_a`` (``i_a.ready`` depends on ``o_r.ready``) but no ``valid``
     depends on any ``ready``.
@@ -67,7 +73,7 @@ class SystolicArray(wiring.Component):
     wait_weights : Out(1)
         An activation that starts a tile is offered but its weights are not all loaded.
 
-    Latency: ``config.latency = rows + cols - 1`` clocks from an ``i_a`` transfer to its result
+    Latency: ``config.latency = rows + cols`` clocks from an ``i_a`` transfer to its result
     being valid on ``o_r``. Throughput: one vector per clock while running.
     """
 
@@ -107,21 +113,30 @@ class SystolicArray(wiring.Component):
             m.d.sync += [valid[i].eq(valid[i - 1]) for i in range(1, depth)]
             m.d.sync += [last[i].eq(last[i - 1]) for i in range(1, depth)]
 
-        # Skew: activation k reaches PE row k after k clocks, and its operand encoder (the
-        # post table) there.
-        # The swap bit of a tile's first activation is skewed with it.
+        # Skew: activation k reaches PE row k after k clocks, the swap bit of a tile's first
+        # activation with it. The operand encoder (the post table) of row k >= 1 sits before
+        # the row's last skew register, which holds the whole operand (code and table entry):
+        # the lookup and the PE's multiplier are in different clocks. Row 0 has no skew
+        # register: its lookup is in the clock in which its activation is accepted.
         for r in range(rows):
             a = self.i_a.payload.data[r]
             swap = accept & tile_start
-            for i in range(r):
+            for i in range(r - 1):
                 delayed = Signal(cfg.a_bits, name=f"skew_{r}_{i}")
                 delayed_swap = Signal(name=f"skew_swap_{r}_{i}")
                 with m.If(advance):
                     m.d.sync += [delayed.eq(a), delayed_swap.eq(swap)]
                 a, swap = delayed, delayed_swap
             m.submodules[f"operand_{r}"] = encoder = OperandEncoder(fmt=cfg.product_format)
-            m.d.comb += [encoder.a.eq(a), pes[r][0].x_in.eq(encoder.x),
-                         pes[r][0].swap_in.eq(swap)]
+            m.d.comb += encoder.a.eq(a)
+            x = encoder.x
+            if r > 0:
+                delayed = Signal(operand_layout(cfg.product_format), name=f"skew_{r}_{r - 1}")
+                delayed_swap = Signal(name=f"skew_swap_{r}_{r - 1}")
+                with m.If(advance):
+                    m.d.sync += [delayed.eq(x), delayed_swap.eq(swap)]
+                x, swap = delayed, delayed_swap
+            m.d.comb += [pes[r][0].x_in.eq(x), pes[r][0].swap_in.eq(swap)]
 
         # At least one bit: a 0-bit signal (rows = 1) becomes an illegal [-1:0] in Verilog.
         weight_row = Signal(range(max(rows, 2)), name="weight_row")
@@ -151,22 +166,33 @@ class SystolicArray(wiring.Component):
 
         # Weight loading into the shadow registers. ``since``: advancing clocks since the last
         # tile started, counting its start (saturating); shadow row k is free once the swap has
-        # passed the row's last PE, k + cols - 1 advancing clocks after the start.
+        # passed the row's last PE, k + cols - 1 advancing clocks after the start. (A PE reads
+        # its weight registers in the clock in which the activation is at its input, the
+        # product register's clock; only the add into the partial sum comes later. The table
+        # lookup before the last skew register moves nothing either: the swap bit still reaches
+        # PE (k, 0) k clocks after the start.)
+        # ``i_w.ready`` is a register (``w_ready``), computed from the next state, so that the
+        # comparison is not in series with the row decode and the shadow registers' enables.
         loaded = Signal()                   # the shadow registers hold the next tile
         since = Signal(range(rows + cols + 1), init=rows + cols)
+        w_ready = Signal(init=1)            # == ~loaded & (since >= weight_row + cols)
+        loaded_n, since_n, row_n = Signal.like(loaded), Signal.like(since), Signal.like(weight_row)
+        m.d.comb += [loaded_n.eq(loaded), since_n.eq(since), row_n.eq(weight_row)]
         with m.If(accept & tile_start):
-            m.d.sync += [loaded.eq(0), since.eq(1)]
+            m.d.comb += [loaded_n.eq(0), since_n.eq(1)]
         with m.Elif(advance & (since != rows + cols)):
-            m.d.sync += since.eq(since + 1)
-        m.d.comb += self.i_w.ready.eq(~loaded & (since >= weight_row + cols))
-        with m.If(self.i_w.valid & self.i_w.ready):
+            m.d.comb += since_n.eq(since + 1)
+        m.d.comb += self.i_w.ready.eq(w_ready)
+        with m.If(self.i_w.valid & w_ready):
             with m.Switch(weight_row):
                 for r in range(rows):
                     with m.Case(r):
                         m.d.comb += [pe.w_load.eq(1) for pe in pes[r]]
-            m.d.sync += weight_row.eq(weight_row + 1)
+            m.d.comb += row_n.eq(weight_row + 1)
             with m.If(weight_row == rows - 1):
-                m.d.sync += [weight_row.eq(0), loaded.eq(1)]
+                m.d.comb += [row_n.eq(0), loaded_n.eq(1)]
+        m.d.sync += [loaded.eq(loaded_n), since.eq(since_n), weight_row.eq(row_n),
+                     w_ready.eq(~loaded_n & (since_n >= row_n + cols))]
         m.d.comb += [self.i_a.ready.eq(advance & (~tile_start | loaded)),
                      self.wait_weights.eq(self.i_a.valid & tile_start & ~loaded)]
         return m
