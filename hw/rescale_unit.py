@@ -369,20 +369,24 @@ class RescaleUnit(wiring.Component):
                          z2_u[lane].eq(Mux(reg["relu"] & (z1_sum[lane] < 0), 0, z1_sum[lane]))]
 
         # Stages H1, H2: the horizontal pair (compare, then select), through ``hold``.
+        # ``hold`` rotates by a slice with every slice of a pooled layer; ``hold_low``, a copy
+        # of its bottom slice, is what the comparison reads (near it, not across the unit).
         hold = Signal(data.ArrayLayout(wide, cols))
+        hold_low = Signal(slice_)
         h1, h2 = Signal(meta), Signal(meta)
         h1_u, h1_hold, h2_pair = Signal(slice_), Signal(slice_), Signal(slice_)
         h1_gt = Signal(lanes)
-        m.d.sync += [h1.eq(z2), h2.eq(h1), h1_u.eq(z2_u),
-                     h1_hold.eq(_low(hold, lanes, WIDE_BITS))]
+        m.d.sync += [h1.eq(z2), h2.eq(h1), h1_u.eq(z2_u), h1_hold.eq(hold_low)]
         for lane in range(lanes):
-            m.d.sync += [h1_gt[lane].eq(hold[lane] > z2_u[lane]),
+            m.d.sync += [h1_gt[lane].eq(hold_low[lane] > z2_u[lane]),
                          h2_pair[lane].eq(Mux(pooled & ~h1.h_first & h1_gt[lane], h1_hold[lane],
                                               h1_u[lane]))]
         with m.If(z2.valid & pooled):
-            m.d.sync += hold.eq(_rotate(hold, lanes, WIDE_BITS,
-                                        Mux(z2.h_first, z2_u.as_value(),
-                                            _low(hold, lanes, WIDE_BITS))))
+            incoming = Mux(z2.h_first, z2_u.as_value(), hold_low.as_value())
+            nxt = hold.as_value()[lanes * WIDE_BITS:2 * lanes * WIDE_BITS] if steps > 1 \
+                else incoming
+            m.d.sync += [hold.eq(_rotate(hold, lanes, WIDE_BITS, incoming)),
+                         hold_low.eq(nxt)]
 
         o_en = Signal()                      # the output path advances (see the tail)
 

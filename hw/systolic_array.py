@@ -118,9 +118,14 @@ class SystolicArray(wiring.Component):
         # the row's last skew register, which holds the whole operand (code and table entry):
         # the lookup and the PE's multiplier are in different clocks. Row 0 has no skew
         # register: its lookup is in the clock in which its activation is accepted.
+        # The swap bit is ``accept & tile_start`` without ``advance``: every register it
+        # reaches advances only with ``advance``, so the two are the same where it matters,
+        # and the global stall stays out of the path through row 0's multipliers.
+        loaded = Signal()                   # the shadow registers hold the next tile
+        starts = self.i_a.valid & tile_start & loaded
         for r in range(rows):
             a = self.i_a.payload.data[r]
-            swap = accept & tile_start
+            swap = starts
             for i in range(r - 1):
                 delayed = Signal(cfg.a_bits, name=f"skew_{r}_{i}")
                 delayed_swap = Signal(name=f"skew_swap_{r}_{i}")
@@ -173,7 +178,6 @@ class SystolicArray(wiring.Component):
         # PE (k, 0) k clocks after the start.)
         # ``i_w.ready`` is a register (``w_ready``), computed from the next state, so that the
         # comparison is not in series with the row decode and the shadow registers' enables.
-        loaded = Signal()                   # the shadow registers hold the next tile
         since = Signal(range(rows + cols + 1), init=rows + cols)
         w_ready = Signal(init=1)            # == ~loaded & (since >= weight_row + cols)
         loaded_n, since_n, row_n = Signal.like(loaded), Signal.like(since), Signal.like(weight_row)
