@@ -108,13 +108,13 @@ def _passes_per_block(config, shape):
 
 def _latencies(config):
     """The rescale unit's pipeline latencies (``hw.rescale_stages``): the affine map, the
-    multiply-accumulate of the adapter, the requantizer."""
+    adapter's multiply-accumulate and its rounding, the requantizer."""
     from amaranth.hdl import signed
 
-    from hw.rescale_stages import MANT_BITS, WIDE_BITS, Affine, Product, Requantizer
+    from hw.rescale_stages import MANT_BITS, WIDE_BITS, Affine, Product, Requantizer, Rounder
 
     mac = Product.plan(signed(WIDE_BITS), signed(MANT_BITS), WIDE_BITS)[2]
-    return Affine.latency(config.buffer_bits), mac, Requantizer.LATENCY
+    return Affine.latency(config.buffer_bits), mac + Rounder.LATENCY, Requantizer.LATENCY
 
 
 def _tail(config, shape):
@@ -128,9 +128,9 @@ def _tail(config, shape):
         return 1 + out
     work = 1 + DIV_BITS + 2 + out                           # sample, divide, outputs
     if shape.adapter == "two":                              # each dot product, then beta's
-        work += shape.hidden * (shape.n + mac + 6) + shape.hidden + mac + 7
+        work += shape.hidden * (shape.n + mac + 4) + shape.hidden + mac + 5
     elif shape.adapter == "one":
-        work += shape.n + mac + 7
+        work += shape.n + mac + 5
     return work
 
 

@@ -138,14 +138,15 @@ class Product(wiring.Component):
 
 class Rounder(wiring.Component):
     """``y = rshift(x, n) + addend`` (``gen.rescale.rshift``: round half up for ``n > 0``, a
-    left shift of at most ``MAX_LEFT_SHIFT`` for ``n <= 0``), modulo ``2**64``. ``LATENCY = 2``.
+    left shift of at most ``MAX_LEFT_SHIFT`` for ``n <= 0``), modulo ``2**64``. ``LATENCY = 3``.
 
-    Stage 1 shifts: ``t = x >> (n - 1)`` (``n > 0``) or ``x << -n``; stage 2 adds, in one
-    adder: ``(t + 2 * addend + 1) >> 1 = ((t + 1) >> 1) + addend`` for ``n > 0``, ``t +
-    addend`` otherwise.
+    Stage 1 decodes the shift (its direction and amount) and registers the operands; stage 2
+    shifts: ``t = x >> (n - 1)`` (``n > 0``) or ``x << -n``; stage 3 adds, in one adder:
+    ``(t + 2 * addend + 1) >> 1 = ((t + 1) >> 1) + addend`` for ``n > 0``, ``t + addend``
+    otherwise.
     """
 
-    LATENCY = 2
+    LATENCY = 3
 
     def __init__(self, x_shape=signed(WIDE_BITS), addend_shape=signed(WIDE_BITS)):
         super().__init__({"x": In(x_shape), "n": In(signed(SHIFT_BITS)),
@@ -156,19 +157,23 @@ class Rounder(wiring.Component):
         m = Module()
         right_bits = rescale.MAX_RIGHT_SHIFT.bit_length()
         left_bits = rescale.MAX_LEFT_SHIFT.bit_length()
-        t = Signal(signed(WIDE_BITS + 1))
+        x = Signal(signed(WIDE_BITS))
+        right_amount, left_amount = Signal(right_bits), Signal(left_bits)
+        right, right2 = Signal(), Signal()
         addend = Signal(signed(len(self.addend) + 2))
-        right = Signal()
+        addend2 = Signal.like(addend)
+        t = Signal(signed(WIDE_BITS + 1))
         with m.If(self.en):
             m.d.sync += [
-                t.eq(Mux(self.n > 0, self.x >> (self.n - 1).as_unsigned()[:right_bits],
-                         (self.x << (-self.n).as_unsigned()[:left_bits])[:WIDE_BITS]
-                         .as_signed())),
+                x.eq(self.x), right.eq(self.n > 0),
+                right_amount.eq((self.n - 1).as_unsigned()),
+                left_amount.eq((-self.n).as_unsigned()),
                 addend.eq(Mux(self.n > 0, Cat(1, self.addend).as_signed(), self.addend)),
-                right.eq(self.n > 0),
+                t.eq(Mux(right, x >> right_amount, (x << left_amount)[:WIDE_BITS].as_signed())),
+                right2.eq(right), addend2.eq(addend),
             ]
-            total = t + addend
-            m.d.sync += self.y.eq(Mux(right, total >> 1, total))
+            total = t + addend2
+            m.d.sync += self.y.eq(Mux(right2, total >> 1, total))
         return m
 
 
