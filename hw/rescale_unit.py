@@ -255,6 +255,7 @@ class RescaleUnit(wiring.Component):
         s_blk, s_smp = Signal(s_addr), Signal(s_addr)
         p_blk = Signal(range(max(2, blocks_max * steps + 1)))
         out_slices = Signal(u_addr)                    # slices of a sample's block of outputs
+        out_last = Signal(u_addr)                      # out_slices - 1
         draining = Signal()            # a register: set entering the drain, cleared on the
                                        # layer's last vector
         need_beta = Signal()           # the next vector is a sample's first (of block 0)
@@ -305,7 +306,8 @@ class RescaleUnit(wiring.Component):
                     m.d.sync += [row.eq(0), smp.eq(smp + 1), s_smp.eq(s_smp + steps),
                                  need_beta.eq(first_block)]
                     with m.If(first_block & (smp == 0)):
-                        m.d.sync += out_slices.eq(u_row + row_stride)
+                        m.d.sync += [out_slices.eq(u_row + row_stride),
+                                     out_last.eq(u_row + row_stride - 1)]
             with m.If(self.i_acc.payload.last):
                 m.d.sync += draining.eq(~last_block)
                 m.d.sync += [row.eq(0), col.eq(0), smp.eq(0), u_row.eq(0), u_col.eq(0),
@@ -507,7 +509,9 @@ class RescaleUnit(wiring.Component):
         asm = Signal(data.ArrayLayout(wide, cols))
         asm_n = Signal(range(steps + 1))
         asm_last = Signal()
-        o_end = (o_k == out_slices - 1) & (o_chan + cols >= reg["channels"])
+        o_last_block = Signal()                      # o_chan + cols >= channels
+        o_block_end = o_k == out_last
+        o_end = o_block_end & o_last_block
         m.d.comb += o_en.eq(~((asm_n == steps) & self.o_out.valid & ~self.o_out.ready))
         rq_latency = Requantizer.LATENCY
         o_valid = [Signal(name=f"o_valid_{i}") for i in range(2 + rq_latency)]
@@ -562,7 +566,7 @@ class RescaleUnit(wiring.Component):
             with m.State("sample"):                   # the tail of sample t begins
                 restart_terms(reg["channels"], ~two)
                 m.d.sync += [j.eq(0), w1_base.eq(0), beta.eq(rescale.BETA_ONE), o_k.eq(0),
-                             o_blk.eq(0), o_chan.eq(0)]
+                             o_blk.eq(0), o_chan.eq(0), o_last_block.eq(cols >= reg["channels"])]
                 with m.If(final):
                     m.next = "output"
                 with m.Elif(reg["adapter"] == regmap.ADAPTER_KINDS["none"]):
@@ -612,9 +616,10 @@ class RescaleUnit(wiring.Component):
                              o_issue.eq(1)]
                 with m.If(o_en):
                     m.d.sync += o_k.eq(o_k + 1)
-                    with m.If(o_k == out_slices - 1):
+                    with m.If(o_block_end):
                         m.d.sync += [o_k.eq(0), o_blk.eq(o_blk + max_p * steps),
-                                     o_chan.eq(o_chan + cols)]
+                                     o_chan.eq(o_chan + cols),
+                                     o_last_block.eq(o_chan + 2 * cols >= reg["channels"])]
                     with m.If(o_end):
                         m.next = "output_end"
 
