@@ -281,8 +281,10 @@ class RescaleUnit(wiring.Component):
                                 & (~need_beta | self.i_beta.valid)),
             take.eq(self.i_acc.valid & self.i_acc.ready),
         ]
-        sample_end = (row == reg["height"] - 1) & (col == reg["width"] - 1)
-        row_done = col == reg["width"] - 1
+        last_row, last_col = Signal.like(row), Signal.like(col)       # height - 1, width - 1
+        m.d.sync += [last_row.eq(reg["height"] - 1), last_col.eq(reg["width"] - 1)]
+        row_done = col == last_col
+        sample_end = (row == last_row) & row_done
         m.d.comb += [beta_wr.addr.eq(smp), beta_wr.data.eq(self.i_beta.payload),
                      beta_wr.en.eq(take & need_beta), beta_rd.addr.eq(smp),
                      beta_rd.en.eq(take)]
