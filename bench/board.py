@@ -44,23 +44,38 @@ CELLS = {"lut4": "LUT4", "ccu2c": "CCU2C", "ebr": "DP16KD", "dpram": "TRELLIS_DP
          "dsp": "MULT18X18D"}
 
 
-def engine_config(args):
-    """The engine's ``ArrayConfig``: sized for ``--bundle``, or from the options."""
-    lanes = {} if args.rescale_lanes is None else {"rescale_lanes": args.rescale_lanes}
-    try:
-        if args.bundle != "none":
-            from gen.bundle import load
-            from gen.sizing import array_for_bundle, check_fits, config_for_bundle
+BY_HAND = ("a_bits", "w_bits", "w_format", "max_k", "max_m", "max_channels", "max_hidden")
 
-            bundle = load(args.bundle)
-            rows, cols = array_for_bundle(bundle, rows=args.rows, cols=args.cols)
-            config = config_for_bundle(bundle, rows=rows, cols=cols).replace(**lanes)
-            check_fits(bundle, config)
-            return config
-        return ArrayConfig(rows=args.rows or SMALL["rows"], cols=args.cols or SMALL["cols"],
-                           a_bits=args.a_bits, w_bits=args.w_bits, w_format=args.w_format,
-                           max_k=args.max_k, max_m=args.max_m, max_channels=args.max_channels,
-                           max_hidden=args.max_hidden, **lanes)
+
+def engine_config(args):
+    """The engine's ``ArrayConfig``: sized for ``--bundle``, or from the options (which a
+    bundle does not take: it sizes them itself)."""
+    lanes = {} if args.rescale_lanes is None else {"rescale_lanes": args.rescale_lanes}
+    given = {k: getattr(args, k) for k in BY_HAND if getattr(args, k, None) is not None}
+    if args.bundle != "none":
+        if given:
+            name = "--" + next(iter(given)).replace("_", "-")
+            raise UsageError(f"{name} sizes an engine by hand, with --bundle none; a bundle "
+                             f"sizes its engine itself")
+        from gen.bundle import load
+        from gen.sizing import array_for_bundle, check_fits, config_for_bundle
+
+        bundle = load(args.bundle)
+        rows, cols = array_for_bundle(bundle, rows=args.rows, cols=args.cols)
+        config = _checked(lambda: config_for_bundle(bundle, rows=rows, cols=cols)
+                          .replace(**lanes))
+        check_fits(bundle, config)
+        return config
+    sizes = {k: given.get(k, v) for k, v in SMALL.items() if k not in ("rows", "cols")}
+    return _checked(lambda: ArrayConfig(
+        rows=args.rows or SMALL["rows"], cols=args.cols or SMALL["cols"],
+        **{k: v for k, v in given.items() if k not in SMALL}, **sizes, **lanes))
+
+
+def _checked(make):
+    """``make()``, a configuration; its refusal of a value is a usage error."""
+    try:
+        return make()
     except (ValueError, TypeError) as e:
         raise UsageError(str(e)) from None
 
@@ -141,13 +156,13 @@ def main():
                                             f"else {SMALL['rows']})")
     p.add_argument("--cols", type=int, help=f"PE columns (for a bundle, as asqgen verilog; "
                                             f"else {SMALL['cols']})")
-    p.add_argument("--a-bits", type=int, default=d.a_bits, help="(%(default)s)")
-    p.add_argument("--w-bits", type=int, default=d.w_bits, help="(%(default)s)")
-    p.add_argument("--w-format", choices=("post", "pot", "int"), default=d.w_format,
-                   help="(%(default)s)")
+    p.add_argument("--a-bits", type=int, help=f"with --bundle none ({d.a_bits})")
+    p.add_argument("--w-bits", type=int, help=f"with --bundle none ({d.w_bits})")
+    p.add_argument("--w-format", choices=("post", "pot", "int"),
+                   help=f"with --bundle none ({d.w_format})")
     for name in ("max_k", "max_m", "max_channels", "max_hidden"):
-        p.add_argument("--" + name.replace("_", "-"), type=int, default=SMALL[name],
-                       help="with --bundle none (%(default)s)")
+        p.add_argument("--" + name.replace("_", "-"), type=int,
+                       help=f"with --bundle none ({SMALL[name]})")
     p.add_argument("--clock", type=float, default=DEFAULT_CLOCK,
                    help="the design's clock in MHz, made by the ECP5 PLL from the board's 25 MHz "
                         "(0: the board's clock itself) (%(default)s)")

@@ -56,8 +56,16 @@ def test_bad_options_are_status_2():
     done = _run("board.py", "--board", "ulx3s-12f")
     assert done.returncode == 2
     assert "invalid choice: 'ulx3s-12f'" in done.stderr.splitlines()[-1]
-    done = _run("board.py", "--max-m", "0")
+    done = _run("board.py", "--bundle", "none", "--max-m", "0")
     assert done.stderr.splitlines() == ["board.py: error: max_m must be from 1 to 65536, not 0"]
+    assert done.returncode == 2
+    done = _run("board.py", "--max-m", "16")          # a bundle sizes its engine itself
+    assert done.stderr.splitlines() == ["board.py: error: --max-m sizes an engine by hand, "
+                                        "with --bundle none; a bundle sizes its engine itself"]
+    assert done.returncode == 2
+    done = _run("board.py", "--rescale-lanes", "3")
+    assert done.stderr.splitlines() == ["board.py: error: rescale_lanes must divide cols (8), "
+                                        "not 3"]
     assert done.returncode == 2
     done = _run("fit.py", "--designs", "int9")
     assert done.stderr.splitlines() == [
@@ -109,10 +117,12 @@ def test_board_engine_for_a_bundle():
     import argparse
 
     args = argparse.Namespace(bundle=str(ROOT / "export" / "default_model" / "bundle"),
-                              rows=None, cols=None)
+                              rows=None, cols=None, rescale_lanes=None)
     assert board.describe(board.engine_config(args)) == (
         "8x8 post4 engine, 8-bit activations, max_k 288, max_m 64, max_channels 32, "
-        "max_hidden 8")
+        "max_hidden 8, 1 rescale lane")
+    args.rescale_lanes = 8
+    assert board.describe(board.engine_config(args)).endswith("8 rescale lanes")
 
 
 def test_board_with_a_missing_bundle_is_status_3(tmp_path):
