@@ -418,9 +418,13 @@ class RescaleUnit(wiring.Component):
         m.d.sync += [v1.eq(h2), v2.eq(v1), v1_pair.eq(h2_pair),
                      v2_done.eq(writes(v1) & (~pooled | v1.v_second))]
         for lane in range(lanes):
-            below = Mux(hits[0], v2_window[lane],
-                        Mux(hits[1], wd1[lane], Mux(hits[2], wd2[lane], u_data[lane])))
-            m.d.sync += [v1_below[lane].eq(below), v1_gt[lane].eq(below > h2_pair[lane]),
+            # Each candidate compared with the pair in parallel, the hits pick the result.
+            cands = [v2_window[lane], wd1[lane], wd2[lane], u_data[lane]]
+            gts = [c > h2_pair[lane] for c in cands]
+            below = Mux(hits[0], cands[0], Mux(hits[1], cands[1], Mux(hits[2], cands[2],
+                                                                      cands[3])))
+            gt = Mux(hits[0], gts[0], Mux(hits[1], gts[1], Mux(hits[2], gts[2], gts[3])))
+            m.d.sync += [v1_below[lane].eq(below), v1_gt[lane].eq(gt),
                          v2_window[lane].eq(Mux(v1.v_second & v1_gt[lane], v1_below[lane],
                                                 v1_pair[lane]))]
         m.d.comb += [u_wr.addr.eq(v2.uaddr), u_wr.data.eq(v2_window), u_wr.en.eq(writes(v2))]

@@ -43,6 +43,9 @@ def test_a_missing_tool_is_one_line():
     ("synth.py", [], "amaranth_boards",
      f"synth.py: error: amaranth-boards is not installed (the optional extra 'synth'): "
      f"{INSTALL}"),
+    ("parts.py", [], "amaranth_boards",
+     f"parts.py: error: amaranth-boards is not installed (the optional extra 'synth'): "
+     f"{INSTALL}"),
     ("plots.py", ["--levels-only"], "matplotlib",
      f"plots.py: error: matplotlib is not installed (the optional extra 'synth'): {INSTALL}"),
 ])

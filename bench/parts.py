@@ -1,0 +1,85 @@
+"""The layer engine's two halves out of context on an ECP5: logic, flip-flops, block RAM, DSPs
+and the maximum clock of each, from Yosys and nextpnr.
+
+    ./dev pip install -e '.[synth]'    # once, optional
+    ./dev python bench/parts.py [--bundle B] [--rescale-lanes N] [--board ulx3s-25f]
+
+The engine is sized for the bundle (``asqgen verilog --bundle`` sizes it the same way; by
+default the default bundle). Its halves are the matmul engine (``hw.matmul_engine``: the
+systolic array, the skid buffer and the accumulator buffer) and the rescale unit
+(``hw.rescale_unit``), each synthesised by ``synth_ecp5`` (DSP blocks allowed) and placed and
+routed by ``nextpnr-ecp5 --out-of-context`` with a 100 MHz target, so that a path that misses
+the layer engine's clock shows in the part it is in (``bench/board.py`` builds the whole
+engine behind its host bridge). Results are cached per design in ``build/ooc/``.
+"""
+
+import argparse
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+from synth import BOARDS, device_of, logic, run_main, synthesise_verilog
+
+from gen.errors import UsageError
+
+ROOT = Path(__file__).resolve().parent.parent
+FREQ = 100
+
+
+def parts(config):
+    """``{name: elaboratable}`` of the engine's halves."""
+    from hw.matmul_engine import MatmulEngine
+    from hw.rescale_unit import RescaleUnit
+
+    return {"matmul": MatmulEngine(config=config),
+            "rescale": RescaleUnit(cols=config.cols, lanes=config.rescale_lanes,
+                                   acc_bits=config.buffer_bits,
+                                   max_channels=config.max_channels,
+                                   max_positions=config.max_m, max_hidden=config.max_hidden,
+                                   max_batch=config.max_batch)}
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--bundle", default=str(ROOT / "export" / "default_model" / "bundle"),
+                   help="size the engine for this bundle (%(default)s)")
+    p.add_argument("--rescale-lanes", type=int, default=None, help="(1)")
+    p.add_argument("--board", choices=BOARDS, default="ulx3s-25f", help="(%(default)s)")
+    args = p.parse_args()
+
+    from gen.bundle import load
+    from gen.sizing import array_for_bundle, config_for_bundle
+    from gen.verilog import verilog_text
+
+    bundle = load(args.bundle)
+    rows, cols = array_for_bundle(bundle)
+    config = config_for_bundle(bundle, rows=rows, cols=cols)
+    if args.rescale_lanes is not None:
+        try:
+            config = config.replace(rescale_lanes=args.rescale_lanes)
+        except (ValueError, TypeError) as e:
+            raise UsageError(str(e)) from None
+    device = device_of(args.board)
+    print(f"the layer engine for {args.bundle}: {config.rows}x{config.cols} "
+          f"{config.w_format}{config.w_bits}, {config.rescale_lanes} rescale "
+          f"lane{'s' if config.rescale_lanes > 1 else ''}; out of context on {device[0]} "
+          f"({args.board}) at {FREQ} MHz, Yosys synth_ecp5 + nextpnr-ecp5", flush=True)
+    print(f"{'part':<8} {'LUT4':>6} {'CCU2C':>6} {'logic':>6} {'FF':>6} {'EBR':>4} "
+          f"{'DPRAM':>5} {'DSP':>4} {'Fmax':>7} {'synthesis':>10} {'place+route':>12}")
+    for name, top in parts(config).items():
+        text = verilog_text(top, "top")
+        work = ROOT / "build" / "ooc" / f"{name}-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
+        r = synthesise_verilog(text, work, nodsp=False, device=device, freq=FREQ)
+        cells = json.loads((work / "stat.json").read_text())["design"]["num_cells_by_type"]
+        fmax = f"{r['fmax']:.1f}" if r["fmax"] else "-"
+        print(f"{name:<8} {r['lut4']:>6} {r['ccu2c']:>6} {logic(r):>6} {r['ff']:>6} "
+              f"{cells.get('DP16KD', 0):>4} {cells.get('TRELLIS_DPR16X4', 0):>5} {r['dsp']:>4} "
+              f"{fmax:>7} {r['synth_s']:>8.0f} s {r['pnr_s'] or 0:>10.0f} s", flush=True)
+        if r["error"]:
+            print(f"  {r['error']}")
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    run_main(main)
