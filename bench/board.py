@@ -25,11 +25,10 @@ import argparse
 import json
 import os
 import re
-import sys
 import time
 from pathlib import Path
 
-from synth import BOARDS, INSTALL, _tool, logic, platform_class, run_main
+from synth import BOARDS, _tool, logic, platform_class, run_main
 
 from gen.config import ArrayConfig
 from gen.errors import OutputError, ToolError, UsageError

@@ -32,12 +32,7 @@ def parts(config):
     from hw.matmul_engine import MatmulEngine
     from hw.rescale_unit import RescaleUnit
 
-    return {"matmul": MatmulEngine(config=config),
-            "rescale": RescaleUnit(cols=config.cols, lanes=config.rescale_lanes,
-                                   acc_bits=config.buffer_bits,
-                                   max_channels=config.max_channels,
-                                   max_positions=config.max_m, max_hidden=config.max_hidden,
-                                   max_batch=config.max_batch)}
+    return {"matmul": MatmulEngine(config=config), "rescale": RescaleUnit.for_config(config)}
 
 
 def main():

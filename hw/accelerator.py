@@ -53,10 +53,7 @@ class Accelerator(wiring.Component):
         cfg = self._config
         m = Module()
         m.submodules.engine = engine = MatmulEngine(config=cfg)
-        m.submodules.rescale = unit = RescaleUnit(
-            cols=cfg.cols, lanes=cfg.rescale_lanes, acc_bits=cfg.buffer_bits,
-            max_channels=cfg.max_channels,
-            max_positions=cfg.max_m, max_hidden=cfg.max_hidden, max_batch=cfg.max_batch)
+        m.submodules.rescale = unit = RescaleUnit.for_config(cfg)
         for name in ("i_w", "i_a", "i_pass"):
             wiring.connect(m, wiring.flipped(getattr(self, name)), getattr(engine, name))
         wiring.connect(m, wiring.flipped(self.i_param), unit.i_param)

@@ -42,7 +42,7 @@ from amaranth.lib.wiring import In, Out
 from gen import regmap, rescale
 from gen.regmap import CONTROL, Region
 
-from .rescale_stages import (BETA_BITS, DIV_BITS, MANT_BITS, SHIFT_BITS, WIDE_BITS, Affine,
+from .rescale_stages import (BETA_BITS, MANT_BITS, SHIFT_BITS, WIDE_BITS, Affine,
                              Product, Reciprocal, Requantizer, Rounder, delay, delay_line)
 
 __all__ = ["RescaleUnit", "param_layout", "output_layout", "acc_layout", "beta_layout",
@@ -174,6 +174,13 @@ class RescaleUnit(wiring.Component):
             "i_acc": In(stream.Signature(acc_layout(cols, acc_bits))),
             "o_out": Out(stream.Signature(output_layout(cols))),
         })
+
+    @classmethod
+    def for_config(cls, config):
+        """The unit of a layer engine sized by ``config`` (``gen.config.ArrayConfig``)."""
+        return cls(cols=config.cols, lanes=config.rescale_lanes, acc_bits=config.buffer_bits,
+                   max_channels=config.max_channels, max_positions=config.max_m,
+                   max_hidden=config.max_hidden, max_batch=config.max_batch)
 
     def _register_file(self, m):
         """The parameters of ``gen.regmap``: the per-channel regions as one memory per lane
