@@ -135,6 +135,10 @@ class RescaleUnit(wiring.Component):
     max_channels, max_positions, max_hidden, max_batch : int
         The largest channel count, positions in a pass (before pooling: samples x positions
         per sample), adapter width and samples in a batch.
+    residual : bool
+        With the residual add (``i_res``, the shortcut's ``Affine`` a lane); without it, the
+        unit has no ``i_res`` and adds nothing to ``z`` whatever its ``residual`` register
+        says (the host refuses such a layer: ``gen.sizing.check_fits``).
 
     Members
     -------
@@ -143,8 +147,8 @@ class RescaleUnit(wiring.Component):
     i_beta : In(stream.Signature(beta_layout()))
         Each sample's ``beta_in`` (and its shortcut's ``beta``), in sample order.
     i_res : In(stream.Signature(residual_layout(cols)))
-        For a layer with a shortcut (``residual`` register), the second operand: one vector
-        with each vector of ``i_acc``, in the same order.
+        With ``residual``, for a layer with a shortcut (``residual`` register), the second
+        operand: one vector with each vector of ``i_acc``, in the same order.
     i_acc : In(stream.Signature(acc_layout(cols, acc_bits)))
         For each block of ``cols`` channels, the batch's positions (sample by sample, row by
         row), one vector each, ``last`` on the block's last vector.
@@ -154,7 +158,7 @@ class RescaleUnit(wiring.Component):
     """
 
     def __init__(self, *, cols, acc_bits, max_channels, max_positions, max_hidden,
-                 max_batch=1, lanes=None):
+                 max_batch=1, lanes=None, residual=True):
         lanes = cols if lanes is None else lanes
         if not 1 <= lanes <= cols or cols % lanes:
             raise ValueError(f"lanes must divide cols ({cols}), not {lanes}")
@@ -167,10 +171,11 @@ class RescaleUnit(wiring.Component):
         self._max_c, self._max_p, self._max_h = max_channels, max_positions, max(max_hidden, 1)
         self._max_b = max(1, min(max_batch, max_positions))
         self._blocks = -(-max_channels // cols)
+        self._residual = residual
         super().__init__({
             "i_param": In(stream.Signature(param_layout())),
             "i_beta": In(stream.Signature(beta_layout())),
-            "i_res": In(stream.Signature(residual_layout(cols))),
+            **({"i_res": In(stream.Signature(residual_layout(cols)))} if residual else {}),
             "i_acc": In(stream.Signature(acc_layout(cols, acc_bits))),
             "o_out": Out(stream.Signature(output_layout(cols))),
         })
@@ -180,7 +185,8 @@ class RescaleUnit(wiring.Component):
         """The unit of a layer engine sized by ``config`` (``gen.config.ArrayConfig``)."""
         return cls(cols=config.cols, lanes=config.rescale_lanes, acc_bits=config.buffer_bits,
                    max_channels=config.max_channels, max_positions=config.max_m,
-                   max_hidden=config.max_hidden, max_batch=config.max_batch)
+                   max_hidden=config.max_hidden, max_batch=config.max_batch,
+                   residual=config.residual)
 
     def _register_file(self, m):
         """The parameters of ``gen.regmap``: the per-channel regions as one memory per lane
@@ -198,7 +204,9 @@ class RescaleUnit(wiring.Component):
                      w.region.eq(p.addr[regmap.INDEX_BITS:]), w.index.eq(index),
                      w.lane.eq(index % lanes), w.entry.eq(index // lanes), w.value.eq(p.value)]
         ports = {}
-        for r in (Region.m, Region.sh, Region.bias, Region.res_m, Region.res_sh):
+        lane_regions = (Region.m, Region.sh, Region.bias) + \
+            ((Region.res_m, Region.res_sh) if self._residual else ())
+        for r in lane_regions:
             shape = signed(regmap.FIELD_BITS.get(r.name, regmap.VALUE_BITS))
             ports[r] = []
             for lane in range(lanes):
@@ -246,7 +254,9 @@ class RescaleUnit(wiring.Component):
         m.d.sync += row_stride.eq(_times(out_w, steps))
         final = reg["final"]
         residual = reg["residual"]
-        need_res = residual != regmap.RESIDUAL_KINDS["none"]
+        has_res = self._residual
+        need_res = (residual != regmap.RESIDUAL_KINDS["none"]) if has_res else 0
+        res_valid = self.i_res.valid if has_res else 0
 
         armed = Signal()               # the layer's parameters are complete
         with m.If(self.i_param.valid & self.i_param.ready):
@@ -281,13 +291,14 @@ class RescaleUnit(wiring.Component):
         free = ~g.busy | g_last
         m.d.comb += [
             self.i_acc.ready.eq(draining & free & (~need_beta | self.i_beta.valid)
-                                & (~need_res | self.i_res.valid)),
+                                & (~need_res | res_valid)),
             self.i_beta.ready.eq(draining & free & self.i_acc.valid & need_beta
-                                 & (~need_res | self.i_res.valid)),
-            self.i_res.ready.eq(draining & free & self.i_acc.valid & need_res
-                                & (~need_beta | self.i_beta.valid)),
+                                 & (~need_res | res_valid)),
             take.eq(self.i_acc.valid & self.i_acc.ready),
         ]
+        if has_res:
+            m.d.comb += self.i_res.ready.eq(draining & free & self.i_acc.valid & need_res
+                                            & (~need_beta | self.i_beta.valid))
         last_row, last_col = Signal.like(row), Signal.like(col)       # height - 1, width - 1
         m.d.sync += [last_row.eq(reg["height"] - 1), last_col.eq(reg["width"] - 1)]
         row_done = col == last_col
@@ -302,9 +313,11 @@ class RescaleUnit(wiring.Component):
                 g.uaddr.eq(u_blk + u_row + u_col), g.saddr.eq(s_blk + s_smp), g.paddr.eq(p_blk),
                 g.h_first.eq(pooled & ~col[0]), g.v_second.eq(pooled & row[0]),
                 g.sample_end.eq(sample_end),
-                g_acc.eq(self.i_acc.payload.data), g_res.eq(self.i_res.payload.data),
+                g_acc.eq(self.i_acc.payload.data),
                 col.eq(col + 1),
             ]
+            if has_res:
+                m.d.sync += g_res.eq(self.i_res.payload.data)
             with m.If(~pooled | col[0]):
                 m.d.sync += u_col.eq(u_col + steps)
             with m.If(row_done):
@@ -331,14 +344,17 @@ class RescaleUnit(wiring.Component):
             m.d.sync += [g.j.eq(g.j + 1), g_last.eq(g.j == steps - 2), g.uaddr.eq(g.uaddr + 1),
                          g.saddr.eq(g.saddr + 1), g.paddr.eq(g.paddr + 1),
                          g_acc.eq(_rotate(g_acc, lanes, self._acc_bits,
-                                          _low(g_acc, lanes, self._acc_bits))),
-                         g_res.eq(_rotate(g_res, lanes, WIDE_BITS, _low(g_res, lanes, WIDE_BITS)))]
+                                          _low(g_acc, lanes, self._acc_bits)))]
+            if has_res:
+                m.d.sync += g_res.eq(_rotate(g_res, lanes, WIDE_BITS,
+                                             _low(g_res, lanes, WIDE_BITS)))
             with m.If(g.j == steps - 1):
                 m.d.sync += g.busy.eq(0)
 
         # Stage A: the slice with its parameters (read at G) and betas.
         for lane in range(lanes):
-            for r in (Region.m, Region.sh, Region.bias, Region.res_m, Region.res_sh):
+            for r in (Region.m, Region.sh, Region.bias) + \
+                    ((Region.res_m, Region.res_sh) if has_res else ()):
                 m.d.comb += ports[r][lane].addr.eq(g.paddr)
         meta = data.StructLayout({"valid": 1, "uaddr": u_addr, "saddr": s_addr, "h_first": 1,
                                   "v_second": 1, "sample_end": 1})
@@ -368,14 +384,18 @@ class RescaleUnit(wiring.Component):
                          affine.bias.eq(ports[Region.bias][lane].data)]
             # The shortcut's operand (gen.rescale.shortcut_operand: the same affine map, no
             # bias), or a projection's z as it is; added before the ReLU.
-            m.submodules[f"shortcut_{lane}"] = shortcut = Affine(RESIDUAL_CODE_BITS + 1,
-                                                                 latency=main_latency)
-            m.d.comb += [shortcut.acc.eq(a_res[lane]), shortcut.beta_in.eq(a_beta.res),
-                         shortcut.m.eq(ports[Region.res_m][lane].data),
-                         shortcut.sh.eq(ports[Region.res_sh][lane].data), shortcut.bias.eq(0)]
-            projection = delay(m, a_res[lane], main_latency, name=f"projection_{lane}")
-            operand = Mux(residual == regmap.RESIDUAL_KINDS["identity"], shortcut.u,
-                          Mux(residual == regmap.RESIDUAL_KINDS["projection"], projection, 0))
+            operand = 0
+            if has_res:
+                m.submodules[f"shortcut_{lane}"] = shortcut = Affine(RESIDUAL_CODE_BITS + 1,
+                                                                     latency=main_latency)
+                m.d.comb += [shortcut.acc.eq(a_res[lane]), shortcut.beta_in.eq(a_beta.res),
+                             shortcut.m.eq(ports[Region.res_m][lane].data),
+                             shortcut.sh.eq(ports[Region.res_sh][lane].data),
+                             shortcut.bias.eq(0)]
+                projection = delay(m, a_res[lane], main_latency, name=f"projection_{lane}")
+                operand = Mux(residual == regmap.RESIDUAL_KINDS["identity"], shortcut.u,
+                              Mux(residual == regmap.RESIDUAL_KINDS["projection"], projection,
+                                  0))
             m.d.sync += [z1_sum[lane].eq(affine.u + operand),
                          z2_u[lane].eq(Mux(reg["relu"] & (z1_sum[lane] < 0), 0, z1_sum[lane]))]
 
@@ -499,12 +519,17 @@ class RescaleUnit(wiring.Component):
             m.d.sync += [issue.eq(0), i_lane.eq(0), i_j.eq(0), i_blk.eq(0), total.eq(0),
                          count.eq(n), in_beta.eq(beta_terms)]
 
-        rounder = Rounder()
-        m.submodules.rounder = rounder
-        m.d.comb += [rounder.x.eq(total), rounder.n.eq(Mux(in_beta, reg["shb"], reg["sh1"])),
-                     rounder.addend.eq(Mux(in_beta, reg["bb"], b1_rd.data))]
+        # The sums are rounded by lane 0's ``Requantizer``, its rounder bypassed (``bypass``,
+        # high in the adapter's states: no output is requantized then).
+        requantizers = [Requantizer() for _ in range(lanes)]
+        for lane, rq in enumerate(requantizers):
+            m.submodules[f"requantizer_{lane}"] = rq
+        bypass = Signal()
+        m.d.comb += [requantizers[0].bypass.eq(bypass), requantizers[0].x.eq(total),
+                     requantizers[0].n.eq(Mux(in_beta, reg["shb"], reg["sh1"])),
+                     requantizers[0].addend.eq(Mux(in_beta, reg["bb"], b1_rd.data))]
         wait = Signal(range(Rounder.LATENCY + 2))
-        y = rounder.y
+        y = requantizers[0].y
         below, above, y_low = Signal(), Signal(), Signal(BETA_BITS)   # the clamp's compares
         m.d.sync += [below.eq(y < 1), above.eq(y > rescale.BETA_MAX), y_low.eq(y)]
         beta_clamped = Mux(below, 1, Mux(above, rescale.BETA_MAX, y_low))
@@ -534,8 +559,7 @@ class RescaleUnit(wiring.Component):
             m.d.sync += [o_valid[i].eq(o_valid[i - 1]) for i in range(1, len(o_valid))]
             m.d.sync += [o_last[i].eq(o_last[i - 1]) for i in range(1, len(o_last))]
         codes = Signal(slice_)
-        for lane in range(lanes):
-            m.submodules[f"requantizer_{lane}"] = rq = Requantizer()
+        for lane, rq in enumerate(requantizers):
             m.d.comb += [rq.en.eq(o_en), rq.u.eq(u_data[lane]), rq.recip.eq(divider.quotient),
                          rq.sh_req.eq(reg["sh_req"]), rq.max_code.eq(reg["max_code"])]
             z_out = delay(m, u_data[lane], rq_latency, o_en, name=f"z_out_{lane}")
@@ -577,6 +601,7 @@ class RescaleUnit(wiring.Component):
                     m.next = "sample"
 
             with m.State("sample"):                   # the tail of sample t begins
+                m.d.comb += bypass.eq(1)
                 restart_terms(reg["channels"], ~two)
                 m.d.sync += [j.eq(0), w1_base.eq(0), beta.eq(rescale.BETA_ONE), o_k.eq(0),
                              o_blk.eq(0), o_chan.eq(0), o_last_block.eq(cols >= reg["channels"])]
@@ -590,12 +615,14 @@ class RescaleUnit(wiring.Component):
                     m.next = "beta"
 
             with m.State("hidden"):                   # h[j] = relu(rshift(w1[j] . S, sh1) + b1)
+                m.d.comb += bypass.eq(1)
                 m.d.comb += reading.eq(issue != count)
                 with m.If(terms_done):
                     m.d.sync += wait.eq(0)
                     m.next = "hidden_round"
 
             with m.State("hidden_round"):
+                m.d.comb += bypass.eq(1)
                 m.d.sync += wait.eq(wait + 1)
                 with m.If(wait == Rounder.LATENCY):
                     m.d.comb += [h_wr.addr.eq(j), h_wr.en.eq(1), h_wr.data.eq(Mux(y < 0, 0, y))]
@@ -608,12 +635,14 @@ class RescaleUnit(wiring.Component):
                         m.next = "hidden"
 
             with m.State("beta"):                     # beta = clamp(rshift(wb . x, shb) + bb)
+                m.d.comb += bypass.eq(1)
                 m.d.comb += reading.eq(issue != count)
                 with m.If(terms_done):
                     m.d.sync += wait.eq(0)
                     m.next = "beta_round"
 
             with m.State("beta_round"):               # the rounder, then the clamp
+                m.d.comb += bypass.eq(1)
                 m.d.sync += wait.eq(wait + 1)
                 with m.If(wait == Rounder.LATENCY + 1):
                     m.d.sync += beta.eq(beta_clamped)

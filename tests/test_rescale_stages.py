@@ -87,15 +87,17 @@ def test_product_is_the_product_modulo_the_width(a_shape, b_shape, out_bits):
         assert p == want, (x, y)
 
 
-def test_rounder_is_the_golden_rshift_plus_an_addend():
+@pytest.mark.parametrize("stage", ["rounder", "requantizer bypassed"])
+def test_rounder_is_the_golden_rshift_plus_an_addend(stage):
+    """``Rounder``, and the one inside ``Requantizer`` that the adapter borrows (``bypass``)."""
     rng = np.random.default_rng(4)
     x = [-(1 << 61), (1 << 61) - 1] + [int(v) for v in rng.integers(-(1 << 61), 1 << 61,
                                                                      CASES - 2)]
     n = _shifts(rng, CASES)
     addend = [int(v) for v in rng.integers(-(1 << 31), 1 << 31, CASES)]
-    dut = Rounder()
-    got = _pipeline(dut, [{"x": a, "n": b, "addend": c} for a, b, c in zip(x, n, addend)],
-                    dut.y, Rounder.LATENCY, 2)
+    dut, extra = (Rounder(), {}) if stage == "rounder" else (Requantizer(), {"bypass": 1})
+    got = _pipeline(dut, [{"x": a, "n": b, "addend": c, **extra}
+                          for a, b, c in zip(x, n, addend)], dut.y, Rounder.LATENCY, 2)
     for a, b, c, y in zip(x, n, addend, got):
         want = int(rescale.rshift(np.int64(a), b)) + c
         assert y == _wrap(want), (a, b, c)
