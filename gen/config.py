@@ -67,6 +67,12 @@ class ArrayConfig:
         beside an 8x8 array) and keeps up with a layer whose blocks take more clocks in the
         array than ``cols`` per vector (every 4-bit layer of the default bundle);
         ``rescale_lanes = cols`` drains a vector per clock.
+    residual:
+        Whether the rescale unit has the residual add (a second operand ``i_res`` added to
+        ``z`` before the ReLU, for a ResNet block's second conv): an ``Affine`` with its
+        multipliers a lane and a vector register of the operands. ``gen.sizing``'s
+        ``config_for_bundle`` leaves it out for a bundle without shortcuts (a layer engine
+        without it has no ``i_res`` stream).
 
     Derived values are properties. Build variants with ``config.replace(...)``: it derives
     ``frac_bits`` and ``acc_bits`` afresh unless they were given explicitly.
@@ -86,6 +92,7 @@ class ArrayConfig:
     max_hidden: int = 16
     max_batch: int = 16
     rescale_lanes: int = 1
+    residual: bool = True
     _derived: frozenset = field(default=frozenset(), init=False, repr=False, compare=False)
 
     def __post_init__(self):
@@ -126,6 +133,8 @@ class ArrayConfig:
         if self.cols % self.rescale_lanes:
             raise UsageError(f"rescale_lanes must divide cols ({self.cols}), not "
                              f"{self.rescale_lanes}")
+        if not isinstance(self.residual, bool):
+            raise TypeError(f"residual must be True or False, not {self.residual!r}")
         if self.buffer_bits > MAX_ACC_BITS:
             raise UsageError(f"buffer_bits would be {self.buffer_bits}, more than "
                              f"{MAX_ACC_BITS}: use a smaller max_k")

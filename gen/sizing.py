@@ -26,6 +26,7 @@ def _needs(bundle):
         "max_m": max(l.positions for l in layers),
         "max_channels": max(l.out_channels for l in layers),
         "max_hidden": max(hidden),
+        "residual": any(bundle.residual_kind(i)[0] != "none" for i in range(len(layers))),
     }
 
 
@@ -61,5 +62,10 @@ def check_fits(bundle, config):
                          f"{config.w_format} with frac_bits={config.frac_bits}")
     for key, need in _needs(bundle).items():
         have = getattr(config, key)
+        if key == "residual":
+            if need and not have:
+                raise UsageError("the bundle has residual blocks; the engine is built without "
+                                 "the residual add (residual=False)")
+            continue
         if need > have:
             raise UsageError(f"the bundle needs {key}={need}, the array has {key}={have}")

@@ -1,8 +1,9 @@
 """The layer engine: the matmul engine (systolic array + accumulator buffer) feeding the
 rescale unit. The host sends, per layer, the rescale parameters (``i_param``), then per batch
 of samples each sample's ``beta_in`` (``i_beta``), the passes (``i_w``, ``i_a``, ``i_pass``)
-and, for a layer with a shortcut, its second operand (``i_res``, ``hw.rescale_unit``), and receives the next layer's codes with each sample's ``beta`` (``o_out``); it
-does im2col and sequences the layers.
+and, for a layer with a shortcut, its second operand (``i_res``, ``hw.rescale_unit``; an
+engine built with ``config.residual`` false has no ``i_res``), and receives the next layer's
+codes with each sample's ``beta`` (``o_out``); it does im2col and sequences the layers.
 
 Cycle counters: while ``count_en`` is high, every clock is counted once, by what the array's
 activation input does: ``count_mac`` (an activation vector enters: a MAC on every PE),
@@ -40,7 +41,8 @@ class Accelerator(wiring.Component):
         super().__init__({
             "i_param": In(stream.Signature(param_layout())),
             "i_beta": In(stream.Signature(beta_layout())),
-            "i_res": In(stream.Signature(residual_layout(config.cols))),
+            **({"i_res": In(stream.Signature(residual_layout(config.cols)))}
+               if config.residual else {}),
             "i_w": In(stream.Signature(weight_layout(config))),
             "i_a": In(stream.Signature(activation_layout(config))),
             "i_pass": In(stream.Signature(pass_layout(config))),
@@ -58,7 +60,8 @@ class Accelerator(wiring.Component):
             wiring.connect(m, wiring.flipped(getattr(self, name)), getattr(engine, name))
         wiring.connect(m, wiring.flipped(self.i_param), unit.i_param)
         wiring.connect(m, wiring.flipped(self.i_beta), unit.i_beta)
-        wiring.connect(m, wiring.flipped(self.i_res), unit.i_res)
+        if cfg.residual:
+            wiring.connect(m, wiring.flipped(self.i_res), unit.i_res)
         m.d.comb += [
             unit.i_acc.valid.eq(engine.o_acc.valid),
             engine.o_acc.ready.eq(unit.i_acc.ready),

@@ -146,7 +146,8 @@ class CosimHarness(wiring.Component):
 
         (param_rd,), _ = stim("stim_param", param_layout(), d.param)
         (beta_rd,), _ = stim("stim_beta", beta_layout(), d.beta)
-        (res_rd,), _ = stim("stim_res", residual_layout(cfg.cols), d.res)
+        if cfg.residual:
+            (res_rd,), _ = stim("stim_res", residual_layout(cfg.cols), d.res)
         (w_rd,), _ = stim("stim_w", weight_layout(cfg), d.w)
         (a_rd,), _ = stim("stim_a", activation_layout(cfg)["data"].shape, d.a)
         (pass_rd, prog_rd), _ = stim("stim_pass", program_layout(cfg), d.program, reads=2)
@@ -198,8 +199,9 @@ class CosimHarness(wiring.Component):
         m.d.comb += param_rd.addr.eq(self.taken_i_param)
         source("i_beta", dut.i_beta, self.taken_i_beta < self.n_beta, beta_rd.data)
         m.d.comb += beta_rd.addr.eq(self.taken_i_beta)
-        source("i_res", dut.i_res, self.taken_i_res < self.n_res, res_rd.data)
-        m.d.comb += res_rd.addr.eq(self.taken_i_res)
+        if cfg.residual:                # an engine without the residual add has no i_res
+            source("i_res", dut.i_res, self.taken_i_res < self.n_res, res_rd.data)
+            m.d.comb += res_rd.addr.eq(self.taken_i_res)
 
         # i_w and i_pass: the layer's program, replayed for each batch.
         for name, port, rd, count, payload in (("i_w", dut.i_w, w_rd, self.n_w, None),

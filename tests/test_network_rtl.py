@@ -71,6 +71,16 @@ def test_sizing_follows_the_bundle():
     assert (cfg.max_k, cfg.max_m, cfg.max_channels, cfg.max_hidden) == (192, 64, 12, 2)
 
 
+def test_a_bundle_without_shortcuts_gets_no_residual_add():
+    """No ``i_res`` and no shortcut ``Affine``: ``tests.test_residual`` has the other side."""
+    from hw.accelerator import Accelerator
+
+    plain = config_for_bundle(random_bundle(c1=8, c2=12), rows=4, cols=4)
+    assert plain.residual is False
+    assert "i_res" not in Accelerator(config=plain).signature.members
+    assert "i_res" in Accelerator(config=plain.replace(residual=True)).signature.members
+
+
 def test_a_bundle_that_does_not_fit_is_refused():
     bundle = random_bundle(c1=8, c2=12)
     small = config_for_bundle(bundle).replace(max_channels=8)

@@ -477,6 +477,17 @@ def test_fashion_commands_refuse_in_one_line(args, status, message, tmp_path):
 
 # The residual network on the hardware ----------------------------------------------------
 
+def test_a_residual_bundle_needs_the_residual_add(trained):
+    from gen.sizing import check_fits, config_for_bundle
+
+    _, bundle = trained
+    cfg = config_for_bundle(bundle, rows=4, cols=4)
+    assert cfg.residual is True
+    with pytest.raises(ValueError, match=r"^the bundle has residual blocks; the engine is "
+                                         r"built without the residual add \(residual=False\)$"):
+        check_fits(bundle, cfg.replace(residual=False))
+
+
 def test_residual_network_on_the_rtl(trained, build_root):
     """The small ResNet on the layer engine (4x4 array): the identity shortcut's codes and the
     projections' z as the rescale unit's second operand, with 30 % stalls and backpressure on
