@@ -57,7 +57,7 @@ def costs(config):
     bits = memory_bits(config)
     rows, cols = config.rows, config.cols
     shadow = rows * cols * config.w_bits + rows * cols + rows * (rows - 1) // 2
-    bank = sum(v for k, v in bits.items() if k.endswith("buffer.bank1"))
+    bank = sum(v for k, v in bits.items() if k.endswith("buffer.banks")) // 2
     batch = sum(v for k, v in bits.items() if k.endswith(("mem_beta_in", "mem_s")))
     return {"shadow_ffs": shadow, "second_bank_bits": bank, "batch_bits": batch,
             "all_memory_bits": sum(bits.values())}

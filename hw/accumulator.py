@@ -6,17 +6,26 @@ A product ``A (M x K) x W (K x N)`` larger than the array runs as *passes*: one 
 tile of ``M`` result vectors and one descriptor. For every result vector of a pass the buffer
 does ``acc[m] = (first ? 0 : acc[m]) + ((result >> drop) << shift)``; ``drop`` removes low bits
 that are zero (the fractional bits of a digit pass), so that the sums are exact integers.
+The buffer relies on those ``drop`` low bits being zero and computes the term with one shifter,
+``(result << 7) >> (7 - shift + drop)``: the same value then. They are zero for every pass of
+``sim.engine_sim.pass_plan``: ``drop`` is 0 except on a digit pass, whose weight codes are 0 or
+``+-2**-e`` with ``e <= width - 1``, so that every product ``+-a << (F - e)`` and every sum of
+them is a multiple of ``2**drop``, ``drop = F - (width - 1)`` (``tests/test_engine_rtl.py``
+checks every code of every digit pass). On a result whose ``drop`` low bits were not zero,
+the term would differ from ``(result >> drop) << shift``.
 
 Two banks, each ``max_m`` vectors of ``cols`` sums: the passes of one block of columns
 accumulate in one bank; its ``final`` pass completes the bank, which is then read out on
 ``o_acc`` (in order, ``last`` on the ``M``-th vector) while the next block of columns
 accumulates in the other bank. The array waits only when the bank it needs is still being read
-out. Both banks are memories with one synchronous read port and one write port (block RAM):
-a read-add-write takes three pipeline stages (read, the read data registered, add and write),
-with the sum forwarded when the same entry comes back two clocks later (a 1x1 array).
+out. The two banks are the two halves of one memory (the bank is the address's top bit, so
+that a bank holds ``max_m`` rounded up to a power of two) with two synchronous read ports, the
+writer's and the reader's, and one write port (block RAM): a read-add-write takes three
+pipeline stages (read, the read data registered, add and write), with the sum forwarded when
+the same entry comes back two clocks later (a 1x1 array).
 """
 
-from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -87,10 +96,10 @@ class AccumulatorBuffer(wiring.Component):
         m = Module()
         width, depth = cfg.buffer_bits, max(cfg.max_m, 2)
         shape = data.ArrayLayout(signed(width), cfg.cols)
-        banks = []
-        for b in range(2):
-            m.submodules[f"bank{b}"] = mem = memory.Memory(shape=shape, depth=depth, init=[])
-            banks.append((mem.read_port(), mem.write_port()))
+        abits = (depth - 1).bit_length()                 # an entry's address in its bank
+        # Both banks in one memory, the bank the address's top bit.
+        m.submodules.banks = mem = memory.Memory(shape=shape, depth=2 << abits, init=[])
+        wr_rd, out_rd, wr = mem.read_port(), mem.read_port(), mem.write_port()
 
         full = [Signal(name=f"full{b}") for b in range(2)]       # complete, being read out
         count = [Signal(range(depth + 1), name=f"count{b}") for b in range(2)]
@@ -126,17 +135,19 @@ class AccumulatorBuffer(wiring.Component):
                      s1.last.eq(self.i_r.payload.last), s1.first.eq(desc.first),
                      s1.final.eq(desc.final),
                      s2.eq(s1), s3.eq(s2), term2.eq(term1),
-                     stored.eq(Mux(s1.bank, banks[1][0].data, banks[0][0].data)),
+                     stored.eq(wr_rd.data),
                      fwd2.eq(same(s3, s1)),
                      previous.eq(total), previous2.eq(previous)]
+        # (r >> drop) << shift with one shifter: the drop low bits of r are zero.
+        amount = Signal(range(7 + 2 ** len(desc.drop)))
+        m.d.comb += amount.eq(desc.drop + (desc.shift ^ 7))     # 7 - shift + drop
         for c in range(cfg.cols):
             r = self.i_r.payload.data[c]
-            m.d.sync += term1[c].eq((r >> desc.drop) << desc.shift)
+            m.d.sync += term1[c].eq((r << 7) >> amount)
             old = Mux(fwd2, previous2[c], stored[c])
             m.d.comb += total[c].eq(Mux(s2.first, 0, old) + term2[c])
-        for b, (rd, wr) in enumerate(banks):
-            m.d.comb += [wr.addr.eq(s2.addr), wr.data.eq(total),
-                         wr.en.eq(s2.valid & (s2.bank == b))]
+        m.d.comb += [wr_rd.addr.eq(Cat(waddr, wbank)), wr_rd.en.eq(take),
+                     wr.addr.eq(Cat(s2.addr, s2.bank)), wr.data.eq(total), wr.en.eq(s2.valid)]
         with m.If(s2.valid & s2.last & s2.final):
             for b in range(2):
                 with m.If(s2.bank == b):
@@ -149,9 +160,7 @@ class AccumulatorBuffer(wiring.Component):
         reading = Mux(rbank, full[1], full[0])
         rcount = Mux(rbank, count[1], count[0])
         rlast = raddr + 1 == rcount
-        for b, (rd, _) in enumerate(banks):
-            m.d.comb += [rd.addr.eq(Mux(full[b], raddr, waddr)),
-                         rd.en.eq(Mux(full[b], advance, take))]
+        m.d.comb += [out_rd.addr.eq(Cat(raddr, rbank)), out_rd.en.eq(advance)]
         out_bank = Signal()
         with m.If(advance):
             m.d.sync += [self.o_acc.valid.eq(reading), self.o_acc.payload.last.eq(rlast),
@@ -165,6 +174,5 @@ class AccumulatorBuffer(wiring.Component):
             for b in range(2):
                 with m.If(out_bank == b):
                     m.d.sync += full[b].eq(0)
-        m.d.comb += self.o_acc.payload.data.eq(Mux(out_bank, banks[1][0].data,
-                                                   banks[0][0].data))
+        m.d.comb += self.o_acc.payload.data.eq(out_rd.data)
         return m

@@ -40,6 +40,12 @@ word: the host must not ask a target for more than it can take or give in that o
 inputs that the outputs it then reads need; read outputs before a full target stops taking
 inputs). ``HostLink`` is the host side.
 
+A word read from the target goes to the host straight from the target's payload, which a stream
+keeps stable while it is offered and not taken: the bridge takes the word (``ready``) only once
+its last byte has gone to the transmitter, so that it needs a register only as wide as the
+widest write channel (a read channel that is ``always_ready``, which cannot be held, is copied
+into that register when it is offered).
+
 A lost or damaged byte (``error`` goes high) puts host and bridge out of step; reset the bridge.
 """
 
@@ -192,7 +198,9 @@ class HostBridge(wiring.Component):
         read = [getattr(target, ch.name) for ch in self._read]
         channels = self._write + self._read
         max_bytes = max([ch.nbytes for ch in channels] + [len(self.info_bytes), 1])
-        word = Signal(8 * max_bytes)
+        # The word of a write channel (or of an always_ready read channel, which cannot wait).
+        held = [ch for ch in self._read if ch.signature.always_ready]
+        word = Signal(8 * max([ch.nbytes for ch in self._write + held] + [1]))
         idx = Signal(range(max_bytes + 1))
         count = Signal(8)
         chan = Signal(6)
@@ -213,9 +221,11 @@ class HostBridge(wiring.Component):
                 with m.Case(ch.index):
                     m.d.comb += r_nbytes.eq(ch.nbytes)
 
-        # The target's streams: payloads straight from the word register (stable while it is
-        # offered), valid and ready from the state and the channel number only.
-        push, pull = Signal(), Signal()
+        # The target's streams: write payloads straight from the word register (stable while
+        # it is offered), valid and ready from the state and the channel number only; the byte
+        # ``idx`` of the current read channel's word straight from its payload.
+        push = Signal()
+        wait, pull = Signal(), Signal()     # waiting for a read word; taking it
         w_ready = Signal()      # the current write channel's ready
         r_valid = Signal()      # the current read channel's valid
         for ch, port in zip(self._write, write):
@@ -224,11 +234,22 @@ class HostBridge(wiring.Component):
                 m.d.comb += port.valid.eq(push & (chan == ch.index))
             with m.If(chan == ch.index):
                 m.d.comb += w_ready.eq(port.ready)
+        r_byte = Signal(8)      # byte idx of the current read channel's word
         for ch, port in zip(self._read, read):
             if not ch.signature.always_ready:
-                m.d.comb += port.ready.eq(pull & (chan == ch.index))
+                # A word of no bits is taken as soon as it is offered.
+                taken = (pull | wait) if ch.nbytes == 0 else pull
+                m.d.comb += port.ready.eq(taken & (chan == ch.index))
+                source = Cat(port.payload, Const(0, 8 * ch.nbytes - ch.width))
+            else:
+                source = word[:8 * ch.nbytes]
             with m.If(chan == ch.index):
                 m.d.comb += r_valid.eq(port.valid)
+                if ch.nbytes == 1:
+                    m.d.comb += r_byte.eq(source)
+                elif ch.nbytes:
+                    m.d.comb += r_byte.eq(source.word_select(
+                        idx[:(ch.nbytes - 1).bit_length()], 8))
 
         byte = fifo.r_stream.payload
         take = Signal()         # a byte from the host is taken on this clock
@@ -293,13 +314,17 @@ class HostBridge(wiring.Component):
                     with m.Else():
                         m.next = "NAK"
             with m.State("PULL"):
-                m.d.comb += pull.eq(1)
+                # Wait for a word; one of no bits is taken at once, a longer one once its
+                # bytes are sent (TAKE).
+                m.d.comb += wait.eq(1)
                 with m.If(r_valid):
-                    m.d.sync += [word.eq(0), idx.eq(0)]
+                    m.d.sync += idx.eq(0)
                     with m.Switch(chan):
                         for ch, port in zip(self._read, read):
-                            with m.Case(ch.index):
-                                m.d.sync += word[:ch.width].eq(port.payload)
+                            if ch.signature.always_ready:
+                                with m.Case(ch.index):
+                                    m.d.sync += word[:8 * ch.nbytes].eq(
+                                        Cat(port.payload))
                     with m.If(r_nbytes != 0):
                         m.next = "READ_DATA"
                     with m.Elif(count == 0):
@@ -307,16 +332,19 @@ class HostBridge(wiring.Component):
                     with m.Else():
                         m.d.sync += count.eq(count - 1)
             with m.State("READ_DATA"):
-                m.d.comb += [utx.i_data.valid.eq(1),
-                             utx.i_data.payload.eq(word.word_select(idx, 8))]
+                m.d.comb += [utx.i_data.valid.eq(1), utx.i_data.payload.eq(r_byte)]
                 with m.If(sent):
                     m.d.sync += idx.eq(idx + 1)
                     with m.If(idx == r_nbytes - 1):
-                        with m.If(count == 0):
-                            m.next = "ACK"
-                        with m.Else():
-                            m.d.sync += count.eq(count - 1)
-                            m.next = "PULL"
+                        m.next = "TAKE"
+            with m.State("TAKE"):
+                # The word's last byte is in the transmitter: take the word.
+                m.d.comb += pull.eq(1)
+                with m.If(count == 0):
+                    m.next = "ACK"
+                with m.Else():
+                    m.d.sync += count.eq(count - 1)
+                    m.next = "PULL"
             with m.State("ACK"):
                 m.d.comb += [utx.i_data.valid.eq(1), utx.i_data.payload.eq(ACK)]
                 with m.If(sent):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from gen.config import ArrayConfig
-from gen.numerics import ProductFormat, weight_value
+from gen.numerics import ProductFormat, product, weight_value
 from sim.array_sim import ShapeError
 from sim.engine_sim import EngineSim, digit_shape, digit_terms, digit_window, passes_for
 from sim.golden import matmul
@@ -75,6 +75,25 @@ def test_digit_terms_sum_to_the_weights(w_format, w_bits, bits):
     total = sum(value(codes).reshape((terms,) + W.shape).sum(axis=0) * 2.0 ** (shift + width - 1)
                 for codes, shift in windows)
     assert np.array_equal(total, np.where(W >= 2 ** (bits - 1), W - 2 ** bits, W))
+
+
+@pytest.mark.parametrize("w_format, w_bits", [("post", b) for b in range(2, 8)] +
+                                            [("pot", b) for b in range(2, 7)])
+def test_digit_passes_leave_the_dropped_bits_zero(w_format, w_bits):
+    """The accumulator buffer shifts a result by ``shift - drop`` in one step, which is
+    ``(result >> drop) << shift`` only when the ``drop`` low bits are zero: on every array that
+    takes digit passes (wider weights need more than 64 accumulator bits), every code of every
+    digit pass of 2- to 8-bit weights, times every activation, is a multiple of ``2**drop``,
+    and so is any sum of such products (passes of the array's own weights have ``drop = 0``)."""
+    cfg = ArrayConfig(w_format=w_format, w_bits=w_bits)
+    a = np.arange(2 ** cfg.a_bits)
+    for bits in range(2, 9):
+        W = np.arange(2 ** bits).reshape(-1, 1)
+        windows, drop, _ = digit_terms(W, bits, cfg)
+        codes = {int(c) for plane, _ in windows for c in np.ravel(plane)}
+        for code in codes:
+            products = [product(w_format, w_bits, cfg.frac_bits, int(x), code) for x in a]
+            assert all(p % 2 ** drop == 0 for p in products), (bits, code, drop)
 
 
 def test_digit_shape_of_int8_on_post4():

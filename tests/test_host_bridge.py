@@ -3,14 +3,15 @@
 (``HostLink``) writes seeded random words into a small stream component (an adder of two
 streams of different widths, one with a struct payload, and an echo FIFO) and reads every
 result back, with commands cut at the receive FIFO's depth, a 256-word command, a target that
-stalls for longer than the UART takes to fill the FIFO, the INFO reply, and NAK for unknown
-channels and the reserved commands with the bridge still in step afterwards. The host side's
+stalls for longer than the UART takes to fill the FIFO, the INFO reply, NAK for unknown
+channels and the reserved commands with the bridge still in step afterwards, zero-width streams
+and an ``always_ready`` stream. The host side's
 encoding and every refusal are checked with their exact messages."""
 
 import random
 
 import pytest
-from amaranth.hdl import Module, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
@@ -29,8 +30,8 @@ class Adder(wiring.Component):
     """``o_sum = a + b.x + b.y`` for each pair of ``i_a`` and ``i_b`` words (64-word input
     FIFOs, a 4-word output FIFO: it stalls when its sums are not read); ``i_c`` comes back on
     ``o_c`` through a FIFO of ``echo_depth`` words of ``echo_width`` bits; ``i_slow`` is taken
-    once every ``slow`` clocks and comes back on ``o_slow``, offered only in the second half of
-    each ``slow`` clocks; ``busy`` is a plain port that the
+    once every ``slow`` clocks and comes back on ``o_slow``, first offered only in the second
+    half of each ``slow`` clocks (then until it is taken); ``busy`` is a plain port that the
     bridge leaves alone."""
 
     def __init__(self, *, echo_depth=8, echo_width=20, slow=300):
@@ -71,10 +72,14 @@ class Adder(wiring.Component):
         m.d.comb += [fw.w_data.eq(self.i_slow.payload),
                      fw.w_en.eq(self.i_slow.valid & (timer == 0)),
                      self.i_slow.ready.eq(fw.w_rdy & (timer == 0))]
-        # Words are offered only in the second half of each period, so a READ waits for them.
+        # A word is first offered only in the second half of a period, so a READ waits for
+        # it; once offered it stays offered until it is taken (as a stream must).
         late = timer >= self._slow // 2
-        m.d.comb += [self.o_slow.payload.eq(fw.r_data), self.o_slow.valid.eq(fw.r_rdy & late),
-                     fw.r_en.eq(self.o_slow.ready & late)]
+        offered = Signal()
+        m.d.sync += offered.eq(self.o_slow.valid & ~self.o_slow.ready)
+        m.d.comb += [self.o_slow.payload.eq(fw.r_data),
+                     self.o_slow.valid.eq(fw.r_rdy & (late | offered)),
+                     fw.r_en.eq(self.o_slow.ready & self.o_slow.valid)]
         m.d.comb += self.busy.eq(fa.r_rdy | fb.r_rdy)
         return m
 
@@ -296,5 +301,32 @@ def test_zero_width_streams():
         port.write(encode_write(bridge.write_channels[0], [0, 0]))
         assert port.read(1) == bytes([ACK])                # 2 bytes sent: command and count
         assert link.read("o_count", 2) == [4, 4]
+
+    assert not _simulate(bridge, scenario)
+
+
+class Ticker(wiring.Component):
+    """An ``always_ready`` read stream, which the bridge cannot hold: a 16-bit count of the
+    clocks, twice in each word, offered on every clock."""
+
+    o_pair: Out(stream.Signature(32, always_ready=True))
+
+    def elaborate(self, platform):
+        m = Module()
+        count = Signal(16)
+        m.d.sync += count.eq(count + 1)
+        m.d.comb += [self.o_pair.valid.eq(1), self.o_pair.payload.eq(Cat(count, count))]
+        return m
+
+
+def test_an_always_ready_stream_is_read_whole():
+    """A word of an ``always_ready`` stream is copied when it is offered, so that its bytes
+    belong together although the count moves on while they are sent."""
+    bridge = HostBridge(Ticker(), clk_freq=CLK, baud=BAUD)
+
+    def scenario(link, port):
+        words = link.read("o_pair", 3)
+        assert all(w & 0xFFFF == w >> 16 for w in words)
+        assert len({w & 0xFFFF for w in words}) == 3
 
     assert not _simulate(bridge, scenario)
