@@ -14,8 +14,8 @@ by a constant that the magnitude code selects; a ``pot`` product is a shifted ac
 ``int`` is a plain multiplier, the baseline for area figures.
 """
 
-from amaranth.hdl import Module
-from amaranth.lib import wiring
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Value
+from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from gen import numerics
@@ -38,8 +38,11 @@ class Multiplier(wiring.Component):
     -------
     x : In(operand_layout(fmt))
         The activation code ``x.a`` and its table entry ``x.t`` (``post`` only).
-    w : In(w_bits)
-        Weight code (the unsigned bit pattern of ``gen.numerics``).
+    w : In(weight_shape)
+        The weight as a PE stores it: ``store(code)`` of the weight code (the unsigned bit
+        pattern of ``gen.numerics``); the code itself for ``int``, a decoded form for ``post``
+        and ``pot`` (the weight is stationary, so its decoding is done once, before the PE's
+        weight register, not on every product).
     neg : Out(1)
         The sign of the product. It may be set with ``mag = 0`` (a zero activation times a
         negative weight): the sign-folded sum ``acc + (~0 + 1)`` is then ``acc``, as it must be.
@@ -60,7 +63,7 @@ class Multiplier(wiring.Component):
         self._fmt = fmt
         super().__init__({
             "x": In(operand_layout(fmt)),
-            "w": In(fmt.w_bits),
+            "w": In(self.weight_shape),
             "neg": Out(1),
             "mag": Out(fmt.bound.bit_length()),
             "odd": Out(1),
@@ -68,26 +71,70 @@ class Multiplier(wiring.Component):
 
     fmt = property(lambda self: self._fmt)
 
+    @property
+    def weight_shape(self):
+        """The shape of the stored weight ``w``."""
+        return self._fmt.w_bits
+
+    def store(self, code):
+        """The stored weight (a value of ``weight_shape``) of the weight code ``code``."""
+        return code
+
 
 class _ExponentMultiplier(Multiplier):
-    """``post`` and ``pot``: sign bit and magnitude code ``m``; ``m = 0`` is zero."""
+    """``post`` and ``pot``: sign bit and magnitude code ``m``; ``m = 0`` is zero.
 
-    def _shifted(self, n):
-        """The magnitude for exponent ``n``: a constant shift of ``x.a`` or ``x.t``."""
+    Every product is a source (``x.a``, or the table entry ``x.t``) shifted left by a constant
+    that the code selects (``_term``). Instead of one wide multiplexer per magnitude bit over
+    every (source, shift) pair, the stored weight (``store``) holds the code decoded into the
+    source, its presence and a small shift ``s``: ``mag = (source << base) << s``, ``base``
+    the source's smallest shift: a 2-input select and a barrel shifter of ``log2`` of the
+    shifts' span (2 levels for ``post4``).
+    """
+
+    def _term(self, n):
+        """``(source, shift)`` of exponent ``n``: the magnitude is ``source << shift``."""
         raise NotImplementedError
+
+    def _plan(self):
+        """``{magnitude code: (source, shift)}``, each source's smallest shift, the span."""
+        terms = {mc: self._term(mc - 1) for mc in range(1, 2 ** (self._fmt.w_bits - 1))}
+        base = {src: min(sh for s_, sh in terms.values() if s_ == src)
+                for src in {src for src, _ in terms.values()}}
+        return terms, base, max(sh - base[src] for src, sh in terms.values())
+
+    @property
+    def weight_shape(self):
+        span = self._plan()[2]
+        # One bit at least: a 0-bit field becomes an illegal ``[-1:0]`` in Verilog.
+        return data.StructLayout({"neg": 1, "present": 1, "use_t": 1, "odd": 1,
+                                  "shift": range(max(span + 1, 2))})
+
+    def store(self, code):
+        """The sign (none for a zero), whether the product is non-zero, its source, its sum
+        (split sums) and its shift above the source's base: a lookup of the magnitude code."""
+        terms, base, _ = self._plan()
+        layout = self.weight_shape
+        bits = self._fmt.w_bits
+        words = [0] * 2 ** (bits - 1)
+        for mc, (src, sh) in terms.items():
+            words[mc] = layout.const({"present": 1, "use_t": src == "t",
+                                      "odd": self._fmt.split and (mc - 1) % 2 == 1,
+                                      "shift": sh - base[src]}).as_value().value
+        code = Value.cast(code)
+        mc = code[:bits - 1]
+        word = Array(Const(w, layout.size) for w in words)[mc]
+        return Cat(code[bits - 1] & (mc != 0), word[1:])
 
     def elaborate(self, platform):
         m = Module()
-        code = self.w[:-1]
-        with m.Switch(code):
-            for mc in range(1, 2 ** (self._fmt.w_bits - 1)):
-                with m.Case(mc):
-                    m.d.comb += self.mag.eq(self._shifted(mc - 1))
-                    if self._fmt.split and (mc - 1) % 2:
-                        m.d.comb += self.odd.eq(1)
-            with m.Default():
-                m.d.comb += self.mag.eq(0)
-        m.d.comb += self.neg.eq(self.w[-1] & (code != 0))
+        _, base, _ = self._plan()
+        w = self.w
+        source = self.x.a << base["a"] if "a" in base else 0
+        if "t" in base:
+            source = Mux(w.use_t, self.x.t << base["t"], source)
+        m.d.comb += [self.mag.eq(Mux(w.present, source, 0) << w.shift), self.neg.eq(w.neg),
+                     self.odd.eq(w.odd)]
         return m
 
 
@@ -97,12 +144,12 @@ class PostMultiplier(_ExponentMultiplier):
 
     w_format = "post"
 
-    def _shifted(self, n):
+    def _term(self, n):
         f = self._fmt
         if n % 2 == 0 or f.split:
-            return self.x.a << (f.frac_bits - n // 2)
+            return "a", f.frac_bits - n // 2
         k_odd = (numerics.max_exponent(f.w_bits) - 1) // 2
-        return self.x.t << (k_odd - n // 2)
+        return "t", k_odd - n // 2
 
 
 class PotMultiplier(_ExponentMultiplier):
@@ -110,8 +157,8 @@ class PotMultiplier(_ExponentMultiplier):
 
     w_format = "pot"
 
-    def _shifted(self, n):
-        return self.x.a << (self._fmt.frac_bits - n)
+    def _term(self, n):
+        return "a", self._fmt.frac_bits - n
 
 
 class IntMultiplier(Multiplier):
@@ -151,6 +198,6 @@ class StandaloneMultiplier(wiring.Component):
         m = Module()
         m.submodules.encoder = enc = OperandEncoder(fmt=self._fmt)
         m.submodules.mul = mul = make_multiplier(self._fmt)
-        m.d.comb += [enc.a.eq(self.a), mul.x.eq(enc.x), mul.w.eq(self.w),
+        m.d.comb += [enc.a.eq(self.a), mul.x.eq(enc.x), mul.w.eq(mul.store(self.w)),
                      self.neg.eq(mul.neg), self.mag.eq(mul.mag), self.odd.eq(mul.odd)]
         return m

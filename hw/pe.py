@@ -93,9 +93,10 @@ class ProcessingElement(wiring.Component):
         cfg = self._config
         m = Module()
         m.submodules.mul = mul = make_multiplier(cfg.product_format)
-        weight, shadow = Signal(cfg.w_bits), Signal(cfg.w_bits)
+        # Both registers hold the weight as the multiplier stores it (``Multiplier.store``).
+        weight, shadow = Signal(mul.weight_shape), Signal(mul.weight_shape)
         with m.If(self.w_load):
-            m.d.sync += shadow.eq(self.w_in)
+            m.d.sync += shadow.eq(mul.store(self.w_in))
         with m.If(self.en & self.swap_in):
             m.d.sync += weight.eq(shadow)
         m.d.comb += [mul.x.eq(self.x_in), mul.w.eq(Mux(self.swap_in, shadow, weight))]

@@ -61,10 +61,14 @@ def test_interface():
     fmt = ProductFormat(w_format="post", a_bits=8, w_bits=4, frac_bits=10)
     mul = make_multiplier(fmt)
     assert isinstance(mul, PostMultiplier) and mul.fmt is fmt
-    assert len(mul.w) == 4 and len(mul.neg) == 1 and len(mul.mag) == 18
+    # The stored weight: sign, non-zero, source, sum, and a shift of 0..3 above the source's
+    # smallest (a << 7..10, T[a] << 0..2).
+    assert list(mul.weight_shape.members) == ["neg", "present", "use_t", "odd", "shift"]
+    assert mul.weight_shape.size == 6 and len(mul.neg) == 1 and len(mul.mag) == 18
     assert len(mul.x.a) == 8 and len(mul.x.t) == (255 * 181).bit_length()
     pot = make_multiplier(ProductFormat(w_format="pot", a_bits=8, w_bits=4, frac_bits=6))
     assert not hasattr(pot.x, "t")
+    assert make_multiplier(FORMATS[-1]).weight_shape == 4        # int: the code itself
 
 
 def test_wrong_format_refused():
