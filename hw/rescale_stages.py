@@ -24,7 +24,7 @@ from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from gen import regmap, rescale
+from gen import numerics, regmap, rescale
 
 __all__ = ["WIDE_BITS", "BETA_BITS", "DIV_BITS", "SHIFT_BITS", "MANT_BITS", "CHUNK", "delay",
            "delay_line",
@@ -180,7 +180,13 @@ class Affine(wiring.Component):
     """``u = rshift(acc * beta_in * m, sh) + bias`` modulo ``2**64``: ``m * beta_in``
     (``Product``), times ``acc`` (``Product``), then ``Rounder``. ``LATENCY`` clocks from the
     inputs to ``u``; ``latency`` pads it to at least that many (to line up with another
-    ``Affine``)."""
+    ``Affine``).
+
+    Its ``Rounder`` also serves the rescale unit's adapter (the hidden units' and ``beta``'s
+    rounding), which never runs while sums are rescaled: while ``bypass`` is high the rounder
+    takes ``x``, ``n`` and ``addend`` instead of the product, and ``y`` is ``rshift(x, n) +
+    addend`` ``Rounder.LATENCY`` enabled clocks later (a 64-bit barrel shifter is about 1,000
+    LUT4 on an ECP5)."""
 
     def __init__(self, acc_bits, latency=0):
         self._acc_bits = acc_bits
@@ -190,6 +196,8 @@ class Affine(wiring.Component):
             "m": In(signed(MANT_BITS)), "sh": In(signed(SHIFT_BITS)),
             "bias": In(signed(WIDE_BITS)), "en": In(1, init=1),
             "u": Out(signed(WIDE_BITS)),
+            "bypass": In(1), "x": In(signed(WIDE_BITS)), "n": In(signed(SHIFT_BITS)),
+            "addend": In(signed(WIDE_BITS)), "y": Out(signed(WIDE_BITS)),
         })
 
     @staticmethod
@@ -213,10 +221,13 @@ class Affine(wiring.Component):
         m.d.comb += [mb.en.eq(self.en), p.en.eq(self.en), rounder.en.eq(self.en),
                      mb.a.eq(self.m), mb.b.eq(self.beta_in),
                      p.a.eq(delay(m, self.acc, mb.LATENCY, self.en, "acc")), p.b.eq(mb.p),
-                     rounder.x.eq(p.p),
-                     rounder.n.eq(delay(m, self.sh, mb.LATENCY + p.LATENCY, self.en, "sh")),
-                     rounder.addend.eq(delay(m, self.bias, mb.LATENCY + p.LATENCY, self.en,
-                                             "bias")),
+                     rounder.x.eq(Mux(self.bypass, self.x, p.p)),
+                     rounder.n.eq(Mux(self.bypass, self.n,
+                                      delay(m, self.sh, mb.LATENCY + p.LATENCY, self.en, "sh"))),
+                     rounder.addend.eq(Mux(self.bypass, self.addend,
+                                           delay(m, self.bias, mb.LATENCY + p.LATENCY, self.en,
+                                                 "bias"))),
+                     self.y.eq(rounder.y),
                      self.u.eq(delay(m, rounder.y, pad, self.en, "pad"))]
         return m
 
@@ -257,41 +268,66 @@ class Reciprocal(wiring.Component):
 
 
 class Requantizer(wiring.Component):
-    """``code = clamp(rshift(u * recip, sh_req), 0, max_code)``: ``Product``, ``Rounder``, then
-    the clamp in its own stage. ``LATENCY`` clocks.
+    """``code = clamp(rshift(u * recip, sh_req), 0, max_code)`` for codes of at most
+    ``CODE_BITS`` bits (``max_code < 2**CODE_BITS``): ``Product``, then three stages that never
+    form the whole rounded value. ``LATENCY`` clocks.
 
-    Its ``Rounder`` also serves the rescale unit's adapter (the hidden units' and ``beta``'s
-    rounding), which never runs while outputs are requantized: while ``bypass`` is high the
-    rounder takes ``x``, ``n`` and ``addend`` instead of the product, and ``y`` is
-    ``rshift(x, n) + addend`` ``Rounder.LATENCY`` enabled clocks later. One 64-bit barrel
-    shifter fewer: about 1,250 LUT4 on an ECP5."""
+    With ``p = u * recip`` and ``t = p >> (sh - 1)`` (``sh > 0``) or ``p << -sh``, the rounded
+    value is ``(t + 1) >> 1`` or ``t``; it is above ``max_code`` whenever ``t >= 2**(CODE_BITS +
+    2)`` (``hi``: a set bit of ``p`` at or above bit ``sh - 1 + CODE_BITS + 2``, or
+    ``CODE_BITS + 2 + sh``), and below 0 exactly when ``p`` is. So stage 1 registers ``p``,
+    the OR of its bits from each position up and the shift; stage 2 takes ``hi`` (one bit of
+    that OR) and the low ``CODE_BITS + 3`` bits of ``t`` (a barrel shifter that narrow);
+    stage 3 rounds and clamps.
+    """
 
+    #: The widest code (``gen.numerics.ACT_BITS``).
+    CODE_BITS = max(numerics.ACT_BITS)
     #: The clocks from ``u`` to ``code``.
-    LATENCY = Product.plan(signed(WIDE_BITS), unsigned(DIV_BITS), WIDE_BITS)[2] + \
-        Rounder.LATENCY + 1
+    LATENCY = Product.plan(signed(WIDE_BITS), unsigned(DIV_BITS), WIDE_BITS)[2] + 3
 
     def __init__(self):
         super().__init__({
             "u": In(signed(WIDE_BITS)), "recip": In(unsigned(DIV_BITS)),
             "sh_req": In(signed(SHIFT_BITS)), "max_code": In(unsigned(regmap.VALUE_BITS - 1)),
             "en": In(1, init=1), "code": Out(unsigned(regmap.VALUE_BITS - 1)),
-            "bypass": In(1), "x": In(signed(WIDE_BITS)), "n": In(signed(SHIFT_BITS)),
-            "addend": In(signed(WIDE_BITS)), "y": Out(signed(WIDE_BITS)),
         })
 
     def elaborate(self, platform):
         m = Module()
         m.submodules.p = p = Product(signed(WIDE_BITS), unsigned(DIV_BITS), WIDE_BITS)
-        m.submodules.rounder = rounder = Rounder()
+        m.d.comb += [p.en.eq(self.en), p.a.eq(self.u), p.b.eq(self.recip)]
         sh = delay(m, self.sh_req, p.LATENCY, self.en, "sh")
-        m.d.comb += [p.en.eq(self.en), rounder.en.eq(self.en), p.a.eq(self.u),
-                     p.b.eq(self.recip),
-                     rounder.x.eq(Mux(self.bypass, self.x, p.p)),
-                     rounder.addend.eq(Mux(self.bypass, self.addend, 0)),
-                     rounder.n.eq(Mux(self.bypass, self.n, sh)),
-                     self.y.eq(rounder.y)]
-        code = rounder.y
-        top = delay(m, self.max_code, p.LATENCY + Rounder.LATENCY, self.en, "max_code")
+        top = delay(m, self.max_code, p.LATENCY + 2, self.en, "max_code")
+        left = rescale.MAX_LEFT_SHIFT
+        low = self.CODE_BITS + 3                  # the bits of t below 2**(CODE_BITS + 2), +1
+        # Stage 1: p, the OR of its bits from each position up, the shift of t and of hi.
+        x = Signal(signed(WIDE_BITS))
+        above = Signal(WIDE_BITS)                 # above[i] = p[i:] has a set bit
+        amount = Signal(range(rescale.MAX_RIGHT_SHIFT + left))
+        right, right2 = Signal(), Signal()
+        # Stage 2: negative, hi, the low bits of t; stage 3: the code.
+        neg, hi = Signal(), Signal()
+        t = Signal(low)
+        # above[i] = p[i:].any(), in three levels of 4-input ORs (blocks of 4, 16, 64 bits).
+        # Each level a signal of its own (a slice of a ``Cat`` of expressions would make the
+        # simulator evaluate the whole ``Cat`` for every bit).
+        bits = p.p.as_unsigned()
+        for span in (4, 16, 64):
+            level = Signal(WIDE_BITS, name=f"above_{span}")
+            m.d.comb += level.eq(Cat(*(Cat(*(bits[j] for j in range(i, min(i + span, WIDE_BITS),
+                                                                     span // 4))).any()
+                                       for i in range(WIDE_BITS))))
+            bits = level
+        assert low - 1 >= left          # hi's bit of p is at amount + low - 1 - left >= 0
         with m.If(self.en):
-            m.d.sync += self.code.eq(Mux(code < 0, 0, Mux(code > top, top, code)))
+            m.d.sync += [x.eq(p.p), right.eq(sh > 0), above.eq(bits),
+                         amount.eq((sh + left - (sh > 0)).as_unsigned())]
+            # t = (p << left) >> amount; hi: a set bit of p at or above amount + low - 1 - left.
+            m.d.sync += [neg.eq(x < 0), right2.eq(right),
+                         hi.eq(Cat(above[low - 1 - left:], Signal(rescale.MAX_RIGHT_SHIFT + left))
+                               .bit_select(amount, 1)),
+                         t.eq((Cat(Signal(left), x).as_signed() >> amount)[:low])]
+            y = Mux(right2, (t + 1) >> 1, t)
+            m.d.sync += self.code.eq(Mux(neg, 0, Mux(hi | (y > top), top, y)))
         return m

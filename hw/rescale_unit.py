@@ -376,8 +376,10 @@ class RescaleUnit(wiring.Component):
         z1, z2 = Signal(meta), Signal(meta)
         z1_sum, z2_u = Signal(slice_), Signal(slice_)
         m.d.sync += [z1.eq(meta_line[-1]), z2.eq(z1)]
+        affines = []
         for lane in range(lanes):
             m.submodules[f"affine_{lane}"] = affine = Affine(self._acc_bits)
+            affines.append(affine)
             m.d.comb += [affine.acc.eq(a_acc[lane]), affine.beta_in.eq(a_beta.beta),
                          affine.m.eq(ports[Region.m][lane].data),
                          affine.sh.eq(ports[Region.sh][lane].data),
@@ -519,17 +521,14 @@ class RescaleUnit(wiring.Component):
             m.d.sync += [issue.eq(0), i_lane.eq(0), i_j.eq(0), i_blk.eq(0), total.eq(0),
                          count.eq(n), in_beta.eq(beta_terms)]
 
-        # The sums are rounded by lane 0's ``Requantizer``, its rounder bypassed (``bypass``,
-        # high in the adapter's states: no output is requantized then).
-        requantizers = [Requantizer() for _ in range(lanes)]
-        for lane, rq in enumerate(requantizers):
-            m.submodules[f"requantizer_{lane}"] = rq
+        # The sums are rounded by lane 0's ``Affine``, its rounder bypassed (``bypass``, high
+        # in the adapter's states: no sum is rescaled then).
         bypass = Signal()
-        m.d.comb += [requantizers[0].bypass.eq(bypass), requantizers[0].x.eq(total),
-                     requantizers[0].n.eq(Mux(in_beta, reg["shb"], reg["sh1"])),
-                     requantizers[0].addend.eq(Mux(in_beta, reg["bb"], b1_rd.data))]
+        m.d.comb += [affines[0].bypass.eq(bypass), affines[0].x.eq(total),
+                     affines[0].n.eq(Mux(in_beta, reg["shb"], reg["sh1"])),
+                     affines[0].addend.eq(Mux(in_beta, reg["bb"], b1_rd.data))]
         wait = Signal(range(Rounder.LATENCY + 2))
-        y = requantizers[0].y
+        y = affines[0].y
         below, above, y_low = Signal(), Signal(), Signal(BETA_BITS)   # the clamp's compares
         m.d.sync += [below.eq(y < 1), above.eq(y > rescale.BETA_MAX), y_low.eq(y)]
         beta_clamped = Mux(below, 1, Mux(above, rescale.BETA_MAX, y_low))
@@ -559,7 +558,8 @@ class RescaleUnit(wiring.Component):
             m.d.sync += [o_valid[i].eq(o_valid[i - 1]) for i in range(1, len(o_valid))]
             m.d.sync += [o_last[i].eq(o_last[i - 1]) for i in range(1, len(o_last))]
         codes = Signal(slice_)
-        for lane, rq in enumerate(requantizers):
+        for lane in range(lanes):
+            m.submodules[f"requantizer_{lane}"] = rq = Requantizer()
             m.d.comb += [rq.en.eq(o_en), rq.u.eq(u_data[lane]), rq.recip.eq(divider.quotient),
                          rq.sh_req.eq(reg["sh_req"]), rq.max_code.eq(reg["max_code"])]
             z_out = delay(m, u_data[lane], rq_latency, o_en, name=f"z_out_{lane}")

@@ -87,15 +87,15 @@ def test_product_is_the_product_modulo_the_width(a_shape, b_shape, out_bits):
         assert p == want, (x, y)
 
 
-@pytest.mark.parametrize("stage", ["rounder", "requantizer bypassed"])
+@pytest.mark.parametrize("stage", ["rounder", "affine bypassed"])
 def test_rounder_is_the_golden_rshift_plus_an_addend(stage):
-    """``Rounder``, and the one inside ``Requantizer`` that the adapter borrows (``bypass``)."""
+    """``Rounder``, and the one inside ``Affine`` that the adapter borrows (``bypass``)."""
     rng = np.random.default_rng(4)
     x = [-(1 << 61), (1 << 61) - 1] + [int(v) for v in rng.integers(-(1 << 61), 1 << 61,
                                                                      CASES - 2)]
     n = _shifts(rng, CASES)
     addend = [int(v) for v in rng.integers(-(1 << 31), 1 << 31, CASES)]
-    dut, extra = (Rounder(), {}) if stage == "rounder" else (Requantizer(), {"bypass": 1})
+    dut, extra = (Rounder(), {}) if stage == "rounder" else (Affine(ACC_BITS), {"bypass": 1})
     got = _pipeline(dut, [{"x": a, "n": b, "addend": c, **extra}
                           for a, b, c in zip(x, n, addend)], dut.y, Rounder.LATENCY, 2)
     for a, b, c, y in zip(x, n, addend, got):
@@ -145,6 +145,29 @@ def test_requantizer_equals_the_golden_requantize():
         assert got[i] == want, (uu, r, s, b)
         checked += 1
     assert checked > CASES // 2
+
+
+def test_requantizer_at_the_edges_of_its_narrow_datapath():
+    """Products whose rounded value lies at the clamp's edges, at every shift: just below and
+    above 0, ``max_code`` and ``2**(CODE_BITS + 1)`` (where ``Requantizer`` stops looking at
+    the low bits of the product and looks at their OR), each plus the rounding's half and
+    one less, with ``recip = 1`` so that the product is ``u``."""
+    top_bit = Requantizer.CODE_BITS + 1
+    inputs, want = [], []
+    for s in range(-rescale.MAX_LEFT_SHIFT, rescale.MAX_RIGHT_SHIFT + 1):
+        for y in (-2, -1, 0, 1, 2, 14, 15, 16, 254, 255, 256, 257, (1 << top_bit) - 1,
+                  1 << top_bit, (1 << top_bit) + 1, 1 << (top_bit + 1), (1 << max(0, 61 - s)) - 1):
+            for frac in ((0, -1, 1) if s <= 0 else (0, -1, 1, (1 << (s - 1)) - 1, 1 << (s - 1))):
+                u = (y << s if s >= 0 else y) + frac
+                if abs(u) << max(0, -s) >= 1 << rescale.INT64_HEADROOM:
+                    continue
+                for b in (4, 8):
+                    inputs.append({"u": u, "recip": 1, "sh_req": s, "max_code": 2 ** b - 1})
+                    want.append(min(max(int(rescale.rshift(np.int64(u), s)), 0), 2 ** b - 1))
+    dut = Requantizer()
+    got = _pipeline(dut, inputs, dut.code, Requantizer.LATENCY, 5)
+    for x, g, w in zip(inputs, got, want):
+        assert g == w, x
 
 
 @pytest.mark.parametrize("numerator, divisor", [
