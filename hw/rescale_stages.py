@@ -73,10 +73,12 @@ class Product(wiring.Component):
     """``p = a * b`` modulo ``2**out_bits`` (``out_bits`` at most 64, by default the exact
     width of the product or 64).
 
-    Stage 1 registers every partial product of a chunk of ``a`` and a chunk of ``b`` (at most
-    18 x 18 bits, ``_chunks``) that reaches below bit ``out_bits``, each cut to the bits that
-    matter; then a tree adds them two at a time, one registered level per clock. ``LATENCY =
-    1 + ceil(log2(partial products))``.
+    Stage 1 registers the chunks of ``a`` and ``b`` (at most 18 bits, ``_chunks``) that a
+    partial product uses, so that the placer can put each next to its multipliers (on an ECP5 a
+    DSP block's own delay is about 4 ns, and the blocks lie in a few rows of the die); stage 2
+    registers every partial product of a chunk of ``a`` and a chunk of ``b`` that reaches below
+    bit ``out_bits``, each cut to the bits that matter; then a tree adds them two at a time, one
+    registered level per clock. ``LATENCY = 2 + ceil(log2(partial products))``.
     """
 
     def __init__(self, a_shape, b_shape, out_bits=None):
@@ -98,16 +100,22 @@ class Product(wiring.Component):
         n, levels = len(pairs), 0
         while n > 1:
             n, levels = -(-n // 2), levels + 1
-        return out_bits, pairs, 1 + levels
+        return out_bits, pairs, 2 + levels
 
     def elaborate(self, platform):
         m = Module()
         width = self._out_bits
+        chunks = {}                                  # (port, offset) -> its registered chunk
+        for name, port, (offset, bits, sign) in (
+                [("a", self.a, c) for c in sorted({ca for ca, _ in self._pairs})] +
+                [("b", self.b, c) for c in sorted({cb for _, cb in self._pairs})]):
+            reg = Signal(signed(bits) if sign else unsigned(bits), name=f"{name}_{offset}")
+            with m.If(self.en):
+                m.d.sync += reg.eq(port.as_unsigned()[offset:offset + bits])
+            chunks[name, offset] = reg
         terms = []                                   # (signal, offset): signal << offset
-        for i, ((oa, wa, sa), (ob, wb, sb)) in enumerate(self._pairs):
-            a = self.a.as_unsigned()[oa:oa + wa]
-            b = self.b.as_unsigned()[ob:ob + wb]
-            pp = (a.as_signed() if sa else a) * (b.as_signed() if sb else b)
+        for i, ((oa, _, _), (ob, _, _)) in enumerate(self._pairs):
+            pp = chunks["a", oa] * chunks["b", ob]
             offset = oa + ob
             reg = Signal(signed(min(len(pp) + 1, width - offset)), name=f"pp_{i}")
             with m.If(self.en):
