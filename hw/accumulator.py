@@ -126,10 +126,11 @@ class AccumulatorBuffer(wiring.Component):
         meta = data.StructLayout({"valid": 1, "bank": 1, "addr": range(depth), "last": 1,
                                   "first": 1, "final": 1})
         s1, s2, s3 = Signal(meta), Signal(meta), Signal(meta)
-        term1 = Signal(shape)
-        term2, stored = Signal(shape), Signal(shape)
+        # The data registers have no reset (their validity travels in s1, s2, s3).
+        term1 = Signal(shape, reset_less=True)
+        term2, stored = Signal(shape, reset_less=True), Signal(shape, reset_less=True)
         fwd2 = Signal()
-        total, previous, previous2 = Signal(shape), Signal(shape), Signal(shape)
+        total, previous, previous2 = (Signal(shape, reset_less=True) for _ in range(3))
         same = lambda a, b: a.valid & (a.bank == b.bank) & (a.addr == b.addr)
         m.d.sync += [s1.valid.eq(take), s1.bank.eq(wbank), s1.addr.eq(waddr),
                      s1.last.eq(self.i_r.payload.last), s1.first.eq(desc.first),

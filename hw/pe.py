@@ -94,7 +94,8 @@ class ProcessingElement(wiring.Component):
         m = Module()
         m.submodules.mul = mul = make_multiplier(cfg.product_format)
         # Both registers hold the weight as the multiplier stores it (``Multiplier.store``).
-        weight, shadow = Signal(mul.weight_shape), Signal(mul.weight_shape)
+        weight = Signal(mul.weight_shape, reset_less=True)
+        shadow = Signal(mul.weight_shape, reset_less=True)
         with m.If(self.w_load):
             m.d.sync += shadow.eq(mul.store(self.w_in))
         with m.If(self.en & self.swap_in):
@@ -103,12 +104,17 @@ class ProcessingElement(wiring.Component):
 
         # The product register: the multiplier's output, taken with the weight selected for
         # this activation; the add below uses it one clock later.
-        mag, neg, odd = Signal.like(mul.mag, name="p_mag"), Signal(name="p_neg"), None
+        mag = Signal.like(mul.mag, name="p_mag", reset_less=True)
+        neg, odd = Signal(name="p_neg", reset_less=True), None
+        # The data registers have no reset (what they hold is used only once loaded or
+        # marked valid): fewer loads on the reset net, which spans the part.
+        x_out = Signal.like(self.x_out, reset_less=True)
+        m.d.comb += self.x_out.eq(x_out)
         with m.If(self.en):
-            m.d.sync += [self.x_out.eq(self.x_in), self.swap_out.eq(self.swap_in),
+            m.d.sync += [x_out.eq(self.x_in), self.swap_out.eq(self.swap_in),
                          mag.eq(mul.mag), neg.eq(mul.neg)]
         if cfg.split:
-            odd = Signal(name="p_odd")
+            odd = Signal(name="p_odd", reset_less=True)
             with m.If(self.en):
                 m.d.sync += odd.eq(mul.odd)
 
@@ -123,6 +129,8 @@ class ProcessingElement(wiring.Component):
             c_mag = mag & take.replicate(len(mag))
             flipped = (Cat(c_mag, 0) ^ c_neg.replicate(width)).as_signed()
             psum_in = getattr(self, f"{chain}_in") if self._row > 0 else 0
+            psum = Signal.like(getattr(self, f"{chain}_out"), name=chain, reset_less=True)
+            m.d.comb += getattr(self, f"{chain}_out").eq(psum)
             with m.If(self.en):
-                m.d.sync += getattr(self, f"{chain}_out").eq(psum_in + flipped + c_neg)
+                m.d.sync += psum.eq(psum_in + flipped + c_neg)
         return m

@@ -39,21 +39,22 @@ CHUNK = 17                         # the low chunks of an operand: unsigned, so 
                                    # signed multiplier (an ECP5 MULT18X18D) takes them
 
 
-def delay_line(m, value, clocks, en=1, name="delay"):
+def delay_line(m, value, clocks, en=1, name="delay", reset_less=False):
     """``clocks`` registers in a row after ``value``, advancing when ``en`` is high: the list
-    of them (the last is ``value`` delayed by ``clocks``)."""
+    of them (the last is ``value`` delayed by ``clocks``). ``reset_less`` for data whose
+    validity travels elsewhere (fewer loads on the reset net)."""
     regs = []
     for i in range(clocks):
-        reg = Signal.like(value, name=f"{name}_{i}")
+        reg = Signal.like(value, name=f"{name}_{i}", reset_less=reset_less)
         with m.If(en):
             m.d.sync += reg.eq(value)
         regs.append(value := reg)
     return regs
 
 
-def delay(m, value, clocks, en=1, name="delay"):
+def delay(m, value, clocks, en=1, name="delay", reset_less=False):
     """``value`` delayed by ``clocks`` registers that advance when ``en`` is high."""
-    return delay_line(m, value, clocks, en, name)[-1] if clocks else value
+    return delay_line(m, value, clocks, en, name, reset_less)[-1] if clocks else value
 
 
 def _chunks(shape):
@@ -109,7 +110,8 @@ class Product(wiring.Component):
         for name, port, (offset, bits, sign) in (
                 [("a", self.a, c) for c in sorted({ca for ca, _ in self._pairs})] +
                 [("b", self.b, c) for c in sorted({cb for _, cb in self._pairs})]):
-            reg = Signal(signed(bits) if sign else unsigned(bits), name=f"{name}_{offset}")
+            reg = Signal(signed(bits) if sign else unsigned(bits), name=f"{name}_{offset}",
+                         reset_less=True)
             with m.If(self.en):
                 m.d.sync += reg.eq(port.as_unsigned()[offset:offset + bits])
             chunks[name, offset] = reg
@@ -117,7 +119,8 @@ class Product(wiring.Component):
         for i, ((oa, _, _), (ob, _, _)) in enumerate(self._pairs):
             pp = chunks["a", oa] * chunks["b", ob]
             offset = oa + ob
-            reg = Signal(signed(min(len(pp) + 1, width - offset)), name=f"pp_{i}")
+            reg = Signal(signed(min(len(pp) + 1, width - offset)), name=f"pp_{i}",
+                         reset_less=True)
             with m.If(self.en):
                 m.d.sync += reg.eq(pp)
             terms.append((reg, offset))
@@ -128,13 +131,13 @@ class Product(wiring.Component):
                 (x, ox), (y, oy) = terms[k], terms[k + 1]
                 low = min(ox, oy)
                 bits = min(max(len(x) + ox, len(y) + oy) - low + 1, width - low)
-                reg = Signal(signed(bits), name=f"sum_{level}_{k // 2}")
+                reg = Signal(signed(bits), name=f"sum_{level}_{k // 2}", reset_less=True)
                 with m.If(self.en):
                     m.d.sync += reg.eq((x << (ox - low)) + (y << (oy - low)))
                 paired.append((reg, low))
             if len(terms) % 2:                       # the odd one out waits a clock
                 x, ox = terms[-1]
-                reg = Signal.like(x, name=f"sum_{level}_{len(paired)}")
+                reg = Signal.like(x, name=f"sum_{level}_{len(paired)}", reset_less=True)
                 with m.If(self.en):
                     m.d.sync += reg.eq(x)
                 paired.append((reg, ox))
@@ -165,12 +168,13 @@ class Rounder(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         left = rescale.MAX_LEFT_SHIFT
-        x = Signal(signed(WIDE_BITS))
-        amount = Signal(range(rescale.MAX_RIGHT_SHIFT + left))
-        right, right2 = Signal(), Signal()
-        addend = Signal(signed(len(self.addend) + 2))
-        addend2 = Signal.like(addend)
-        t = Signal(signed(WIDE_BITS))
+        x = Signal(signed(WIDE_BITS), reset_less=True)
+        amount = Signal(range(rescale.MAX_RIGHT_SHIFT + left), reset_less=True)
+        right, right2 = Signal(reset_less=True), Signal(reset_less=True)
+        addend = Signal(signed(len(self.addend) + 2), reset_less=True)
+        addend2 = Signal.like(addend, reset_less=True)
+        t = Signal(signed(WIDE_BITS), reset_less=True)
+        y = Signal(signed(WIDE_BITS), reset_less=True)
         with m.If(self.en):
             m.d.sync += [
                 x.eq(self.x), right.eq(self.n > 0),
@@ -180,7 +184,8 @@ class Rounder(wiring.Component):
                 right2.eq(right), addend2.eq(addend),
             ]
             total = t + addend2
-            m.d.sync += self.y.eq(Mux(right2, total >> 1, total))
+            m.d.sync += y.eq(Mux(right2, total >> 1, total))
+        m.d.comb += self.y.eq(y)
         return m
 
 
@@ -228,15 +233,17 @@ class Affine(wiring.Component):
         pad = self.LATENCY - (mb.LATENCY + p.LATENCY + Rounder.LATENCY)
         m.d.comb += [mb.en.eq(self.en), p.en.eq(self.en), rounder.en.eq(self.en),
                      mb.a.eq(self.m), mb.b.eq(self.beta_in),
-                     p.a.eq(delay(m, self.acc, mb.LATENCY, self.en, "acc")), p.b.eq(mb.p),
+                     p.a.eq(delay(m, self.acc, mb.LATENCY, self.en, "acc", reset_less=True)),
+                     p.b.eq(mb.p),
                      rounder.x.eq(Mux(self.bypass, self.x, p.p)),
                      rounder.n.eq(Mux(self.bypass, self.n,
-                                      delay(m, self.sh, mb.LATENCY + p.LATENCY, self.en, "sh"))),
+                                      delay(m, self.sh, mb.LATENCY + p.LATENCY, self.en, "sh",
+                                            reset_less=True))),
                      rounder.addend.eq(Mux(self.bypass, self.addend,
                                            delay(m, self.bias, mb.LATENCY + p.LATENCY, self.en,
-                                                 "bias"))),
+                                                 "bias", reset_less=True))),
                      self.y.eq(rounder.y),
-                     self.u.eq(delay(m, rounder.y, pad, self.en, "pad"))]
+                     self.u.eq(delay(m, rounder.y, pad, self.en, "pad", reset_less=True))]
         return m
 
 
@@ -305,18 +312,18 @@ class Requantizer(wiring.Component):
         m = Module()
         m.submodules.p = p = Product(signed(WIDE_BITS), unsigned(DIV_BITS), WIDE_BITS)
         m.d.comb += [p.en.eq(self.en), p.a.eq(self.u), p.b.eq(self.recip)]
-        sh = delay(m, self.sh_req, p.LATENCY, self.en, "sh")
-        top = delay(m, self.max_code, p.LATENCY + 2, self.en, "max_code")
+        sh = delay(m, self.sh_req, p.LATENCY, self.en, "sh", reset_less=True)
+        top = delay(m, self.max_code, p.LATENCY + 2, self.en, "max_code", reset_less=True)
         left = rescale.MAX_LEFT_SHIFT
         low = self.CODE_BITS + 3                  # the bits of t below 2**(CODE_BITS + 2), +1
         # Stage 1: p, the OR of its bits from each position up, the shift of t and of hi.
-        x = Signal(signed(WIDE_BITS))
-        above = Signal(WIDE_BITS)                 # above[i] = p[i:] has a set bit
-        amount = Signal(range(rescale.MAX_RIGHT_SHIFT + left))
-        right, right2 = Signal(), Signal()
+        x = Signal(signed(WIDE_BITS), reset_less=True)
+        above = Signal(WIDE_BITS, reset_less=True)    # above[i] = p[i:] has a set bit
+        amount = Signal(range(rescale.MAX_RIGHT_SHIFT + left), reset_less=True)
+        right, right2 = Signal(reset_less=True), Signal(reset_less=True)
         # Stage 2: negative, hi, the low bits of t; stage 3: the code.
-        neg, hi = Signal(), Signal()
-        t = Signal(low)
+        neg, hi = Signal(reset_less=True), Signal(reset_less=True)
+        t = Signal(low, reset_less=True)
         # above[i] = p[i:].any(), in three levels of 4-input ORs (blocks of 4, 16, 64 bits).
         # Each level a signal of its own (a slice of a ``Cat`` of expressions would make the
         # simulator evaluate the whole ``Cat`` for every bit).

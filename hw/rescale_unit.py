@@ -284,8 +284,8 @@ class RescaleUnit(wiring.Component):
             "busy": 1, "j": range(max(steps, 2)), "beta_new": 1, "uaddr": u_addr,
             "saddr": s_addr, "paddr": range(max(2, blocks_max * steps + 1)), "h_first": 1,
             "v_second": 1, "sample_end": 1}))
-        g_acc = Signal(data.ArrayLayout(signed(self._acc_bits), cols))
-        g_res = Signal(data.ArrayLayout(wide, cols))
+        g_acc = Signal(data.ArrayLayout(signed(self._acc_bits), cols), reset_less=True)
+        g_res = Signal(data.ArrayLayout(wide, cols), reset_less=True)
         g_beta = Signal(beta_layout())
         g_last = Signal()              # G emits its vector's last slice
         free = ~g.busy | g_last
@@ -359,8 +359,8 @@ class RescaleUnit(wiring.Component):
         meta = data.StructLayout({"valid": 1, "uaddr": u_addr, "saddr": s_addr, "h_first": 1,
                                   "v_second": 1, "sample_end": 1})
         a = Signal(meta)
-        a_acc = Signal(data.ArrayLayout(signed(self._acc_bits), lanes))
-        a_res = Signal(slice_)
+        a_acc = Signal(data.ArrayLayout(signed(self._acc_bits), lanes), reset_less=True)
+        a_res = Signal(slice_, reset_less=True)
         a_beta = Signal(beta_layout())
         m.d.sync += [a.valid.eq(g.busy), a.uaddr.eq(g.uaddr), a.saddr.eq(g.saddr),
                      a.h_first.eq(g.h_first), a.v_second.eq(g.v_second),
@@ -374,7 +374,7 @@ class RescaleUnit(wiring.Component):
         main_latency = Affine.latency(self._acc_bits)
         meta_line = delay_line(m, a, main_latency, name="meta")
         z1, z2 = Signal(meta), Signal(meta)
-        z1_sum, z2_u = Signal(slice_), Signal(slice_)
+        z1_sum, z2_u = Signal(slice_, reset_less=True), Signal(slice_, reset_less=True)
         m.d.sync += [z1.eq(meta_line[-1]), z2.eq(z1)]
         affines = []
         for lane in range(lanes):
@@ -394,7 +394,8 @@ class RescaleUnit(wiring.Component):
                              shortcut.m.eq(ports[Region.res_m][lane].data),
                              shortcut.sh.eq(ports[Region.res_sh][lane].data),
                              shortcut.bias.eq(0)]
-                projection = delay(m, a_res[lane], main_latency, name=f"projection_{lane}")
+                projection = delay(m, a_res[lane], main_latency, name=f"projection_{lane}",
+                                   reset_less=True)
                 operand = Mux(residual == regmap.RESIDUAL_KINDS["identity"], shortcut.u,
                               Mux(residual == regmap.RESIDUAL_KINDS["projection"], projection,
                                   0))
@@ -404,11 +405,11 @@ class RescaleUnit(wiring.Component):
         # Stages H1, H2: the horizontal pair (compare, then select), through ``hold``.
         # ``hold`` rotates by a slice with every slice of a pooled layer; ``hold_low``, a copy
         # of its bottom slice, is what the comparison reads (near it, not across the unit).
-        hold = Signal(data.ArrayLayout(wide, cols))
-        hold_low = Signal(slice_)
+        hold = Signal(data.ArrayLayout(wide, cols), reset_less=True)
+        hold_low = Signal(slice_, reset_less=True)
         h1, h2 = Signal(meta), Signal(meta)
-        h1_u, h1_hold, h2_pair = Signal(slice_), Signal(slice_), Signal(slice_)
-        h1_gt = Signal(lanes)
+        h1_u, h1_hold, h2_pair = (Signal(slice_, reset_less=True) for _ in range(3))
+        h1_gt = Signal(lanes, reset_less=True)
         m.d.sync += [h1.eq(z2), h2.eq(h1), h1_u.eq(z2_u), h1_hold.eq(hold_low)]
         for lane in range(lanes):
             m.d.sync += [h1_gt[lane].eq(hold_low[lane] > z2_u[lane]),
@@ -429,12 +430,12 @@ class RescaleUnit(wiring.Component):
         # the reader reads (its vertical partner, two to four clocks ahead: a pooled map of
         # two slices a row, or four, or gaps in the input) is not in what it reads: it is
         # forwarded, the latest first.
-        u_data = Signal(slice_)
+        u_data = Signal(slice_, reset_less=True)
         with m.If(o_en):
             m.d.sync += u_data.eq(u_rd.data)
         v1, v2 = Signal(meta), Signal(meta)
-        v1_pair, v1_below, v2_window = Signal(slice_), Signal(slice_), Signal(slice_)
-        v1_gt = Signal(lanes)
+        v1_pair, v1_below, v2_window = (Signal(slice_, reset_less=True) for _ in range(3))
+        v1_gt = Signal(lanes, reset_less=True)
         v2_done = Signal()
         writes = lambda x: x.valid & ~x.h_first
         hits = []                          # the slice in H2, V1 or V2 writes what Z2 reads
@@ -442,7 +443,7 @@ class RescaleUnit(wiring.Component):
             hit = [Signal(name=f"hit_{name}_{i}") for i in range(2)]
             m.d.sync += [hit[0].eq(writes(x) & (x.uaddr == z2.uaddr)), hit[1].eq(hit[0])]
             hits.append(hit[1])
-        wd1, wd2 = Signal(slice_), Signal(slice_)
+        wd1, wd2 = Signal(slice_, reset_less=True), Signal(slice_, reset_less=True)
         m.d.sync += [wd1.eq(v2_window), wd2.eq(wd1)]
         m.d.sync += [v1.eq(h2), v2.eq(v1), v1_pair.eq(h2_pair),
                      v2_done.eq(writes(v1) & (~pooled | v1.v_second))]
@@ -493,8 +494,8 @@ class RescaleUnit(wiring.Component):
         m.submodules.mac = mac = Product(wide, signed(MANT_BITS), WIDE_BITS)
         pend = [Signal(name=f"pending_{i}") for i in range(2 + mac.LATENCY)]
         lane_read = Signal.like(i_lane)
-        x_term = Signal(wide)
-        w_term = Signal(signed(MANT_BITS))
+        x_term = Signal(wide, reset_less=True)
+        w_term = Signal(signed(MANT_BITS), reset_less=True)
         m.d.sync += [pend[0].eq(reading), lane_read.eq(i_lane)]
         m.d.sync += [pend[i].eq(pend[i - 1]) for i in range(1, len(pend))]
         s_lane = s_rd.data[0]
@@ -543,7 +544,7 @@ class RescaleUnit(wiring.Component):
         o_k = Signal(u_addr)                         # the slice within the sample's block
         o_blk = Signal(u_addr)
         o_chan = Signal(range(max_c + cols + 1))
-        asm = Signal(data.ArrayLayout(wide, cols))
+        asm = Signal(data.ArrayLayout(wide, cols), reset_less=True)
         asm_n = Signal(range(steps + 1))
         asm_last = Signal()
         o_last_block = Signal()                      # o_chan + cols >= channels
@@ -557,12 +558,13 @@ class RescaleUnit(wiring.Component):
             m.d.sync += [o_valid[0].eq(o_issue), o_last[0].eq(o_issue & o_end)]
             m.d.sync += [o_valid[i].eq(o_valid[i - 1]) for i in range(1, len(o_valid))]
             m.d.sync += [o_last[i].eq(o_last[i - 1]) for i in range(1, len(o_last))]
-        codes = Signal(slice_)
+        codes = Signal(slice_, reset_less=True)
         for lane in range(lanes):
             m.submodules[f"requantizer_{lane}"] = rq = Requantizer()
             m.d.comb += [rq.en.eq(o_en), rq.u.eq(u_data[lane]), rq.recip.eq(divider.quotient),
                          rq.sh_req.eq(reg["sh_req"]), rq.max_code.eq(reg["max_code"])]
-            z_out = delay(m, u_data[lane], rq_latency, o_en, name=f"z_out_{lane}")
+            z_out = delay(m, u_data[lane], rq_latency, o_en, name=f"z_out_{lane}",
+                          reset_less=True)
             m.d.comb += codes[lane].eq(Mux(final, z_out, rq.code))
         with m.If(o_en):
             with m.If(o_valid[-1]):

@@ -127,7 +127,7 @@ class SystolicArray(wiring.Component):
             a = self.i_a.payload.data[r]
             swap = starts
             for i in range(r - 1):
-                delayed = Signal(cfg.a_bits, name=f"skew_{r}_{i}")
+                delayed = Signal(cfg.a_bits, name=f"skew_{r}_{i}", reset_less=True)
                 delayed_swap = Signal(name=f"skew_swap_{r}_{i}")
                 with m.If(advance):
                     m.d.sync += [delayed.eq(a), delayed_swap.eq(swap)]
@@ -136,7 +136,8 @@ class SystolicArray(wiring.Component):
             m.d.comb += encoder.a.eq(a)
             x = encoder.x
             if r > 0:
-                delayed = Signal(operand_layout(cfg.product_format), name=f"skew_{r}_{r - 1}")
+                delayed = Signal(operand_layout(cfg.product_format), name=f"skew_{r}_{r - 1}",
+                                 reset_less=True)
                 delayed_swap = Signal(name=f"skew_swap_{r}_{r - 1}")
                 with m.If(advance):
                     m.d.sync += [delayed.eq(x), delayed_swap.eq(swap)]
