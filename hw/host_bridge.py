@@ -19,8 +19,8 @@ command        then the host sends         and the bridge answers
 ``0x00`` INFO  nothing                     ``W``, ``R`` (the number of write and read
                                            channels), the width of each write channel, then
                                            of each read channel (two bytes each), ``ACK``
-``0x40 | c``   ``n - 1`` (one byte), then  ``ACK`` once the target has taken the ``n``-th
-WRITE          ``n`` words (1 to 256)      word of write channel ``c``
+``0x40 | c``   ``n - 1`` (one byte), then  ``ACK`` once the ``n``-th word is in channel
+WRITE          ``n`` words (1 to 256)      ``c``'s skid buffer (see below)
 ``0x80 | c``   ``n - 1`` (one byte)        ``n`` words taken from read channel ``c``, as the
 READ                                       target offers them, then ``ACK``
 ``0xC0``-      (reserved)                  ``NAK``
@@ -35,7 +35,9 @@ Flow control: the UART cannot hold the host back, so received bytes wait in a FI
 ``fifo_depth`` bytes while the target stalls. The host keeps the bytes of its unanswered
 commands within ``fifo_depth`` (sending one command at a time and waiting for its ``ACK`` or
 ``NAK``, each command at most ``fifo_depth`` bytes long, does). A WRITE occupies the bridge
-until the target has taken its last word, and a READ until the target has offered its last
+until its last word is in the channel's buffer (a ``SkidBuffer`` of two words between the
+bridge and each write stream of the target, so that no path runs from the bridge's state into
+the target's in one clock; on a board the two lie far apart), and a READ until the target has offered its last
 word: the host must not ask a target for more than it can take or give in that order (write the
 inputs that the outputs it then reads need; read outputs before a full target stops taking
 inputs). ``HostLink`` is the host side.
@@ -55,6 +57,7 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from .uart import UARTReceiver, UARTTransmitter, divisor
+from .skid import SkidBuffer
 
 __all__ = ["ACK", "NAK", "INFO", "WRITE", "READ", "MAX_CHANNELS", "MAX_WORDS", "Channel",
            "HostBridge", "HostLink", "channels_of", "encode_write", "encode_read",
@@ -182,6 +185,17 @@ class HostBridge(wiring.Component):
             out += [ch.width & 0xFF, ch.width >> 8]
         return bytes(out)
 
+    @staticmethod
+    def _registered(m, target, ch):
+        """The target's write stream of ``ch`` behind a ``SkidBuffer``: the end that the
+        bridge drives (the port itself if it is ``always_valid`` or ``always_ready``)."""
+        port = getattr(target, ch.name)
+        if ch.signature.always_valid or ch.signature.always_ready:
+            return port
+        m.submodules[f"skid_{ch.name}"] = skid = SkidBuffer(ch.signature.members["payload"].shape)
+        wiring.connect(m, skid.o, port)
+        return skid.i
+
     def elaborate(self, platform):
         m = Module()
         target = self._target
@@ -194,7 +208,11 @@ class HostBridge(wiring.Component):
         with m.If(urx.framing_error | urx.overrun):
             m.d.sync += self.error.eq(1)
 
-        write = [getattr(target, ch.name) for ch in self._write]
+        # Each write stream through a skid buffer, so that no path runs from the bridge's state
+        # into the target's control (or back) in one clock: on a board the two lie far apart.
+        # (The read streams are not buffered: a word is taken from the target only when the
+        # host reads it.)
+        write = [self._registered(m, target, ch) for ch in self._write]
         read = [getattr(target, ch.name) for ch in self._read]
         channels = self._write + self._read
         max_bytes = max([ch.nbytes for ch in channels] + [len(self.info_bytes), 1])

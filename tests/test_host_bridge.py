@@ -263,7 +263,7 @@ def test_a_lost_byte_sets_error():
     bridge = _bridge(fifo_depth=8, slow=2000)
 
     def scenario(link, port):
-        port.write(encode_write(bridge.write_channels[3], list(range(6))))   # 20 bytes
+        port.write(encode_write(bridge.write_channels[3], list(range(12))))  # 38 bytes
         port.read(1)             # runs the simulation until the budget is spent
 
     assert _simulate(bridge, scenario, budget=6_000)
