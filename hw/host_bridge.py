@@ -37,10 +37,10 @@ commands within ``fifo_depth`` (sending one command at a time and waiting for it
 ``NAK``, each command at most ``fifo_depth`` bytes long, does). A WRITE occupies the bridge
 until its last word is in the channel's buffer (a ``SkidBuffer`` of two words between the
 bridge and each write stream of the target, so that no path runs from the bridge's state into
-the target's in one clock; on a board the two lie far apart), and a READ until the target has offered its last
-word: the host must not ask a target for more than it can take or give in that order (write the
-inputs that the outputs it then reads need; read outputs before a full target stops taking
-inputs). ``HostLink`` is the host side.
+the target's in one clock; on a board the two lie far apart), and a READ until the target has
+offered its last word: the host must not ask a target for more than it can take or give in
+that order (write the inputs that the outputs it then reads need; read outputs before a full
+target stops taking inputs). ``HostLink`` is the host side.
 
 A word read from the target goes to the host straight from the target's payload, which a stream
 keeps stable while it is offered and not taken: the bridge takes the word (``ready``) only once
@@ -56,8 +56,8 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
-from .uart import UARTReceiver, UARTTransmitter, divisor
 from .skid import SkidBuffer
+from .uart import UARTReceiver, UARTTransmitter, divisor
 
 __all__ = ["ACK", "NAK", "INFO", "WRITE", "READ", "MAX_CHANNELS", "MAX_WORDS", "Channel",
            "HostBridge", "HostLink", "channels_of", "encode_write", "encode_read",

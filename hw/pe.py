@@ -93,6 +93,8 @@ class ProcessingElement(wiring.Component):
         cfg = self._config
         m = Module()
         m.submodules.mul = mul = make_multiplier(cfg.product_format)
+        # The data registers have no reset (what they hold is used only once loaded or
+        # marked valid): fewer loads on the reset net, which spans the part.
         # Both registers hold the weight as the multiplier stores it (``Multiplier.store``).
         weight = Signal(mul.weight_shape, reset_less=True)
         shadow = Signal(mul.weight_shape, reset_less=True)
@@ -106,8 +108,6 @@ class ProcessingElement(wiring.Component):
         # this activation; the add below uses it one clock later.
         mag = Signal.like(mul.mag, name="p_mag", reset_less=True)
         neg, odd = Signal(name="p_neg", reset_less=True), None
-        # The data registers have no reset (what they hold is used only once loaded or
-        # marked valid): fewer loads on the reset net, which spans the part.
         x_out = Signal.like(self.x_out, reset_less=True)
         m.d.comb += self.x_out.eq(x_out)
         with m.If(self.en):

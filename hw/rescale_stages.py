@@ -57,6 +57,17 @@ def delay(m, value, clocks, en=1, name="delay", reset_less=False):
     return delay_line(m, value, clocks, en, name, reset_less)[-1] if clocks else value
 
 
+def _shift_amount(n):
+    """The one shift amount of ``rshift``'s two directions: ``t = x >> (n - 1)`` for ``n > 0``
+    and ``x << -n`` otherwise are both ``_shifted(x, _shift_amount(n))``."""
+    return (n + rescale.MAX_LEFT_SHIFT - (n > 0)).as_unsigned()
+
+
+def _shifted(x, amount):
+    """``(x << MAX_LEFT_SHIFT) >> amount``, one barrel shifter (see ``_shift_amount``)."""
+    return Cat(Signal(rescale.MAX_LEFT_SHIFT), x).as_signed() >> amount
+
+
 def _chunks(shape):
     """``[(offset, width, signed)]``: the low chunks ``CHUNK`` bits unsigned, the top one with
     the sign (at most ``CHUNK + 1`` bits when signed)."""
@@ -178,9 +189,9 @@ class Rounder(wiring.Component):
         with m.If(self.en):
             m.d.sync += [
                 x.eq(self.x), right.eq(self.n > 0),
-                amount.eq((self.n + left - (self.n > 0)).as_unsigned()),
+                amount.eq(_shift_amount(self.n)),
                 addend.eq(Mux(self.n > 0, Cat(1, self.addend).as_signed(), self.addend)),
-                t.eq((Cat(Signal(left), x).as_signed() >> amount)[:WIDE_BITS].as_signed()),
+                t.eq(_shifted(x, amount)[:WIDE_BITS].as_signed()),
                 right2.eq(right), addend2.eq(addend),
             ]
             total = t + addend2
@@ -337,12 +348,12 @@ class Requantizer(wiring.Component):
         assert low - 1 >= left          # hi's bit of p is at amount + low - 1 - left >= 0
         with m.If(self.en):
             m.d.sync += [x.eq(p.p), right.eq(sh > 0), above.eq(bits),
-                         amount.eq((sh + left - (sh > 0)).as_unsigned())]
+                         amount.eq(_shift_amount(sh))]
             # t = (p << left) >> amount; hi: a set bit of p at or above amount + low - 1 - left.
             m.d.sync += [neg.eq(x < 0), right2.eq(right),
                          hi.eq(Cat(above[low - 1 - left:], Signal(rescale.MAX_RIGHT_SHIFT + left))
                                .bit_select(amount, 1)),
-                         t.eq((Cat(Signal(left), x).as_signed() >> amount)[:low])]
+                         t.eq(_shifted(x, amount)[:low])]
             y = Mux(right2, (t + 1) >> 1, t)
             m.d.sync += self.code.eq(Mux(neg, 0, Mux(hi | (y > top), top, y)))
         return m
