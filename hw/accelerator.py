@@ -21,7 +21,6 @@ from .accumulator import check_engine_array, pass_layout
 from .matmul_engine import MatmulEngine
 from .rescale_unit import (RescaleUnit, beta_layout, output_layout, param_layout,
                            residual_layout)
-from .skid import SkidBuffer
 from .systolic_array import activation_layout, weight_layout
 
 __all__ = ["Accelerator", "COUNTERS", "COUNTER_BITS"]
@@ -69,12 +68,7 @@ class Accelerator(wiring.Component):
             unit.i_acc.payload.data.eq(engine.o_acc.payload.data),
             unit.i_acc.payload.last.eq(engine.o_acc.payload.last),
         ]
-        # The codes leave through a skid buffer: ``o_out.ready`` would otherwise run straight
-        # into the rescale unit's output path, whose enable reaches hundreds of registers and
-        # the u memory (on a board, from a host interface placed far away).
-        m.submodules.out_skid = out_skid = SkidBuffer(output_layout(cfg.cols))
-        wiring.connect(m, unit.o_out, out_skid.i)
-        wiring.connect(m, out_skid.o, wiring.flipped(self.o_out))
+        wiring.connect(m, unit.o_out, wiring.flipped(self.o_out))
 
         a = self.i_a
         cause = {"mac": a.valid & a.ready, "weight": a.valid & engine.wait_weights,

@@ -31,6 +31,8 @@ from amaranth.lib.wiring import In, Out
 
 from gen.errors import UsageError
 
+from .skid import SkidBuffer
+
 __all__ = ["check_engine_array", "pass_layout", "accumulator_layout", "AccumulatorBuffer"]
 
 
@@ -68,7 +70,8 @@ class AccumulatorBuffer(wiring.Component):
     Members
     -------
     i_pass : In(stream.Signature(pass_layout(config)))
-        One descriptor per pass, taken with the pass's last result.
+        One descriptor per pass, through a two-word skid buffer (the next pass's can wait
+        there while a pass runs); it leaves the buffer with the pass's last result.
     i_r : In(stream.Signature(result_layout(config)))
         The array's results; ``last`` ends a pass (at most ``max_m`` vectors).
     o_acc : Out(stream.Signature(accumulator_layout(config)))
@@ -104,15 +107,28 @@ class AccumulatorBuffer(wiring.Component):
         full = [Signal(name=f"full{b}") for b in range(2)]       # complete, being read out
         count = [Signal(range(depth + 1), name=f"count{b}") for b in range(2)]
 
+        # The descriptor through a skid buffer, with its shift amount: ``(r >> drop) <<
+        # shift`` with one shifter, ``(r << 7) >> amount``, ``amount = 7 - shift + drop`` (the
+        # drop low bits of r are zero). The shifter then starts at a register beside it.
+        d = self.i_pass.payload
+        amount_shape = range(7 + 2 ** len(d.drop))
+        m.submodules.pass_skid = pass_skid = SkidBuffer(data.StructLayout({
+            "amount": amount_shape, "first": 1, "final": 1}))
+        m.d.comb += [pass_skid.i.valid.eq(self.i_pass.valid),
+                     self.i_pass.ready.eq(pass_skid.i.ready),
+                     pass_skid.i.payload.amount.eq(d.drop + (d.shift ^ 7)),
+                     pass_skid.i.payload.first.eq(d.first),
+                     pass_skid.i.payload.final.eq(d.final)]
+        desc = pass_skid.o.payload
+
         # Writer, stage 0: take a result, read its entry. -----------------------------------
         wbank = Signal()
         waddr = Signal(range(depth))
-        desc = self.i_pass.payload
         free = Mux(wbank, ~full[1], ~full[0])
-        take = self.i_pass.valid & self.i_r.valid & free
-        m.d.comb += [self.i_r.ready.eq(self.i_pass.valid & free),
-                     self.i_pass.ready.eq(take & self.i_r.payload.last),
-                     self.wait_bank.eq(self.i_pass.valid & self.i_r.valid & ~free)]
+        take = pass_skid.o.valid & self.i_r.valid & free
+        m.d.comb += [self.i_r.ready.eq(pass_skid.o.valid & free),
+                     pass_skid.o.ready.eq(take & self.i_r.payload.last),
+                     self.wait_bank.eq(pass_skid.o.valid & self.i_r.valid & ~free)]
         with m.If(take):
             m.d.sync += waddr.eq(Mux(self.i_r.payload.last, 0, waddr + 1))
             with m.If(self.i_r.payload.last & desc.final):
@@ -139,12 +155,9 @@ class AccumulatorBuffer(wiring.Component):
                      stored.eq(wr_rd.data),
                      fwd2.eq(same(s3, s1)),
                      previous.eq(total), previous2.eq(previous)]
-        # (r >> drop) << shift with one shifter: the drop low bits of r are zero.
-        amount = Signal(range(7 + 2 ** len(desc.drop)))
-        m.d.comb += amount.eq(desc.drop + (desc.shift ^ 7))     # 7 - shift + drop
         for c in range(cfg.cols):
             r = self.i_r.payload.data[c]
-            m.d.sync += term1[c].eq((r << 7) >> amount)
+            m.d.sync += term1[c].eq((r << 7) >> desc.amount)
             old = Mux(fwd2, previous2[c], stored[c])
             m.d.comb += total[c].eq(Mux(s2.first, 0, old) + term2[c])
         m.d.comb += [wr_rd.addr.eq(Cat(waddr, wbank)), wr_rd.en.eq(take),

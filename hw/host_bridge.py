@@ -253,11 +253,15 @@ class HostBridge(wiring.Component):
             with m.If(chan == ch.index):
                 m.d.comb += w_ready.eq(port.ready)
         r_byte = Signal(8)      # byte idx of the current read channel's word
+        # ``pulling[c]``: read channel c's ready, a register (high in TAKE), so that it reaches
+        # the target straight from a flip-flop.
+        pulling = Signal(max(len(read), 1))
+        m.d.sync += pulling.eq(0)
         for ch, port in zip(self._read, read):
             if not ch.signature.always_ready:
                 # A word of no bits is taken as soon as it is offered.
-                taken = (pull | wait) if ch.nbytes == 0 else pull
-                m.d.comb += port.ready.eq(taken & (chan == ch.index))
+                m.d.comb += port.ready.eq(((pull | wait) & (chan == ch.index))
+                                          if ch.nbytes == 0 else pulling[ch.index])
                 source = Cat(port.payload, Const(0, 8 * ch.nbytes - ch.width))
             else:
                 source = word[:8 * ch.nbytes]
@@ -354,6 +358,7 @@ class HostBridge(wiring.Component):
                 with m.If(sent):
                     m.d.sync += idx.eq(idx + 1)
                     with m.If(idx == r_nbytes - 1):
+                        m.d.sync += pulling.eq(Cat(chan == ch.index for ch in self._read))
                         m.next = "TAKE"
             with m.State("TAKE"):
                 # The word's last byte is in the transmitter: take the word.

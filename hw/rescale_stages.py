@@ -27,7 +27,7 @@ from amaranth.lib.wiring import In, Out
 from gen import numerics, regmap, rescale
 
 __all__ = ["WIDE_BITS", "BETA_BITS", "DIV_BITS", "SHIFT_BITS", "MANT_BITS", "CHUNK", "delay",
-           "delay_line",
+           "delay_line", "greater",
            "Product", "Rounder", "Affine", "Reciprocal", "Requantizer"]
 
 WIDE_BITS = 64
@@ -55,6 +55,14 @@ def delay_line(m, value, clocks, en=1, name="delay", reset_less=False):
 def delay(m, value, clocks, en=1, name="delay", reset_less=False):
     """``value`` delayed by ``clocks`` registers that advance when ``en`` is high."""
     return delay_line(m, value, clocks, en, name, reset_less)[-1] if clocks else value
+
+
+def greater(a, b):
+    """``a > b`` for signed values, as the comparisons of their halves (two carry chains half
+    as long, side by side: the vertical pair's four comparisons are in one clock)."""
+    half = len(a) // 2
+    hi_a, hi_b = a[half:].as_signed(), b[half:].as_signed()
+    return (hi_a > hi_b) | ((hi_a == hi_b) & (a[:half] > b[:half]))
 
 
 def _shift_amount(n):

@@ -19,8 +19,10 @@ When the last block of a batch has gone through, for each sample of the batch in
 adapter's hidden layer and ``beta`` from the sums ``S`` (one pipelined multiply-accumulate per
 clock), ``Reciprocal`` for ``R = (m_s << RECIP_BITS) // beta``, and the sample's outputs, one
 slice per clock through ``Requantizer`` (the last layer streams out ``z``), gathered into
-vectors of ``cols`` values. The accumulator buffer's second bank lets the array go on with the
-next block of columns meanwhile (``hw.accumulator``). Every rounding and width is that of
+vectors of ``cols`` values that wait for the host in a queue of a few vectors (a pipeline that
+never stalls: a vector is started only when the queue will have room for it). The
+accumulator buffer's second bank lets the array go on with the next block of columns meanwhile
+(``hw.accumulator``). Every rounding and width is that of
 ``gen.rescale``, bit for bit; every stage has at most one 64-bit adder or comparison
 (``hw.rescale_stages``), and no address needs a multiplier (they are counted).
 
@@ -37,13 +39,15 @@ synchronous read ports and no reset (block RAM or LUT RAM).
 
 from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from gen import regmap, rescale
 from gen.regmap import CONTROL, Region
 
 from .rescale_stages import (BETA_BITS, MANT_BITS, SHIFT_BITS, WIDE_BITS, Affine,
-                             Product, Reciprocal, Requantizer, Rounder, delay, delay_line)
+                             Product, Reciprocal, Requantizer, Rounder, delay, delay_line,
+                             greater)
 
 __all__ = ["RescaleUnit", "param_layout", "output_layout", "acc_layout", "beta_layout",
            "residual_layout", "RESIDUAL_CODE_BITS"]
@@ -422,8 +426,6 @@ class RescaleUnit(wiring.Component):
             m.d.sync += [hold.eq(_rotate(hold, lanes, WIDE_BITS, incoming)),
                          hold_low.eq(nxt)]
 
-        o_en = Signal()                      # the output path advances (see the tail)
-
         # Stages V1, V2: the vertical pair (compare, then select) through the u memory, which
         # V2 writes. The memory is read when the slice is in Z2, and its output registered
         # (``u_data``: a block RAM's output is slow). A write by the slice in H2, V1 or V2 when
@@ -431,8 +433,7 @@ class RescaleUnit(wiring.Component):
         # two slices a row, or four, or gaps in the input) is not in what it reads: it is
         # forwarded, the latest first.
         u_data = Signal(slice_, reset_less=True)
-        with m.If(o_en):
-            m.d.sync += u_data.eq(u_rd.data)
+        m.d.sync += u_data.eq(u_rd.data)
         v1, v2 = Signal(meta), Signal(meta)
         v1_pair, v1_below, v2_window = (Signal(slice_, reset_less=True) for _ in range(3))
         v1_gt = Signal(lanes, reset_less=True)
@@ -450,7 +451,7 @@ class RescaleUnit(wiring.Component):
         for lane in range(lanes):
             # Each candidate compared with the pair in parallel, the hits pick the result.
             cands = [v2_window[lane], wd1[lane], wd2[lane], u_data[lane]]
-            gts = [c > h2_pair[lane] for c in cands]
+            gts = [greater(c, h2_pair[lane]) for c in cands]
             below = Mux(hits[0], cands[0], Mux(hits[1], cands[1], Mux(hits[2], cands[2],
                                                                       cands[3])))
             gt = Mux(hits[0], gts[0], Mux(hits[1], gts[1], Mux(hits[2], gts[2], gts[3])))
@@ -538,48 +539,51 @@ class RescaleUnit(wiring.Component):
         m.d.comb += [divider.numerator.eq(reg["m_s"] << rescale.RECIP_BITS),
                      divider.divisor.eq(beta)]
 
-        # Outputs: slice reads from the u memory -> Requantizer -> vectors of cols -> o_out.
-        # The whole path advances on ``o_en``, low only when a full vector waits for o_out.
+        # Outputs: slice reads from the u memory -> Requantizer -> vectors of cols -> ``queue``
+        # -> o_out. The path never stalls (no enable reaches its registers, the u memory's or
+        # the requantizers'): a vector's first slice is read only when the queue will have an
+        # entry for it, ``room`` counting the entries neither full nor promised to a vector
+        # on its way. ``depth`` vectors cover the loop from a read to the entry freed, so that
+        # the host that takes a vector a clock gets one every ``steps`` clocks.
         o_issue = Signal()
         o_k = Signal(u_addr)                         # the slice within the sample's block
+        o_j = Signal(range(max(steps, 2)))           # the slice within its vector
         o_blk = Signal(u_addr)
         o_chan = Signal(range(max_c + cols + 1))
         asm = Signal(data.ArrayLayout(wide, cols), reset_less=True)
-        asm_n = Signal(range(steps + 1))
-        asm_last = Signal()
+        asm_n = Signal(range(max(steps, 2)))         # slices of the vector in asm
         o_last_block = Signal()                      # o_chan + cols >= channels
         o_block_end = o_k == out_last
         o_end = o_block_end & o_last_block
-        m.d.comb += o_en.eq(~((asm_n == steps) & self.o_out.valid & ~self.o_out.ready))
         rq_latency = Requantizer.LATENCY
         o_valid = [Signal(name=f"o_valid_{i}") for i in range(2 + rq_latency)]
         o_last = [Signal(name=f"o_last_{i}") for i in range(2 + rq_latency)]
-        with m.If(o_en):
-            m.d.sync += [o_valid[0].eq(o_issue), o_last[0].eq(o_issue & o_end)]
-            m.d.sync += [o_valid[i].eq(o_valid[i - 1]) for i in range(1, len(o_valid))]
-            m.d.sync += [o_last[i].eq(o_last[i - 1]) for i in range(1, len(o_last))]
-        codes = Signal(slice_, reset_less=True)
+        m.d.sync += [o_valid[0].eq(o_issue), o_last[0].eq(o_issue & o_end)]
+        m.d.sync += [o_valid[i].eq(o_valid[i - 1]) for i in range(1, len(o_valid))]
+        m.d.sync += [o_last[i].eq(o_last[i - 1]) for i in range(1, len(o_last))]
+        codes = Signal(slice_)
         for lane in range(lanes):
             m.submodules[f"requantizer_{lane}"] = rq = Requantizer()
-            m.d.comb += [rq.en.eq(o_en), rq.u.eq(u_data[lane]), rq.recip.eq(divider.quotient),
+            m.d.comb += [rq.u.eq(u_data[lane]), rq.recip.eq(divider.quotient),
                          rq.sh_req.eq(reg["sh_req"]), rq.max_code.eq(reg["max_code"])]
-            z_out = delay(m, u_data[lane], rq_latency, o_en, name=f"z_out_{lane}",
-                          reset_less=True)
+            z_out = delay(m, u_data[lane], rq_latency, name=f"z_out_{lane}", reset_less=True)
             m.d.comb += codes[lane].eq(Mux(final, z_out, rq.code))
-        with m.If(o_en):
-            with m.If(o_valid[-1]):
-                m.d.sync += [asm.eq(_rotate(asm, lanes, WIDE_BITS, codes.as_value())),
-                             asm_last.eq(o_last[-1])]
-            with m.If((asm_n == steps) & (~self.o_out.valid | self.o_out.ready)):
-                m.d.sync += [self.o_out.valid.eq(1), self.o_out.payload.value.eq(asm),
-                             self.o_out.payload.last.eq(asm_last), asm_n.eq(o_valid[-1])]
-            with m.Else():
-                with m.If(self.o_out.ready):
-                    m.d.sync += self.o_out.valid.eq(0)
-                with m.If(o_valid[-1]):
-                    m.d.sync += asm_n.eq(asm_n + 1)
-        m.d.comb += self.o_out.payload.beta.eq(beta)
-        sample_out = self.o_out.valid & self.o_out.ready & self.o_out.payload.last
+        vector = _rotate(asm, lanes, WIDE_BITS, codes.as_value())
+        depth = max(2, 1 + -(-(len(o_valid) + 3) // steps))
+        m.submodules.queue = queue = SyncFIFOBuffered(width=len(vector) + 1, depth=depth)
+        with m.If(o_valid[-1]):
+            m.d.sync += [asm.eq(vector), asm_n.eq(Mux(asm_n == steps - 1, 0, asm_n + 1))]
+        m.d.comb += [queue.w_data.eq(Cat(vector, o_last[-1])),
+                     queue.w_en.eq(o_valid[-1] & (asm_n == steps - 1)),
+                     self.o_out.valid.eq(queue.r_rdy), queue.r_en.eq(self.o_out.ready),
+                     self.o_out.payload.value.eq(queue.r_data[:-1]),
+                     self.o_out.payload.last.eq(queue.r_data[-1]),
+                     self.o_out.payload.beta.eq(beta)]
+        room = Signal(range(depth + 1), init=depth)
+        start = o_issue & (o_j == 0)
+        taken = self.o_out.valid & self.o_out.ready
+        m.d.sync += room.eq(room - start + taken)
+        sample_out = taken & self.o_out.payload.last
 
         m.d.comb += u_rd.addr.eq(z2.uaddr)
         m.d.comb += u_rd.en.eq(1)
@@ -656,10 +660,10 @@ class RescaleUnit(wiring.Component):
                     m.next = "output"
 
             with m.State("output"):                   # u (block, position, slice) -> o_out
-                m.d.comb += [u_rd.addr.eq(o_blk + t_u + o_k), u_rd.en.eq(o_en),
-                             o_issue.eq(1)]
-                with m.If(o_en):
-                    m.d.sync += o_k.eq(o_k + 1)
+                m.d.comb += [u_rd.addr.eq(o_blk + t_u + o_k),
+                             o_issue.eq((o_j != 0) | (room != 0))]
+                with m.If(o_issue):
+                    m.d.sync += [o_k.eq(o_k + 1), o_j.eq(Mux(o_j == steps - 1, 0, o_j + 1))]
                     with m.If(o_block_end):
                         m.d.sync += [o_k.eq(0), o_blk.eq(o_blk + max_p * steps),
                                      o_chan.eq(o_chan + cols),
@@ -668,7 +672,6 @@ class RescaleUnit(wiring.Component):
                         m.next = "output_end"
 
             with m.State("output_end"):              # the sample's last vector leaves
-                m.d.comb += [u_rd.addr.eq(o_blk + t_u + o_k), u_rd.en.eq(o_en)]
                 with m.If(sample_out):
                     m.d.sync += [t.eq(t + 1), t_s.eq(t_s + steps), t_u.eq(t_u + out_slices)]
                     m.next = "sample"

@@ -82,8 +82,9 @@ def test_random_samples(unit, seed, stall):
     _check(unit, samples, seed=seed, stall=stall, backpressure=stall, name=f"random{seed}")
 
 
-@pytest.mark.parametrize("seed, stall", [(3, 0.0), (4, 0.3)])
+@pytest.mark.parametrize("seed, stall", [(3, 0.0), (4, 0.3), (7, 0.85)])
 def test_batches(unit, seed, stall):
+    """(A host that takes few of the vectors offered fills the unit's output queue.)"""
     """Samples of one layer share a pass: their positions one after the other, each with its
     own ``beta_in``; several batches and layers in a row."""
     rng = np.random.default_rng(seed)

@@ -6,12 +6,12 @@ on every clock and are stalled at random (``en`` low on about a third of the clo
 
 import numpy as np
 import pytest
-from amaranth.hdl import signed, unsigned
+from amaranth.hdl import Module, Signal, signed, unsigned
 from amaranth.sim import Simulator
 
 from gen import rescale
 from hw.rescale_stages import (DIV_BITS, MANT_BITS, Affine, Product, Reciprocal, Requantizer,
-                               Rounder)
+                               Rounder, greater)
 
 ACC_BITS = 16          # with beta and m at their largest and a left shift of 8: 59 bits
 CASES = 300
@@ -57,6 +57,26 @@ def _shifts(rng, n):
 def _wrap(x, bits=64):
     x &= (1 << bits) - 1
     return x - (1 << bits) if x >> (bits - 1) else x
+
+
+def test_greater_by_halves_is_the_signed_comparison():
+    """Every pair of 6-bit signed values (4,096): equal, and different, in either half."""
+    a, b = Signal(signed(6)), Signal(signed(6))
+    gt = Signal()
+    m = Module()
+    m.d.comb += gt.eq(greater(a, b))
+    wrong = []
+
+    async def bench(ctx):
+        for x in range(-32, 32):
+            for y in range(-32, 32):
+                ctx.set(a, x)
+                ctx.set(b, y)
+                if ctx.get(gt) != (x > y):
+                    wrong.append((x, y))
+
+    _simulate(m, bench)
+    assert not wrong, wrong[:5]
 
 
 @pytest.mark.parametrize("a_shape, b_shape, out_bits", [
