@@ -108,8 +108,10 @@ class AccumulatorBuffer(wiring.Component):
         count = [Signal(range(depth + 1), name=f"count{b}") for b in range(2)]
 
         # The descriptor through a skid buffer, with its shift amount: ``(r >> drop) <<
-        # shift`` with one shifter, ``(r << 7) >> amount``, ``amount = 7 - shift + drop`` (the
-        # drop low bits of r are zero). The shifter then starts at a register beside it.
+        # shift`` is ``(r << 7) >> amount``, ``amount = 7 - shift + drop`` (the drop low bits
+        # of r are zero), shifted in two steps, by ``amount``'s two low bits into ``term1``
+        # and by the rest into ``term2``: each step is two or three levels of selects after
+        # an amount register that drives every column (placed across the part's block RAM).
         d = self.i_pass.payload
         amount_shape = range(7 + 2 ** len(d.drop))
         m.submodules.pass_skid = pass_skid = SkidBuffer(data.StructLayout({
@@ -143,7 +145,8 @@ class AccumulatorBuffer(wiring.Component):
                                   "first": 1, "final": 1})
         s1, s2, s3 = Signal(meta), Signal(meta), Signal(meta)
         # The data registers have no reset (their validity travels in s1, s2, s3).
-        term1 = Signal(shape, reset_less=True)
+        term1 = Signal(data.ArrayLayout(signed(cfg.acc_bits + 7), cfg.cols), reset_less=True)
+        amount_hi = Signal(len(desc.amount) - 2, reset_less=True)
         term2, stored = Signal(shape, reset_less=True), Signal(shape, reset_less=True)
         fwd2 = Signal()
         total, previous, previous2 = (Signal(shape, reset_less=True) for _ in range(3))
@@ -151,13 +154,14 @@ class AccumulatorBuffer(wiring.Component):
         m.d.sync += [s1.valid.eq(take), s1.bank.eq(wbank), s1.addr.eq(waddr),
                      s1.last.eq(self.i_r.payload.last), s1.first.eq(desc.first),
                      s1.final.eq(desc.final),
-                     s2.eq(s1), s3.eq(s2), term2.eq(term1),
+                     s2.eq(s1), s3.eq(s2), amount_hi.eq(desc.amount[2:]),
                      stored.eq(wr_rd.data),
                      fwd2.eq(same(s3, s1)),
                      previous.eq(total), previous2.eq(previous)]
         for c in range(cfg.cols):
             r = self.i_r.payload.data[c]
-            m.d.sync += term1[c].eq((r << 7) >> desc.amount)
+            m.d.sync += [term1[c].eq((r << 7) >> desc.amount[:2]),
+                         term2[c].eq(term1[c] >> (amount_hi << 2))]
             old = Mux(fwd2, previous2[c], stored[c])
             m.d.comb += total[c].eq(Mux(s2.first, 0, old) + term2[c])
         m.d.comb += [wr_rd.addr.eq(Cat(waddr, wbank)), wr_rd.en.eq(take),

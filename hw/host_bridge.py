@@ -252,7 +252,13 @@ class HostBridge(wiring.Component):
                 m.d.comb += port.valid.eq(push & (chan == ch.index))
             with m.If(chan == ch.index):
                 m.d.comb += w_ready.eq(port.ready)
-        r_byte = Signal(8)      # byte idx of the current read channel's word
+        # The byte ``idx`` of the current read channel's word, in two registered steps: its
+        # 8-byte chunk (``chunk``), then the byte (``r_byte``), so that no path runs from the
+        # target's payload (a wide register spread over the part) to the transmitter in one
+        # clock; READ_DATA waits for them (``settle``).
+        r_byte = Signal(8)
+        r_byte_now = Signal(8)
+        settle = Signal(range(3))
         # ``pulling[c]``: read channel c's ready, a register (high in TAKE), so that it reaches
         # the target straight from a flip-flop.
         pulling = Signal(max(len(read), 1))
@@ -265,13 +271,21 @@ class HostBridge(wiring.Component):
                 source = Cat(port.payload, Const(0, 8 * ch.nbytes - ch.width))
             else:
                 source = word[:8 * ch.nbytes]
+            if ch.nbytes > 8:
+                chunks = -(-ch.nbytes // 8)
+                chunk = Signal(64, name=f"chunk_{ch.name}")
+                padded = Cat(source, Const(0, 64 * chunks - len(source)))
+                m.d.sync += chunk.eq(padded.word_select(idx[3:3 + (chunks - 1).bit_length()], 64))
+            else:
+                chunk = source
             with m.If(chan == ch.index):
                 m.d.comb += r_valid.eq(port.valid)
                 if ch.nbytes == 1:
-                    m.d.comb += r_byte.eq(source)
+                    m.d.comb += r_byte_now.eq(chunk)
                 elif ch.nbytes:
-                    m.d.comb += r_byte.eq(source.word_select(
-                        idx[:(ch.nbytes - 1).bit_length()], 8))
+                    m.d.comb += r_byte_now.eq(chunk.word_select(
+                        idx[:min(3, (ch.nbytes - 1).bit_length())], 8))
+        m.d.sync += r_byte.eq(r_byte_now)
 
         byte = fifo.r_stream.payload
         take = Signal()         # a byte from the host is taken on this clock
@@ -340,7 +354,7 @@ class HostBridge(wiring.Component):
                 # bytes are sent (TAKE).
                 m.d.comb += wait.eq(1)
                 with m.If(r_valid):
-                    m.d.sync += idx.eq(0)
+                    m.d.sync += [idx.eq(0), settle.eq(0)]
                     with m.Switch(chan):
                         for ch, port in zip(self._read, read):
                             if ch.signature.always_ready:
@@ -354,9 +368,11 @@ class HostBridge(wiring.Component):
                     with m.Else():
                         m.d.sync += count.eq(count - 1)
             with m.State("READ_DATA"):
-                m.d.comb += [utx.i_data.valid.eq(1), utx.i_data.payload.eq(r_byte)]
+                m.d.comb += [utx.i_data.valid.eq(settle == 2), utx.i_data.payload.eq(r_byte)]
+                with m.If(settle != 2):
+                    m.d.sync += settle.eq(settle + 1)
                 with m.If(sent):
-                    m.d.sync += idx.eq(idx + 1)
+                    m.d.sync += [idx.eq(idx + 1), settle.eq(0)]
                     with m.If(idx == r_nbytes - 1):
                         m.d.sync += pulling.eq(Cat(chan == ch.index for ch in self._read))
                         m.next = "TAKE"

@@ -303,7 +303,7 @@ class Reciprocal(wiring.Component):
 
 class Requantizer(wiring.Component):
     """``code = clamp(rshift(u * recip, sh_req), 0, max_code)`` for codes of at most
-    ``CODE_BITS`` bits (``max_code < 2**CODE_BITS``): ``Product``, then three stages that never
+    ``CODE_BITS`` bits (``max_code < 2**CODE_BITS``): ``Product``, then four stages that never
     form the whole rounded value. ``LATENCY`` clocks.
 
     With ``p = u * recip`` and ``t = p >> (sh - 1)`` (``sh > 0``) or ``p << -sh``, the rounded
@@ -312,13 +312,13 @@ class Requantizer(wiring.Component):
     ``CODE_BITS + 2 + sh``), and below 0 exactly when ``p`` is. So stage 1 registers ``p``,
     the OR of its bits from each position up and the shift; stage 2 takes ``hi`` (one bit of
     that OR) and the low ``CODE_BITS + 3`` bits of ``t`` (a barrel shifter that narrow);
-    stage 3 rounds and clamps.
+    stage 3 rounds (an adder), stage 4 clamps (a comparison).
     """
 
     #: The widest code (``gen.numerics.ACT_BITS``).
     CODE_BITS = max(numerics.ACT_BITS)
     #: The clocks from ``u`` to ``code``.
-    LATENCY = Product.plan(signed(WIDE_BITS), unsigned(DIV_BITS), WIDE_BITS)[2] + 3
+    LATENCY = Product.plan(signed(WIDE_BITS), unsigned(DIV_BITS), WIDE_BITS)[2] + 4
 
     def __init__(self):
         super().__init__({
@@ -332,7 +332,7 @@ class Requantizer(wiring.Component):
         m.submodules.p = p = Product(signed(WIDE_BITS), unsigned(DIV_BITS), WIDE_BITS)
         m.d.comb += [p.en.eq(self.en), p.a.eq(self.u), p.b.eq(self.recip)]
         sh = delay(m, self.sh_req, p.LATENCY, self.en, "sh", reset_less=True)
-        top = delay(m, self.max_code, p.LATENCY + 2, self.en, "max_code", reset_less=True)
+        top = delay(m, self.max_code, p.LATENCY + 3, self.en, "max_code", reset_less=True)
         left = rescale.MAX_LEFT_SHIFT
         low = self.CODE_BITS + 3                  # the bits of t below 2**(CODE_BITS + 2), +1
         # Stage 1: p, the OR of its bits from each position up, the shift of t and of hi.
@@ -340,9 +340,11 @@ class Requantizer(wiring.Component):
         above = Signal(WIDE_BITS, reset_less=True)    # above[i] = p[i:] has a set bit
         amount = Signal(range(rescale.MAX_RIGHT_SHIFT + left), reset_less=True)
         right, right2 = Signal(reset_less=True), Signal(reset_less=True)
-        # Stage 2: negative, hi, the low bits of t; stage 3: the code.
+        # Stage 2: negative, hi, the low bits of t; stage 3: y, t rounded; stage 4: the code.
         neg, hi = Signal(reset_less=True), Signal(reset_less=True)
         t = Signal(low, reset_less=True)
+        neg3, hi3 = Signal(reset_less=True), Signal(reset_less=True)
+        y = Signal(low, reset_less=True)
         # above[i] = p[i:].any(), in three levels of 4-input ORs (blocks of 4, 16, 64 bits).
         # Each level a signal of its own (a slice of a ``Cat`` of expressions would make the
         # simulator evaluate the whole ``Cat`` for every bit).
@@ -362,6 +364,6 @@ class Requantizer(wiring.Component):
                          hi.eq(Cat(above[low - 1 - left:], Signal(rescale.MAX_RIGHT_SHIFT + left))
                                .bit_select(amount, 1)),
                          t.eq(_shifted(x, amount)[:low])]
-            y = Mux(right2, (t + 1) >> 1, t)
-            m.d.sync += self.code.eq(Mux(neg, 0, Mux(hi | (y > top), top, y)))
+            m.d.sync += [y.eq(Mux(right2, (t + 1) >> 1, t)), neg3.eq(neg), hi3.eq(hi)]
+            m.d.sync += self.code.eq(Mux(neg3, 0, Mux(hi3 | (y > top), top, y)))
         return m
