@@ -194,10 +194,11 @@ class ArrayConfig:
     @property
     def latency(self):
         """Clocks from accepting an activation vector to its result being valid at the output:
-        ``rows + cols``. The vector's last element reaches PE ``(rows - 1, c)`` after
+        ``rows + cols + 2``. The vector's last element reaches PE ``(rows - 1, c)`` after
         ``rows - 1 + c`` clocks, the PE's product register and partial sum take two more
-        (``hw.pe``), and column ``c``'s result then passes ``cols - 1 - c`` de-skew registers."""
-        return self.rows + self.cols
+        (``hw.pe``), column ``c``'s result then passes ``cols - 1 - c`` de-skew registers, and
+        the array's result queue (``hw.systolic_array``) two."""
+        return self.rows + self.cols + 2
 
     def cycles(self, m, tiles=1):
         """Clocks for ``tiles`` tiles of ``m`` activation vectors each without stalls, from the

@@ -8,11 +8,12 @@ It follows the engine's schedule pass by pass (``hw.systolic_array``, ``hw.accum
   ``M`` vectors have entered: ``rows`` clocks of weights before the first tile, then
   ``max(M, rows + cols)`` clocks a tile (a tile's weights start loading ``cols`` clocks after
   the previous tile started);
-* a tile's results leave the array ``latency = rows + cols`` clocks after its vectors; a
-  block of columns is complete in its accumulator bank four clocks after its last result (the
-  skid buffer and three stages of read, add and write), and
-  the array waits when the first pass of a block finds its bank still being read (the bank of
-  the block before the previous one);
+* a tile's results leave the array ``latency = rows + cols + 2`` clocks after its vectors
+  (the pipeline and its result queue); a block of columns is complete in its accumulator bank
+  three clocks after its last result (read, add and write), and the first pass of a block
+  waits when it finds its bank still being read (the bank of the block before the previous
+  one): counted as if the array started it so that its first result arrives as the bank
+  frees (the array's queue lets it run a few vectors ahead, which this ignores);
 * the rescale unit reads a complete bank one vector every ``cols / rescale_lanes`` clocks
   (a slice of ``rescale_lanes`` values a clock), the first bank of a batch once its parameters
   are in; after the last block of a batch its pipeline empties (``Affine``'s latency and a few
@@ -159,9 +160,9 @@ def _run(config, shape, batches, size):
                 else:
                     begin = start + max(m, rows + cols)
                 if p == 0:   # the first result waits for its bank
-                    begin = max(begin, free[bank] - latency - 1)   # the skid buffer
+                    begin = max(begin, free[bank] - latency)
                 start = begin
-            complete = start + m - 1 + latency + 4     # the bank holds the block
+            complete = start + m - 1 + latency + 3     # the bank holds the block
             first_batch_block = b == 0
             take = max(complete + 1, unit + (1 if first_batch_block else 0))
             free[bank] = take + (m - 1) * steps + 1

@@ -8,18 +8,16 @@ from amaranth.lib.wiring import In, Out
 
 from .accumulator import (AccumulatorBuffer, accumulator_layout, check_engine_array,
                           pass_layout)
-from .skid import SkidBuffer
-from .systolic_array import SystolicArray, activation_layout, result_layout, weight_layout
+from .systolic_array import SystolicArray, activation_layout, weight_layout
 
 __all__ = ["MatmulEngine"]
 
 
 class MatmulEngine(wiring.Component):
-    """``SystolicArray`` -> ``SkidBuffer`` -> ``AccumulatorBuffer``.
+    """``SystolicArray`` -> ``AccumulatorBuffer``.
 
-    The skid buffer keeps the accumulator's ``ready`` (a bank still being read out, a late
-    descriptor) out of the array's clock path: the array's pipeline stalls a clock later,
-    while the skid holds the result that was on its way.
+    The accumulator's ``ready`` (a bank still being read out, a late descriptor) reaches only
+    the array's result queue: the array stops taking activations when the queue would fill.
 
     Each pass is an array tile (``rows`` weight rows on ``i_w``, ``M`` activation vectors on
     ``i_a``) and one descriptor on ``i_pass``; a ``final`` pass sends its ``M`` sums out on
@@ -45,9 +43,7 @@ class MatmulEngine(wiring.Component):
         wiring.connect(m, wiring.flipped(self.i_w), array.i_w)
         wiring.connect(m, wiring.flipped(self.i_a), array.i_a)
         wiring.connect(m, wiring.flipped(self.i_pass), buffer.i_pass)
-        m.submodules.skid = skid = SkidBuffer(result_layout(self._config))
-        wiring.connect(m, array.o_r, skid.i)
-        wiring.connect(m, skid.o, buffer.i_r)
+        wiring.connect(m, array.o_r, buffer.i_r)
         wiring.connect(m, buffer.o_acc, wiring.flipped(self.o_acc))
         m.d.comb += self.wait_weights.eq(array.wait_weights)
         return m

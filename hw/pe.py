@@ -28,8 +28,8 @@ class ProcessingElement(wiring.Component):
     in which the activation is at ``x_in``, so the weight registers are read then (only the add
     comes a clock later). The activation operand (code and ``post`` table entry,
     ``hw.operand``) passes on to the right and the partial sum down, both registered, so that
-    the array's clock does not depend on its size. Everything advances only when ``en`` is high
-    (the array's global stall), the product register too. With split ``post`` sums
+    the array's clock does not depend on its size. Everything advances only when ``en`` is high,
+    the product register too (``hw.systolic_array`` ties it high: its pipeline never stalls). With split ``post`` sums
     (``config.split``) a second chain ``psum_odd_in``/``psum_odd_out`` carries the sum of the
     odd exponents, and each product goes into one chain or the other (``gen.numerics``).
 

@@ -2,6 +2,7 @@
 
 from amaranth.hdl import Module, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from .operand import OperandEncoder, operand_layout
@@ -56,10 +57,10 @@ class SystolicArray(wiring.Component):
     ``k >= 1`` is looked up before the row's last skew register, so that the lookup and the
     multiplier are in different clocks; row 0 looks its table up in the clock in which the
     vector is accepted, so its lookup, weight select and shift are one path from ``i_a``'s
-    payload to the product register. The whole
-    pipeline advances on a clock when the output register is empty or being read, so a
-    stalled ``o_r`` stalls ``i_a`` (``i_a.ready`` depends on ``o_r.ready``) but no ``valid``
-    depends on any ``ready``.
+    payload to the product register. The pipeline never stalls: the results go into a queue of
+    ``rows + cols + 4`` vectors, and an activation is accepted only while the queue will have
+    room for its result, so that a stalled ``o_r`` stops ``i_a`` (``i_a.ready`` is a
+    register's comparison, and no ``ready`` reaches the array's registers).
 
     Parameters
     ----------
@@ -73,8 +74,9 @@ class SystolicArray(wiring.Component):
     wait_weights : Out(1)
         An activation that starts a tile is offered but its weights are not all loaded.
 
-    Latency: ``config.latency = rows + cols`` clocks from an ``i_a`` transfer to its result
-    being valid on ``o_r``. Throughput: one vector per clock while running.
+    Latency: ``config.latency = rows + cols + 2`` clocks from an ``i_a`` transfer to its
+    result being valid on ``o_r`` (the pipeline, then the queue's two). Throughput: one vector
+    per clock while running.
     """
 
     def __init__(self, *, config):
@@ -90,7 +92,8 @@ class SystolicArray(wiring.Component):
 
     def elaborate(self, platform):
         cfg = self._config
-        rows, cols, depth = cfg.rows, cfg.cols, cfg.latency
+        rows, cols = cfg.rows, cfg.cols
+        depth = rows + cols                 # the pipeline; the queue adds two clocks
         m = Module()
 
         pes = [[ProcessingElement(config=cfg, row=r) for _ in range(cols)] for r in range(rows)]
@@ -99,38 +102,37 @@ class SystolicArray(wiring.Component):
             for c in range(cols):
                 m.submodules[f"pe_{r}_{c}"] = pes[r][c]
 
-        # The pipeline moves when its output register is empty or is being read.
+        # The pipeline never stalls (no enable reaches a PE: on a part, a stall is one net to
+        # every register of the array). Results go into a queue; an activation is accepted
+        # only when the queue will have room for its result (``room``: free entries less the
+        # results on their way), so that a stalled ``o_r`` stops ``i_a`` instead.
         valid = [Signal(name=f"valid_{i}") for i in range(depth)]
         last = [Signal(name=f"last_{i}") for i in range(depth)]
-        advance = Signal()
-        m.d.comb += advance.eq(~valid[-1] | self.o_r.ready)
-        accept = self.i_a.valid & self.i_a.ready
+        queue_depth = depth + 4             # a result a clock: covers the credit's way round
+        room = Signal(range(queue_depth + 1), init=queue_depth)
+        loaded = Signal()                   # the shadow registers hold the next tile
         tile_start = Signal(init=1)         # the next activation starts a tile
+        accept = self.i_a.valid & self.i_a.ready
         with m.If(accept):
             m.d.sync += tile_start.eq(self.i_a.payload.last)
-        with m.If(advance):
-            m.d.sync += [valid[0].eq(accept), last[0].eq(self.i_a.payload.last)]
-            m.d.sync += [valid[i].eq(valid[i - 1]) for i in range(1, depth)]
-            m.d.sync += [last[i].eq(last[i - 1]) for i in range(1, depth)]
+        m.d.sync += [valid[0].eq(accept), last[0].eq(self.i_a.payload.last)]
+        m.d.sync += [valid[i].eq(valid[i - 1]) for i in range(1, depth)]
+        m.d.sync += [last[i].eq(last[i - 1]) for i in range(1, depth)]
 
         # Skew: activation k reaches PE row k after k clocks, the swap bit of a tile's first
         # activation with it. The operand encoder (the post table) of row k >= 1 sits before
         # the row's last skew register, which holds the whole operand (code and table entry):
         # the lookup and the PE's multiplier are in different clocks. Row 0 has no skew
         # register: its lookup is in the clock in which its activation is accepted.
-        # The swap bit is ``accept & tile_start`` without ``advance``: every register it
-        # reaches advances only with ``advance``, so the two are the same where it matters,
-        # and the global stall stays out of the path through row 0's multipliers.
-        loaded = Signal()                   # the shadow registers hold the next tile
-        starts = self.i_a.valid & tile_start & loaded
+        # The swap bit is ``accept & tile_start``.
+        starts = accept & tile_start
         for r in range(rows):
             a = self.i_a.payload.data[r]
             swap = starts
             for i in range(r - 1):
                 delayed = Signal(cfg.a_bits, name=f"skew_{r}_{i}", reset_less=True)
                 delayed_swap = Signal(name=f"skew_swap_{r}_{i}")
-                with m.If(advance):
-                    m.d.sync += [delayed.eq(a), delayed_swap.eq(swap)]
+                m.d.sync += [delayed.eq(a), delayed_swap.eq(swap)]
                 a, swap = delayed, delayed_swap
             m.submodules[f"operand_{r}"] = encoder = OperandEncoder(fmt=cfg.product_format)
             m.d.comb += encoder.a.eq(a)
@@ -139,8 +141,7 @@ class SystolicArray(wiring.Component):
                 delayed = Signal(operand_layout(cfg.product_format), name=f"skew_{r}_{r - 1}",
                                  reset_less=True)
                 delayed_swap = Signal(name=f"skew_swap_{r}_{r - 1}")
-                with m.If(advance):
-                    m.d.sync += [delayed.eq(x), delayed_swap.eq(swap)]
+                m.d.sync += [delayed.eq(x), delayed_swap.eq(swap)]
                 x, swap = delayed, delayed_swap
             m.d.comb += [pes[r][0].x_in.eq(x), pes[r][0].swap_in.eq(swap)]
 
@@ -149,7 +150,7 @@ class SystolicArray(wiring.Component):
         for r in range(rows):
             for c in range(cols):
                 pe = pes[r][c]
-                m.d.comb += [pe.en.eq(advance), pe.w_in.eq(self.i_w.payload[c])]
+                m.d.comb += [pe.en.eq(1), pe.w_in.eq(self.i_w.payload[c])]
                 if c > 0:
                     m.d.comb += [pe.x_in.eq(pes[r][c - 1].x_out),
                                  pe.swap_in.eq(pes[r][c - 1].swap_out)]
@@ -159,20 +160,28 @@ class SystolicArray(wiring.Component):
                             getattr(pes[r - 1][c], f"{chain}_out"))
 
         # De-skew: column c is c clocks late; delay it by the remaining cols - 1 - c clocks.
+        # Then the queue.
+        result = Signal(result_layout(cfg))
         for chain, field in zip(chains, ("data", "odd")):
             for c in range(cols):
                 s = getattr(pes[rows - 1][c], f"{chain}_out")
                 for i in range(cols - 1 - c):
-                    delayed = Signal.like(s, name=f"deskew_{field}_{c}_{i}")
-                    with m.If(advance):
-                        m.d.sync += delayed.eq(s)
+                    delayed = Signal.like(s, name=f"deskew_{field}_{c}_{i}", reset_less=True)
+                    m.d.sync += delayed.eq(s)
                     s = delayed
-                m.d.comb += self.o_r.payload[field][c].eq(s)
-        m.d.comb += [self.o_r.valid.eq(valid[-1]), self.o_r.payload.last.eq(last[-1])]
+                m.d.comb += result[field][c].eq(s)
+        m.d.comb += result.last.eq(last[-1])
+        m.submodules.results = queue = SyncFIFOBuffered(width=len(result.as_value()),
+                                                        depth=queue_depth)
+        taken = self.o_r.valid & self.o_r.ready
+        m.d.comb += [queue.w_en.eq(valid[-1]), queue.w_data.eq(result),
+                     self.o_r.valid.eq(queue.r_rdy), self.o_r.payload.eq(queue.r_data),
+                     queue.r_en.eq(self.o_r.ready)]
+        m.d.sync += room.eq(room - accept + taken)
 
-        # Weight loading into the shadow registers. ``since``: advancing clocks since the last
+        # Weight loading into the shadow registers. ``since``: clocks since the last
         # tile started, counting its start (saturating); shadow row k is free once the swap has
-        # passed the row's last PE, k + cols - 1 advancing clocks after the start. (A PE reads
+        # passed the row's last PE, k + cols - 1 clocks after the start. (A PE reads
         # its weight registers in the clock in which the activation is at its input, the
         # product register's clock; only the add into the partial sum comes later. The table
         # lookup before the last skew register moves nothing either: the swap bit still reaches
@@ -185,7 +194,7 @@ class SystolicArray(wiring.Component):
         m.d.comb += [loaded_n.eq(loaded), since_n.eq(since), row_n.eq(weight_row)]
         with m.If(accept & tile_start):
             m.d.comb += [loaded_n.eq(0), since_n.eq(1)]
-        with m.Elif(advance & (since != rows + cols)):
+        with m.Elif(since != rows + cols):
             m.d.comb += since_n.eq(since + 1)
         m.d.comb += self.i_w.ready.eq(w_ready)
         with m.If(self.i_w.valid & w_ready):
@@ -198,6 +207,6 @@ class SystolicArray(wiring.Component):
                 m.d.comb += [row_n.eq(0), loaded_n.eq(1)]
         m.d.sync += [loaded.eq(loaded_n), since.eq(since_n), weight_row.eq(row_n),
                      w_ready.eq(~loaded_n & (since_n >= row_n + cols))]
-        m.d.comb += [self.i_a.ready.eq(advance & (~tile_start | loaded)),
+        m.d.comb += [self.i_a.ready.eq((room != 0) & (~tile_start | loaded)),
                      self.wait_weights.eq(self.i_a.valid & tile_start & ~loaded)]
         return m
