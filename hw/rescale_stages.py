@@ -27,7 +27,7 @@ from amaranth.lib.wiring import In, Out
 from gen import numerics, regmap, rescale
 
 __all__ = ["WIDE_BITS", "BETA_BITS", "DIV_BITS", "SHIFT_BITS", "MANT_BITS", "CHUNK", "delay",
-           "delay_line", "greater",
+           "delay_line", "greater", "halves",
            "Product", "Rounder", "Affine", "Reciprocal", "Requantizer"]
 
 WIDE_BITS = 64
@@ -57,12 +57,19 @@ def delay(m, value, clocks, en=1, name="delay", reset_less=False):
     return delay_line(m, value, clocks, en, name, reset_less)[-1] if clocks else value
 
 
-def greater(a, b):
-    """``a > b`` for signed values, as the comparisons of their halves (two carry chains half
-    as long, side by side: the vertical pair's four comparisons are in one clock)."""
+def halves(a, b):
+    """``(hi_gt, hi_eq, lo_gt)``: the comparisons of the halves of signed ``a`` and ``b``, two
+    carry chains half as long side by side; ``a > b`` is ``hi_gt | hi_eq & lo_gt``."""
     half = len(a) // 2
     hi_a, hi_b = a[half:].as_signed(), b[half:].as_signed()
-    return (hi_a > hi_b) | ((hi_a == hi_b) & (a[:half] > b[:half]))
+    return hi_a > hi_b, hi_a == hi_b, a[:half] > b[:half]
+
+
+def greater(a, b):
+    """``a > b`` for signed values, by ``halves`` (the vertical pair's four comparisons are
+    in one clock)."""
+    hi_gt, hi_eq, lo_gt = halves(a, b)
+    return hi_gt | (hi_eq & lo_gt)
 
 
 def _shift_amount(n):

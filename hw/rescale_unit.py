@@ -47,7 +47,7 @@ from gen.regmap import CONTROL, Region
 
 from .rescale_stages import (BETA_BITS, MANT_BITS, SHIFT_BITS, WIDE_BITS, Affine,
                              Product, Reciprocal, Requantizer, Rounder, delay, delay_line,
-                             greater)
+                             greater, halves)
 
 __all__ = ["RescaleUnit", "param_layout", "output_layout", "acc_layout", "beta_layout",
            "residual_layout", "RESIDUAL_CODE_BITS"]
@@ -413,12 +413,14 @@ class RescaleUnit(wiring.Component):
         hold_low = Signal(slice_, reset_less=True)
         h1, h2 = Signal(meta), Signal(meta)
         h1_u, h1_hold, h2_pair = (Signal(slice_, reset_less=True) for _ in range(3))
-        h1_gt = Signal(lanes, reset_less=True)
+        # H1 compares the halves (``halves``), H2 combines them in the select.
+        h1_cmp = [Signal(3, name=f"h1_cmp_{lane}", reset_less=True) for lane in range(lanes)]
         m.d.sync += [h1.eq(z2), h2.eq(h1), h1_u.eq(z2_u), h1_hold.eq(hold_low)]
         for lane in range(lanes):
-            m.d.sync += [h1_gt[lane].eq(hold_low[lane] > z2_u[lane]),
-                         h2_pair[lane].eq(Mux(pooled & ~h1.h_first & h1_gt[lane], h1_hold[lane],
-                                              h1_u[lane]))]
+            hi_gt, hi_eq, lo_gt = h1_cmp[lane]
+            m.d.sync += [h1_cmp[lane].eq(Cat(*halves(hold_low[lane], z2_u[lane]))),
+                         h2_pair[lane].eq(Mux(pooled & ~h1.h_first & (hi_gt | hi_eq & lo_gt),
+                                              h1_hold[lane], h1_u[lane]))]
         with m.If(z2.valid & pooled):
             incoming = Mux(z2.h_first, z2_u.as_value(), hold_low.as_value())
             nxt = hold.as_value()[lanes * WIDE_BITS:2 * lanes * WIDE_BITS] if steps > 1 \
