@@ -240,16 +240,17 @@ class HostBridge(wiring.Component):
                     m.d.comb += r_nbytes.eq(ch.nbytes)
 
         # The target's streams: write payloads straight from the word register (stable while
-        # it is offered), valid and ready from the state and the channel number only; the byte
-        # ``idx`` of the current read channel's word straight from its payload.
-        push = Signal()
+        # it is offered), each write channel's valid a register (``pushing``: high in PUSH);
+        # the current read channel's word byte by byte from its payload (below).
+        pushing = Signal(max(len(write), 1))
+        to_push = Cat(chan == ch.index for ch in self._write)
         wait, pull = Signal(), Signal()     # waiting for a read word; taking it
         w_ready = Signal()      # the current write channel's ready
         r_valid = Signal()      # the current read channel's valid
         for ch, port in zip(self._write, write):
             m.d.comb += port.payload.eq(word[:ch.width])
             if not ch.signature.always_valid:
-                m.d.comb += port.valid.eq(push & (chan == ch.index))
+                m.d.comb += port.valid.eq(pushing[ch.index])
             with m.If(chan == ch.index):
                 m.d.comb += w_ready.eq(port.ready)
         # The byte ``idx`` of the current read channel's word, in two registered steps: its
@@ -319,6 +320,7 @@ class HostBridge(wiring.Component):
                 with m.If(take):
                     m.d.sync += [count.eq(byte), idx.eq(0)]
                     with m.If(w_known & (w_nbytes == 0)):
+                        m.d.sync += pushing.eq(to_push)
                         m.next = "PUSH"
                     with m.Else():
                         m.next = "WRITE_DATA"
@@ -328,18 +330,20 @@ class HostBridge(wiring.Component):
                     m.d.sync += [word.word_select(idx, 8).eq(byte), idx.eq(idx + 1)]
                     with m.If(idx == w_nbytes - 1):
                         with m.If(w_known):
+                            m.d.sync += pushing.eq(to_push)
                             m.next = "PUSH"
                         with m.Elif(count == 0):
                             m.next = "NAK"
                         with m.Else():
                             m.d.sync += [count.eq(count - 1), idx.eq(0)]
             with m.State("PUSH"):
-                m.d.comb += push.eq(1)
                 with m.If(w_ready):
                     m.d.sync += [count.eq(count - 1), idx.eq(0)]
                     with m.If(count == 0):
+                        m.d.sync += pushing.eq(0)
                         m.next = "ACK"
                     with m.Elif(w_nbytes != 0):
+                        m.d.sync += pushing.eq(0)
                         m.next = "WRITE_DATA"
             with m.State("READ_COUNT"):
                 m.d.comb += fifo.r_stream.ready.eq(1)

@@ -438,7 +438,8 @@ class RescaleUnit(wiring.Component):
         m.d.sync += u_data.eq(u_rd.data)
         v1, v2 = Signal(meta), Signal(meta)
         v1_pair, v1_below, v2_window = (Signal(slice_, reset_less=True) for _ in range(3))
-        v1_gt = Signal(lanes, reset_less=True)
+        v1_gts = [Signal(4, name=f"v1_gts_{lane}", reset_less=True) for lane in range(lanes)]
+        v1_hits = Signal(3, reset_less=True)
         v2_done = Signal()
         writes = lambda x: x.valid & ~x.h_first
         hits = []                          # the slice in H2, V1 or V2 writes what Z2 reads
@@ -450,16 +451,16 @@ class RescaleUnit(wiring.Component):
         m.d.sync += [wd1.eq(v2_window), wd2.eq(wd1)]
         m.d.sync += [v1.eq(h2), v2.eq(v1), v1_pair.eq(h2_pair),
                      v2_done.eq(writes(v1) & (~pooled | v1.v_second))]
+        m.d.sync += v1_hits.eq(Cat(*hits))
+        pick = lambda sel, xs: Mux(sel[0], xs[0], Mux(sel[1], xs[1], Mux(sel[2], xs[2], xs[3])))
         for lane in range(lanes):
-            # Each candidate compared with the pair in parallel, the hits pick the result.
+            # Each candidate compared with the pair in parallel in V1; the hits pick the
+            # candidate in V1 and its comparison in V2.
             cands = [v2_window[lane], wd1[lane], wd2[lane], u_data[lane]]
-            gts = [greater(c, h2_pair[lane]) for c in cands]
-            below = Mux(hits[0], cands[0], Mux(hits[1], cands[1], Mux(hits[2], cands[2],
-                                                                      cands[3])))
-            gt = Mux(hits[0], gts[0], Mux(hits[1], gts[1], Mux(hits[2], gts[2], gts[3])))
-            m.d.sync += [v1_below[lane].eq(below), v1_gt[lane].eq(gt),
-                         v2_window[lane].eq(Mux(v1.v_second & v1_gt[lane], v1_below[lane],
-                                                v1_pair[lane]))]
+            m.d.sync += [v1_gts[lane].eq(Cat(*(greater(c, h2_pair[lane]) for c in cands))),
+                         v1_below[lane].eq(pick(hits, cands))]
+            gt = pick(v1_hits, v1_gts[lane])
+            m.d.sync += v2_window[lane].eq(Mux(v1.v_second & gt, v1_below[lane], v1_pair[lane]))
         m.d.comb += [u_wr.addr.eq(v2.uaddr), u_wr.data.eq(v2_window), u_wr.en.eq(writes(v2))]
 
         # Stage W: the channel sums.
