@@ -126,5 +126,12 @@ class BoardTop(Elaboratable):
             i_PHASESEL0=0, i_PHASESEL1=0, i_PHASEDIR=1, i_PHASESTEP=1, i_PHASELOADREG=1,
             i_PLLWAKESYNC=0, i_ENCLKOP=0,
             o_CLKOP=ClockSignal("sync"), o_LOCK=locked)
-        m.submodules.reset_sync = ResetSynchronizer(~locked, domain="sync")
+        # The reset (held until the PLL locks) reaches thousands of flip-flops across the
+        # part: it is synchronised in a domain of its own and spread by a global buffer
+        # (DCCA), as a clock is, instead of one net of fabric routing (9.7 ns at 100 MHz).
+        m.domains.reset = ClockDomain("reset")
+        m.d.comb += ClockSignal("reset").eq(ClockSignal("sync"))
+        m.submodules.reset_sync = ResetSynchronizer(~locked, domain="reset")
+        m.submodules.reset_buffer = Instance("DCCA", i_CLKI=ResetSignal("reset"), i_CE=1,
+                                             o_CLKO=ResetSignal("sync"))
         platform.add_clock_constraint(sync.clk, freq)
