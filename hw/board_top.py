@@ -19,6 +19,7 @@ from .host_bridge import HostBridge
 __all__ = ["BoardTop", "DEFAULT_BAUD", "ecp5_pll"]
 
 DEFAULT_BAUD = 115_200
+RESET_STAGES = 4        # registers between the reset synchroniser and the design's reset
 
 
 def ecp5_pll(f_in, f_out):
@@ -127,11 +128,14 @@ class BoardTop(Elaboratable):
             i_PLLWAKESYNC=0, i_ENCLKOP=0,
             o_CLKOP=ClockSignal("sync"), o_LOCK=locked)
         # The reset (held until the PLL locks) reaches thousands of flip-flops across the
-        # part: it is synchronised in a domain of its own and spread by a global buffer
-        # (DCCA), as a clock is, instead of one net of fabric routing (9.7 ns at 100 MHz).
+        # part, from a synchroniser that sits by the PLL in a corner (9.7 ns of routing at
+        # 100 MHz): it is synchronised in a domain of its own and leaves through a few more
+        # registers, each with one load but the last, which the placer can move towards the
+        # middle of the part.
         m.domains.reset = ClockDomain("reset")
         m.d.comb += ClockSignal("reset").eq(ClockSignal("sync"))
         m.submodules.reset_sync = ResetSynchronizer(~locked, domain="reset")
-        m.submodules.reset_buffer = Instance("DCCA", i_CLKI=ResetSignal("reset"), i_CE=1,
-                                             o_CLKO=ResetSignal("sync"))
+        stages = [Signal(init=1, name=f"reset_stage_{i}") for i in range(RESET_STAGES)]
+        m.d.reset += [stages[0].eq(0)] + [b.eq(a) for a, b in zip(stages, stages[1:])]
+        m.d.comb += ResetSignal("sync").eq(stages[-1])
         platform.add_clock_constraint(sync.clk, freq)

@@ -54,7 +54,6 @@ def test_prepared_for_the_board_with_a_pll():
     assert 'FREQUENCY PORT "clk25_0__io" 25000000.0 HZ;' in lpf
     il = plan.files["top.il"]
     assert "EHXPLLL" in il
-    assert "DCCA" in il                 # the reset on a global buffer
     assert re.search(r"parameter \\CLKOP_DIV 96\b", il)
     assert re.search(r"parameter \\CLKI_DIV 4\b", il)
 
