@@ -546,8 +546,8 @@ class RescaleUnit(wiring.Component):
         # -> o_out. The path never stalls (no enable reaches its registers, the u memory's or
         # the requantizers'): a vector's first slice is read only when the queue will have an
         # entry for it, ``room`` counting the entries neither full nor promised to a vector
-        # on its way. ``depth`` vectors cover the loop from a read to the entry freed, so that
-        # the host that takes a vector a clock gets one every ``steps`` clocks.
+        # on its way. ``depth`` vectors cover the loop from a read to the entry freed (3 at
+        # least: a queue of 2 has a 1-entry memory, a 0-bit address, ``[-1:0]`` in Verilog).
         o_issue = Signal()
         o_k = Signal(u_addr)                         # the slice within the sample's block
         o_j = Signal(range(max(steps, 2)))           # the slice within its vector
@@ -572,7 +572,7 @@ class RescaleUnit(wiring.Component):
             z_out = delay(m, u_data[lane], rq_latency, name=f"z_out_{lane}", reset_less=True)
             m.d.comb += codes[lane].eq(Mux(final, z_out, rq.code))
         vector = _rotate(asm, lanes, WIDE_BITS, codes.as_value())
-        depth = max(2, 1 + -(-(len(o_valid) + 3) // steps))
+        depth = max(3, 1 + -(-(len(o_valid) + 3) // steps))     # 3 at least, see the queue
         m.submodules.queue = queue = SyncFIFOBuffered(width=len(vector) + 1, depth=depth)
         with m.If(o_valid[-1]):
             m.d.sync += [asm.eq(vector), asm_n.eq(Mux(asm_n == steps - 1, 0, asm_n + 1))]

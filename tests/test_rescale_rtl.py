@@ -156,3 +156,16 @@ def test_extremes(unit):
     ]
     results = _check(unit, samples, seed=9, stall=0.1, backpressure=0.1, name="extremes")
     assert results[3]["betas"][0] == 1 and results[4]["betas"][0] == BETA_MAX
+
+
+@pytest.mark.parametrize("cols, lanes", [(16, 1), (32, 2), (8, 1), (4, 4)])
+def test_output_queue_has_no_zero_width_signals(cols, lanes):
+    """Many slices a vector need few queue entries; the queue still has a real memory (a
+    one-entry memory has a 0-bit address, ``[-1:0]``, which Verilator refuses)."""
+    from amaranth.back import verilog
+
+    from hw.rescale_unit import RescaleUnit
+
+    unit = RescaleUnit(cols=cols, lanes=lanes, acc_bits=ACC_BITS, max_channels=2 * cols,
+                       max_positions=8, max_hidden=2)
+    assert "[-1:0]" not in verilog.convert(unit, name="asq_rescale")
