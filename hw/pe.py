@@ -28,8 +28,8 @@ class ProcessingElement(wiring.Component):
     in which the activation is at ``x_in``, so the weight registers are read then (only the add
     comes a clock later). The activation operand (code and ``post`` table entry,
     ``hw.operand``) passes on to the right and the partial sum down, both registered, so that
-    the array's clock does not depend on its size. Everything advances only when ``en`` is high,
-    the product register too (``hw.systolic_array`` ties it high: its pipeline never stalls). With split ``post`` sums
+    the array's clock does not depend on its size. Every register advances on every clock, the
+    product register too (the array's pipeline never stalls). With split ``post`` sums
     (``config.split``) a second chain ``psum_odd_in``/``psum_odd_out`` carries the sum of the
     odd exponents, and each product goes into one chain or the other (``gen.numerics``).
 
@@ -43,10 +43,8 @@ class ProcessingElement(wiring.Component):
 
     Members
     -------
-    en : In(1)
     w_load : In(1)
-        Load ``w_in`` into the shadow weight register at the next clock (independent of
-        ``en``).
+        Load ``w_in`` into the shadow weight register at the next clock.
     w_in : In(w_bits)
     swap_in : In(1)
         ``x_in`` is the first activation of a tile: multiply it by the shadow weight, which
@@ -71,7 +69,6 @@ class ProcessingElement(wiring.Component):
             raise ValueError(f"row must be from 0 to {config.rows - 1}, not {row}")
         self._config, self._row = config, row
         members = {
-            "en": In(1),
             "w_load": In(1),
             "w_in": In(config.w_bits),
             "swap_in": In(1),
@@ -100,7 +97,7 @@ class ProcessingElement(wiring.Component):
         shadow = Signal(mul.weight_shape, reset_less=True)
         with m.If(self.w_load):
             m.d.sync += shadow.eq(mul.store(self.w_in))
-        with m.If(self.en & self.swap_in):
+        with m.If(self.swap_in):
             m.d.sync += weight.eq(shadow)
         m.d.comb += [mul.x.eq(self.x_in), mul.w.eq(Mux(self.swap_in, shadow, weight))]
 
@@ -110,13 +107,11 @@ class ProcessingElement(wiring.Component):
         neg, odd = Signal(name="p_neg", reset_less=True), None
         x_out = Signal.like(self.x_out, reset_less=True)
         m.d.comb += self.x_out.eq(x_out)
-        with m.If(self.en):
-            m.d.sync += [x_out.eq(self.x_in), self.swap_out.eq(self.swap_in),
-                         mag.eq(mul.mag), neg.eq(mul.neg)]
+        m.d.sync += [x_out.eq(self.x_in), self.swap_out.eq(self.swap_in),
+                     mag.eq(mul.mag), neg.eq(mul.neg)]
         if cfg.split:
             odd = Signal(name="p_odd", reset_less=True)
-            with m.If(self.en):
-                m.d.sync += odd.eq(mul.odd)
+            m.d.sync += odd.eq(mul.odd)
 
         # Sign folded into the adder: -mag == ~mag + 1 in one more bit than mag. With split
         # sums the product's chain adds it and the other chain adds zero.
@@ -131,6 +126,5 @@ class ProcessingElement(wiring.Component):
             psum_in = getattr(self, f"{chain}_in") if self._row > 0 else 0
             psum = Signal.like(getattr(self, f"{chain}_out"), name=chain, reset_less=True)
             m.d.comb += getattr(self, f"{chain}_out").eq(psum)
-            with m.If(self.en):
-                m.d.sync += psum.eq(psum_in + flipped + c_neg)
+            m.d.sync += psum.eq(psum_in + flipped + c_neg)
         return m

@@ -27,7 +27,7 @@ from amaranth.lib.wiring import In, Out
 from gen import numerics, regmap, rescale
 
 __all__ = ["WIDE_BITS", "BETA_BITS", "DIV_BITS", "SHIFT_BITS", "MANT_BITS", "CHUNK", "delay",
-           "delay_line", "greater", "halves",
+           "delay_line", "greater", "halves", "joined",
            "Product", "Rounder", "Affine", "Reciprocal", "Requantizer"]
 
 WIDE_BITS = 64
@@ -59,17 +59,20 @@ def delay(m, value, clocks, en=1, name="delay", reset_less=False):
 
 def halves(a, b):
     """``(hi_gt, hi_eq, lo_gt)``: the comparisons of the halves of signed ``a`` and ``b``, two
-    carry chains half as long side by side; ``a > b`` is ``hi_gt | hi_eq & lo_gt``."""
+    carry chains half as long side by side; ``joined`` makes ``a > b`` of them."""
     half = len(a) // 2
     hi_a, hi_b = a[half:].as_signed(), b[half:].as_signed()
     return hi_a > hi_b, hi_a == hi_b, a[:half] > b[:half]
 
 
-def greater(a, b):
-    """``a > b`` for signed values, by ``halves`` (the vertical pair's four comparisons are
-    in one clock)."""
-    hi_gt, hi_eq, lo_gt = halves(a, b)
+def joined(hi_gt, hi_eq, lo_gt):
+    """``a > b`` from ``halves(a, b)`` (registered or not)."""
     return hi_gt | (hi_eq & lo_gt)
+
+
+def greater(a, b):
+    """``a > b`` for signed values, by ``halves``."""
+    return joined(*halves(a, b))
 
 
 def _shift_amount(n):

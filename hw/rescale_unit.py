@@ -47,7 +47,7 @@ from gen.regmap import CONTROL, Region
 
 from .rescale_stages import (BETA_BITS, MANT_BITS, SHIFT_BITS, WIDE_BITS, Affine,
                              Product, Reciprocal, Requantizer, Rounder, delay, delay_line,
-                             greater, halves)
+                             greater, halves, joined)
 
 __all__ = ["RescaleUnit", "param_layout", "output_layout", "acc_layout", "beta_layout",
            "residual_layout", "RESIDUAL_CODE_BITS"]
@@ -417,9 +417,8 @@ class RescaleUnit(wiring.Component):
         h1_cmp = [Signal(3, name=f"h1_cmp_{lane}", reset_less=True) for lane in range(lanes)]
         m.d.sync += [h1.eq(z2), h2.eq(h1), h1_u.eq(z2_u), h1_hold.eq(hold_low)]
         for lane in range(lanes):
-            hi_gt, hi_eq, lo_gt = h1_cmp[lane]
             m.d.sync += [h1_cmp[lane].eq(Cat(*halves(hold_low[lane], z2_u[lane]))),
-                         h2_pair[lane].eq(Mux(pooled & ~h1.h_first & (hi_gt | hi_eq & lo_gt),
+                         h2_pair[lane].eq(Mux(pooled & ~h1.h_first & joined(*h1_cmp[lane]),
                                               h1_hold[lane], h1_u[lane]))]
         with m.If(z2.valid & pooled):
             incoming = Mux(z2.h_first, z2_u.as_value(), hold_low.as_value())

@@ -150,7 +150,7 @@ class SystolicArray(wiring.Component):
         for r in range(rows):
             for c in range(cols):
                 pe = pes[r][c]
-                m.d.comb += [pe.en.eq(1), pe.w_in.eq(self.i_w.payload[c])]
+                m.d.comb += pe.w_in.eq(self.i_w.payload[c])
                 if c > 0:
                     m.d.comb += [pe.x_in.eq(pes[r][c - 1].x_out),
                                  pe.swap_in.eq(pes[r][c - 1].swap_out)]
