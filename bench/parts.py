@@ -7,7 +7,8 @@ and the maximum clock of each, from Yosys and nextpnr.
 The engine is sized for the bundle (``asqgen verilog --bundle`` sizes it the same way; by
 default the default bundle). Its halves are the matmul engine (``hw.matmul_engine``: the
 systolic array, the skid buffer and the accumulator buffer) and the rescale unit
-(``hw.rescale_unit``), each synthesised by ``synth_ecp5`` (DSP blocks allowed) and placed and
+(``hw.rescale_unit``), each elaborated for the board's platform (its multipliers DSP blocks
+with their own registers, ``hw.dsp``), synthesised by ``synth_ecp5`` and placed and
 routed by ``nextpnr-ecp5 --out-of-context`` with a 100 MHz target, so that a path that misses
 the layer engine's clock shows in the part it is in (``bench/board.py`` builds the whole
 engine behind its host bridge). Results are cached per design in ``build/ooc/``.
@@ -19,7 +20,7 @@ import json
 import sys
 from pathlib import Path
 
-from synth import BOARDS, device_of, logic, run_main, synthesise_verilog
+from synth import BOARDS, device_of, logic, platform_class, run_main, synthesise_verilog
 
 from gen.errors import UsageError
 
@@ -62,8 +63,9 @@ def main():
           f"({args.board}) at {FREQ} MHz, Yosys synth_ecp5 + nextpnr-ecp5", flush=True)
     print(f"{'part':<8} {'LUT4':>6} {'CCU2C':>6} {'logic':>6} {'FF':>6} {'EBR':>4} "
           f"{'DPRAM':>5} {'DSP':>4} {'Fmax':>7} {'synthesis':>10} {'place+route':>12}")
+    platform = platform_class(args.board)()         # its multipliers: DSP blocks (hw.dsp)
     for name, top in parts(config).items():
-        text = verilog_text(top, "top")
+        text = verilog_text(top, "top", platform)
         work = ROOT / "build" / "ooc" / f"{name}-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
         r = synthesise_verilog(text, work, nodsp=False, device=device, freq=FREQ)
         cells = json.loads((work / "stat.json").read_text())["design"]["num_cells_by_type"]

@@ -31,9 +31,10 @@ def ports(component):
     return result
 
 
-def verilog_text(component, name):
-    """The Verilog of ``component`` with top module ``name``."""
-    return verilog.convert(component, name=name, emit_src=False)
+def verilog_text(component, name, platform=None):
+    """The Verilog of ``component`` with top module ``name``, elaborated for ``platform`` (by
+    default none: portable Verilog; an ECP5's has DSP blocks, see ``hw.dsp``)."""
+    return verilog.convert(component, name=name, emit_src=False, platform=platform)
 
 
 def write_verilog(component, out_dir, name, *, clocked, text=None):

@@ -18,6 +18,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .accumulator import check_engine_array, pass_layout
+from .local_reset import gate, live, local_domain
 from .matmul_engine import MatmulEngine
 from .rescale_unit import (RescaleUnit, beta_layout, output_layout, param_layout,
                            residual_layout)
@@ -54,21 +55,23 @@ class Accelerator(wiring.Component):
     def elaborate(self, platform):
         cfg = self._config
         m = Module()
-        m.submodules.engine = engine = MatmulEngine(config=cfg)
-        m.submodules.rescale = unit = RescaleUnit.for_config(cfg)
+        # Each half in a domain with its own copy of the reset (``hw.local_reset``), the
+        # streams to and from the ports gated while the halves are still in reset.
+        engine, unit = MatmulEngine(config=cfg), RescaleUnit.for_config(cfg)
+        local_domain(m, platform, "engine", engine)
+        local_domain(m, platform, "rescale", unit)
+        up = live(m)
         for name in ("i_w", "i_a", "i_pass"):
-            wiring.connect(m, wiring.flipped(getattr(self, name)), getattr(engine, name))
-        wiring.connect(m, wiring.flipped(self.i_param), unit.i_param)
-        wiring.connect(m, wiring.flipped(self.i_beta), unit.i_beta)
-        if cfg.residual:
-            wiring.connect(m, wiring.flipped(self.i_res), unit.i_res)
+            gate(m, getattr(self, name), getattr(engine, name), up)
+        for name in ("i_param", "i_beta") + (("i_res",) if cfg.residual else ()):
+            gate(m, getattr(self, name), getattr(unit, name), up)
         m.d.comb += [
             unit.i_acc.valid.eq(engine.o_acc.valid),
             engine.o_acc.ready.eq(unit.i_acc.ready),
             unit.i_acc.payload.data.eq(engine.o_acc.payload.data),
             unit.i_acc.payload.last.eq(engine.o_acc.payload.last),
         ]
-        wiring.connect(m, unit.o_out, wiring.flipped(self.o_out))
+        gate(m, unit.o_out, self.o_out, up)
 
         a = self.i_a
         cause = {"mac": a.valid & a.ready, "weight": a.valid & engine.wait_weights,

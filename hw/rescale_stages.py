@@ -1,7 +1,7 @@
 """The arithmetic stages of the rescale unit, each ``gen.rescale`` in hardware, pipelined.
 
-``Product``       ``p = a * b`` modulo ``2**64``: partial products of at most 18 x 18 bits (one
-                  DSP block each, or logic), then a registered adder tree
+``Product``       ``p = a * b`` modulo ``2**64``: partial products of at most 18 x 18 bits
+                  (``hw.dsp.Mult18``: a DSP block each, or logic), then a registered adder tree
 ``Rounder``       ``rshift(x, n) + addend``                               ``gen.rescale.rshift``
 ``Affine``        ``rshift(acc * beta_in * m, sh) + bias``               ``gen.rescale.affine``
 ``Reciprocal``    ``R = numerator // beta``, one bit per clock          ``LayerRescale.reciprocal``
@@ -25,6 +25,8 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from gen import numerics, regmap, rescale
+
+from .dsp import Mult18
 
 __all__ = ["WIDE_BITS", "BETA_BITS", "DIV_BITS", "SHIFT_BITS", "MANT_BITS", "CHUNK", "delay",
            "delay_line", "greater", "halves", "joined",
@@ -103,12 +105,11 @@ class Product(wiring.Component):
     """``p = a * b`` modulo ``2**out_bits`` (``out_bits`` at most 64, by default the exact
     width of the product or 64).
 
-    Stage 1 registers the chunks of ``a`` and ``b`` (at most 18 bits, ``_chunks``) that a
-    partial product uses, so that the placer can put each next to its multipliers (on an ECP5 a
-    DSP block's own delay is about 4 ns, and the blocks lie in a few rows of the die); stage 2
-    registers every partial product of a chunk of ``a`` and a chunk of ``b`` that reaches below
-    bit ``out_bits``, each cut to the bits that matter; then a tree adds them two at a time, one
-    registered level per clock. ``LATENCY = 2 + ceil(log2(partial products))``.
+    Every partial product of a chunk of ``a`` and a chunk of ``b`` (at most 18 bits,
+    ``_chunks``) that reaches below bit ``out_bits`` is a ``hw.dsp.Mult18``: the chunks
+    registered, then their product (on an ECP5, a DSP block with its own registers), cut to the
+    bits that matter; then a tree adds them two at a time, one registered level per clock.
+    ``LATENCY = 2 + ceil(log2(partial products))``.
     """
 
     def __init__(self, a_shape, b_shape, out_bits=None):
@@ -135,24 +136,16 @@ class Product(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         width = self._out_bits
-        chunks = {}                                  # (port, offset) -> its registered chunk
-        for name, port, (offset, bits, sign) in (
-                [("a", self.a, c) for c in sorted({ca for ca, _ in self._pairs})] +
-                [("b", self.b, c) for c in sorted({cb for _, cb in self._pairs})]):
-            reg = Signal(signed(bits) if sign else unsigned(bits), name=f"{name}_{offset}",
-                         reset_less=True)
-            with m.If(self.en):
-                m.d.sync += reg.eq(port.as_unsigned()[offset:offset + bits])
-            chunks[name, offset] = reg
         terms = []                                   # (signal, offset): signal << offset
-        for i, ((oa, _, _), (ob, _, _)) in enumerate(self._pairs):
-            pp = chunks["a", oa] * chunks["b", ob]
+        for i, ((oa, wa, sa), (ob, wb, sb)) in enumerate(self._pairs):
+            m.submodules[f"pp_{i}"] = mult = Mult18()
+            a = self.a.as_unsigned()[oa:oa + wa]
+            b = self.b.as_unsigned()[ob:ob + wb]
             offset = oa + ob
-            reg = Signal(signed(min(len(pp) + 1, width - offset)), name=f"pp_{i}",
-                         reset_less=True)
-            with m.If(self.en):
-                m.d.sync += reg.eq(pp)
-            terms.append((reg, offset))
+            m.d.comb += [mult.en.eq(self.en),
+                         mult.a.eq(a.as_signed() if sa else a),
+                         mult.b.eq(b.as_signed() if sb else b)]
+            terms.append((mult.p[:min(len(mult.p), width - offset)].as_signed(), offset))
         level = 0
         while len(terms) > 1:
             paired = []
@@ -313,7 +306,7 @@ class Reciprocal(wiring.Component):
 
 class Requantizer(wiring.Component):
     """``code = clamp(rshift(u * recip, sh_req), 0, max_code)`` for codes of at most
-    ``CODE_BITS`` bits (``max_code < 2**CODE_BITS``): ``Product``, then four stages that never
+    ``CODE_BITS`` bits (``max_code < 2**CODE_BITS``): ``Product``, then five stages that never
     form the whole rounded value. ``LATENCY`` clocks.
 
     With ``p = u * recip`` and ``t = p >> (sh - 1)`` (``sh > 0``) or ``p << -sh``, the rounded
@@ -322,13 +315,13 @@ class Requantizer(wiring.Component):
     ``CODE_BITS + 2 + sh``), and below 0 exactly when ``p`` is. So stage 1 registers ``p``,
     the OR of its bits from each position up and the shift; stage 2 takes ``hi`` (one bit of
     that OR) and the low ``CODE_BITS + 3`` bits of ``t`` (a barrel shifter that narrow);
-    stage 3 rounds (an adder), stage 4 clamps (a comparison).
+    stage 3 rounds (an adder), stage 4 compares with ``max_code``, stage 5 clamps.
     """
 
     #: The widest code (``gen.numerics.ACT_BITS``).
     CODE_BITS = max(numerics.ACT_BITS)
     #: The clocks from ``u`` to ``code``.
-    LATENCY = Product.plan(signed(WIDE_BITS), unsigned(DIV_BITS), WIDE_BITS)[2] + 4
+    LATENCY = Product.plan(signed(WIDE_BITS), unsigned(DIV_BITS), WIDE_BITS)[2] + 5
 
     def __init__(self):
         super().__init__({
@@ -350,11 +343,14 @@ class Requantizer(wiring.Component):
         above = Signal(WIDE_BITS, reset_less=True)    # above[i] = p[i:] has a set bit
         amount = Signal(range(rescale.MAX_RIGHT_SHIFT + left), reset_less=True)
         right, right2 = Signal(reset_less=True), Signal(reset_less=True)
-        # Stage 2: negative, hi, the low bits of t; stage 3: y, t rounded; stage 4: the code.
+        # Stage 2: negative, hi, the low bits of t; stage 3: y, t rounded.
         neg, hi = Signal(reset_less=True), Signal(reset_less=True)
         t = Signal(low, reset_less=True)
         neg3, hi3 = Signal(reset_less=True), Signal(reset_less=True)
         y = Signal(low, reset_less=True)
+        # Stage 4: the comparison with max_code; stage 5: the code.
+        over, neg4 = Signal(reset_less=True), Signal(reset_less=True)
+        y4, top4 = Signal(low, reset_less=True), Signal.like(self.max_code, reset_less=True)
         # above[i] = p[i:].any(), in three levels of 4-input ORs (blocks of 4, 16, 64 bits).
         # Each level a signal of its own (a slice of a ``Cat`` of expressions would make the
         # simulator evaluate the whole ``Cat`` for every bit).
@@ -375,5 +371,6 @@ class Requantizer(wiring.Component):
                                .bit_select(amount, 1)),
                          t.eq(_shifted(x, amount)[:low])]
             m.d.sync += [y.eq(Mux(right2, (t + 1) >> 1, t)), neg3.eq(neg), hi3.eq(hi)]
-            m.d.sync += self.code.eq(Mux(neg3, 0, Mux(hi3 | (y > top), top, y)))
+            m.d.sync += [over.eq(hi3 | (y > top)), neg4.eq(neg3), y4.eq(y), top4.eq(top)]
+            m.d.sync += self.code.eq(Mux(neg4, 0, Mux(over, top4, y4)))
         return m

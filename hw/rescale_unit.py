@@ -317,11 +317,8 @@ class RescaleUnit(wiring.Component):
                 g.uaddr.eq(u_blk + u_row + u_col), g.saddr.eq(s_blk + s_smp), g.paddr.eq(p_blk),
                 g.h_first.eq(pooled & ~col[0]), g.v_second.eq(pooled & row[0]),
                 g.sample_end.eq(sample_end),
-                g_acc.eq(self.i_acc.payload.data),
                 col.eq(col + 1),
             ]
-            if has_res:
-                m.d.sync += g_res.eq(self.i_res.payload.data)
             with m.If(~pooled | col[0]):
                 m.d.sync += u_col.eq(u_col + steps)
             with m.If(row_done):
@@ -346,14 +343,18 @@ class RescaleUnit(wiring.Component):
                     m.d.sync += nsamp.eq(smp + 1)
         with m.Elif(g.busy):
             m.d.sync += [g.j.eq(g.j + 1), g_last.eq(g.j == steps - 2), g.uaddr.eq(g.uaddr + 1),
-                         g.saddr.eq(g.saddr + 1), g.paddr.eq(g.paddr + 1),
-                         g_acc.eq(_rotate(g_acc, lanes, self._acc_bits,
-                                          _low(g_acc, lanes, self._acc_bits)))]
-            if has_res:
-                m.d.sync += g_res.eq(_rotate(g_res, lanes, WIDE_BITS,
-                                             _low(g_res, lanes, WIDE_BITS)))
+                         g.saddr.eq(g.saddr + 1), g.paddr.eq(g.paddr + 1)]
             with m.If(g.j == steps - 1):
                 m.d.sync += g.busy.eq(0)
+        # The vector's data: loaded whenever G is free, taken or not (G's busy says whether it
+        # is a vector), rotated by a slice while G emits; so the take (a valid from another
+        # unit, through the ready's logic) enables none of its hundreds of registers.
+        m.d.sync += g_acc.eq(Mux(free, self.i_acc.payload.data,
+                                 _rotate(g_acc, lanes, self._acc_bits,
+                                         _low(g_acc, lanes, self._acc_bits))))
+        if has_res:
+            m.d.sync += g_res.eq(Mux(free, self.i_res.payload.data,
+                                     _rotate(g_res, lanes, WIDE_BITS, _low(g_res, lanes, WIDE_BITS))))
 
         # Stage A: the slice with its parameters (read at G) and betas.
         for lane in range(lanes):
@@ -526,7 +527,8 @@ class RescaleUnit(wiring.Component):
                          count.eq(n), in_beta.eq(beta_terms)]
 
         # The sums are rounded by lane 0's ``Affine``, its rounder bypassed (``bypass``, high
-        # in the adapter's states: no sum is rescaled then).
+        # from the end of the flush, when every sum is rescaled, until the next layer's drain
+        # begins: a register, not a decode of the state, as it selects 136 bits).
         bypass = Signal()
         m.d.comb += [affines[0].bypass.eq(bypass), affines[0].x.eq(total),
                      affines[0].n.eq(Mux(in_beta, reg["shb"], reg["sh1"])),
@@ -597,7 +599,7 @@ class RescaleUnit(wiring.Component):
                              u_blk.eq(0), u_row.eq(0), u_col.eq(0), s_blk.eq(0), s_smp.eq(0),
                              p_blk.eq(0), t.eq(0), t_s.eq(0), t_u.eq(0)]
                 with m.If(self.i_acc.valid & armed & ~self.i_param.valid & ~writing):
-                    m.d.sync += draining.eq(1)
+                    m.d.sync += [draining.eq(1), bypass.eq(0)]
                     m.next = "drain"
 
             with m.State("drain"):
@@ -606,10 +608,10 @@ class RescaleUnit(wiring.Component):
 
             with m.State("flush"):                    # the pipeline empties
                 with m.If(~in_flight):
+                    m.d.sync += bypass.eq(1)
                     m.next = "sample"
 
             with m.State("sample"):                   # the tail of sample t begins
-                m.d.comb += bypass.eq(1)
                 restart_terms(reg["channels"], ~two)
                 m.d.sync += [j.eq(0), w1_base.eq(0), beta.eq(rescale.BETA_ONE), o_k.eq(0),
                              o_blk.eq(0), o_chan.eq(0), o_last_block.eq(cols >= reg["channels"])]
@@ -623,14 +625,12 @@ class RescaleUnit(wiring.Component):
                     m.next = "beta"
 
             with m.State("hidden"):                   # h[j] = relu(rshift(w1[j] . S, sh1) + b1)
-                m.d.comb += bypass.eq(1)
                 m.d.comb += reading.eq(issue != count)
                 with m.If(terms_done):
                     m.d.sync += wait.eq(0)
                     m.next = "hidden_round"
 
             with m.State("hidden_round"):
-                m.d.comb += bypass.eq(1)
                 m.d.sync += wait.eq(wait + 1)
                 with m.If(wait == Rounder.LATENCY):
                     m.d.comb += [h_wr.addr.eq(j), h_wr.en.eq(1), h_wr.data.eq(Mux(y < 0, 0, y))]
@@ -643,14 +643,12 @@ class RescaleUnit(wiring.Component):
                         m.next = "hidden"
 
             with m.State("beta"):                     # beta = clamp(rshift(wb . x, shb) + bb)
-                m.d.comb += bypass.eq(1)
                 m.d.comb += reading.eq(issue != count)
                 with m.If(terms_done):
                     m.d.sync += wait.eq(0)
                     m.next = "beta_round"
 
             with m.State("beta_round"):               # the rounder, then the clamp
-                m.d.comb += bypass.eq(1)
                 m.d.sync += wait.eq(wait + 1)
                 with m.If(wait == Rounder.LATENCY + 1):
                     m.d.sync += beta.eq(beta_clamped)

@@ -177,7 +177,10 @@ class SystolicArray(wiring.Component):
         m.d.comb += [queue.w_en.eq(valid[-1]), queue.w_data.eq(result),
                      self.o_r.valid.eq(queue.r_rdy), self.o_r.payload.eq(queue.r_data),
                      queue.r_en.eq(self.o_r.ready)]
-        m.d.sync += room.eq(room - accept + taken)
+        room_n = Signal.like(room)
+        has_room = Signal(init=1)           # == room != 0, a register (i_a.ready's one LUT)
+        m.d.comb += room_n.eq(room - accept + taken)
+        m.d.sync += [room.eq(room_n), has_room.eq(room_n != 0)]
 
         # Weight loading into the shadow registers. ``since``: clocks since the last
         # tile started, counting its start (saturating); shadow row k is free once the swap has
@@ -207,6 +210,6 @@ class SystolicArray(wiring.Component):
                 m.d.comb += [row_n.eq(0), loaded_n.eq(1)]
         m.d.sync += [loaded.eq(loaded_n), since.eq(since_n), weight_row.eq(row_n),
                      w_ready.eq(~loaded_n & (since_n >= row_n + cols))]
-        m.d.comb += [self.i_a.ready.eq((room != 0) & (~tile_start | loaded)),
+        m.d.comb += [self.i_a.ready.eq(has_room & (~tile_start | loaded)),
                      self.wait_weights.eq(self.i_a.valid & tile_start & ~loaded)]
         return m

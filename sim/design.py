@@ -15,10 +15,13 @@ from pathlib import Path
 
 from gen.files import write_text
 from gen.verilog import port_list, verilog_text, write_verilog
+from hw.dsp import is_ecp5
 
 from . import verilator
 
 __all__ = ["Design"]
+
+VENDOR = Path(__file__).resolve().parent / "vendor"      # models of vendor primitives
 
 
 class Design:
@@ -30,12 +33,14 @@ class Design:
     named by its hash instead, and the Verilog is converted only when the folder has none.
     ``rewrite``: a function applied to the Verilog text. ``control``: the text of a Verilator
     control file built with it; ``args`` and ``make_flags`` go to ``sim.verilator.build``.
+    ``platform``: what the component is elaborated for (for ``hw.dsp.Ecp5Target``, with ECP5
+    primitives, the build adds their models, ``sim/vendor``).
     """
 
     def __init__(self, component, root, top, *, clocked=True, source_key=None, rewrite=None,
-                 control=None, args=(), make_flags=()):
+                 control=None, args=(), make_flags=(), platform=None):
         def convert():
-            text = verilog_text(component, top)
+            text = verilog_text(component, top, platform)
             return rewrite(text) if rewrite else text
 
         text = convert() if source_key is None else None
@@ -49,9 +54,9 @@ class Design:
         if text is not None:
             write_verilog(component, rtl, top, clocked=clocked, text=text)
         self.ports = port_list(component, clocked=clocked)
-        extra = []
+        extra = sorted(VENDOR.glob("*.v")) if is_ecp5(platform) else []
         if control is not None:
-            extra = [write_text(rtl / f"{top}.vlt", control)]
+            extra.append(write_text(rtl / f"{top}.vlt", control))
         self._runner = verilator.build(self.verilog, top, self.dir / "build", args=args,
                                        extra_sources=extra, make_flags=make_flags)
 

@@ -73,15 +73,15 @@ def param_words(fixed, *, channels, height, width, pool, relu, max_channels, res
 
 
 class RescaleSim(Design):
-    """A rescale unit built for Verilator under ``root``."""
+    """A rescale unit built for Verilator under ``root`` (for ``platform``: see ``Design``)."""
 
     def __init__(self, root, *, cols, acc_bits, max_channels, max_positions, max_hidden,
-                 max_batch=1, lanes=None):
+                 max_batch=1, lanes=None, platform=None):
         self.cols, self.acc_bits, self.max_channels = cols, acc_bits, max_channels
         unit = RescaleUnit(cols=cols, lanes=lanes, acc_bits=acc_bits, max_channels=max_channels,
                            max_positions=max_positions, max_hidden=max_hidden,
                            max_batch=max_batch)
-        super().__init__(unit, root, TOP)
+        super().__init__(unit, root, TOP, platform=platform)
         self._param = Payload(param_layout())
         self._beta = Payload(beta_layout())
         self._res = Payload(residual_layout(cols))

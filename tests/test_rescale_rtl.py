@@ -9,17 +9,22 @@ import pytest
 from gen import rescale
 from gen.adapter import Adapter
 from gen.rescale import BETA_MAX, BETA_ONE
+from hw.dsp import Ecp5Target
 from sim.rescale_sim import RescaleSim, Sample
 
 COLS, ACC_BITS, MAX_C, MAX_P, MAX_H, MAX_B = 4, 31, 12, 64, 3, 5
 
 
-@pytest.fixture(scope="module", params=[1, 4], ids=["1lane", "4lanes"])
+@pytest.fixture(scope="module", params=[(1, None), (4, None), (4, Ecp5Target())],
+                ids=["1lane", "4lanes", "4lanes-ecp5"])
 def unit(build_root, request):
-    """The unit with one lane (a vector in 4 slices) and with a lane per column."""
-    return RescaleSim(build_root, cols=COLS, lanes=request.param, acc_bits=ACC_BITS,
+    """The unit with one lane (a vector in 4 slices) and with a lane per column; and the
+    latter built for an ECP5, its multipliers DSP blocks with their own registers
+    (``hw.dsp``), simulated with ``sim/vendor/MULT18X18D.v``."""
+    lanes, platform = request.param
+    return RescaleSim(build_root, cols=COLS, lanes=lanes, acc_bits=ACC_BITS,
                       max_channels=MAX_C, max_positions=MAX_P, max_hidden=MAX_H,
-                      max_batch=MAX_B)
+                      max_batch=MAX_B, platform=platform)
 
 
 def _fixed(rng, channels, adapter, positions, *, final=False, b_beta=1.0, next_bits=4):
