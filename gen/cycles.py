@@ -162,7 +162,7 @@ def _run(config, shape, batches, size):
                 if p == 0:   # the first result waits for its bank
                     begin = max(begin, free[bank] - latency)
                 start = begin
-            complete = start + m - 1 + latency + 3     # the bank holds the block
+            complete = start + m - 1 + latency + 4     # the bank holds the block
             first_batch_block = b == 0
             take = max(complete + 1, unit + (1 if first_batch_block else 0))
             free[bank] = take + (m - 1) * steps + 1

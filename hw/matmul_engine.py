@@ -8,7 +8,8 @@ from amaranth.lib.wiring import In, Out
 
 from .accumulator import (AccumulatorBuffer, accumulator_layout, check_engine_array,
                           pass_layout)
-from .systolic_array import SystolicArray, activation_layout, weight_layout
+from .skid import SkidBuffer
+from .systolic_array import SystolicArray, activation_layout, result_layout, weight_layout
 
 __all__ = ["MatmulEngine"]
 
@@ -17,7 +18,10 @@ class MatmulEngine(wiring.Component):
     """``SystolicArray`` -> ``AccumulatorBuffer``.
 
     The accumulator's ``ready`` (a bank still being read out, a late descriptor) reaches only
-    the array's result queue: the array stops taking activations when the queue would fill.
+    the array's result queue, through a skid buffer (``hw.skid``: its ``ready`` a register,
+    so no combinational path runs between the two, which on a part lie apart, the array
+    among the logic and the buffer by its block RAM): the array stops taking activations when
+    the queue would fill.
 
     Each pass is an array tile (``rows`` weight rows on ``i_w``, ``M`` activation vectors on
     ``i_a``) and one descriptor on ``i_pass``; a ``final`` pass sends its ``M`` sums out on
@@ -43,7 +47,9 @@ class MatmulEngine(wiring.Component):
         wiring.connect(m, wiring.flipped(self.i_w), array.i_w)
         wiring.connect(m, wiring.flipped(self.i_a), array.i_a)
         wiring.connect(m, wiring.flipped(self.i_pass), buffer.i_pass)
-        wiring.connect(m, array.o_r, buffer.i_r)
+        m.submodules.skid = skid = SkidBuffer(result_layout(self._config))
+        wiring.connect(m, array.o_r, skid.i)
+        wiring.connect(m, skid.o, buffer.i_r)
         wiring.connect(m, buffer.o_acc, wiring.flipped(self.o_acc))
         m.d.comb += self.wait_weights.eq(array.wait_weights)
         return m

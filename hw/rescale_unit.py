@@ -530,9 +530,14 @@ class RescaleUnit(wiring.Component):
         # from the end of the flush, when every sum is rescaled, until the next layer's drain
         # begins: a register, not a decode of the state, as it selects 136 bits).
         bypass = Signal()
+        # The rounder's shift and addend: registers, a clock behind ``in_beta`` and ``j``
+        # (which change at least ``mac.LATENCY`` clocks before the sum is complete).
+        adapter_n = Signal(signed(SHIFT_BITS), reset_less=True)
+        adapter_addend = Signal(signed(WIDE_BITS), reset_less=True)
+        m.d.sync += [adapter_n.eq(Mux(in_beta, reg["shb"], reg["sh1"])),
+                     adapter_addend.eq(Mux(in_beta, reg["bb"], b1_rd.data))]
         m.d.comb += [affines[0].bypass.eq(bypass), affines[0].x.eq(total),
-                     affines[0].n.eq(Mux(in_beta, reg["shb"], reg["sh1"])),
-                     affines[0].addend.eq(Mux(in_beta, reg["bb"], b1_rd.data))]
+                     affines[0].n.eq(adapter_n), affines[0].addend.eq(adapter_addend)]
         wait = Signal(range(Rounder.LATENCY + 2))
         y = affines[0].y
         below, above, y_low = Signal(), Signal(), Signal(BETA_BITS)   # the clamp's compares

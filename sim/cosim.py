@@ -273,15 +273,18 @@ class CosimSim(Design):
 
     Converting the harness takes seconds (its deep memories), so its build is keyed by its
     sources (``sim.design.Design``'s ``source_key``): it is converted again only when the
-    configuration, the depths or the generator's sources change."""
+    configuration, the depths or the generator's sources change. ``platform``: see
+    ``sim.design.Design`` (``hw.dsp.Ecp5Target``: the engine as it is built for an ECP5)."""
 
-    def __init__(self, config, root, *, depths=None):
+    def __init__(self, config, root, *, depths=None, platform=None):
         self.config = config
         self.plan = CosimPlan(config, depths)
         self.depths = self.plan.depths
+        key = _source_key(config, self.depths) + f":{getattr(platform, 'family', None)}"
         super().__init__(CosimHarness(config=config, depths=self.depths), root, TOP,
-                         source_key=_source_key(config, self.depths), rewrite=strip_zero_init,
-                         control=_CONTROL_FILE, args=SPEED_ARGS, make_flags=SPEED_MAKE)
+                         source_key=key, rewrite=strip_zero_init,
+                         control=_CONTROL_FILE, args=SPEED_ARGS, make_flags=SPEED_MAKE,
+                         platform=platform)
 
     def run(self, job, *, name, progress=None):
         """Run ``job`` (see ``sim.benches.cosim_bench``) in one cocotb run; ``progress(state)``

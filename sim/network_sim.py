@@ -126,11 +126,12 @@ def drive(plan, bundle, codes, *, seed=0, stall=0.0, backpressure=0.0):
 class NetworkSim:
     """The accelerator of ``config`` inside the co-simulation harness (``sim.cosim``), built
     for Verilator under ``root`` once per configuration; a whole network runs in one cocotb
-    run, layer after layer, each layer's samples in as few batches as the memories allow."""
+    run, layer after layer, each layer's samples in as few batches as the memories allow.
+    ``platform``: what the engine is built for (``sim.design.Design``)."""
 
-    def __init__(self, config, root, *, depths=None):
+    def __init__(self, config, root, *, depths=None, platform=None):
         self.config = config
-        self._cosim = CosimSim(config, root, depths=depths)
+        self._cosim = CosimSim(config, root, depths=depths, platform=platform)
         self.dir = self._cosim.dir
         self.verilog = self._cosim.verilog
 

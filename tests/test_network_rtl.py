@@ -8,6 +8,7 @@ import pytest
 
 from gen.cycles import network_cycles
 from gen.sizing import check_fits, config_for_bundle
+from hw.dsp import Ecp5Target
 from sim.golden import run_network
 from sim.network_sim import NetworkSim
 
@@ -43,6 +44,21 @@ def test_network_identical_to_golden(name, build_root):
         c = run.counters[i]
         assert c["mac"] + c["weight"] + c["stall"] + c["idle"] == run.layer_clocks[i]
         assert c["mac"] == model[layer.name].mac, layer.name
+
+
+def test_network_on_the_engine_built_for_an_ecp5(build_root):
+    """The engine as the board build makes it: its multipliers DSP blocks with their own
+    registers (``hw.dsp``), the copies of its reset ``FD1S3AX`` flip-flops
+    (``hw.local_reset``), simulated with ``sim/vendor``'s models; stalls on every stream."""
+    kwargs, rows, cols, stall = NETWORKS["post4 8-12 channels on 4x4"]
+    bundle = random_bundle(**kwargs)
+    sim = NetworkSim(config_for_bundle(bundle, rows=rows, cols=cols), build_root,
+                     platform=Ecp5Target())
+    text = sim.verilog.read_text()
+    assert "MULT18X18D #" in text and "FD1S3AX #" in text
+    codes = np.random.default_rng(3).integers(0, 256, (3, 1, 8, 8))
+    run = sim.run(bundle, codes, seed=3, stall=stall, backpressure=stall, name="ecp5")
+    _assert_identical(bundle, codes, run)
 
 
 @pytest.mark.parametrize("name", list(NETWORKS))
