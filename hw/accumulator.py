@@ -22,7 +22,8 @@ out. The two banks are the two halves of one memory (the bank is the address's t
 that a bank holds ``max_m`` rounded up to a power of two) with two synchronous read ports, the
 writer's and the reader's, and one write port (block RAM): a read-add-write takes three
 pipeline stages (read, the read data registered, add and write), with the sum forwarded when
-the same entry comes back two clocks later (a 1x1 array).
+the same entry comes back two clocks later (a 1x1 array, or short passes that waited in the
+array's result queue).
 """
 
 from amaranth.hdl import Cat, Module, Mux, Signal, signed
@@ -127,8 +128,15 @@ class AccumulatorBuffer(wiring.Component):
         wbank = Signal()
         waddr = Signal(range(depth))
         free = Mux(wbank, ~full[1], ~full[0])
-        take = pass_skid.o.valid & self.i_r.valid & free
-        m.d.comb += [self.i_r.ready.eq(pass_skid.o.valid & free),
+        # A vector for the entry that the vector in stage 1 writes a clock later waits a
+        # clock (then its sum is forwarded, below): one-vector passes that waited in the
+        # array's result queue arrive a clock apart.
+        meta = data.StructLayout({"valid": 1, "bank": 1, "addr": range(depth), "last": 1,
+                                  "first": 1, "final": 1})
+        s1 = Signal(meta)                            # the stages' vectors (below)
+        clash = s1.valid & (s1.bank == wbank) & (s1.addr == waddr)
+        take = pass_skid.o.valid & self.i_r.valid & free & ~clash
+        m.d.comb += [self.i_r.ready.eq(pass_skid.o.valid & free & ~clash),
                      pass_skid.o.ready.eq(take & self.i_r.payload.last),
                      self.wait_bank.eq(pass_skid.o.valid & self.i_r.valid & ~free)]
         with m.If(take):
@@ -138,12 +146,10 @@ class AccumulatorBuffer(wiring.Component):
 
         # Stage 1: the entry's old sums, registered (a block RAM's output is slow).
         # Stage 2: add and write back. A read misses the write of the vector two clocks ahead
-        # of it, whose sum is forwarded. The same entry comes back after a whole tile, at
-        # least ``rows + cols`` clocks later (``hw.systolic_array``), so that happens only on
-        # a 1x1 array, with passes of one or two vectors.
-        meta = data.StructLayout({"valid": 1, "bank": 1, "addr": range(depth), "last": 1,
-                                  "first": 1, "final": 1})
-        s1, s2, s3 = Signal(meta), Signal(meta), Signal(meta)
+        # of it, whose sum is forwarded (one clock ahead does not happen: see ``clash``). The
+        # same entry comes back after a whole pass: a 1x1 array's passes of one or two vectors,
+        # or passes that waited in the array's result queue.
+        s2, s3 = Signal(meta), Signal(meta)
         # The data registers have no reset (their validity travels in s1, s2, s3).
         term1 = Signal(data.ArrayLayout(signed(cfg.acc_bits + 7), cfg.cols), reset_less=True)
         amount_hi = Signal(len(desc.amount) - 2, reset_less=True)
