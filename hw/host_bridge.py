@@ -51,7 +51,7 @@ into that register when it is offered).
 A lost or damaged byte (``error`` goes high) puts host and bridge out of step; reset the bridge.
 """
 
-from amaranth.hdl import Array, Cat, Const, Module, Shape, Signal
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Shape, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
@@ -269,6 +269,10 @@ class HostBridge(wiring.Component):
         # the target straight from a flip-flop.
         pulling = Signal(max(len(read), 1))
         m.d.sync += pulling.eq(0)
+        # ``at_chunk``: the chunk that ``idx`` is in, one-hot (``idx[3:]`` is the bridge's
+        # shared counter, placed by its state machine; this register sits by the selects).
+        max_chunks = max([-(-ch.nbytes // 8) for ch in self._read] + [1])
+        at_chunk = Signal(max_chunks, init=1)
         for ch, port in zip(self._read, read):
             if not ch.signature.always_ready:
                 # A word of no bits is taken as soon as it is offered.
@@ -281,7 +285,10 @@ class HostBridge(wiring.Component):
                 chunks = -(-ch.nbytes // 8)
                 chunk = Signal(64, name=f"chunk_{ch.name}")
                 padded = Cat(source, Const(0, 64 * chunks - len(source)))
-                m.d.sync += chunk.eq(padded.word_select(idx[3:3 + (chunks - 1).bit_length()], 64))
+                pick = 0
+                for k in range(chunks):
+                    pick = pick | Mux(at_chunk[k], padded.word_select(k, 64), 0)
+                m.d.sync += chunk.eq(pick)
             else:
                 chunk = source
             with m.If(chan == ch.index):
@@ -363,7 +370,7 @@ class HostBridge(wiring.Component):
                 # bytes are sent (TAKE).
                 m.d.comb += wait.eq(1)
                 with m.If(r_valid):
-                    m.d.sync += [idx.eq(0), settle.eq(0)]
+                    m.d.sync += [idx.eq(0), settle.eq(0), at_chunk.eq(1)]
                     with m.Switch(chan):
                         for ch, port in zip(self._read, read):
                             if ch.signature.always_ready:
@@ -382,6 +389,8 @@ class HostBridge(wiring.Component):
                     m.d.sync += settle.eq(settle + 1)
                 with m.If(sent):
                     m.d.sync += [idx.eq(idx + 1), settle.eq(0)]
+                    with m.If(idx[:3] == 7):
+                        m.d.sync += at_chunk.eq(at_chunk << 1)
                     with m.If(idx == r_nbytes - 1):
                         m.d.sync += pulling.eq(Cat(chan == ch.index for ch in self._read))
                         m.next = "TAKE"

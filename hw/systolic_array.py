@@ -55,10 +55,10 @@ class SystolicArray(wiring.Component):
     its product into a product register and adds it to the partial sum a clock later
     (``hw.pe``); since every row does, the rows stay aligned. The ``post`` table of row
     ``k >= 1`` is looked up before the row's last skew register, so that the lookup and the
-    multiplier are in different clocks; row 0 looks its table up in the clock in which the
-    vector is accepted, so its lookup, weight select and shift are one path from ``i_a``'s
-    payload to the product register. The pipeline never stalls: the results go into a queue of
-    ``rows + cols + 4`` vectors, and an activation is accepted only while the queue will have
+    multiplier are in different clocks; row 0 looks its table up after the input register
+    (every row's activation, and each weight row, is registered at the input first), so its
+    lookup, weight select and shift are one path from that register to the product register. The pipeline never stalls: the results go into a queue of
+    ``rows + cols + 5`` vectors, and an activation is accepted only while the queue will have
     room for its result, so that a stalled ``o_r`` stops ``i_a`` (``i_a.ready`` is a
     register's comparison, and no ``ready`` reaches the array's registers).
 
@@ -74,8 +74,8 @@ class SystolicArray(wiring.Component):
     wait_weights : Out(1)
         An activation that starts a tile is offered but its weights are not all loaded.
 
-    Latency: ``config.latency = rows + cols + 2`` clocks from an ``i_a`` transfer to its
-    result being valid on ``o_r`` (the pipeline, then the queue's two). Throughput: one vector
+    Latency: ``config.latency = rows + cols + 3`` clocks from an ``i_a`` transfer to its
+    result being valid on ``o_r`` (the input register, the pipeline, then the queue's two). Throughput: one vector
     per clock while running.
     """
 
@@ -93,7 +93,7 @@ class SystolicArray(wiring.Component):
     def elaborate(self, platform):
         cfg = self._config
         rows, cols = cfg.rows, cfg.cols
-        depth = rows + cols                 # the pipeline; the queue adds two clocks
+        depth = rows + cols + 1             # the pipeline; the queue adds two clocks
         m = Module()
 
         pes = [[ProcessingElement(config=cfg, row=r) for _ in range(cols)] for r in range(rows)]
@@ -125,9 +125,14 @@ class SystolicArray(wiring.Component):
         # the lookup and the PE's multiplier are in different clocks. Row 0 has no skew
         # register: its lookup is in the clock in which its activation is accepted.
         # The swap bit is ``accept & tile_start``.
-        starts = accept & tile_start
+        # Every row's activation and the swap bit are registered at the input first, so that
+        # the handshake (the host's valid, the credit) ends at a register; the weight rows are
+        # registered likewise (below), so the two keep their relative timing.
+        starts = Signal(name="starts")
+        a_in = Signal.like(self.i_a.payload.data, name="a_in", reset_less=True)
+        m.d.sync += [starts.eq(accept & tile_start), a_in.eq(self.i_a.payload.data)]
         for r in range(rows):
-            a = self.i_a.payload.data[r]
+            a = a_in[r]
             swap = starts
             for i in range(r - 1):
                 delayed = Signal(cfg.a_bits, name=f"skew_{r}_{i}", reset_less=True)
@@ -147,10 +152,13 @@ class SystolicArray(wiring.Component):
 
         # At least one bit: a 0-bit signal (rows = 1) becomes an illegal [-1:0] in Verilog.
         weight_row = Signal(range(max(rows, 2)), name="weight_row")
+        w_in = Signal.like(self.i_w.payload, name="w_in", reset_less=True)
+        w_load = Signal(rows, name="w_load")         # one-hot: the shadow row written
+        m.d.sync += [w_in.eq(self.i_w.payload), w_load.eq(0)]
         for r in range(rows):
             for c in range(cols):
                 pe = pes[r][c]
-                m.d.comb += pe.w_in.eq(self.i_w.payload[c])
+                m.d.comb += [pe.w_in.eq(w_in[c]), pe.w_load.eq(w_load[r])]
                 if c > 0:
                     m.d.comb += [pe.x_in.eq(pes[r][c - 1].x_out),
                                  pe.swap_in.eq(pes[r][c - 1].swap_out)]
@@ -204,7 +212,7 @@ class SystolicArray(wiring.Component):
             with m.Switch(weight_row):
                 for r in range(rows):
                     with m.Case(r):
-                        m.d.comb += [pe.w_load.eq(1) for pe in pes[r]]
+                        m.d.sync += w_load[r].eq(1)
             m.d.comb += row_n.eq(weight_row + 1)
             with m.If(weight_row == rows - 1):
                 m.d.comb += [row_n.eq(0), loaded_n.eq(1)]

@@ -197,6 +197,23 @@ def test_random_words_end_to_end():
     assert not _simulate(bridge, scenario)
 
 
+@pytest.mark.parametrize("width", [65, 130, 200, 256])
+def test_wide_words_echo(width):
+    """Words wider than 8 bytes: each byte read from its 8-byte chunk (selected one-hot),
+    seeded random words with every edge byte set and clear."""
+    rng = random.Random(width)
+    bridge = _bridge(fifo_depth=512, echo_width=width, echo_depth=8)
+    words = [(1 << width) - 1, 0, 1 << (width - 1), 0xFF << 64] + \
+        [rng.randrange(1 << width) for _ in range(4)]
+    words = [w & ((1 << width) - 1) for w in words]
+
+    def scenario(link, port):
+        link.write("i_c", words)
+        assert link.read("o_c", len(words)) == words
+
+    assert not _simulate(bridge, scenario)
+
+
 def test_a_256_word_command():
     """One WRITE and one READ of 256 words (the count byte 0xFF), of 7 bits each."""
     rng = random.Random(5)
