@@ -106,6 +106,9 @@ class AccumulatorBuffer(wiring.Component):
         wr_rd, out_rd, wr = mem.read_port(), mem.read_port(), mem.write_port()
 
         full = [Signal(name=f"full{b}") for b in range(2)]       # complete, being read out
+        # closed: the bank's final vector is taken (set then, three clocks before ``full``,
+        # so that the next block but one does not take the bank meanwhile), until read out.
+        closed = [Signal(name=f"closed{b}") for b in range(2)]
         count = [Signal(range(depth + 1), name=f"count{b}") for b in range(2)]
 
         # The descriptor through a skid buffer, with its shift amount: ``(r >> drop) <<
@@ -127,29 +130,34 @@ class AccumulatorBuffer(wiring.Component):
         # Writer, stage 0: take a result, read its entry. -----------------------------------
         wbank = Signal()
         waddr = Signal(range(depth))
-        free = Mux(wbank, ~full[1], ~full[0])
+        free = Mux(wbank, ~closed[1], ~closed[0])
         # A vector for the entry that the vector in stage 1 writes a clock later waits a
         # clock (then its sum is forwarded, below): one-vector passes that waited in the
-        # array's result queue arrive a clock apart.
-        meta = data.StructLayout({"valid": 1, "bank": 1, "addr": range(depth), "last": 1,
-                                  "first": 1, "final": 1})
-        s1 = Signal(meta)                            # the stages' vectors (below)
-        clash = s1.valid & (s1.bank == wbank) & (s1.addr == waddr)
+        # array's result queue arrive a clock apart. That is the case exactly when the vector
+        # taken last clock was a whole pass (``last`` at entry 0) that was not its block's
+        # final one (which moves to the other bank): ``clash``, a register.
+        clash = Signal()
         take = pass_skid.o.valid & self.i_r.valid & free & ~clash
         m.d.comb += [self.i_r.ready.eq(pass_skid.o.valid & free & ~clash),
                      pass_skid.o.ready.eq(take & self.i_r.payload.last),
                      self.wait_bank.eq(pass_skid.o.valid & self.i_r.valid & ~free)]
+        m.d.sync += clash.eq(take & self.i_r.payload.last & (waddr == 0) & ~desc.final)
         with m.If(take):
             m.d.sync += waddr.eq(Mux(self.i_r.payload.last, 0, waddr + 1))
             with m.If(self.i_r.payload.last & desc.final):
                 m.d.sync += wbank.eq(~wbank)
+                for b in range(2):
+                    with m.If(wbank == b):
+                        m.d.sync += closed[b].eq(1)
 
         # Stage 1: the entry's old sums, registered (a block RAM's output is slow).
         # Stage 2: add and write back. A read misses the write of the vector two clocks ahead
         # of it, whose sum is forwarded (one clock ahead does not happen: see ``clash``). The
         # same entry comes back after a whole pass: a 1x1 array's passes of one or two vectors,
         # or passes that waited in the array's result queue.
-        s2, s3 = Signal(meta), Signal(meta)
+        meta = data.StructLayout({"valid": 1, "bank": 1, "addr": range(depth), "last": 1,
+                                  "first": 1, "final": 1})
+        s1, s2, s3 = Signal(meta), Signal(meta), Signal(meta)
         # The data registers have no reset (their validity travels in s1, s2, s3).
         term1 = Signal(data.ArrayLayout(signed(cfg.acc_bits + 7), cfg.cols), reset_less=True)
         amount_hi = Signal(len(desc.amount) - 2, reset_less=True)
@@ -197,6 +205,6 @@ class AccumulatorBuffer(wiring.Component):
         with m.If(self.o_acc.valid & self.o_acc.ready & self.o_acc.payload.last):
             for b in range(2):
                 with m.If(out_bank == b):
-                    m.d.sync += full[b].eq(0)
+                    m.d.sync += [full[b].eq(0), closed[b].eq(0)]
         m.d.comb += self.o_acc.payload.data.eq(out_rd.data)
         return m

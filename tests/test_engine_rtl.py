@@ -141,13 +141,14 @@ def test_the_engine_refuses_a_split_array():
 
 @pytest.mark.parametrize("seed", [11, 12])
 def test_one_vector_passes_after_a_full_bank(engine, seed):
-    """Passes of one vector (``M = 1``), two or three a block, while ``o_acc`` is mostly
+    """Passes of one vector (``M = 1``), one to three a block, while ``o_acc`` is mostly
     stalled: both banks fill, the array's results wait in its queue and then reach the
     accumulator a clock apart, the same entry each time (its sum not yet written when the
-    next one reads it)."""
+    next one reads it), or the final vectors of three blocks on three clocks (the third's
+    bank is taken before the first's is marked full)."""
     rng = np.random.default_rng(seed)
     products = [(rng.integers(0, 256, (1, k)), rng.integers(0, 16, (k, n)), "post", 4)
-                for k, n in [(8, 40), (12, 24), (7, 30)]]
+                for k, n in [(8, 40), (12, 24), (7, 30), (4, 40), (3, 17)]]
     run = engine.run(products, seed=seed, backpressure=0.97, name=f"one_vector{seed}")
     assert run.lasts_ok
     for (A, W, f, b), got in zip(products, run.results):
