@@ -53,11 +53,10 @@ class SystolicArray(wiring.Component):
     Activation ``k`` flows right along PE row ``k`` and partial sums flow down the columns;
     the skew of the inputs and the de-skew of the results are inside the array. Each PE takes
     its product into a product register and adds it to the partial sum a clock later
-    (``hw.pe``); since every row does, the rows stay aligned. The ``post`` table of row
-    ``k >= 1`` is looked up before the row's last skew register, so that the lookup and the
-    multiplier are in different clocks; row 0 looks its table up after the input register
-    (every row's activation, and each weight row, is registered at the input first), so its
-    lookup, weight select and shift are one path from that register to the product register. The pipeline never stalls: the results go into a queue of
+    (``hw.pe``); since every row does, the rows stay aligned. The ``post`` table of row ``k``
+    is looked up before the row's last skew register (row 0 has one too, as each weight row
+    has an input register), so that the lookup and the multiplier are in different clocks and
+    the handshake ends at registers. The pipeline never stalls: the results go into a queue of
     ``rows + cols + 5`` vectors, and an activation is accepted only while the queue will have
     room for its result, so that a stalled ``o_r`` stops ``i_a`` (``i_a.ready`` is a
     register's comparison, and no ``ready`` reaches the array's registers).
@@ -119,35 +118,27 @@ class SystolicArray(wiring.Component):
         m.d.sync += [valid[i].eq(valid[i - 1]) for i in range(1, depth)]
         m.d.sync += [last[i].eq(last[i - 1]) for i in range(1, depth)]
 
-        # Skew: activation k reaches PE row k after k clocks, the swap bit of a tile's first
-        # activation with it. The operand encoder (the post table) of row k >= 1 sits before
-        # the row's last skew register, which holds the whole operand (code and table entry):
-        # the lookup and the PE's multiplier are in different clocks. Row 0 has no skew
-        # register: its lookup is in the clock in which its activation is accepted.
-        # The swap bit is ``accept & tile_start``.
-        # Every row's activation and the swap bit are registered at the input first, so that
-        # the handshake (the host's valid, the credit) ends at a register; the weight rows are
-        # registered likewise (below), so the two keep their relative timing.
-        starts = Signal(name="starts")
-        a_in = Signal.like(self.i_a.payload.data, name="a_in", reset_less=True)
-        m.d.sync += [starts.eq(accept & tile_start), a_in.eq(self.i_a.payload.data)]
+        # Skew: activation k reaches PE row k after k + 1 clocks, the swap bit of a tile's
+        # first activation (``accept & tile_start``) with it. Each row's operand encoder (the
+        # post table) sits before the row's last skew register, which holds the whole operand
+        # (code and table entry): the lookup and the PE's multiplier are in different clocks,
+        # and the handshake (the host's valid, the credit) ends at a register. The weight rows
+        # are registered at the input likewise (below), so the two keep their relative timing.
+        starts = accept & tile_start
         for r in range(rows):
-            a = a_in[r]
+            a = self.i_a.payload.data[r]
             swap = starts
-            for i in range(r - 1):
+            for i in range(r):
                 delayed = Signal(cfg.a_bits, name=f"skew_{r}_{i}", reset_less=True)
                 delayed_swap = Signal(name=f"skew_swap_{r}_{i}")
                 m.d.sync += [delayed.eq(a), delayed_swap.eq(swap)]
                 a, swap = delayed, delayed_swap
             m.submodules[f"operand_{r}"] = encoder = OperandEncoder(fmt=cfg.product_format)
             m.d.comb += encoder.a.eq(a)
-            x = encoder.x
-            if r > 0:
-                delayed = Signal(operand_layout(cfg.product_format), name=f"skew_{r}_{r - 1}",
-                                 reset_less=True)
-                delayed_swap = Signal(name=f"skew_swap_{r}_{r - 1}")
-                m.d.sync += [delayed.eq(x), delayed_swap.eq(swap)]
-                x, swap = delayed, delayed_swap
+            x = Signal(operand_layout(cfg.product_format), name=f"skew_{r}_{r}", reset_less=True)
+            delayed_swap = Signal(name=f"skew_swap_{r}_{r}")
+            m.d.sync += [x.eq(encoder.x), delayed_swap.eq(swap)]
+            swap = delayed_swap
             m.d.comb += [pes[r][0].x_in.eq(x), pes[r][0].swap_in.eq(swap)]
 
         # At least one bit: a 0-bit signal (rows = 1) becomes an illegal [-1:0] in Verilog.
