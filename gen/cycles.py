@@ -10,10 +10,11 @@ It follows the engine's schedule pass by pass (``hw.systolic_array``, ``hw.accum
   the previous tile started);
 * a tile's results leave the array ``latency = rows + cols + 3`` clocks after its vectors
   (the pipeline and its result queue); a block of columns is complete in its accumulator bank
-  four clocks after its last result (the skid buffer before the bank, read, add and write), and the first pass of a block
-  waits when it finds its bank still being read (the bank of the block before the previous
-  one): counted as if the array started it so that its first result arrives as the bank
-  frees (the array's queue lets it run a few vectors ahead, which this ignores);
+  four clocks after its last result (the skid buffer before the bank, read, add and write),
+  and the first pass of a block waits when it finds its bank still being read (the bank of
+  the block before the previous one): counted as if the array started it so that its first
+  result arrives as the bank frees (the array's queue lets it run a few vectors ahead, which
+  this ignores);
 * the rescale unit reads a complete bank one vector every ``cols / rescale_lanes`` clocks
   (a slice of ``rescale_lanes`` values a clock), the first bank of a batch once its parameters
   are in; after the last block of a batch its pipeline empties (``Affine``'s latency and a few

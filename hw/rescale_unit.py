@@ -349,12 +349,11 @@ class RescaleUnit(wiring.Component):
         # The vector's data: loaded whenever G is free, taken or not (G's busy says whether it
         # is a vector), rotated by a slice while G emits; so the take (a valid from another
         # unit, through the ready's logic) enables none of its hundreds of registers.
-        m.d.sync += g_acc.eq(Mux(free, self.i_acc.payload.data,
-                                 _rotate(g_acc, lanes, self._acc_bits,
-                                         _low(g_acc, lanes, self._acc_bits))))
+        def load_or_rotate(reg, incoming, width):
+            return reg.eq(Mux(free, incoming, _rotate(reg, lanes, width, _low(reg, lanes, width))))
+        m.d.sync += load_or_rotate(g_acc, self.i_acc.payload.data, self._acc_bits)
         if has_res:
-            m.d.sync += g_res.eq(Mux(free, self.i_res.payload.data,
-                                     _rotate(g_res, lanes, WIDE_BITS, _low(g_res, lanes, WIDE_BITS))))
+            m.d.sync += load_or_rotate(g_res, self.i_res.payload.data, WIDE_BITS)
 
         # Stage A: the slice with its parameters (read at G) and betas.
         for lane in range(lanes):

@@ -74,8 +74,8 @@ class SystolicArray(wiring.Component):
         An activation that starts a tile is offered but its weights are not all loaded.
 
     Latency: ``config.latency = rows + cols + 3`` clocks from an ``i_a`` transfer to its
-    result being valid on ``o_r`` (the input register, the pipeline, then the queue's two). Throughput: one vector
-    per clock while running.
+    result being valid on ``o_r`` (the input register, the pipeline, then the queue's two).
+    Throughput: one vector per clock while running.
     """
 
     def __init__(self, *, config):
