@@ -774,15 +774,17 @@ def _decode(m, arrays):
 def load(folder):
     """Read and validate the bundle in ``folder``; raise ``BundleError`` on any problem."""
     folder = Path(folder)
-    if not folder.is_dir():
-        raise BundleError(f"{folder}: no such bundle folder")
-    manifest = folder / "manifest.json"
-    if not manifest.is_file():
-        raise BundleError(f"{manifest}: missing")
-    m = _read_manifest(manifest)
-    npz = folder / "arrays.npz"
-    if not npz.is_file():
-        raise BundleError(f"{npz}: missing")
+    manifest, npz = folder / "manifest.json", folder / "arrays.npz"
+    try:                                         # a folder we may not list or enter: one line
+        if not folder.is_dir():
+            raise BundleError(f"{folder}: no such bundle folder")
+        if not manifest.is_file():
+            raise BundleError(f"{manifest}: missing")
+        m = _read_manifest(manifest)
+        if not npz.is_file():
+            raise BundleError(f"{npz}: missing")
+    except PermissionError as e:
+        raise BundleError(f"{folder}: unreadable ({e.strerror})") from None
     # Kind and format first: a foreign file is named as such before its arrays are read.
     _check(isinstance(m, dict) and m.get("kind") == KIND,
            f"{manifest}: not an asqgen bundle (kind is not {KIND!r})")

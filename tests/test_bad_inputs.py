@@ -5,11 +5,15 @@ Bundle classes run through ``asqgen verilog --bundle`` in-process (``gen.cli.mai
 PyTorch, fast) and through ``gen.bundle.load``; ``{B}`` in a message is the bundle's folder.
 """
 
+import ctypes
 import dataclasses
 import io
 import json
+import os
 import re
 import shutil
+import subprocess
+import sys
 import zipfile
 
 import numpy as np
@@ -550,3 +554,34 @@ def test_one_line_from_a_separate_process(tmp_path):
     result = asqgen("verilog", "--bundle", str(tmp_path))
     assert (result.returncode, result.stderr) == (
         BUNDLE, f"asqgen: error: {tmp_path / 'manifest.json'}: missing\n")
+
+
+# A bundle folder that cannot be listed or entered ------------------------------------------
+def _without_dac_capabilities():
+    """Run as root minus the two capabilities that let root read past permission bits
+    (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH), so root sees what an unprivileged user sees."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    for capability in (1, 2):
+        if libc.prctl(24, capability, 0, 0, 0) != 0:        # PR_CAPBSET_DROP
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP) failed")
+
+
+def _unprivileged(args, cwd):
+    drop = _without_dac_capabilities if os.geteuid() == 0 else None
+    return subprocess.run([sys.executable, "-m", "gen.cli", *args], capture_output=True,
+                          text=True, cwd=cwd, preexec_fn=drop)
+
+
+@pytest.mark.parametrize("mode", [0o000, 0o644], ids=["mode 000", "listable, not enterable"])
+@pytest.mark.parametrize("verb", [["compare"], ["verilog", "--out", "v"], ["sim", "--out", "s"]])
+def test_a_bundle_folder_that_cannot_be_read(tmp_path, verb, mode):
+    bundle = tmp_path / "B"
+    shutil.copytree(DEFAULT_BUNDLE, bundle)
+    for path in bundle.iterdir():
+        path.chmod(0o644)
+    bundle.chmod(mode)
+    result = _unprivileged([verb[0], "--bundle", "B", *verb[1:]], cwd=tmp_path)
+    assert (result.returncode, result.stderr, result.stdout) == (
+        BUNDLE, "asqgen: error: B: unreadable (Permission denied)\n", "")
+    bundle.chmod(0o755)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["B"]    # nothing written
