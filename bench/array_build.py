@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gen.config import ArrayConfig
+from core.config import ArrayConfig
 from gen.verilog import generate_array
 from sim import verilator
 from sim.array_sim import ArraySim

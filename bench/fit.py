@@ -25,8 +25,8 @@ import sys
 
 from synth import BOARDS, device_of, logic, run_main, synthesise
 
-from gen.config import ArrayConfig
-from gen.errors import UsageError
+from core.config import ArrayConfig
+from core.errors import UsageError
 
 CAPACITY = {"25k": dict(lut4=24288, ff=24288, dsp=28), "85k": dict(lut4=83640, ff=83640,
                                                                   dsp=156)}

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from synth import BOARDS, device_of, logic, platform_class, run_main, synthesise_verilog
 
-from gen.errors import UsageError
+from core.errors import UsageError
 
 ROOT = Path(__file__).resolve().parent.parent
 FREQ = 100
@@ -44,8 +44,8 @@ def main():
     p.add_argument("--board", choices=BOARDS, default="ulx3s-25f", help="(%(default)s)")
     args = p.parse_args()
 
-    from gen.bundle import load
-    from gen.sizing import array_for_bundle, config_for_bundle
+    from core.bundle import load
+    from core.sizing import array_for_bundle, config_for_bundle
     from gen.verilog import verilog_text
 
     bundle = load(args.bundle)

@@ -18,7 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from gen.config import ArrayConfig
+from core.config import ArrayConfig
 from gen.verilog import write_verilog
 from hw.pe import ProcessingElement
 from hw.systolic_array import SystolicArray

@@ -15,7 +15,7 @@ activations:
 
 A PE is one of the last row of a ``rows x cols`` array (the widest partial sum), without the
 ``post`` table, which the array looks up once per row; the array includes its tables. Logic is
-LUT4 plus two per CCU2C carry cell. The level sets are ``gen.numerics.weight_levels`` at 4 bits
+LUT4 plus two per CCU2C carry cell. The level sets are ``core.numerics.weight_levels`` at 4 bits
 (``int`` scaled by 2^-3 so that all three span about [-1, 1]).
 
 Writes ``widths.png``, ``levels.png`` and ``widths.json`` (the figures) into ``--out``.
@@ -28,9 +28,9 @@ from pathlib import Path
 
 from synth import BOARDS, INSTALL, device_of, logic, run_main, synthesise
 
-from gen.config import ArrayConfig
-from gen.errors import OutputError, ToolError
-from gen.numerics import weight_levels
+from core.config import ArrayConfig
+from core.errors import OutputError, ToolError
+from core.numerics import weight_levels
 
 SERIES = [   # label, ArrayConfig keywords, weight widths
     ("int", dict(w_format="int"), range(2, 9)),

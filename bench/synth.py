@@ -24,8 +24,8 @@ import sys
 import time
 from pathlib import Path
 
-from gen.config import ArrayConfig
-from gen.errors import INTERRUPTED, AsqgenError, ToolError, UsageError
+from core.config import ArrayConfig
+from core.errors import INTERRUPTED, AsqgenError, ToolError, UsageError
 from gen.verilog import verilog_text
 from hw.systolic_array import SystolicArray
 
@@ -61,7 +61,7 @@ def platform_class(board):
 
 
 def run_main(main):
-    """Run ``main()``; an error a user can cause (``gen.errors``) is one line on standard
+    """Run ``main()``; an error a user can cause (``core.errors``) is one line on standard
     error and its exit status, as in ``asqgen``."""
     try:
         main()

@@ -22,9 +22,9 @@ sys.path.insert(0, str(ROOT))
 
 from amaranth.hdl import Fragment, Shape                             # noqa: E402
 
-from gen.bundle import load                                          # noqa: E402
+from core.bundle import load                                          # noqa: E402
 from gen.cycles import network_cycles                                # noqa: E402
-from gen.sizing import config_for_bundle                             # noqa: E402
+from core.sizing import config_for_bundle                             # noqa: E402
 from hw.accelerator import Accelerator                               # noqa: E402
 
 SIZES = (4, 8, 16)

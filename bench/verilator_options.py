@@ -17,8 +17,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from cosim_speed import build_plain, run_plain                      # noqa: E402
-from gen.bundle import load                                          # noqa: E402
-from gen.sizing import config_for_bundle                             # noqa: E402
+from core.bundle import load                                          # noqa: E402
+from core.sizing import config_for_bundle                             # noqa: E402
 from sim.golden import run_network                                   # noqa: E402
 from sim.network_sim import NetworkSim                               # noqa: E402
 

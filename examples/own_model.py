@@ -8,7 +8,7 @@ A small CNN that is not the default network (other channel counts, 3-bit POST we
 activations) on scikit-learn's digits (bundled with scikit-learn: no download). The steps are
 those of any model of yours:
 
-1. build a float ``nn.Sequential`` of supported layers (``gen.rules``);
+1. build a float ``nn.Sequential`` of supported layers (``core.rules``);
 2. ``quantize_model`` it: this refuses, before any training, a layer the hardware cannot run,
    naming it by its module path (``'3'`` is ``model[3]``), which every later report uses too;
 3. train it as usual;
@@ -27,7 +27,7 @@ from torch import nn
 
 from export.to_bundle import export_bundle
 from export.wrap import quantize_model
-from gen.bundle import save
+from core.bundle import save
 
 
 def data(seed=0):

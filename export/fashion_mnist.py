@@ -33,7 +33,9 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["DataError", "FOLDER", "FILES", "MD5", "CLASSES", "SPLIT_SEED", "VAL_PER_CLASS",
+from core.errors import DataError
+
+__all__ = ["FOLDER", "FILES", "MD5", "CLASSES", "SPLIT_SEED", "VAL_PER_CLASS",
            "folder", "read_idx", "load", "split_indices", "arrays"]
 
 FOLDER = Path("/usr/share/datasets/fashion-mnist")
@@ -58,10 +60,6 @@ _MAGIC = {"images": 0x0803, "labels": 0x0801}
 _INSTALL = ("install Debian's package dataset-fashion-mnist (apt-get install "
             "dataset-fashion-mnist) or set ASQGEN_FASHION_MNIST to a folder with the four IDX "
             "files")
-
-
-class DataError(ValueError):
-    """A data file that is missing, corrupt or not what it should be."""
 
 
 def folder():

@@ -3,7 +3,7 @@
 ``analyse(model)`` traces ``model`` (standard modules are leaves, user containers are traced
 through) and returns its compute layers (``Conv2d``/``Linear``, or ``QConv2d``/``QLinear``
 after ``quantize_model``) in the bundle's order, each with what follows it, the layer it reads
-and its shortcut. What it maps (anything else is refused with ``gen.rules.MappingError``, one
+and its shortcut. What it maps (anything else is refused with ``core.rules.MappingError``, one
 line naming the layer or the container whose ``forward`` holds the operation):
 
 * a compute module on one tensor starts a layer; batch norm, ReLU (the module,
@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from gen import rules
+from core import rules
 
 from .layers import QConv2d, QLinear
 from .quantizers import AsqQuantizer, LsqQuantizer
@@ -113,7 +113,7 @@ def _owner(node, model):
 
 def analyse(model, *, quantized=False):
     """The compute layers of ``model`` in the bundle's order (``GraphLayer`` list); raises
-    ``gen.rules.MappingError`` naming what cannot be mapped. ``quantized``: the model comes
+    ``core.rules.MappingError`` naming what cannot be mapped. ``quantized``: the model comes
     from ``quantize_model`` (else a ``QConv2d``/``QLinear`` is refused as already quantized)."""
     return analyse_graph(model, quantized=quantized)[0]
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import nn
 
-from gen import rules
+from core import rules
 
 from .quantizers import AsqQuantizer, LsqQuantizer, PostQuantizer, PotQuantizer
 

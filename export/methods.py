@@ -42,10 +42,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gen.files import write_text
-from gen import rules
+from core.files import write_text
+from core import rules
 
-__all__ = ["METHODS", "PAPER", "DATA", "compare", "markdown", "write", "plot"]
+__all__ = ["METHODS", "PAPER", "DATA", "compare_methods", "markdown", "write", "plot"]
 
 DATA = ("digits", "fashion-mnist")
 
@@ -148,7 +148,7 @@ def _stats(values):
             "min": float(a.min()), "max": float(a.max()), "runs": [float(v) for v in a]}
 
 
-def compare(*, seeds=tuple(range(1, 11)), bits=(4, 3), float_epochs=15, epochs=15, jobs=2,
+def compare_methods(*, seeds=tuple(range(1, 11)), bits=(4, 3), float_epochs=15, epochs=15, jobs=2,
             log=None, data="digits", train_images=None):
     """Train every method at every width for every seed; returns a JSON-ready dict.
 
@@ -264,7 +264,7 @@ def plot(result, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from gen.files import write_bytes
+    from core.files import write_bytes
 
     names = [name for name, wm, _ in METHODS if wm is not None]
     bits = result["bits"]

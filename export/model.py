@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from gen.rules import ACT_METHODS, RECIPE_BITS as BITS, WEIGHT_METHODS
+from core.rules import ACT_METHODS, RECIPE_BITS as BITS, WEIGHT_METHODS
 
 from .wrap import quantize_model
 

@@ -3,14 +3,14 @@
 Each quantizer is an ``nn.Module`` whose ``forward`` returns the fake-quantized tensor (the value
 used in training) and whose ``codes`` returns the integer codes that the hardware stores. The
 algorithms are those of ``asq_post.md`` sections 1-3; what a weight code means is defined only in
-``gen.numerics``, which this module imports.
+``core.numerics``, which this module imports.
 
 Rounding and gradients
 ----------------------
 * Uniform codes (LSQ, ASQ) are ``torch.round(clamp(x / s, Qn, Qp))``: **round half to even**
   (``2.5 -> 2``, ``3.5 -> 4``).
 * Exponent codes (POT, POST) take the level nearest to ``clamp(w / alpha, -1, 1)`` in the linear
-  domain; **a tie goes to the smaller magnitude**, as in ``gen.numerics.nearest_code``.
+  domain; **a tie goes to the smaller magnitude**, as in ``core.numerics.nearest_code``.
 * Straight-through estimators keep the forward value *exactly*: ``ste(x, value)`` returns
   ``value + (x - x.detach())``, whose value is ``value`` bit for bit and whose gradient is the
   identity, so ``forward(x) == codes(x) * step`` exactly.
@@ -42,15 +42,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gen import numerics
-from gen.adapter import adapter_hidden
-from gen.numerics import ACT_BITS, WEIGHT_BITS, nearest_code, weight_levels
-from gen.rules import check_bits as _check_bits
+from core import numerics
+from core.adapter import adapter_hidden
+from core.numerics import ACT_BITS, WEIGHT_BITS, nearest_code, weight_levels
+from core.rules import check_bits as _check_bits
 
 __all__ = [
     "SCALE_MIN", "BETA_MIN",
     "ste", "round_pass", "grad_scale",
-    "LsqQuantizer", "Adapter", "AsqQuantizer", "PotQuantizer", "PostQuantizer",
+    "LsqQuantizer", "AdapterNet", "AsqQuantizer", "PotQuantizer", "PostQuantizer",
 ]
 
 SCALE_MIN = torch.finfo(torch.float32).eps
@@ -192,7 +192,7 @@ class LsqQuantizer(_Learned):
         return torch.round(torch.clamp(x / s, self.qn, self.qp)).to(torch.int64)
 
 
-class Adapter(nn.Module):
+class AdapterNet(nn.Module):
     """ASQ's adapter: a per-sample vector of ``channels`` values to one ``beta >= BETA_MIN``.
 
     With ``channels >= 2 * reduction``: ``h = relu(hidden(g))``, ``hidden`` of
@@ -253,7 +253,7 @@ class AsqQuantizer(_Learned):
     -------
     step : Parameter
         The step ``s``, shape ``()``.
-    adapter : Adapter
+    adapter : AdapterNet
     """
 
     KINDS = ("conv", "linear")
@@ -263,7 +263,7 @@ class AsqQuantizer(_Learned):
         if kind not in self.KINDS:
             raise ValueError(f"Kind must be one of {', '.join(self.KINDS)}, not {kind!r}")
         super().__init__()
-        self.adapter = Adapter(channels=channels, reduction=reduction)
+        self.adapter = AdapterNet(channels=channels, reduction=reduction)
         self._bits = bits
         self._channels = channels
         self._reduction = reduction
@@ -329,7 +329,7 @@ class _ExponentQuantizer(_Learned):
         self._bits = bits
         self._channels = channels
         levels, codes, midpoints = _magnitude_table(self.FORMAT, bits)
-        # float64 so that the tie test is the one of gen.numerics.nearest_code
+        # float64 so that the tie test is the one of core.numerics.nearest_code
         self.register_buffer("_levels", torch.tensor(levels, dtype=torch.float64), False)
         self.register_buffer("_codes", torch.tensor(codes, dtype=torch.int64), False)
         self.register_buffer("_midpoints", torch.tensor(midpoints, dtype=torch.float64), False)
@@ -379,7 +379,7 @@ class _ExponentQuantizer(_Learned):
 
     @torch.no_grad()
     def codes(self, w):
-        """The unsigned ``bits``-bit codes of ``gen.numerics`` (sign bit, magnitude code)."""
+        """The unsigned ``bits``-bit codes of ``core.numerics`` (sign bit, magnitude code)."""
         self._check(w)
         self._ready(w, init=False)
         return self._project(torch.clamp(w / self._alpha_view(self.alpha, w), -1.0, 1.0))[1]
@@ -388,7 +388,7 @@ class _ExponentQuantizer(_Learned):
 class PotQuantizer(_ExponentQuantizer):
     """Power-of-two weights: levels ``{0} U {+-2**-n : n = 0 .. 2**(bits-1) - 2}``.
 
-    Same contract as ``PostQuantizer``, with the ``pot`` format of ``gen.numerics``.
+    Same contract as ``PostQuantizer``, with the ``pot`` format of ``core.numerics``.
     """
 
     FORMAT = "pot"
@@ -398,8 +398,8 @@ class PostQuantizer(_ExponentQuantizer):
     """Power-of-sqrt(2) weights with a learned per-output-channel clipping threshold ``alpha``.
 
     ``w_hat = alpha * P(clamp(w / alpha, -1, 1))`` where ``P`` takes the nearest level of
-    ``gen.numerics.weight_levels(fmt, bits)`` in the linear domain, a tie going to the smaller
-    magnitude (as ``gen.numerics.nearest_code``). The levels are float64 in ``gen.numerics``
+    ``core.numerics.weight_levels(fmt, bits)`` in the linear domain, a tie going to the smaller
+    magnitude (as ``core.numerics.nearest_code``). The levels are float64 in ``core.numerics``
     and are rounded to the weight's dtype, so ``forward(w)`` equals
     ``weight_value(codes(w)) * alpha`` in that dtype, exactly.
 

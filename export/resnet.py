@@ -236,7 +236,7 @@ def golden_agreement(model, bundle, images, labels, batch=500):
     ``images``, ``top1_agreement``, ``golden_accuracy``, ``torch_accuracy``,
     ``logits_max_difference`` and ``seconds`` (the golden model's, in batches of
     ``batch``)."""
-    from gen.rescale import Z
+    from core.rescale import Z
     from sim.golden import run_network
 
     model.eval()

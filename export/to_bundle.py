@@ -1,4 +1,4 @@
-"""From a trained quantized PyTorch model to a bundle (``gen.bundle``), and PyTorch's side of a
+"""From a trained quantized PyTorch model to a bundle (``core.bundle``), and PyTorch's side of a
 comparison with the golden model.
 
 The model is walked in execution order (containers such as ``nn.Sequential`` are entered).
@@ -7,7 +7,7 @@ Each ``QConv2d`` or ``QLinear`` starts a layer, named by its module path (``"3"`
 this order, by a batch norm (folded into a per-channel scale and bias), a ReLU and a
 ``MaxPool2d(2)``; a ``Flatten`` may stand before a ``QLinear``; ``Dropout`` and ``Identity``
 are skipped. Anything else is refused with an error naming the module. The hardware's limits
-(``gen.rules``) were checked by ``quantize_model`` and are checked again on the bundle by
+(``core.rules``) were checked by ``quantize_model`` and are checked again on the bundle by
 ``asqgen verilog --bundle``, ``compare`` and ``sim``; the golden model alone
 (``sim.golden.run_network``) also runs what the hardware cannot (an ASQ adapter on a vector).
 
@@ -29,10 +29,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from gen import numerics, rules
-from gen.adapter import Adapter
-from gen.bundle import Bundle, Layer
-from gen.errors import BundleError
+from core import numerics, rules
+from core.adapter import Adapter
+from core.bundle import Bundle, Layer
+from core.errors import BundleError
 
 from . import graph as _graph
 from .layers import QConv2d, QLinear
@@ -191,7 +191,7 @@ def export_bundle(model, *, input_shape, reference_inputs=None, reference_labels
     Raises
     ------
     ValueError
-        ``ExportError`` for a model that is not a quantized chain, ``gen.rules.MappingError``
+        ``ExportError`` for a model that is not a quantized chain, ``core.rules.MappingError``
         for a malformed conv or pooling or negative reference inputs, and bad reference
         shapes.
     """

@@ -53,9 +53,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gen.errors import CheckpointError
-from gen.files import read_npz, write_npz, write_text
-from gen import rules
+from core.errors import CheckpointError
+from core.files import read_npz, write_npz, write_text
+from core import rules
 
 from . import digits
 from .model import BITS, FIRST_BITS, LAST_BITS, build_model, float_model

@@ -31,7 +31,7 @@ order the exporter assumes). Everything else (``GELU``, ``LSTM``, ``Conv1d``, ``
 (the hardware has no average pooling), a grouped or dilated ``Conv2d``, a ``forward`` with a
 residual addition or ``torch.flatten``, a layer that is already quantized) is refused with a
 ``ValueError`` that names the layer's module path and type. The hardware's limits
-(``gen.rules``: ASQ on the input of a linear layer, the adapter's size, post/pot weights too
+(``core.rules``: ASQ on the input of a linear layer, the adapter's size, post/pot weights too
 wide for the rescale, ...) are checked here too, before any training, with the messages that
 ``export_bundle`` and ``asqgen verilog/compare/sim`` give. The order of the layers (batch norm
 before ReLU before pooling) is checked at export, not here.
@@ -45,8 +45,8 @@ import warnings
 import torch
 from torch import fx, nn
 
-from gen import rules
-from gen.rules import SUPPORTED
+from core import rules
+from core.rules import SUPPORTED
 
 from . import graph as _graph
 from .layers import QConv2d, QLinear, quantized_conv2d, quantized_linear
@@ -277,7 +277,7 @@ def _act_methods(act_method, layers):
 
 
 def _check_rules(layers, *, bits, weight_method, acts, first_bits, last_bits):
-    """The hardware's rules (``gen.rules``) on the float model's compute layers, before any
+    """The hardware's rules (``core.rules``) on the float model's compute layers, before any
     training."""
     widest = max(layers, key=lambda x: _out_channels(x[3]))
     for i, (path, _, _, m) in enumerate(layers):
@@ -303,7 +303,7 @@ def _out_channels(m):
 
 def _warn_negative(name):
     """A forward pre-hook on the first layer: warn once when its input has negative values
-    (``gen.rules.check_inputs`` refuses them at export)."""
+    (``core.rules.check_inputs`` refuses them at export)."""
     warned = []
 
     def hook(module, args):
@@ -350,7 +350,7 @@ def quantize_model(float_model, *, bits, weight_method, act_method, first_bits=8
     Raises
     ------
     ValueError
-        A layer that cannot be mapped to the accelerator (``gen.rules.MappingError``: the
+        A layer that cannot be mapped to the accelerator (``core.rules.MappingError``: the
         message names its module path, its type, the limit and what to change), a bad method
         or width.
     """

@@ -1,3 +1,2 @@
-"""asqgen: from a quantized model and an array configuration to Verilog."""
-
-__version__ = "0.1.0"
+"""From a bundle and an array configuration to Verilog and a manifest (``verilog``), and the
+cycle model of the generated engine (``cycles``)."""

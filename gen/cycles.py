@@ -24,15 +24,16 @@ It follows the engine's schedule pass by pass (``hw.systolic_array``, ``hw.accum
   ``Requantizer``'s latency); the next batch's first bank waits for it. The latencies are the
   hardware's own (``hw.rescale_stages``).
 
-``tests/test_cycle_model.py`` holds the model to the RTL's counters: within 2 % on every layer of
+``tests/test_network_rtl.py`` (``test_cycle_model_matches_the_rtl``) and
+``tests/test_residual.py`` hold the model to the RTL's counters: within 2 % on every layer of
 every network in the suite (``sim.report`` prints both).
 """
 
 import math
 from dataclasses import dataclass
 
-from .digits import digit_rows
-from .rescale import MANTISSA_BITS, RECIP_BITS
+from core.signed_digits import digit_rows
+from core.rescale import MANTISSA_BITS, RECIP_BITS
 
 __all__ = ["LayerShape", "LayerCycles", "layer_cycles", "network_cycles", "layer_shape"]
 
@@ -78,8 +79,8 @@ class LayerCycles:
 
 
 def layer_shape(bundle, i, config):
-    """The ``LayerShape`` of layer ``i`` of ``bundle`` (``gen.bundle.Bundle``)."""
-    from . import regmap
+    """The ``LayerShape`` of layer ``i`` of ``bundle`` (``core.bundle.Bundle``)."""
+    from core import regmap
 
     layer = bundle.layers[i]
     channels, height, width = ((layer.out_channels, 1, 1) if layer.kind == "linear"

@@ -7,7 +7,7 @@ from amaranth.back import verilog
 from amaranth.hdl import Value
 from amaranth.lib import wiring
 
-from gen.files import write_text
+from core.files import write_text
 from hw.multiplier import StandaloneMultiplier
 from hw.systolic_array import SystolicArray
 
@@ -59,7 +59,7 @@ def _write_manifest(out_dir, manifest):
 
 
 def _header(config, name, path):
-    from . import __version__
+    from core import __version__
 
     return {"format": MANIFEST_FORMAT, "generator": f"asqgen {__version__}", "top": name,
             "verilog": path.name, "config": config.as_dict()}
@@ -69,7 +69,7 @@ def generate_accelerator(config, out_dir, *, bundle=None, name="asq_accel"):
     """Write the layer engine (``hw.accelerator``) of ``config`` and its manifest into
     ``out_dir``; with ``bundle``, the manifest lists its layers and their passes' shapes."""
     from hw.accelerator import Accelerator
-    from . import regmap
+    from core import regmap
 
     path, port_list = write_verilog(Accelerator(config=config), out_dir, name, clocked=True)
     manifest = _header(config, name, path)

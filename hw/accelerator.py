@@ -31,7 +31,7 @@ COUNTER_BITS = 32
 
 
 class Accelerator(wiring.Component):
-    """``MatmulEngine`` -> ``RescaleUnit``, sized by ``config`` (``gen.config.ArrayConfig``:
+    """``MatmulEngine`` -> ``RescaleUnit``, sized by ``config`` (``core.config.ArrayConfig``:
     ``max_m`` positions in a pass, ``max_channels`` channels, ``max_hidden`` adapter units and
     ``max_batch`` samples in a batch).
     """

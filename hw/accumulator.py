@@ -30,7 +30,7 @@ from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from gen.errors import UsageError
+from core.errors import UsageError
 
 from .skid import SkidBuffer
 
@@ -64,7 +64,7 @@ class AccumulatorBuffer(wiring.Component):
 
     Parameters
     ----------
-    config : gen.config.ArrayConfig
+    config : core.config.ArrayConfig
         ``cols``, ``acc_bits`` (the array's results), ``frac_bits`` (``drop``),
         ``buffer_bits`` (the sums) and ``max_m`` (the depth of a bank).
 

@@ -1,6 +1,6 @@
 """The systolic array with its accumulator buffer: any ``K`` (passes over blocks of ``rows``),
 any ``N`` (passes over blocks of ``cols``), and 8-bit ``int`` weights as signed-digit terms
-(``gen.digits``)."""
+(``core.signed_digits``)."""
 
 from amaranth.hdl import Module
 from amaranth.lib import stream, wiring

@@ -2,10 +2,10 @@
 
 Every multiplier is combinational and returns the product as a sign and a magnitude,
 ``product = -mag if neg else mag`` in units of ``2**-frac_bits``, exactly as
-``gen.numerics.product`` defines it. The sign is left apart so that a processing element can
+``core.numerics.product`` defines it. The sign is left apart so that a processing element can
 fold it into its adder (``acc + (mag ^ neg) + neg``) instead of muxing an add and a subtract.
 
-For split ``post`` sums (``fmt.split``, see ``gen.numerics.split_product``) the multiplier also
+For split ``post`` sums (``fmt.split``, see ``core.numerics.split_product``) the multiplier also
 says which sum the product belongs to (``odd``), and every product is a shift of ``a``.
 
 The ``post`` and ``pot`` multipliers contain no ``*``: a ``post`` product is the activation or
@@ -18,7 +18,7 @@ from amaranth.hdl import Array, Cat, Const, Module, Mux, Value
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from gen import numerics
+from core import numerics
 
 from .operand import OperandEncoder, operand_layout
 
@@ -31,7 +31,7 @@ class Multiplier(wiring.Component):
 
     Parameters
     ----------
-    fmt : gen.numerics.ProductFormat
+    fmt : core.numerics.ProductFormat
         The format; its ``w_format`` must be the class's.
 
     Members
@@ -40,7 +40,7 @@ class Multiplier(wiring.Component):
         The activation code ``x.a`` and its table entry ``x.t`` (``post`` only).
     w : In(weight_shape)
         The weight as a PE stores it: ``store(code)`` of the weight code (the unsigned bit
-        pattern of ``gen.numerics``); the code itself for ``int``, a decoded form for ``post``
+        pattern of ``core.numerics``); the code itself for ``int``, a decoded form for ``post``
         and ``pot`` (the weight is stationary, so its decoding is done once, before the PE's
         weight register, not on every product).
     neg : Out(1)

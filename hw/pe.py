@@ -31,11 +31,11 @@ class ProcessingElement(wiring.Component):
     the array's clock does not depend on its size. Every register advances on every clock, the
     product register too (the array's pipeline never stalls). With split ``post`` sums
     (``config.split``) a second chain ``psum_odd_in``/``psum_odd_out`` carries the sum of the
-    odd exponents, and each product goes into one chain or the other (``gen.numerics``).
+    odd exponents, and each product goes into one chain or the other (``core.numerics``).
 
     Parameters
     ----------
-    config : gen.config.ArrayConfig
+    config : core.config.ArrayConfig
         Widths and weight format.
     row : int
         The PE's row: the partial sum it emits is the sum of ``row + 1`` products and is

@@ -1,11 +1,11 @@
-"""The arithmetic stages of the rescale unit, each ``gen.rescale`` in hardware, pipelined.
+"""The arithmetic stages of the rescale unit, each ``core.rescale`` in hardware, pipelined.
 
 ``Product``       ``p = a * b`` modulo ``2**64``: partial products of at most 18 x 18 bits
                   (``hw.dsp.Mult18``: a DSP block each, or logic), then a registered adder tree
-``Rounder``       ``rshift(x, n) + addend``                               ``gen.rescale.rshift``
-``Affine``        ``rshift(acc * beta_in * m, sh) + bias``               ``gen.rescale.affine``
+``Rounder``       ``rshift(x, n) + addend``                               ``core.rescale.rshift``
+``Affine``        ``rshift(acc * beta_in * m, sh) + bias``               ``core.rescale.affine``
 ``Reciprocal``    ``R = numerator // beta``, one bit per clock          ``LayerRescale.reciprocal``
-``Requantizer``   ``clamp(rshift(u * R, sh_req), 0, max_code)``         ``gen.rescale.requantize``
+``Requantizer``   ``clamp(rshift(u * R, sh_req), 0, max_code)``         ``core.rescale.requantize``
 
 Every stage has at most one adder (or one comparison) of 64 bits between two registers, so
 that the unit runs at the array's clock (100 MHz and more on an ECP5). The pipelined stages
@@ -13,18 +13,18 @@ advance when ``en`` is high and have a ``LATENCY`` in clocks; each has its own t
 the golden functions (``tests/test_rescale_stages.py``); ``hw.rescale_unit`` sequences them.
 
 Widths. The datapath is 64 bits, two's complement, and drops the bits above (the golden model
-computes in numpy's ``int64``, which wraps the same way): ``gen.rescale`` refuses every
+computes in numpy's ``int64``, which wraps the same way): ``core.rescale`` refuses every
 parameter set or input for which an intermediate could reach ``2**62``, so the low 64 bits are
 the exact value, and no product needs its full width. ``WIDE_BITS`` holds every ``z``, ``u``
 and adapter sum; ``BETA_BITS`` every ``beta`` up to ``BETA_MAX``; ``DIV_BITS`` the numerator
-``m_s << RECIP_BITS``; ``MANTISSA_BITS + 1`` every mantissa (``gen.regmap.FIELD_BITS``).
+``m_s << RECIP_BITS``; ``MANTISSA_BITS + 1`` every mantissa (``core.regmap.FIELD_BITS``).
 """
 
 from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from gen import numerics, regmap, rescale
+from core import numerics, regmap, rescale
 
 from .dsp import Mult18
 
@@ -170,7 +170,7 @@ class Product(wiring.Component):
 
 
 class Rounder(wiring.Component):
-    """``y = rshift(x, n) + addend`` (``gen.rescale.rshift``: round half up for ``n > 0``, a
+    """``y = rshift(x, n) + addend`` (``core.rescale.rshift``: round half up for ``n > 0``, a
     left shift of at most ``MAX_LEFT_SHIFT`` for ``n <= 0``), modulo ``2**64``. ``LATENCY = 3``.
 
     Stage 1 registers ``x`` and the one shift amount that serves both directions: ``t = x >>
@@ -318,7 +318,7 @@ class Requantizer(wiring.Component):
     stage 3 rounds (an adder), stage 4 compares with ``max_code``, stage 5 clamps.
     """
 
-    #: The widest code (``gen.numerics.ACT_BITS``).
+    #: The widest code (``core.numerics.ACT_BITS``).
     CODE_BITS = max(numerics.ACT_BITS)
     #: The clocks from ``u`` to ``code``.
     LATENCY = Product.plan(signed(WIDE_BITS), unsigned(DIV_BITS), WIDE_BITS)[2] + 5

@@ -1,4 +1,4 @@
-"""The rescale unit: ``gen.rescale`` in hardware, ``lanes`` values per clock.
+"""The rescale unit: ``core.rescale`` in hardware, ``lanes`` values per clock.
 
 It reads the accumulator buffer's output (``hw.accumulator``): for each block of ``cols``
 channels, the ``M`` sums of a pass, which are the positions of up to ``max_batch`` samples one
@@ -23,13 +23,13 @@ vectors of ``cols`` values that wait for the host in a queue of a few vectors (a
 never stalls: a vector is started only when the queue will have room for it). The
 accumulator buffer's second bank lets the array go on with the next block of columns meanwhile
 (``hw.accumulator``). Every rounding and width is that of
-``gen.rescale``, bit for bit; every stage has at most one 64-bit adder or comparison
+``core.rescale``, bit for bit; every stage has at most one 64-bit adder or comparison
 (``hw.rescale_stages``), and no address needs a multiplier (they are counted).
 
-Parameters are written on ``i_param`` (``gen.regmap``; ``last`` on the layer's final word) while
+Parameters are written on ``i_param`` (``core.regmap``; ``last`` on the layer's final word) while
 the unit is idle, before the layer's first pass; each sample's ``beta_in`` comes on ``i_beta``,
 in sample order, taken with the sample's first vector. A layer with a shortcut (a residual
-block's second conv, ``gen.rescale.rescale_residual``) takes a second operand on ``i_res``,
+block's second conv, ``core.rescale.rescale_residual``) takes a second operand on ``i_res``,
 a vector with every vector of ``i_acc``: an identity shortcut's codes, rescaled by the same
 affine map with the shortcut's ``res_m``, ``res_sh`` and ``beta`` (``i_beta``'s ``res``), or a
 projection layer's ``z``, added to ``z`` as it is; the ReLU follows the sum. The host writes a
@@ -42,8 +42,8 @@ from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
-from gen import regmap, rescale
-from gen.regmap import CONTROL, Region
+from core import regmap, rescale
+from core.regmap import CONTROL, Region
 
 from .rescale_stages import (BETA_BITS, MANT_BITS, SHIFT_BITS, WIDE_BITS, Affine,
                              Product, Reciprocal, Requantizer, Rounder, delay, delay_line,
@@ -57,7 +57,7 @@ RESIDUAL_CODE_BITS = 8
 
 
 def param_layout():
-    """One register write: ``gen.regmap``'s address and signed value; ``last`` on the final
+    """One register write: ``core.regmap``'s address and signed value; ``last`` on the final
     word of a layer's parameters."""
     return data.StructLayout({"addr": regmap.ADDR_BITS, "value": signed(regmap.VALUE_BITS),
                               "last": 1})
@@ -114,7 +114,7 @@ def _low(value, lanes, width):
     return value.as_value()[:lanes * width]
 
 
-#: Widths of the registers: the per-channel regions and the adapter's, by ``gen.regmap``'s
+#: Widths of the registers: the per-channel regions and the adapter's, by ``core.regmap``'s
 #: ``FIELD_BITS``; the control registers below.
 def _control_shapes(max_c, max_p, max_h):
     return {"channels": range(max_c + 1), "height": range(max_p + 1), "width": range(max_p + 1),
@@ -142,7 +142,7 @@ class RescaleUnit(wiring.Component):
     residual : bool
         With the residual add (``i_res``, the shortcut's ``Affine`` a lane); without it, the
         unit has no ``i_res`` and adds nothing to ``z`` whatever its ``residual`` register
-        says (the host refuses such a layer: ``gen.sizing.check_fits``).
+        says (the host refuses such a layer: ``core.sizing.check_fits``).
 
     Members
     -------
@@ -186,14 +186,14 @@ class RescaleUnit(wiring.Component):
 
     @classmethod
     def for_config(cls, config):
-        """The unit of a layer engine sized by ``config`` (``gen.config.ArrayConfig``)."""
+        """The unit of a layer engine sized by ``config`` (``core.config.ArrayConfig``)."""
         return cls(cols=config.cols, lanes=config.rescale_lanes, acc_bits=config.buffer_bits,
                    max_channels=config.max_channels, max_positions=config.max_m,
                    max_hidden=config.max_hidden, max_batch=config.max_batch,
                    residual=config.residual)
 
     def _register_file(self, m):
-        """The parameters of ``gen.regmap``: the per-channel regions as one memory per lane
+        """The parameters of ``core.regmap``: the per-channel regions as one memory per lane
         (entry ``c // lanes`` of lane ``c % lanes``), the adapter's regions, the control
         registers; written from ``i_param`` through a register. Returns the read ports and the
         registers."""
@@ -388,7 +388,7 @@ class RescaleUnit(wiring.Component):
                          affine.m.eq(ports[Region.m][lane].data),
                          affine.sh.eq(ports[Region.sh][lane].data),
                          affine.bias.eq(ports[Region.bias][lane].data)]
-            # The shortcut's operand (gen.rescale.shortcut_operand: the same affine map, no
+            # The shortcut's operand (core.rescale.shortcut_operand: the same affine map, no
             # bias), or a projection's z as it is; added before the ReLU.
             operand = 0
             if has_res:

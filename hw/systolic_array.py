@@ -63,7 +63,7 @@ class SystolicArray(wiring.Component):
 
     Parameters
     ----------
-    config : gen.config.ArrayConfig
+    config : core.config.ArrayConfig
 
     Members
     -------

@@ -12,7 +12,7 @@ a short ``K`` or a short last block is padded with zero codes, whose products ar
 from dataclasses import dataclass
 import numpy as np
 
-from gen.errors import UsageError
+from core.errors import UsageError
 from hw.multiplier import StandaloneMultiplier
 from hw.systolic_array import SystolicArray, activation_layout, result_layout, weight_layout
 from sim.golden import check_codes

@@ -6,7 +6,7 @@
 
 import numpy as np
 
-from gen.rescale import Z
+from core.rescale import Z
 
 from .golden import run_network
 

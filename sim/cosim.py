@@ -9,7 +9,7 @@ batches within the same cocotb run.
 
 ``CosimSim(config, root)`` builds the harness once per configuration (and memory depths);
 ``run_layer(...)`` runs one layer for any number of samples. The pass encoding is
-``sim.engine_sim.pass_plan`` and the parameter words are ``gen.regmap.encode``'s, as on the
+``sim.engine_sim.pass_plan`` and the parameter words are ``core.regmap.encode``'s, as on the
 per-clock path; the words are packed with ``sim.payload``.
 """
 
@@ -30,8 +30,8 @@ from hw.accelerator import COUNTERS
 from hw.rescale_unit import beta_layout, output_layout, param_layout, residual_layout
 from hw.systolic_array import activation_layout, weight_layout
 
-from gen import regmap
-from gen.errors import UsageError
+from core import regmap
+from core.errors import UsageError
 
 from . import verilator
 from .design import Design
@@ -326,7 +326,7 @@ class CosimSim(Design):
 def _network_job(job, work):
     """A ``"network"`` job in plain files: the bundle saved (without its reference data), the
     input codes as ``.npy``, the configuration and depths as dicts."""
-    from gen.bundle import save
+    from core.bundle import save
 
     bundle = dataclasses.replace(job["bundle"], reference={})
     save(bundle, work / "bundle")

@@ -13,7 +13,7 @@ folder).
 import hashlib
 from pathlib import Path
 
-from gen.files import write_text
+from core.files import write_text
 from gen.verilog import port_list, verilog_text, write_verilog
 from hw.dsp import is_ecp5
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gen.digits import digit_shape, digit_window, naf
-from gen.numerics import int_value, join_code
+from core.signed_digits import digit_shape, digit_window, naf
+from core.numerics import int_value, join_code
 from hw.accumulator import accumulator_layout, pass_layout
 from hw.matmul_engine import MatmulEngine
 from hw.systolic_array import activation_layout, weight_layout
@@ -32,7 +32,7 @@ TOP = "asq_engine"
 
 def digit_terms(W, bits, config):
     """8-bit (or narrower) two's-complement ``W`` codes as passes of a ``post``/``pot`` array
-    (``gen.digits``).
+    (``core.signed_digits``).
 
     Each weight is written in non-adjacent form (signed binary digits, no two adjacent ones
     non-zero) and its digits are cut into windows of ``digit_window(config)`` positions; a

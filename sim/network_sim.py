@@ -1,6 +1,6 @@
 """The whole network on the layer engine (``hw.accelerator``) in Verilator.
 
-The host side is here: for every layer it sends the rescale parameters (``gen.regmap``), then
+The host side is here: for every layer it sends the rescale parameters (``core.regmap``), then
 per batch of samples (``ArrayConfig.batch_for``: the samples whose positions share a pass)
 each sample's ``beta_in`` and the passes of the batch's matrix product
 (``sim.engine_sim.pass_plan`` through ``sim.cosim.CosimPlan``, over the ``im2col`` rows that
@@ -13,15 +13,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from gen.rescale import BETA_ONE
-from gen.sizing import check_fits
+from core.rescale import BETA_ONE
+from core.sizing import check_fits
 
 from .cosim import CosimSim, thresholds
 from .golden import check_codes, im2col
 from .rescale_sim import param_words
 
 __all__ = ["NetworkSim", "NetworkRun", "check_network", "drive", "layer_params", "layer_rows",
-           "layer_shape"]
+           "accumulator_shape"]
 
 
 @dataclass
@@ -41,7 +41,7 @@ class NetworkRun:
     seconds: dict = field(default_factory=dict)
 
 
-def layer_shape(layer):
+def accumulator_shape(layer):
     """``(channels, height, width)`` of a layer's accumulators (1 x 1 for a linear layer)."""
     if layer.kind == "linear":
         return layer.out_channels, 1, 1
@@ -49,8 +49,8 @@ def layer_shape(layer):
 
 
 def layer_params(layer, max_channels, residual="none"):
-    """The layer's ``i_param`` words, ``(address, value, last)`` (``gen.regmap``)."""
-    c, h, w = layer_shape(layer)
+    """The layer's ``i_param`` words, ``(address, value, last)`` (``core.regmap``)."""
+    c, h, w = accumulator_shape(layer)
     return param_words(layer.fixed, channels=c, height=h, width=w, pool=layer.pool,
                        relu=layer.relu, max_channels=max_channels, residual=residual,
                        shortcut=layer.shortcut_fixed if residual == "identity" else None)
@@ -88,7 +88,7 @@ def drive(plan, bundle, codes, *, seed=0, stall=0.0, backpressure=0.0):
     of those runs; it returns the ``NetworkRun``. Runs in the cocotb process, so that a whole
     network is one simulation.
 
-    A residual network (``gen.bundle`` format 2) runs in the bundle's order: each layer reads
+    A residual network (``core.bundle`` format 2) runs in the bundle's order: each layer reads
     the codes and ``beta`` of its source layer; a projection runs as a last layer does (its
     ``z`` comes back), and a layer with a shortcut gets the shortcut's codes (and ``beta``) or
     the projection's ``z`` as its second operand (``i_res``)."""

@@ -6,9 +6,9 @@ import time
 import numpy as np
 
 from gen.cycles import network_cycles
-from gen.errors import BundleError, UsageError
-from gen.rescale import Z
-from gen.sizing import check_fits, config_for_bundle
+from core.errors import BundleError, UsageError
+from core.rescale import Z
+from core.sizing import check_fits, config_for_bundle
 
 from .compare import first_difference
 from .cosim import CosimPlan

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gen import regmap
+from core import regmap
 from hw.rescale_unit import (RescaleUnit, acc_layout, beta_layout, output_layout,
                              param_layout, residual_layout)
 
@@ -22,7 +22,7 @@ TOP = "asq_rescale"
 class Sample:
     """One sample of one layer: its accumulators ``acc`` (``(C, H, W)``, or ``(C,)``), the
     ``beta_in`` of its input, and the layer's ``LayerRescale``, ReLU and pooling; for a layer
-    with a shortcut, ``residual`` (``"identity"`` or ``"projection"``, ``gen.regmap``), the
+    with a shortcut, ``residual`` (``"identity"`` or ``"projection"``, ``core.regmap``), the
     operand (the shape of ``acc``: codes, or a projection's ``z``), the identity shortcut's
     ``LayerRescale`` and its ``beta``."""
 
@@ -64,7 +64,7 @@ def output_order(values, channels, positions, lanes):
 
 def param_words(fixed, *, channels, height, width, pool, relu, max_channels, residual="none",
                 shortcut=None):
-    """A layer's ``i_param`` words as ``(address, value, last)``: ``gen.regmap.encode``'s, the
+    """A layer's ``i_param`` words as ``(address, value, last)``: ``core.regmap.encode``'s, the
     final one marked ``last``."""
     words = regmap.encode(fixed, channels=channels, height=height, width=width, pool=pool,
                           relu=relu, max_channels=max_channels, residual=residual,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gen.numerics import int_code, join_code
+from core.numerics import int_code, join_code
 from sim.golden import matmul, matmul_exact, table_error, value
 
 from . import verilator

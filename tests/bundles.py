@@ -1,10 +1,10 @@
-"""Small random bundles for tests, built without PyTorch (``gen.bundle`` objects directly)."""
+"""Small random bundles for tests, built without PyTorch (``core.bundle`` objects directly)."""
 
 import numpy as np
 
-from gen.adapter import Adapter
-from gen.bundle import Bundle, Layer
-from gen.numerics import default_frac_bits
+from core.adapter import Adapter
+from core.bundle import Bundle, Layer
+from core.numerics import default_frac_bits
 
 
 def _adapter(rng, channels, two):

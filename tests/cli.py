@@ -5,6 +5,6 @@ import sys
 
 
 def asqgen(*args, cwd=None):
-    """``python -m gen.cli ARGS``; returns the ``CompletedProcess`` (text output)."""
-    return subprocess.run([sys.executable, "-m", "gen.cli", *args], capture_output=True,
+    """``python -m asqgen ARGS``; returns the ``CompletedProcess`` (text output)."""
+    return subprocess.run([sys.executable, "-m", "asqgen", *args], capture_output=True,
                           text=True, cwd=cwd)

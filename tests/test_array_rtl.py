@@ -6,7 +6,7 @@ inputs, random stalls on both inputs and random backpressure on the output."""
 import numpy as np
 import pytest
 
-from gen.config import ArrayConfig
+from core.config import ArrayConfig
 from sim.array_sim import ArraySim, ShapeError, tiles_for
 from sim.golden import matmul
 from sim.selfcheck import selfcheck_products

@@ -1,8 +1,8 @@
 """The catalogue of bad inputs: one row per class, each with its exact one-line message and exit
 status, across the bundle loader, the checkpoint reader and every verb (issue 10).
 
-Bundle classes run through ``asqgen verilog --bundle`` in-process (``gen.cli.main``: no
-PyTorch, fast) and through ``gen.bundle.load``; ``{B}`` in a message is the bundle's folder.
+Bundle classes run through ``asqgen verilog --bundle`` in-process (``asqgen.cli.main``: no
+PyTorch, fast) and through ``core.bundle.load``; ``{B}`` in a message is the bundle's folder.
 """
 
 import ctypes
@@ -20,9 +20,9 @@ import numpy as np
 import pytest
 
 from export.digits_bundle import DEFAULT_BUNDLE, DEFAULT_MODEL
-from gen import bundle as B
-from gen.cli import main
-from gen.errors import BundleError, CheckpointError
+from core import bundle as B
+from asqgen.cli import main
+from core.errors import BundleError, CheckpointError
 
 from .bundles import random_bundle
 from .cli import asqgen
@@ -446,7 +446,7 @@ def test_sim_without_reference_data(saved, capsys, tmp_path):
     assert capsys.readouterr().err == (
         f"asqgen: error: the bundle {saved} has no reference inputs with PyTorch's outputs: "
         f"export it with export_bundle(model, input_shape=..., reference_inputs=..., "
-        f"reference_labels=...) (see the README, 'Use your own model')\n")
+        f"reference_labels=...) (see docs/guide.md, 'Use your own model')\n")
 
 
 def test_export_does_not_replace_a_folder_of_other_files(tmp_path, capsys):
@@ -481,11 +481,11 @@ def test_unwritable_json_output(tmp_path, capsys):
 
 # Interruptions, warnings and --debug ---------------------------------------------------------
 def test_ctrl_c_while_importing_is_one_line(monkeypatch, capsys):
-    import gen.cli
+    import asqgen.cli
 
     def interrupted():
         raise KeyboardInterrupt
-    monkeypatch.setattr(gen.cli, "build_parser", interrupted)
+    monkeypatch.setattr(asqgen.cli, "build_parser", interrupted)
     assert main(["verilog"]) == INTERRUPTED
     assert capsys.readouterr().err == "asqgen: interrupted\n"
 
@@ -497,7 +497,7 @@ def test_ctrl_c_of_a_running_command(tmp_path):
     import subprocess
     import sys
 
-    proc = subprocess.Popen([sys.executable, "-m", "gen.cli", "train", "--float-epochs", "500",
+    proc = subprocess.Popen([sys.executable, "-m", "asqgen", "train", "--float-epochs", "500",
                              "--epochs", "500", "--out", str(tmp_path / "t")],
                             stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
@@ -516,13 +516,13 @@ def test_warnings_never_precede_the_error(saved, capsys):
     def noisy(folder):
         warnings.warn("invalid value encountered in cast", RuntimeWarning)
         raise BundleError("manifest.json: broken")
-    import gen.bundle
-    original = gen.bundle.load
-    gen.bundle.load = noisy
+    import asqgen.verbs.verilog as verb
+    original = verb.load
+    verb.load = noisy
     try:
         assert main(["verilog", "--bundle", str(saved)]) == BUNDLE
     finally:
-        gen.bundle.load = original
+        verb.load = original
     assert capsys.readouterr().err == "asqgen: error: manifest.json: broken\n"
 
 
@@ -537,11 +537,11 @@ def test_debug_shows_the_traceback(capsys):
 
 def test_a_bug_is_not_hidden(monkeypatch):
     """Only the project's errors become one line: any other exception propagates."""
-    import gen.bundle
+    import asqgen.verbs.verilog as verb
 
     def bug(folder):
         raise TypeError("a bug")
-    monkeypatch.setattr(gen.bundle, "load", bug)
+    monkeypatch.setattr(verb, "load", bug)
     with pytest.raises(TypeError, match="^a bug$"):
         main(["verilog", "--bundle", "x"])
 
@@ -568,7 +568,7 @@ def _without_dac_capabilities():
 
 def _unprivileged(args, cwd):
     drop = _without_dac_capabilities if os.geteuid() == 0 else None
-    return subprocess.run([sys.executable, "-m", "gen.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "asqgen", *args], capture_output=True,
                           text=True, cwd=cwd, preexec_fn=drop)
 
 

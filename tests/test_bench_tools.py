@@ -17,7 +17,7 @@ sys.path.insert(0, str(BENCH))
 import board  # noqa: E402
 import synth  # noqa: E402
 
-from gen.errors import ToolError  # noqa: E402
+from core.errors import ToolError  # noqa: E402
 
 
 def _run(script, *args, block=None):

@@ -6,7 +6,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from gen import bundle as B
+from core import bundle as B
 from sim.golden import run_network
 
 from .bundles import random_bundle
@@ -194,7 +194,7 @@ def test_errors_are_one_line(saved):
 def test_a_vector_adapter_must_read_the_whole_vector(tmp_path):
     """A "vector" adapter (the next layer is a linear one) reads every value of the layer's
     output; one of another width is refused on save, not left to fail in the golden model."""
-    from gen.adapter import Adapter
+    from core.adapter import Adapter
 
     b = random_bundle(c1=4, c2=8)
     b.layers[1].adapter = Adapter(w1=np.full((1, 7), 0.01), b1=np.array([1.0]), input="vector")

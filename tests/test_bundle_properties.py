@@ -10,11 +10,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gen import bundle as B
-from gen.adapter import Adapter
-from gen.bundle import Bundle, Layer
-from gen.errors import BundleError
-from gen.numerics import WEIGHT_BITS, default_frac_bits
+from core import bundle as B
+from core.adapter import Adapter
+from core.bundle import Bundle, Layer
+from core.errors import BundleError
+from core.numerics import WEIGHT_BITS, default_frac_bits
 from sim.golden import run_network
 
 from .bundles import random_bundle

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from gen.cli import main
+from asqgen.cli import main
 
 from .cli import asqgen
 

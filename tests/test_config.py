@@ -2,7 +2,7 @@
 
 import pytest
 
-from gen.config import ArrayConfig
+from core.config import ArrayConfig
 
 
 def test_init():

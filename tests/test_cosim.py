@@ -9,9 +9,9 @@ import io
 import numpy as np
 import pytest
 
-from gen.config import ArrayConfig
-from gen.errors import UsageError
-from gen.sizing import config_for_bundle
+from core.config import ArrayConfig
+from core.errors import UsageError
+from core.sizing import config_for_bundle
 from hw.rescale_unit import output_layout, param_layout
 from hw.systolic_array import activation_layout, weight_layout
 from sim.cosim import CosimPlan, CosimSim
@@ -20,7 +20,7 @@ from sim.harness import program_layout, strip_zero_init
 from sim.payload import pack, unpack
 from sim.network_sim import layer_params, layer_rows
 from sim.progress import ProgressLine, format_progress
-from sim.verilator import BuildError
+from core.errors import RtlError
 
 from .bundles import random_bundle
 
@@ -103,7 +103,7 @@ def test_a_hung_layer_names_the_stuck_stream(build_root):
     layer = bundle.layers[-1]
     codes = np.random.default_rng(0).integers(0, 16, (1,) + tuple(layer.in_shape))
     vectors = -(-layer.out_channels // cfg.cols)            # one position: a vector a block
-    with pytest.raises(BuildError, match=rf"the layer engine hung: no result after \d+ clocks; "
+    with pytest.raises(RtlError, match=rf"the layer engine hung: no result after \d+ clocks; "
                                          rf"o_out stopped at word {vectors} of {2 * vectors} "
                                          rf"\(not valid\)"):
         sim.run_layer(W=layer.weight_matrix, w_format=layer.w_format, w_bits=layer.w_bits,

@@ -6,8 +6,8 @@ terms, random stalls and backpressure."""
 import numpy as np
 import pytest
 
-from gen.config import ArrayConfig
-from gen.numerics import ProductFormat, product, weight_value
+from core.config import ArrayConfig
+from core.numerics import ProductFormat, product, weight_value
 from sim.array_sim import ShapeError
 from sim.engine_sim import EngineSim, digit_shape, digit_terms, digit_window, passes_for
 from sim.golden import matmul
@@ -64,7 +64,7 @@ def test_extreme_int8_sums(engine):
                                              ("pot", 4), ("post", 5)])
 @pytest.mark.parametrize("bits", [2, 4, 8])
 def test_digit_terms_sum_to_the_weights(w_format, w_bits, bits):
-    """Every code of every term, read as the array reads it (``gen.numerics.weight_value``),
+    """Every code of every term, read as the array reads it (``core.numerics.weight_value``),
     times ``2**(shift + width - 1)``, adds up to the signed weight, for every weight."""
     cfg = ArrayConfig(w_format=w_format, w_bits=w_bits)
     W = np.arange(2 ** bits).reshape(-1, 2)

@@ -8,8 +8,8 @@ matmul engine's buffer at its largest ``K`` with the array's own format (the int
 import numpy as np
 import pytest
 
-from gen.config import ArrayConfig
-from gen.numerics import WEIGHT_BITS, WEIGHT_FORMATS, product, signed_bits
+from core.config import ArrayConfig
+from core.numerics import WEIGHT_BITS, WEIGHT_FORMATS, product, signed_bits
 from sim.engine_sim import EngineSim
 from sim.golden import matmul
 from sim.selfcheck import selfcheck_products

@@ -9,6 +9,7 @@ import re
 import numpy as np
 import pytest
 
+from core.errors import DataError
 from export import fashion_mnist as F
 
 
@@ -70,7 +71,7 @@ def test_the_md5_of_the_official_files_is_checked(small):
     folder, _, _ = small
     name = F.FILES[("train", "images")]
     raw = gzip.decompress((folder / f"{name}.gz").read_bytes())
-    with pytest.raises(F.DataError, match=re.escape(
+    with pytest.raises(DataError, match=re.escape(
             f"{folder / name}.gz: md5 of the decompressed data is "
             f"{hashlib.md5(raw).hexdigest()}, not {F.MD5[name]} (a corrupt or different file; "
             f"install Debian's package dataset-fashion-mnist")):
@@ -79,7 +80,7 @@ def test_the_md5_of_the_official_files_is_checked(small):
 
 def test_a_missing_data_set_says_how_to_get_it(tmp_path, monkeypatch):
     monkeypatch.setenv("ASQGEN_FASHION_MNIST", str(tmp_path / "none"))
-    with pytest.raises(F.DataError, match=r"^.*/none/train-images-idx3-ubyte\.gz: Fashion-MNIST "
+    with pytest.raises(DataError, match=r"^.*/none/train-images-idx3-ubyte\.gz: Fashion-MNIST "
                                           r"not found; install Debian's package "
                                           r"dataset-fashion-mnist \(apt-get install "
                                           r"dataset-fashion-mnist\) or set ASQGEN_FASHION_MNIST"):
@@ -100,7 +101,7 @@ def test_damaged_image_files_are_refused_in_one_line(small, damage, message):
     folder, _, _ = small
     path = folder / f"{F.FILES[('train', 'images')]}.gz"
     path.write_bytes(gzip.compress(damage(gzip.decompress(path.read_bytes()))))
-    with pytest.raises(F.DataError, match=message) as e:
+    with pytest.raises(DataError, match=message) as e:
         F.load("train", base=folder, checked=False)
     assert "\n" not in str(e.value) and str(e.value).startswith(str(path))
 
@@ -110,12 +111,12 @@ def test_bad_labels_and_a_bad_gzip_are_refused(small):
     bad = labels.copy()
     bad[3] = 10
     _write(folder, "train", images, bad)
-    with pytest.raises(F.DataError, match=r"a label is 10; the classes are 0 to 9$"):
+    with pytest.raises(DataError, match=r"a label is 10; the classes are 0 to 9$"):
         F.load("train", base=folder, checked=False)
     _write(folder, "train", images, labels[:29])
-    with pytest.raises(F.DataError, match=r"30 images but 29 labels"):
+    with pytest.raises(DataError, match=r"30 images but 29 labels"):
         F.load("train", base=folder, checked=False)
     path = folder / f"{F.FILES[('train', 'images')]}.gz"
     path.write_bytes(b"\x1f\x8b" + b"junk" * 10)
-    with pytest.raises(F.DataError, match=r"unreadable"):
+    with pytest.raises(DataError, match=r"unreadable"):
         F.load("train", base=folder, checked=False)

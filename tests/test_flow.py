@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from export.digits_bundle import DEFAULT_BUNDLE, DEFAULT_MODEL
-from gen import bundle as B
-from gen.cli import main
+from core import bundle as B
+from asqgen.cli import main
 
 from .cli import asqgen
 

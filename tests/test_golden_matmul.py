@@ -4,7 +4,7 @@ table's stated bound for post."""
 import numpy as np
 import pytest
 
-from gen.numerics import ProductFormat, max_exponent
+from core.numerics import ProductFormat, max_exponent
 from sim.golden import matmul, matmul_exact, product_table, table_error
 
 RNG = np.random.default_rng(7)

@@ -8,7 +8,7 @@ from torch import nn
 
 from export.layers import quantized_conv2d, quantized_linear
 from export.to_bundle import export_bundle, torch_trace
-from gen.rescale import Z
+from core.rescale import Z
 from sim.golden import im2col, layer_accumulators, run_network
 
 from .bundles import random_bundle

@@ -9,11 +9,11 @@ from export.layers import (
     QConv2d, QLinear, act_quantizer, quantized_conv2d, quantized_linear, weight_quantizer,
 )
 from export.quantizers import AsqQuantizer, LsqQuantizer, PostQuantizer, PotQuantizer
-from gen.numerics import weight_value
+from core.numerics import weight_value
 
 
 def dequantized_weight(quantizer, weight):
-    """The weight rebuilt from its codes: ``gen.numerics`` values (or LSQ integers) x scale."""
+    """The weight rebuilt from its codes: ``core.numerics`` values (or LSQ integers) x scale."""
     if quantizer is None:
         return weight
     codes = quantizer.codes(weight)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from amaranth.back import verilog
 
-from gen.numerics import ProductFormat, default_frac_bits
+from core.numerics import ProductFormat, default_frac_bits
 from hw.multiplier import PostMultiplier, StandaloneMultiplier, make_multiplier
 from sim.array_sim import MultiplierSim
 from sim.golden import product_table

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from gen.cycles import network_cycles
-from gen.sizing import check_fits, config_for_bundle
+from core.sizing import check_fits, config_for_bundle
 from hw.dsp import Ecp5Target
 from sim.golden import run_network
 from sim.network_sim import NetworkSim

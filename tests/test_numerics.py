@@ -6,8 +6,8 @@ from decimal import Decimal, getcontext
 import numpy as np
 import pytest
 
-from gen import numerics
-from gen.numerics import ProductFormat
+from core import numerics
+from core.numerics import ProductFormat
 
 getcontext().prec = 60
 SQRT_HALF = Decimal(2).sqrt() / 2

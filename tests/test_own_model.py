@@ -19,10 +19,10 @@ from export.layers import quantized_conv2d, quantized_linear
 from export.model import float_model as digits_float_model
 from export.to_bundle import export_bundle, fingerprint
 from export.wrap import quantize_model
-from gen import bundle as B
-from gen.cli import main
-from gen.rules import MappingError
-from gen.sizing import array_for_bundle
+from core import bundle as B
+from asqgen.cli import main
+from core.rules import MappingError
+from core.sizing import array_for_bundle
 
 from .bundles import random_bundle
 from .cli import asqgen
@@ -244,7 +244,7 @@ def test_a_bundle_without_test_data_is_refused_with_the_way_to_add_it(tmp_path, 
         assert result.stderr == (
             f"asqgen: error: the bundle {folder} has no reference inputs with PyTorch's "
             f"outputs: export it with export_bundle(model, input_shape=..., "
-            f"reference_inputs=..., reference_labels=...) (see the README, 'Use your own "
+            f"reference_inputs=..., reference_labels=...) (see docs/guide.md, 'Use your own "
             f"model')\n")
 
 

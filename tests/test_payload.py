@@ -5,7 +5,7 @@ not fit its field; the vectorised ``pack`` refuses it too."""
 import numpy as np
 import pytest
 
-from gen.config import ArrayConfig
+from core.config import ArrayConfig
 from hw.accumulator import accumulator_layout, pass_layout
 from hw.rescale_unit import output_layout, param_layout
 from hw.systolic_array import activation_layout, result_layout, weight_layout

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from export.quantizers import (
-    Adapter, AsqQuantizer, LsqQuantizer, PostQuantizer, PotQuantizer, grad_scale, round_pass,
+    AdapterNet, AsqQuantizer, LsqQuantizer, PostQuantizer, PotQuantizer, grad_scale, round_pass,
 )
-from gen.numerics import nearest_code, split_code, weight_levels, weight_value
+from core.numerics import nearest_code, split_code, weight_levels, weight_value
 
 EXPONENT_QUANTIZERS = {"post": PostQuantizer, "pot": PotQuantizer}
 BASES = {"post": math.sqrt(2.0), "pot": 2.0}
@@ -183,7 +183,7 @@ def test_lsq_refuses_wrong_channel_count():
     (16, 4, 4, 4), (8, 4, 2, 2), (7, 4, None, 7), (1, 4, None, 1), (6, 3, 2, 2), (5, 3, None, 5),
 ])
 def test_adapter_shapes(channels, reduction, hidden, out_in):
-    a = Adapter(channels=channels, reduction=reduction)
+    a = AdapterNet(channels=channels, reduction=reduction)
     if hidden is None:
         assert a.hidden is None
     else:
@@ -194,7 +194,7 @@ def test_adapter_shapes(channels, reduction, hidden, out_in):
 
 def test_adapter_last_layer_init_statistics():
     torch.manual_seed(0)
-    w = Adapter(channels=4096, reduction=1).output.weight
+    w = AdapterNet(channels=4096, reduction=1).output.weight
     assert abs(w.mean().item()) < 1e-3 and 0.0095 < w.std().item() < 0.0105
 
 

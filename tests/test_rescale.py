@@ -5,9 +5,9 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from gen import rescale
-from gen.adapter import Adapter
-from gen.rescale import BETA_FRAC, BETA_MAX, BETA_ONE, Z
+from core import rescale
+from core.adapter import Adapter
+from core.rescale import BETA_FRAC, BETA_MAX, BETA_ONE, Z
 
 RNG = np.random.default_rng(3)
 

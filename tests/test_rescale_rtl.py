@@ -1,14 +1,14 @@
 # amaranth: UnusedElaboratable=no
-"""The rescale unit on Verilator against the golden model's rescale (``gen.rescale``): random
+"""The rescale unit on Verilator against the golden model's rescale (``core.rescale``): random
 accumulators and adapter weights, batches of samples sharing a layer, extreme values, with
 random stalls and backpressure."""
 
 import numpy as np
 import pytest
 
-from gen import rescale
-from gen.adapter import Adapter
-from gen.rescale import BETA_MAX, BETA_ONE
+from core import rescale
+from core.adapter import Adapter
+from core.rescale import BETA_MAX, BETA_ONE
 from hw.dsp import Ecp5Target
 from sim.rescale_sim import RescaleSim, Sample
 

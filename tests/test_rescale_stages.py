@@ -1,5 +1,5 @@
 """Each stage of the rescale unit (``hw.rescale_stages``) against the golden functions of
-``gen.rescale``, in Amaranth's simulator: seeded random operands over the whole range that
+``core.rescale``, in Amaranth's simulator: seeded random operands over the whole range that
 ``fixed_point`` allows, and the edges (largest accumulators, every shift from the largest left
 to the largest right, ``beta`` from 1 to ``BETA_MAX``). The pipelined stages take a new input
 on every clock and are stalled at random (``en`` low on about a third of the clocks)."""
@@ -9,7 +9,7 @@ import pytest
 from amaranth.hdl import Module, Signal, signed, unsigned
 from amaranth.sim import Simulator
 
-from gen import rescale
+from core import rescale
 from hw.rescale_stages import (DIV_BITS, MANT_BITS, Affine, Product, Reciprocal, Requantizer,
                                Rounder, greater)
 

@@ -7,6 +7,7 @@ streams."""
 import numpy as np
 import pytest
 
+from core.errors import RtlError
 from sim import verilator
 from sim.engine_sim import EngineSim, passes_for
 from sim.golden import matmul
@@ -37,7 +38,7 @@ def test_the_watchdog_names_the_stuck_streams(engine):
     the accumulator's skid buffer)."""
     passes = passes_for(CFG, np.ones((3, 4), int), np.ones((4, 4), int), "post")
     passes[-1]["weights"] = []
-    with pytest.raises(verilator.BuildError, match=r"\(AssertionError: step 0: no result after "
+    with pytest.raises(RtlError, match=r"\(AssertionError: step 0: no result after "
                        r"2280 clocks; stuck: i_a \(0 of 3\), o_acc \(0 of 3\)\); see "
                        r".*/sim\.log$"):
         engine.run_streams([engine.step(passes)], sources=("i_w", "i_a", "i_pass"),

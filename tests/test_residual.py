@@ -1,4 +1,4 @@
-"""Residual networks in the software half: the residual add of ``gen.rescale``, bundle format 2
+"""Residual networks in the software half: the residual add of ``core.rescale``, bundle format 2
 and its checks, ``export.graph`` behind ``quantize_model`` and ``export_bundle``, the golden
 model against PyTorch.
 
@@ -20,10 +20,10 @@ from export.resnet import build_resnet, resnet8
 from export.to_bundle import export_bundle, torch_trace
 from export.train import _fit
 from export.wrap import quantize_model
-from gen import bundle as B
-from gen import rescale
-from gen.errors import BundleError
-from gen.rules import MappingError
+from core import bundle as B
+from core import rescale
+from core.errors import BundleError
+from core.rules import MappingError
 from sim.golden import run_network
 
 from .cli import asqgen
@@ -33,7 +33,7 @@ NAMES = ["stem.0", "layer1.conv1", "layer1.conv2", "layer2.conv1", "layer2.short
          "layer2.conv2", "layer3.conv1", "layer3.shortcut.0", "layer3.conv2", "fc"]
 
 
-# The residual add of gen.rescale, without PyTorch ------------------------------------------
+# The residual add of core.rescale, without PyTorch ------------------------------------------
 
 def _exact_rshift(x, n):
     """``floor((x + 2**(n-1)) / 2**n)`` with Python integers (no int64, no numpy)."""
@@ -447,7 +447,7 @@ def _run(*args, env=None):
     import subprocess
     import sys
 
-    return subprocess.run([sys.executable, "-m", "gen.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "asqgen", *args], capture_output=True,
                           text=True, env={**os.environ, **(env or {})})
 
 
@@ -478,7 +478,7 @@ def test_fashion_commands_refuse_in_one_line(args, status, message, tmp_path):
 # The residual network on the hardware ----------------------------------------------------
 
 def test_a_residual_bundle_needs_the_residual_add(trained):
-    from gen.sizing import check_fits, config_for_bundle
+    from core.sizing import check_fits, config_for_bundle
 
     _, bundle = trained
     cfg = config_for_bundle(bundle, rows=4, cols=4)
@@ -494,7 +494,7 @@ def test_residual_network_on_the_rtl(trained, build_root):
     every stream: every layer (the projections' z too), every beta and the outputs identical
     to the golden model. Then without stalls: every layer within 2 % of the cycle model."""
     from gen.cycles import network_cycles
-    from gen.sizing import config_for_bundle
+    from core.sizing import config_for_bundle
     from sim.network_sim import NetworkSim
 
     _, bundle = trained

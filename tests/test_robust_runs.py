@@ -10,8 +10,8 @@ import textwrap
 import numpy as np
 import pytest
 
-from gen import bundle as B
-from gen import files
+from core import bundle as B
+from core import files
 
 from .bundles import random_bundle
 
@@ -53,7 +53,7 @@ def test_a_killed_save_leaves_the_old_bundle_loadable(tmp_path):
     folder = tmp_path / "bundle"
     B.save(random_bundle(seed=1), folder)
     _killed_python(f"""
-        from gen.bundle import save
+        from core.bundle import save
         from tests.bundles import random_bundle
         save(random_bundle(seed=2, c1=8), {str(folder)!r})
     """, cwd=tmp_path)
@@ -67,7 +67,7 @@ def test_a_save_killed_between_its_renames_leaves_no_part(tmp_path):
     folder = tmp_path / "bundle"
     B.save(random_bundle(seed=1), folder)
     _killed_python(f"""
-        from gen.bundle import save
+        from core.bundle import save
         from tests.bundles import random_bundle
         save(random_bundle(seed=2, c1=8), {str(folder)!r})
     """, cwd=tmp_path, at=2)
@@ -79,7 +79,7 @@ def test_a_save_killed_between_its_renames_leaves_no_part(tmp_path):
 
 def test_a_killed_first_save_leaves_no_bundle(tmp_path):
     _killed_python(f"""
-        from gen.bundle import save
+        from core.bundle import save
         from tests.bundles import random_bundle
         save(random_bundle(), {str(tmp_path / "new")!r})
     """, cwd=tmp_path)
@@ -91,7 +91,7 @@ def test_a_killed_file_write_leaves_the_old_file(tmp_path):
     path = tmp_path / "model.json"
     path.write_text("old")
     _killed_python(f"""
-        from gen.files import write_text
+        from core.files import write_text
         write_text({str(path)!r}, "new" * 1000)
     """, cwd=tmp_path)
     assert path.read_text() == "old"
@@ -111,7 +111,7 @@ def test_npz_bytes_are_reproducible_and_readable(tmp_path):
 def test_two_selfchecks_on_one_output_folder(build_root):
     """Different seeds, one ``--out``, at the same time: both pass (each run has its own job
     and result files; the Verilator build is shared under a lock)."""
-    procs = [subprocess.Popen([sys.executable, "-m", "gen.cli", "selfcheck", "--rows", "2",
+    procs = [subprocess.Popen([sys.executable, "-m", "asqgen", "selfcheck", "--rows", "2",
                                "--cols", "3", "--seed", str(seed), "--out", str(build_root)],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for seed in (1, 2)]

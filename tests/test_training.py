@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from export import digits
-from export.methods import compare, markdown
+from export.methods import compare_methods, markdown
 from export.quantizers import AsqQuantizer, PostQuantizer
 from export.to_bundle import export_bundle
 from export.train import Recipe, load_checkpoint, save_checkpoint, train
@@ -225,7 +225,7 @@ def test_bad_checkpoint_is_one_line_value_error(trained, tmp_path, name, damage,
 # --------------------------------------------------------------------------- methods
 
 def test_method_comparison_table():
-    result = compare(seeds=(1, 2), bits=(3,), float_epochs=1, epochs=1, jobs=1)
+    result = compare_methods(seeds=(1, 2), bits=(3,), float_epochs=1, epochs=1, jobs=1)
     rows = [(r["method"], r["bits"]) for r in result["rows"]]
     assert rows == [("float", None), ("LSQ", 3), ("LSQ+POT", 3), ("LSQ+POST", 3), ("ASQ", 3),
                     ("ASQ+POST", 3)]

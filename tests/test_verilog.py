@@ -7,9 +7,9 @@ import re
 
 import pytest
 
-from gen.config import ArrayConfig
+from core.config import ArrayConfig
 from gen.verilog import generate_array, generate_multiplier
-from gen.numerics import ProductFormat
+from core.numerics import ProductFormat
 from sim import verilator
 
 LINT_CONFIGS = [

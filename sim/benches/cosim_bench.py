@@ -149,8 +149,8 @@ async def run_job(dut):
     else:
         import numpy as np
 
-        from gen.bundle import load
-        from gen.config import ArrayConfig
+        from core.bundle import load
+        from core.config import ArrayConfig
         from sim.cosim import CosimPlan
         from sim.harness import Depths
         from sim.network_sim import drive

@@ -2,17 +2,17 @@
 
 ``matmul(A, W, fmt)`` is the single definition of what the array computes: for unsigned
 ``a_bits``-bit activation codes ``A`` (``M x K``) and weight codes ``W`` (``K x N``, the unsigned
-bit patterns of ``gen.numerics``), the accumulators
+bit patterns of ``core.numerics``), the accumulators
 
     acc[m, n] = sum_k product(A[m, k], W[k, n])
 
-in units of ``2**-F``, where ``product`` is ``gen.numerics.product``: exact shifts, and for the
+in units of ``2**-F``, where ``product`` is ``core.numerics.product``: exact shifts, and for the
 odd ``post`` exponents the table ``T[a] = round(a * sqrt(2)/2 * 2**t)`` (round half up; no
 ties occur) shifted left. Integers only (``int64``); no sum can overflow because the
 configuration refuses accumulators wider than 64 bits.
 
 With split ``post`` sums (``fmt.split``) the accumulators are two, ``acc[0]`` of the even and
-``acc[1]`` of the odd exponents (``gen.numerics.split_product``, every product a shift), and
+``acc[1]`` of the odd exponents (``core.numerics.split_product``, every product a shift), and
 their value is ``acc[0] + acc[1] * sqrt(2)/2`` (``value``).
 
 ``matmul_exact(A, W, fmt)`` is the same product with the real weight values
@@ -22,7 +22,7 @@ table's error.
 
 import numpy as np
 
-from gen.numerics import ProductFormat, weight_value
+from core.numerics import ProductFormat, weight_value
 
 __all__ = ["product_table", "check_codes", "matmul", "matmul_exact", "table_error", "value"]
 

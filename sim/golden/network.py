@@ -1,16 +1,16 @@
 """The whole-network golden model: a bundle run on integer input codes, every step in integers.
 
 For each compute layer: the matrix product of ``sim.golden.matmul`` (a conv over ``im2col``
-patches), then the rescale of ``gen.rescale`` (folded batch norm, ReLU, max pooling, the ASQ
+patches), then the rescale of ``core.rescale`` (folded batch norm, ReLU, max pooling, the ASQ
 adapter's ``beta`` and requantization to the next layer's codes); the last layer's
-accumulators become ``logits_q`` (units ``2**-gen.rescale.Z``). Every layer's output is kept,
+accumulators become ``logits_q`` (units ``2**-core.rescale.Z``). Every layer's output is kept,
 so that a comparison can name the first layer, channel and position that differ.
 
-A residual bundle (format 2, ``gen.bundle``) runs in its list order, each layer on the codes
+A residual bundle (format 2, ``core.bundle``) runs in its list order, each layer on the codes
 and ``beta`` of its source; a layer with a shortcut adds the identity operand
-(``gen.rescale.shortcut_operand`` of the shortcut layer's codes and ``beta``) or the
-projection's ``z_q`` (``gen.rescale.affine`` of its accumulators) to its ``z_q`` before the
-ReLU (``gen.rescale.rescale_residual``). A projection's trace holds its accumulators and its
+(``core.rescale.shortcut_operand`` of the shortcut layer's codes and ``beta``) or the
+projection's ``z_q`` (``core.rescale.affine`` of its accumulators) to its ``z_q`` before the
+ReLU (``core.rescale.rescale_residual``). A projection's trace holds its accumulators and its
 ``z_q`` as ``u`` (no ``beta``, no codes).
 """
 
@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from gen import rescale
-from gen.bundle import Bundle
+from core import rescale
+from core.bundle import Bundle
 
 from .im2col import im2col
 from .matmul import check_codes, matmul

@@ -1,5 +1,5 @@
 """Sizing the hardware for a bundle: the array configuration that runs every layer. What the
-hardware cannot run at all is refused by ``gen.rules.check_bundle`` first."""
+hardware cannot run at all is refused by ``core.rules.check_bundle`` first."""
 
 from .config import ArrayConfig
 from .errors import UsageError
@@ -44,7 +44,7 @@ def array_for_bundle(bundle, *, rows=None, cols=None):
 
 def config_for_bundle(bundle, *, rows=8, cols=8):
     """The smallest configuration of a ``rows x cols`` array that runs every layer of
-    ``bundle``; raises ``gen.rules.MappingError`` naming the layer the hardware cannot run."""
+    ``bundle``; raises ``core.rules.MappingError`` naming the layer the hardware cannot run."""
     fmt = _array_format(bundle)
     w_format, w_bits, frac_bits = fmt if fmt else ("post", 4, None)
     return ArrayConfig(rows=rows, cols=cols, w_format=w_format, w_bits=w_bits,
@@ -53,7 +53,7 @@ def config_for_bundle(bundle, *, rows=8, cols=8):
 
 def check_fits(bundle, config):
     """Raise ``UsageError`` saying what does not fit when ``config`` cannot run ``bundle``
-    (``gen.rules.MappingError`` when no array could)."""
+    (``core.rules.MappingError`` when no array could)."""
     fmt = _array_format(bundle)
     if fmt and fmt != (config.w_format, config.w_bits, config.frac_bits):
         name = next(l.name for l in bundle.layers if l.w_format != "int")

@@ -7,7 +7,7 @@ A word is ``(address, value)``: ``value`` is a signed ``VALUE_BITS`` integer, ``
 the region in its top ``REGION_BITS`` bits and the entry in the low ``INDEX_BITS``:
 
 ====== =========== ==============================================================
-region name        contents (``r`` a ``gen.rescale.LayerRescale``)
+region name        contents (``r`` a ``core.rescale.LayerRescale``)
 ====== =========== ==============================================================
 0      ``m``       ``r.m[c]``: the mantissas of the folded batch-norm scale
 1      ``sh``      ``r.z_shift[c]`` (signed)
@@ -21,7 +21,7 @@ region name        contents (``r`` a ``gen.rescale.LayerRescale``)
 ====== =========== ==============================================================
 
 The ``residual`` register says what the layer adds to its ``z`` before the ReLU
-(``gen.rescale.rescale_residual``): nothing (0), an identity shortcut's codes rescaled by
+(``core.rescale.rescale_residual``): nothing (0), an identity shortcut's codes rescaled by
 ``res_m`` and ``res_sh`` with their own ``beta`` (1), or a projection's ``z`` as it is (2).
 """
 
@@ -38,7 +38,7 @@ ADDR_BITS = REGION_BITS + INDEX_BITS
 VALUE_BITS = rescale.PARAM_BITS     # the parameters' signed width
 
 #: The regions whose values the hardware keeps narrower than ``VALUE_BITS`` (signed): the
-#: mantissas (``|m| <= 2**(MANTISSA_BITS - 1)``, ``gen.rescale.mantissa``) and the shifts
+#: mantissas (``|m| <= 2**(MANTISSA_BITS - 1)``, ``core.rescale.mantissa``) and the shifts
 #: (``-MAX_LEFT_SHIFT`` to ``MAX_RIGHT_SHIFT``). ``encode`` refuses a value that does not fit.
 FIELD_BITS = {"m": rescale.MANTISSA_BITS + 1, "res_m": rescale.MANTISSA_BITS + 1,
               "w1": rescale.MANTISSA_BITS + 1, "wb": rescale.MANTISSA_BITS + 1,
@@ -82,7 +82,7 @@ def encode(r, *, channels, height, width, pool, relu, max_channels, residual="no
     """The ``(address, value)`` words of a layer's ``LayerRescale`` ``r`` (the control
     registers last; the host marks the final word ``last``). ``residual`` is a key of
     ``RESIDUAL_KINDS``; an ``"identity"`` residual needs the shortcut's ``LayerRescale``
-    (``gen.rescale.shortcut_fixed_point``) as ``shortcut``. ``height`` and ``width`` are the accumulators' spatial size (1 and 1
+    (``core.rescale.shortcut_fixed_point``) as ``shortcut``. ``height`` and ``width`` are the accumulators' spatial size (1 and 1
     for a linear layer); ``max_channels`` the hardware's (the stride of ``w1``)."""
     words = []
     for c in range(channels):

@@ -6,11 +6,11 @@ An ASQ quantizer scales its step by ``beta = adapter(g)``: one layer
 
 * ``"channels"``: the per-channel mean over the spatial positions (the next layer is a conv);
 * ``"vector"``: every value of the vector itself (the next layer is a linear one; the golden
-  model runs it, the hardware does not, see ``gen.rules``).
+  model runs it, the hardware does not, see ``core.rules``).
 
 The exporter (``export.to_bundle``) builds it from PyTorch's ``Adapter``, the bundle stores it
 (``layer{i}.adapter.w1`` ... and ``{"layers": n, "input": ...}`` in the manifest),
-``gen.rescale.fixed_point`` turns it into integers. No PyTorch here.
+``core.rescale.fixed_point`` turns it into integers. No PyTorch here.
 """
 
 from dataclasses import dataclass
@@ -25,7 +25,7 @@ ADAPTER_INPUTS = ("channels", "vector")
 def adapter_hidden(channels, reduction=4):
     """Hidden units of the adapter of an ASQ quantizer on ``channels`` inputs: two layers with
     ``channels // reduction`` hidden units when ``channels >= 2 * reduction``, else one layer
-    (0 hidden units). ``export.quantizers.Adapter`` builds exactly this."""
+    (0 hidden units). ``export.quantizers.AdapterNet`` builds exactly this."""
     return channels // reduction if channels >= 2 * reduction else 0
 
 

@@ -10,15 +10,15 @@ and a linear layer is implied by their shapes (PyTorch's C, H, W order).
 Arrays, for layer ``i``: ``layer{i}.weight`` (``int64`` codes, ``(Cout, Cin, k, k)`` or
 ``(Cout, Cin)``), ``.alpha``, ``.bn_scale``, ``.bn_bias`` (``float64``, ``(Cout,)``), the
 adapter ``.adapter.w1``, ``.adapter.b1`` (and ``.w2``, ``.b2`` for two layers), and the
-fixed-point integers ``.fixed.<field>`` of ``gen.rescale.LayerRescale``. Loading recomputes
-the integers from the real values (``gen.rescale.fixed_point``) and refuses a bundle whose
+fixed-point integers ``.fixed.<field>`` of ``core.rescale.LayerRescale``. Loading recomputes
+the integers from the real values (``core.rescale.fixed_point``) and refuses a bundle whose
 stored integers differ. ``reference.images``/``.codes``/``.logits``: a few inputs with their
 input codes and PyTorch's outputs, for a quick self-check.
 
 Every field is checked against the declared schema below (``TOP_SCHEMA``, ``INPUT_SCHEMA``,
 ``LAYER_SCHEMA``, ``ADAPTER_SCHEMA``, ``REFERENCE_SCHEMA``, ``FIXED_POINT``: type, range, shape,
 dtype, finiteness and the consistency between layers), and the archive is read with
-``gen.files.read_npz`` (no pickle, sizes checked before allocation). Every problem found on
+``core.files.read_npz`` (no pickle, sizes checked before allocation). Every problem found on
 load raises ``BundleError`` with one line that names the folder, the file, the layer and the
 field; ``save`` runs the same checks first, so it never writes a bundle that ``load`` refuses.
 
@@ -35,10 +35,10 @@ more fields (``GRAPH_SCHEMA``):
     one source: they share its quantizer (its ``next_step``, ``next_bits`` and adapter).
 ``shortcut``
     ``null``, or the name of an earlier layer whose output is added to this layer's ``z``
-    before its ReLU (``gen.rescale.rescale_residual``): a **projection** layer's ``z`` (its
+    before its ReLU (``core.rescale.rescale_residual``): a **projection** layer's ``z`` (its
     ``conv_shape`` must equal this layer's), or otherwise that layer's output **codes** (the
     identity shortcut, its ``out_shape`` must equal this layer's ``conv_shape``), rescaled by
-    ``gen.rescale.shortcut_fixed_point`` of that layer's ``next_step``: the integers are
+    ``core.rescale.shortcut_fixed_point`` of that layer's ``next_step``: the integers are
     stored as ``layer{i}.shortcut.<field>`` and re-checked on load. Only a conv layer that is
     neither the last one nor a projection may have a shortcut.
 ``projection``
@@ -148,7 +148,7 @@ class Layer:
         return self.weight.reshape(self.out_channels, -1).T
 
     def compute_fixed(self):
-        """``gen.rescale.fixed_point`` of this layer's real parameters."""
+        """``core.rescale.fixed_point`` of this layer's real parameters."""
         # A "channels" adapter reads the mean over positions (its division is folded into the
         # weights); a "vector" adapter reads every value itself, whatever the layer's shape.
         channels = self.adapter is not None and self.adapter.input == "channels"
@@ -192,7 +192,7 @@ class Bundle:
         return next(j for j, la in enumerate(self.layers[:i]) if la.name == name)
 
     def residual_kind(self, i):
-        """What layer ``i`` adds before its ReLU (a key of ``gen.regmap.RESIDUAL_KINDS``:
+        """What layer ``i`` adds before its ReLU (a key of ``core.regmap.RESIDUAL_KINDS``:
         ``"none"``, ``"identity"`` or ``"projection"``) and its shortcut layer's index (or
         ``None``)."""
         k = self.shortcut_index(i)
@@ -201,7 +201,7 @@ class Bundle:
         return ("projection" if self.layers[k].projection else "identity"), k
 
     def compute_shortcut_fixed(self, i):
-        """``gen.rescale.shortcut_fixed_point`` of layer ``i``'s identity shortcut (``None``
+        """``core.rescale.shortcut_fixed_point`` of layer ``i``'s identity shortcut (``None``
         without a shortcut or for a projection)."""
         j = self.shortcut_index(i)
         if j is None or self.layers[j].projection:
@@ -483,7 +483,7 @@ def _shape(value, where, lengths):
 
 def _load_adapter(r, p, where, info, cout):
     """The ASQ adapter of layer ``p`` (its manifest entry ``info``) as a
-    ``gen.adapter.Adapter``."""
+    ``core.adapter.Adapter``."""
     v = r.fields(info, ADAPTER_SCHEMA, f"{where}.adapter")
     n, mode = v["layers"], v["input"]
     _check(mode in ADAPTER_INPUTS, f"manifest.json: {where}.adapter.input must be "

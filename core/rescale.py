@@ -143,7 +143,7 @@ class LayerRescale:
     b2_q: np.ndarray | None = None
 
     # The shifts and constants that the formulas above apply; the golden model (below), the
-    # register map (``gen.regmap``) and the hardware use these, never the sums themselves.
+    # register map (``core.regmap``) and the hardware use these, never the sums themselves.
     @property
     def z_shift(self):
         """``e_c + BETA_FRAC - Z`` (per channel): the shift of ``acc * beta_in * m_c``."""
@@ -205,7 +205,7 @@ def fixed_point(*, bn_scale, bn_bias, s_in, alpha, frac_bits, acc_bound, next_st
                 next_bits=None, adapter=None, positions=1):
     """The ``LayerRescale`` of a layer from its real parameters.
 
-    ``adapter`` is ``None`` or a ``gen.adapter.Adapter``; ``positions`` the spatial positions
+    ``adapter`` is ``None`` or a ``core.adapter.Adapter``; ``positions`` the spatial positions
     its mean runs over (1 for a ``"vector"`` adapter); ``acc_bound`` the largest
     ``|acc|``. Raises ``ValueError`` when a parameter is not finite or positive where it must
     be, or an intermediate could exceed 62 bits.

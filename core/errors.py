@@ -12,15 +12,19 @@ class                       status  meaning
 ``BundleError``             3       a bundle that cannot be used
 ``CheckpointError``         4       a checkpoint that cannot be used
 ``ToolError``               5       a tool (Verilator, a compiler) missing or failing
+``BuildError``              5       Verilator or the C++ compiler failed (a ``ToolError``)
+``DataError``               5       a data set missing or corrupt (a ``ToolError``:
+                                    something to install, as a tool is)
 ``OutputError``             6       an output file or folder that cannot be written
-(a verdict)                 1       the RTL differs from the golden model, or fails a
-                                    check of the bench (``sim.verilator.RtlError``)
+``RtlError``                1       a verdict, not a fault of the user's: the RTL
+                                    differs from the golden model, or fails a check of
+                                    the bench (a watchdog caught a hang)
 (Ctrl-C)                    130     interrupted
 ==========================  ======  ==============================================
 """
 
 __all__ = ["AsqgenError", "UsageError", "BundleError", "CheckpointError", "ToolError",
-           "OutputError", "INTERRUPTED"]
+           "BuildError", "DataError", "OutputError", "RtlError", "INTERRUPTED"]
 
 INTERRUPTED = 130
 
@@ -55,7 +59,23 @@ class ToolError(AsqgenError, RuntimeError):
     exit_status = 5
 
 
+class BuildError(ToolError):
+    """Verilator or the C++ compiler failed; the message names the log to read."""
+
+
+class DataError(ToolError, ValueError):
+    """A data file that is missing, corrupt or not what it should be; the message names the
+    file and says what to install."""
+
+
 class OutputError(AsqgenError, OSError):
     """An output that cannot be written (a file in the way, no permission, a full disk)."""
 
     exit_status = 6
+
+
+class RtlError(AsqgenError, RuntimeError):
+    """The simulation ran and a check of the bench failed (a watchdog caught a hung design, a
+    flag was wrong): the RTL's fault, so the command line's verdict status 1."""
+
+    exit_status = 1

@@ -34,12 +34,12 @@ class ArrayConfig:
         Width of the unsigned activation codes.
     w_bits, w_format:
         Width and format of the weight codes (``post``, ``pot`` or ``int``, see
-        ``gen.numerics``).
+        ``core.numerics``).
     odd:
         How a ``post`` array handles the odd exponents: ``"table"`` (the default: the table
         entry ``T[a]`` travels along each row, one sum per column) or ``"split"`` (two sums per
         column, of the even and of the odd exponents: every product is a shift, and
-        ``sqrt(2)/2`` is applied once per output after the array; see ``gen.numerics``). A
+        ``sqrt(2)/2`` is applied once per output after the array; see ``core.numerics``). A
         split array runs as a bare array; the layer engine takes ``"table"`` arrays.
     frac_bits:
         ``F``, the fractional bits of the products and accumulators. ``None`` takes
@@ -70,7 +70,7 @@ class ArrayConfig:
     residual:
         Whether the rescale unit has the residual add (a second operand ``i_res`` added to
         ``z`` before the ReLU, for a ResNet block's second conv): an ``Affine`` with its
-        multipliers a lane and a vector register of the operands. ``gen.sizing``'s
+        multipliers a lane and a vector register of the operands. ``core.sizing``'s
         ``config_for_bundle`` leaves it out for a bundle without shortcuts (a layer engine
         without it has no ``i_res`` stream).
 

@@ -173,7 +173,7 @@ def _acc_bound(w_format, w_bits, a_bits, k):
 
 
 def _fits(bound):
-    # The same limit as gen.rescale.fixed_point: acc * beta * m must stay below 2**62.
+    # The same limit as core.rescale.fixed_point: acc * beta * m must stay below 2**62.
     return (bound * rescale.BETA_MAX * (1 << (rescale.MANTISSA_BITS - 1))).bit_length() \
         <= rescale.INT64_HEADROOM
 
@@ -235,7 +235,7 @@ def check_inputs(name, kind, minimum):
 
 
 def check_residual(bundle):
-    """Refuse a residual bundle (format 2, ``gen.bundle``) where a chain is needed
+    """Refuse a residual bundle (format 2, ``core.bundle``) where a chain is needed
     (``asqgen compare``'s per-layer reference codes); the golden model and the hardware run
     such bundles (``sim.golden.run_network``, ``sim.network_sim``)."""
     graph = [la for la in bundle.layers if la.shortcut is not None or la.projection] or [
@@ -251,7 +251,7 @@ def check_residual(bundle):
 
 
 def check_bundle(bundle):
-    """Every rule on a loaded ``gen.bundle.Bundle``; raise ``MappingError`` on the first
+    """Every rule on a loaded ``core.bundle.Bundle``; raise ``MappingError`` on the first
     layer that the hardware cannot run."""
     layers = bundle.layers
     widest = max(layers, key=lambda la: la.out_channels)

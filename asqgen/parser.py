@@ -1,0 +1,166 @@
+"""Every verb's options, one function a verb; ``build_parser`` puts them together.
+
+A verb's handler is named, not imported: ``asqgen.cli`` imports ``asqgen.verbs.<verb>`` only
+when the verb runs, so building the parser (and ``--help``) imports neither PyTorch nor the
+hardware.
+"""
+
+import argparse
+
+from core import __version__, rules
+from core.errors import UsageError
+
+from .options import (add_array_options, add_size_options, count, default_model, folder,
+                      positive, probability, shown)
+
+__all__ = ["build_parser", "VERBS"]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line ``asqgen: error: [verb: ]...`` and status 2 (the
+    usage is in ``--help``)."""
+
+    def error(self, message):
+        verb = self.prog.split(" ", 1)[1] + ": " if " " in self.prog else ""
+        self.exit(UsageError.exit_status, f"asqgen: error: {verb}{message}\n")
+
+
+def _out(p, default, what="output folder"):
+    p.add_argument("--out", default=default, type=folder, help=f"{what} (%(default)s)")
+
+
+def _json(p):
+    p.add_argument("--json", default=None, help="also write the figures to this JSON file")
+
+
+def _data(p, help):
+    p.add_argument("--data", choices=("digits", "fashion-mnist"), default="digits", help=help)
+
+
+def _epochs(p, qat, floats):
+    p.add_argument("--epochs", type=count, default=None,
+                   help=f"QAT epochs (default {qat[0]} for the digits, {qat[1]} for "
+                        f"fashion-mnist)")
+    p.add_argument("--float-epochs", type=count, default=None,
+                   help=f"float pretraining epochs (default {floats[0]} for the digits, "
+                        f"{floats[1]} for fashion-mnist)")
+
+
+def verilog(p):
+    add_array_options(p)
+    p.add_argument("--bundle", default=None,
+                   help="size the layer engine (array, accumulator buffer, rescale unit) for "
+                        "this bundle; without it, the bare systolic array")
+    _out(p, "out/verilog")
+
+
+def selfcheck(p):
+    add_array_options(p)
+    _out(p, "out/selfcheck")
+    p.add_argument("--seed", type=int, default=1, help="random seed (%(default)s)")
+    p.add_argument("--stall", type=probability, default=0.3,
+                   help="probability of an idle clock on each input and output (%(default)s)")
+
+
+def train(p):
+    _data(p, "data set (%(default)s); fashion-mnist needs Debian's dataset-fashion-mnist")
+    p.add_argument("--model", choices=("cnn", "resnet8"), default=None,
+                   help="network: cnn (the digits' CNN) or resnet8 (Fashion-MNIST 14x14) "
+                        "(default: the data set's)")
+    p.add_argument("--train-images", type=positive, default=None,
+                   help="fashion-mnist: train on this many of the 55,000 training images "
+                        "(default all)")
+    p.add_argument("--bits", type=int, choices=rules.RECIPE_BITS, default=4,
+                   help="weight and activation bits of the middle layers (%(default)s)")
+    p.add_argument("--weights", choices=rules.WEIGHT_METHODS, default="post",
+                   help="weight method of the middle layers (%(default)s)")
+    p.add_argument("--acts", choices=rules.ACT_METHODS, default="asq",
+                   help="activation method of the middle layers (%(default)s)")
+    _epochs(p, (15, 5), (15, 8))
+    p.add_argument("--seed", type=count, default=1, help="random seed (%(default)s)")
+    _out(p, "out/train")
+
+
+def methods(p):
+    _data(p, "data set and network: the digits' CNN or Fashion-MNIST's ResNet-8 (%(default)s)")
+    p.add_argument("--bits", type=int, choices=rules.RECIPE_BITS, nargs="+", default=None,
+                   help="widths to compare (default 4 3 for the digits, 4 3 2 for "
+                        "fashion-mnist)")
+    p.add_argument("--seeds", type=positive, default=None,
+                   help="number of seeds (default 10 for the digits, 2 for fashion-mnist)")
+    p.add_argument("--seed", type=count, default=1, help="first seed (%(default)s)")
+    _epochs(p, (15, 3), (15, 5))
+    p.add_argument("--train-images", type=positive, default=None,
+                   help="fashion-mnist: training images (default 20000 of the 55,000)")
+    p.add_argument("--no-plot", action="store_true",
+                   help="no methods.png (which needs matplotlib: ./dev pip install -e "
+                        "'.[plot]')")
+    p.add_argument("--jobs", type=positive, default=2,
+                   help="worker processes, one torch thread each (%(default)s)")
+    _out(p, "out/methods")
+
+
+def export(p):
+    p.add_argument("--checkpoint", default=shown(default_model()),
+                   help="checkpoint folder (model.npz + model.json) (%(default)s)")
+    _out(p, "out/bundle", "bundle folder")
+
+
+def compare(p):
+    p.add_argument("--bundle", default=None,
+                   help=f"bundle folder (default: the checkpoint's, or "
+                        f"{shown(default_model() / 'bundle')})")
+    p.add_argument("--checkpoint", default=None,
+                   help="a digits checkpoint folder (asqgen train) to run PyTorch again; it must "
+                        "be the one the bundle was exported from (default: compare with the "
+                        "PyTorch outputs stored in the bundle)")
+    _json(p)
+
+
+def sim(p):
+    p.add_argument("--bundle", default=shown(default_model() / "bundle"),
+                   help="bundle folder (%(default)s)")
+    p.add_argument("--images", type=positive, default=None,
+                   help="reference inputs to run (default 100, or all the bundle has if fewer)")
+    add_size_options(p.add_argument_group("array"))
+    p.add_argument("--stall", type=probability, default=0.0,
+                   help="probability of an idle clock on every input and output (%(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the stalls (%(default)s)")
+    _out(p, "out/sim", "build folder")
+    _json(p)
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress line on standard error (it is shown on a terminal only)")
+
+
+# verb: (its options, its one-line help)
+VERBS = {
+    "verilog": (verilog, "generate the Verilog and the manifest of an array, or of the layer "
+                         "engine for a bundle"),
+    "selfcheck": (selfcheck, "generate an array, run random products through it on Verilator "
+                             "and compare them with the golden model"),
+    "train": (train, "quantization-aware training of the digits network (or of a ResNet-8 on "
+                     "Fashion-MNIST); writes a checkpoint (model.npz + model.json) and its "
+                     "bundle"),
+    "methods": (methods, "compare float, LSQ, LSQ+POT, LSQ+POST, ASQ and ASQ+POST on the digits "
+                         "(or a ResNet-8 on Fashion-MNIST) over several seeds"),
+    "export": (export, "write the bundle of a trained checkpoint"),
+    "compare": (compare, "the golden model against PyTorch's fake-quantized model on the "
+                         "bundle's reference inputs, layer by layer"),
+    "sim": (sim, "run a bundle on the generated hardware in Verilator and compare every layer "
+                 "with the golden model and PyTorch"),
+}
+
+
+def build_parser(description, epilog):
+    parser = _Parser(prog="asqgen", description=description, epilog=epilog,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"asqgen {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the traceback of an error (also after the subcommand)")
+    debug = _Parser(add_help=False)
+    debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help="show the traceback of an error")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for verb, (options, help) in VERBS.items():
+        options(sub.add_parser(verb, help=help, parents=[debug]))
+    return parser
