@@ -2,7 +2,7 @@
 
 An ASQ quantizer scales its step by ``beta = adapter(g)``: one layer
 ``beta = relu(w1 @ g + b1)`` or two, ``beta = relu(w2 @ relu(w1 @ g + b1) + b2)``
-(``asq_post.md`` section 2). ``g`` is what the adapter reads from the layer before:
+(``docs/algorithms.md``, 'The adapter'). ``g`` is what the adapter reads from the layer before:
 
 * ``"channels"``: the per-channel mean over the spatial positions (the next layer is a conv);
 * ``"vector"``: every value of the vector itself (the next layer is a linear one; the golden

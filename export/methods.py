@@ -27,8 +27,8 @@ On Fashion-MNIST (``data="fashion-mnist"``) the network is ``export.resnet``'s R
 (``None``: all 55,000), and every accuracy is on the whole official test set (10,000 images).
 ``plot`` draws the table as a PNG (matplotlib, the optional extra ``plot``).
 
-``PAPER`` holds the paper's CIFAR-10 ResNet-20 top-1 (``asq_post.md`` section 5), printed next
-to ours for the ordering only: the data sets and networks differ.
+``PAPER`` holds the paper's CIFAR-10 ResNet-20 top-1 (docs/algorithms.md, 'Reported accuracy
+of the paper'), printed next to ours for the ordering only: the data sets and networks differ.
 """
 
 from __future__ import annotations

@@ -16,8 +16,9 @@ The shape is fixed (the hardware team depends on it); ``nn.Sequential`` indices 
                                                         8-bit unsigned LSQ input, no adapter
 
 The first input quantizer is **unsigned** (codes 0 .. 255 for pixels in [0, 1]): this departs
-from the reference recipe (``asq_post.md`` section 2), which quantizes the first input signed;
-the images are non-negative and every activation code of the hardware is unsigned.
+from the reference recipe (docs/algorithms.md, 'Which tensors are quantized'), which quantizes
+the first input signed; the images are non-negative and every activation code of the hardware
+is unsigned.
 
 ``float_model()`` builds the float network from ``nn.Conv2d`` / ``nn.Linear``;
 ``build_model()`` passes it through ``export.wrap.quantize_model``, the same API a user calls

@@ -2,8 +2,8 @@
 
 Each quantizer is an ``nn.Module`` whose ``forward`` returns the fake-quantized tensor (the value
 used in training) and whose ``codes`` returns the integer codes that the hardware stores. The
-algorithms are those of ``asq_post.md`` sections 1-3; what a weight code means is defined only in
-``core.numerics``, which this module imports.
+algorithms are those of ``docs/algorithms.md`` (LSQ, ASQ, POT and POST); what a weight code
+means is defined only in ``core.numerics``, which this module imports.
 
 Rounding and gradients
 ----------------------
@@ -230,11 +230,11 @@ class AsqQuantizer(_Learned):
     """Unsigned activation quantizer with an adaptive step (ASQ).
 
     ``x_hat = round(clamp(x / s_a, 0, 2**bits - 1)) * s_a`` with ``s_a = s * beta(x)``, one
-    ``beta`` per sample from the ``adapter`` (``asq_post.md`` section 2), round half to even.
-    ``s`` gets LSQ's gradient through ``s_a`` (``g * sum over samples of G * beta``) and ``beta``
-    gets ``G * s``, which flows into the adapter and through the adapter's input into ``x``, on
-    top of the straight-through gradient of the quantization (``asq_post.md`` leaves this path
-    implicit; the reference code keeps it).
+    ``beta`` per sample from the ``adapter`` (docs/algorithms.md, 'The adapter'), round half to
+    even. ``s`` gets LSQ's gradient through ``s_a`` (``g * sum over samples of G * beta``) and
+    ``beta`` gets ``G * s``, which flows into the adapter and through the adapter's input into
+    ``x``, on top of the straight-through gradient of the quantization (docs/algorithms.md,
+    'Gradients of ASQ': the spec leaves this path implicit; the reference code keeps it).
 
     Parameters
     ----------

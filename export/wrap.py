@@ -1,6 +1,7 @@
 """Wrap a float PyTorch model into its quantization-aware version: ``quantize_model``.
 
-The recipe (``asq_post.md`` section 2, with the project's unsigned first input):
+The recipe (docs/algorithms.md, 'Which tensors are quantized', with the project's unsigned
+first input):
 
 * the **first** ``Conv2d`` / ``Linear`` (in execution order): ``first_bits``-bit signed LSQ
   weights, one step per output channel (``int`` weights in hardware), and a ``first_bits``-bit

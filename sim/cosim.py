@@ -46,7 +46,7 @@ __all__ = ["CosimSim", "CosimPlan", "LayerResult", "thresholds", "SPEED_ARGS", "
 TOP = "asq_cosim"
 
 #: Verilator options of the co-simulation build, chosen by measurement
-#: (``bench/verilator_options.py``, README "Co-simulation at Verilator speed"): ``-O3`` and
+#: (``bench/verilator_options.py``, docs/results.md, "Verilator options"): ``-O3`` and
 #: fast X handling were as fast as the defaults, C++ ``-O3`` on the model's fast path
 #: (``SPEED_MAKE``) 1.26 times faster than the package's default ``-Os``, ``--threads 2``
 #: two hundred times slower on the busy 2-core machine.

@@ -24,7 +24,8 @@ def test_levels(fmt, base, bits):
 
 
 def test_post4_levels_match_the_spec():
-    # asq_post.md section 3: magnitudes 1, 0.707, 0.5, 0.354, 0.25, 0.177, 0.125 and zero.
+    # docs/algorithms.md, 'POST levels': magnitudes 1, 0.707, 0.5, 0.354, 0.25, 0.177, 0.125
+    # and zero.
     pos = [v for v in numerics.weight_levels("post", 4) if v > 0]
     assert [round(v, 3) for v in sorted(pos, reverse=True)] == \
         [1.0, 0.707, 0.5, 0.354, 0.25, 0.177, 0.125]

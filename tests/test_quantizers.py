@@ -1,4 +1,5 @@
-"""Tests of export.quantizers against hand computations (numpy) of asq_post.md sections 1-3."""
+"""Tests of export.quantizers against hand computations (numpy) of docs/algorithms.md (LSQ,
+ASQ, POT and POST)."""
 
 import math
 
@@ -125,7 +126,8 @@ def test_uninitialised_quantizer_refuses(make, x):
 
 
 def lsq_reference(x, s, qn, qp, r):
-    """dL/dx and dL/ds (before the gradient scale) for L = sum(x_hat * r), per asq_post.md §1."""
+    """dL/dx and dL/ds (before the gradient scale) for L = sum(x_hat * r), per
+    docs/algorithms.md, 'LSQ'."""
     v = x / s
     inside = (qn <= v) & (v <= qp)
     dxhat_ds = np.where(v < qn, qn, np.where(v > qp, qp, np.round(v) - v))
@@ -391,7 +393,8 @@ def test_exponent_exact_ties_go_to_smaller_magnitude(fmt, bits, v, code):
 
 
 def post_reference(w, alpha, levels, r):
-    """dL/dw and dL/dalpha (before the gradient scale) for L = sum(w_hat * r), asq_post.md §3."""
+    """dL/dw and dL/dalpha (before the gradient scale) for L = sum(w_hat * r),
+    docs/algorithms.md, 'POT and POST weights'."""
     v = w / alpha
     inside = np.abs(v) <= 1
     nearest = levels[np.abs(v[..., None] - levels).argmin(axis=-1)]
