@@ -6,8 +6,7 @@ from amaranth.lib.wiring import In, Out
 
 from gen import regmap, rescale
 
-from .rescale_drain import memory_ports
-from .rescale_layouts import slice_layout
+from .rescale_layouts import memory_ports, slice_layout
 from .rescale_stages import BETA_BITS, MANT_BITS, SHIFT_BITS, WIDE_BITS, Product, Rounder
 
 __all__ = ["Adapter"]

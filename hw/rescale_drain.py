@@ -1,23 +1,17 @@
 """The rescale unit's intake: vectors of sums in, slices with their places out."""
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed
-from amaranth.lib import data, memory, stream, wiring
+from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .rescale_layouts import acc_layout, beta_layout, meta_layout, residual_layout, slice_layout
+from .rescale_layouts import (acc_layout, beta_layout, memory_ports, meta_layout, residual_layout,
+                              rotate, slice_layout)
 from .rescale_stages import WIDE_BITS
 
-__all__ = ["Drain", "memory_ports", "rotate", "low", "times"]
+__all__ = ["Drain"]
 
 
-def memory_ports(m, name, shape, depth):
-    """A memory with a synchronous read port and a write port; two entries at least (one
-    entry has a 0-bit address, an illegal ``[-1:0]`` in Verilog)."""
-    m.submodules[name] = mem = memory.Memory(shape=shape, depth=max(depth, 2), init=[])
-    return mem.read_port(), mem.write_port()
-
-
-def times(x, k):
+def _times(x, k):
     """``x * k`` for a constant ``k >= 0`` as shifts and adds (no multiplier)."""
     terms = [x << i for i in range(k.bit_length()) if k >> i & 1]
     total = terms[0] if terms else 0
@@ -26,13 +20,7 @@ def times(x, k):
     return total
 
 
-def rotate(value, lanes, width, incoming):
-    """``value`` (an array of ``len // width`` elements) moved down by ``lanes`` elements, with
-    ``incoming`` (``lanes`` elements) on top."""
-    return Cat(value.as_value()[lanes * width:], incoming)
-
-
-def low(value, lanes, width):
+def _low(value, lanes, width):
     """The bottom ``lanes`` elements of an array of ``width``-bit elements."""
     return value.as_value()[:lanes * width]
 
@@ -97,7 +85,7 @@ class Drain(wiring.Component):
         pooled = self.pooled
         out_w = Mux(pooled, self.width >> 1, self.width)
         row_stride = Signal(u_addr)                 # slices of one output row
-        m.d.sync += row_stride.eq(times(out_w, steps))
+        m.d.sync += row_stride.eq(_times(out_w, steps))
         need_res = self.need_res if self._residual else 0
         res_valid = self.i_res.valid if self._residual else 0
 
@@ -186,7 +174,7 @@ class Drain(wiring.Component):
         # is a vector), rotated by a slice while G emits; so the take (a valid from another
         # unit, through the ready's logic) enables none of its hundreds of registers.
         def load_or_rotate(reg, incoming, width):
-            return reg.eq(Mux(free, incoming, rotate(reg, lanes, width, low(reg, lanes, width))))
+            return reg.eq(Mux(free, incoming, rotate(reg, lanes, width, _low(reg, lanes, width))))
         m.d.sync += load_or_rotate(g_acc, self.i_acc.payload.data, acc_bits)
         if self._residual:
             m.d.sync += load_or_rotate(g_res, self.i_res.payload.data, WIDE_BITS)
@@ -199,8 +187,8 @@ class Drain(wiring.Component):
         m.d.sync += [a.valid.eq(g.busy), a.uaddr.eq(g.uaddr), a.saddr.eq(g.saddr),
                      a.h_first.eq(g.h_first), a.v_second.eq(g.v_second),
                      a.sample_end.eq(g.sample_end),
-                     a_acc.eq(low(g_acc, lanes, acc_bits)),
-                     a_res.eq(low(g_res, lanes, WIDE_BITS)),
+                     a_acc.eq(_low(g_acc, lanes, acc_bits)),
+                     a_res.eq(_low(g_res, lanes, WIDE_BITS)),
                      a_beta.eq(Mux(g.beta_new, g_beta, beta_rd.data))]
         m.d.comb += [self.a.eq(a), self.a_acc.eq(a_acc), self.a_res.eq(a_res),
                      self.a_beta.eq(a_beta)]

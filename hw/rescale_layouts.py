@@ -1,19 +1,19 @@
-"""The payloads of the rescale unit's streams (``hw.rescale_unit``) and the bookkeeping that
-travels with each slice through its stages.
+"""The payloads of the rescale unit's streams (``hw.rescale_unit``), the bookkeeping that
+travels with each slice through its stages, and the two helpers its stages share.
 
 A *slice* is ``lanes`` channels of one position; a vector of ``cols`` channels goes through
 the stages as ``cols // lanes`` slices, one per clock.
 """
 
-from amaranth.hdl import signed, unsigned
-from amaranth.lib import data
+from amaranth.hdl import Cat, signed, unsigned
+from amaranth.lib import data, memory
 
 from gen import regmap
 
 from .rescale_stages import BETA_BITS, WIDE_BITS
 
 __all__ = ["param_layout", "acc_layout", "beta_layout", "residual_layout", "output_layout",
-           "slice_layout", "meta_layout", "RESIDUAL_CODE_BITS"]
+           "slice_layout", "meta_layout", "rotate", "memory_ports", "RESIDUAL_CODE_BITS"]
 
 #: An identity shortcut's operands are codes of at most this many bits (unsigned).
 RESIDUAL_CODE_BITS = 8
@@ -63,3 +63,16 @@ def meta_layout(u_depth, s_depth):
     return data.StructLayout({"valid": 1, "uaddr": range(max(2, u_depth)),
                               "saddr": range(max(2, s_depth)), "h_first": 1, "v_second": 1,
                               "sample_end": 1})
+
+
+def rotate(value, lanes, width, incoming):
+    """``value`` (an array of ``len // width`` elements) moved down by ``lanes`` elements, with
+    ``incoming`` (``lanes`` elements) on top."""
+    return Cat(value.as_value()[lanes * width:], incoming)
+
+
+def memory_ports(m, name, shape, depth):
+    """A memory with a synchronous read port and a write port; two entries at least (one
+    entry has a 0-bit address, an illegal ``[-1:0]`` in Verilog)."""
+    m.submodules[name] = mem = memory.Memory(shape=shape, depth=max(depth, 2), init=[])
+    return mem.read_port(), mem.write_port()

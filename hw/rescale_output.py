@@ -7,8 +7,7 @@ from amaranth.lib.wiring import In, Out
 
 from gen import regmap
 
-from .rescale_drain import rotate
-from .rescale_layouts import output_layout, slice_layout
+from .rescale_layouts import output_layout, rotate, slice_layout
 from .rescale_stages import BETA_BITS, DIV_BITS, SHIFT_BITS, WIDE_BITS, Requantizer, delay
 
 __all__ = ["Output"]

@@ -4,8 +4,7 @@ from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from .rescale_drain import rotate
-from .rescale_layouts import meta_layout, slice_layout
+from .rescale_layouts import meta_layout, rotate, slice_layout
 from .rescale_stages import WIDE_BITS, greater, halves, joined
 
 __all__ = ["Pool"]

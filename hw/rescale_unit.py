@@ -22,11 +22,12 @@ slice per clock through ``Requantizer`` (the last layer streams out ``z``), gath
 vectors of ``cols`` values that wait for the host in a queue of a few vectors (a pipeline that
 never stalls: a vector is started only when the queue will have room for it). The
 accumulator buffer's second bank lets the array go on with the next block of columns meanwhile
-(``hw.accumulator``). Every rounding and width is that of
-``gen.rescale``, bit for bit; every stage has at most one 64-bit adder or comparison
-(``hw.rescale_stages``), and no address needs a multiplier (they are counted).
+(``hw.accumulator``). Every rounding and width is that of ``gen.rescale``, bit for bit; every
+stage has at most one 64-bit adder or comparison (``hw.rescale_stages``), and no address needs
+a multiplier (they are counted).
 
-The unit is a pipeline of stage components, each with its own test against ``gen.rescale``:
+The unit is a pipeline of stage components, each with its own test against ``gen.rescale``
+(``tests/test_rescale_<stage>.py``):
 ``hw.rescale_drain.Drain`` (stages G and A: the vectors taken, their slices and places),
 ``hw.rescale_activation.Activation`` (the affine map, the shortcut and the ReLU),
 ``hw.rescale_pool.Pool`` (stages H1, H2, V1, V2), ``hw.rescale_sums.ChannelSums`` (stage W),
@@ -55,9 +56,9 @@ from gen.regmap import CONTROL, Region
 
 from .rescale_activation import Activation
 from .rescale_adapter import Adapter
-from .rescale_drain import Drain, memory_ports
-from .rescale_layouts import (RESIDUAL_CODE_BITS, acc_layout, beta_layout, output_layout,
-                              param_layout, residual_layout, slice_layout)
+from .rescale_drain import Drain
+from .rescale_layouts import (RESIDUAL_CODE_BITS, acc_layout, beta_layout, memory_ports,
+                              output_layout, param_layout, residual_layout, slice_layout)
 from .rescale_output import Output
 from .rescale_pool import Pool
 from .rescale_stages import MANT_BITS, SHIFT_BITS, Reciprocal, delay_line
