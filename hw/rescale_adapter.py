@@ -6,7 +6,7 @@ from amaranth.lib.wiring import In, Out
 
 from gen import regmap, rescale
 
-from .rescale_layouts import memory_ports, slice_layout
+from .rescale_layouts import check_lanes, memory_ports, slice_layout
 from .rescale_stages import BETA_BITS, MANT_BITS, SHIFT_BITS, WIDE_BITS, Product, Rounder
 
 __all__ = ["Adapter"]
@@ -33,6 +33,7 @@ class Adapter(wiring.Component):
     """
 
     def __init__(self, *, cols, lanes, max_channels, max_hidden, max_batch, s_depth):
+        check_lanes(cols, lanes)
         self._cols, self._lanes = cols, lanes
         self._max_c, self._max_h, self._max_b = max_channels, max_hidden, max_batch
         self._s_depth = s_depth

@@ -4,8 +4,8 @@ from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .rescale_layouts import (acc_layout, beta_layout, memory_ports, meta_layout, residual_layout,
-                              rotate, slice_layout)
+from .rescale_layouts import (acc_layout, beta_layout, check_lanes, memory_ports, meta_layout,
+                              residual_layout, rotate, slice_layout)
 from .rescale_stages import WIDE_BITS
 
 __all__ = ["Drain"]
@@ -52,6 +52,7 @@ class Drain(wiring.Component):
 
     def __init__(self, *, cols, lanes, acc_bits, max_channels, max_positions, max_batch,
                  residual):
+        check_lanes(cols, lanes)
         self._cols, self._lanes, self._acc_bits = cols, lanes, acc_bits
         self._steps = steps = cols // lanes
         self._max_c, self._max_p, self._max_b = max_channels, max_positions, max_batch

@@ -13,7 +13,8 @@ from gen import regmap
 from .rescale_stages import BETA_BITS, WIDE_BITS
 
 __all__ = ["param_layout", "acc_layout", "beta_layout", "residual_layout", "output_layout",
-           "slice_layout", "meta_layout", "rotate", "memory_ports", "RESIDUAL_CODE_BITS"]
+           "slice_layout", "meta_layout", "rotate", "memory_ports", "check_lanes",
+           "RESIDUAL_CODE_BITS"]
 
 #: An identity shortcut's operands are codes of at most this many bits (unsigned).
 RESIDUAL_CODE_BITS = 8
@@ -76,3 +77,10 @@ def memory_ports(m, name, shape, depth):
     entry has a 0-bit address, an illegal ``[-1:0]`` in Verilog)."""
     m.submodules[name] = mem = memory.Memory(shape=shape, depth=max(depth, 2), init=[])
     return mem.read_port(), mem.write_port()
+
+
+def check_lanes(cols, lanes):
+    """``ValueError`` unless ``lanes`` divides ``cols`` (a vector is a whole number of
+    slices)."""
+    if not 1 <= lanes <= cols or cols % lanes:
+        raise ValueError(f"lanes must divide cols ({cols}), not {lanes}")

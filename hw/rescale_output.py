@@ -7,7 +7,7 @@ from amaranth.lib.wiring import In, Out
 
 from gen import regmap
 
-from .rescale_layouts import output_layout, rotate, slice_layout
+from .rescale_layouts import check_lanes, output_layout, rotate, slice_layout
 from .rescale_stages import BETA_BITS, DIV_BITS, SHIFT_BITS, WIDE_BITS, Requantizer, delay
 
 __all__ = ["Output"]
@@ -35,6 +35,7 @@ class Output(wiring.Component):
     LATENCY = 2 + Requantizer.LATENCY
 
     def __init__(self, *, cols, lanes, max_channels, max_positions, u_depth):
+        check_lanes(cols, lanes)
         self._cols, self._lanes = cols, lanes
         self._max_c, self._max_p = max_channels, max_positions
         u_addr = range(max(2, u_depth))

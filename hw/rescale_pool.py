@@ -4,7 +4,7 @@ from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from .rescale_layouts import meta_layout, rotate, slice_layout
+from .rescale_layouts import check_lanes, meta_layout, rotate, slice_layout
 from .rescale_stages import WIDE_BITS, greater, halves, joined
 
 __all__ = ["Pool"]
@@ -35,6 +35,7 @@ class Pool(wiring.Component):
     LATENCY = 4
 
     def __init__(self, *, cols, lanes, u_depth, s_depth):
+        check_lanes(cols, lanes)
         self._cols, self._lanes = cols, lanes
         meta = meta_layout(u_depth, s_depth)
         super().__init__({

@@ -4,7 +4,7 @@ from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from .rescale_layouts import meta_layout, rotate, slice_layout
+from .rescale_layouts import check_lanes, meta_layout, rotate, slice_layout
 from .rescale_stages import WIDE_BITS
 
 __all__ = ["ChannelSums"]
@@ -24,6 +24,7 @@ class ChannelSums(wiring.Component):
     LATENCY = 0
 
     def __init__(self, *, cols, lanes, u_depth, s_depth):
+        check_lanes(cols, lanes)
         self._cols, self._lanes = cols, lanes
         super().__init__({
             "i": In(meta_layout(u_depth, s_depth)), "window": In(slice_layout(lanes)),

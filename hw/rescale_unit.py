@@ -57,8 +57,9 @@ from gen.regmap import CONTROL, Region
 from .rescale_activation import Activation
 from .rescale_adapter import Adapter
 from .rescale_drain import Drain
-from .rescale_layouts import (RESIDUAL_CODE_BITS, acc_layout, beta_layout, memory_ports,
-                              output_layout, param_layout, residual_layout, slice_layout)
+from .rescale_layouts import (RESIDUAL_CODE_BITS, acc_layout, beta_layout, check_lanes,
+                              memory_ports, output_layout, param_layout, residual_layout,
+                              slice_layout)
 from .rescale_output import Output
 from .rescale_pool import Pool
 from .rescale_stages import MANT_BITS, SHIFT_BITS, Reciprocal, delay_line
@@ -118,8 +119,7 @@ class RescaleUnit(wiring.Component):
     def __init__(self, *, cols, acc_bits, max_channels, max_positions, max_hidden,
                  max_batch=1, lanes=None, residual=True):
         lanes = cols if lanes is None else lanes
-        if not 1 <= lanes <= cols or cols % lanes:
-            raise ValueError(f"lanes must divide cols ({cols}), not {lanes}")
+        check_lanes(cols, lanes)
         entries = 1 << regmap.INDEX_BITS
         if max_channels * max(max_hidden, 1) > entries or max_channels > entries:
             raise ValueError(f"max_channels x max_hidden must be at most {entries} "

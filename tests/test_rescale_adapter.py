@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """``hw.rescale_adapter.Adapter`` against ``gen.rescale.adapter_beta`` in Amaranth's
 simulator: seeded random one- and two-layer adapters and activations, the channel sums in
 the ``S`` memory as the rescale unit lays them out (block, sample, slice), the weights in
@@ -108,3 +109,9 @@ def test_adapter_equals_the_golden_adapter_beta(kind):
         clamped += want in (1, rescale.BETA_MAX)
     assert 0 < clamped < CASES                  # both the clamp and the values inside it
     assert got[-1] == rescale.BETA_ONE
+
+
+def test_lanes_must_divide_cols():
+    with pytest.raises(ValueError, match=r"^lanes must divide cols \(4\), not 3$"):
+        Adapter(cols=COLS, lanes=3, max_channels=MAX_C, max_hidden=MAX_H,
+                max_batch=MAX_B, s_depth=8)

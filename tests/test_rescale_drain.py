@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """``hw.rescale_drain.Drain`` in Amaranth's simulator: a batch's accumulators ``(N, C, H, W)``
 (the shape that ``gen.rescale.affine`` takes) sent as the accumulator buffer sends them
 (blocks of ``cols`` channels, then samples, rows, columns), with ``beta_in`` and shortcut
@@ -129,3 +130,9 @@ def test_drain_gives_every_slice_in_place(lanes, channels, h, w, pooled, batch, 
     assert seen == {"draining": 0, "nsamp": batch, "out_slices": out_h * out_w * steps,
                     "out_last": out_h * out_w * steps - 1,
                     "sent": {"acc": len(vectors), "beta": batch, "res": len(vectors)}}
+
+
+def test_lanes_must_divide_cols():
+    with pytest.raises(ValueError, match=r"^lanes must divide cols \(4\), not 3$"):
+        Drain(cols=COLS, lanes=3, acc_bits=ACC_BITS, max_channels=MAX_C, max_positions=MAX_P,
+              max_batch=MAX_B, residual=True)

@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """``hw.rescale_output.Output`` against ``gen.rescale.requantize`` (and, for the last layer,
 the activations as they are: ``gen.rescale.logits_q``) in Amaranth's simulator: a batch of
 samples of seeded random activations in the ``u`` memory as the rescale unit lays them out
@@ -86,3 +87,8 @@ def test_outputs_equal_the_golden_requantize(lanes, channels, final):
             b, p = divmod(k, POSITIONS)
             for i in range(min(COLS, channels - b * COLS)):
                 assert values[i] == want[t, b * COLS + i, p], (t, b, p, i)
+
+
+def test_lanes_must_divide_cols():
+    with pytest.raises(ValueError, match=r"^lanes must divide cols \(4\), not 3$"):
+        Output(cols=COLS, lanes=3, max_channels=MAX_C, max_positions=MAX_P, u_depth=8)

@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """``hw.rescale_pool.Pool`` against ``gen.rescale.pool2d`` in Amaranth's simulator: the slices
 of a map of seeded random activations (ties included) in the intake's order, with the ``u``
 memory and its registered read as in the rescale unit, and random gaps between slices (so
@@ -92,3 +93,8 @@ def test_unpooled_map_is_written_as_it_is(lanes):
     rng = np.random.default_rng(7 + lanes)
     u = rng.integers(-(1 << 62), 1 << 62, (COLS, 3, 5))
     assert (_run(u, lanes, False, 0.3, lanes) == u).all()
+
+
+def test_lanes_must_divide_cols():
+    with pytest.raises(ValueError, match=r"^lanes must divide cols \(4\), not 3$"):
+        Pool(cols=COLS, lanes=3, u_depth=8, s_depth=2)

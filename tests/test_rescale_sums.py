@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """``hw.rescale_sums.ChannelSums`` against the channel sums of ``gen.rescale.adapter_beta``
 (``u_q.reshape(N, C, -1).sum(2)``) in Amaranth's simulator: a batch of samples of seeded
 random pooled activations, slice by slice with random gaps, between them slices that are not
@@ -62,3 +63,8 @@ def test_sums_equal_the_golden_channel_sums(lanes, positions):
     sim.add_testbench(bench)
     sim.run()
     assert (got == u.reshape(BATCH, COLS, -1).sum(axis=2)).all()
+
+
+def test_lanes_must_divide_cols():
+    with pytest.raises(ValueError, match=r"^lanes must divide cols \(4\), not 3$"):
+        ChannelSums(cols=COLS, lanes=3, u_depth=2, s_depth=8)
