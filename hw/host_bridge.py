@@ -51,6 +51,8 @@ into that register when it is offered).
 A lost or damaged byte (``error`` goes high) puts host and bridge out of step; reset the bridge.
 """
 
+from types import SimpleNamespace
+
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Shape, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
@@ -198,219 +200,238 @@ class HostBridge(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        target = self._target
-        m.submodules.target = target
+        m.submodules.target = self._target
+        received, transmit = self._serial(m)
+        s = self._shared_registers()
+        self._write_streams(m, s)
+        self._read_streams(m, s)
+        s.take = received.valid & received.ready     # a byte from the host taken this clock
+        s.sent = transmit.valid & transmit.ready      # a byte to the host taken this clock
+        with m.FSM():
+            self._command_states(m, s, received, transmit)
+            self._write_states(m, s, received)
+            self._read_states(m, s, received, transmit)
+        return m
+
+    def _serial(self, m):
+        """The UART, the receive FIFO behind it and ``error``: the stream of received bytes
+        (through a register: the FIFO's block RAM output is 5.8 ns from the clock on an
+        ECP5) and the transmitter's input stream."""
         m.submodules.uart_rx = urx = UARTReceiver(**self._uart)
         m.submodules.uart_tx = utx = UARTTransmitter(**self._uart)
         m.submodules.rx_fifo = fifo = SyncFIFOBuffered(width=8, depth=self._fifo_depth)
         m.d.comb += [urx.rx.eq(self.rx), self.tx.eq(utx.tx)]
         wiring.connect(m, urx.o_data, fifo.w_stream)
-        # The FIFO's block RAM output (5.8 ns from the clock on an ECP5) through a register
-        # before the bridge's state machine.
         m.submodules.rx_skid = rx_skid = SkidBuffer(8)
         wiring.connect(m, fifo.r_stream, rx_skid.i)
-        received = rx_skid.o
         with m.If(urx.framing_error | urx.overrun):
             m.d.sync += self.error.eq(1)
+        return rx_skid.o, utx.i_data
 
-        # Each write stream through a skid buffer, so that no path runs from the bridge's state
-        # into the target's control (or back) in one clock: on a board the two lie far apart.
-        # (The read streams are not buffered: a word is taken from the target only when the
-        # host reads it.)
-        write = [self._registered(m, target, ch) for ch in self._write]
-        read = [getattr(target, ch.name) for ch in self._read]
+    def _shared_registers(self):
+        """The registers that the state machine and the channels share: the current
+        channel's number (``chan``), the words left (``count``), the byte within the word
+        (``idx``) and the word of a write channel (or of an always_ready read channel, which
+        cannot wait)."""
         channels = self._write + self._read
-        max_bytes = max([ch.nbytes for ch in channels] + [len(self.info_bytes), 1])
-        # The word of a write channel (or of an always_ready read channel, which cannot wait).
         held = [ch for ch in self._read if ch.signature.always_ready]
-        word = Signal(8 * max([ch.nbytes for ch in self._write + held] + [1]))
-        idx = Signal(range(max_bytes + 1))
-        count = Signal(8)
-        chan = Signal(6)
-        # Bytes per word of the current channel; a channel that does not exist reads and drops
-        # one byte per word.
-        w_known = Signal()
-        r_known = Signal()
-        w_nbytes = Signal(range(max_bytes + 1))
-        r_nbytes = Signal(range(max_bytes + 1))
-        m.d.comb += [w_known.eq(chan < len(write)), r_known.eq(chan < len(read))]
-        m.d.comb += w_nbytes.eq(1)
-        with m.Switch(chan):
-            for ch in self._write:
-                with m.Case(ch.index):
-                    m.d.comb += w_nbytes.eq(ch.nbytes)
-        with m.Switch(chan):
-            for ch in self._read:
-                with m.Case(ch.index):
-                    m.d.comb += r_nbytes.eq(ch.nbytes)
+        s = SimpleNamespace()
+        s.max_bytes = max([ch.nbytes for ch in channels] + [len(self.info_bytes), 1])
+        s.word = Signal(8 * max([ch.nbytes for ch in self._write + held] + [1]))
+        s.idx = Signal(range(s.max_bytes + 1))
+        s.count = Signal(8)
+        s.chan = Signal(6)
+        s.w_known = s.chan < len(self._write)
+        s.r_known = s.chan < len(self._read)
+        return s
 
-        # The target's streams: write payloads straight from the word register (stable while
-        # it is offered), each write channel's valid a register (``pushing``: high in PUSH);
-        # the current read channel's word byte by byte from its payload (below).
-        pushing = Signal(max(len(write), 1))
-        to_push = Cat(chan == ch.index for ch in self._write)
-        wait, pull = Signal(), Signal()     # waiting for a read word; taking it
-        w_ready = Signal()      # the current write channel's ready
-        r_valid = Signal()      # the current read channel's valid
-        for ch, port in zip(self._write, write):
-            m.d.comb += port.payload.eq(word[:ch.width])
+    @staticmethod
+    def _nbytes(m, s, channels, name, default):
+        """Bytes per word of the current channel among ``channels`` (``default`` if there is
+        no such channel)."""
+        nbytes = Signal(range(s.max_bytes + 1), name=name)
+        m.d.comb += nbytes.eq(default)
+        with m.Switch(s.chan):
+            for ch in channels:
+                with m.Case(ch.index):
+                    m.d.comb += nbytes.eq(ch.nbytes)
+        return nbytes
+
+    def _write_streams(self, m, s):
+        """The target's write streams, each through a skid buffer (``_registered``), so that
+        no path runs from the bridge's state into the target's control (or back) in one
+        clock: payloads straight from the word register (stable while it is offered), each
+        valid a register (``s.pushing``: high in PUSH). A channel that does not exist reads
+        and drops one byte per word (``s.w_nbytes``)."""
+        s.w_nbytes = self._nbytes(m, s, self._write, "w_nbytes", 1)
+        s.pushing = Signal(max(len(self._write), 1))
+        s.to_push = Cat(s.chan == ch.index for ch in self._write)
+        s.w_ready = Signal()        # the current write channel's ready
+        for ch in self._write:
+            port = self._registered(m, self._target, ch)
+            m.d.comb += port.payload.eq(s.word[:ch.width])
             if not ch.signature.always_valid:
-                m.d.comb += port.valid.eq(pushing[ch.index])
-            with m.If(chan == ch.index):
-                m.d.comb += w_ready.eq(port.ready)
-        # The byte ``idx`` of the current read channel's word, in two registered steps: its
-        # 8-byte chunk (``chunk``), then the byte (``r_byte``), so that no path runs from the
-        # target's payload (a wide register spread over the part) to the transmitter in one
-        # clock; READ_DATA waits for them (``settle``).
-        r_byte = Signal(8)
+                m.d.comb += port.valid.eq(s.pushing[ch.index])
+            with m.If(s.chan == ch.index):
+                m.d.comb += s.w_ready.eq(port.ready)
+
+    def _read_streams(self, m, s):
+        """The target's read streams (not buffered: a word is taken only when the host reads
+        it). The byte ``idx`` of the current channel's word comes in two registered steps:
+        its 8-byte chunk (``chunk``, picked by ``s.at_chunk``, one-hot), then the byte
+        (``s.r_byte``), so that no path runs from the target's payload (a wide register
+        spread over the part) to the transmitter in one clock; READ_DATA waits for them
+        (``s.settle``). ``s.pulling[c]``, read channel c's ready, is a register (high in
+        TAKE), so that it reaches the target straight from a flip-flop."""
+        s.r_nbytes = self._nbytes(m, s, self._read, "r_nbytes", 0)
+        s.wait, s.pull = Signal(), Signal()     # waiting for a read word; taking it
+        s.r_valid = Signal()                    # the current read channel's valid
+        s.r_byte = Signal(8)
         r_byte_now = Signal(8)
-        settle = Signal(range(3))
-        # ``pulling[c]``: read channel c's ready, a register (high in TAKE), so that it reaches
-        # the target straight from a flip-flop.
-        pulling = Signal(max(len(read), 1))
-        m.d.sync += pulling.eq(0)
-        # ``at_chunk``: the chunk that ``idx`` is in, one-hot (``idx[3:]`` is the bridge's
-        # shared counter, placed by its state machine; this register sits by the selects).
+        s.settle = Signal(range(3))
+        s.pulling = Signal(max(len(self._read), 1))
+        m.d.sync += s.pulling.eq(0)
         max_chunks = max([-(-ch.nbytes // 8) for ch in self._read] + [1])
-        at_chunk = Signal(max_chunks, init=1)
-        for ch, port in zip(self._read, read):
+        s.at_chunk = Signal(max_chunks, init=1)
+        for ch in self._read:
+            port = getattr(self._target, ch.name)
             if not ch.signature.always_ready:
                 # A word of no bits is taken as soon as it is offered.
-                m.d.comb += port.ready.eq(((pull | wait) & (chan == ch.index))
-                                          if ch.nbytes == 0 else pulling[ch.index])
+                m.d.comb += port.ready.eq(((s.pull | s.wait) & (s.chan == ch.index))
+                                          if ch.nbytes == 0 else s.pulling[ch.index])
                 source = Cat(port.payload, Const(0, 8 * ch.nbytes - ch.width))
             else:
-                source = word[:8 * ch.nbytes]
+                source = s.word[:8 * ch.nbytes]
             if ch.nbytes > 8:
                 chunks = -(-ch.nbytes // 8)
                 chunk = Signal(64, name=f"chunk_{ch.name}")
                 padded = Cat(source, Const(0, 64 * chunks - len(source)))
                 pick = 0
                 for k in range(chunks):
-                    pick = pick | Mux(at_chunk[k], padded.word_select(k, 64), 0)
+                    pick = pick | Mux(s.at_chunk[k], padded.word_select(k, 64), 0)
                 m.d.sync += chunk.eq(pick)
             else:
                 chunk = source
-            with m.If(chan == ch.index):
-                m.d.comb += r_valid.eq(port.valid)
+            with m.If(s.chan == ch.index):
+                m.d.comb += s.r_valid.eq(port.valid)
                 if ch.nbytes == 1:
                     m.d.comb += r_byte_now.eq(chunk)
                 elif ch.nbytes:
                     m.d.comb += r_byte_now.eq(chunk.word_select(
-                        idx[:min(3, (ch.nbytes - 1).bit_length())], 8))
-        m.d.sync += r_byte.eq(r_byte_now)
+                        s.idx[:min(3, (ch.nbytes - 1).bit_length())], 8))
+        m.d.sync += s.r_byte.eq(r_byte_now)
 
+    def _command_states(self, m, s, received, transmit):
+        """IDLE (a command byte), INFO and the answers ACK and NAK."""
         byte = received.payload
-        take = Signal()         # a byte from the host is taken on this clock
-        m.d.comb += take.eq(received.valid & received.ready)
-        sent = Signal()         # a byte to the host is taken by the transmitter on this clock
-        m.d.comb += sent.eq(utx.i_data.valid & utx.i_data.ready)
         info = Array(Const(b, 8) for b in self.info_bytes)
-
-        with m.FSM():
-            with m.State("IDLE"):
-                m.d.comb += received.ready.eq(1)
-                with m.If(take):
-                    m.d.sync += [chan.eq(byte[:6]), idx.eq(0)]
-                    with m.Switch(byte[6:]):
-                        with m.Case(INFO >> 6):
-                            m.next = "INFO"
-                        with m.Case(WRITE >> 6):
-                            m.next = "WRITE_COUNT"
-                        with m.Case(READ >> 6):
-                            m.next = "READ_COUNT"
-                        with m.Default():
-                            m.next = "NAK"
-            with m.State("INFO"):
-                m.d.comb += [utx.i_data.valid.eq(1), utx.i_data.payload.eq(info[idx])]
-                with m.If(sent):
-                    m.d.sync += idx.eq(idx + 1)
-                    with m.If(idx == len(self.info_bytes) - 1):
-                        m.next = "ACK"
-            with m.State("WRITE_COUNT"):
-                m.d.comb += received.ready.eq(1)
-                with m.If(take):
-                    m.d.sync += [count.eq(byte), idx.eq(0)]
-                    with m.If(w_known & (w_nbytes == 0)):
-                        m.d.sync += pushing.eq(to_push)
-                        m.next = "PUSH"
-                    with m.Else():
-                        m.next = "WRITE_DATA"
-            with m.State("WRITE_DATA"):
-                m.d.comb += received.ready.eq(1)
-                with m.If(take):
-                    m.d.sync += [word.word_select(idx, 8).eq(byte), idx.eq(idx + 1)]
-                    with m.If(idx == w_nbytes - 1):
-                        with m.If(w_known):
-                            m.d.sync += pushing.eq(to_push)
-                            m.next = "PUSH"
-                        with m.Elif(count == 0):
-                            m.next = "NAK"
-                        with m.Else():
-                            m.d.sync += [count.eq(count - 1), idx.eq(0)]
-            with m.State("PUSH"):
-                with m.If(w_ready):
-                    m.d.sync += [count.eq(count - 1), idx.eq(0)]
-                    with m.If(count == 0):
-                        m.d.sync += pushing.eq(0)
-                        m.next = "ACK"
-                    with m.Elif(w_nbytes != 0):
-                        m.d.sync += pushing.eq(0)
-                        m.next = "WRITE_DATA"
-            with m.State("READ_COUNT"):
-                m.d.comb += received.ready.eq(1)
-                with m.If(take):
-                    m.d.sync += count.eq(byte)
-                    with m.If(r_known):
-                        m.next = "PULL"
-                    with m.Else():
+        with m.State("IDLE"):
+            m.d.comb += received.ready.eq(1)
+            with m.If(s.take):
+                m.d.sync += [s.chan.eq(byte[:6]), s.idx.eq(0)]
+                with m.Switch(byte[6:]):
+                    with m.Case(INFO >> 6):
+                        m.next = "INFO"
+                    with m.Case(WRITE >> 6):
+                        m.next = "WRITE_COUNT"
+                    with m.Case(READ >> 6):
+                        m.next = "READ_COUNT"
+                    with m.Default():
                         m.next = "NAK"
-            with m.State("PULL"):
-                # Wait for a word; one of no bits is taken at once, a longer one once its
-                # bytes are sent (TAKE).
-                m.d.comb += wait.eq(1)
-                with m.If(r_valid):
-                    m.d.sync += [idx.eq(0), settle.eq(0), at_chunk.eq(1)]
-                    with m.Switch(chan):
-                        for ch, port in zip(self._read, read):
-                            if ch.signature.always_ready:
-                                with m.Case(ch.index):
-                                    m.d.sync += word[:8 * ch.nbytes].eq(
-                                        Cat(port.payload))
-                    with m.If(r_nbytes != 0):
-                        m.next = "READ_DATA"
-                    with m.Elif(count == 0):
-                        m.next = "ACK"
+        with m.State("INFO"):
+            m.d.comb += [transmit.valid.eq(1), transmit.payload.eq(info[s.idx])]
+            with m.If(s.sent):
+                m.d.sync += s.idx.eq(s.idx + 1)
+                with m.If(s.idx == len(self.info_bytes) - 1):
+                    m.next = "ACK"
+        for state, answer in (("ACK", ACK), ("NAK", NAK)):
+            with m.State(state):
+                m.d.comb += [transmit.valid.eq(1), transmit.payload.eq(answer)]
+                with m.If(s.sent):
+                    m.next = "IDLE"
+
+    def _write_states(self, m, s, received):
+        """WRITE: the count, then each word's bytes into ``word``, then PUSH it."""
+        byte = received.payload
+        with m.State("WRITE_COUNT"):
+            m.d.comb += received.ready.eq(1)
+            with m.If(s.take):
+                m.d.sync += [s.count.eq(byte), s.idx.eq(0)]
+                with m.If(s.w_known & (s.w_nbytes == 0)):
+                    m.d.sync += s.pushing.eq(s.to_push)
+                    m.next = "PUSH"
+                with m.Else():
+                    m.next = "WRITE_DATA"
+        with m.State("WRITE_DATA"):
+            m.d.comb += received.ready.eq(1)
+            with m.If(s.take):
+                m.d.sync += [s.word.word_select(s.idx, 8).eq(byte), s.idx.eq(s.idx + 1)]
+                with m.If(s.idx == s.w_nbytes - 1):
+                    with m.If(s.w_known):
+                        m.d.sync += s.pushing.eq(s.to_push)
+                        m.next = "PUSH"
+                    with m.Elif(s.count == 0):
+                        m.next = "NAK"
                     with m.Else():
-                        m.d.sync += count.eq(count - 1)
-            with m.State("READ_DATA"):
-                m.d.comb += [utx.i_data.valid.eq(settle == 2), utx.i_data.payload.eq(r_byte)]
-                with m.If(settle != 2):
-                    m.d.sync += settle.eq(settle + 1)
-                with m.If(sent):
-                    m.d.sync += [idx.eq(idx + 1), settle.eq(0)]
-                    with m.If(idx[:3] == 7):
-                        m.d.sync += at_chunk.eq(at_chunk << 1)
-                    with m.If(idx == r_nbytes - 1):
-                        m.d.sync += pulling.eq(Cat(chan == ch.index for ch in self._read))
-                        m.next = "TAKE"
-            with m.State("TAKE"):
-                # The word's last byte is in the transmitter: take the word.
-                m.d.comb += pull.eq(1)
-                with m.If(count == 0):
+                        m.d.sync += [s.count.eq(s.count - 1), s.idx.eq(0)]
+        with m.State("PUSH"):
+            with m.If(s.w_ready):
+                m.d.sync += [s.count.eq(s.count - 1), s.idx.eq(0)]
+                with m.If(s.count == 0):
+                    m.d.sync += s.pushing.eq(0)
+                    m.next = "ACK"
+                with m.Elif(s.w_nbytes != 0):
+                    m.d.sync += s.pushing.eq(0)
+                    m.next = "WRITE_DATA"
+
+    def _read_states(self, m, s, received, transmit):
+        """READ: the count, then for each word PULL (wait for it), READ_DATA (its bytes to
+        the transmitter) and TAKE."""
+        with m.State("READ_COUNT"):
+            m.d.comb += received.ready.eq(1)
+            with m.If(s.take):
+                m.d.sync += s.count.eq(received.payload)
+                with m.If(s.r_known):
+                    m.next = "PULL"
+                with m.Else():
+                    m.next = "NAK"
+        with m.State("PULL"):
+            # Wait for a word; one of no bits is taken at once, a longer one once its bytes
+            # are sent (TAKE).
+            m.d.comb += s.wait.eq(1)
+            with m.If(s.r_valid):
+                m.d.sync += [s.idx.eq(0), s.settle.eq(0), s.at_chunk.eq(1)]
+                with m.Switch(s.chan):
+                    for ch in self._read:
+                        if ch.signature.always_ready:
+                            with m.Case(ch.index):
+                                port = getattr(self._target, ch.name)
+                                m.d.sync += s.word[:8 * ch.nbytes].eq(Cat(port.payload))
+                with m.If(s.r_nbytes != 0):
+                    m.next = "READ_DATA"
+                with m.Elif(s.count == 0):
                     m.next = "ACK"
                 with m.Else():
-                    m.d.sync += count.eq(count - 1)
-                    m.next = "PULL"
-            with m.State("ACK"):
-                m.d.comb += [utx.i_data.valid.eq(1), utx.i_data.payload.eq(ACK)]
-                with m.If(sent):
-                    m.next = "IDLE"
-            with m.State("NAK"):
-                m.d.comb += [utx.i_data.valid.eq(1), utx.i_data.payload.eq(NAK)]
-                with m.If(sent):
-                    m.next = "IDLE"
-        return m
+                    m.d.sync += s.count.eq(s.count - 1)
+        with m.State("READ_DATA"):
+            m.d.comb += [transmit.valid.eq(s.settle == 2), transmit.payload.eq(s.r_byte)]
+            with m.If(s.settle != 2):
+                m.d.sync += s.settle.eq(s.settle + 1)
+            with m.If(s.sent):
+                m.d.sync += [s.idx.eq(s.idx + 1), s.settle.eq(0)]
+                with m.If(s.idx[:3] == 7):
+                    m.d.sync += s.at_chunk.eq(s.at_chunk << 1)
+                with m.If(s.idx == s.r_nbytes - 1):
+                    m.d.sync += s.pulling.eq(Cat(s.chan == ch.index for ch in self._read))
+                    m.next = "TAKE"
+        with m.State("TAKE"):
+            # The word's last byte is in the transmitter: take the word.
+            m.d.comb += s.pull.eq(1)
+            with m.If(s.count == 0):
+                m.next = "ACK"
+            with m.Else():
+                m.d.sync += s.count.eq(s.count - 1)
+                m.next = "PULL"
 
 
 # The host side ---------------------------------------------------------------------------------

@@ -1,0 +1,88 @@
+"""The rescale unit's first arithmetic: a slice of sums to activations, every lane at once."""
+
+from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from core import regmap
+
+from .rescale_layouts import RESIDUAL_CODE_BITS, beta_layout, slice_layout
+from .rescale_stages import MANT_BITS, SHIFT_BITS, WIDE_BITS, Affine, delay
+
+__all__ = ["Activation"]
+
+
+def _lanes_of(shape, lanes):
+    return data.ArrayLayout(shape, lanes)
+
+
+class Activation(wiring.Component):
+    """``u = max(affine(acc, beta_in) + operand, 0)`` for each of ``lanes`` channels, one
+    slice per clock: ``core.rescale.affine`` (``Affine``), plus the second operand of a layer
+    with a shortcut (``core.rescale.residual_add``), then the ReLU when ``relu`` is high.
+
+    The operand, chosen by ``residual`` (``core.regmap.RESIDUAL_KINDS``): nothing; an identity
+    shortcut's codes ``res`` rescaled as ``core.rescale.shortcut_operand`` does (an ``Affine``
+    a lane with ``res_m``, ``res_sh``, ``beta.res`` and no bias); or a projection's ``z``,
+    ``res`` as it is. Without ``residual`` the stage has neither the ports nor the logic.
+
+    ``LATENCY = Affine.latency(acc_bits) + 2`` clocks from the inputs to ``u`` (stage Z1
+    adds the operand, Z2 applies the ReLU); a new slice every clock, no stall. The channel
+    parameters ``m``, ``sh`` and ``bias`` come with their slice.
+
+    Lane 0's rounder also serves the adapter (``Affine``'s ``bypass``, ``x``, ``n``,
+    ``addend`` and ``y``) while no slice goes through.
+    """
+
+    def __init__(self, *, lanes, acc_bits, residual=True):
+        self._lanes, self._acc_bits, self._residual = lanes, acc_bits, residual
+        self.LATENCY = Affine.latency(acc_bits) + 2
+        field = {name: signed(regmap.FIELD_BITS.get(name, regmap.VALUE_BITS))
+                 for name in ("m", "sh", "bias", "res_m", "res_sh")}
+        residual_ports = {
+            "res": In(slice_layout(lanes)), "residual": In(2),
+            "res_m": In(_lanes_of(field["res_m"], lanes)),
+            "res_sh": In(_lanes_of(field["res_sh"], lanes)),
+        } if residual else {}
+        super().__init__({
+            "acc": In(_lanes_of(signed(acc_bits), lanes)), "beta": In(beta_layout()),
+            "m": In(_lanes_of(field["m"], lanes)), "sh": In(_lanes_of(field["sh"], lanes)),
+            "bias": In(_lanes_of(field["bias"], lanes)), **residual_ports, "relu": In(1),
+            "u": Out(slice_layout(lanes)),
+            "bypass": In(1), "x": In(signed(WIDE_BITS)), "n": In(signed(SHIFT_BITS)),
+            "addend": In(signed(WIDE_BITS)), "y": Out(signed(WIDE_BITS)),
+        })
+        assert field["m"].width == MANT_BITS
+
+    def elaborate(self, platform):
+        m = Module()
+        lanes = self._lanes
+        main_latency = Affine.latency(self._acc_bits)
+        z1_sum = Signal(slice_layout(lanes), reset_less=True)
+        z2_u = Signal(slice_layout(lanes), reset_less=True)
+        for lane in range(lanes):
+            m.submodules[f"affine_{lane}"] = affine = Affine(self._acc_bits)
+            m.d.comb += [affine.acc.eq(self.acc[lane]), affine.beta_in.eq(self.beta.beta),
+                         affine.m.eq(self.m[lane]), affine.sh.eq(self.sh[lane]),
+                         affine.bias.eq(self.bias[lane])]
+            if lane == 0:
+                m.d.comb += [affine.bypass.eq(self.bypass), affine.x.eq(self.x),
+                             affine.n.eq(self.n), affine.addend.eq(self.addend),
+                             self.y.eq(affine.y)]
+            operand = 0
+            if self._residual:
+                m.submodules[f"shortcut_{lane}"] = shortcut = Affine(RESIDUAL_CODE_BITS + 1,
+                                                                     latency=main_latency)
+                m.d.comb += [shortcut.acc.eq(self.res[lane]), shortcut.beta_in.eq(self.beta.res),
+                             shortcut.m.eq(self.res_m[lane]), shortcut.sh.eq(self.res_sh[lane]),
+                             shortcut.bias.eq(0)]
+                projection = delay(m, self.res[lane], main_latency, name=f"projection_{lane}",
+                                   reset_less=True)
+                kinds = regmap.RESIDUAL_KINDS
+                operand = Mux(self.residual == kinds["identity"], shortcut.u,
+                              Mux(self.residual == kinds["projection"], projection, 0))
+            # Stage Z1 adds the operand, Z2 applies the ReLU.
+            m.d.sync += [z1_sum[lane].eq(affine.u + operand),
+                         z2_u[lane].eq(Mux(self.relu & (z1_sum[lane] < 0), 0, z1_sum[lane]))]
+        m.d.comb += self.u.eq(z2_u)
+        return m
