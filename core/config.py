@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 
-from . import numerics
+from . import numerics, regmap
 from .errors import UsageError
 from .rules import MAX_ADAPTER_WEIGHTS, MAX_CHANNELS, MAX_K, MAX_POSITIONS
 
@@ -53,7 +53,8 @@ class ArrayConfig:
         each ``max_m`` deep and ``buffer_bits`` wide); ``max_m`` is also the most positions of
         a pass (the positions of a batch's samples together) that the rescale unit takes.
     max_channels, max_hidden:
-        The most channels of a layer and hidden units of an adapter (the rescale unit).
+        The most channels of a layer and hidden units of an adapter (the rescale unit). They
+        set the register map's index width, ``index_bits``.
     max_batch:
         The most samples that share one pass (their positions stacked in ``M``, so at most
         ``max_m // positions`` of them): the rescale unit keeps ``beta_in`` and the channel sums
@@ -94,6 +95,8 @@ class ArrayConfig:
     rescale_lanes: int = 1
     residual: bool = True
     _derived: frozenset = field(default=frozenset(), init=False, repr=False, compare=False)
+    #: The register map's index width (``core.regmap.index_bits_for``), derived.
+    index_bits: int = field(default=0, init=False, compare=False)
 
     def __post_init__(self):
         _check_int("rows", self.rows, 1, MAX_DIM)
@@ -128,6 +131,8 @@ class ArrayConfig:
         _check_int("max_m", self.max_m, 1, MAX_POSITIONS)
         _check_int("max_channels", self.max_channels, 1, MAX_CHANNELS)
         _check_int("max_hidden", self.max_hidden, 1, MAX_ADAPTER_WEIGHTS // self.max_channels)
+        object.__setattr__(self, "index_bits", regmap.index_bits_for(self.max_channels,
+                                                                     self.max_hidden))
         _check_int("max_batch", self.max_batch, 1, 1024)
         _check_int("rescale_lanes", self.rescale_lanes, 1, self.cols)
         if self.cols % self.rescale_lanes:

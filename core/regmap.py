@@ -4,7 +4,12 @@
 (``manifest()``).
 
 A word is ``(address, value)``: ``value`` is a signed ``VALUE_BITS`` integer, ``address`` holds
-the region in its top ``REGION_BITS`` bits and the entry in the low ``INDEX_BITS``:
+the region in its top ``REGION_BITS`` bits and the entry in the low ``index_bits``. The index
+width is the engine's own, derived from its sizes like every other width (``index_bits_for``:
+the adapter's ``w1`` region holds ``max_hidden x max_channels`` entries), never fewer than
+``MIN_INDEX_BITS`` (12, the default engine's) and at most ``MAX_INDEX_BITS``; the host and the
+hardware take it from the same ``core.config.ArrayConfig.index_bits``, and ``manifest()``
+records it:
 
 ====== =========== ==============================================================
 region name        contents (``r`` a ``core.rescale.LayerRescale``)
@@ -29,12 +34,13 @@ from enum import IntEnum
 
 from . import rescale
 
-__all__ = ["Region", "CONTROL", "ADAPTER_KINDS", "REGION_BITS", "INDEX_BITS", "ADDR_BITS",
-           "VALUE_BITS", "FIELD_BITS", "RESIDUAL_KINDS", "address", "encode", "check_beta", "manifest"]
+__all__ = ["Region", "CONTROL", "ADAPTER_KINDS", "REGION_BITS", "MIN_INDEX_BITS",
+           "MAX_INDEX_BITS", "VALUE_BITS", "FIELD_BITS", "RESIDUAL_KINDS", "index_bits_for",
+           "max_words", "address_bits", "address", "encode", "check_beta", "manifest"]
 
 REGION_BITS = 4
-INDEX_BITS = 12
-ADDR_BITS = REGION_BITS + INDEX_BITS
+MIN_INDEX_BITS = 12         # the floor: the default engine's map stays as it is
+MAX_INDEX_BITS = 20         # the generator's ceiling (a million entries in one region)
 VALUE_BITS = rescale.PARAM_BITS     # the parameters' signed width
 
 #: The regions whose values the hardware keeps narrower than ``VALUE_BITS`` (signed): the
@@ -70,38 +76,66 @@ ADAPTER_KINDS = {"none": 0, "one": 1, "two": 2}
 RESIDUAL_KINDS = {"none": 0, "identity": 1, "projection": 2}
 
 
-def address(region, index):
-    """The address of entry ``index`` of ``region``."""
-    if not 0 <= index < 1 << INDEX_BITS:
-        raise ValueError(f"register index {index} does not fit {INDEX_BITS} bits")
-    return int(region) << INDEX_BITS | index
+def index_bits_for(max_channels, max_hidden):
+    """The index width of an engine of ``max_channels`` channels and ``max_hidden`` adapter
+    hidden units: enough for the largest region (``w1``, ``max_hidden x max_channels``), at
+    least ``MIN_INDEX_BITS``."""
+    entries = max(max_channels, max_hidden, max_channels * max(max_hidden, 1))
+    bits = max(MIN_INDEX_BITS, (entries - 1).bit_length())
+    if bits > MAX_INDEX_BITS:
+        raise ValueError(f"max_channels x max_hidden = {entries} register entries is more than "
+                         f"the register map's {1 << MAX_INDEX_BITS} ({MAX_INDEX_BITS} index "
+                         f"bits)")
+    return bits
 
 
-def encode(r, *, channels, height, width, pool, relu, max_channels, residual="none",
-           shortcut=None):
+def max_words(max_channels, max_hidden):
+    """The most words ``encode`` writes for a layer of an engine of these sizes: the
+    per-channel regions (``m``, ``sh``, ``bias``, ``res_m``, ``res_sh``), the adapter's
+    (``w1``, ``b1``, ``wb``) and the control registers."""
+    return (5 * max_channels + max_hidden * max_channels + max_hidden
+            + max(max_channels, max_hidden) + len(CONTROL))
+
+
+def address_bits(index_bits):
+    """The width of an address of a map of ``index_bits``."""
+    return REGION_BITS + index_bits
+
+
+def address(region, index, index_bits):
+    """The address of entry ``index`` of ``region`` in a map of ``index_bits``."""
+    if not 0 <= index < 1 << index_bits:
+        raise ValueError(f"register index {index} does not fit {index_bits} bits")
+    return int(region) << index_bits | index
+
+
+def encode(r, *, channels, height, width, pool, relu, max_channels, index_bits,
+           residual="none", shortcut=None):
     """The ``(address, value)`` words of a layer's ``LayerRescale`` ``r`` (the control
     registers last; the host marks the final word ``last``). ``residual`` is a key of
     ``RESIDUAL_KINDS``; an ``"identity"`` residual needs the shortcut's ``LayerRescale``
     (``core.rescale.shortcut_fixed_point``) as ``shortcut``. ``height`` and ``width`` are the accumulators' spatial size (1 and 1
-    for a linear layer); ``max_channels`` the hardware's (the stride of ``w1``)."""
+    for a linear layer); ``max_channels`` the hardware's (the stride of ``w1``) and
+    ``index_bits`` its map's index width (``core.config.ArrayConfig.index_bits``)."""
     words = []
     for c in range(channels):
-        words += [(address(Region.m, c), int(r.m[c])),
-                  (address(Region.sh, c), int(r.z_shift[c])),
-                  (address(Region.bias, c), int(r.bias_q[c]))]
+        words += [(address(Region.m, c, index_bits), int(r.m[c])),
+                  (address(Region.sh, c, index_bits), int(r.z_shift[c])),
+                  (address(Region.bias, c, index_bits), int(r.bias_q[c]))]
     hidden = 0
     if r.adapter == "two":
         hidden = r.w1_q.shape[0]
         for j in range(hidden):
-            words += [(address(Region.w1, j * max_channels + c), int(r.w1_q[j, c]))
-                      for c in range(channels)]
-            words.append((address(Region.b1, j), int(r.b1_q[j])))
+            words += [(address(Region.w1, j * max_channels + c, index_bits),
+                       int(r.w1_q[j, c])) for c in range(channels)]
+            words.append((address(Region.b1, j, index_bits), int(r.b1_q[j])))
     if r.adapter != "none":
-        words += [(address(Region.wb, i), int(w)) for i, w in enumerate(r.beta_weights)]
+        words += [(address(Region.wb, i, index_bits), int(w))
+                  for i, w in enumerate(r.beta_weights)]
     if residual == "identity":
         for c in range(channels):
-            words += [(address(Region.res_m, c), int(shortcut.m[c])),
-                      (address(Region.res_sh, c), int(shortcut.z_shift[c]))]
+            words += [(address(Region.res_m, c, index_bits), int(shortcut.m[c])),
+                      (address(Region.res_sh, c, index_bits), int(shortcut.z_shift[c]))]
     final = r.next_bits is None
     control = {
         "channels": channels, "height": height, "width": width, "pool": pool, "relu": int(relu),
@@ -110,11 +144,12 @@ def encode(r, *, channels, height, width, pool, relu, max_channels, residual="no
         "m_s": 0 if final else r.m_s, "sh_req": 0 if final else r.req_shift,
         "max_code": 0 if final else r.max_code, "residual": RESIDUAL_KINDS[residual],
     }
-    words += [(address(Region.control, CONTROL.index(k)), int(v)) for k, v in control.items()]
+    words += [(address(Region.control, CONTROL.index(k), index_bits), int(v))
+              for k, v in control.items()]
     for a, v in words:
-        bits = FIELD_BITS.get(Region(a >> INDEX_BITS).name, VALUE_BITS)
+        bits = FIELD_BITS.get(Region(a >> index_bits).name, VALUE_BITS)
         if not -(1 << (bits - 1)) <= v < 1 << (bits - 1):
-            name, index = Region(a >> INDEX_BITS).name, a & ((1 << INDEX_BITS) - 1)
+            name, index = Region(a >> index_bits).name, a & ((1 << index_bits) - 1)
             raise ValueError(f"register {name}[{index}] = {v} does not fit its {bits} signed "
                              f"bits")
     return words
@@ -127,8 +162,10 @@ def check_beta(beta_in):
     return int(beta_in)
 
 
-def manifest():
-    """The register map as the generator's manifest lists it."""
-    return {"address_bits": ADDR_BITS, "index_bits": INDEX_BITS, "value_bits": VALUE_BITS,
+def manifest(index_bits):
+    """The register map of an engine whose index is ``index_bits`` wide, as the generator's
+    manifest lists it."""
+    return {"address_bits": address_bits(index_bits), "index_bits": index_bits,
+            "value_bits": VALUE_BITS,
             "regions": {region.name: int(region) for region in Region},
             "control": list(CONTROL)}

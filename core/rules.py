@@ -48,8 +48,9 @@ WEIGHT_FORMAT = {"lsq": "int", "pot": "pot", "post": "post"}   # method -> hardw
 
 # The hardware's limits ----------------------------------------------------------------------
 POOL = 2                    # the rescale unit pools 2x2 windows with stride 2, nothing else
-MAX_CHANNELS = 1 << regmap.INDEX_BITS          # output channels: the register map's index
-MAX_ADAPTER_WEIGHTS = 1 << regmap.INDEX_BITS   # adapter hidden units x the widest channels
+# The register map's index grows with the engine (``regmap.index_bits_for``) up to its ceiling:
+MAX_CHANNELS = 1 << 16                             # output channels of a layer
+MAX_ADAPTER_WEIGHTS = 1 << regmap.MAX_INDEX_BITS   # adapter hidden units x the widest channels
 MAX_POSITIONS = 1 << 16     # output positions of a conv per sample (accumulator buffer depth)
 MAX_K = 1 << 20             # inputs of one output (in_channels x kernel x kernel)
 
@@ -211,7 +212,8 @@ def check_adapter(name, kind, channels, widest, widest_name=None, hidden=None):
         refuse(name, _type(kind),
                f"the ASQ adapter on its {channels} input channels has {hidden} hidden units, "
                f"and {hidden} x {widest} channels of the widest layer{where} is more than the "
-               f"rescale unit's {MAX_ADAPTER_WEIGHTS} adapter weights",
+               f"{MAX_ADAPTER_WEIGHTS} adapter weights of the largest rescale unit the "
+               f"generator makes ({regmap.MAX_INDEX_BITS} index bits)",
                "use act_method 'lsq' for this layer, or fewer channels")
 
 

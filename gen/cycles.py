@@ -32,8 +32,12 @@ every network in the suite (``sim.report`` prints both).
 import math
 from dataclasses import dataclass
 
-from core.signed_digits import digit_rows
+from amaranth.hdl import signed
+
+from core import regmap
 from core.rescale import MANTISSA_BITS, RECIP_BITS
+from core.signed_digits import digit_rows
+from hw.rescale_stages import MANT_BITS, WIDE_BITS, Affine, Product, Requantizer, Rounder
 
 __all__ = ["LayerShape", "LayerCycles", "layer_cycles", "network_cycles", "layer_shape"]
 
@@ -80,8 +84,6 @@ class LayerCycles:
 
 def layer_shape(bundle, i, config):
     """The ``LayerShape`` of layer ``i`` of ``bundle`` (``core.bundle.Bundle``)."""
-    from core import regmap
-
     layer = bundle.layers[i]
     channels, height, width = ((layer.out_channels, 1, 1) if layer.kind == "linear"
                                else layer.conv_shape)
@@ -89,7 +91,7 @@ def layer_shape(bundle, i, config):
     residual, _ = bundle.residual_kind(i)
     words = regmap.encode(fixed, channels=channels, height=height, width=width,
                           pool=layer.pool, relu=layer.relu, max_channels=config.max_channels,
-                          residual=residual,
+                          index_bits=config.index_bits, residual=residual,
                           shortcut=layer.shortcut_fixed if residual == "identity" else None)
     hidden = fixed.w1_q.shape[0] if fixed.adapter == "two" else 0
     return LayerShape(positions=layer.positions, k=layer.k, n=channels,
@@ -112,10 +114,6 @@ def _passes_per_block(config, shape):
 def _latencies(config):
     """The rescale unit's pipeline latencies (``hw.rescale_stages``): the affine map, the
     adapter's multiply-accumulate and its rounding, the requantizer."""
-    from amaranth.hdl import signed
-
-    from hw.rescale_stages import MANT_BITS, WIDE_BITS, Affine, Product, Requantizer, Rounder
-
     mac = Product.plan(signed(WIDE_BITS), signed(MANT_BITS), WIDE_BITS)[2]
     return Affine.latency(config.buffer_bits), mac + Rounder.LATENCY, Requantizer.LATENCY
 

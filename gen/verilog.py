@@ -7,7 +7,9 @@ from amaranth.back import verilog
 from amaranth.hdl import Value
 from amaranth.lib import wiring
 
+from core import __version__, regmap
 from core.files import write_text
+from hw.accelerator import Accelerator
 from hw.multiplier import StandaloneMultiplier
 from hw.systolic_array import SystolicArray
 
@@ -59,8 +61,6 @@ def _write_manifest(out_dir, manifest):
 
 
 def _header(config, name, path):
-    from core import __version__
-
     return {"format": MANIFEST_FORMAT, "generator": f"asqgen {__version__}", "top": name,
             "verilog": path.name, "config": config.as_dict()}
 
@@ -68,15 +68,12 @@ def _header(config, name, path):
 def generate_accelerator(config, out_dir, *, bundle=None, name="asq_accel"):
     """Write the layer engine (``hw.accelerator``) of ``config`` and its manifest into
     ``out_dir``; with ``bundle``, the manifest lists its layers and their passes' shapes."""
-    from hw.accelerator import Accelerator
-    from core import regmap
-
     path, port_list = write_verilog(Accelerator(config=config), out_dir, name, clocked=True)
     manifest = _header(config, name, path)
     manifest["derived"] = {"acc_bits": config.acc_bits, "buffer_bits": config.buffer_bits,
                            "table_frac_bits": config.table_frac_bits,
                            "latency": config.latency}
-    manifest["rescale_registers"] = regmap.manifest()
+    manifest["rescale_registers"] = regmap.manifest(config.index_bits)
     if bundle is not None:
         manifest["layers"] = [{"name": l.name, "kind": l.kind, "k": l.k,
                                "n": l.out_channels, "w_format": l.w_format,

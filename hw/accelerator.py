@@ -40,7 +40,7 @@ class Accelerator(wiring.Component):
         check_engine_array(config)
         self._config = config
         super().__init__({
-            "i_param": In(stream.Signature(param_layout())),
+            "i_param": In(stream.Signature(param_layout(config.index_bits))),
             "i_beta": In(stream.Signature(beta_layout())),
             **({"i_res": In(stream.Signature(residual_layout(config.cols)))}
                if config.residual else {}),

@@ -20,10 +20,11 @@ __all__ = ["param_layout", "acc_layout", "beta_layout", "residual_layout", "outp
 RESIDUAL_CODE_BITS = 8
 
 
-def param_layout():
-    """One register write: ``core.regmap``'s address and signed value; ``last`` on the final
-    word of a layer's parameters."""
-    return data.StructLayout({"addr": regmap.ADDR_BITS, "value": signed(regmap.VALUE_BITS),
+def param_layout(index_bits):
+    """One register write: ``core.regmap``'s address (of a map whose index is ``index_bits``
+    wide) and signed value; ``last`` on the final word of a layer's parameters."""
+    return data.StructLayout({"addr": regmap.address_bits(index_bits),
+                              "value": signed(regmap.VALUE_BITS),
                               "last": 1})
 
 

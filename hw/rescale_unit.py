@@ -101,8 +101,9 @@ class RescaleUnit(wiring.Component):
 
     Members
     -------
-    i_param : In(stream.Signature(param_layout()))
-        Accepted only while idle.
+    i_param : In(stream.Signature(param_layout(index_bits)))
+        Accepted only while idle. ``index_bits`` (an attribute too) is the register map's index
+        width for these sizes, ``core.regmap.index_bits_for(max_channels, max_hidden)``.
     i_beta : In(stream.Signature(beta_layout()))
         Each sample's ``beta_in`` (and its shortcut's ``beta``), in sample order.
     i_res : In(stream.Signature(residual_layout(cols)))
@@ -120,10 +121,7 @@ class RescaleUnit(wiring.Component):
                  max_batch=1, lanes=None, residual=True):
         lanes = cols if lanes is None else lanes
         check_lanes(cols, lanes)
-        entries = 1 << regmap.INDEX_BITS
-        if max_channels * max(max_hidden, 1) > entries or max_channels > entries:
-            raise ValueError(f"max_channels x max_hidden must be at most {entries} "
-                             f"({regmap.INDEX_BITS} address bits)")
+        self.index_bits = regmap.index_bits_for(max_channels, max(max_hidden, 1))
         self._cols, self._lanes, self._acc_bits = cols, lanes, acc_bits
         self._steps = cols // lanes
         self._max_c, self._max_p, self._max_h = max_channels, max_positions, max(max_hidden, 1)
@@ -131,7 +129,7 @@ class RescaleUnit(wiring.Component):
         self._blocks = -(-max_channels // cols)
         self._residual = residual
         super().__init__({
-            "i_param": In(stream.Signature(param_layout())),
+            "i_param": In(stream.Signature(param_layout(self.index_bits))),
             "i_beta": In(stream.Signature(beta_layout())),
             **({"i_res": In(stream.Signature(residual_layout(cols)))} if residual else {}),
             "i_acc": In(stream.Signature(acc_layout(cols, acc_bits))),
@@ -153,13 +151,13 @@ class RescaleUnit(wiring.Component):
         registers."""
         lanes, max_c, max_h = self._lanes, self._max_c, self._max_h
         p = self.i_param.payload
+        bits = self.index_bits
         w = Signal(data.StructLayout({"en": 1, "region": regmap.REGION_BITS,
-                                      "lane": range(max(lanes, 2)),
-                                      "entry": regmap.INDEX_BITS, "index": regmap.INDEX_BITS,
-                                      "value": signed(regmap.VALUE_BITS)}))
-        index = p.addr[:regmap.INDEX_BITS]
+                                      "lane": range(max(lanes, 2)), "entry": bits,
+                                      "index": bits, "value": signed(regmap.VALUE_BITS)}))
+        index = p.addr[:bits]
         m.d.sync += [w.en.eq(self.i_param.valid & self.i_param.ready),
-                     w.region.eq(p.addr[regmap.INDEX_BITS:]), w.index.eq(index),
+                     w.region.eq(p.addr[bits:]), w.index.eq(index),
                      w.lane.eq(index % lanes), w.entry.eq(index // lanes), w.value.eq(p.value)]
         ports = {}
         lane_regions = (Region.m, Region.sh, Region.bias) + \

@@ -83,8 +83,8 @@ class CosimPlan:
 
     def __init__(self, config, depths=None):
         self.config = config
-        self.depths = depths or Depths()
-        self.layouts = {"param": param_layout(), "beta": beta_layout(),
+        self.depths = depths or Depths.for_config(config)
+        self.layouts = {"param": param_layout(config.index_bits), "beta": beta_layout(),
                         "res": residual_layout(config.cols), "w": weight_layout(config),
                         "a": activation_layout(config)["data"].shape,
                         "pass": program_layout(config), "out": output_layout(config.cols)}

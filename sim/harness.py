@@ -48,6 +48,7 @@ from amaranth.hdl import Module, Signal
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
+from core import regmap
 from hw.accelerator import COUNTER_BITS, COUNTERS, Accelerator
 from hw.accumulator import pass_layout
 from hw.rescale_unit import beta_layout, output_layout, param_layout, residual_layout
@@ -75,6 +76,13 @@ class Depths:
                  out=16384, marks=1024):
         self.param, self.beta, self.res, self.w, self.a, self.program, self.out, self.marks = (
             param, beta, res, w, a, program, out, marks)
+
+    @classmethod
+    def for_config(cls, config):
+        """The default depths, with room for the largest layer's parameter words of the engine
+        of ``config`` (``core.regmap.max_words``)."""
+        need = regmap.max_words(config.max_channels, config.max_hidden)
+        return cls(param=max(4096, 1 << (need - 1).bit_length()))
 
     def as_dict(self):
         return dict(vars(self))
@@ -116,7 +124,7 @@ class CosimHarness(wiring.Component):
 
     def __init__(self, *, config, depths=None):
         self._config = config
-        self._depths = depths or Depths()
+        self._depths = depths or Depths.for_config(config)
         ports = {"go": In(1), "seed": In(16), "stall": In(16), "backpressure": In(16)}
         for name in COUNTS:
             ports[name] = In(COUNT_BITS)
@@ -144,7 +152,7 @@ class CosimHarness(wiring.Component):
             m.submodules[name] = mem = memory.Memory(shape=shape, depth=depth, init=[])
             return [mem.read_port(domain="comb") for _ in range(reads)], mem
 
-        (param_rd,), _ = stim("stim_param", param_layout(), d.param)
+        (param_rd,), _ = stim("stim_param", param_layout(cfg.index_bits), d.param)
         (beta_rd,), _ = stim("stim_beta", beta_layout(), d.beta)
         if cfg.residual:
             (res_rd,), _ = stim("stim_res", residual_layout(cfg.cols), d.res)

@@ -48,11 +48,13 @@ def accumulator_shape(layer):
     return layer.conv_shape
 
 
-def layer_params(layer, max_channels, residual="none"):
-    """The layer's ``i_param`` words, ``(address, value, last)`` (``core.regmap``)."""
+def layer_params(layer, config, residual="none"):
+    """The layer's ``i_param`` words, ``(address, value, last)`` (``core.regmap``), for the
+    engine of ``config``."""
     c, h, w = accumulator_shape(layer)
     return param_words(layer.fixed, channels=c, height=h, width=w, pool=layer.pool,
-                       relu=layer.relu, max_channels=max_channels, residual=residual,
+                       relu=layer.relu, max_channels=config.max_channels,
+                       index_bits=config.index_bits, residual=residual,
                        shortcut=layer.shortcut_fixed if residual == "identity" else None)
 
 
@@ -78,8 +80,7 @@ def check_network(plan, bundle):
         plan.check_layer(layer.name, positions=layer.positions, W=layer.weight_matrix,
                          w_format=layer.w_format, w_bits=layer.w_bits, channels=channels,
                          out_positions=positions,
-                         params=len(layer_params(layer, plan.config.max_channels,
-                                                 bundle.residual_kind(i)[0])))
+                         params=len(layer_params(layer, plan.config, bundle.residual_kind(i)[0])))
 
 
 def drive(plan, bundle, codes, *, seed=0, stall=0.0, backpressure=0.0):
@@ -106,7 +107,7 @@ def drive(plan, bundle, codes, *, seed=0, stall=0.0, backpressure=0.0):
         runs = plan.layer_runs(
             W=layer.weight_matrix, w_format=layer.w_format, w_bits=layer.w_bits,
             samples_rows=layer_rows(layer, inputs), betas=betas,
-            param_words=layer_params(layer, plan.config.max_channels, kind), channels=channels,
+            param_words=layer_params(layer, plan.config, kind), channels=channels,
             out_positions=positions, stall=stall, backpressure=backpressure, name=layer.name,
             **extra)
         results = yield i, runs, thresholds(seed + i, stall, backpressure)

@@ -62,13 +62,13 @@ def output_order(values, channels, positions, lanes):
     return v.transpose(0, 2, 1).reshape(blocks * lanes, positions)[:channels].reshape(-1)
 
 
-def param_words(fixed, *, channels, height, width, pool, relu, max_channels, residual="none",
-                shortcut=None):
+def param_words(fixed, *, channels, height, width, pool, relu, max_channels, index_bits,
+                residual="none", shortcut=None):
     """A layer's ``i_param`` words as ``(address, value, last)``: ``core.regmap.encode``'s, the
     final one marked ``last``."""
     words = regmap.encode(fixed, channels=channels, height=height, width=width, pool=pool,
-                          relu=relu, max_channels=max_channels, residual=residual,
-                          shortcut=shortcut)
+                          relu=relu, max_channels=max_channels, index_bits=index_bits,
+                          residual=residual, shortcut=shortcut)
     return [(a, v, int(i == len(words) - 1)) for i, (a, v) in enumerate(words)]
 
 
@@ -82,7 +82,8 @@ class RescaleSim(Design):
                            max_positions=max_positions, max_hidden=max_hidden,
                            max_batch=max_batch)
         super().__init__(unit, root, TOP, platform=platform)
-        self._param = Payload(param_layout())
+        self.index_bits = unit.index_bits
+        self._param = Payload(param_layout(unit.index_bits))
         self._beta = Payload(beta_layout())
         self._res = Payload(residual_layout(cols))
         self._acc = Payload(acc_layout(cols, acc_bits))
@@ -101,7 +102,8 @@ class RescaleSim(Design):
         acc, c, h, w, outputs = self._shape(first)
         words = param_words(first.fixed, channels=c, height=h, width=w, pool=first.pool,
                             relu=first.relu, max_channels=self.max_channels,
-                            residual=first.residual, shortcut=first.shortcut)
+                            index_bits=self.index_bits, residual=first.residual,
+                            shortcut=first.shortcut)
         vectors, lasts = acc_vectors(np.stack([self._shape(s)[0] for s in batch]), self.cols)
         blocks = -(-c // self.cols)
         send = {"i_beta": [self._beta.pack({"beta": regmap.check_beta(s.beta_in),

@@ -40,8 +40,8 @@ def test_pack_equals_amaranth_layout_constants():
         weight_layout(CFG).const(row.tolist()).as_bits() for row in w]
     addr, value = rng.integers(0, 1 << 16, 20), rng.integers(-2 ** 31, 2 ** 31, 20)
     last = rng.integers(0, 2, 20)
-    assert list(pack(param_layout(), {"addr": addr, "value": value, "last": last})) == [
-        param_layout().const({"addr": int(a), "value": int(v), "last": int(x)}).as_bits()
+    assert list(pack(param_layout(12), {"addr": addr, "value": value, "last": last})) == [
+        param_layout(12).const({"addr": int(a), "value": int(v), "last": int(x)}).as_bits()
         for a, v, x in zip(addr, value, last)]
     desc = {"shift": rng.integers(0, 8, 20), "drop": rng.integers(0, CFG.frac_bits + 1, 20),
             "first": rng.integers(0, 2, 20), "final": rng.integers(0, 2, 20)}
@@ -108,7 +108,7 @@ def test_a_hung_layer_names_the_stuck_stream(build_root):
                                          rf"\(not valid\)"):
         sim.run_layer(W=layer.weight_matrix, w_format=layer.w_format, w_bits=layer.w_bits,
                       samples_rows=layer_rows(layer, codes), betas=[1 << 14],
-                      param_words=layer_params(layer, cfg.max_channels),
+                      param_words=layer_params(layer, cfg),
                       channels=layer.out_channels, out_positions=2, name="hung")
 
 
@@ -120,7 +120,7 @@ def test_clocks_per_sample_are_counted_in_hdl(build_root):
     codes = np.random.default_rng(1).integers(0, 16, (3,) + tuple(layer.in_shape))
     kwargs = dict(W=layer.weight_matrix, w_format=layer.w_format, w_bits=layer.w_bits,
                   samples_rows=layer_rows(layer, codes), betas=[1 << 14] * 3,
-                  param_words=layer_params(layer, cfg.max_channels),
+                  param_words=layer_params(layer, cfg),
                   channels=layer.out_channels, out_positions=1)
     calm = sim.run_layer(name="calm", **kwargs)
     busy = sim.run_layer(name="busy", stall=0.5, backpressure=0.5, seed=3, **kwargs)

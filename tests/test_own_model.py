@@ -71,6 +71,20 @@ def _deeper_pot():
     return model, dict(bits=4, weight_method="pot", act_method=acts), _digits(8), (1, 8, 8)
 
 
+def _wide_asq(channels):
+    """A conv of ``channels`` outputs feeding an ASQ input: its adapter (``channels / 4``
+    hidden units) needs more than the 4,096 weights of the default register map, so the
+    engine's map grows (``core.regmap.index_bits_for``)."""
+    def make():
+        model = nn.Sequential(
+            nn.Conv2d(1, channels, 3), nn.BatchNorm2d(channels), nn.ReLU(),       # 6x6
+            nn.Conv2d(channels, 8, 3), nn.BatchNorm2d(8), nn.ReLU(),              # 4x4
+            nn.Flatten(), nn.Linear(128, 10))
+        return model, dict(bits=4, weight_method="post", act_method="asq"), _digits(8), (1, 8, 8)
+    make.__name__ = f"_wide_asq_{channels}"
+    return make
+
+
 def _wine_mlp():
     """A linear-only network on a feature vector; 3-bit POST, LSQ activations."""
     model = nn.Sequential(nn.Linear(13, 16), nn.ReLU(), nn.Linear(16, 8), nn.ReLU(),
@@ -103,7 +117,9 @@ def _compute_names(model):
     return [n for n, m in model.named_modules() if type(m).__name__ in ("QConv2d", "QLinear")]
 
 
-@pytest.mark.parametrize("make", [_k5_stride2, _deeper_pot, _wine_mlp])
+@pytest.mark.parametrize("make", [_k5_stride2, _deeper_pot, _wine_mlp, _wide_asq(160),
+                                  _wide_asq(256)],
+                         ids=["k5_stride2", "deeper_pot", "wine_mlp", "asq_160", "asq_256"])
 def test_own_model_through_compare_and_sim(make, tmp_path, build_root, capsys):
     model, folder = _export(make, tmp_path / "bundle")
     names = _compute_names(model)
@@ -158,11 +174,12 @@ PREFIX = "cannot be mapped to the accelerator: "
                    nn.Linear(8, 2)), {},
      "layer '3' (Linear) " + PREFIX + "ASQ on the input of a linear layer is not supported by "
      "the hardware (its adapter reads the whole vector); use act_method 'lsq' for this layer"),
-    (nn.Sequential(nn.Conv2d(1, 160, 3), nn.ReLU(), nn.Conv2d(160, 8, 3), nn.ReLU(),
+    (nn.Sequential(nn.Conv2d(1, 2304, 3), nn.ReLU(), nn.Conv2d(2304, 8, 3), nn.ReLU(),
                    nn.Flatten(), nn.Linear(128, 2)), {},
-     "layer '2' (Conv2d) " + PREFIX + "the ASQ adapter on its 160 input channels has 40 hidden "
-     "units, and 40 x 160 channels of the widest layer (layer '0') is more than the rescale "
-     "unit's 4096 adapter weights; use act_method 'lsq' for this layer, or fewer channels"),
+     "layer '2' (Conv2d) " + PREFIX + "the ASQ adapter on its 2304 input channels has 576 "
+     "hidden units, and 576 x 2304 channels of the widest layer (layer '0') is more than the "
+     "1048576 adapter weights of the largest rescale unit the generator makes (20 index "
+     "bits); use act_method 'lsq' for this layer, or fewer channels"),
     (digits_float_model(), dict(bits=8),
      "layer '3' (Conv2d) " + PREFIX + "144 products of 8-bit activations and 8-bit post weights "
      "are too wide for the rescale (even one is); use post or pot weights of at most 4 bits, "

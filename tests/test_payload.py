@@ -30,8 +30,10 @@ def _random(rng, layout):
 
 @pytest.mark.parametrize("layout", [
     weight_layout(CFG), activation_layout(CFG), result_layout(CFG), pass_layout(CFG),
-    accumulator_layout(ArrayConfig(rows=4, cols=4)), param_layout(), output_layout(3)],
-    ids=["weight", "activation", "result_split", "pass", "accumulator", "param", "output"])
+    accumulator_layout(ArrayConfig(rows=4, cols=4)), param_layout(12), param_layout(14),
+    output_layout(3)],
+    ids=["weight", "activation", "result_split", "pass", "accumulator", "param", "param 14",
+         "output"])
 def test_payload_equals_amaranth_and_round_trips(layout):
     rng = np.random.default_rng(0)
     payload = Payload(layout)
@@ -48,4 +50,4 @@ def test_values_that_do_not_fit_are_refused():
     with pytest.raises(ValueError, match=r"^-1 does not fit the 6-bit field data\.0$"):
         Payload(activation_layout(CFG)).pack({"data": [-1, 0, 0], "last": 0})
     with pytest.raises(ValueError, match=r"^70000 does not fit a 16-bit field$"):
-        pack(param_layout(), {"addr": np.array([70000]), "value": np.array([0])})
+        pack(param_layout(12), {"addr": np.array([70000]), "value": np.array([0])})

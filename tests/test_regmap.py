@@ -1,0 +1,58 @@
+"""The register map's widths are the engine's own: derived from its channels and adapter
+units, 12 index bits at least (the default engine's map), refused past the ceiling."""
+
+import pytest
+
+from core import regmap
+from core.bundle import load
+from core.config import ArrayConfig
+from core.sizing import config_for_bundle
+from export.digits_bundle import DEFAULT_BUNDLE
+
+from .bundles import random_bundle
+
+
+@pytest.mark.parametrize("channels, hidden, bits", [
+    (1, 1, 12), (64, 16, 12), (64, 64, 12), (256, 16, 12), (160, 40, 13), (256, 64, 14),
+    (4096, 1, 12), (4097, 1, 13), (512, 128, 16), (1024, 1024, 20)])
+def test_index_bits_cover_the_largest_region(channels, hidden, bits):
+    assert regmap.index_bits_for(channels, hidden) == bits
+    assert channels * hidden <= 1 << bits and channels <= 1 << bits
+
+
+def test_past_the_ceiling_is_refused():
+    with pytest.raises(ValueError, match=r"^max_channels x max_hidden = 1050624 register "
+                                         r"entries is more than the register map's 1048576 "
+                                         r"\(20 index bits\)$"):
+        regmap.index_bits_for(1026, 1024)
+
+
+def test_the_default_engine_keeps_its_map():
+    cfg = config_for_bundle(load(DEFAULT_BUNDLE))
+    assert cfg.index_bits == regmap.MIN_INDEX_BITS == 12
+    m = regmap.manifest(cfg.index_bits)
+    assert (m["address_bits"], m["index_bits"]) == (16, 12)
+
+
+def test_config_and_manifest_follow_the_sizes():
+    cfg = ArrayConfig(max_channels=256, max_hidden=64)
+    assert cfg.index_bits == 14
+    assert regmap.manifest(cfg.index_bits)["address_bits"] == 18
+
+
+def test_addresses_follow_the_width():
+    assert regmap.address(regmap.Region.w1, 5, 12) == 3 << 12 | 5
+    assert regmap.address(regmap.Region.w1, 5000, 14) == 3 << 14 | 5000
+    with pytest.raises(ValueError, match=r"^register index 5000 does not fit 12 bits$"):
+        regmap.address(regmap.Region.w1, 5000, 12)
+
+
+def test_encode_puts_the_region_above_the_engines_index():
+    layer = random_bundle(c1=8).layers[0]           # a two-layer adapter
+    c, h, w = layer.conv_shape
+    kwargs = dict(channels=c, height=h, width=w, pool=layer.pool, relu=layer.relu,
+                  max_channels=64)
+    narrow = regmap.encode(layer.fixed, index_bits=12, **kwargs)
+    wide = regmap.encode(layer.fixed, index_bits=14, **kwargs)
+    assert [v for _, v in narrow] == [v for _, v in wide]
+    assert [(a >> 12, a & 0xFFF) for a, _ in narrow] == [(a >> 14, a & 0x3FFF) for a, _ in wide]
