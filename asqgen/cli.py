@@ -21,14 +21,15 @@ import sys
 
 from core.errors import INTERRUPTED, AsqgenError
 
-from .parser import build_parser as _build
-
 __all__ = ["main", "build_parser", "script"]
 
 
 def build_parser():
-    """The whole parser: every verb with its options (``asqgen.parser``)."""
-    return _build(__doc__.split("\n")[0], __doc__[__doc__.index("Exit statuses:"):])
+    """The whole parser: every verb with its options (``asqgen.parser``, imported here, inside
+    ``main``'s handlers, so that a Ctrl-C while it loads is one line too)."""
+    from .parser import build_parser as build
+
+    return build(__doc__.split("\n")[0], __doc__[__doc__.index("Exit statuses:"):])
 
 
 def _fail(message, status, debug):

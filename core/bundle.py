@@ -52,6 +52,7 @@ be. ``Layer.source`` is ``None`` in memory for "the previous layer" (a chain).
 
 import json
 import math
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -771,17 +772,26 @@ def _decode(m, arrays):
                   meta=top["meta"], reference=reference)
 
 
+def _mode(path):
+    """``path``'s mode, 0 if it does not exist; a ``PermissionError`` passes (``Path.is_dir``
+    and ``is_file`` hide it from Python 3.14 on)."""
+    try:
+        return path.stat().st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return 0
+
+
 def load(folder):
     """Read and validate the bundle in ``folder``; raise ``BundleError`` on any problem."""
     folder = Path(folder)
     manifest, npz = folder / "manifest.json", folder / "arrays.npz"
     try:                                         # a folder we may not list or enter: one line
-        if not folder.is_dir():
+        if not stat.S_ISDIR(_mode(folder)):
             raise BundleError(f"{folder}: no such bundle folder")
-        if not manifest.is_file():
+        if not stat.S_ISREG(_mode(manifest)):
             raise BundleError(f"{manifest}: missing")
         m = _read_manifest(manifest)
-        if not npz.is_file():
+        if not stat.S_ISREG(_mode(npz)):
             raise BundleError(f"{npz}: missing")
     except PermissionError as e:
         raise BundleError(f"{folder}: unreadable ({e.strerror})") from None

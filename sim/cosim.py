@@ -254,14 +254,14 @@ def thresholds(seed, stall, backpressure):
 
 def _source_key(config, depths):
     """A hash of what the harness's Verilog depends on: the configuration, the depths, the
-    Amaranth version and the sources of ``hw/``, of the definitions in ``gen/`` that it
+    Amaranth version and the sources of ``hw/``, of the shared definitions in ``core/`` that it
     imports (register map, rescale, numerics, ...) and of the harness."""
     import amaranth
 
     h = hashlib.sha256(repr((config.as_dict(), depths.as_dict(),
                              amaranth.__version__)).encode())
     root = Path(__file__).resolve().parent.parent
-    sources = sorted((root / "hw").glob("*.py")) + sorted((root / "gen").glob("*.py"))
+    sources = sorted((root / "core").glob("*.py")) + sorted((root / "hw").glob("*.py"))
     for source in sources + [root / "sim" / "harness.py"]:
         h.update(source.read_bytes())
     return h.hexdigest()
