@@ -36,7 +36,7 @@ from gen.errors import UsageError
 from . import verilator
 from .design import Design
 from .engine_sim import pass_plan
-from .harness import CosimHarness, Depths, program_layout, strip_zero_init
+from .harness import CosimHarness, Depths, program_layout, rewrite
 from .payload import pack, unpack
 from .rescale_sim import acc_vectors, output_order
 
@@ -262,7 +262,8 @@ def _source_key(config, depths):
                              amaranth.__version__)).encode())
     root = Path(__file__).resolve().parent.parent
     sources = sorted((root / "hw").glob("*.py")) + sorted((root / "gen").glob("*.py"))
-    for source in sources + [root / "sim" / "harness.py"]:
+    for source in sources + [root / "sim" / "harness.py",
+                             root / "sim" / "benches" / "cosim_fields.py"]:
         h.update(source.read_bytes())
     return h.hexdigest()
 
@@ -282,7 +283,7 @@ class CosimSim(Design):
         self.depths = self.plan.depths
         key = _source_key(config, self.depths) + f":{getattr(platform, 'family', None)}"
         super().__init__(CosimHarness(config=config, depths=self.depths), root, TOP,
-                         source_key=key, rewrite=strip_zero_init,
+                         source_key=key, rewrite=rewrite,
                          control=_CONTROL_FILE, args=SPEED_ARGS, make_flags=SPEED_MAKE,
                          platform=platform)
 
