@@ -1,4 +1,4 @@
-"""Simulated clocks per second of the default bundle's 8x8 layer engine, three ways, on the same
+"""Simulated clocks per second of the default bundle's layer engine (8x8), three ways, on the same
 stimulus (every layer of the first ``--images`` test images, each layer fed the golden
 model's codes, no stalls):
 
@@ -17,6 +17,7 @@ with the others' (and the co-simulation's clocks alone: its fastest time from ``
 (``gen.cycles``): a run that exceeds it stops the bench with the harness's message.
 
     ./dev python bench/cosim_speed.py [--images 30] [--repeat 3] [--ways plain,cosim]
+        [--rows 8] [--cols 8]
 """
 
 import argparse
@@ -231,6 +232,12 @@ def run_plain(exe, net, bundle, codes, golden, folder):
 WAYS = ("plain", "cosim", "per-clock")
 
 
+def add_size_options(parser):
+    """``--rows`` and ``--cols`` of the layer engine's array (8x8, the default bundle's)."""
+    parser.add_argument("--rows", type=int, default=8, help="array rows (%(default)s)")
+    parser.add_argument("--cols", type=int, default=8, help="array columns (%(default)s)")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=30, help="(%(default)s)")
@@ -239,6 +246,7 @@ def main():
     parser.add_argument("--ways", default=",".join(WAYS),
                         help="comma-separated, of %(default)s (per-clock takes minutes on 100 "
                              "images)")
+    add_size_options(parser)
     parser.add_argument("--out", default=str(ROOT / "build" / "bench"), help="(%(default)s)")
     args = parser.parse_args()
     ways = [w for w in args.ways.split(",") if w]
@@ -248,7 +256,7 @@ def main():
     if args.images < 1 or args.repeat < 1:
         parser.error("--images and --repeat must be at least 1")
     bundle = load(ROOT / "export" / "default_model" / "bundle")
-    cfg = config_for_bundle(bundle)
+    cfg = config_for_bundle(bundle, rows=args.rows, cols=args.cols)
     codes = bundle.quantize_input(bundle.reference["images"][:args.images])
     golden = run_network(bundle, codes)
     net = NetworkSim(cfg, args.out)

@@ -4,7 +4,7 @@
 ratio to the first. The co-simulation (``sim.cosim.SPEED_ARGS``) uses the fastest.
 
     ./dev python bench/verilator_options.py [--images 10] [--out build/bench] [--threads]
-        [--variants 0,1,2]
+        [--variants 0,1,2] [--rows 8] [--cols 8]
 """
 
 import argparse
@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from cosim_speed import build_plain, run_plain                      # noqa: E402
+from cosim_speed import add_size_options, build_plain, run_plain    # noqa: E402
 from gen.bundle import load                                          # noqa: E402
 from gen.sizing import config_for_bundle                             # noqa: E402
 from sim.golden import run_network                                   # noqa: E402
@@ -39,6 +39,7 @@ def main():
     parser.add_argument("--repeat", type=int, default=3, help="runs of each, the fastest kept")
     parser.add_argument("--threads", action="store_true",
                         help="also --threads 2 (minutes on a busy 2-core machine)")
+    add_size_options(parser)
     parser.add_argument("--variants", help="comma-separated numbers of the variants to build, "
                                            f"from 0 to {len(VARIANTS) - 1} (all)")
     args = parser.parse_args()
@@ -54,7 +55,7 @@ def main():
     bundle = load(ROOT / "export" / "default_model" / "bundle")
     codes = bundle.quantize_input(bundle.reference["images"][:args.images])
     golden = run_network(bundle, codes)
-    net = NetworkSim(config_for_bundle(bundle), args.out)
+    net = NetworkSim(config_for_bundle(bundle, rows=args.rows, cols=args.cols), args.out)
     variants = [VARIANTS[i] for i in chosen] + [THREADS] * args.threads
     builds = []
     for name, options, opt_fast in variants:

@@ -31,18 +31,20 @@ def _smoke(script, args, timeout, tmp_path, *expect):
     return done.stdout
 
 
-# Verilator and the co-simulation.
+# Verilator and the co-simulation; the smallest array that keeps the per-clock bench short.
+SMALL = ["--rows", 4, "--cols", 4]
+
 
 def test_cosim_speed(build_root, tmp_path):
-    out = _smoke("cosim_speed.py", ["--images", 1, "--repeat", 1, "--out", build_root], 900,
+    out = _smoke("cosim_speed.py", ["--images", 1, "--repeat", 1, *SMALL, "--out", build_root], 900,
                  tmp_path, "plain Verilator (C++ main)", "co-simulation (clocks alone)",
                  "per-clock cocotb bench")
-    assert "1 images" in out
+    assert "4x4 layer engine" in out and "1 images" in out
 
 
 def test_verilator_options(build_root, tmp_path):
-    _smoke("verilator_options.py", ["--images", 1, "--repeat", 1, "--variants", 2, "--out",
-                                    build_root], 900, tmp_path, "-O3, x fast, C++ -O3")
+    _smoke("verilator_options.py", ["--images", 1, "--repeat", 1, "--variants", 2, *SMALL,
+                                    "--out", build_root], 900, tmp_path, "-O3, x fast, C++ -O3")
 
 
 def test_array_build(tmp_path):
