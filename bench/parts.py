@@ -11,7 +11,9 @@ systolic array, the skid buffer and the accumulator buffer) and the rescale unit
 with their own registers, ``hw.dsp``), synthesised by ``synth_ecp5`` and placed and
 routed by ``nextpnr-ecp5 --out-of-context`` with a 100 MHz target, so that a path that misses
 the layer engine's clock shows in the part it is in (``bench/board.py`` builds the whole
-engine behind its host bridge). Results are cached per design in ``build/ooc/``.
+engine behind its host bridge). Results are cached per design in ``build/ooc/`` (beside
+``bench/synth.py``'s cache). ``--rows`` and ``--cols`` size the array as ``asqgen verilog``'s
+options do.
 """
 
 import argparse
@@ -20,6 +22,7 @@ import json
 import sys
 from pathlib import Path
 
+import synth
 from synth import BOARDS, device_of, logic, platform_class, run_main, synthesise_verilog
 
 from core.errors import UsageError
@@ -41,6 +44,8 @@ def main():
     p.add_argument("--bundle", default=str(ROOT / "export" / "default_model" / "bundle"),
                    help="size the engine for this bundle (%(default)s)")
     p.add_argument("--rescale-lanes", type=int, default=None, help="(1)")
+    p.add_argument("--rows", type=int, help="PE rows (as asqgen verilog --bundle sizes them)")
+    p.add_argument("--cols", type=int, help="PE columns (as asqgen verilog --bundle sizes them)")
     p.add_argument("--board", choices=BOARDS, default="ulx3s-25f", help="(%(default)s)")
     args = p.parse_args()
 
@@ -49,13 +54,13 @@ def main():
     from gen.verilog import verilog_text
 
     bundle = load(args.bundle)
-    rows, cols = array_for_bundle(bundle)
-    config = config_for_bundle(bundle, rows=rows, cols=cols)
-    if args.rescale_lanes is not None:
-        try:
+    try:
+        rows, cols = array_for_bundle(bundle, rows=args.rows, cols=args.cols)
+        config = config_for_bundle(bundle, rows=rows, cols=cols)
+        if args.rescale_lanes is not None:
             config = config.replace(rescale_lanes=args.rescale_lanes)
-        except (ValueError, TypeError) as e:
-            raise UsageError(str(e)) from None
+    except (ValueError, TypeError) as e:
+        raise UsageError(str(e)) from None
     device = device_of(args.board)
     print(f"the layer engine for {args.bundle}: {config.rows}x{config.cols} "
           f"{config.w_format}{config.w_bits}, {config.rescale_lanes} rescale "
@@ -66,7 +71,8 @@ def main():
     platform = platform_class(args.board)()         # its multipliers: DSP blocks (hw.dsp)
     for name, top in parts(config).items():
         text = verilog_text(top, "top", platform)
-        work = ROOT / "build" / "ooc" / f"{name}-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
+        digest = hashlib.sha256(text.encode()).hexdigest()[:12]
+        work = synth.ROOT.parent / "ooc" / f"{name}-{digest}"
         r = synthesise_verilog(text, work, nodsp=False, device=device, freq=FREQ)
         cells = json.loads((work / "stat.json").read_text())["design"]["num_cells_by_type"]
         fmax = f"{r['fmax']:.1f}" if r["fmax"] else "-"

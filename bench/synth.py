@@ -17,6 +17,7 @@ Ratios are against the int8 array in logic.
 import argparse
 import hashlib
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -30,7 +31,9 @@ from gen.verilog import verilog_text
 from hw.systolic_array import SystolicArray
 
 INSTALL = "./dev pip install -e '.[synth]'"
-ROOT = Path(__file__).resolve().parent.parent / "build" / "synth"
+# The cache of results; ``ASQ_SYNTH_CACHE`` moves it (the suite's smoke runs use a fresh one).
+ROOT = Path(os.environ.get("ASQ_SYNTH_CACHE")
+            or Path(__file__).resolve().parent.parent / "build" / "synth")
 BOARDS = {"ulx3s-25f": "ULX3S_25F_Platform", "ulx3s-85f": "ULX3S_85F_Platform"}
 DESIGNS = [
     ("int8 logic", dict(w_format="int", w_bits=8), True),

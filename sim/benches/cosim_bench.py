@@ -19,18 +19,14 @@ file.
 import json
 import os
 import time
+from pathlib import Path
 
 import cocotb
-from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, First, ReadWrite, RisingEdge, Timer
+from cocotb.triggers import ClockCycles, First, ReadOnly, ReadWrite, RisingEdge, Timer
 
 from .common import CLOCK_NS, load_job
+from .cosim_fields import COUNTS, MEMORIES, STREAMS
 
-# The harness's streams, in the order of its ``waiting`` bits (``sim.harness.STREAMS``; not
-# imported, to keep Amaranth out of a ``runs`` job's process).
-STREAMS = ("i_param", "i_beta", "i_res", "i_w", "i_a", "i_pass", "o_out")
-COUNTS = ("batches", "n_param", "n_beta", "n_res", "n_w", "n_pass", "m", "a_stride", "n_out")
-MEMORIES = ("stim_param", "stim_beta", "stim_res", "stim_w", "stim_a", "stim_pass")
 COUNTERS = ("mac", "weight", "stall", "idle")        # hw.accelerator.COUNTERS
 
 
@@ -55,20 +51,29 @@ def _stuck(dut, run):
     return "; ".join(parts) or "every stream finished but done stayed low"
 
 
+def _write_hex(path, words):
+    with open(path, "w") as f:
+        f.write("\n".join(map("{:x}".format, words)))
+        f.write("\n")
+
+
+def _read_hex(path):
+    """The words of a ``$writememh`` file (its comment lines skipped)."""
+    with open(path) as f:
+        return [int(line, 16) for line in f if line.strip() and not line.startswith("//")]
+
+
 class Harness:
-    """The harness under cocotb: the clock, reset and one method per batch."""
+    """The harness under cocotb: the clock, reset and one method per batch. The memories move
+    in bulk through hex files in the simulator's folder (``sim.harness.add_bulk_transfers``)."""
 
     def __init__(self, dut):
         self.dut = dut
         self.seconds = {"load": 0.0, "simulate": 0.0, "read": 0.0}
-        # stim_res is missing from an engine built without the residual add.
-        self.memories = {name: getattr(dut, name) for name in (*MEMORIES, "cap_out",
-                                                                "cap_mark")
-                         if name != "stim_res" or hasattr(dut, name)}
 
     async def start(self):
-        # The clock toggles from C (the GPI clock): no Python per clock.
-        Clock(self.dut.clk, CLOCK_NS, unit="ns", impl="gpi").start()
+        # The harness toggles its own clock (sim.harness.add_own_clock): nothing outside the
+        # model runs per clock.
         self.dut.rst.value = 1
         self.dut.go.value = 0
         await ClockCycles(self.dut.clk, 2)
@@ -77,17 +82,22 @@ class Harness:
     async def run(self, run, settings):
         dut = self.dut
         t0 = time.monotonic()
+        mask = 0
+        for i, name in enumerate(MEMORIES):
+            words = run.get(name)
+            if words is not None and len(words):
+                _write_hex(f"{name}.hex", words)
+                mask |= 1 << i
         await ReadWrite()                 # writes in this phase are applied at once
-        for name in MEMORIES:
-            if run.get(name):
-                memory = self.memories[name]
-                for i, word in enumerate(run[name]):
-                    memory[i].value = word
         for name in COUNTS:
-            getattr(dut, name).value = run[name]
+            getattr(dut, name).value = int(run[name])
         for name, value in settings.items():
             getattr(dut, name).value = value
+        dut.bulk_marks.value = run["samples"]
+        dut.bulk_load_mask.value = mask
+        dut.bulk_load.value = 1
         await RisingEdge(dut.clk)
+        dut.bulk_load.value = 0
         dut.go.value = 1
         t1 = time.monotonic()
         await First(RisingEdge(dut.done), Timer(run["budget"] * CLOCK_NS, "ns"))
@@ -99,12 +109,14 @@ class Harness:
         counters = {name: getattr(dut, f"count_{name}").value.to_unsigned()
                     for name in COUNTERS}
         counters["tail"] = clocks - dut.a_done.value.to_unsigned()
-        cap_out, cap_mark = self.memories["cap_out"], self.memories["cap_mark"]
-        out = [cap_out[i].value.to_unsigned() for i in range(run["n_out"])]
-        marks = [cap_mark[i].value.to_unsigned() for i in range(run["samples"])]
         for name, total in _totals(run).items():
             taken = getattr(dut, f"taken_{name}").value.to_unsigned()
             assert taken == total, f"{name}: {taken} words moved, {total} expected"
+        dut.bulk_save.value = 1
+        await ReadOnly()                  # the files are written
+        out, marks = _read_hex("cap_out.hex"), _read_hex("cap_mark.hex")
+        await RisingEdge(dut.clk)
+        dut.bulk_save.value = 0
         dut.go.value = 0
         await ClockCycles(dut.clk, 2)     # the LFSRs take their seeds again
         t3 = time.monotonic()
@@ -172,8 +184,11 @@ async def run_job(dut):
                 layer, runs, settings = steps.send(results)
         except StopIteration as stop:
             run = stop.value
-            result = {"network": {"outputs": [o.tolist() for o in run.outputs],
-                                  "betas": [b.tolist() for b in run.betas],
+            # The codes of every layer in .npy form: as JSON they took a second each way.
+            arrays = str(Path(paths["result"]).with_suffix(".npz"))
+            np.savez(arrays, **{f"outputs_{i}": o for i, o in enumerate(run.outputs)},
+                     **{f"betas_{i}": b for i, b in enumerate(run.betas)})
+            result = {"network": {"arrays": arrays, "layers": len(run.outputs),
                                   "cycles": run.cycles, "clocks": run.clocks,
                                   "layer_clocks": run.layer_clocks,
                                   "counters": run.counters}}
