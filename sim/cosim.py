@@ -254,19 +254,23 @@ def thresholds(seed, stall, backpressure):
             "backpressure": threshold(backpressure)}
 
 
+def key_sources():
+    """The files the harness's Verilog is generated from: ``core/`` and ``hw/``, the harness,
+    its stream fields and its clock period."""
+    root = Path(__file__).resolve().parent.parent
+    return (sorted((root / "core").glob("*.py")) + sorted((root / "hw").glob("*.py"))
+            + [root / "sim" / "harness.py", root / "sim" / "benches" / "cosim_fields.py",
+               root / "sim" / "benches" / "common.py"])
+
+
 def _source_key(config, depths):
     """A hash of what the harness's Verilog depends on: the configuration, the depths, the
-    Amaranth version and the sources of ``hw/``, of the shared definitions in ``core/`` that it
-    imports (register map, rescale, numerics, ...) and of the harness."""
+    Amaranth version and the ``key_sources``."""
     import amaranth
 
     h = hashlib.sha256(repr((config.as_dict(), depths.as_dict(),
                              amaranth.__version__)).encode())
-    root = Path(__file__).resolve().parent.parent
-    sources = sorted((root / "core").glob("*.py")) + sorted((root / "hw").glob("*.py"))
-    for source in sources + [root / "sim" / "harness.py",
-                             root / "sim" / "benches" / "cosim_fields.py",
-                             root / "sim" / "benches" / "common.py"]:       # its CLOCK_NS
+    for source in key_sources():
         h.update(source.read_bytes())
     return h.hexdigest()
 

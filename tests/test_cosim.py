@@ -5,6 +5,9 @@ The networks themselves are compared with the golden model in ``test_network_rtl
 ``test_flow.py``, through this path."""
 
 import io
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +17,7 @@ from core.errors import UsageError
 from core.sizing import config_for_bundle
 from hw.rescale_unit import output_layout, param_layout
 from hw.systolic_array import activation_layout, weight_layout
-from sim.cosim import CosimPlan, CosimSim
+from sim.cosim import CosimPlan, CosimSim, key_sources
 from sim.engine_sim import PassPlan
 from sim.harness import program_layout, strip_zero_init
 from sim.payload import pack, unpack
@@ -23,6 +26,7 @@ from sim.progress import ProgressLine, format_progress
 from core.errors import RtlError
 
 from .bundles import random_bundle
+from .conftest import ROOT
 
 CFG = ArrayConfig(rows=3, cols=5, a_bits=3, w_bits=3)
 
@@ -145,3 +149,21 @@ def test_progress_line():
     assert format_progress(state, 100.0, None) == (
         "  layer (2/4), image 60/100, 50,000 clocks/s, about 6 s left")
     assert ProgressLine.for_stream(io.StringIO()) is None          # not a terminal: off
+
+
+def test_the_build_key_covers_every_source_of_the_harness():
+    """Every module of ``core/``, ``hw/`` and ``sim/`` that building the harness's Verilog
+    imports is hashed into the key of its cached build (one left out would let a stale build
+    run with new host code)."""
+    code = ("import sys; from core.config import ArrayConfig; "
+            "from sim.harness import CosimHarness, Depths; from gen.verilog import verilog_text; "
+            "c = ArrayConfig(rows=2, cols=2, max_channels=4, max_m=4, max_k=16); "
+            "verilog_text(CosimHarness(config=c, depths=Depths.for_config(c)), 'top'); "
+            "print(*[getattr(m, '__file__', None) or '' for m in list(sys.modules.values())])")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                            text=True, check=True)
+    files = {Path(f).resolve() for f in result.stdout.split() if f}
+    used = {f for f in files if f.is_relative_to(ROOT) and f.name != "__init__.py"
+            and f.relative_to(ROOT).parts[0] in ("core", "hw", "sim")}
+    assert ROOT / "core" / "regmap.py" in used and ROOT / "sim" / "harness.py" in used
+    assert used - {p.resolve() for p in key_sources()} == set()
