@@ -31,9 +31,7 @@ def shown(path):
     path = Path(path)
     try:
         return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
-    except OSError:
+    except (ValueError, OSError):
         return str(path)
 
 
