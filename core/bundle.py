@@ -48,6 +48,27 @@ more fields (``GRAPH_SCHEMA``):
 
 Every layer but the last must be used (as a source or a shortcut), and the last one must not
 be. ``Layer.source`` is ``None`` in memory for "the previous layer" (a chain).
+
+The paper's networks: format 3
+------------------------------
+A bundle that uses any of these is written as format 3 (format 2's fields, and these in every
+layer entry, ``OPS_SCHEMA``); a bundle that uses none is written as before, so formats 1 and 2
+are unchanged and still load:
+
+``clip``
+    ``null``, or the top of a bounded ReLU (ReLU6: 6.0; ``relu`` must be true).
+``pool_mode``
+    ``"max"`` or ``"avg"`` (average pooling over the ``pool x pool`` windows; ``pool`` >= 2).
+``global_pool``
+    ``true`` for global average pooling after the ReLU and pooling: the layer's output is the
+    mean of every channel, ``out_shape`` ``(C, 1, 1)``; a conv layer, neither the last nor a
+    projection, whose adapter (if any) reads ``"channels"``.
+``shortcut_stride``, ``shortcut_pad``
+    ResNet's option-A identity shortcut: the shortcut's codes subsampled by the stride and
+    placed at channel ``shortcut_pad`` of this layer's channels, the others zero
+    (``core.rescale.shortcut_codes``); 1 and 0 for a plain identity.
+
+The folded divisions and the clip are in ``core.rescale``'s docstring.
 """
 
 import json
@@ -63,12 +84,13 @@ from .adapter import ADAPTER_INPUTS, Adapter
 from .errors import BundleError
 from .files import npz_bytes, read_npz, replace_folder
 
-__all__ = ["BUNDLE_FORMAT", "GRAPH_FORMAT", "FORMATS", "BundleError", "Layer", "Bundle", "save",
+__all__ = ["BUNDLE_FORMAT", "GRAPH_FORMAT", "OPS_FORMAT", "FORMATS", "BundleError", "Layer", "Bundle", "save",
            "load"]
 
 BUNDLE_FORMAT = 1           # a plain chain of layers
 GRAPH_FORMAT = 2            # with sources, shortcuts and projections (residual networks)
-FORMATS = (BUNDLE_FORMAT, GRAPH_FORMAT)
+OPS_FORMAT = 3              # and clips, average and global pooling, option-A shortcuts
+FORMATS = (BUNDLE_FORMAT, GRAPH_FORMAT, OPS_FORMAT)
 KIND = "asqgen-bundle"
 LAYER_KINDS = ("conv2d", "linear")
 
@@ -104,6 +126,17 @@ class Layer:
     shortcut: str | None = None         # the layer added before the ReLU (format 2)
     projection: bool = False            # a shortcut projection: its z goes to a shortcut
     shortcut_fixed: rescale.LayerRescale | None = field(default=None, repr=False)
+    clip: float | None = None           # a bounded ReLU's top (ReLU6: 6.0; format 3)
+    pool_mode: str = "max"              # "max" or "avg" (format 3)
+    global_pool: bool = False           # global average pooling: out_shape (C, 1, 1)
+    shortcut_stride: int = 1            # option-A shortcut: subsample the shortcut's codes
+    shortcut_pad: int = 0               # and place them at this channel
+
+    @property
+    def uses_ops(self):
+        """Whether the layer needs format 3."""
+        return (self.clip is not None or self.pool_mode != "max" or self.global_pool or
+                self.shortcut_stride != 1 or self.shortcut_pad != 0)
 
     @property
     def product_format(self):
@@ -131,12 +164,31 @@ class Layer:
         return (self.out_channels, size(h), size(w))
 
     @property
-    def out_shape(self):
-        """The shape of the layer's output codes (after pooling)."""
+    def pooled_shape(self):
+        """The shape after pooling, before a global pooling."""
         shape = self.conv_shape
         if self.pool > 1:
             shape = (shape[0], shape[1] // self.pool, shape[2] // self.pool)
         return shape
+
+    @property
+    def out_shape(self):
+        """The shape of the layer's output codes (after pooling; ``(C, 1, 1)`` after a global
+        pooling)."""
+        shape = self.pooled_shape
+        return (shape[0], 1, 1) if self.global_pool else shape
+
+    @property
+    def window(self):
+        """The divisor of an average pooling's window sums (``pool**2``; 1 otherwise)."""
+        return self.pool ** 2 if self.pool_mode == "avg" and self.pool > 1 else 1
+
+    @property
+    def divisor(self):
+        """What the requantization divides ``u`` (or the global pool's sums) by: the window
+        of an average pooling times the positions of a global pooling."""
+        spread = int(np.prod(self.pooled_shape[1:])) if self.global_pool else 1
+        return self.window * spread
 
     @property
     def acc_bits(self):
@@ -152,13 +204,14 @@ class Layer:
         """``core.rescale.fixed_point`` of this layer's real parameters."""
         # A "channels" adapter reads the mean over positions (its division is folded into the
         # weights); a "vector" adapter reads every value itself, whatever the layer's shape.
+        # An average pooling's window sums are divided by the window too.
         channels = self.adapter is not None and self.adapter.input == "channels"
-        positions = int(np.prod(self.out_shape[1:])) if channels else 1
+        positions = int(np.prod(self.pooled_shape[1:])) if channels else 1
         return rescale.fixed_point(
             bn_scale=self.bn_scale, bn_bias=self.bn_bias, s_in=self.s_in, alpha=self.alpha,
             frac_bits=self.frac_bits, acc_bound=self.k * self.product_format.bound,
             next_step=self.next_step, next_bits=self.next_bits, adapter=self.adapter,
-            positions=positions)
+            positions=positions * self.window, divisor=self.divisor, clip=self.clip)
 
 
 @dataclass
@@ -174,9 +227,16 @@ class Bundle:
 
     @property
     def is_graph(self):
-        """Whether the layers are not a plain chain (saved as format 2)."""
+        """Whether the layers are not a plain chain (saved as format 2 or 3)."""
         return any(la.source is not None or la.shortcut is not None or la.projection
                    for la in self.layers)
+
+    @property
+    def format(self):
+        """The format ``save`` writes: 3 if a layer needs it, else 2 for a graph, else 1."""
+        if any(la.uses_ops for la in self.layers):
+            return OPS_FORMAT
+        return GRAPH_FORMAT if self.is_graph else BUNDLE_FORMAT
 
     def source_index(self, i):
         """The index of the layer whose codes layer ``i`` reads, or ``None`` for the input."""
@@ -261,6 +321,10 @@ LAYER_SCHEMA = {
 }
 GRAPH_SCHEMA = {"source": Field(str, optional=True), "shortcut": Field(str, optional=True),
                 "projection": Field(bool)}
+OPS_SCHEMA = {"clip": Field(float, 1e-6, BIAS_LIMIT, optional=True), "pool_mode": Field(str),
+              "global_pool": Field(bool), "shortcut_stride": _INT(1, MAX_KERNEL),
+              "shortcut_pad": _INT(0, MAX_DIM)}
+_OPS = tuple(OPS_SCHEMA)
 ADAPTER_SCHEMA = {"layers": _INT(1, 2), "input": Field(str)}
 # The code's fixed-point constants, which the manifest repeats and the loader compares.
 FIXED_POINT = {"Z": rescale.Z, "BETA_FRAC": rescale.BETA_FRAC, "BETA_MAX": rescale.BETA_MAX,
@@ -282,9 +346,12 @@ _ALLOWED_FILES = ("manifest.json", "arrays.npz")
 def _encode(bundle):
     """``(manifest, arrays)`` of ``bundle``; fills each layer's ``fixed`` integers."""
     arrays, layers = {}, []
-    graph = bundle.is_graph
+    fmt = bundle.format
+    graph = fmt >= GRAPH_FORMAT
     for i, layer in enumerate(bundle.layers):
         entry = {k: _plain(getattr(layer, k)) for k in _SCALARS}
+        if fmt == OPS_FORMAT:
+            entry.update({k: _plain(getattr(layer, k)) for k in _OPS})
         if graph:
             entry.update(source=layer.source if i == 0 or layer.source is not None else
                          bundle.layers[i - 1].name, shortcut=layer.shortcut,
@@ -325,7 +392,7 @@ def _encode(bundle):
     for name, value in bundle.reference.items():
         arrays[f"reference.{name}"] = np.asarray(value)
     manifest = {
-        "format": GRAPH_FORMAT if graph else BUNDLE_FORMAT, "kind": KIND,
+        "format": fmt, "kind": KIND,
         "input": {"shape": [_plain(n) for n in bundle.input_shape],
                   "bits": _plain(bundle.input_bits), "step": _plain(bundle.input_step)},
         "fixed_point": dict(FIXED_POINT),
@@ -503,9 +570,10 @@ def _load_adapter(r, p, where, info, cout):
     return Adapter(w1=w1, b1=b1, w2=w2, b2=b2, input=mode)
 
 
-def _load_layer(r, i, entry, in_shape, in_bits, in_step, last, graph=False):
+def _load_layer(r, i, entry, in_shape, in_bits, in_step, last, graph=False, ops=False):
     where = f"layers[{i}]"
-    v = r.fields(entry, {**LAYER_SCHEMA, **GRAPH_SCHEMA} if graph else LAYER_SCHEMA, where)
+    schema = {**LAYER_SCHEMA, **(GRAPH_SCHEMA if graph else {}), **(OPS_SCHEMA if ops else {})}
+    v = r.fields(entry, schema, where)
     projection = bool(v.get("projection"))
     kind = v["kind"]
     _check(kind in LAYER_KINDS, f"manifest.json: {where}.kind must be one of "
@@ -553,7 +621,10 @@ def _load_layer(r, i, entry, in_shape, in_bits, in_step, last, graph=False):
         s_in=float(v["s_in"]), input_adapter=v["input_adapter"],
         next_step=None if v["next_step"] is None else float(v["next_step"]),
         next_bits=v["next_bits"], adapter=adapter, source=v.get("source"),
-        shortcut=v.get("shortcut"), projection=projection)
+        shortcut=v.get("shortcut"), projection=projection,
+        **({k: v[k] for k in _OPS} if ops else {}))
+    if ops:
+        _check_ops(layer, w, last)
     _check(np.all(layer.alpha > 0), f"arrays.npz: {p}.alpha must be positive")
     _check(_close(layer.s_in, in_step), f"manifest.json: {w}.s_in is {layer.s_in!r}, but its "
                                         f"input is quantized with the step {in_step!r}")
@@ -593,6 +664,26 @@ def _load_layer(r, i, entry, in_shape, in_bits, in_step, last, graph=False):
                f"arrays.npz: {p}.fixed.{key} differs from the fixed point computed from the "
                f"parameters of {w}")
     return layer
+
+
+def _check_ops(layer, w, last):
+    """The format-3 fields of ``layer`` (module docstring)."""
+    if layer.clip is not None:
+        layer.clip = float(layer.clip)
+        _check(layer.relu, f"manifest.json: {w}.clip needs a ReLU (relu true)")
+    _check(layer.pool_mode in rescale.POOL_MODES, f"manifest.json: {w}.pool_mode must be "
+                                                  f"{' or '.join(rescale.POOL_MODES)}, not "
+                                                  f"{layer.pool_mode!r}")
+    _check(layer.pool_mode == "max" or layer.pool >= 2,
+           f"manifest.json: {w}: average pooling needs a window (pool) of 2 or more")
+    if layer.global_pool:
+        _check(layer.kind == "conv2d" and not last and not layer.projection,
+               f"manifest.json: {w}: only a conv layer that is neither the last one nor a "
+               f"projection may end in a global pooling")
+        _check(layer.adapter is None or layer.adapter.input == "channels",
+               f"manifest.json: {w}: the adapter after a global pooling reads \"channels\"")
+    _check(layer.shortcut is not None or (layer.shortcut_stride, layer.shortcut_pad) == (1, 0),
+           f"manifest.json: {w}: shortcut_stride and shortcut_pad need a shortcut")
 
 
 def _close(a, b):
@@ -666,13 +757,23 @@ def _graph_shortcut(r, layers, i, j):
            f"manifest.json: {w}: only a conv layer that is neither the last one nor a "
            f"projection may have a shortcut")
     if other.projection:
+        _check((layer.shortcut_stride, layer.shortcut_pad) == (1, 0),
+               f"manifest.json: {w}: shortcut_stride and shortcut_pad are for an identity "
+               f"shortcut, not a projection")
         _check(other.conv_shape == layer.conv_shape,
                f"manifest.json: {w} adds the projection {other.name!r} of shape "
                f"{other.conv_shape} to its output of shape {layer.conv_shape}")
         return
     _check(other.next_step is not None, f"manifest.json: {w}.shortcut names {other.name!r}, "
                                         f"which gives no codes (the last layer)")
-    _check(other.out_shape == layer.conv_shape,
+    c, h, wd = other.out_shape
+    s, pad = layer.shortcut_stride, layer.shortcut_pad
+    shape = (c, -(-h // s), -(-wd // s))
+    _check(shape[1:] == layer.conv_shape[1:] and c + pad <= layer.conv_shape[0],
+           f"manifest.json: {w} adds the output of {other.name!r} of shape {other.out_shape}"
+           + (f" (subsampled by {s}, at channel {pad})" if (s, pad) != (1, 0) else "")
+           + f" to its output of shape {layer.conv_shape}")
+    _check((s, pad) != (1, 0) or c == layer.conv_shape[0],
            f"manifest.json: {w} adds the output of {other.name!r} of shape {other.out_shape} "
            f"to its output of shape {layer.conv_shape}")
     try:
@@ -719,7 +820,7 @@ def _decode(m, arrays):
     fmt = m.get("format")
     _check(type(fmt) is int and fmt in FORMATS,
            f"manifest.json: format {fmt!r} is not supported (this asqgen reads formats "
-           f"{' and '.join(map(str, FORMATS))})")
+           f"{', '.join(map(str, FORMATS[:-1]))} and {FORMATS[-1]})")
     top = r.fields(m, TOP_SCHEMA, "manifest")
     fixed = r.fields(top["fixed_point"], {k: Field(int) for k in FIXED_POINT}, "fixed_point")
     for key, ours in FIXED_POINT.items():
@@ -731,7 +832,7 @@ def _decode(m, arrays):
     entries = top["layers"]
     _check(entries, "manifest.json: the bundle has no layers")
     _check(len(entries) <= MAX_LAYERS, f"manifest.json: more than {MAX_LAYERS} layers")
-    graph = fmt == GRAPH_FORMAT
+    graph, ops = fmt >= GRAPH_FORMAT, fmt == OPS_FORMAT
     names = [e.get("name") if isinstance(e, dict) else None for e in entries]
     if graph:
         seen = set()
@@ -750,7 +851,7 @@ def _decode(m, arrays):
                                                f"layer or a projection)")
             in_shape, in_bits, in_step = prev.out_shape, prev.next_bits, prev.next_step
         layer = _load_layer(r, i, entry, in_shape, in_bits, in_step,
-                            last=i == len(entries) - 1, graph=graph)
+                            last=i == len(entries) - 1, graph=graph, ops=ops)
         layers.append(layer)
         sources.append(src)
         if graph:

@@ -11,7 +11,7 @@ The real computation, for accumulators ``acc`` of output channel ``c`` of a laye
 was quantized with step ``s_in * beta_in`` (``beta_in = 1`` without an adapter)::
 
     z    = M_c * beta_in * acc + B_c       M_c = bn_scale_c * s_in * alpha_c * 2**-F
-    u    = maxpool(relu(z))                B_c = bn_bias_c (the bias of a linear layer)
+    u    = pool(clip(relu(z)))             B_c = bn_bias_c (the bias of a linear layer)
     g    = mean of u over the positions of one sample, per channel
     beta = adapter(g)                      (1 without an adapter)
     code = clamp(round(u / (s_next * beta)), 0, 2**b_next - 1)
@@ -20,7 +20,7 @@ and in fixed point (``rshift(x, n) = floor((x + 2**(n-1)) / 2**n)``: round half 
 negative ``n`` shifts left)::
 
     z_q    = rshift(acc * beta_q * m_c, e_c + BETA_FRAC - Z) + bias_q_c    units 2**-Z
-    u_q    = maxpool(max(z_q, 0))
+    u_q    = pool(min(max(z_q, 0), clip_q))
     S_c    = sum of u_q over the positions                                   units 2**-Z
     h_q    = max(rshift(W1_q @ S, e1) + b1_q, 0)                             units 2**-Z
     beta_q = clamp(rshift(W2_q @ h_q, e2 + Z - BETA_FRAC) + b2_q, 1, BETA_MAX)   2**-BETA_FRAC
@@ -34,6 +34,28 @@ one-layer adapter uses ``W1_q``/``b1_q`` with the ``beta`` line's shift. The dif
 PyTorch: round half up instead of half to even, ``beta`` floored at ``2**-BETA_FRAC`` instead
 of 1e-8 and capped at ``BETA_MAX``, and the rounding of every constant; ``asqgen compare``
 measures their effect.
+
+Clipping, average pooling and global average pooling
+----------------------------------------------------
+``clip`` is the upper bound of a bounded ReLU (ReLU6: ``clip = 6``, ``clip_q = 6 * 2**Z``,
+exact); ``None`` is a plain ReLU. ``pool`` is a ``p x p`` window with stride ``p``: its
+maximum, or for average pooling its *sum* (exact), the division by ``p * p`` being folded
+into the constants that read ``u``. Global average pooling (``global_pool``) keeps only the
+per-channel sums ``S_c`` of one sample, which the adapter reads anyway, and requantizes them
+(one position per sample, ``out_shape = (C, 1, 1)``). The divisions of both are folded::
+
+    divisor = (p * p for average pooling, else 1) * (the positions, for global pooling)
+    m_s * 2**-e_s  =  1 / (s_next * divisor)          (MANTISSA_BITS significant bits)
+    code = clamp(rshift(S_or_u_q * R, req_shift), 0, 2**b_next - 1)
+
+so a power-of-two divisor (2x2 windows, 4x4 or 8x8 maps) adds no error, and any other one (a 7x7
+map: 49) changes ``1 / (s_next * divisor)`` by at most ``2**-(MANTISSA_BITS - 1)`` relative,
+the rounding every other constant already has. The reciprocal's floor adds ``1 / R`` relative
+(as on every layer; ``2**-16`` when ``beta = 1``), so without an adapter the code before its
+rounding is off by less than ``(max_code + 1) * 2**-(MANTISSA_BITS - 2)`` (0.016 for 8-bit
+codes): a code differs from the exactly rounded mean by at most one, and only next to a tie
+(``tests/test_rescale.py`` checks this against exact rational arithmetic). The adapter's
+``W1`` is divided likewise, so that it reads the mean.
 
 The residual add (a ResNet block, ``shortcut_fixed_point`` .. ``rescale_residual``)
 -------------------------------------------------------------------------------------
@@ -73,9 +95,9 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = ["Z", "BETA_FRAC", "BETA_ONE", "BETA_MAX", "MANTISSA_BITS", "RECIP_BITS",
-           "mantissa", "rshift", "LayerRescale", "fixed_point", "affine", "pool2d",
+           "mantissa", "rshift", "LayerRescale", "fixed_point", "affine", "pool2d", "POOL_MODES",
            "adapter_beta", "requantize", "logits_q", "rescale_layer", "shortcut_fixed_point",
-           "shortcut_operand", "residual_add", "rescale_residual"]
+           "shortcut_operand", "shortcut_codes", "residual_add", "rescale_residual"]
 
 Z = 16                      # fractional bits of activation values (z, u, h)
 BETA_FRAC = 14              # fractional bits of beta
@@ -87,6 +109,7 @@ MAX_LEFT_SHIFT = 8          # the largest left shift (the hardware's shifter tak
 PARAM_BITS = 32             # the hardware's parameter words (signed)
 RECIP_BITS = 16             # extra bits of the reciprocal of beta
 INT64_HEADROOM = 62         # no intermediate may reach 2**62
+POOL_MODES = ("max", "avg")  # a pooling window's maximum, or its sum (average pooling)
 
 
 def mantissa(values, bits=MANTISSA_BITS, *, shared=False):
@@ -141,6 +164,7 @@ class LayerRescale:
     w2_q: np.ndarray | None = None
     e2: int | None = None
     b2_q: np.ndarray | None = None
+    clip_q: int | None = None   # the bounded ReLU's top, units 2**-Z (ReLU6: 6 << Z)
 
     # The shifts and constants that the formulas above apply; the golden model (below), the
     # register map (``core.regmap``) and the hardware use these, never the sums themselves.
@@ -202,13 +226,15 @@ class LayerRescale:
 
 
 def fixed_point(*, bn_scale, bn_bias, s_in, alpha, frac_bits, acc_bound, next_step=None,
-                next_bits=None, adapter=None, positions=1):
+                next_bits=None, adapter=None, positions=1, divisor=1, clip=None):
     """The ``LayerRescale`` of a layer from its real parameters.
 
-    ``adapter`` is ``None`` or a ``core.adapter.Adapter``; ``positions`` the spatial positions
-    its mean runs over (1 for a ``"vector"`` adapter); ``acc_bound`` the largest
-    ``|acc|``. Raises ``ValueError`` when a parameter is not finite or positive where it must
-    be, or an intermediate could exceed 62 bits.
+    ``adapter`` is ``None`` or a ``core.adapter.Adapter``; ``positions`` the divisor of its
+    mean (the spatial positions it runs over, times the window of an average pooling; 1 for a
+    ``"vector"`` adapter); ``divisor`` the one folded into the requantization (average and
+    global pooling, module docstring); ``clip`` the bounded ReLU's top (``None``: none);
+    ``acc_bound`` the largest ``|acc|``. Raises ``ValueError`` when a parameter is not finite
+    or positive where it must be, or an intermediate could exceed 62 bits.
     """
     bn_scale, bn_bias, alpha = (np.asarray(a, dtype=np.float64) for a in
                                 (bn_scale, bn_bias, alpha))
@@ -224,13 +250,17 @@ def fixed_point(*, bn_scale, bn_bias, s_in, alpha, frac_bits, acc_bound, next_st
     if (acc_bound * (BETA_MAX) * (1 << (MANTISSA_BITS - 1))).bit_length() > INT64_HEADROOM:
         raise ValueError(f"accumulators up to {acc_bound} are too wide for the rescale")
     fields = dict(m=m, e=e, bias_q=bias_q)
+    if clip is not None:
+        if not (np.isfinite(clip) and clip > 0):
+            raise ValueError(f"a ReLU's clip must be positive, not {clip!r}")
+        fields["clip_q"] = int(round(float(clip) * 2.0 ** Z))
     if next_step is None:
         result = LayerRescale(**fields)
         _check_shifts(result)
         return result
     if not next_step > 0:
         raise ValueError("the next layer's step must be positive")
-    m_s, e_s = mantissa(1.0 / next_step, shared=True)
+    m_s, e_s = mantissa(1.0 / (next_step * divisor), shared=True)
     fields.update(next_bits=int(next_bits), m_s=int(m_s), e_s=e_s)
     if adapter is not None:
         w1_q, e1 = mantissa(adapter.w1 / positions, shared=True)
@@ -262,7 +292,7 @@ def _check_shifts(r):
     if max(shifts) > MAX_RIGHT_SHIFT:
         raise ValueError(f"a fixed-point scale is too small for the rescale (a right shift "
                          f"beyond {MAX_RIGHT_SHIFT} bits)")
-    for name in ("bias_q", "b1_q", "b2_q"):
+    for name in ("bias_q", "b1_q", "b2_q", "clip_q"):
         value = getattr(r, name)
         if value is not None and np.abs(value).max() >= 1 << (PARAM_BITS - 1):
             raise ValueError(f"a bias is too large for the rescale's {PARAM_BITS}-bit "
@@ -295,12 +325,17 @@ def affine(acc, beta_q, r: LayerRescale):
     return rshift(scaled, shift) + r.bias_q.reshape((1, -1) + extra)
 
 
-def pool2d(u, size):
-    """Max pooling over ``size x size`` windows, stride ``size`` (``(N, C, H, W)``)."""
+def pool2d(u, size, mode="max"):
+    """Pooling over ``size x size`` windows, stride ``size`` (``(N, C, H, W)``): each window's
+    maximum, or for ``mode="avg"`` its sum (the division is folded into what reads it)."""
     n, c, h, w = u.shape
     if h % size or w % size:
         raise ValueError(f"a {h}x{w} map cannot be pooled by {size}")
-    return u.reshape(n, c, h // size, size, w // size, size).max(axis=(3, 5))
+    windows = np.asarray(u).reshape(n, c, h // size, size, w // size, size)
+    if mode == "avg":
+        _guard("pooling sum", _peak(u), size * size)
+        return windows.sum(axis=(3, 5))
+    return windows.max(axis=(3, 5))
 
 
 def adapter_beta(u_q, r: LayerRescale):
@@ -336,19 +371,29 @@ def logits_q(acc, beta_q, r: LayerRescale):
     return affine(acc, beta_q, r)
 
 
-def rescale_layer(acc, beta_in, r: LayerRescale, *, relu, pool):
+def rescale_layer(acc, beta_in, r: LayerRescale, *, relu, pool, pool_mode="max",
+                  global_pool=False):
     """The whole rescale of a layer that is not the last: ``(u_q, beta_q, codes)`` for
-    accumulators ``acc`` (``(N, C, ...)``) of inputs scaled by ``beta_in`` (``(N,)``)."""
-    return _after_z(affine(acc, beta_in, r), r, relu=relu, pool=pool)
+    accumulators ``acc`` (``(N, C, ...)``) of inputs scaled by ``beta_in`` (``(N,)``). With
+    ``global_pool``, ``u_q`` is the channel sums ``S`` (``(N, C, 1, 1)``), which are
+    requantized."""
+    return _after_z(affine(acc, beta_in, r), r, relu=relu, pool=pool, pool_mode=pool_mode,
+                    global_pool=global_pool)
 
 
-def _after_z(u, r: LayerRescale, *, relu, pool):
-    """ReLU, pooling, the adapter's ``beta`` and the requantization of a layer's ``z_q``."""
+def _after_z(u, r: LayerRescale, *, relu, pool, pool_mode="max", global_pool=False):
+    """ReLU and its clip, pooling, the adapter's ``beta``, global pooling and the
+    requantization of a layer's ``z_q``."""
     if relu:
         u = np.maximum(u, 0)
+    if r.clip_q is not None:
+        u = np.minimum(u, r.clip_q)
     if pool > 1:
-        u = pool2d(u, pool)
+        u = pool2d(u, pool, pool_mode)
     beta = adapter_beta(u, r)
+    if global_pool:
+        _guard("channel sum", _peak(u), int(np.prod(u.shape[2:])))
+        u = u.sum(axis=(2, 3), keepdims=True)
     return u, beta, requantize(u, beta, r)
 
 
@@ -371,6 +416,21 @@ def shortcut_operand(codes, beta_q, r: LayerRescale):
     return affine(codes, beta_q, r)
 
 
+def shortcut_codes(codes, *, stride=1, pad=0, channels=None):
+    """The identity operand's codes for ResNet's option-A shortcut: ``codes`` (``(N, C, H,
+    W)``) subsampled by ``stride`` (``x[:, :, ::stride, ::stride]``) and placed at channel
+    ``pad`` of ``channels`` channels, the others 0 (``F.pad`` with zeros; a code 0 is the
+    value 0, so its operand is exactly 0). The default is the plain identity."""
+    codes = np.asarray(codes, dtype=np.int64)[:, :, ::stride, ::stride]
+    n, c, h, w = codes.shape
+    channels = c + pad if channels is None else channels
+    if pad < 0 or c + pad > channels:
+        raise ValueError(f"{c} shortcut channels do not fit at {pad} of {channels}")
+    out = np.zeros((n, channels, h, w), dtype=np.int64)
+    out[:, pad:pad + c] = codes
+    return out
+
+
 def residual_add(z_q, o_q):
     """``z_q + o_q``: exact, no rounding, no saturation; ``ValueError`` if the shapes differ or
     the sum could reach ``2**62``."""
@@ -383,8 +443,10 @@ def residual_add(z_q, o_q):
     return z_q + o_q
 
 
-def rescale_residual(acc, beta_in, r: LayerRescale, o_q, *, relu, pool):
+def rescale_residual(acc, beta_in, r: LayerRescale, o_q, *, relu, pool, pool_mode="max",
+                     global_pool=False):
     """The whole rescale of a layer with a shortcut: ``(u_q, beta_q, codes)`` as
     ``rescale_layer`` but with ``o_q`` (``shortcut_operand`` or a projection's ``affine``,
     the shape of ``acc``) added to ``z_q`` before the ReLU."""
-    return _after_z(residual_add(affine(acc, beta_in, r), o_q), r, relu=relu, pool=pool)
+    return _after_z(residual_add(affine(acc, beta_in, r), o_q), r, relu=relu, pool=pool,
+                    pool_mode=pool_mode, global_pool=global_pool)

@@ -116,13 +116,13 @@ BUNDLE_CASES = {
     # The manifest's header
     "format true": (setting("format", True),
                     r"{B}/manifest\.json: format True is not supported \(this asqgen reads formats "
-                    r"1 and 2\)"),
+                    r"1, 2 and 3\)"),
     "format 1.0": (setting("format", 1.0),
                    r"{B}/manifest\.json: format 1\.0 is not supported \(this asqgen reads formats "
-                   r"1 and 2\)"),
-    "format 3": (setting("format", 3),
-                 r"{B}/manifest\.json: format 3 is not supported \(this asqgen reads formats 1 "
-                 r"and 2\)"),
+                   r"1, 2 and 3\)"),
+    "format 4": (setting("format", 4),
+                 r"{B}/manifest\.json: format 4 is not supported \(this asqgen reads formats 1, "
+                 r"2 and 3\)"),
     "a chain as format 2": (setting("format", 2),
                             r"{B}/manifest\.json: layers\[0\]\.projection is missing"),
     "foreign kind": (setting("kind", "keras"),

@@ -79,8 +79,8 @@ def _del(path):
 
 
 MANIFEST_CASES = {
-    "wrong format": (_set(["format"], 3), r"format 3 is not supported \(this asqgen reads "
-                                          r"formats 1 and 2\)$"),
+    "wrong format": (_set(["format"], 4), r"format 4 is not supported \(this asqgen reads "
+                                          r"formats 1, 2 and 3\)$"),
     "foreign json": (lambda m: m.update(kind="keras-model"), r"not an asqgen bundle"),
     "field type": (_set(["layers", 1, "out_channels"], "8"),
                    r"layers\[1\]\.out_channels must be int, not str$"),

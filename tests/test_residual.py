@@ -335,8 +335,8 @@ def _drop_shortcut_array(folder):
      r"layer 'fc': only a conv layer that is neither the last one nor a projection may have "
      r"a shortcut"),
     (_set("layer1.conv1", "name", "stem.0"), r"two layers are named 'stem\.0'"),
-    (lambda layers, m: m.__setitem__("format", 3),
-     r"format 3 is not supported \(this asqgen reads formats 1 and 2\)"),
+    (lambda layers, m: m.__setitem__("format", 4),
+     r"format 4 is not supported \(this asqgen reads formats 1, 2 and 3\)"),
 ])
 def test_bad_graphs_are_refused_with_one_line(saved, edit, message):
     _edit(saved, edit)

@@ -10,8 +10,10 @@ A residual bundle (format 2, ``core.bundle``) runs in its list order, each layer
 and ``beta`` of its source; a layer with a shortcut adds the identity operand
 (``core.rescale.shortcut_operand`` of the shortcut layer's codes and ``beta``) or the
 projection's ``z_q`` (``core.rescale.affine`` of its accumulators) to its ``z_q`` before the
-ReLU (``core.rescale.rescale_residual``). A projection's trace holds its accumulators and its
-``z_q`` as ``u`` (no ``beta``, no codes).
+ReLU (``core.rescale.rescale_residual``); an option-A shortcut's codes are subsampled and
+padded with zero channels first (``core.rescale.shortcut_codes``). A projection's trace holds
+its accumulators and its ``z_q`` as ``u`` (no ``beta``, no codes). A layer that ends in a
+global average pooling has its channel sums ``S`` as ``u`` (``(N, C, 1, 1)``).
 """
 
 from dataclasses import dataclass, field
@@ -87,17 +89,19 @@ def run_network(bundle: Bundle, input_codes):
             trace.layers.append(LayerTrace(name=layer.name, acc=acc))
             break
         k = bundle.shortcut_index(i)
+        post = dict(relu=layer.relu, pool=layer.pool, pool_mode=layer.pool_mode,
+                    global_pool=layer.global_pool)
         if k is None:
-            u, beta, codes = rescale.rescale_layer(acc, beta, fixed, relu=layer.relu,
-                                                   pool=layer.pool)
+            u, beta, codes = rescale.rescale_layer(acc, beta, fixed, **post)
         else:
             other = trace.layers[k]
             if bundle.layers[k].projection:
                 operand = other.u
             else:
-                operand = rescale.shortcut_operand(other.codes, other.beta,
-                                                   layer.shortcut_fixed)
-            u, beta, codes = rescale.rescale_residual(acc, beta, fixed, operand,
-                                                      relu=layer.relu, pool=layer.pool)
+                shortcut = rescale.shortcut_codes(other.codes, stride=layer.shortcut_stride,
+                                                  pad=layer.shortcut_pad,
+                                                  channels=layer.out_channels)
+                operand = rescale.shortcut_operand(shortcut, other.beta, layer.shortcut_fixed)
+            u, beta, codes = rescale.rescale_residual(acc, beta, fixed, operand, **post)
         trace.layers.append(LayerTrace(name=layer.name, acc=acc, u=u, beta=beta, codes=codes))
     return trace
