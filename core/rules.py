@@ -36,7 +36,7 @@ __all__ = [
     "POOL", "MAX_CHANNELS", "MAX_ADAPTER_WEIGHTS", "MAX_POSITIONS", "MAX_K", "SUPPORTED",
     "MappingError", "check_bits", "check_weight_method", "check_act_method", "refuse",
     "check_pool", "check_act", "check_accumulator", "max_k", "check_adapter", "check_size",
-    "check_inputs", "check_bundle", "check_residual",
+    "check_inputs", "check_bundle",
 ]
 
 # The vocabulary -----------------------------------------------------------------------------
@@ -234,22 +234,6 @@ def check_inputs(name, kind, minimum):
                            f"the unsigned input quantizer clamps to 0",
                "shift and scale the inputs to be non-negative (for example min-max scaling "
                "to [0, 1])")
-
-
-def check_residual(bundle):
-    """Refuse a residual bundle (format 2, ``core.bundle``) where a chain is needed
-    (``asqgen compare``'s per-layer reference codes); the golden model and the hardware run
-    such bundles (``sim.golden.run_network``, ``sim.network_sim``)."""
-    graph = [la for la in bundle.layers if la.shortcut is not None or la.projection] or [
-        la for la in bundle.layers if la.source is not None]
-    for layer in graph[:1]:
-            what = ("a shortcut projection" if layer.projection else
-                    f"a residual add of {layer.shortcut!r}" if layer.shortcut is not None else
-                    f"an input from {layer.source!r} (a residual network's graph)")
-            refuse(layer.name, _type(layer.kind), f"it has {what}, which asqgen compare does "
-                                                  f"not run yet",
-                   "the golden model and the hardware run it (asqgen sim; asqgen train --data "
-                   "fashion-mnist reports the golden model's agreement with PyTorch)")
 
 
 def check_bundle(bundle):

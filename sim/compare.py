@@ -23,7 +23,8 @@ def first_difference(a, b):
 def compare(bundle, torch_codes, torch_logits, labels):
     """Figures of the golden model against PyTorch on the same inputs.
 
-    ``torch_codes[i]`` are the input codes of compute layer ``i`` (``[0]`` the image codes),
+    ``torch_codes[i]`` are the input codes of compute layer ``i`` (``[0]`` the image codes;
+    in a residual network, the codes of the layer's source, which several layers may share),
     ``torch_logits`` PyTorch's outputs, ``labels`` the true classes or ``None`` (then the
     accuracies are ``None``). Every shape comes from the bundle. Returns a dict:
     ``layers`` (per layer input: share of identical codes, largest difference, first
@@ -37,7 +38,8 @@ def compare(bundle, torch_codes, torch_logits, labels):
     n = trace.input_codes.shape[0]
     layers = []
     for i, layer in enumerate(bundle.layers[1:], start=1):
-        ours = trace.layers[i - 1].codes
+        j = bundle.source_index(i)
+        ours = trace.input_codes if j is None else trace.layers[j].codes
         theirs = np.asarray(torch_codes[i], dtype=np.int64)
         if theirs.size != ours.size:
             raise ValueError(f"PyTorch's input codes of layer {layer.name!r} have shape "

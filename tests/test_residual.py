@@ -264,17 +264,39 @@ def test_integer_properties_of_the_residual_trace(trained):
             assert np.array_equal(t.u, rescale.pool2d(u, layer.pool) if layer.pool > 1 else u)
 
 
-def test_compare_refuses_a_residual_bundle_and_the_hardware_takes_it(saved, tmp_path):
-    done = asqgen("compare", "--bundle", str(saved))
-    assert done.returncode == 3, done.stderr
-    assert done.stderr == (
-        "asqgen: error: layer 'layer1.conv2' (Conv2d) cannot be mapped to the accelerator: "
-        "it has a residual add of 'stem.0', which asqgen compare does not run yet; the golden "
-        "model and the hardware run it (asqgen sim; asqgen train --data fashion-mnist reports "
-        "the golden model's agreement with PyTorch)\n")
-    done = asqgen("verilog", "--bundle", str(saved), "--out", str(tmp_path / "v"))
+def test_compare_reports_every_layer_of_a_residual_bundle(trained, saved, tmp_path):
+    """``asqgen compare`` on a residual bundle: one row per layer input (a layer's source's
+    codes, shared by a block's conv1 and its projection), and a corrupted reference for one
+    layer shows in that layer's row only."""
+    _, bundle = trained
+    ref = bundle.reference
+    trace = run_network(bundle, ref["codes"])
+    done = asqgen("compare", "--bundle", str(saved), "--json", str(tmp_path / "r.json"))
     assert done.returncode == 0, done.stderr
-    assert (tmp_path / "v" / "manifest.json").exists()
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert [r["layer"] for r in report["layers"]] == NAMES[1:]
+    for i, row in enumerate(report["layers"], start=1):
+        j = bundle.source_index(i)
+        ours = trace.layers[j].codes
+        theirs = ref[f"layer{i}.codes"].reshape(ours.shape)
+        assert row["identical"] == pytest.approx((ours == theirs).mean(), abs=0)
+        assert row["identical"] > 0.95
+    golden = trace.logits.argmax(1)
+    assert report["top1_agreement"] == pytest.approx((golden == ref["logits"].argmax(1)).mean())
+    assert report["golden_accuracy"] == pytest.approx((golden == ref["labels"]).mean())
+
+    path = saved / "arrays.npz"                   # PyTorch's codes of one layer, all changed
+    with np.load(path) as data:
+        arrays = {k: data[k] for k in data.files}
+    victim = NAMES.index("layer2.conv2")
+    codes = arrays[f"reference.layer{victim}.codes"]
+    arrays[f"reference.layer{victim}.codes"] = np.where(codes > 0, codes - 1, 1)
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+    done = asqgen("compare", "--bundle", str(saved), "--json", str(tmp_path / "s.json"))
+    assert done.returncode == 0, done.stderr
+    rows = json.loads((tmp_path / "s.json").read_text())["layers"]
+    assert [r["identical"] < 0.05 for r in rows] == [n == "layer2.conv2" for n in NAMES[1:]]
 
 
 # Bundle format 2: the schema's checks ------------------------------------------------------

@@ -44,7 +44,6 @@ def run(args):
                                   else default_model() / "bundle")
     bundle = load(folder)
     rules.check_bundle(bundle)
-    rules.check_residual(bundle)
     ref = reference(bundle, folder)
     if model is not None:
         codes, logits, source = _torch_outputs(model, args, bundle, folder, ref)
