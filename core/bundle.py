@@ -1,7 +1,7 @@
 """The model bundle: what the integer pipeline needs, in plain files, validated on load.
 
 A bundle is a folder with ``manifest.json`` (format 1) and ``arrays.npz`` (numpy arrays, no
-pickle). It needs no PyTorch to read. The manifest lists the layers in
+pickle, deflated). It needs no PyTorch to read. The manifest lists the layers in
 execution order; each compute layer (``conv2d`` or ``linear``) carries what follows it, in
 this order: folded batch norm (or the linear layer's bias), ReLU, max pooling, and the
 quantizer of the next layer's input (its step, bits and ASQ adapter). A flatten between a conv
@@ -434,7 +434,7 @@ def save(bundle, folder):
     _decode(json.loads(text), arrays)
     with replace_folder(folder, allowed=_ALLOWED_FILES) as tmp:
         (tmp / "manifest.json").write_text(text)
-        (tmp / "arrays.npz").write_bytes(npz_bytes(arrays))
+        (tmp / "arrays.npz").write_bytes(npz_bytes(arrays, compress=True))
     return folder
 
 

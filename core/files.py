@@ -114,11 +114,14 @@ def replace_folder(folder, *, allowed=None):
         raise
 
 
-def npz_bytes(arrays):
-    """The bytes of an ``.npz`` of ``arrays`` (a dict), members in the dict's order, stored,
-    with a fixed date: the same arrays always give the same bytes."""
+def npz_bytes(arrays, *, compress=False):
+    """The bytes of an ``.npz`` of ``arrays`` (a dict), members in the dict's order, stored
+    (or deflated, with ``compress``), with a fixed date: the same arrays always give the same
+    bytes."""
     buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as z:
+    method = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
+    with zipfile.ZipFile(buf, "w", compression=method,
+                         compresslevel=9 if compress else None) as z:
         for name, value in arrays.items():
             member = io.BytesIO()
             np.lib.format.write_array(member, np.asarray(value), allow_pickle=False)
