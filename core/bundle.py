@@ -63,6 +63,11 @@ are unchanged and still load:
     ``true`` for global average pooling after the ReLU and pooling: the layer's output is the
     mean of every channel, ``out_shape`` ``(C, 1, 1)``; a conv layer, neither the last nor a
     projection, whose adapter (if any) reads ``"channels"``.
+``groups``
+    1, or the input channels of a depthwise conv (one 3x3 filter per channel, as many outputs
+    as inputs: ``Conv2d(C, C, k, groups=C)``); its weight is ``(C, 1, k, k)``, ``k`` (the sum
+    of one output) is ``k * k``, and the engine multiplies the ``C * k * k`` im2col row by the
+    block-diagonal ``weight_matrix``.
 ``shortcut_stride``, ``shortcut_pad``
     ResNet's option-A identity shortcut: the shortcut's codes subsampled by the stride and
     placed at channel ``shortcut_pad`` of this layer's channels, the others zero
@@ -131,12 +136,17 @@ class Layer:
     global_pool: bool = False           # global average pooling: out_shape (C, 1, 1)
     shortcut_stride: int = 1            # option-A shortcut: subsample the shortcut's codes
     shortcut_pad: int = 0               # and place them at this channel
+    groups: int = 1                     # the input channels of a depthwise conv (format 3)
 
     @property
     def uses_ops(self):
         """Whether the layer needs format 3."""
         return (self.clip is not None or self.pool_mode != "max" or self.global_pool or
-                self.shortcut_stride != 1 or self.shortcut_pad != 0)
+                self.shortcut_stride != 1 or self.shortcut_pad != 0 or self.groups != 1)
+
+    @property
+    def depthwise(self):
+        return self.groups > 1
 
     @property
     def product_format(self):
@@ -145,8 +155,14 @@ class Layer:
 
     @property
     def k(self):
-        """The inner dimension of the layer's matrix product."""
+        """The products summed into one output (``k * k`` for a depthwise conv)."""
         return int(np.prod(self.weight.shape[1:]))
+
+    @property
+    def product_k(self):
+        """The inner dimension of the layer's matrix product on the array: the im2col row's
+        length (``Cin * k * k``; ``k`` but for a depthwise conv)."""
+        return self.k * self.groups
 
     @property
     def positions(self):
@@ -197,8 +213,17 @@ class Layer:
 
     @property
     def weight_matrix(self):
-        """The weight codes as the ``K x Cout`` matrix of the layer's product (im2col order)."""
-        return self.weight.reshape(self.out_channels, -1).T
+        """The weight codes as the ``K x Cout`` matrix of the layer's product (im2col order,
+        ``K = product_k``); a depthwise conv's is block-diagonal (code 0 is the weight 0 in
+        every format)."""
+        w = self.weight.reshape(self.out_channels, -1)
+        if not self.depthwise:
+            return w.T
+        k = w.shape[1]
+        matrix = np.zeros((self.product_k, self.out_channels), dtype=w.dtype)
+        for c in range(self.out_channels):
+            matrix[c * k:(c + 1) * k, c] = w[c]
+        return matrix
 
     def compute_fixed(self):
         """``core.rescale.fixed_point`` of this layer's real parameters."""
@@ -323,7 +348,7 @@ GRAPH_SCHEMA = {"source": Field(str, optional=True), "shortcut": Field(str, opti
                 "projection": Field(bool)}
 OPS_SCHEMA = {"clip": Field(float, 1e-6, BIAS_LIMIT, optional=True), "pool_mode": Field(str),
               "global_pool": Field(bool), "shortcut_stride": _INT(1, MAX_KERNEL),
-              "shortcut_pad": _INT(0, MAX_DIM)}
+              "shortcut_pad": _INT(0, MAX_DIM), "groups": _INT(1, MAX_DIM)}
 _OPS = tuple(OPS_SCHEMA)
 ADAPTER_SCHEMA = {"layers": _INT(1, 2), "input": Field(str)}
 # The code's fixed-point constants, which the manifest repeats and the loader compares.
@@ -606,7 +631,11 @@ def _load_layer(r, i, entry, in_shape, in_bits, in_step, last, graph=False, ops=
     except (ValueError, TypeError) as e:
         raise BundleError(f"manifest.json: {w}: {e}") from None
     cout, cin = values["out_channels"], declared[0]
-    wshape = (cout, cin, k, k) if kind == "conv2d" else (cout, cin)
+    groups = v.get("groups") or 1
+    _check(groups in (1, cin) and (groups == 1 or (kind == "conv2d" and cout == cin)),
+           f"manifest.json: {w}.groups must be 1 or, for a depthwise conv with as many outputs "
+           f"as inputs, {cin}, not {groups}")
+    wshape = (cout, cin // groups, k, k) if kind == "conv2d" else (cout, cin)
     _check(cin * k * k <= MAX_K, f"manifest.json: {w}: K = {cin * k * k} is more than {MAX_K}")
     p = f"layer{i}"
     weight = r.array(f"{p}.weight", wshape, integer=True)

@@ -242,3 +242,68 @@ def test_a_global_pool_needs_a_channels_adapter(tmp_path):
     top.adapter = replace(top.adapter, input="vector")
     with pytest.raises(B.BundleError, match=r"the adapter after a global pooling reads"):
         B.save(bundle, tmp_path / "ops")
+
+
+# Depthwise convolutions ------------------------------------------------------------------------
+
+def dw_bundle(seed=0, stride=1):
+    """conv 1 -> 6 (ReLU6) -> depthwise 3x3 over 6 channels (``stride``, ReLU6) -> linear 5."""
+    rng = np.random.default_rng(seed)
+    stem = _conv("stem", 1, 6, (1, 8, 8), rng, clip=6.0)
+    dw = _conv("dw", 6, 6, (6, 8, 8), rng, stride=stride, clip=6.0, groups=6)
+    dw.weight = rng.integers(0, 16, (6, 1, 3, 3))
+    side = 8 // stride
+    fc = Layer(name="fc", kind="linear", in_shape=(6 * side * side,), out_channels=5, kernel=1,
+               stride=1, padding=0, a_bits=4, w_format="int", w_bits=8, frac_bits=0,
+               relu=False, pool=0, weight=rng.integers(0, 256, (5, 6 * side * side)),
+               alpha=rng.uniform(0.01, 0.05, 5), bn_scale=np.ones(5),
+               bn_bias=rng.normal(0, 0.1, 5), s_in=0.1)
+    layers = [stem, dw, fc]
+    for layer in layers:
+        layer.fixed = layer.compute_fixed()
+    return B.Bundle(input_shape=(1, 8, 8), input_bits=4, input_step=0.1, layers=layers,
+                    meta={"test": True}, reference={"codes": rng.integers(0, 16, (4, 1, 8, 8))})
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_a_depthwise_conv_against_a_float_convolution(stride):
+    """Each channel by its own filter: the golden accumulators against a float64 depthwise
+    convolution of the real weight values (the root-2 table's error apart), and exactly the
+    product of the im2col rows with the block-diagonal ``weight_matrix`` that the array runs."""
+    import torch
+    from core import numerics
+    from sim.golden import im2col, matmul
+    from sim.golden.matmul import table_error
+    from sim.golden.network import layer_accumulators
+
+    bundle = dw_bundle(stride=stride)
+    dw = bundle.layers[1]
+    assert dw.k == 9 and dw.product_k == 54 and dw.weight_matrix.shape == (54, 6)
+    codes = RNG.integers(0, 16, (3, 6, 8, 8))
+    acc = layer_accumulators(dw, codes)
+    assert acc.shape == (3,) + dw.conv_shape
+    fmt = dw.product_format
+    real_w = np.vectorize(lambda c: numerics.weight_value("post", 4, int(c)))(dw.weight)
+    want = torch.nn.functional.conv2d(torch.tensor(codes, dtype=torch.float64),
+                                      torch.tensor(real_w), stride=stride, padding=1,
+                                      groups=6).numpy() * 2.0 ** fmt.frac_bits
+    absolute, _ = table_error(fmt)
+    assert np.abs(acc - want).max() <= 9 * absolute
+    assert np.abs(acc - want).max() > 0            # the table's rounding is there
+    dense = matmul(im2col(codes, 3, stride, 1), dw.weight_matrix, fmt)
+    ho = dw.conv_shape[1]
+    assert np.array_equal(acc, dense.reshape(3, ho, ho, 6).transpose(0, 3, 1, 2))
+
+
+def test_a_depthwise_bundle_round_trips_and_bad_groups_are_refused(tmp_path):
+    bundle = dw_bundle()
+    assert bundle.format == B.OPS_FORMAT
+    folder = B.save(bundle, tmp_path / "dw")
+    back = B.load(folder)
+    assert back.layers[1].groups == 6 and back.layers[1].weight.shape == (6, 1, 3, 3)
+    assert np.array_equal(run_network(back, back.reference["codes"]).logits,
+                          run_network(bundle, bundle.reference["codes"]).logits)
+    _edit(folder, "dw", "groups", 3)
+    with pytest.raises(B.BundleError, match=r"layer 'dw'\.groups must be 1 or, for a depthwise "
+                                            r"conv with as many outputs as inputs, 6, not 3"):
+        B.load(folder)

@@ -1,7 +1,7 @@
 """The whole-network golden model: a bundle run on integer input codes, every step in integers.
 
 For each compute layer: the matrix product of ``sim.golden.matmul`` (a conv over ``im2col``
-patches), then the rescale of ``core.rescale`` (folded batch norm, ReLU, max pooling, the ASQ
+patches; a depthwise conv: each channel's patch columns by its own filter), then the rescale of ``core.rescale`` (folded batch norm, ReLU, max pooling, the ASQ
 adapter's ``beta`` and requantization to the next layer's codes); the last layer's
 accumulators become ``logits_q`` (units ``2**-core.rescale.Z``). Every layer's output is kept,
 so that a comparison can name the first layer, channel and position that differ.
@@ -61,6 +61,12 @@ def layer_accumulators(layer, codes):
         return matmul(codes.reshape(n, -1), layer.weight_matrix, fmt)
     co, ho, wo = layer.conv_shape
     patches = im2col(codes, layer.kernel, layer.stride, layer.padding)
+    if layer.depthwise:                    # each channel's own k * k columns and filter
+        k = layer.k
+        w = layer.weight.reshape(co, k)
+        acc = np.stack([matmul(patches[:, c * k:(c + 1) * k], w[c:c + 1].T, fmt)[..., 0]
+                        for c in range(co)], axis=-1)
+        return acc.reshape(n, ho, wo, co).transpose(0, 3, 1, 2)
     acc = matmul(patches, layer.weight_matrix, fmt)
     return acc.reshape(n, ho, wo, co).transpose(0, 3, 1, 2)
 
