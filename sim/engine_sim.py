@@ -86,11 +86,14 @@ class PassPlan:
         return len(self.passes)
 
 
-def pass_plan(config, m, W, w_format, w_bits=None):
+def pass_plan(config, m, W, w_format, w_bits=None, *, skip_zero=False):
     """The ``PassPlan`` of ``A x W`` for an ``A`` of ``m`` rows: for each block of ``cols``
     columns, for each window of digits (``int`` weights on a ``post``/``pot`` array), for each
     block of ``rows`` rows of the (stacked) ``K``, one pass; the first pass of a column block
-    starts the sums, the last one completes them."""
+    starts the sums, the last one completes them. With ``skip_zero``, a pass whose weights are
+    all zero is left out (a block keeps one): the host asks for it on a depthwise layer, whose
+    block-diagonal matrix keeps ``k * k * cols`` rows of each block, and ``gen.cycles`` counts
+    those passes from the layer's shape."""
     w_bits = config.w_bits if w_bits is None else w_bits
     W = check_codes("W", W, w_bits)
     k, n = W.shape
@@ -110,6 +113,9 @@ def pass_plan(config, m, W, w_format, w_bits=None):
     for n0 in range(0, n, c):
         steps = [(k0, plane, shift) for plane, shift in windows
                  for k0 in range(0, plane.shape[0], r)]
+        if skip_zero:                    # a tile of zero weights adds nothing
+            steps = [(k0, plane, shift) for k0, plane, shift in steps
+                     if plane[k0:k0 + r, n0:n0 + c].any()] or steps[:1]
         for j, (k0, plane, shift) in enumerate(steps):
             block = np.zeros((r, c), dtype=np.int64)
             wpart = plane[k0:k0 + r, n0:n0 + c]
@@ -118,13 +124,13 @@ def pass_plan(config, m, W, w_format, w_bits=None):
     return PassPlan(passes, repeat)
 
 
-def passes_for(config, A, W, w_format, w_bits=None):
+def passes_for(config, A, W, w_format, w_bits=None, *, skip_zero=False):
     """The passes of ``A x W`` (see the module docstring), as dicts for the bench."""
     A = check_codes("A", A, config.a_bits)
     (m, k), (k2, n) = A.shape, np.shape(W)
     if k != k2:
         raise ShapeError(f"A is {m}x{k} but W is {k2}x{n}: the inner dimensions differ")
-    plan = pass_plan(config, m, W, w_format, w_bits)
+    plan = pass_plan(config, m, W, w_format, w_bits, skip_zero=skip_zero)
     A = plan.stack(A)
     passes = []
     for k0, block, shift, drop, first, final in plan.passes:

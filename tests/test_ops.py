@@ -307,3 +307,33 @@ def test_a_depthwise_bundle_round_trips_and_bad_groups_are_refused(tmp_path):
     with pytest.raises(B.BundleError, match=r"layer 'dw'\.groups must be 1 or, for a depthwise "
                                             r"conv with as many outputs as inputs, 6, not 3"):
         B.load(folder)
+
+
+def test_the_engine_skips_zero_weight_tiles_and_keeps_the_product():
+    """A depthwise layer's block-diagonal matrix on an 8x8 array: each block of 8 channels
+    keeps the 9 passes of its own 72 rows (of 54 * 8 / 8 = 54 in all, not 6 * 54), and the
+    passes' products add up to ``A x W`` exactly; an all-zero block keeps one pass."""
+    from core.config import ArrayConfig
+    from sim.engine_sim import pass_plan, passes_for
+    from sim.golden import matmul
+
+    rng = np.random.default_rng(5)
+    c = 48
+    layer = dw_bundle().layers[1]
+    layer.weight = rng.integers(1, 16, (c, 1, 3, 3))
+    layer.out_channels, layer.in_shape, layer.groups = c, (c, 8, 8), c
+    W = layer.weight_matrix
+    config = ArrayConfig(rows=8, cols=8, w_format="post", w_bits=4, a_bits=4, max_k=1024)
+    assert len(pass_plan(config, 10, W, "post")) == (c // 8) * (9 * c // 8)
+    plan = pass_plan(config, 10, W, "post", skip_zero=True)
+    assert len(plan) == (c // 8) * 9
+    A = rng.integers(0, 16, (10, 9 * c))
+    fmt = layer.product_format
+    acc = np.zeros((10, c), dtype=np.int64)
+    for n0, p in zip([n0 for n0 in range(0, c, 8) for _ in range(9)], passes_for(
+            config, A, W, "post", skip_zero=True)):
+        assert p["shift"] == 0 and p["drop"] == 0
+        acc[:, n0:n0 + 8] += matmul(np.array(p["acts"]), np.array(p["weights"]), fmt)
+    assert np.array_equal(acc, matmul(A, W, fmt))
+    W[:, 8:16] = 0
+    assert len(pass_plan(config, 10, W, "post", skip_zero=True)) == (c // 8 - 1) * 9 + 1
