@@ -18,11 +18,24 @@ Every weight code is the unsigned ``b``-bit pattern that the hardware stores (``
 ``int``
     Two's complement: ``code - 2**b`` when the sign bit is set, ``code`` otherwise.
 
+Activation codes
+----------------
+Activations are ``a_bits``-bit codes ``a``: unsigned (``0 .. 2**a_bits - 1``, the default) or,
+for layers whose input can be negative (``a_signed``: a MobileNet-V2 linear bottleneck plus its
+identity), two's complement (``-2**(a_bits-1) .. 2**(a_bits-1) - 1``). A signed code is
+multiplied in sign-magnitude: ``product(a, w) = sign(a) * product(|a|, w)``, so that the table
+below stays indexed by a magnitude (``|a| <= 2**(a_bits-1)``, ``2**(a_bits-1) + 1`` entries, and
+``|a|`` fits ``a_bits`` unsigned bits) and no rounding is added: ``sqrt 2`` is irrational, no
+entry is a tie, so ``round(-x) = -round(x)`` and this is also the table of the signed values.
+The largest ``|a|`` (``act_magnitude_max``) bounds the products and the accumulators: ``2**(a_bits-1)``
+signed (reached by the code ``-2**(a_bits-1)`` alone), ``2**a_bits - 1`` unsigned.
+
 The product
 -----------
-Activations are unsigned ``a_bits``-bit codes ``a``. The product is a signed integer in units of
-``2 ** -F`` (``F`` = ``frac_bits``, the accumulator's fractional bits), written as a sign and a
-magnitude so that the hardware can fold the sign into its adder:
+The product is a signed integer in units of ``2 ** -F`` (``F`` = ``frac_bits``, the
+accumulator's fractional bits), written as a sign and a magnitude so that the hardware can fold
+the sign into its adder (for a signed activation the sign is the XOR of both operands'); for an
+activation magnitude ``a``:
 
 * ``post``, even exponent ``n = 2k``: ``a << (F - k)``, exact;
 * ``post``, odd exponent ``n = 2k + 1``: ``T[a] << (k_odd - k)``, where
@@ -54,7 +67,8 @@ from dataclasses import dataclass
 
 __all__ = [
     "WEIGHT_FORMATS", "WEIGHT_BITS", "ACT_BITS",
-    "check_weight_format", "check_weight_bits", "check_act_bits",
+    "check_weight_format", "check_weight_bits", "check_act_bits", "check_act_signed",
+    "act_range", "act_magnitude_max",
     "max_exponent", "split_code", "join_code", "int_code", "int_value", "weight_value",
     "weight_levels", "nearest_code", "zero_code",
     "min_frac_bits", "default_frac_bits", "check_frac_bits",
@@ -89,6 +103,23 @@ def check_act_bits(bits):
     if bits not in ACT_BITS:
         raise ValueError(f"a_bits must be from {ACT_BITS.start} to {ACT_BITS.stop - 1}, "
                          f"not {bits}")
+
+
+def check_act_signed(signed):
+    if not isinstance(signed, bool):
+        raise TypeError(f"a_signed must be True or False, not {signed!r}")
+
+
+def act_range(bits, signed=False):
+    """``(lo, hi)``: the smallest and the largest ``bits``-bit activation code (two's complement
+    when ``signed``)."""
+    return (-2 ** (bits - 1), 2 ** (bits - 1) - 1) if signed else (0, 2 ** bits - 1)
+
+
+def act_magnitude_max(bits, signed=False):
+    """The largest ``|a|`` of a ``bits``-bit activation code: ``2**(bits-1)`` signed (the code
+    ``-2**(bits-1)``), ``2**bits - 1`` unsigned. It fits ``bits`` unsigned bits either way."""
+    return 2 ** (bits - 1) if signed else 2 ** bits - 1
 
 
 def max_exponent(bits):
@@ -208,15 +239,16 @@ def table_frac_bits(bits, frac_bits):
     return None if k_odd is None else frac_bits - k_odd
 
 
-def odd_table(a_bits, t):
-    """``T[a] = round(a * sqrt(2)/2 * 2**t)`` for every activation code ``a``, exactly.
+def odd_table(a_bits, t, signed=False):
+    """``T[a] = round(a * sqrt(2)/2 * 2**t)`` for every activation magnitude ``a``, exactly:
+    ``0 .. 2**a_bits - 1``, or ``0 .. 2**(a_bits-1)`` for signed codes (``act_magnitude_max``).
 
     ``round(x) = floor(x + 1/2) = (floor(2x) + 1) // 2``, and
     ``floor(2x) = isqrt(a**2 * 2**(2t + 1))``; ``x`` is never a tie for ``a > 0``.
     """
     if t < 0:
         raise ValueError(f"Table fractional bits must be at least 0, not {t}")
-    return [_table_entry(a, t) for a in range(2 ** a_bits)]
+    return [_table_entry(a, t) for a in range(act_magnitude_max(a_bits, signed) + 1)]
 
 
 def _table_entry(a, t):
@@ -224,10 +256,14 @@ def _table_entry(a, t):
 
 
 def product(fmt, w_bits, frac_bits, a, code, *, table=None):
-    """The exact signed product of activation code ``a`` and weight ``code``, in ``2**-F`` units.
+    """The exact signed product of activation ``a`` and weight ``code``, in ``2**-F`` units.
 
-    ``table`` may pass a precomputed ``odd_table`` (it is computed when needed otherwise).
+    ``a`` is the activation's value, a signed code's too: a negative ``a`` is multiplied in
+    sign-magnitude, ``-product(-a, code)`` (see the module docstring). ``table`` may pass a
+    precomputed ``odd_table``, indexed by ``|a|`` (it is computed when needed otherwise).
     """
+    if a < 0:
+        return -product(fmt, w_bits, frac_bits, -a, code, table=table)
     if fmt == "int":
         return a * (code - 2 ** w_bits if code >> (w_bits - 1) else code)
     sign, m = _split(w_bits, code)
@@ -249,7 +285,10 @@ def product(fmt, w_bits, frac_bits, a, code, *, table=None):
 def split_product(w_bits, frac_bits, a, code):
     """``(s, p)``: the ``post`` product of ``a`` and ``code`` as split sums keep it: ``p`` goes
     into sum ``s`` (0 even, 1 odd exponents), ``p = +-a << (F - n // 2)``, exact. A zero
-    weight is ``(0, 0)``."""
+    weight is ``(0, 0)``; a negative ``a`` is ``-split_product(-a)`` in sign-magnitude."""
+    if a < 0:
+        s, p = split_product(w_bits, frac_bits, -a, code)
+        return s, -p
     sign, m = _split(w_bits, code)
     if m == 0:
         return 0, 0
@@ -258,9 +297,11 @@ def split_product(w_bits, frac_bits, a, code):
     return n % 2, -mag if sign else mag
 
 
-def product_magnitude_bound(fmt, a_bits, w_bits, frac_bits):
-    """The largest ``|product|`` over all codes (``a_max * 2**F``; ``a_max * 2**(b-1)`` for int)."""
-    a_max = 2 ** a_bits - 1
+def product_magnitude_bound(fmt, a_bits, w_bits, frac_bits, a_signed=False):
+    """The largest ``|product|`` over all codes (``a_max * 2**F``; ``a_max * 2**(b-1)`` for int),
+    ``a_max = act_magnitude_max(a_bits, a_signed)``; it is reached (``a_max`` times the weight
+    ``+-1``, or the int weight ``-2**(b-1)``)."""
+    a_max = act_magnitude_max(a_bits, a_signed)
     if fmt == "int":
         return a_max * 2 ** (w_bits - 1)
     return a_max << frac_bits
@@ -271,25 +312,28 @@ def signed_bits(bound):
     return bound.bit_length() + 1
 
 
-def sum_bits(fmt, a_bits, w_bits, frac_bits, terms):
+def sum_bits(fmt, a_bits, w_bits, frac_bits, terms, a_signed=False):
     """Bits of a signed accumulator that holds any sum of ``terms`` products without overflow."""
-    return signed_bits(terms * product_magnitude_bound(fmt, a_bits, w_bits, frac_bits))
+    return signed_bits(terms * product_magnitude_bound(fmt, a_bits, w_bits, frac_bits, a_signed))
 
 
 @dataclass(frozen=True)
 class ProductFormat:
-    """The operands of one product: ``a_bits``-bit activations times ``w_bits``-bit
-    ``w_format`` weights, in units of ``2**-frac_bits``; ``odd`` is ``"split"`` for ``post``
-    products kept as split sums (``split_product``). Validated on construction."""
+    """The operands of one product: ``a_bits``-bit activations (two's complement when
+    ``a_signed``) times ``w_bits``-bit ``w_format`` weights, in units of ``2**-frac_bits``;
+    ``odd`` is ``"split"`` for ``post`` products kept as split sums (``split_product``).
+    Validated on construction."""
 
     w_format: str
     a_bits: int
     w_bits: int
     frac_bits: int
     odd: str = "table"
+    a_signed: bool = False
 
     def __post_init__(self):
         check_act_bits(self.a_bits)
+        check_act_signed(self.a_signed)
         check_weight_bits(self.w_format, self.w_bits)
         check_frac_bits(self.w_format, self.w_bits, self.frac_bits)
         if self.odd not in ODD_MODES:
@@ -303,9 +347,20 @@ class ProductFormat:
         return self.odd == "split"
 
     @property
+    def a_range(self):
+        """``(lo, hi)``: the activation codes (``act_range``)."""
+        return act_range(self.a_bits, self.a_signed)
+
+    @property
+    def a_max(self):
+        """The largest activation magnitude ``|a|`` (``act_magnitude_max``)."""
+        return act_magnitude_max(self.a_bits, self.a_signed)
+
+    @property
     def bound(self):
         """The largest ``|product|``."""
-        return product_magnitude_bound(self.w_format, self.a_bits, self.w_bits, self.frac_bits)
+        return product_magnitude_bound(self.w_format, self.a_bits, self.w_bits, self.frac_bits,
+                                       self.a_signed)
 
     def sum_bits(self, terms):
         """Bits of a signed accumulator that no sum of ``terms`` products can overflow."""
@@ -313,14 +368,19 @@ class ProductFormat:
 
     @functools.cached_property
     def table(self):
-        """The ``post`` table ``T[a]`` (an empty list for formats or widths without one, and
-        for split sums)."""
+        """The ``post`` table ``T[|a|]`` for ``|a|`` from 0 to ``a_max`` (an empty list for
+        formats or widths without one, and for split sums)."""
         t = (table_frac_bits(self.w_bits, self.frac_bits)
              if self.w_format == "post" and not self.split else None)
-        return [] if t is None else odd_table(self.a_bits, t)
+        return [] if t is None else odd_table(self.a_bits, t, self.a_signed)
 
     def product(self, a, code):
-        """``product(...)`` for this format; ``(s, p)`` of ``split_product`` for split sums."""
+        """``product(...)`` of the activation code ``a`` (a value in ``a_range``) and the weight
+        ``code``; ``(s, p)`` of ``split_product`` for split sums."""
+        lo, hi = self.a_range
+        if not lo <= a <= hi:
+            raise ValueError(f"Activation code {a} is outside the {self.a_bits}-bit "
+                             f"{'signed' if self.a_signed else 'unsigned'} range {lo}..{hi}")
         if self.split:
             return split_product(self.w_bits, self.frac_bits, a, code)
         return product(self.w_format, self.w_bits, self.frac_bits, a, code,
