@@ -25,7 +25,8 @@ from sim.golden import check_codes
 from .design import Design
 from .payload import Payload
 
-__all__ = ["ArraySim", "MultiplierSim", "Run", "ShapeError", "act_fields", "tiles_for"]
+__all__ = ["ArraySim", "MultiplierSim", "Run", "ShapeError", "act_bits", "act_fields",
+           "tiles_for"]
 
 TOP = "asq_array"
 
@@ -51,6 +52,16 @@ def act_fields(fmt, codes):
     if not fmt.a_signed:
         return [int(c) for c in codes]
     return [{"a": abs(int(c)), "neg": int(c < 0)} for c in codes]
+
+
+def act_bits(fmt, codes):
+    """``act_fields`` for numpy arrays: every code's ``code_layout`` bits (``int64``, same
+    shape), the code itself, or ``|code| | (code < 0) << a_bits`` for signed activations; for
+    ``sim.payload.pack`` of whole vectors of ``activation_layout(config)["data"]``."""
+    codes = np.asarray(codes, dtype=np.int64)
+    if not fmt.a_signed:
+        return codes
+    return np.abs(codes) | ((codes < 0).astype(np.int64) << fmt.a_bits)
 
 
 def tiles_for(config, A, W):

@@ -339,3 +339,28 @@ def test_pe_every_signed_code_times_every_weight(cfg):
     assert len(got) == len(codes) * 2 ** cfg.w_bits
     bad = [(i, g, x) for i, (g, x) in enumerate(zip(got, want)) if g != x]
     assert bad == []
+
+
+def test_vector_packing_matches_the_layout():
+    """``act_bits`` and ``sim.payload.pack`` of whole vectors give the words that
+    ``Payload.pack`` of ``act_fields`` gives, which Amaranth's layout defines
+    (``tests/test_payload.py``)."""
+    from hw.systolic_array import activation_layout
+    from sim.array_sim import act_bits
+    from sim.payload import Payload, pack
+
+    cfg = ArrayConfig(rows=3, cols=2, a_bits=4, signed_acts=True)
+    fmt = cfg.product_format
+    rng = np.random.default_rng(4)
+    A = rng.integers(-8, 8, (50, 3))
+    A[0] = [-8, 0, 7]
+    layout = activation_layout(cfg)
+    one = Payload(layout)
+    want = [one.pack({"data": act_fields(fmt, a), "last": 0}) for a in A]
+    assert list(pack(layout["data"].shape, act_bits(fmt, A))) == want
+    assert want[0] == (8 | 1 << 4) | 0 << 5 | 7 << 10
+    unsigned_cfg = cfg.replace(signed_acts=False)
+    B = rng.integers(0, 16, (5, 3))
+    assert list(pack(activation_layout(unsigned_cfg)["data"].shape,
+                     act_bits(unsigned_cfg.product_format, B))) == [
+        Payload(activation_layout(unsigned_cfg)).pack({"data": b.tolist(), "last": 0}) for b in B]
