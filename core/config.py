@@ -133,8 +133,9 @@ class ArrayConfig:
             if self.acc_bits < need:
                 signed = "signed " if self.signed_acts else ""
                 raise UsageError(f"acc_bits must be at least {need} for {self.rows} rows of "
-                                 f"{self.a_bits}-bit {signed}x {self.w_bits}-bit {self.w_format} products "
-                                 f"with frac_bits={self.frac_bits}, not {self.acc_bits}")
+                                 f"{signed}{self.a_bits}-bit x {self.w_bits}-bit "
+                                 f"{self.w_format} products with frac_bits={self.frac_bits}, "
+                                 f"not {self.acc_bits}")
         if self.acc_bits > MAX_ACC_BITS:
             raise UsageError(f"acc_bits would be {self.acc_bits}, more than {MAX_ACC_BITS}: "
                              f"use fewer w_bits or frac_bits")

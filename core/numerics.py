@@ -27,8 +27,9 @@ multiplied in sign-magnitude: ``product(a, w) = sign(a) * product(|a|, w)``, so 
 below stays indexed by a magnitude (``|a| <= 2**(a_bits-1)``, ``2**(a_bits-1) + 1`` entries, and
 ``|a|`` fits ``a_bits`` unsigned bits) and no rounding is added: ``sqrt 2`` is irrational, no
 entry is a tie, so ``round(-x) = -round(x)`` and this is also the table of the signed values.
-The largest ``|a|`` (``act_magnitude_max``) bounds the products and the accumulators: ``2**(a_bits-1)``
-signed (reached by the code ``-2**(a_bits-1)`` alone), ``2**a_bits - 1`` unsigned.
+The largest ``|a|`` (``act_magnitude_max``) bounds the products and the accumulators:
+``2**(a_bits-1)`` signed (reached by the code ``-2**(a_bits-1)`` alone), ``2**a_bits - 1``
+unsigned.
 
 The product
 -----------

@@ -50,7 +50,8 @@ class Multiplier(wiring.Component):
         weight register, not on every product).
     neg : Out(1)
         The sign of the product (the weight's, XOR the activation's ``x.neg`` when signed). It
-        may be set with ``mag = 0`` (a zero activation times a negative weight): the sign-folded sum ``acc + (~0 + 1)`` is then ``acc``, as it must be.
+        may be set with ``mag = 0`` (a zero activation times a negative weight, or a signed
+        zero): the sign-folded sum ``acc + (~0 + 1)`` is then ``acc``, as it must be.
     mag : Out(fmt.bound.bit_length())
         The product's magnitude in units of ``2**-frac_bits``.
     odd : Out(1)

@@ -33,7 +33,8 @@ def test_exhaustive(fmt, build_root):
     assert got == [int(want[a, w]) for a, w in pairs]
 
 
-@pytest.mark.parametrize("fmt", SIGNED, ids=lambda f: f"{f.w_format}{f.w_bits}_{f.odd}_as{f.a_bits}")
+@pytest.mark.parametrize("fmt", SIGNED,
+                         ids=lambda f: f"{f.w_format}{f.w_bits}_{f.odd}_as{f.a_bits}")
 def test_exhaustive_signed(fmt, build_root):
     """Every two's-complement activation code (the host gives the array its magnitude and
     sign) x every weight code: ``sign(a) * product(|a|, w)``, the golden model's table."""

@@ -11,8 +11,8 @@ in units of ``2**-F``, where ``product`` is ``core.numerics.product``: exact shi
 odd ``post`` exponents the table ``T[a] = round(a * sqrt(2)/2 * 2**t)`` (round half up; no
 ties occur) shifted left. A signed activation is multiplied in sign-magnitude,
 ``sign(a) * product(|a|, w)``, the table indexed by ``|a|`` (the same numbers as the table of
-the signed values, since no entry is a tie). Integers only (``int64``); no sum can overflow because the
-configuration refuses accumulators wider than 64 bits.
+the signed values, since no entry is a tie). Integers only (``int64``); no sum can overflow
+because the configuration refuses accumulators wider than 64 bits.
 
 With split ``post`` sums (``fmt.split``) the accumulators are two, ``acc[0]`` of the even and
 ``acc[1]`` of the odd exponents (``core.numerics.split_product``, every product a shift), and
@@ -27,7 +27,8 @@ import numpy as np
 
 from core.numerics import ProductFormat, act_range, int_value, weight_value
 
-__all__ = ["act_codes", "product_table", "check_codes", "matmul", "matmul_exact", "table_error", "value"]
+__all__ = ["act_codes", "product_table", "check_codes", "matmul", "matmul_exact", "table_error",
+           "value"]
 
 
 def act_codes(fmt: ProductFormat):
