@@ -163,6 +163,24 @@ def test_signed_config_differs_only_where_it_must():
     assert code_layout(s.product_format).size == 9
     assert list(operand_layout(s.product_format).members) == ["a", "t", "neg"]
     assert operand_layout(s.product_format).size == operand_layout(u.product_format).size
+    # i_a: one bit more per activation; o_r: 3 rows of 4-bit signed products need one
+    # accumulator bit fewer (3 * 8 * 2**10 < 2**15 <= 3 * 15 * 2**10); nothing else changes.
+    from amaranth.back import verilog
+    from hw.systolic_array import SystolicArray
+
+    ports = {}
+    for signed in (False, True):
+        cfg = ArrayConfig(rows=3, cols=2, a_bits=4, signed_acts=signed)
+        text = verilog.convert(SystolicArray(config=cfg), name="top", emit_src=False)
+        text = text[text.index("module top("):]
+        text = text[:text.index("endmodule")]
+        ports[signed] = sorted(line.strip() for line in text.splitlines()
+                               if line.strip().startswith(("input", "output")))
+    assert "input [12:0] i_a__payload;" in ports[False]
+    assert "input [15:0] i_a__payload;" in ports[True]
+    changed = set(ports[False]) ^ set(ports[True])
+    assert changed == {"input [12:0] i_a__payload;", "input [15:0] i_a__payload;",
+                       "output [34:0] o_r__payload;", "output [32:0] o_r__payload;"}
 
 
 @pytest.mark.parametrize("fmt", FORMATS, ids=_name)
