@@ -33,12 +33,14 @@ class ArrayConfig:
     a_bits:
         Width of the activation codes.
     signed_acts:
-        Whether the activation codes are two's complement (``-2**(a_bits-1) ..
-        2**(a_bits-1) - 1``, ``core.numerics``: multiplied in sign-magnitude, the table indexed
-        by ``|a|``) instead of unsigned. The array then takes each activation as a magnitude and
-        a ``neg`` bit (``hw.operand``), one bit more per activation on ``i_a`` and along the
-        rows, and each PE XORs ``neg`` into the product's sign. ``False`` (the default) keeps the
-        unsigned design, its area and its ports exactly.
+        Whether the array takes signed activations: each activation is a magnitude of
+        ``a_bits`` bits and a ``neg`` bit (``hw.operand``), so it runs layers of two's-complement
+        codes (``-2**(a_bits-1) .. 2**(a_bits-1) - 1``, ``core.numerics``: multiplied in
+        sign-magnitude, the table indexed by ``|a|``) and layers of unsigned codes (``neg = 0``)
+        alike. It costs one bit more per activation on ``i_a`` and along the rows and an XOR a
+        PE (``neg`` into the product's sign); the table and the accumulators are the unsigned
+        array's. ``False`` (the default) keeps the unsigned design, its area and its ports
+        exactly.
     w_bits, w_format:
         Width and format of the weight codes (``post``, ``pot`` or ``int``, see
         ``core.numerics``).
@@ -192,10 +194,8 @@ class ArrayConfig:
         """Width of the accumulator buffer: any sum of ``max_k`` products of the array's format,
         or of 8-bit ``int`` weights run as signed-digit terms (partial sums stay below
         ``a_max * 2**8`` per weight: a subset of its NAF digits adds up to at most 170),
-        cannot overflow it (``a_max`` the largest ``|a|``: ``2**(a_bits-1)`` for signed
-        activations)."""
-        a_max = numerics.act_magnitude_max(self.a_bits, self.signed_acts)
-        planes = numerics.signed_bits(self.max_k * a_max * 2 ** 8)
+        cannot overflow it (``a_max = 2**a_bits - 1``, the largest ``|a|``, signed or not)."""
+        planes = numerics.signed_bits(self.max_k * self.product_format.a_max * 2 ** 8)
         return max(self.product_format.sum_bits(self.max_k), planes)
 
     @property

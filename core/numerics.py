@@ -20,16 +20,20 @@ Every weight code is the unsigned ``b``-bit pattern that the hardware stores (``
 
 Activation codes
 ----------------
-Activations are ``a_bits``-bit codes ``a``: unsigned (``0 .. 2**a_bits - 1``, the default) or,
-for layers whose input can be negative (``a_signed``: a MobileNet-V2 linear bottleneck plus its
-identity), two's complement (``-2**(a_bits-1) .. 2**(a_bits-1) - 1``). A signed code is
-multiplied in sign-magnitude: ``product(a, w) = sign(a) * product(|a|, w)``, so that the table
-below stays indexed by a magnitude (``|a| <= 2**(a_bits-1)``, ``2**(a_bits-1) + 1`` entries, and
-``|a|`` fits ``a_bits`` unsigned bits) and no rounding is added: ``sqrt 2`` is irrational, no
-entry is a tie, so ``round(-x) = -round(x)`` and this is also the table of the signed values.
-The largest ``|a|`` (``act_magnitude_max``) bounds the products and the accumulators:
-``2**(a_bits-1)`` signed (reached by the code ``-2**(a_bits-1)`` alone), ``2**a_bits - 1``
-unsigned.
+A layer's activations are ``a_bits``-bit codes ``a``: unsigned (``0 .. 2**a_bits - 1``, after a
+ReLU) or, for layers whose input can be negative (a MobileNet-V2 block's expand conv, after a
+linear bottleneck plus identity), two's complement (``-2**(a_bits-1) .. 2**(a_bits-1) - 1``,
+``act_range(bits, signed=True)``). A negative code is multiplied in sign-magnitude:
+``product(a, w) = sign(a) * product(|a|, w)``, so that the table below stays indexed by a
+magnitude and no rounding is added: ``sqrt 2`` is irrational, no entry is a tie, so
+``round(-x) = -round(x)`` and this is also the table of the signed values.
+
+A product format with ``a_signed`` takes both kinds of code, since one array runs both kinds of
+layer: its activation is a sign and an ``a_bits``-bit magnitude, any value in
+``-(2**a_bits - 1) .. 2**a_bits - 1`` (``ProductFormat.a_range``), of which a signed layer's
+codes and an unsigned layer's codes are subsets. So its table and its bounds are the unsigned
+format's (``|a| <= 2**a_bits - 1``); a signed layer alone has ``|a| <= 2**(a_bits-1)``
+(``act_magnitude_max``), reached by the code ``-2**(a_bits-1)`` alone.
 
 The product
 -----------
@@ -112,14 +116,14 @@ def check_act_signed(signed):
 
 
 def act_range(bits, signed=False):
-    """``(lo, hi)``: the smallest and the largest ``bits``-bit activation code (two's complement
-    when ``signed``)."""
+    """``(lo, hi)``: the smallest and the largest ``bits``-bit activation code of a layer (two's
+    complement when ``signed``)."""
     return (-2 ** (bits - 1), 2 ** (bits - 1) - 1) if signed else (0, 2 ** bits - 1)
 
 
 def act_magnitude_max(bits, signed=False):
-    """The largest ``|a|`` of a ``bits``-bit activation code: ``2**(bits-1)`` signed (the code
-    ``-2**(bits-1)``), ``2**bits - 1`` unsigned. It fits ``bits`` unsigned bits either way."""
+    """The largest ``|a|`` of a layer's ``bits``-bit activation code: ``2**(bits-1)`` signed (the
+    code ``-2**(bits-1)``), ``2**bits - 1`` unsigned. It fits ``bits`` unsigned bits either way."""
     return 2 ** (bits - 1) if signed else 2 ** bits - 1
 
 
@@ -240,16 +244,15 @@ def table_frac_bits(bits, frac_bits):
     return None if k_odd is None else frac_bits - k_odd
 
 
-def odd_table(a_bits, t, signed=False):
-    """``T[a] = round(a * sqrt(2)/2 * 2**t)`` for every activation magnitude ``a``, exactly:
-    ``0 .. 2**a_bits - 1``, or ``0 .. 2**(a_bits-1)`` for signed codes (``act_magnitude_max``).
+def odd_table(a_bits, t):
+    """``T[a] = round(a * sqrt(2)/2 * 2**t)`` for every activation magnitude ``a``, exactly.
 
     ``round(x) = floor(x + 1/2) = (floor(2x) + 1) // 2``, and
     ``floor(2x) = isqrt(a**2 * 2**(2t + 1))``; ``x`` is never a tie for ``a > 0``.
     """
     if t < 0:
         raise ValueError(f"Table fractional bits must be at least 0, not {t}")
-    return [_table_entry(a, t) for a in range(act_magnitude_max(a_bits, signed) + 1)]
+    return [_table_entry(a, t) for a in range(2 ** a_bits)]
 
 
 def _table_entry(a, t):
@@ -298,11 +301,10 @@ def split_product(w_bits, frac_bits, a, code):
     return n % 2, -mag if sign else mag
 
 
-def product_magnitude_bound(fmt, a_bits, w_bits, frac_bits, a_signed=False):
+def product_magnitude_bound(fmt, a_bits, w_bits, frac_bits):
     """The largest ``|product|`` over all codes (``a_max * 2**F``; ``a_max * 2**(b-1)`` for int),
-    ``a_max = act_magnitude_max(a_bits, a_signed)``; it is reached (``a_max`` times the weight
-    ``+-1``, or the int weight ``-2**(b-1)``)."""
-    a_max = act_magnitude_max(a_bits, a_signed)
+    ``a_max = 2**a_bits - 1`` the largest magnitude (a sign-magnitude operand's too)."""
+    a_max = 2 ** a_bits - 1
     if fmt == "int":
         return a_max * 2 ** (w_bits - 1)
     return a_max << frac_bits
@@ -313,16 +315,18 @@ def signed_bits(bound):
     return bound.bit_length() + 1
 
 
-def sum_bits(fmt, a_bits, w_bits, frac_bits, terms, a_signed=False):
+def sum_bits(fmt, a_bits, w_bits, frac_bits, terms):
     """Bits of a signed accumulator that holds any sum of ``terms`` products without overflow."""
-    return signed_bits(terms * product_magnitude_bound(fmt, a_bits, w_bits, frac_bits, a_signed))
+    return signed_bits(terms * product_magnitude_bound(fmt, a_bits, w_bits, frac_bits))
 
 
 @dataclass(frozen=True)
 class ProductFormat:
-    """The operands of one product: ``a_bits``-bit activations (two's complement when
-    ``a_signed``) times ``w_bits``-bit ``w_format`` weights, in units of ``2**-frac_bits``;
-    ``odd`` is ``"split"`` for ``post`` products kept as split sums (``split_product``).
+    """The operands of one product: ``a_bits``-bit activations times ``w_bits``-bit
+    ``w_format`` weights, in units of ``2**-frac_bits``; ``odd`` is ``"split"`` for ``post``
+    products kept as split sums (``split_product``). ``a_signed``: the activation is a sign and
+    an ``a_bits``-bit magnitude (``-(2**a_bits - 1) .. 2**a_bits - 1``: the codes of signed and
+    of unsigned layers alike, see the module docstring); the table and the bounds do not change.
     Validated on construction."""
 
     w_format: str
@@ -348,20 +352,20 @@ class ProductFormat:
         return self.odd == "split"
 
     @property
-    def a_range(self):
-        """``(lo, hi)``: the activation codes (``act_range``)."""
-        return act_range(self.a_bits, self.a_signed)
+    def a_max(self):
+        """The largest activation magnitude ``|a|``: ``2**a_bits - 1``."""
+        return 2 ** self.a_bits - 1
 
     @property
-    def a_max(self):
-        """The largest activation magnitude ``|a|`` (``act_magnitude_max``)."""
-        return act_magnitude_max(self.a_bits, self.a_signed)
+    def a_range(self):
+        """``(lo, hi)``: the activations the format takes, ``(0, a_max)``, or ``(-a_max, a_max)``
+        with ``a_signed``."""
+        return (-self.a_max if self.a_signed else 0), self.a_max
 
     @property
     def bound(self):
         """The largest ``|product|``."""
-        return product_magnitude_bound(self.w_format, self.a_bits, self.w_bits, self.frac_bits,
-                                       self.a_signed)
+        return product_magnitude_bound(self.w_format, self.a_bits, self.w_bits, self.frac_bits)
 
     def sum_bits(self, terms):
         """Bits of a signed accumulator that no sum of ``terms`` products can overflow."""
@@ -373,15 +377,16 @@ class ProductFormat:
         formats or widths without one, and for split sums)."""
         t = (table_frac_bits(self.w_bits, self.frac_bits)
              if self.w_format == "post" and not self.split else None)
-        return [] if t is None else odd_table(self.a_bits, t, self.a_signed)
+        return [] if t is None else odd_table(self.a_bits, t)
 
     def product(self, a, code):
-        """``product(...)`` of the activation code ``a`` (a value in ``a_range``) and the weight
+        """``product(...)`` of the activation ``a`` (a value in ``a_range``) and the weight
         ``code``; ``(s, p)`` of ``split_product`` for split sums."""
         lo, hi = self.a_range
         if not lo <= a <= hi:
-            raise ValueError(f"Activation code {a} is outside the {self.a_bits}-bit "
-                             f"{'signed' if self.a_signed else 'unsigned'} range {lo}..{hi}")
+            kind = "sign-magnitude" if self.a_signed else "unsigned"
+            raise ValueError(f"Activation {a} is outside the {self.a_bits}-bit {kind} range "
+                             f"{lo}..{hi}")
         if self.split:
             return split_product(self.w_bits, self.frac_bits, a, code)
         return product(self.w_format, self.w_bits, self.frac_bits, a, code,

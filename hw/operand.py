@@ -6,10 +6,11 @@ enters the array, and travels along the row beside ``a``: one table per row inst
 PE (``2**a_bits`` entries each: 256 for 8-bit activations).
 
 Signed activations (``fmt.a_signed``, ``core.numerics``) arrive in sign-magnitude: the
-magnitude ``a = |code|`` (``a_bits`` bits: ``|-2**(a_bits-1)|`` fits) and a ``neg`` bit
-(``code_layout``). The table is indexed by the magnitude (``2**(a_bits-1) + 1`` entries, one
-bit narrower than the unsigned table's), and ``neg`` travels along the row with ``a`` and
-``T[a]``; each multiplier XORs it into the product's sign (``hw.multiplier``).
+magnitude ``a = |code|`` (``a_bits`` bits: a signed layer's ``|-2**(a_bits-1)|`` fits, and so
+does an unsigned layer's code, which has ``neg = 0``: one array runs both kinds of layer) and a
+``neg`` bit (``code_layout``). The table is indexed by the magnitude, as for unsigned codes, and
+``neg`` travels along the row with ``a`` and ``T[a]``; each multiplier XORs it into the
+product's sign (``hw.multiplier``).
 
 Where the two's-complement code becomes sign-magnitude: at the host, before ``i_a``, not in
 this encoder. The encoder's lookup is in the clock that ends at a row's last skew register, and
@@ -19,8 +20,7 @@ host the conversion costs nothing in hardware (the co-simulation host is softwar
 unit producing signed codes converts one code per lane, not one per row), and in the array
 only the ``neg`` bit in the skew registers before the encoders, ``rows * (rows - 1) / 2``
 flip-flops, where an encoder-side conversion would cost ``rows`` incrementers. After the
-encoder the operand is no wider than the unsigned one for ``post`` weights: ``neg`` is one bit
-more, the table entry one bit less.
+encoder the operand is one bit wider (``neg``), in every PE's operand register.
 """
 
 from amaranth.hdl import Module, unsigned
@@ -53,14 +53,13 @@ def operand_layout(fmt):
 
 
 class OperandEncoder(wiring.Component):
-    """Looks up ``T[a]``: a ROM of ``len(fmt.table)`` entries (``2**a_bits``, or
-    ``2**(a_bits-1) + 1`` magnitudes for signed activations), a memory with an asynchronous
-    read port marked ``rom_style = "logic"``; passes ``neg`` on for signed activations.
+    """Looks up ``T[a]``: a ``2**a_bits``-entry ROM (indexed by the magnitude for signed
+    activations), a memory with an asynchronous read port marked ``rom_style = "logic"``;
+    passes ``neg`` on for signed activations.
 
     The array registers the lookup (``hw.systolic_array``); a ROM followed by a register is
     what Yosys maps to block RAM (on the ECP5 a ``DP16KD`` whose data come 5.6 ns after the
-    clock, more than the lookup in LUTs takes), so the attribute keeps the table in LUTs. A
-    signed magnitude above ``2**(a_bits-1)`` is no code: its entry is undefined.
+    clock, more than the lookup in LUTs takes), so the attribute keeps the table in LUTs.
 
     Members
     -------

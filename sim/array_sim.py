@@ -8,9 +8,10 @@ Tiling: ``W`` (``K x N``) is cut into column blocks of ``cols``; ``K`` must not 
 (accumulating over ``K`` tiles needs the accumulator buffer, which this array does not have);
 a short ``K`` or a short last block is padded with zero codes, whose products are 0.
 
-Signed activations (``config.signed_acts``) are two's-complement values here, as in the golden
-model; ``act_fields`` turns them into the magnitude and sign the array takes on ``i_a``
-(``hw.operand``: the host does that conversion, not the array).
+Signed activations (``config.signed_acts``) are values here, as in the golden model: a signed
+layer's two's-complement codes or an unsigned layer's codes, any of ``-(2**a_bits - 1) ..
+2**a_bits - 1``; ``act_fields`` turns them into the magnitude and sign the array takes on
+``i_a`` (``hw.operand``: the host does that conversion, not the array).
 """
 
 from dataclasses import dataclass
@@ -20,13 +21,13 @@ from core.errors import UsageError
 from hw.multiplier import StandaloneMultiplier
 from hw.operand import code_layout
 from hw.systolic_array import SystolicArray, activation_layout, result_layout, weight_layout
-from sim.golden import check_codes
+from sim.golden import check_acts, check_codes
 
 from .design import Design
 from .payload import Payload
 
 __all__ = ["ArraySim", "MultiplierSim", "Run", "ShapeError", "act_bits", "act_fields",
-           "tiles_for"]
+           "act_values", "tiles_for"]
 
 TOP = "asq_array"
 
@@ -48,10 +49,18 @@ class Run:
 def act_fields(fmt, codes):
     """Activation codes (a sequence) as the values of their ``hw.operand.code_layout`` fields:
     the codes themselves, or for signed activations (``fmt.a_signed``) ``{"a": |code|, "neg":
-    code < 0}`` each (sign-magnitude; ``-2**(a_bits-1)`` is ``a = 2**(a_bits-1)``)."""
+    code < 0}`` each (sign-magnitude; a signed layer's ``-2**(a_bits-1)`` is
+    ``a = 2**(a_bits-1)``)."""
     if not fmt.a_signed:
         return [int(c) for c in codes]
     return [{"a": abs(int(c)), "neg": int(c < 0)} for c in codes]
+
+
+def act_values(config, A):
+    """``A`` as ``int64`` activations that the array of ``config`` takes (``ValueError``
+    otherwise): ``a_bits``-bit codes, or with ``signed_acts`` any sign and ``a_bits``-bit
+    magnitude (a signed layer's two's-complement codes and an unsigned layer's codes alike)."""
+    return check_acts(A, config.product_format)
 
 
 def act_bits(fmt, codes):
@@ -67,7 +76,7 @@ def act_bits(fmt, codes):
 def tiles_for(config, A, W):
     """The array tiles of ``A x W``, in order: dicts with ``weights`` (``rows x cols``) and
     ``acts`` (``M x rows``; signed values for ``config.signed_acts``)."""
-    A = check_codes("A", A, config.a_bits, signed=config.signed_acts)
+    A = act_values(config, A)
     W = check_codes("W", W, config.w_bits)
     (m, k), (k2, n) = A.shape, W.shape
     if k != k2:

@@ -11,7 +11,7 @@ and width run as they are, 8-bit or narrower ``int`` weights as signed-digit ter
 Signed activations (``config.signed_acts``) run on every kind of pass, digit terms too: a
 product is ``sign(a) * product(|a|, w)``, so a digit term's product stays an exact shift of
 ``|a|`` (its ``drop`` low bits zero) and the accumulator buffer adds its signed sums as for
-unsigned activations; ``ArrayConfig.buffer_bits`` bounds them with ``|a| <= 2**(a_bits-1)``.
+unsigned activations; ``ArrayConfig.buffer_bits`` bounds them with ``|a| <= 2**a_bits - 1``.
 """
 
 from dataclasses import dataclass
@@ -25,7 +25,7 @@ from hw.matmul_engine import MatmulEngine
 from hw.systolic_array import activation_layout, weight_layout
 from sim.golden import check_codes
 
-from .array_sim import ShapeError, act_fields
+from .array_sim import ShapeError, act_fields, act_values
 from .design import Design
 from .payload import Payload
 
@@ -131,9 +131,9 @@ def pass_plan(config, m, W, w_format, w_bits=None, *, skip_zero=False):
 
 def passes_for(config, A, W, w_format, w_bits=None, *, skip_zero=False):
     """The passes of ``A x W`` (see the module docstring), as dicts for the bench. ``A`` holds
-    two's-complement values for ``config.signed_acts`` (``PassWords`` packs them as the
+    signed values for ``config.signed_acts`` (``act_values``; ``PassWords`` packs them as the
     magnitude and sign the array takes)."""
-    A = check_codes("A", A, config.a_bits, signed=config.signed_acts)
+    A = act_values(config, A)
     (m, k), (k2, n) = A.shape, np.shape(W)
     if k != k2:
         raise ShapeError(f"A is {m}x{k} but W is {k2}x{n}: the inner dimensions differ")

@@ -170,16 +170,20 @@ def _signed_fmt(w_format, w_bits):
 
 @pytest.mark.parametrize("seed, stall", [(21, 0.0), (22, 0.35)])
 def test_signed_activations(signed_engine, seed, stall):
-    """Two's-complement activations (-128..127, the host sends magnitude and sign) on the
+    """A signed layer's two's-complement codes (-128..127), an unsigned layer's (0..255) and any
+    sign and magnitude (-255..255) on one engine (the host sends magnitude and sign), on the
     ``post`` array and as the activations of 8- and 4-bit ``int`` weights run as signed-digit
     terms, with stalls and backpressure: identical to the golden model, and the digit terms to
     the exact integer product ``A x W``."""
     rng = np.random.default_rng(seed)
     shapes = [(1, 1, 1, "post", 4), (9, 13, 6, "post", 4), (40, 37, 9, "post", 4),
               (5, 10, 7, "int", 8), (16, 4, 4, "int", 8), (2, 9, 3, "int", 4),
-              (3, 144, 5, "post", 4), (1, 20, 3, "int", 8)]
-    products = [(rng.integers(-128, 128, (m, k)), rng.integers(0, 2 ** b, (k, n)), f, b)
-                for m, k, n, f, b in shapes]
+              (3, 144, 5, "post", 4), (1, 20, 3, "int", 8), (7, 30, 5, "post", 4),
+              (6, 12, 5, "int", 8)]
+    lows = [-128, 0, -255]                       # to 127, 255, 255
+    products = [(rng.integers(lows[i % 3], 128 if i % 3 == 0 else 256, (m, k)),
+                 rng.integers(0, 2 ** b, (k, n)), f, b)
+                for i, (m, k, n, f, b) in enumerate(shapes)]
     products[2][0][0, :] = -128
     run = signed_engine.run(products, seed=seed, stall=stall, backpressure=stall,
                             name=f"signed{seed}")
@@ -191,13 +195,16 @@ def test_signed_activations(signed_engine, seed, stall):
 
 
 def test_signed_extreme_sums(signed_engine):
-    """``-128`` activations over the largest ``K``: with ``-128`` and ``+127`` int8 weights (the
-    largest positive and negative sums, the buffer's width) and with ``post`` weights ``-1``
-    and ``+1`` (``+-bound`` per product)."""
-    A = np.full((2, CFG.max_k), -128)
+    """``-255``, ``-128`` (a signed layer's extreme) and ``255`` (an unsigned layer's) over the
+    largest ``K``: with ``-128`` and ``+127`` int8 weights (the largest sums of either sign, the
+    buffer's width) and with ``post`` weights ``-1`` and ``+1`` (``+-bound`` per product)."""
+    A = np.array([[-255] * CFG.max_k, [-128] * CFG.max_k, [255] * CFG.max_k])
     W = np.concatenate([np.full((CFG.max_k, 1), 128), np.full((CFG.max_k, 1), 127)], axis=1)
     Wp = np.tile(np.array([[9, 1]]), (CFG.max_k, 1))             # -1 and +1
     run = signed_engine.run([(A, W, "int", 8), (A, Wp, "post", 4)], name="signed_extreme")
-    assert run.results[0].tolist() == [[128 * 128 * 600, -128 * 127 * 600]] * 2
+    assert run.results[0].tolist() == [[a * -128 * 600, a * 127 * 600] for a in (-255, -128, 255)]
     bound = CFG_SIGNED.product_bound
-    assert run.results[1].tolist() == [[600 * bound, -600 * bound]] * 2
+    assert bound == 255 << CFG.frac_bits
+    assert run.results[1].tolist() == [[600 * bound, -600 * bound],
+                                       [600 * 128 << CFG.frac_bits, -600 * 128 << CFG.frac_bits],
+                                       [-600 * bound, 600 * bound]]

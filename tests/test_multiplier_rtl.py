@@ -36,19 +36,19 @@ def test_exhaustive(fmt, build_root):
 @pytest.mark.parametrize("fmt", SIGNED,
                          ids=lambda f: f"{f.w_format}{f.w_bits}_{f.odd}_as{f.a_bits}")
 def test_exhaustive_signed(fmt, build_root):
-    """Every two's-complement activation code (the host gives the array its magnitude and
-    sign) x every weight code: ``sign(a) * product(|a|, w)``, the golden model's table."""
+    """Every sign and ``a_bits``-bit magnitude (a signed layer's two's-complement codes and an
+    unsigned layer's codes; the host gives the array magnitude and sign) x every weight code:
+    ``sign(a) * product(|a|, w)``, the golden model's table."""
     lo, hi = fmt.a_range
     pairs = [(a, w) for a in range(lo, hi + 1) for w in range(2 ** fmt.w_bits)]
     got = MultiplierSim(fmt, build_root).products(pairs)
-    table = product_table(fmt)
-    mask = 2 ** fmt.a_bits - 1
+    table = product_table(fmt)          # row a is activation a (negative indices too)
     if fmt.split:           # a zero product's sum does not matter
-        want = [(1, int(table[1, a & mask, w])) if table[1, a & mask, w]
-                else (0, int(table[0, a & mask, w])) for a, w in pairs]
+        want = [(1, int(table[1, a, w])) if table[1, a, w] else (0, int(table[0, a, w]))
+                for a, w in pairs]
         assert [(s if p else 0, p) for s, p in got] == [(s if p else 0, p) for s, p in want]
     else:
-        assert got == [int(table[a & mask, w]) for a, w in pairs]
+        assert got == [int(table[a, w]) for a, w in pairs]
     assert max(abs(p if not fmt.split else p[1]) for p in got) == fmt.bound
 
 

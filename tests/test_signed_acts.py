@@ -1,6 +1,8 @@
 # amaranth: UnusedElaboratable=no
 """Signed activations (``ProductFormat.a_signed``, ``ArrayConfig.signed_acts``): the
-sign-magnitude product against exact values, the bounds and accumulator widths, the golden model
+sign-magnitude product (of signed layers' two's-complement codes and unsigned layers' codes
+alike: every sign and ``a_bits``-bit magnitude) against exact values, the bounds and accumulator
+widths, the golden model
 against float64 and a product by product reference, signed-digit terms, and the processing
 element (with its operand encoder) on every signed code times every weight code in Amaranth's
 simulator. The array and the engine on Verilator: ``test_array_rtl.py``, ``test_engine_rtl.py``,
@@ -48,12 +50,14 @@ def test_ranges():
     assert numerics.act_range(8) == (0, 255) and numerics.act_range(8, True) == (-128, 127)
     assert numerics.act_magnitude_max(8) == 255 and numerics.act_magnitude_max(8, True) == 128
     assert numerics.act_range(1, True) == (-1, 0) and numerics.act_magnitude_max(1, True) == 1
-    f = _fmt("post", 4, 8)
-    assert f.a_range == (-128, 127) and f.a_max == 128
-    # The table is indexed by the magnitude: 129 entries, the unsigned table's first ones.
-    assert f.table == _fmt("post", 4, 8, signed=False).table[:129]
-    unsigned_table = _fmt("post", 4, 8, signed=False).table
-    assert max(f.table).bit_length() == 15 < max(unsigned_table).bit_length() == 16
+    f, u = _fmt("post", 4, 8), _fmt("post", 4, 8, signed=False)
+    # Signed and unsigned layers' codes on one array: every sign and 8-bit magnitude.
+    assert f.a_range == (-255, 255) and f.a_max == u.a_max == 255 and u.a_range == (0, 255)
+    # The table is indexed by the magnitude: the unsigned table; the bounds are the same.
+    assert f.table == u.table and len(f.table) == 256 and f.bound == u.bound
+    codes = act_codes(f)
+    assert codes.tolist() == list(range(256)) + list(range(-255, 0))
+    assert (product_table(f)[codes] == product_table(f)[np.arange(len(codes))]).all()
 
 
 @pytest.mark.parametrize("fmt", FORMATS, ids=_name)
@@ -105,15 +109,18 @@ def test_product_is_sign_magnitude_and_exact_but_for_the_table(fmt):
 
 def test_out_of_range_codes_are_refused():
     f = _fmt("post", 4, 8)
-    with pytest.raises(ValueError, match=r"^Activation code 128 is outside the 8-bit signed "
-                                         r"range -128\.\.127$"):
-        f.product(128, 1)
-    with pytest.raises(ValueError, match=r"^Activation code -1 is outside the 8-bit unsigned "
+    with pytest.raises(ValueError, match=r"^Activation -256 is outside the 8-bit sign-magnitude "
+                                         r"range -255\.\.255$"):
+        f.product(-256, 1)
+    with pytest.raises(ValueError, match=r"^Activation -1 is outside the 8-bit unsigned "
                                          r"range 0\.\.255$"):
         _fmt("post", 4, 8, signed=False).product(-1, 1)
-    with pytest.raises(ValueError, match=r"^A holds the code 200, outside the 8-bit signed range "
-                                         r"-128\.\.127$"):
-        matmul([[1, 200]], [[1], [1]], f)
+    with pytest.raises(ValueError, match=r"^A holds the activation 256, outside the 8-bit "
+                                         r"sign-magnitude range -255\.\.255$"):
+        matmul([[1, 256]], [[1], [1]], f)
+    with pytest.raises(ValueError, match=r"^A holds the code 128, outside the 8-bit signed "
+                                         r"range -128\.\.127$"):
+        check_codes("A", [[1, 128]], 8, signed=True)     # a signed layer's codes
     with pytest.raises(ValueError,
                        match=r"^A holds the code -3, outside the 8-bit range 0\.\.255$"):
         check_codes("A", [[-3]], 8)
@@ -126,8 +133,8 @@ def test_out_of_range_codes_are_refused():
 
 @pytest.mark.parametrize("fmt", FORMATS, ids=_name)
 def test_bound_is_reached_and_tight(fmt):
-    """``|product| <= bound``, reached (by ``-2**(a_bits-1)``): the accumulator widths built on
-    it are exact."""
+    """``|product| <= bound``, reached (by ``+-(2**a_bits - 1)``): the accumulator widths built
+    on it are exact."""
     table = product_table(fmt)
     assert np.abs(table).max() == fmt.bound
     assert fmt.bound == fmt.a_max * (2 ** (fmt.w_bits - 1) if fmt.w_format == "int"
@@ -148,7 +155,9 @@ def test_accumulators_hold_the_extremes_and_no_fewer(rows, w_format, w_bits):
         assert -2 ** (bits - 1) <= lo and hi < 2 ** (bits - 1)
         assert not (-2 ** (bits - 2) <= lo and hi < 2 ** (bits - 2))
     assert cfg.acc_bits == cfg.psum_bits(rows - 1)
-    assert 128 * 255 * 100 < 2 ** (cfg.buffer_bits - 1)           # digit terms' partial sums
+    assert cfg.acc_bits == cfg.replace(signed_acts=False).acc_bits
+    assert cfg.buffer_bits == cfg.replace(signed_acts=False).buffer_bits
+    assert 255 * 255 * 100 < 2 ** (cfg.buffer_bits - 1)           # digit terms' partial sums
     with pytest.raises(UsageError, match=r"^acc_bits must be at least \d+ for \d+ rows of "
                                          r"signed 8-bit x "):
         ArrayConfig(rows=rows, cols=2, a_bits=8, w_format=w_format, w_bits=w_bits,
@@ -162,9 +171,8 @@ def test_signed_config_differs_only_where_it_must():
     assert code_layout(u.product_format).width == 8
     assert code_layout(s.product_format).size == 9
     assert list(operand_layout(s.product_format).members) == ["a", "t", "neg"]
-    assert operand_layout(s.product_format).size == operand_layout(u.product_format).size
-    # i_a: one bit more per activation; o_r: 3 rows of 4-bit signed products need one
-    # accumulator bit fewer (3 * 8 * 2**10 < 2**15 <= 3 * 15 * 2**10); nothing else changes.
+    assert operand_layout(s.product_format).size == operand_layout(u.product_format).size + 1
+    # i_a: one bit more per activation; nothing else changes on the ports.
     from amaranth.back import verilog
     from hw.systolic_array import SystolicArray
 
@@ -179,8 +187,7 @@ def test_signed_config_differs_only_where_it_must():
     assert "input [12:0] i_a__payload;" in ports[False]
     assert "input [15:0] i_a__payload;" in ports[True]
     changed = set(ports[False]) ^ set(ports[True])
-    assert changed == {"input [12:0] i_a__payload;", "input [15:0] i_a__payload;",
-                       "output [34:0] o_r__payload;", "output [32:0] o_r__payload;"}
+    assert changed == {"input [12:0] i_a__payload;", "input [15:0] i_a__payload;"}
 
 
 @pytest.mark.parametrize("fmt", FORMATS, ids=_name)
@@ -204,28 +211,30 @@ def test_golden_matmul_against_a_product_loop(fmt):
 
 @pytest.mark.parametrize("fmt", [f for f in FORMATS if not f.split], ids=_name)
 def test_golden_against_float64(fmt):
-    """Signed codes times the real weight values (``matmul_exact``, float64): the golden sums
-    differ by at most ``K`` times the table's largest error (``table_error``), and not at all
-    for weights without a table; the error is as large as for unsigned activations."""
+    """Signed codes (a signed layer's two's-complement ones, and any sign and magnitude) times the
+    real weight values (``matmul_exact``, float64): the golden sums differ by at most ``K`` times
+    the table's largest error (``table_error``), and not at all for weights without a table; the
+    error is the unsigned format's, and a code's products are its negation's negated."""
     rng = np.random.default_rng(11)
-    lo, hi = fmt.a_range
     K = 40
-    A = rng.integers(lo, hi + 1, (30, K))
+    lo, hi = numerics.act_range(fmt.a_bits, signed=True)
+    layer = rng.integers(lo, hi + 1, (30, K))
+    layer[0] = lo
+    full = rng.integers(-fmt.a_max, fmt.a_max + 1, (30, K))
     W = rng.integers(0, 2 ** fmt.w_bits, (K, 12))
-    err = np.abs(matmul(A, W, fmt) - matmul_exact(A, W, fmt)).max()
     per_product, relative = table_error(fmt)
-    assert err <= K * per_product + 1e-6
-    if not fmt.table:
-        assert err == per_product == 0.0
-    else:
-        unsigned = ProductFormat(w_format=fmt.w_format, a_bits=fmt.a_bits, w_bits=fmt.w_bits,
-                                 frac_bits=fmt.frac_bits)
-        assert 0 < per_product <= table_error(unsigned)[0]
-        assert relative == pytest.approx(table_error(unsigned)[1], rel=1e-9)
-    # The table's error is the same for a code and its negation.
+    for A in (layer, full):
+        err = np.abs(matmul(A, W, fmt) - matmul_exact(A, W, fmt)).max()
+        assert err <= K * per_product + 1e-6
+        if not fmt.table:
+            assert err == 0.0
+    unsigned = ProductFormat(w_format=fmt.w_format, a_bits=fmt.a_bits, w_bits=fmt.w_bits,
+                             frac_bits=fmt.frac_bits)
+    assert (per_product, relative) == table_error(unsigned)
+    assert (per_product > 0) == bool(fmt.table)
     a = act_codes(fmt)
     P = product_table(fmt)
-    for x in range(1, -lo):
+    for x in range(1, fmt.a_max + 1):
         np.testing.assert_array_equal(P[a == -x][0], -P[a == x][0])
 
 
@@ -238,8 +247,9 @@ def test_digit_terms_take_signed_activations(w_format, w_bits, bits):
     cfg = ArrayConfig(rows=4, cols=4, a_bits=8, w_format=w_format, w_bits=w_bits,
                       signed_acts=True, max_k=64, max_m=32)
     rng = np.random.default_rng(bits)
-    A = rng.integers(-128, 128, (7, 11))
-    A[0] = -128
+    A = rng.integers(-255, 256, (7, 11))        # any sign and magnitude
+    A[0] = -255
+    A[1] = rng.integers(-128, 128, 11)          # a signed layer's codes
     W = rng.integers(0, 2 ** bits, (11, 6))
     W[:, 0] = 2 ** (bits - 1)                       # the most negative weight
     plan = pass_plan(cfg, 7, W, "int", bits)
@@ -260,15 +270,15 @@ def test_digit_terms_take_signed_activations(w_format, w_bits, bits):
 
 def test_host_converts_to_sign_magnitude():
     f = _fmt("post", 4, 8)
-    assert act_fields(f, [0, 5, -5, -128, 127]) == [
+    assert act_fields(f, [0, 5, -5, -128, 127, 255, -255]) == [
         {"a": 0, "neg": 0}, {"a": 5, "neg": 0}, {"a": 5, "neg": 1}, {"a": 128, "neg": 1},
-        {"a": 127, "neg": 0}]
+        {"a": 127, "neg": 0}, {"a": 255, "neg": 0}, {"a": 255, "neg": 1}]
     assert act_fields(_fmt("post", 4, 8, signed=False), [0, 200]) == [0, 200]
     cfg = ArrayConfig(rows=3, cols=2, a_bits=4, signed_acts=True)
-    assert tiles_for(cfg, [[-8, 7]], [[1], [2]])[0]["acts"] == [[-8, 7, 0]]
-    with pytest.raises(ValueError, match=r"^A holds the code 8, outside the 4-bit signed range "
-                                         r"-8\.\.7$"):
-        tiles_for(cfg, [[8, 7]], [[1], [2]])
+    assert tiles_for(cfg, [[-8, 15]], [[1], [2]])[0]["acts"] == [[-8, 15, 0]]
+    with pytest.raises(ValueError, match=r"^A holds the activation -16, outside the 4-bit "
+                                         r"sign-magnitude range -15\.\.15$"):
+        tiles_for(cfg, [[-16, 7]], [[1], [2]])
 
 
 class _EncodedPE(wiring.Component):
@@ -373,7 +383,7 @@ def test_vector_packing_matches_the_layout():
     cfg = ArrayConfig(rows=3, cols=2, a_bits=4, signed_acts=True)
     fmt = cfg.product_format
     rng = np.random.default_rng(4)
-    A = rng.integers(-8, 8, (50, 3))
+    A = rng.integers(-15, 16, (50, 3))
     A[0] = [-8, 0, 7]
     layout = activation_layout(cfg)
     one = Payload(layout)

@@ -1,8 +1,9 @@
 """The bit-exact golden model of a quantized matrix product, and its real-valued reference.
 
 ``matmul(A, W, fmt)`` is the single definition of what the array computes: for ``a_bits``-bit
-activation codes ``A`` (``M x K``; unsigned, or two's complement values ``-2**(a_bits-1) ..
-2**(a_bits-1) - 1`` when ``fmt.a_signed``) and weight codes ``W`` (``K x N``, the unsigned bit
+activation codes ``A`` (``M x K``; with ``fmt.a_signed`` any sign and ``a_bits``-bit magnitude,
+which holds a signed layer's two's-complement codes ``-2**(a_bits-1) .. 2**(a_bits-1) - 1`` and
+an unsigned layer's codes alike) and weight codes ``W`` (``K x N``, the unsigned bit
 patterns of ``core.numerics``), the accumulators
 
     acc[m, n] = sum_k product(A[m, k], W[k, n])
@@ -25,28 +26,27 @@ table's error.
 
 import numpy as np
 
-from core.numerics import ProductFormat, act_range, int_value, weight_value
+from core.numerics import ProductFormat, act_range, weight_value
 
-__all__ = ["act_codes", "product_table", "check_codes", "matmul", "matmul_exact", "table_error",
+__all__ = ["act_codes", "product_table", "check_acts", "check_codes", "matmul", "matmul_exact", "table_error",
            "value"]
 
 
 def act_codes(fmt: ProductFormat):
-    """Every activation code of ``fmt`` in the order of ``product_table``'s rows: the
-    ``a_bits``-bit pattern ``p`` is row ``p``, so a signed code ``a`` is row ``a mod 2**a_bits``
-    (``0 .. 2**(a_bits-1) - 1``, then ``-2**(a_bits-1) .. -1``)."""
-    codes = np.arange(2 ** fmt.a_bits, dtype=np.int64)
-    return int_value(fmt.a_bits, codes) if fmt.a_signed else codes
+    """Every activation of ``fmt`` in the order of ``product_table``'s rows: ``0 .. a_max``,
+    then for ``a_signed`` ``-a_max .. -1``, so that row ``a`` is activation ``a`` with numpy's
+    negative indices too."""
+    codes = np.arange(fmt.a_max + 1, dtype=np.int64)
+    return np.concatenate([codes, -codes[:0:-1]]) if fmt.a_signed else codes
 
 
 def product_table(fmt: ProductFormat):
-    """``P[a, code]``: every product of the format (``2**a_bits x 2**w_bits``, ``int64``); for
-    split sums ``P[s, a, code]``, the part of the product in sum ``s``. Row ``a`` is the
-    activation whose ``a_bits``-bit pattern is ``a`` (``act_codes``): for signed activations
-    ``P[a & (2**a_bits - 1)]``, or ``P[a]`` with numpy's negative indices, is code ``a``'s row."""
+    """``P[a, code]``: every product of the format (``len(act_codes(fmt)) x 2**w_bits``,
+    ``int64``), row ``a`` activation ``a`` (negative ``a`` through numpy's negative indices);
+    for split sums ``P[s, a, code]``, the part of the product in sum ``s``."""
     codes = [int(a) for a in act_codes(fmt)]
     if fmt.split:
-        table = np.zeros((2, 2 ** fmt.a_bits, 2 ** fmt.w_bits), dtype=np.int64)
+        table = np.zeros((2, len(codes), 2 ** fmt.w_bits), dtype=np.int64)
         for i, a in enumerate(codes):
             for c in range(2 ** fmt.w_bits):
                 s, p = fmt.product(a, c)
@@ -75,8 +75,17 @@ def check_codes(name, codes, bits, ndim=2, *, signed=False):
     return arr
 
 
-def _check_acts(A, fmt):
-    return check_codes("A", A, fmt.a_bits, signed=fmt.a_signed)
+def check_acts(A, fmt):
+    """``A`` as a two-dimensional ``int64`` array of activations of ``fmt``, every entry in
+    ``fmt.a_range``; a one-line ``ValueError`` otherwise."""
+    if not fmt.a_signed:
+        return check_codes("A", A, fmt.a_bits)
+    A = check_codes("A", A, 63, signed=True)        # integers, two dimensions
+    if A.size and np.abs(A).max() > fmt.a_max:
+        bad = A[np.abs(A) > fmt.a_max].flat[0]
+        raise ValueError(f"A holds the activation {bad}, outside the {fmt.a_bits}-bit "
+                         f"sign-magnitude range {-fmt.a_max}..{fmt.a_max}")
+    return A
 
 
 def _check_shapes(A, W):
@@ -88,14 +97,13 @@ def _check_shapes(A, W):
 def matmul(A, W, fmt: ProductFormat):
     """The accumulators ``A x W`` as the hardware computes them (``int64``, ``M x N``; for
     split sums ``2 x M x N``)."""
-    A = _check_acts(A, fmt)
+    A = check_acts(A, fmt)
     W = check_codes("W", W, fmt.w_bits)
     _check_shapes(A, W)
     table = product_table(fmt)
-    rows = A & (2 ** fmt.a_bits - 1)       # a code's row: its a_bits-bit pattern
     acc = np.zeros(table.shape[:-2] + (A.shape[0], W.shape[1]), dtype=np.int64)
     for k in range(A.shape[1]):            # one K slice at a time keeps memory at M x N
-        acc += table[..., rows[:, k][:, None], W[k, :][None, :]]
+        acc += table[..., A[:, k][:, None], W[k, :][None, :]]
     return acc
 
 
@@ -109,7 +117,7 @@ def value(acc, fmt: ProductFormat):
 def matmul_exact(A, W, fmt: ProductFormat):
     """``A x W`` with the real weight values, in units of ``2**-F`` (``float64``); signed
     activations as their values."""
-    A = _check_acts(A, fmt)
+    A = check_acts(A, fmt)
     W = check_codes("W", W, fmt.w_bits)
     _check_shapes(A, W)
     values = np.array([weight_value(fmt.w_format, fmt.w_bits, c)
