@@ -28,8 +28,8 @@ import numpy as np
 
 from core.numerics import ProductFormat, act_range, weight_value
 
-__all__ = ["act_codes", "product_table", "check_acts", "check_codes", "matmul", "matmul_exact", "table_error",
-           "value"]
+__all__ = ["act_codes", "product_table", "check_acts", "check_codes", "matmul", "matmul_exact",
+           "table_error", "value"]
 
 
 def act_codes(fmt: ProductFormat):
