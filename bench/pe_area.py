@@ -8,7 +8,8 @@ chains and flip-flops) and the cells are counted. PE rows compare processing ele
 same activation width: a POST or POT PE with 4-bit weights against an int PE with 4-bit and
 with 8-bit weights (the width a 4-bit POST weight replaces). A POST PE alone does not contain
 its table: the array looks it up once per row, so the 4x4 array rows include the tables.
-Ratios are against the int PE or array with 8-bit weights. The first run compiles Yosys (about
+Ratios are against the int PE or array with 8-bit weights. ``as8`` rows take signed 8-bit
+activations (``ArrayConfig.signed_acts``). The first run compiles Yosys (about
 a minute, cached in ~/.cache/YoWASP).
 """
 
@@ -45,10 +46,12 @@ DESIGNS = [
     ("PE  pot  w4 a8", "pe", dict(w_format="pot", w_bits=4, a_bits=8)),
     ("PE  post w4 a8", "pe", dict(w_format="post", w_bits=4, a_bits=8)),
     ("PE  post w4 a4", "pe", dict(w_format="post", w_bits=4, a_bits=4)),
+    ("PE  post w4 as8", "pe", dict(w_format="post", w_bits=4, a_bits=8, signed_acts=True)),
     ("4x4 int  w8 a8", "array", dict(w_format="int", w_bits=8, a_bits=8)),
     ("4x4 int  w4 a8", "array", dict(w_format="int", w_bits=4, a_bits=8)),
     ("4x4 pot  w4 a8", "array", dict(w_format="pot", w_bits=4, a_bits=8)),
     ("4x4 post w4 a8", "array", dict(w_format="post", w_bits=4, a_bits=8)),
+    ("4x4 post w4 as8", "array", dict(w_format="post", w_bits=4, a_bits=8, signed_acts=True)),
 ]
 
 

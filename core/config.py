@@ -31,7 +31,16 @@ class ArrayConfig:
         The array's size. A tile computes ``A (M x K) x W (K x N)`` with ``K <= rows`` and
         ``N <= cols``; ``M`` is unbounded (it streams).
     a_bits:
-        Width of the unsigned activation codes.
+        Width of the activation codes.
+    signed_acts:
+        Whether the array takes signed activations: each activation is a magnitude of
+        ``a_bits`` bits and a ``neg`` bit (``hw.operand``), so it runs layers of two's-complement
+        codes (``-2**(a_bits-1) .. 2**(a_bits-1) - 1``, ``core.numerics``: multiplied in
+        sign-magnitude, the table indexed by ``|a|``) and layers of unsigned codes (``neg = 0``)
+        alike. It costs one bit more per activation on ``i_a`` and along the rows and an XOR a
+        PE (``neg`` into the product's sign); the table and the accumulators are the unsigned
+        array's. ``False`` (the default) keeps the unsigned design, its area and its ports
+        exactly.
     w_bits, w_format:
         Width and format of the weight codes (``post``, ``pot`` or ``int``, see
         ``core.numerics``).
@@ -94,6 +103,7 @@ class ArrayConfig:
     max_batch: int = 16
     rescale_lanes: int = 1
     residual: bool = True
+    signed_acts: bool = False
     _derived: frozenset = field(default=frozenset(), init=False, repr=False, compare=False)
     #: The register map's index width (``core.regmap.index_bits_for``), derived.
     index_bits: int = field(default=0, init=False, compare=False)
@@ -102,6 +112,8 @@ class ArrayConfig:
         _check_int("rows", self.rows, 1, MAX_DIM)
         _check_int("cols", self.cols, 1, MAX_DIM)
         numerics.check_act_bits(self.a_bits)
+        if not isinstance(self.signed_acts, bool):
+            raise TypeError(f"signed_acts must be True or False, not {self.signed_acts!r}")
         numerics.check_weight_bits(self.w_format, self.w_bits)
         if self.odd not in numerics.ODD_MODES:
             raise ValueError(f"odd must be one of {', '.join(numerics.ODD_MODES)}, not "
@@ -121,9 +133,11 @@ class ArrayConfig:
         else:
             _check_int("acc_bits", self.acc_bits, 2, MAX_ACC_BITS)
             if self.acc_bits < need:
+                signed = "signed " if self.signed_acts else ""
                 raise UsageError(f"acc_bits must be at least {need} for {self.rows} rows of "
-                                 f"{self.a_bits}-bit x {self.w_bits}-bit {self.w_format} products "
-                                 f"with frac_bits={self.frac_bits}, not {self.acc_bits}")
+                                 f"{signed}{self.a_bits}-bit x {self.w_bits}-bit "
+                                 f"{self.w_format} products with frac_bits={self.frac_bits}, "
+                                 f"not {self.acc_bits}")
         if self.acc_bits > MAX_ACC_BITS:
             raise UsageError(f"acc_bits would be {self.acc_bits}, more than {MAX_ACC_BITS}: "
                              f"use fewer w_bits or frac_bits")
@@ -149,7 +163,8 @@ class ArrayConfig:
     def product_format(self):
         """The ``numerics.ProductFormat`` of the array's multipliers."""
         return numerics.ProductFormat(w_format=self.w_format, a_bits=self.a_bits,
-                                      w_bits=self.w_bits, frac_bits=self.frac_bits, odd=self.odd)
+                                      w_bits=self.w_bits, frac_bits=self.frac_bits, odd=self.odd,
+                                      a_signed=self.signed_acts)
 
     @property
     def split(self):
@@ -179,8 +194,8 @@ class ArrayConfig:
         """Width of the accumulator buffer: any sum of ``max_k`` products of the array's format,
         or of 8-bit ``int`` weights run as signed-digit terms (partial sums stay below
         ``a_max * 2**8`` per weight: a subset of its NAF digits adds up to at most 170),
-        cannot overflow it."""
-        planes = numerics.signed_bits(self.max_k * (2 ** self.a_bits - 1) * 2 ** 8)
+        cannot overflow it (``a_max = 2**a_bits - 1``, the largest ``|a|``, signed or not)."""
+        planes = numerics.signed_bits(self.max_k * self.product_format.a_max * 2 ** 8)
         return max(self.product_format.sum_bits(self.max_k), planes)
 
     @property
@@ -225,5 +240,6 @@ class ArrayConfig:
     def key(self):
         """A short name that identifies the configuration (for build folders)."""
         odd = "_split" if self.split else ""
-        return (f"{self.w_format}{self.w_bits}{odd}_a{self.a_bits}_{self.rows}x{self.cols}"
+        signed = "s" if self.signed_acts else ""
+        return (f"{self.w_format}{self.w_bits}{odd}_a{signed}{self.a_bits}_{self.rows}x{self.cols}"
                 f"_f{self.frac_bits}_acc{self.acc_bits}")

@@ -18,11 +18,29 @@ Every weight code is the unsigned ``b``-bit pattern that the hardware stores (``
 ``int``
     Two's complement: ``code - 2**b`` when the sign bit is set, ``code`` otherwise.
 
+Activation codes
+----------------
+A layer's activations are ``a_bits``-bit codes ``a``: unsigned (``0 .. 2**a_bits - 1``, after a
+ReLU) or, for layers whose input can be negative (a MobileNet-V2 block's expand conv, after a
+linear bottleneck plus identity), two's complement (``-2**(a_bits-1) .. 2**(a_bits-1) - 1``,
+``act_range(bits, signed=True)``). A negative code is multiplied in sign-magnitude:
+``product(a, w) = sign(a) * product(|a|, w)``, so that the table below stays indexed by a
+magnitude and no rounding is added: ``sqrt 2`` is irrational, no entry is a tie, so
+``round(-x) = -round(x)`` and this is also the table of the signed values.
+
+A product format with ``a_signed`` takes both kinds of code, since one array runs both kinds of
+layer: its activation is a sign and an ``a_bits``-bit magnitude, any value in
+``-(2**a_bits - 1) .. 2**a_bits - 1`` (``ProductFormat.a_range``), of which a signed layer's
+codes and an unsigned layer's codes are subsets. So its table and its bounds are the unsigned
+format's (``|a| <= 2**a_bits - 1``); a signed layer alone has ``|a| <= 2**(a_bits-1)``
+(``act_magnitude_max``), reached by the code ``-2**(a_bits-1)`` alone.
+
 The product
 -----------
-Activations are unsigned ``a_bits``-bit codes ``a``. The product is a signed integer in units of
-``2 ** -F`` (``F`` = ``frac_bits``, the accumulator's fractional bits), written as a sign and a
-magnitude so that the hardware can fold the sign into its adder:
+The product is a signed integer in units of ``2 ** -F`` (``F`` = ``frac_bits``, the
+accumulator's fractional bits), written as a sign and a magnitude so that the hardware can fold
+the sign into its adder (for a signed activation the sign is the XOR of both operands'); for an
+activation magnitude ``a``:
 
 * ``post``, even exponent ``n = 2k``: ``a << (F - k)``, exact;
 * ``post``, odd exponent ``n = 2k + 1``: ``T[a] << (k_odd - k)``, where
@@ -54,7 +72,8 @@ from dataclasses import dataclass
 
 __all__ = [
     "WEIGHT_FORMATS", "WEIGHT_BITS", "ACT_BITS",
-    "check_weight_format", "check_weight_bits", "check_act_bits",
+    "check_weight_format", "check_weight_bits", "check_act_bits", "check_act_signed",
+    "act_range", "act_magnitude_max",
     "max_exponent", "split_code", "join_code", "int_code", "int_value", "weight_value",
     "weight_levels", "nearest_code", "zero_code",
     "min_frac_bits", "default_frac_bits", "check_frac_bits",
@@ -89,6 +108,23 @@ def check_act_bits(bits):
     if bits not in ACT_BITS:
         raise ValueError(f"a_bits must be from {ACT_BITS.start} to {ACT_BITS.stop - 1}, "
                          f"not {bits}")
+
+
+def check_act_signed(signed):
+    if not isinstance(signed, bool):
+        raise TypeError(f"a_signed must be True or False, not {signed!r}")
+
+
+def act_range(bits, signed=False):
+    """``(lo, hi)``: the smallest and the largest ``bits``-bit activation code of a layer (two's
+    complement when ``signed``)."""
+    return (-2 ** (bits - 1), 2 ** (bits - 1) - 1) if signed else (0, 2 ** bits - 1)
+
+
+def act_magnitude_max(bits, signed=False):
+    """The largest ``|a|`` of a layer's ``bits``-bit activation code: ``2**(bits-1)`` signed (the
+    code ``-2**(bits-1)``), ``2**bits - 1`` unsigned. It fits ``bits`` unsigned bits either way."""
+    return 2 ** (bits - 1) if signed else 2 ** bits - 1
 
 
 def max_exponent(bits):
@@ -209,7 +245,7 @@ def table_frac_bits(bits, frac_bits):
 
 
 def odd_table(a_bits, t):
-    """``T[a] = round(a * sqrt(2)/2 * 2**t)`` for every activation code ``a``, exactly.
+    """``T[a] = round(a * sqrt(2)/2 * 2**t)`` for every activation magnitude ``a``, exactly.
 
     ``round(x) = floor(x + 1/2) = (floor(2x) + 1) // 2``, and
     ``floor(2x) = isqrt(a**2 * 2**(2t + 1))``; ``x`` is never a tie for ``a > 0``.
@@ -224,10 +260,14 @@ def _table_entry(a, t):
 
 
 def product(fmt, w_bits, frac_bits, a, code, *, table=None):
-    """The exact signed product of activation code ``a`` and weight ``code``, in ``2**-F`` units.
+    """The exact signed product of activation ``a`` and weight ``code``, in ``2**-F`` units.
 
-    ``table`` may pass a precomputed ``odd_table`` (it is computed when needed otherwise).
+    ``a`` is the activation's value, a signed code's too: a negative ``a`` is multiplied in
+    sign-magnitude, ``-product(-a, code)`` (see the module docstring). ``table`` may pass a
+    precomputed ``odd_table``, indexed by ``|a|`` (it is computed when needed otherwise).
     """
+    if a < 0:
+        return -product(fmt, w_bits, frac_bits, -a, code, table=table)
     if fmt == "int":
         return a * (code - 2 ** w_bits if code >> (w_bits - 1) else code)
     sign, m = _split(w_bits, code)
@@ -249,7 +289,10 @@ def product(fmt, w_bits, frac_bits, a, code, *, table=None):
 def split_product(w_bits, frac_bits, a, code):
     """``(s, p)``: the ``post`` product of ``a`` and ``code`` as split sums keep it: ``p`` goes
     into sum ``s`` (0 even, 1 odd exponents), ``p = +-a << (F - n // 2)``, exact. A zero
-    weight is ``(0, 0)``."""
+    weight is ``(0, 0)``; a negative ``a`` is ``-split_product(-a)`` in sign-magnitude."""
+    if a < 0:
+        s, p = split_product(w_bits, frac_bits, -a, code)
+        return s, -p
     sign, m = _split(w_bits, code)
     if m == 0:
         return 0, 0
@@ -259,7 +302,8 @@ def split_product(w_bits, frac_bits, a, code):
 
 
 def product_magnitude_bound(fmt, a_bits, w_bits, frac_bits):
-    """The largest ``|product|`` over all codes (``a_max * 2**F``; ``a_max * 2**(b-1)`` for int)."""
+    """The largest ``|product|`` over all codes (``a_max * 2**F``; ``a_max * 2**(b-1)`` for int),
+    ``a_max = 2**a_bits - 1`` the largest magnitude (a sign-magnitude operand's too)."""
     a_max = 2 ** a_bits - 1
     if fmt == "int":
         return a_max * 2 ** (w_bits - 1)
@@ -280,16 +324,21 @@ def sum_bits(fmt, a_bits, w_bits, frac_bits, terms):
 class ProductFormat:
     """The operands of one product: ``a_bits``-bit activations times ``w_bits``-bit
     ``w_format`` weights, in units of ``2**-frac_bits``; ``odd`` is ``"split"`` for ``post``
-    products kept as split sums (``split_product``). Validated on construction."""
+    products kept as split sums (``split_product``). ``a_signed``: the activation is a sign and
+    an ``a_bits``-bit magnitude (``-(2**a_bits - 1) .. 2**a_bits - 1``: the codes of signed and
+    of unsigned layers alike, see the module docstring); the table and the bounds do not change.
+    Validated on construction."""
 
     w_format: str
     a_bits: int
     w_bits: int
     frac_bits: int
     odd: str = "table"
+    a_signed: bool = False
 
     def __post_init__(self):
         check_act_bits(self.a_bits)
+        check_act_signed(self.a_signed)
         check_weight_bits(self.w_format, self.w_bits)
         check_frac_bits(self.w_format, self.w_bits, self.frac_bits)
         if self.odd not in ODD_MODES:
@@ -303,6 +352,17 @@ class ProductFormat:
         return self.odd == "split"
 
     @property
+    def a_max(self):
+        """The largest activation magnitude ``|a|``: ``2**a_bits - 1``."""
+        return 2 ** self.a_bits - 1
+
+    @property
+    def a_range(self):
+        """``(lo, hi)``: the activations the format takes, ``(0, a_max)``, or ``(-a_max, a_max)``
+        with ``a_signed``."""
+        return (-self.a_max if self.a_signed else 0), self.a_max
+
+    @property
     def bound(self):
         """The largest ``|product|``."""
         return product_magnitude_bound(self.w_format, self.a_bits, self.w_bits, self.frac_bits)
@@ -313,14 +373,20 @@ class ProductFormat:
 
     @functools.cached_property
     def table(self):
-        """The ``post`` table ``T[a]`` (an empty list for formats or widths without one, and
-        for split sums)."""
+        """The ``post`` table ``T[|a|]`` for ``|a|`` from 0 to ``a_max`` (an empty list for
+        formats or widths without one, and for split sums)."""
         t = (table_frac_bits(self.w_bits, self.frac_bits)
              if self.w_format == "post" and not self.split else None)
         return [] if t is None else odd_table(self.a_bits, t)
 
     def product(self, a, code):
-        """``product(...)`` for this format; ``(s, p)`` of ``split_product`` for split sums."""
+        """``product(...)`` of the activation ``a`` (a value in ``a_range``) and the weight
+        ``code``; ``(s, p)`` of ``split_product`` for split sums."""
+        lo, hi = self.a_range
+        if not lo <= a <= hi:
+            kind = "sign-magnitude" if self.a_signed else "unsigned"
+            raise ValueError(f"Activation {a} is outside the {self.a_bits}-bit {kind} range "
+                             f"{lo}..{hi}")
         if self.split:
             return split_product(self.w_bits, self.frac_bits, a, code)
         return product(self.w_format, self.w_bits, self.frac_bits, a, code,

@@ -83,6 +83,17 @@ def generate_accelerator(config, out_dir, *, bundle=None, name="asq_accel"):
     return _write_manifest(out_dir, manifest)
 
 
+def _activation_payload(config):
+    """The manifest's words for ``i_a``'s payload."""
+    if not config.signed_acts:
+        return (f"rows x a_bits activation codes (row k in bits "
+                f"[k*{config.a_bits}, (k+1)*{config.a_bits})), then 1 bit last")
+    w = config.a_bits + 1
+    return (f"rows x (a_bits + 1) signed activations in sign-magnitude (row k in bits "
+            f"[k*{w}, (k+1)*{w}): the magnitude |code| in the low {config.a_bits} bits, then "
+            f"1 bit neg), then 1 bit last")
+
+
 def generate_array(config, out_dir, *, name="asq_array"):
     """Write ``name.v`` and ``manifest.json`` for ``config`` into ``out_dir``; return the
     manifest (a dict)."""
@@ -103,8 +114,7 @@ def generate_array(config, out_dir, *, name="asq_array"):
         "streams": {
             "i_w": {"payload": f"cols x w_bits: weight row k of the tile, column c in bits "
                                f"[c*{config.w_bits}, (c+1)*{config.w_bits})"},
-            "i_a": {"payload": f"rows x a_bits activation codes (row k in bits "
-                               f"[k*{config.a_bits}, (k+1)*{config.a_bits})), then 1 bit last"},
+            "i_a": {"payload": _activation_payload(config)},
             "o_r": {"payload": f"cols x acc_bits signed accumulators (column n in bits "
                                f"[n*{config.acc_bits}, (n+1)*{config.acc_bits}))" +
                                (", then the odd sums likewise" if config.split else "") +

@@ -8,6 +8,10 @@ fold it into its adder (``acc + (mag ^ neg) + neg``) instead of muxing an add an
 For split ``post`` sums (``fmt.split``, see ``core.numerics.split_product``) the multiplier also
 says which sum the product belongs to (``odd``), and every product is a shift of ``a``.
 
+A signed activation (``fmt.a_signed``) comes as a magnitude ``x.a`` and a sign ``x.neg``
+(``hw.operand``): every multiplier computes the magnitude's product as for an unsigned one and
+XORs ``x.neg`` into ``neg``, which is ``core.numerics``'s sign-magnitude product.
+
 The ``post`` and ``pot`` multipliers contain no ``*``: a ``post`` product is the activation or
 its table entry ``T[a]`` (which arrives with the activation, see ``hw.operand``) shifted left
 by a constant that the magnitude code selects; a ``pot`` product is a shifted activation.
@@ -20,7 +24,7 @@ from amaranth.lib.wiring import In, Out
 
 from core import numerics
 
-from .operand import OperandEncoder, operand_layout
+from .operand import OperandEncoder, code_layout, operand_layout
 
 __all__ = ["Multiplier", "PostMultiplier", "PotMultiplier", "IntMultiplier", "make_multiplier",
            "StandaloneMultiplier"]
@@ -37,15 +41,17 @@ class Multiplier(wiring.Component):
     Members
     -------
     x : In(operand_layout(fmt))
-        The activation code ``x.a`` and its table entry ``x.t`` (``post`` only).
+        The activation code ``x.a`` and its table entry ``x.t`` (``post`` only); for signed
+        activations ``x.a`` is the magnitude and ``x.neg`` the sign.
     w : In(weight_shape)
         The weight as a PE stores it: ``store(code)`` of the weight code (the unsigned bit
         pattern of ``core.numerics``); the code itself for ``int``, a decoded form for ``post``
         and ``pot`` (the weight is stationary, so its decoding is done once, before the PE's
         weight register, not on every product).
     neg : Out(1)
-        The sign of the product. It may be set with ``mag = 0`` (a zero activation times a
-        negative weight): the sign-folded sum ``acc + (~0 + 1)`` is then ``acc``, as it must be.
+        The sign of the product (the weight's, XOR the activation's ``x.neg`` when signed). It
+        may be set with ``mag = 0`` (a zero activation times a negative weight, or a signed
+        zero): the sign-folded sum ``acc + (~0 + 1)`` is then ``acc``, as it must be.
     mag : Out(fmt.bound.bit_length())
         The product's magnitude in units of ``2**-frac_bits``.
     odd : Out(1)
@@ -79,6 +85,10 @@ class Multiplier(wiring.Component):
     def store(self, code):
         """The stored weight (a value of ``weight_shape``) of the weight code ``code``."""
         return code
+
+    def _sign(self, w_neg):
+        """The product's sign: the weight's, XOR the activation's for signed activations."""
+        return w_neg ^ self.x.neg if self._fmt.a_signed else w_neg
 
 
 class _ExponentMultiplier(Multiplier):
@@ -133,8 +143,8 @@ class _ExponentMultiplier(Multiplier):
         source = self.x.a << base["a"] if "a" in base else 0
         if "t" in base:
             source = Mux(w.use_t, self.x.t << base["t"], source)
-        m.d.comb += [self.mag.eq(Mux(w.present, source, 0) << w.shift), self.neg.eq(w.neg),
-                     self.odd.eq(w.odd)]
+        m.d.comb += [self.mag.eq(Mux(w.present, source, 0) << w.shift),
+                     self.neg.eq(self._sign(w.neg)), self.odd.eq(w.odd)]
         return m
 
 
@@ -162,14 +172,14 @@ class PotMultiplier(_ExponentMultiplier):
 
 
 class IntMultiplier(Multiplier):
-    """Two's-complement weights: ``mag = a * |w|``, ``neg = w < 0``."""
+    """Two's-complement weights: ``mag = a * |w|``, ``neg = w < 0`` (XOR ``x.neg``)."""
 
     w_format = "int"
 
     def elaborate(self, platform):
         m = Module()
         w = self.w.as_signed()
-        m.d.comb += [self.mag.eq(self.x.a * abs(w)), self.neg.eq(w[-1])]
+        m.d.comb += [self.mag.eq(self.x.a * abs(w)), self.neg.eq(self._sign(w[-1]))]
         return m
 
 
@@ -185,13 +195,13 @@ class StandaloneMultiplier(wiring.Component):
     """A multiplier with its own operand encoder (table): activation code in, product out.
 
     The array shares one encoder per row; this is the same pair of components, for testing a
-    multiplier alone. Members: ``a: In(a_bits)``, ``w``, ``neg``, ``mag``, ``odd`` as in
-    ``Multiplier``.
+    multiplier alone. Members: ``a: In(code_layout(fmt))`` (the code, or for signed
+    activations its magnitude and sign), ``w``, ``neg``, ``mag``, ``odd`` as in ``Multiplier``.
     """
 
     def __init__(self, *, fmt):
         self._fmt = fmt
-        super().__init__({"a": In(fmt.a_bits), "w": In(fmt.w_bits), "neg": Out(1),
+        super().__init__({"a": In(code_layout(fmt)), "w": In(fmt.w_bits), "neg": Out(1),
                           "mag": Out(fmt.bound.bit_length()), "odd": Out(1)})
 
     def elaborate(self, platform):

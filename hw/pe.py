@@ -52,6 +52,9 @@ class ProcessingElement(wiring.Component):
     swap_out : Out(1)
         ``swap_in``, registered like ``x_out``.
     x_in : In(operand_layout(config.product_format))
+        The activation operand; with ``config.signed_acts`` its ``neg`` bit travels with it
+        and the multiplier XORs it into the product's sign, which the add folds in as for a
+        negative weight (no other change).
     psum_in : In(signed(psum_bits(row - 1)))   (not present in row 0)
     x_out : Out(operand_layout(config.product_format))
     psum_out : Out(signed(psum_bits(row)))

@@ -5,7 +5,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
-from .operand import OperandEncoder, operand_layout
+from .operand import OperandEncoder, code_layout, operand_layout
 from .pe import ProcessingElement
 
 __all__ = ["SystolicArray", "weight_layout", "activation_layout", "result_layout"]
@@ -17,9 +17,11 @@ def weight_layout(config):
 
 
 def activation_layout(config):
-    """One activation vector (a row of ``A``, ``rows`` codes) and the tile's ``last`` flag."""
+    """One activation vector (a row of ``A``, ``rows`` codes) and the tile's ``last`` flag; with
+    ``config.signed_acts`` each code is a magnitude and a ``neg`` bit (``hw.operand.code_layout``,
+    ``a_bits + 1`` bits: the host converts two's complement to sign-magnitude)."""
     return data.StructLayout({
-        "data": data.ArrayLayout(unsigned(config.a_bits), config.rows),
+        "data": data.ArrayLayout(code_layout(config.product_format), config.rows),
         "last": 1,
     })
 
@@ -69,6 +71,7 @@ class SystolicArray(wiring.Component):
     -------
     i_w : In(stream.Signature(weight_layout(config)))
     i_a : In(stream.Signature(activation_layout(config)))
+        For ``config.signed_acts``, each activation as its magnitude and sign (``hw.operand``).
     o_r : Out(stream.Signature(result_layout(config)))
     wait_weights : Out(1)
         An activation that starts a tile is offered but its weights are not all loaded.
@@ -129,7 +132,8 @@ class SystolicArray(wiring.Component):
             a = self.i_a.payload.data[r]
             swap = starts
             for i in range(r):
-                delayed = Signal(cfg.a_bits, name=f"skew_{r}_{i}", reset_less=True)
+                delayed = Signal(code_layout(cfg.product_format), name=f"skew_{r}_{i}",
+                                 reset_less=True)
                 delayed_swap = Signal(name=f"skew_swap_{r}_{i}")
                 m.d.sync += [delayed.eq(a), delayed_swap.eq(swap)]
                 a, swap = delayed, delayed_swap

@@ -7,6 +7,11 @@ array tiles, runs all of them in one simulation and returns each product's accum
 Tiling: ``W`` (``K x N``) is cut into column blocks of ``cols``; ``K`` must not exceed ``rows``
 (accumulating over ``K`` tiles needs the accumulator buffer, which this array does not have);
 a short ``K`` or a short last block is padded with zero codes, whose products are 0.
+
+Signed activations (``config.signed_acts``) are values here, as in the golden model: a signed
+layer's two's-complement codes or an unsigned layer's codes, any of ``-(2**a_bits - 1) ..
+2**a_bits - 1``; ``act_fields`` turns them into the magnitude and sign the array takes on
+``i_a`` (``hw.operand``: the host does that conversion, not the array).
 """
 
 from dataclasses import dataclass
@@ -14,13 +19,15 @@ import numpy as np
 
 from core.errors import UsageError
 from hw.multiplier import StandaloneMultiplier
+from hw.operand import code_layout
 from hw.systolic_array import SystolicArray, activation_layout, result_layout, weight_layout
-from sim.golden import check_codes
+from sim.golden import check_acts, check_codes
 
 from .design import Design
 from .payload import Payload
 
-__all__ = ["ArraySim", "MultiplierSim", "Run", "ShapeError", "tiles_for"]
+__all__ = ["ArraySim", "MultiplierSim", "Run", "ShapeError", "act_bits", "act_fields",
+           "act_values", "tiles_for"]
 
 TOP = "asq_array"
 
@@ -39,10 +46,37 @@ class Run:
     lasts_ok: bool
 
 
+def act_fields(fmt, codes):
+    """Activation codes (a sequence) as the values of their ``hw.operand.code_layout`` fields:
+    the codes themselves, or for signed activations (``fmt.a_signed``) ``{"a": |code|, "neg":
+    code < 0}`` each (sign-magnitude; a signed layer's ``-2**(a_bits-1)`` is
+    ``a = 2**(a_bits-1)``)."""
+    if not fmt.a_signed:
+        return [int(c) for c in codes]
+    return [{"a": abs(int(c)), "neg": int(c < 0)} for c in codes]
+
+
+def act_values(config, A):
+    """``A`` as ``int64`` activations that the array of ``config`` takes (``ValueError``
+    otherwise): ``a_bits``-bit codes, or with ``signed_acts`` any sign and ``a_bits``-bit
+    magnitude (a signed layer's two's-complement codes and an unsigned layer's codes alike)."""
+    return check_acts(A, config.product_format)
+
+
+def act_bits(fmt, codes):
+    """``act_fields`` for numpy arrays: every code's ``code_layout`` bits (``int64``, same
+    shape), the code itself, or ``|code| | (code < 0) << a_bits`` for signed activations; for
+    ``sim.payload.pack`` of whole vectors of ``activation_layout(config)["data"]``."""
+    codes = np.asarray(codes, dtype=np.int64)
+    if not fmt.a_signed:
+        return codes
+    return np.abs(codes) | ((codes < 0).astype(np.int64) << fmt.a_bits)
+
+
 def tiles_for(config, A, W):
     """The array tiles of ``A x W``, in order: dicts with ``weights`` (``rows x cols``) and
-    ``acts`` (``M x rows``)."""
-    A = check_codes("A", A, config.a_bits)
+    ``acts`` (``M x rows``; signed values for ``config.signed_acts``)."""
+    A = act_values(config, A)
     W = check_codes("W", W, config.w_bits)
     (m, k), (k2, n) = A.shape, W.shape
     if k != k2:
@@ -78,7 +112,8 @@ class ArraySim(Design):
         plans = [tiles_for(self.config, A, W) for A, W in products]
         tiles = [t for plan in plans for t in plan]
         w_words = [self._w.pack(row) for t in tiles for row in t["weights"]]
-        a_words = [self._a.pack({"data": a, "last": i == len(t["acts"]) - 1})
+        fmt = self.config.product_format
+        a_words = [self._a.pack({"data": act_fields(fmt, a), "last": i == len(t["acts"]) - 1})
                    for t in tiles for i, a in enumerate(t["acts"])]
         [(received, cycles)] = self.run_streams(
             [{"first": {}, "send": {"i_w": w_words, "i_a": a_words},
@@ -109,8 +144,10 @@ class MultiplierSim(Design):
         super().__init__(StandaloneMultiplier(fmt=fmt), root, self.TOP, clocked=False)
 
     def products(self, pairs):
-        """The product of every ``(a, w)`` of ``pairs``; for split sums ``(sum, product)``."""
-        job = {"pairs": [list(map(int, p)) for p in pairs]}
+        """The product of every ``(a, w)`` of ``pairs`` (``a`` a signed value for signed
+        activations); for split sums ``(sum, product)``."""
+        code = Payload(code_layout(self.fmt))
+        job = {"pairs": [[code.pack(act_fields(self.fmt, [a])[0]), int(w)] for a, w in pairs]}
         out = self.run_bench("sim.benches.multiplier_bench", job)
         if self.fmt.split:
             return list(zip(out["odd"], out["products"]))

@@ -7,6 +7,11 @@ weights as signed-digit terms on a ``post`` array; running them on Verilator.
 column block starts the sums, the last one completes them. Weights of the array's own format
 and width run as they are, 8-bit or narrower ``int`` weights as signed-digit terms on a
 ``post`` or ``pot`` array; anything else is refused, as are ``K > max_k`` and ``M > max_m``.
+
+Signed activations (``config.signed_acts``) run on every kind of pass, digit terms too: a
+product is ``sign(a) * product(|a|, w)``, so a digit term's product stays an exact shift of
+``|a|`` (its ``drop`` low bits zero) and the accumulator buffer adds its signed sums as for
+unsigned activations; ``ArrayConfig.buffer_bits`` bounds them with ``|a| <= 2**a_bits - 1``.
 """
 
 from dataclasses import dataclass
@@ -20,7 +25,7 @@ from hw.matmul_engine import MatmulEngine
 from hw.systolic_array import activation_layout, weight_layout
 from sim.golden import check_codes
 
-from .array_sim import ShapeError
+from .array_sim import ShapeError, act_fields, act_values
 from .design import Design
 from .payload import Payload
 
@@ -125,8 +130,10 @@ def pass_plan(config, m, W, w_format, w_bits=None, *, skip_zero=False):
 
 
 def passes_for(config, A, W, w_format, w_bits=None, *, skip_zero=False):
-    """The passes of ``A x W`` (see the module docstring), as dicts for the bench."""
-    A = check_codes("A", A, config.a_bits)
+    """The passes of ``A x W`` (see the module docstring), as dicts for the bench. ``A`` holds
+    signed values for ``config.signed_acts`` (``act_values``; ``PassWords`` packs them as the
+    magnitude and sign the array takes)."""
+    A = act_values(config, A)
     (m, k), (k2, n) = A.shape, np.shape(W)
     if k != k2:
         raise ShapeError(f"A is {m}x{k} but W is {k2}x{n}: the inner dimensions differ")
@@ -147,6 +154,7 @@ class PassWords:
     ``i_pass`` with the hardware's layouts, and unpacks the sums of ``o_acc``."""
 
     def __init__(self, config):
+        self._fmt = config.product_format
         self._w = Payload(weight_layout(config))
         self._a = Payload(activation_layout(config))
         self._pass = Payload(pass_layout(config))
@@ -158,7 +166,7 @@ class PassWords:
         for p in passes:
             words["i_w"] += [self._w.pack(row) for row in p["weights"]]
             last = len(p["acts"]) - 1
-            words["i_a"] += [self._a.pack({"data": a, "last": i == last})
+            words["i_a"] += [self._a.pack({"data": act_fields(self._fmt, a), "last": i == last})
                              for i, a in enumerate(p["acts"])]
             words["i_pass"].append(self._pass.pack({k: p[k] for k in
                                                     ("shift", "drop", "first", "final")}))

@@ -16,7 +16,7 @@ an ``ArrayLayout``, an ``int`` for a plain shape. Signed fields unpack to negati
 """
 
 import numpy as np
-from amaranth.hdl import Shape
+from amaranth.hdl import Shape, unsigned
 from amaranth.lib import data
 
 __all__ = ["Payload", "pack", "unpack"]
@@ -86,9 +86,13 @@ def pack(layout, value):
 
     ``value`` is an integer array of shape ``(n,)`` for a plain shape, ``(n, length, ...)``
     for an ``ArrayLayout`` and a dict of such values by field name for a ``StructLayout``
-    (missing fields are 0). Returns an object array of ``n`` Python ints, each word laid out
-    as Amaranth lays out ``layout`` (field offsets and widths from the layout itself).
+    (missing fields are 0), or the struct's bits as an integer array (an ``ArrayLayout`` of
+    structs takes those: the signed activations' ``{"a", "neg"}``, ``sim.array_sim.act_bits``).
+    Returns an object array of ``n`` Python ints, each word laid out as Amaranth lays out
+    ``layout`` (field offsets and widths from the layout itself).
     """
+    if isinstance(layout, data.StructLayout) and not isinstance(value, dict):
+        return pack(unsigned(layout.size), value)
     if isinstance(layout, data.StructLayout):
         words = None
         for name, field in layout:

@@ -19,9 +19,11 @@ __all__ = ["selfcheck_products", "selfcheck"]
 def selfcheck_products(cfg, rng):
     """Named ``(A, W)`` products that cover the array: a full tile, a short ``K``, ``N`` not a
     multiple of ``cols``, ``M = 1``, and the extreme sums (every product at its largest
-    magnitude, positive and negative) that set the accumulator width."""
+    magnitude, positive and negative) that set the accumulator width; with signed activations
+    the extreme activation is ``-2**(a_bits-1)`` (the largest magnitude), so the signs swap."""
     r, c = cfg.rows, cfg.cols
-    a_max = 2 ** cfg.a_bits - 1
+    lo, hi = cfg.product_format.a_range
+    a_ext = lo if cfg.signed_acts else hi
     # The code of the largest positive and negative weight.
     if cfg.w_format == "int":
         w_pos, w_neg = (int_code(cfg.w_bits, v) for v in (2 ** (cfg.w_bits - 1) - 1,
@@ -30,15 +32,17 @@ def selfcheck_products(cfg, rng):
         w_pos, w_neg = (join_code(cfg.w_bits, sign, 1) for sign in (0, 1))   # +-1
 
     def rand(m, k, n):
-        return (rng.integers(0, a_max + 1, (m, k)), rng.integers(0, 2 ** cfg.w_bits, (k, n)))
+        return (rng.integers(lo, hi + 1, (m, k)), rng.integers(0, 2 ** cfg.w_bits, (k, n)))
 
     return [
         ("full tile", *rand(4 * r, r, c)),
         ("short K", *rand(9, max(1, r - 1), c)),
         ("N not a multiple of cols", *rand(5, r, 2 * c + max(1, c // 2))),
         ("M = 1", *rand(1, r, c)),
-        ("largest positive sums", np.full((3, r), a_max), np.full((r, c), w_pos)),
-        ("largest negative sums", np.full((3, r), a_max), np.full((r, c), w_neg)),
+        ("largest positive sums", np.full((3, r), a_ext),
+         np.full((r, c), w_neg if cfg.signed_acts else w_pos)),
+        ("largest negative sums", np.full((3, r), a_ext),
+         np.full((r, c), w_pos if cfg.signed_acts else w_neg)),
     ]
 
 
@@ -46,8 +50,10 @@ def selfcheck(cfg, *, out, seed=1, stall=0.3):
     verilator.check_probability("stall", stall)
     out = Path(out)
     split = ", split odd sums" if cfg.split else ""
+    signed = "signed " if cfg.signed_acts else ""
     print(f"asqgen selfcheck: {cfg.rows}x{cfg.cols} {cfg.w_format}{cfg.w_bits}{split} array, "
-          f"{cfg.a_bits}-bit activations, F={cfg.frac_bits}, {cfg.acc_bits}-bit accumulators")
+          f"{cfg.a_bits}-bit {signed}activations, F={cfg.frac_bits}, {cfg.acc_bits}-bit "
+          f"accumulators")
     t0 = time.monotonic()
     sim = ArraySim(cfg, out)
     build_s = time.monotonic() - t0

@@ -1,14 +1,15 @@
 # amaranth: UnusedElaboratable=no
 """The systolic array on Verilator against the golden model: several array sizes and weight
-formats, several ``M, K, N`` (short ``K``, ``N`` not a multiple of the columns), seeded random
-inputs, random stalls on both inputs and random backpressure on the output."""
+formats, unsigned and signed activations, several ``M, K, N`` (short ``K``, ``N`` not a multiple
+of the columns), seeded random inputs, random stalls on both inputs and random backpressure on
+the output."""
 
 import numpy as np
 import pytest
 
 from core.config import ArrayConfig
 from sim.array_sim import ArraySim, ShapeError, tiles_for
-from sim.golden import matmul
+from sim.golden import matmul, product_table
 from sim.selfcheck import selfcheck_products
 
 CONFIGS = {
@@ -20,7 +21,15 @@ CONFIGS = {
     "1x1_post2_a1": ArrayConfig(rows=1, cols=1, a_bits=1, w_bits=2, w_format="post"),
     "4x4_post4_split_a8": ArrayConfig(rows=4, cols=4, a_bits=8, w_bits=4, odd="split"),
     "3x5_post3_split_a4": ArrayConfig(rows=3, cols=5, a_bits=4, w_bits=3, odd="split"),
+    "4x4_post4_as8": ArrayConfig(rows=4, cols=4, a_bits=8, w_bits=4, signed_acts=True),
+    "3x5_post3_split_as4": ArrayConfig(rows=3, cols=5, a_bits=4, w_bits=3, odd="split",
+                                       signed_acts=True),
 }
+
+
+def _acts(cfg, rng, shape):
+    lo, hi = cfg.product_format.a_range
+    return rng.integers(lo, hi + 1, shape)
 
 
 def _shapes(cfg):
@@ -38,7 +47,7 @@ def array(request, build_root):
 def test_random_products(array, seed, stall):
     cfg = array.config
     rng = np.random.default_rng(seed)
-    products = [(rng.integers(0, 2 ** cfg.a_bits, (m, k)), rng.integers(0, 2 ** cfg.w_bits, (k, n)))
+    products = [(_acts(cfg, rng, (m, k)), rng.integers(0, 2 ** cfg.w_bits, (k, n)))
                 for m, k, n in _shapes(cfg)]
     run = array.run(products, seed=seed, stall=stall, backpressure=stall, name=f"random{seed}")
     assert run.lasts_ok
@@ -54,6 +63,11 @@ def test_extreme_sums(array):
     run = array.run(products, seed=5, stall=0.3, backpressure=0.3, name="extremes")
     for (A, W), got in zip(products, run.results):
         np.testing.assert_array_equal(got, matmul(A, W, cfg.product_format))
+    if cfg.signed_acts:     # -2**(a_bits-1) times -1 and +1: +-rows * bound
+        table = product_table(cfg.product_format)
+        assert run.results[-2].max() == cfg.rows * table.max() == cfg.rows * cfg.product_bound
+        assert run.results[-1].min() == cfg.rows * table.min() == -cfg.rows * cfg.product_bound
+        return
     a_max = 2 ** cfg.a_bits - 1
     w_max = 2 ** (cfg.w_bits - 1) - 1 if cfg.w_format == "int" else 2 ** cfg.frac_bits
     assert run.results[-2].max() == cfg.rows * a_max * w_max
@@ -65,7 +79,7 @@ def test_cycle_model(array):
     cfg = array.config
     rng = np.random.default_rng(9)
     for m, n in [(1, cfg.cols), (6, 2 * cfg.cols), (11, 3 * cfg.cols)]:
-        A = rng.integers(0, 2 ** cfg.a_bits, (m, cfg.rows))
+        A = _acts(cfg, rng, (m, cfg.rows))
         W = rng.integers(0, 2 ** cfg.w_bits, (cfg.rows, n))
         run = array.run([(A, W)], name="cycles")
         assert run.cycles == cfg.cycles(m, tiles=n // cfg.cols)

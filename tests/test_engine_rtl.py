@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from core.config import ArrayConfig
-from core.numerics import ProductFormat, product, weight_value
+from core.numerics import ProductFormat, int_value, product, weight_value
 from sim.array_sim import ShapeError
 from sim.engine_sim import EngineSim, digit_shape, digit_terms, digit_window, passes_for
 from sim.golden import matmul
@@ -153,3 +153,58 @@ def test_one_vector_passes_after_a_full_bank(engine, seed):
     assert run.lasts_ok
     for (A, W, f, b), got in zip(products, run.results):
         np.testing.assert_array_equal(got, matmul(A, W, _fmt(f, b)))
+
+
+CFG_SIGNED = CFG.replace(signed_acts=True)
+
+
+@pytest.fixture(scope="module")
+def signed_engine(build_root):
+    return EngineSim(CFG_SIGNED, build_root)
+
+
+def _signed_fmt(w_format, w_bits):
+    return ProductFormat(w_format=w_format, a_bits=8, w_bits=w_bits, a_signed=True,
+                         frac_bits=CFG.frac_bits if w_format == "post" else 0)
+
+
+@pytest.mark.parametrize("seed, stall", [(21, 0.0), (22, 0.35)])
+def test_signed_activations(signed_engine, seed, stall):
+    """A signed layer's two's-complement codes (-128..127), an unsigned layer's (0..255) and any
+    sign and magnitude (-255..255) on one engine (the host sends magnitude and sign), on the
+    ``post`` array and as the activations of 8- and 4-bit ``int`` weights run as signed-digit
+    terms, with stalls and backpressure: identical to the golden model, and the digit terms to
+    the exact integer product ``A x W``."""
+    rng = np.random.default_rng(seed)
+    shapes = [(1, 1, 1, "post", 4), (9, 13, 6, "post", 4), (40, 37, 9, "post", 4),
+              (5, 10, 7, "int", 8), (16, 4, 4, "int", 8), (2, 9, 3, "int", 4),
+              (3, 144, 5, "post", 4), (1, 20, 3, "int", 8), (7, 30, 5, "post", 4),
+              (6, 12, 5, "int", 8)]
+    lows = [-128, 0, -255]                       # to 127, 255, 255
+    products = [(rng.integers(lows[i % 3], 128 if i % 3 == 0 else 256, (m, k)),
+                 rng.integers(0, 2 ** b, (k, n)), f, b)
+                for i, (m, k, n, f, b) in enumerate(shapes)]
+    products[2][0][0, :] = -128
+    run = signed_engine.run(products, seed=seed, stall=stall, backpressure=stall,
+                            name=f"signed{seed}")
+    assert run.lasts_ok
+    for (A, W, f, b), got in zip(products, run.results):
+        np.testing.assert_array_equal(got, matmul(A, W, _signed_fmt(f, b)))
+        if f == "int":
+            np.testing.assert_array_equal(got, A @ int_value(b, W))
+
+
+def test_signed_extreme_sums(signed_engine):
+    """``-255``, ``-128`` (a signed layer's extreme) and ``255`` (an unsigned layer's) over the
+    largest ``K``: with ``-128`` and ``+127`` int8 weights (the largest sums of either sign, the
+    buffer's width) and with ``post`` weights ``-1`` and ``+1`` (``+-bound`` per product)."""
+    A = np.array([[-255] * CFG.max_k, [-128] * CFG.max_k, [255] * CFG.max_k])
+    W = np.concatenate([np.full((CFG.max_k, 1), 128), np.full((CFG.max_k, 1), 127)], axis=1)
+    Wp = np.tile(np.array([[9, 1]]), (CFG.max_k, 1))             # -1 and +1
+    run = signed_engine.run([(A, W, "int", 8), (A, Wp, "post", 4)], name="signed_extreme")
+    assert run.results[0].tolist() == [[a * -128 * 600, a * 127 * 600] for a in (-255, -128, 255)]
+    bound = CFG_SIGNED.product_bound
+    assert bound == 255 << CFG.frac_bits
+    assert run.results[1].tolist() == [[600 * bound, -600 * bound],
+                                       [600 * 128 << CFG.frac_bits, -600 * 128 << CFG.frac_bits],
+                                       [-600 * bound, 600 * bound]]

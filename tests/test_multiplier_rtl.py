@@ -1,5 +1,6 @@
 # amaranth: UnusedElaboratable=no
-"""Every multiplier on Verilator, exhaustively: every activation code x every weight code."""
+"""Every multiplier on Verilator, exhaustively: every activation code x every weight code
+(signed activation codes in sign-magnitude too)."""
 
 import re
 
@@ -18,6 +19,10 @@ SPLIT = [ProductFormat(w_format="post", a_bits=a, w_bits=w,
                        frac_bits=default_frac_bits("post", w, "split"), odd="split")
          for w in (3, 4) for a in (4, 8)]
 FORMATS.append(ProductFormat(w_format="int", a_bits=4, w_bits=4, frac_bits=0))
+SIGNED = [ProductFormat(w_format="post", a_bits=8, w_bits=4, frac_bits=10, a_signed=True),
+          ProductFormat(w_format="int", a_bits=4, w_bits=4, frac_bits=0, a_signed=True),
+          ProductFormat(w_format="post", a_bits=4, w_bits=3, odd="split", a_signed=True,
+                        frac_bits=default_frac_bits("post", 3, "split"))]
 
 
 @pytest.mark.parametrize("fmt", FORMATS, ids=lambda f: f"{f.w_format}{f.w_bits}_a{f.a_bits}")
@@ -26,6 +31,25 @@ def test_exhaustive(fmt, build_root):
     got = MultiplierSim(fmt, build_root).products(pairs)
     want = product_table(fmt)
     assert got == [int(want[a, w]) for a, w in pairs]
+
+
+@pytest.mark.parametrize("fmt", SIGNED,
+                         ids=lambda f: f"{f.w_format}{f.w_bits}_{f.odd}_as{f.a_bits}")
+def test_exhaustive_signed(fmt, build_root):
+    """Every sign and ``a_bits``-bit magnitude (a signed layer's two's-complement codes and an
+    unsigned layer's codes; the host gives the array magnitude and sign) x every weight code:
+    ``sign(a) * product(|a|, w)``, the golden model's table."""
+    lo, hi = fmt.a_range
+    pairs = [(a, w) for a in range(lo, hi + 1) for w in range(2 ** fmt.w_bits)]
+    got = MultiplierSim(fmt, build_root).products(pairs)
+    table = product_table(fmt)          # row a is activation a (negative indices too)
+    if fmt.split:           # a zero product's sum does not matter
+        want = [(1, int(table[1, a, w])) if table[1, a, w] else (0, int(table[0, a, w]))
+                for a, w in pairs]
+        assert [(s if p else 0, p) for s, p in got] == [(s if p else 0, p) for s, p in want]
+    else:
+        assert got == [int(table[a, w]) for a, w in pairs]
+    assert max(abs(p if not fmt.split else p[1]) for p in got) == fmt.bound
 
 
 @pytest.mark.parametrize("fmt", SPLIT, ids=lambda f: f"post{f.w_bits}_split_a{f.a_bits}")
