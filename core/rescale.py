@@ -165,6 +165,7 @@ class LayerRescale:
     e2: int | None = None
     b2_q: np.ndarray | None = None
     clip_q: int | None = None   # the bounded ReLU's top, units 2**-Z (ReLU6: 6 << Z)
+    next_signed: bool | None = None   # True: the next codes are signed (two's complement)
 
     # The shifts and constants that the formulas above apply; the golden model (below), the
     # register map (``core.regmap``) and the hardware use these, never the sums themselves.
@@ -205,8 +206,18 @@ class LayerRescale:
 
     @property
     def max_code(self):
-        """``2**next_bits - 1`` (``None`` for the last layer)."""
-        return None if self.next_bits is None else 2 ** self.next_bits - 1
+        """``2**next_bits - 1``, or ``2**(next_bits - 1) - 1`` for signed codes (``None`` for
+        the last layer)."""
+        if self.next_bits is None:
+            return None
+        return 2 ** (self.next_bits - 1) - 1 if self.next_signed else 2 ** self.next_bits - 1
+
+    @property
+    def min_code(self):
+        """0, or ``-2**(next_bits - 1)`` for signed codes (``None`` for the last layer)."""
+        if self.next_bits is None:
+            return None
+        return -2 ** (self.next_bits - 1) if self.next_signed else 0
 
     def reciprocal(self, beta_q):
         """``R = (m_s << RECIP_BITS) // beta_q``, floored, once per sample."""
@@ -220,19 +231,22 @@ class LayerRescale:
         return shifts
 
     def arrays(self):
-        """The fields as a flat dict of arrays (scalars as 0-d), for the bundle."""
+        """The fields as a flat dict of arrays (scalars as 0-d), for the bundle (``None``
+        fields left out, so that older bundles keep their arrays)."""
         return {k: np.asarray(v, dtype=np.int64) for k, v in self.__dict__.items()
                 if v is not None and k not in ("adapter", "adapter_input")}
 
 
 def fixed_point(*, bn_scale, bn_bias, s_in, alpha, frac_bits, acc_bound, next_step=None,
-                next_bits=None, adapter=None, positions=1, divisor=1, clip=None):
+                next_bits=None, adapter=None, positions=1, divisor=1, clip=None,
+                next_signed=False):
     """The ``LayerRescale`` of a layer from its real parameters.
 
     ``adapter`` is ``None`` or a ``core.adapter.Adapter``; ``positions`` the divisor of its
     mean (the spatial positions it runs over, times the window of an average pooling; 1 for a
     ``"vector"`` adapter); ``divisor`` the one folded into the requantization (average and
     global pooling, module docstring); ``clip`` the bounded ReLU's top (``None``: none);
+    ``next_signed``: the next codes are signed;
     ``acc_bound`` the largest ``|acc|``. Raises ``ValueError`` when a parameter is not finite
     or positive where it must be, or an intermediate could exceed 62 bits.
     """
@@ -262,6 +276,8 @@ def fixed_point(*, bn_scale, bn_bias, s_in, alpha, frac_bits, acc_bound, next_st
         raise ValueError("the next layer's step must be positive")
     m_s, e_s = mantissa(1.0 / (next_step * divisor), shared=True)
     fields.update(next_bits=int(next_bits), m_s=int(m_s), e_s=e_s)
+    if next_signed:
+        fields["next_signed"] = True
     if adapter is not None:
         w1_q, e1 = mantissa(adapter.w1 / positions, shared=True)
         two = adapter.layers == 2
@@ -358,12 +374,14 @@ def adapter_beta(u_q, r: LayerRescale):
 
 
 def requantize(u_q, beta_q, r: LayerRescale):
-    """The next layer's codes from ``u_q`` (``(N, C, ...)``) and ``beta_q`` (``(N,)``)."""
+    """The next layer's codes from ``u_q`` (``(N, C, ...)``) and ``beta_q`` (``(N,)``):
+    unsigned, or signed (``r.next_signed``: a value with no ReLU before it, such as a linear
+    bottleneck; ``rshift`` rounds half up there too, towards plus infinity)."""
     recip = r.reciprocal(beta_q)
     _guard("requantization product", _peak(u_q), _peak(recip), shift=r.req_shift)
     extra = (1,) * (u_q.ndim - 1)
     codes = rshift(u_q * recip.reshape((-1,) + extra), r.req_shift)
-    return np.clip(codes, 0, r.max_code)
+    return np.clip(codes, r.min_code, r.max_code)
 
 
 def logits_q(acc, beta_q, r: LayerRescale):
