@@ -68,6 +68,11 @@ are unchanged and still load:
     as inputs: ``Conv2d(C, C, k, groups=C)``); its weight is ``(C, 1, k, k)``, ``k`` (the sum
     of one output) is ``k * k``, and the engine multiplies the ``C * k * k`` im2col row by the
     block-diagonal ``weight_matrix``.
+``a_signed``, ``next_signed``
+    The layer's input codes, and the codes its next quantizer makes, are signed (two's
+    complement, ``-2**(b-1) .. 2**(b-1) - 1``): a value with no ReLU before it, such as
+    MobileNet-V2's linear bottleneck. A layer's ``a_signed`` is its source's ``next_signed``
+    (the network's input is unsigned).
 ``shortcut_stride``, ``shortcut_pad``
     ResNet's option-A identity shortcut: the shortcut's codes subsampled by the stride and
     placed at channel ``shortcut_pad`` of this layer's channels, the others zero
@@ -137,12 +142,15 @@ class Layer:
     shortcut_stride: int = 1            # option-A shortcut: subsample the shortcut's codes
     shortcut_pad: int = 0               # and place them at this channel
     groups: int = 1                     # the input channels of a depthwise conv (format 3)
+    a_signed: bool = False              # the input codes are signed (two's complement)
+    next_signed: bool = False           # the next quantizer's codes are signed
 
     @property
     def uses_ops(self):
         """Whether the layer needs format 3."""
         return (self.clip is not None or self.pool_mode != "max" or self.global_pool or
-                self.shortcut_stride != 1 or self.shortcut_pad != 0 or self.groups != 1)
+                self.shortcut_stride != 1 or self.shortcut_pad != 0 or self.groups != 1 or
+                self.a_signed or self.next_signed)
 
     @property
     def depthwise(self):
@@ -151,7 +159,8 @@ class Layer:
     @property
     def product_format(self):
         return numerics.ProductFormat(w_format=self.w_format, a_bits=self.a_bits,
-                                      w_bits=self.w_bits, frac_bits=self.frac_bits)
+                                      w_bits=self.w_bits, frac_bits=self.frac_bits,
+                                      a_signed=self.a_signed)
 
     @property
     def k(self):
@@ -236,7 +245,8 @@ class Layer:
             bn_scale=self.bn_scale, bn_bias=self.bn_bias, s_in=self.s_in, alpha=self.alpha,
             frac_bits=self.frac_bits, acc_bound=self.k * self.product_format.bound,
             next_step=self.next_step, next_bits=self.next_bits, adapter=self.adapter,
-            positions=positions * self.window, divisor=self.divisor, clip=self.clip)
+            positions=positions * self.window, divisor=self.divisor, clip=self.clip,
+            next_signed=self.next_signed)
 
 
 @dataclass
@@ -348,7 +358,8 @@ GRAPH_SCHEMA = {"source": Field(str, optional=True), "shortcut": Field(str, opti
                 "projection": Field(bool)}
 OPS_SCHEMA = {"clip": Field(float, 1e-6, BIAS_LIMIT, optional=True), "pool_mode": Field(str),
               "global_pool": Field(bool), "shortcut_stride": _INT(1, MAX_KERNEL),
-              "shortcut_pad": _INT(0, MAX_DIM), "groups": _INT(1, MAX_DIM)}
+              "shortcut_pad": _INT(0, MAX_DIM), "groups": _INT(1, MAX_DIM),
+              "a_signed": Field(bool), "next_signed": Field(bool)}
 _OPS = tuple(OPS_SCHEMA)
 ADAPTER_SCHEMA = {"layers": _INT(1, 2), "input": Field(str)}
 # The code's fixed-point constants, which the manifest repeats and the loader compares.
@@ -739,8 +750,10 @@ def _load_reference(r, input_shape, input_bits, layers):
                                     f"other reference arrays have {count}")
         a = r.array(key, (count, *dims[tail]), integer=integer)
         if name.endswith("codes"):
-            bits = input_bits if name == "codes" else layers[int(name[5:-6])].a_bits
-            _check(a.min() >= 0 and a.max() < 2 ** bits,
+            layer = None if name == "codes" else layers[int(name[5:-6])]
+            bits = input_bits if layer is None else layer.a_bits
+            lo, hi = numerics.act_range(bits, layer is not None and layer.a_signed)
+            _check(a.min() >= lo and a.max() <= hi,
                    f"arrays.npz: {key} holds codes outside the {bits}-bit input range")
         if name == "labels":
             _check(a.min() >= 0 and a.max() < classes,
@@ -891,6 +904,12 @@ def _decode(m, arrays):
             _check(layer.input_adapter == (prev.adapter is not None),
                    f"manifest.json: layer {layer.name!r}.input_adapter disagrees with the "
                    f"adapter of {prev.name!r}")
+            _check(layer.a_signed == prev.next_signed,
+                   f"manifest.json: layer {layer.name!r}.a_signed disagrees with the "
+                   f"next_signed of {prev.name!r}")
+        else:
+            _check(not layer.a_signed, f"manifest.json: layer {layer.name!r}.a_signed must "
+                                       f"be false: the network's input codes are unsigned")
     if graph:
         _graph_uses(layers, sources)
     reference = _load_reference(r, shape, bits, layers)

@@ -337,3 +337,80 @@ def test_the_engine_skips_zero_weight_tiles_and_keeps_the_product():
     assert np.array_equal(acc, matmul(A, W, fmt))
     W[:, 8:16] = 0
     assert len(pass_plan(config, 10, W, "post", skip_zero=True)) == (c // 8 - 1) * 9 + 1
+
+
+# Signed activations: the linear bottleneck ----------------------------------------------------
+
+def bottleneck_bundle(seed=0):
+    """stem conv 1 -> 4 (ReLU6) -> 1x1 4 -> 4 with no ReLU (signed codes) -> an inverted
+    residual block: expand 1x1 4 -> 8 (signed input, ReLU6), depthwise 3x3 (ReLU6), project
+    1x1 8 -> 4 plus the signed identity, no ReLU -> linear 5 on signed codes."""
+    rng = np.random.default_rng(seed)
+
+    def one(name, cin, cout, in_shape, **fields):
+        layer = _conv(name, cin, cout, in_shape, rng, **fields)
+        layer.kernel, layer.padding = 1, 0
+        layer.weight = rng.integers(0, 16, (cout, cin, 1, 1))
+        return layer
+
+    stem = _conv("stem", 1, 4, (1, 6, 6), rng, clip=6.0)
+    neck = one("neck", 4, 4, (4, 6, 6), relu=False, next_signed=True, source="stem")
+    expand = one("expand", 4, 8, (4, 6, 6), a_signed=True, clip=6.0, source="neck")
+    dw = _conv("dw", 8, 8, (8, 6, 6), rng, clip=6.0, groups=8, source="expand")
+    dw.weight = rng.integers(0, 16, (8, 1, 3, 3))
+    project = one("project", 8, 4, (8, 6, 6), relu=False, next_signed=True, source="dw",
+                  shortcut="neck")
+    project.bn_bias = rng.normal(0.5, 0.3, 4)       # so that the sum takes both signs
+    fc = Layer(name="fc", kind="linear", in_shape=(4 * 36,), out_channels=5, kernel=1,
+               stride=1, padding=0, a_bits=4, w_format="int", w_bits=8, frac_bits=0,
+               relu=False, pool=0, weight=rng.integers(0, 256, (5, 4 * 36)),
+               alpha=rng.uniform(0.01, 0.05, 5), bn_scale=np.ones(5),
+               bn_bias=rng.normal(0, 0.1, 5), s_in=0.1, source="project", a_signed=True)
+    layers = [stem, neck, expand, dw, project, fc]
+    bundle = B.Bundle(input_shape=(1, 6, 6), input_bits=4, input_step=0.1, layers=layers,
+                      meta={"test": True},
+                      reference={"codes": rng.integers(0, 16, (8, 1, 6, 6))})
+    for i, layer in enumerate(layers):
+        layer.fixed = layer.compute_fixed()
+        layer.shortcut_fixed = bundle.compute_shortcut_fixed(i)
+    return bundle
+
+
+def test_a_linear_bottleneck_gives_signed_codes_and_the_next_layers_read_them(tmp_path):
+    bundle = bottleneck_bundle()
+    back = B.load(B.save(bundle, tmp_path / "neck"))
+    assert [la.a_signed for la in back.layers] == [False, False, True, False, False, True]
+    trace = run_network(back, back.reference["codes"])
+    neck, project = trace.layers[1], trace.layers[4]
+    for t in (neck, project):                      # both signs, in the 4-bit signed range
+        assert t.codes.min() < 0 < t.codes.max()
+        assert t.codes.min() >= -8 and t.codes.max() <= 7
+    # The linear bottleneck: codes = clamp(round(z / s)) of the real z, signed, no ReLU.
+    layer = back.layers[1]
+    z = rescale.affine(neck.acc, trace.layers[0].beta, layer.fixed) * 2.0 ** -Z
+    real = z / layer.next_step
+    away = ~_near_tie(real, 0.01)
+    assert np.array_equal(neck.codes[away], np.clip(np.round(real), -8, 7)[away])
+    # The expansion reads the signed codes: against float64 of the real weights.
+    from core import numerics
+    from sim.golden.matmul import table_error
+    expand = back.layers[2]
+    real_w = np.vectorize(lambda c: numerics.weight_value("post", 4, int(c)))(expand.weight)
+    want = np.einsum("nchw,oc->nohw", neck.codes.astype(float), real_w[:, :, 0, 0])
+    want *= 2.0 ** expand.frac_bits
+    assert np.abs(trace.layers[2].acc - want).max() <= 4 * table_error(
+        expand.product_format)[0]
+    # The block's output: z + the signed identity, no ReLU after the add.
+    top = back.layers[4]
+    z = rescale.affine(project.acc, trace.layers[3].beta, top.fixed)
+    o = rescale.shortcut_operand(neck.codes, neck.beta, top.shortcut_fixed)
+    assert (o < 0).any()
+    assert np.array_equal(project.u, z + o)
+
+
+def test_signed_fields_must_agree_with_the_source(tmp_path):
+    folder = B.save(bottleneck_bundle(), tmp_path / "neck")
+    _edit(folder, "expand", "a_signed", False)
+    with pytest.raises(B.BundleError, match=r"layer 'expand'\.a_signed disagrees with the "
+                                            r"next_signed of 'neck'"):
+        B.load(folder)
