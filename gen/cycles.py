@@ -92,7 +92,8 @@ def layer_shape(bundle, i, config):
     words = regmap.encode(fixed, channels=channels, height=height, width=width,
                           pool=layer.pool, relu=layer.relu, max_channels=config.max_channels,
                           index_bits=config.index_bits, residual=residual,
-                          shortcut=layer.shortcut_fixed if residual == "identity" else None)
+                          shortcut=layer.shortcut_fixed if residual == "identity" else None,
+                          pool_mode=layer.pool_mode, global_pool=layer.global_pool)
     hidden = fixed.w1_q.shape[0] if fixed.adapter == "two" else 0
     return LayerShape(positions=layer.positions, k=layer.k, n=channels,
                       w_format=layer.w_format, w_bits=layer.w_bits,
