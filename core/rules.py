@@ -143,13 +143,15 @@ def _type(kind):
     return {"conv2d": "Conv2d", "linear": "Linear"}.get(kind, kind)
 
 
-def check_pool(name, kernel, kind="MaxPool2d"):
-    """Max pooling must be ``MaxPool2d(2)`` (kernel 2, stride 2)."""
+def check_pool(name, kernel, kind="MaxPool2d", pool_type="MaxPool2d"):
+    """Pooling must be ``MaxPool2d(2)`` or, for average pooling (bundle format 3: the rescale
+    unit adds the window, ``pool_type`` ``"AvgPool2d"``), ``AvgPool2d(2)`` (kernel 2,
+    stride 2)."""
     if kernel not in (0, 1, POOL):
         refuse(name, kind, f"the hardware pools {POOL}x{POOL} only, not {kernel}x{kernel}",
-               f"use MaxPool2d({POOL})" + (f" ({kernel.bit_length() - 1} times for "
-                                           f"{kernel}x{kernel})"
-                                           if kernel & (kernel - 1) == 0 else ""))
+               f"use {pool_type}({POOL})" + (f" ({kernel.bit_length() - 1} times for "
+                                             f"{kernel}x{kernel})"
+                                             if kernel & (kernel - 1) == 0 else ""))
 
 
 def check_act(name, kind, method, *, first=False):
@@ -261,7 +263,8 @@ def check_bundle(bundle):
     for i, layer in enumerate(layers):
         kind = layer.kind
         check_size(layer.name, kind, layer.out_channels, layer.positions)
-        check_pool(layer.name, layer.pool, f"{_type(kind)} + MaxPool2d")
+        pool_type = "AvgPool2d" if layer.pool_mode == "avg" else "MaxPool2d"
+        check_pool(layer.name, layer.pool, f"{_type(kind)} + {pool_type}", pool_type)
         check_accumulator(layer.name, kind, layer.w_format, layer.w_bits, layer.a_bits,
                           layer.k)
         if i == 0 and layer.input_adapter:

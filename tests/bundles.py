@@ -98,3 +98,24 @@ def ops_bundle(seed=0, *, c1=4, c2=8, classes=5, w_format="post", w_bits=4, a_bi
         layer.fixed = layer.compute_fixed()
         layer.shortcut_fixed = bundle.compute_shortcut_fixed(i)
     return bundle
+
+
+def with_reference(bundle, images=4, seed=0):
+    """``bundle`` with the reference data ``asqgen sim`` needs, made by the golden model
+    (its logits stand in for PyTorch's): ``images`` random inputs in ``[0, 1]``, their codes,
+    each layer's input codes, the logits and labels (the golden model's own classes)."""
+    from core.rescale import Z
+    from sim.golden import run_network
+
+    x = np.random.default_rng(seed).uniform(0, 1, (images,) + tuple(bundle.input_shape))
+    codes = bundle.quantize_input(x)
+    trace = run_network(bundle, codes)
+    reference = {"images": x.astype(np.float32), "codes": codes,
+                 "logits": (trace.logits * 2.0 ** -Z).astype(np.float32),
+                 "labels": trace.logits.argmax(1)}
+    for i, layer in enumerate(bundle.layers[1:], start=1):
+        j = bundle.source_index(i)
+        reference[f"layer{i}.codes"] = trace.layers[j].codes.reshape(
+            (images,) + tuple(layer.in_shape))
+    bundle.reference = reference
+    return bundle

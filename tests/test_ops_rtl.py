@@ -91,3 +91,48 @@ def test_ops_cycle_model_matches_the_rtl(build_root):
         got, want = run.layer_clocks[i], model[layer.name].clocks
         print(f"{layer.name}: RTL {got}, model {want}, {(want - got) / got:+.2%}")
         assert abs(got - want) <= 0.02 * got, (layer.name, got, want)
+
+
+def test_asqgen_sizes_and_simulates_a_format_3_bundle(tmp_path, build_root, capsys):
+    """``asqgen verilog --bundle`` sizes the engine for the network (its largest layer, the
+    residual add) and ``asqgen sim`` runs it on the 4x4 array of the tests above (the same
+    build), every layer identical to the golden model."""
+    import json
+
+    from asqgen.cli import main
+    from core.bundle import save
+
+    from .bundles import with_reference
+
+    folder = save(with_reference(ops_bundle(**BUNDLES["8-12"])), tmp_path / "ops")
+    assert json.loads((folder / "manifest.json").read_text())["format"] == 3
+    assert main(["verilog", "--bundle", str(folder), "--rows", "4", "--cols", "4", "--out",
+                 str(tmp_path / "v")]) == 0
+    manifest = json.loads((tmp_path / "v" / "manifest.json").read_text())
+    want = _config().as_dict()
+    assert {k: manifest["config"][k] for k in want} == want
+    assert manifest["config"]["residual"] is True and manifest["config"]["max_channels"] == 12
+    assert [layer["out_shape"] for layer in manifest["layers"]][-2:] == [[12, 1, 1], [7]]
+    assert manifest["rescale_registers"]["control"][-4:] == ["clip", "clip_q", "pool_mode",
+                                                             "global_pool"]
+    capsys.readouterr()
+    out = tmp_path / "sim.json"
+    assert main(["sim", "--bundle", str(folder), "--images", "4", "--rows", "4", "--cols", "4",
+                 "--stall", "0.2", "--out", str(build_root), "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["identical"] and [x["identical"] for x in report["layers"]] == [True] * 7
+    assert report["top1_agreement_rtl_pytorch"] == 1.0
+    assert capsys.readouterr().out.rstrip().endswith("PASS: every layer of the RTL equals the "
+                                                     "golden model")
+
+
+def test_average_pooling_other_than_2x2_is_refused():
+    from core.rules import MappingError, check_bundle
+
+    bundle = ops_bundle(**BUNDLES["4-8"])
+    bundle.layers[1].pool = 4
+    with pytest.raises(MappingError, match=r"^layer 'conv2' \(Conv2d \+ AvgPool2d\) cannot be "
+                                           r"mapped to the accelerator: the hardware pools 2x2 "
+                                           r"only, not 4x4; use AvgPool2d\(2\) \(2 times for "
+                                           r"4x4\)$"):
+        check_bundle(bundle)
