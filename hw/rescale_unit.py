@@ -9,9 +9,11 @@ rescale_lanes``) trades the unit's multipliers against the rate at which it drai
 For each slice, in a pipeline that never stalls once a vector is taken, every lane at once:
 
 1. ``Affine`` (``z``) with the channel's parameters and the sample's ``beta_in``, plus the
-   second operand of a layer with a shortcut (below), and the ReLU;
-2. max pooling: the horizontal pair through a register of ``cols`` values, the vertical pair
-   through the ``u`` memory; the pooled ``u`` is written to the ``u`` memory;
+   second operand of a layer with a shortcut (below), the ReLU and the bounded ReLU's clip
+   (``clip``, ``clip_q``);
+2. pooling, the window's maximum or (``pool_mode``, average pooling) its sum: the horizontal
+   pair through a register of ``cols`` values, the vertical pair through the ``u`` memory; the
+   pooled ``u`` is written to the ``u`` memory;
 3. the channel sums ``S`` of the sample, in a register of ``cols`` values, written to the ``S``
    memory at the sample's last position.
 
@@ -20,7 +22,9 @@ adapter's hidden layer and ``beta`` from the sums ``S`` (one pipelined multiply-
 clock), ``Reciprocal`` for ``R = (m_s << RECIP_BITS) // beta``, and the sample's outputs, one
 slice per clock through ``Requantizer`` (the last layer streams out ``z``), gathered into
 vectors of ``cols`` values that wait for the host in a queue of a few vectors (a pipeline that
-never stalls: a vector is started only when the queue will have room for it). The
+never stalls: a vector is started only when the queue will have room for it). A layer that
+ends in a global pooling (``global_pool``) requantizes the sample's sums ``S`` instead of its
+``u``: the outputs are read from the ``S`` memory, one position per sample. The
 accumulator buffer's second bank lets the array go on with the next block of columns meanwhile
 (``hw.accumulator``). Every rounding and width is that of ``core.rescale``, bit for bit; every
 stage has at most one 64-bit adder or comparison (``hw.rescale_stages``), and no address needs
