@@ -21,7 +21,9 @@ It follows the engine's schedule pass by pass (``hw.systolic_array``, ``hw.accum
   stages) and it works through the batch's samples one by one: the adapter's hidden layer
   (``hidden x (channels + pipeline)``), its ``beta`` (``inputs + pipeline``), the reciprocal
   (``DIV_BITS`` and a few clocks) and the outputs (one slice a clock, then the
-  ``Requantizer``'s latency); the next batch's first bank waits for it. The latencies are the
+  ``Requantizer``'s latency; a layer that ends in a global pooling sends one position a sample,
+  its sums ``S``); the next batch's first bank waits for it. The clip and average pooling
+  (bundle format 3) take no clock of their own. The latencies are the
   hardware's own (``hw.rescale_stages``).
 
 ``tests/test_network_rtl.py`` (``test_cycle_model_matches_the_rtl``) and
