@@ -45,7 +45,8 @@ from . import rescale
 
 __all__ = ["Region", "CONTROL", "ADAPTER_KINDS", "REGION_BITS", "MIN_INDEX_BITS",
            "MAX_INDEX_BITS", "VALUE_BITS", "FIELD_BITS", "RESIDUAL_KINDS", "index_bits_for",
-           "POOL_MODE_KINDS", "max_words", "address_bits", "address", "encode", "check_beta", "manifest"]
+           "POOL_MODE_KINDS", "max_words", "address_bits", "address", "encode", "check_beta",
+           "manifest"]
 
 REGION_BITS = 4
 MIN_INDEX_BITS = 12         # the floor: the default engine's map stays as it is

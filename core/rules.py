@@ -19,13 +19,14 @@ What runs on the hardware
 A chain of ``Conv2d`` (square kernel, one stride, one zero padding, no groups or dilation) and
 ``Linear`` layers, each followed by an optional batch norm (folded), ``ReLU`` and, after a
 conv, ``MaxPool2d(2)``; in a format-3 bundle (``core.bundle``) also a bounded ReLU (ReLU6),
-``AvgPool2d(2)``, a global average pooling and ResNet's option-A shortcut; ``Flatten`` between a conv and a linear layer; ``Dropout`` and
-``Identity`` are skipped. Inputs are unsigned: negative inputs are clamped to 0 by the first
-quantizer (``check_inputs``). Weights: ``post`` / ``pot`` (one format and width for all
-middle layers of a bundle) or signed LSQ (``int``, run as signed-digit terms); the products of one
-output must fit the rescale (``check_accumulator``: in practice post/pot weights of at most
-4 bits). Activations: LSQ, or ASQ on the input of a conv layer (not of a linear layer, and
-with an adapter small enough for the rescale unit, ``check_adapter``).
+``AvgPool2d(2)``, a global average pooling and ResNet's option-A shortcut; ``Flatten`` between
+a conv and a linear layer; ``Dropout`` and ``Identity`` are skipped. Inputs are unsigned:
+negative inputs are clamped to 0 by the first quantizer (``check_inputs``). Weights: ``post`` /
+``pot`` (one format and width for all middle layers of a bundle) or signed LSQ (``int``, run as
+signed-digit terms); the products of one output must fit the rescale (``check_accumulator``: in
+practice post/pot weights of at most 4 bits). Activations: LSQ, or ASQ on the input of a conv
+layer (not of a linear layer, and with an adapter small enough for the rescale unit,
+``check_adapter``).
 """
 
 from . import numerics, regmap, rescale

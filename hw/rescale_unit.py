@@ -248,7 +248,8 @@ class RescaleUnit(wiring.Component):
         read_s = Signal()
         gap = reg["global_pool"]
         m.d.sync += u_data.eq(Mux(read_s, s_rd.data, u_rd.data))
-        m.d.comb += [pool.pooled.eq(pooled), pool.avg.eq(reg["pool_mode"]), pool.i.eq(meta[-1]), pool.u.eq(act.u),
+        m.d.comb += [pool.pooled.eq(pooled), pool.avg.eq(reg["pool_mode"]),
+                     pool.i.eq(meta[-1]), pool.u.eq(act.u),
                      pool.below.eq(u_data), u_rd.addr.eq(meta[-1].uaddr), u_rd.en.eq(1),
                      u_wr.addr.eq(pool.w_addr), u_wr.data.eq(pool.w_data),
                      u_wr.en.eq(pool.w_en),
