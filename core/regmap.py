@@ -28,6 +28,15 @@ region name        contents (``r`` a ``core.rescale.LayerRescale``)
 The ``residual`` register says what the layer adds to its ``z`` before the ReLU
 (``core.rescale.rescale_residual``): nothing (0), an identity shortcut's codes rescaled by
 ``res_m`` and ``res_sh`` with their own ``beta`` (1), or a projection's ``z`` as it is (2).
+
+The last four control registers (bundle format 3, ``core.rescale``'s "Clipping, average
+pooling and global average pooling") come after the older ones, whose indices are unchanged:
+``clip`` (1: the bounded ReLU's ``u = min(u, clip_q)`` after the ReLU), ``clip_q``
+(``r.clip_q``, units ``2**-Z``, 0 when ``clip`` is 0), ``pool_mode`` (``POOL_MODE_KINDS``:
+0 the window's maximum, 1 its sum, average pooling) and ``global_pool`` (1: the outputs are
+each sample's channel sums ``S`` requantized, one position). ``encode`` writes every control
+register for every layer, so a layer of an older bundle sets them to 0 (the plain ReLU, max
+pooling, ``u`` out) whatever the layer before it set.
 """
 
 from enum import IntEnum
@@ -36,7 +45,8 @@ from . import rescale
 
 __all__ = ["Region", "CONTROL", "ADAPTER_KINDS", "REGION_BITS", "MIN_INDEX_BITS",
            "MAX_INDEX_BITS", "VALUE_BITS", "FIELD_BITS", "RESIDUAL_KINDS", "index_bits_for",
-           "max_words", "address_bits", "address", "encode", "check_beta", "manifest"]
+           "POOL_MODE_KINDS", "max_words", "address_bits", "address", "encode", "check_beta",
+           "manifest"]
 
 REGION_BITS = 4
 MIN_INDEX_BITS = 12         # the floor: the default engine's map stays as it is
@@ -67,13 +77,17 @@ class Region(IntEnum):
 #: that are one per layer. (A sample's ``beta_in`` is not a register: it comes with the sample,
 #: on the rescale unit's ``i_beta`` stream.)
 CONTROL = ("channels", "height", "width", "pool", "relu", "final", "adapter", "hidden", "sh1",
-           "shb", "bb", "m_s", "sh_req", "max_code", "residual")
+           "shb", "bb", "m_s", "sh_req", "max_code", "residual",
+           "clip", "clip_q", "pool_mode", "global_pool")
 
 #: ``LayerRescale.adapter`` as the ``adapter`` register holds it.
 ADAPTER_KINDS = {"none": 0, "one": 1, "two": 2}
 
 #: What a layer adds before its ReLU, as the ``residual`` register holds it.
 RESIDUAL_KINDS = {"none": 0, "identity": 1, "projection": 2}
+
+#: ``core.bundle.Layer.pool_mode`` as the ``pool_mode`` register holds it.
+POOL_MODE_KINDS = {"max": 0, "avg": 1}
 
 
 def index_bits_for(max_channels, max_hidden):
@@ -110,13 +124,24 @@ def address(region, index, index_bits):
 
 
 def encode(r, *, channels, height, width, pool, relu, max_channels, index_bits,
-           residual="none", shortcut=None):
+           residual="none", shortcut=None, pool_mode="max", global_pool=False):
     """The ``(address, value)`` words of a layer's ``LayerRescale`` ``r`` (the control
     registers last; the host marks the final word ``last``). ``residual`` is a key of
     ``RESIDUAL_KINDS``; an ``"identity"`` residual needs the shortcut's ``LayerRescale``
-    (``core.rescale.shortcut_fixed_point``) as ``shortcut``. ``height`` and ``width`` are the accumulators' spatial size (1 and 1
-    for a linear layer); ``max_channels`` the hardware's (the stride of ``w1``) and
-    ``index_bits`` its map's index width (``core.config.ArrayConfig.index_bits``)."""
+    (``core.rescale.shortcut_fixed_point``) as ``shortcut``. ``height`` and ``width`` are the
+    accumulators' spatial size (1 and 1 for a linear layer); ``max_channels`` the hardware's
+    (the stride of ``w1``) and ``index_bits`` its map's index width
+    (``core.config.ArrayConfig.index_bits``). ``pool_mode`` is a key of ``POOL_MODE_KINDS``;
+    ``global_pool`` requantizes the channel sums (a layer that is not the last); the clip is
+    ``r.clip_q``'s."""
+    if pool_mode not in POOL_MODE_KINDS:
+        raise ValueError(f"pool_mode must be one of {', '.join(POOL_MODE_KINDS)}, not "
+                         f"{pool_mode!r}")
+    if global_pool and r.next_bits is None:
+        raise ValueError("the last layer cannot end in a global pooling")
+    if r.clip_q is not None and not 0 <= r.clip_q < 1 << (VALUE_BITS - 1):
+        raise ValueError(f"clip_q = {r.clip_q} does not fit its {VALUE_BITS - 1} unsigned "
+                         f"bits")
     words = []
     for c in range(channels):
         words += [(address(Region.m, c, index_bits), int(r.m[c])),
@@ -143,6 +168,8 @@ def encode(r, *, channels, height, width, pool, relu, max_channels, index_bits,
         "sh1": r.hidden_shift or 0, "shb": r.beta_shift or 0, "bb": r.beta_bias or 0,
         "m_s": 0 if final else r.m_s, "sh_req": 0 if final else r.req_shift,
         "max_code": 0 if final else r.max_code, "residual": RESIDUAL_KINDS[residual],
+        "clip": int(r.clip_q is not None), "clip_q": r.clip_q or 0,
+        "pool_mode": POOL_MODE_KINDS[pool_mode], "global_pool": int(global_pool),
     }
     words += [(address(Region.control, CONTROL.index(k), index_bits), int(v))
               for k, v in control.items()]
@@ -168,4 +195,4 @@ def manifest(index_bits):
     return {"address_bits": address_bits(index_bits), "index_bits": index_bits,
             "value_bits": VALUE_BITS,
             "regions": {region.name: int(region) for region in Region},
-            "control": list(CONTROL)}
+            "control": list(CONTROL), "pool_modes": dict(POOL_MODE_KINDS)}

@@ -18,13 +18,15 @@ What runs on the hardware
 -------------------------
 A chain of ``Conv2d`` (square kernel, one stride, one zero padding, no groups or dilation) and
 ``Linear`` layers, each followed by an optional batch norm (folded), ``ReLU`` and, after a
-conv, ``MaxPool2d(2)``; ``Flatten`` between a conv and a linear layer; ``Dropout`` and
-``Identity`` are skipped. Inputs are unsigned: negative inputs are clamped to 0 by the first
-quantizer (``check_inputs``). Weights: ``post`` / ``pot`` (one format and width for all
-middle layers of a bundle) or signed LSQ (``int``, run as signed-digit terms); the products of one
-output must fit the rescale (``check_accumulator``: in practice post/pot weights of at most
-4 bits). Activations: LSQ, or ASQ on the input of a conv layer (not of a linear layer, and
-with an adapter small enough for the rescale unit, ``check_adapter``).
+conv, ``MaxPool2d(2)``; in a format-3 bundle (``core.bundle``) also a bounded ReLU (ReLU6),
+``AvgPool2d(2)``, a global average pooling and ResNet's option-A shortcut; ``Flatten`` between
+a conv and a linear layer; ``Dropout`` and ``Identity`` are skipped. Inputs are unsigned:
+negative inputs are clamped to 0 by the first quantizer (``check_inputs``). Weights: ``post`` /
+``pot`` (one format and width for all middle layers of a bundle) or signed LSQ (``int``, run as
+signed-digit terms); the products of one output must fit the rescale (``check_accumulator``: in
+practice post/pot weights of at most 4 bits). Activations: LSQ, or ASQ on the input of a conv
+layer (not of a linear layer, and with an adapter small enough for the rescale unit,
+``check_adapter``).
 """
 
 from . import numerics, regmap, rescale
@@ -143,13 +145,15 @@ def _type(kind):
     return {"conv2d": "Conv2d", "linear": "Linear"}.get(kind, kind)
 
 
-def check_pool(name, kernel, kind="MaxPool2d"):
-    """Max pooling must be ``MaxPool2d(2)`` (kernel 2, stride 2)."""
+def check_pool(name, kernel, kind="MaxPool2d", pool_type="MaxPool2d"):
+    """Pooling must be ``MaxPool2d(2)`` or, for average pooling (bundle format 3: the rescale
+    unit adds the window, ``pool_type`` ``"AvgPool2d"``), ``AvgPool2d(2)`` (kernel 2,
+    stride 2)."""
     if kernel not in (0, 1, POOL):
         refuse(name, kind, f"the hardware pools {POOL}x{POOL} only, not {kernel}x{kernel}",
-               f"use MaxPool2d({POOL})" + (f" ({kernel.bit_length() - 1} times for "
-                                           f"{kernel}x{kernel})"
-                                           if kernel & (kernel - 1) == 0 else ""))
+               f"use {pool_type}({POOL})" + (f" ({kernel.bit_length() - 1} times for "
+                                             f"{kernel}x{kernel})"
+                                             if kernel & (kernel - 1) == 0 else ""))
 
 
 def check_act(name, kind, method, *, first=False):
@@ -245,7 +249,8 @@ def check_bundle(bundle):
     for i, layer in enumerate(layers):
         kind = layer.kind
         check_size(layer.name, kind, layer.out_channels, layer.positions)
-        check_pool(layer.name, layer.pool, f"{_type(kind)} + MaxPool2d")
+        pool_type = "AvgPool2d" if layer.pool_mode == "avg" else "MaxPool2d"
+        check_pool(layer.name, layer.pool, f"{_type(kind)} + {pool_type}", pool_type)
         check_accumulator(layer.name, kind, layer.w_format, layer.w_bits, layer.a_bits,
                           layer.k)
         if i == 0 and layer.input_adapter:

@@ -21,7 +21,9 @@ It follows the engine's schedule pass by pass (``hw.systolic_array``, ``hw.accum
   stages) and it works through the batch's samples one by one: the adapter's hidden layer
   (``hidden x (channels + pipeline)``), its ``beta`` (``inputs + pipeline``), the reciprocal
   (``DIV_BITS`` and a few clocks) and the outputs (one slice a clock, then the
-  ``Requantizer``'s latency); the next batch's first bank waits for it. The latencies are the
+  ``Requantizer``'s latency; a layer that ends in a global pooling sends one position a sample,
+  its sums ``S``); the next batch's first bank waits for it. The clip and average pooling
+  (bundle format 3) take no clock of their own. The latencies are the
   hardware's own (``hw.rescale_stages``).
 
 ``tests/test_network_rtl.py`` (``test_cycle_model_matches_the_rtl``) and
@@ -92,7 +94,8 @@ def layer_shape(bundle, i, config):
     words = regmap.encode(fixed, channels=channels, height=height, width=width,
                           pool=layer.pool, relu=layer.relu, max_channels=config.max_channels,
                           index_bits=config.index_bits, residual=residual,
-                          shortcut=layer.shortcut_fixed if residual == "identity" else None)
+                          shortcut=layer.shortcut_fixed if residual == "identity" else None,
+                          pool_mode=layer.pool_mode, global_pool=layer.global_pool)
     hidden = fixed.w1_q.shape[0] if fixed.adapter == "two" else 0
     return LayerShape(positions=layer.positions, k=layer.k, n=channels,
                       w_format=layer.w_format, w_bits=layer.w_bits,

@@ -1,6 +1,6 @@
 """The rescale unit's first arithmetic: a slice of sums to activations, every lane at once."""
 
-from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -9,7 +9,10 @@ from core import regmap
 from .rescale_layouts import RESIDUAL_CODE_BITS, beta_layout, slice_layout
 from .rescale_stages import MANT_BITS, SHIFT_BITS, WIDE_BITS, Affine, delay
 
-__all__ = ["Activation"]
+__all__ = ["Activation", "CLIP_BITS"]
+
+#: The clip's width: ``core.rescale`` keeps ``clip_q`` (a parameter) below ``2**31``.
+CLIP_BITS = regmap.VALUE_BITS - 1
 
 
 def _lanes_of(shape, lanes):
@@ -17,9 +20,11 @@ def _lanes_of(shape, lanes):
 
 
 class Activation(wiring.Component):
-    """``u = max(affine(acc, beta_in) + operand, 0)`` for each of ``lanes`` channels, one
-    slice per clock: ``core.rescale.affine`` (``Affine``), plus the second operand of a layer
-    with a shortcut (``core.rescale.residual_add``), then the ReLU when ``relu`` is high.
+    """``u = min(max(affine(acc, beta_in) + operand, 0), clip_q)`` for each of ``lanes``
+    channels, one slice per clock: ``core.rescale.affine`` (``Affine``), plus the second
+    operand of a layer with a shortcut (``core.rescale.residual_add``), then the ReLU when
+    ``relu`` is high and the bounded ReLU's clip (ReLU6) when ``clip`` is high
+    (``core.rescale._after_z``: ``min(u, clip_q)``, ``0 <= clip_q < 2**31``).
 
     The operand, chosen by ``residual`` (``core.regmap.RESIDUAL_KINDS``): nothing; an identity
     shortcut's codes ``res`` rescaled as ``core.rescale.shortcut_operand`` does (an ``Affine``
@@ -27,8 +32,10 @@ class Activation(wiring.Component):
     ``res`` as it is. Without ``residual`` the stage has neither the ports nor the logic.
 
     ``LATENCY = Affine.latency(acc_bits) + 2`` clocks from the inputs to ``u`` (stage Z1
-    adds the operand, Z2 applies the ReLU); a new slice every clock, no stall. The channel
-    parameters ``m``, ``sh`` and ``bias`` come with their slice.
+    adds the operand, Z2 applies the ReLU and the clip: one comparison of 31 bits with
+    ``clip_q`` beside an OR of the sum's 33 bits above, then two selects); a new slice every
+    clock, no stall. The channel parameters ``m``, ``sh`` and ``bias`` come with their slice;
+    ``relu``, ``clip`` and ``clip_q`` are the layer's.
 
     Lane 0's rounder also serves the adapter (``Affine``'s ``bypass``, ``x``, ``n``,
     ``addend`` and ``y``) while no slice goes through.
@@ -48,6 +55,7 @@ class Activation(wiring.Component):
             "acc": In(_lanes_of(signed(acc_bits), lanes)), "beta": In(beta_layout()),
             "m": In(_lanes_of(field["m"], lanes)), "sh": In(_lanes_of(field["sh"], lanes)),
             "bias": In(_lanes_of(field["bias"], lanes)), **residual_ports, "relu": In(1),
+            "clip": In(1), "clip_q": In(unsigned(CLIP_BITS)),
             "u": Out(slice_layout(lanes)),
             "bypass": In(1), "x": In(signed(WIDE_BITS)), "n": In(signed(SHIFT_BITS)),
             "addend": In(signed(WIDE_BITS)), "y": Out(signed(WIDE_BITS)),
@@ -81,8 +89,13 @@ class Activation(wiring.Component):
                 kinds = regmap.RESIDUAL_KINDS
                 operand = Mux(self.residual == kinds["identity"], shortcut.u,
                               Mux(self.residual == kinds["projection"], projection, 0))
-            # Stage Z1 adds the operand, Z2 applies the ReLU.
-            m.d.sync += [z1_sum[lane].eq(affine.u + operand),
-                         z2_u[lane].eq(Mux(self.relu & (z1_sum[lane] < 0), 0, z1_sum[lane]))]
+            # Stage Z1 adds the operand, Z2 applies the ReLU and the clip: ``z > clip_q``
+            # for a 64-bit signed ``z`` and ``0 <= clip_q < 2**31`` is ``z`` non-negative
+            # and either a bit above the clip's set or the low bits greater.
+            z = z1_sum[lane]
+            above = ~z[-1] & (z[CLIP_BITS:-1].any() | (z[:CLIP_BITS] > self.clip_q))
+            m.d.sync += z2_u[lane].eq(Mux(self.relu & z[-1], 0,
+                                          Mux(self.clip & above, self.clip_q, z)))
+            m.d.sync += z1_sum[lane].eq(affine.u + operand)
         m.d.comb += self.u.eq(z2_u)
         return m

@@ -26,6 +26,12 @@ class Output(wiring.Component):
     ``max_positions * steps`` entries apart. ``issued_last`` is high on the clock the
     sample's last slice is read; ``sample_out`` when its last vector leaves.
 
+    With ``sums`` high (a layer that ends in a global pooling, ``core.rescale._after_z``) the
+    values are the sample's channel sums ``S`` instead, from the ``S`` memory as the unit
+    lays it out (block, sample, slice: the blocks ``max_batch * steps`` entries apart): the
+    unit points ``u_addr`` at that memory's read port and its data at ``u_data``, with
+    ``sample_base`` the sample's first slice and ``out_last = steps - 1`` (one position).
+
     The path never stalls (no enable reaches its registers, the memory's or the
     requantizers'): a vector's first slice is read only when the queue will have an entry
     for it, ``room`` counting the entries neither full nor promised to a vector on its way.
@@ -34,14 +40,14 @@ class Output(wiring.Component):
 
     LATENCY = 2 + Requantizer.LATENCY
 
-    def __init__(self, *, cols, lanes, max_channels, max_positions, u_depth):
+    def __init__(self, *, cols, lanes, max_channels, max_positions, u_depth, max_batch=1):
         check_lanes(cols, lanes)
         self._cols, self._lanes = cols, lanes
-        self._max_c, self._max_p = max_channels, max_positions
+        self._max_c, self._max_p, self._max_b = max_channels, max_positions, max_batch
         u_addr = range(max(2, u_depth))
         super().__init__({
             "o_out": Out(stream.Signature(output_layout(cols))),
-            "load": In(1), "run": In(1), "final": In(1),
+            "load": In(1), "run": In(1), "final": In(1), "sums": In(1),
             "channels": In(range(max_channels + 1)), "recip": In(unsigned(DIV_BITS)),
             "sh_req": In(signed(SHIFT_BITS)), "max_code": In(unsigned(regmap.VALUE_BITS - 1)),
             "beta": In(unsigned(BETA_BITS)),
@@ -107,7 +113,8 @@ class Output(wiring.Component):
             with m.If(o_issue):
                 m.d.sync += [o_k.eq(o_k + 1), o_j.eq(Mux(o_j == steps - 1, 0, o_j + 1))]
                 with m.If(o_block_end):
-                    m.d.sync += [o_k.eq(0), o_blk.eq(o_blk + max_p * steps),
+                    stride = Mux(self.sums, self._max_b * steps, max_p * steps)
+                    m.d.sync += [o_k.eq(0), o_blk.eq(o_blk + stride),
                                  o_chan.eq(o_chan + cols),
                                  o_last_block.eq(o_chan + 2 * cols >= self.channels)]
         return m

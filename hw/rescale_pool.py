@@ -1,4 +1,5 @@
-"""The rescale unit's 2 x 2 max pooling, through a row register and the ``u`` memory."""
+"""The rescale unit's 2 x 2 pooling (the window's maximum, or its sum for average pooling),
+through a row register and the ``u`` memory."""
 
 from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import wiring
@@ -11,8 +12,10 @@ __all__ = ["Pool"]
 
 
 class Pool(wiring.Component):
-    """``core.rescale.pool2d(u, 2)`` on a stream of slices, the result written to the ``u``
-    memory; with ``pooled`` low, every slice written as it is.
+    """``core.rescale.pool2d(u, 2, mode)`` on a stream of slices, the result written to the
+    ``u`` memory; with ``pooled`` low, every slice written as it is. With ``avg`` high (the
+    ``"avg"`` mode) the window's sum instead of its maximum: exact, as in ``int64``
+    (``core.rescale.pool2d`` refuses values whose sum of four could reach ``2**62``).
 
     A slice comes on ``u`` with its place ``i`` (``meta_layout``: ``uaddr``, ``h_first``,
     ``v_second``), in the order of ``hw.rescale_drain.Drain``: positions row by row, each
@@ -24,7 +27,10 @@ class Pool(wiring.Component):
     ``i.uaddr`` when the slice arrives here, its data registered once more and given on
     ``below`` two clocks later. A write by a slice in H2, V1 or V2 when the reader reads (its
     vertical partner, two to four clocks ahead: a pooled map of two slices a row, or four, or
-    gaps in the input) is not in what it reads: it is forwarded, the latest first.
+    gaps in the input) is not in what it reads: it is forwarded, the latest first. In
+    ``avg`` mode H1 adds the horizontal pair beside its comparison and V2 adds the vertical
+    pair instead of selecting: one 64-bit adder in each of the two stages, none in series
+    with a comparison.
 
     ``LATENCY = 4``: ``o`` and ``window`` (the value written, at ``w_addr`` when ``w_en``)
     come four clocks after the slice; ``done`` says that ``window`` is a complete pooled
@@ -39,7 +45,7 @@ class Pool(wiring.Component):
         self._cols, self._lanes = cols, lanes
         meta = meta_layout(u_depth, s_depth)
         super().__init__({
-            "pooled": In(1), "i": In(meta), "u": In(slice_layout(lanes)),
+            "pooled": In(1), "avg": In(1), "i": In(meta), "u": In(slice_layout(lanes)),
             "below": In(slice_layout(lanes)),
             "o": Out(meta), "window": Out(slice_layout(lanes)), "done": Out(1),
             "w_addr": Out(range(max(2, u_depth))), "w_data": Out(slice_layout(lanes)),
@@ -59,14 +65,19 @@ class Pool(wiring.Component):
         hold = Signal(slice_layout(cols), reset_less=True)
         hold_low = Signal(slice_, reset_less=True)
         h1, h2 = Signal(meta), Signal(meta)
-        h1_u, h1_hold, h2_pair = (Signal(slice_, reset_less=True) for _ in range(3))
+        h1_u, h1_hold, h1_sum, h2_pair = (Signal(slice_, reset_less=True) for _ in range(4))
         # H1 compares the halves (``halves``), H2 combines them in the select.
         h1_cmp = [Signal(3, name=f"h1_cmp_{lane}", reset_less=True) for lane in range(lanes)]
         m.d.sync += [h1.eq(z2), h2.eq(h1), h1_u.eq(z2_u), h1_hold.eq(hold_low)]
+        avg = self.avg
         for lane in range(lanes):
+            # In avg mode the pair's sum, made in H1 beside the comparison, is the pair.
+            second = pooled & ~h1.h_first
             m.d.sync += [h1_cmp[lane].eq(Cat(*halves(hold_low[lane], z2_u[lane]))),
-                         h2_pair[lane].eq(Mux(pooled & ~h1.h_first & joined(*h1_cmp[lane]),
-                                              h1_hold[lane], h1_u[lane]))]
+                         h1_sum[lane].eq(hold_low[lane] + z2_u[lane]),
+                         h2_pair[lane].eq(Mux(second & avg, h1_sum[lane],
+                                              Mux(second & joined(*h1_cmp[lane]),
+                                                  h1_hold[lane], h1_u[lane])))]
         with m.If(z2.valid & pooled):
             incoming = Mux(z2.h_first, z2_u.as_value(), hold_low.as_value())
             nxt = hold.as_value()[lanes * WIDE_BITS:2 * lanes * WIDE_BITS] if steps > 1 \
@@ -99,7 +110,10 @@ class Pool(wiring.Component):
             m.d.sync += [v1_gts[lane].eq(Cat(*(greater(c, h2_pair[lane]) for c in cands))),
                          v1_below[lane].eq(pick(hits, cands))]
             gt = pick(v1_hits, v1_gts[lane])
-            m.d.sync += v2_window[lane].eq(Mux(v1.v_second & gt, v1_below[lane], v1_pair[lane]))
+            # The second row: the larger of the pair and the first row's, or their sum.
+            m.d.sync += v2_window[lane].eq(
+                Mux(v1.v_second & (avg | gt),
+                    Mux(avg, v1_below[lane] + v1_pair[lane], v1_below[lane]), v1_pair[lane]))
         m.d.comb += [self.w_addr.eq(v2.uaddr), self.w_data.eq(v2_window),
                      self.w_en.eq(writes(v2)), self.o.eq(v2), self.window.eq(v2_window),
                      self.done.eq(v2_done),

@@ -9,9 +9,11 @@ rescale_lanes``) trades the unit's multipliers against the rate at which it drai
 For each slice, in a pipeline that never stalls once a vector is taken, every lane at once:
 
 1. ``Affine`` (``z``) with the channel's parameters and the sample's ``beta_in``, plus the
-   second operand of a layer with a shortcut (below), and the ReLU;
-2. max pooling: the horizontal pair through a register of ``cols`` values, the vertical pair
-   through the ``u`` memory; the pooled ``u`` is written to the ``u`` memory;
+   second operand of a layer with a shortcut (below), the ReLU and the bounded ReLU's clip
+   (``clip``, ``clip_q``);
+2. pooling, the window's maximum or (``pool_mode``, average pooling) its sum: the horizontal
+   pair through a register of ``cols`` values, the vertical pair through the ``u`` memory; the
+   pooled ``u`` is written to the ``u`` memory;
 3. the channel sums ``S`` of the sample, in a register of ``cols`` values, written to the ``S``
    memory at the sample's last position.
 
@@ -20,7 +22,9 @@ adapter's hidden layer and ``beta`` from the sums ``S`` (one pipelined multiply-
 clock), ``Reciprocal`` for ``R = (m_s << RECIP_BITS) // beta``, and the sample's outputs, one
 slice per clock through ``Requantizer`` (the last layer streams out ``z``), gathered into
 vectors of ``cols`` values that wait for the host in a queue of a few vectors (a pipeline that
-never stalls: a vector is started only when the queue will have room for it). The
+never stalls: a vector is started only when the queue will have room for it). A layer that
+ends in a global pooling (``global_pool``) requantizes the sample's sums ``S`` instead of its
+``u``: the outputs are read from the ``S`` memory, one position per sample. The
 accumulator buffer's second bank lets the array go on with the next block of columns meanwhile
 (``hw.accumulator``). Every rounding and width is that of ``core.rescale``, bit for bit; every
 stage has at most one 64-bit adder or comparison (``hw.rescale_stages``), and no address needs
@@ -47,14 +51,14 @@ layer's parameters only after every output of the previous layer has left. All m
 synchronous read ports and no reset (block RAM or LUT RAM).
 """
 
-from amaranth.hdl import Cat, Module, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from core import regmap, rescale
 from core.regmap import CONTROL, Region
 
-from .rescale_activation import Activation
+from .rescale_activation import CLIP_BITS, Activation
 from .rescale_adapter import AdapterStage
 from .rescale_drain import Drain
 from .rescale_layouts import (RESIDUAL_CODE_BITS, acc_layout, beta_layout, check_lanes,
@@ -77,7 +81,8 @@ def _control_shapes(max_c, max_p, max_h):
             "sh1": signed(SHIFT_BITS), "shb": signed(SHIFT_BITS),
             "bb": signed(regmap.VALUE_BITS), "m_s": unsigned(MANT_BITS - 1),
             "sh_req": signed(SHIFT_BITS), "max_code": unsigned(regmap.VALUE_BITS - 1),
-            "residual": 2}
+            "residual": 2, "clip": 1, "clip_q": unsigned(CLIP_BITS), "pool_mode": 1,
+            "global_pool": 1}
 
 
 class RescaleUnit(wiring.Component):
@@ -219,7 +224,8 @@ class RescaleUnit(wiring.Component):
         m.submodules.activation = act = Activation(lanes=lanes, acc_bits=self._acc_bits,
                                                    residual=has_res)
         m.d.comb += [act.acc.eq(drain.a_acc), act.beta.eq(drain.a_beta),
-                     act.relu.eq(reg["relu"])]
+                     act.relu.eq(reg["relu"]), act.clip.eq(reg["clip"]),
+                     act.clip_q.eq(reg["clip_q"])]
         lane_ports = {Region.m: act.m, Region.sh: act.sh, Region.bias: act.bias}
         if has_res:
             lane_ports.update({Region.res_m: act.res_m, Region.res_sh: act.res_sh})
@@ -236,9 +242,14 @@ class RescaleUnit(wiring.Component):
                                         s_depth=s_depth)
         m.submodules.sums = sums = ChannelSums(cols=cols, lanes=lanes, u_depth=u_depth,
                                                s_depth=s_depth)
+        # ``read_s``, a register, high while a layer that ends in a global pooling sends its
+        # outputs (from the end of the flush): they are read from the S memory.
         u_data = Signal(slice_, reset_less=True)
-        m.d.sync += u_data.eq(u_rd.data)
-        m.d.comb += [pool.pooled.eq(pooled), pool.i.eq(meta[-1]), pool.u.eq(act.u),
+        read_s = Signal()
+        gap = reg["global_pool"]
+        m.d.sync += u_data.eq(Mux(read_s, s_rd.data, u_rd.data))
+        m.d.comb += [pool.pooled.eq(pooled), pool.avg.eq(reg["pool_mode"]),
+                     pool.i.eq(meta[-1]), pool.u.eq(act.u),
                      pool.below.eq(u_data), u_rd.addr.eq(meta[-1].uaddr), u_rd.en.eq(1),
                      u_wr.addr.eq(pool.w_addr), u_wr.data.eq(pool.w_data),
                      u_wr.en.eq(pool.w_en),
@@ -272,12 +283,15 @@ class RescaleUnit(wiring.Component):
         m.d.comb += [divider.numerator.eq(reg["m_s"] << rescale.RECIP_BITS),
                      divider.divisor.eq(adapter.beta)]
         m.submodules.outputs = output = Output(cols=cols, lanes=lanes, max_channels=max_c,
-                                              max_positions=max_p, u_depth=u_depth)
+                                              max_positions=max_p, u_depth=u_depth,
+                                              max_batch=max_b)
         wiring.connect(m, output.o_out, wiring.flipped(self.o_out))
         m.d.comb += [output.recip.eq(divider.quotient), output.sh_req.eq(reg["sh_req"]),
                      output.max_code.eq(reg["max_code"]), output.final.eq(final),
                      output.channels.eq(reg["channels"]), output.beta.eq(adapter.beta),
-                     output.sample_base.eq(t_u), output.out_last.eq(drain.out_last),
+                     output.sums.eq(gap),
+                     output.sample_base.eq(Mux(gap, t_s, t_u)),
+                     output.out_last.eq(Mux(gap, steps - 1, drain.out_last)),
                      output.u_data.eq(u_data)]
 
         with m.FSM(init="idle"):
@@ -286,7 +300,7 @@ class RescaleUnit(wiring.Component):
                 m.d.sync += [t.eq(0), t_s.eq(0), t_u.eq(0)]
                 with m.If(self.i_acc.valid & armed & ~self.i_param.valid & ~writing):
                     m.d.comb += drain.start.eq(1)
-                    m.d.sync += bypass.eq(0)
+                    m.d.sync += [bypass.eq(0), read_s.eq(0)]
                     m.next = "drain"
 
             with m.State("drain"):
@@ -295,7 +309,7 @@ class RescaleUnit(wiring.Component):
 
             with m.State("flush"):                    # the pipeline empties
                 with m.If(~in_flight):
-                    m.d.sync += bypass.eq(1)
+                    m.d.sync += [bypass.eq(1), read_s.eq(gap)]
                     m.next = "sample"
 
             with m.State("sample"):                   # the tail of sample t begins
@@ -318,7 +332,8 @@ class RescaleUnit(wiring.Component):
                     m.next = "output"
 
             with m.State("output"):                   # u (block, position, slice) -> o_out
-                m.d.comb += [u_rd.addr.eq(output.u_addr), output.run.eq(1)]
+                m.d.comb += [u_rd.addr.eq(output.u_addr), s_rd.addr.eq(output.u_addr),
+                             output.run.eq(1)]                 # or S (block, sample, slice)
                 with m.If(output.issued_last):
                     m.next = "output_end"
 

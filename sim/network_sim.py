@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from core.rescale import BETA_ONE
+from core.rescale import BETA_ONE, shortcut_codes
 from core.sizing import check_fits
 
 from .cosim import CosimSim, thresholds
@@ -55,7 +55,8 @@ def layer_params(layer, config, residual="none"):
     return param_words(layer.fixed, channels=c, height=h, width=w, pool=layer.pool,
                        relu=layer.relu, max_channels=config.max_channels,
                        index_bits=config.index_bits, residual=residual,
-                       shortcut=layer.shortcut_fixed if residual == "identity" else None)
+                       shortcut=layer.shortcut_fixed if residual == "identity" else None,
+                       pool_mode=layer.pool_mode, global_pool=layer.global_pool)
 
 
 def layer_rows(layer, codes):
@@ -92,7 +93,10 @@ def drive(plan, bundle, codes, *, seed=0, stall=0.0, backpressure=0.0):
     A residual network (``core.bundle`` format 2) runs in the bundle's order: each layer reads
     the codes and ``beta`` of its source layer; a projection runs as a last layer does (its
     ``z`` comes back), and a layer with a shortcut gets the shortcut's codes (and ``beta``) or
-    the projection's ``z`` as its second operand (``i_res``)."""
+    the projection's ``z`` as its second operand (``i_res``). An option-A shortcut's codes
+    are subsampled and placed among zero channels here, on the host
+    (``core.rescale.shortcut_codes``, format 3), as im2col is; a layer that ends in a global
+    pooling returns one vector of codes per block of channels and sample."""
     ones = np.full(len(codes), BETA_ONE, dtype=np.int64)
     run = NetworkRun()
     for i, layer in enumerate(bundle.layers):
@@ -101,9 +105,12 @@ def drive(plan, bundle, codes, *, seed=0, stall=0.0, backpressure=0.0):
         channels, positions = _outputs(layer)
         kind, k = bundle.residual_kind(i)
         extra = {}
-        if kind != "none":
-            extra = dict(residual=list(run.outputs[k]),
-                         residual_betas=run.betas[k] if kind == "identity" else ones)
+        if kind == "identity":
+            operand = shortcut_codes(run.outputs[k], stride=layer.shortcut_stride,
+                                     pad=layer.shortcut_pad, channels=layer.out_channels)
+            extra = dict(residual=list(operand), residual_betas=run.betas[k])
+        elif kind == "projection":
+            extra = dict(residual=list(run.outputs[k]), residual_betas=ones)
         runs = plan.layer_runs(
             W=layer.weight_matrix, w_format=layer.w_format, w_bits=layer.w_bits,
             samples_rows=layer_rows(layer, inputs), betas=betas,

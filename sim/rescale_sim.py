@@ -24,7 +24,9 @@ class Sample:
     ``beta_in`` of its input, and the layer's ``LayerRescale``, ReLU and pooling; for a layer
     with a shortcut, ``residual`` (``"identity"`` or ``"projection"``, ``core.regmap``), the
     operand (the shape of ``acc``: codes, or a projection's ``z``), the identity shortcut's
-    ``LayerRescale`` and its ``beta``."""
+    ``LayerRescale`` and its ``beta``; ``pool_mode`` (``"max"`` or ``"avg"``: the window's
+    sum) and ``global_pool`` (the outputs are the channel sums requantized, one position). The
+    clip is ``fixed.clip_q``'s."""
 
     acc: np.ndarray
     beta_in: int
@@ -35,6 +37,8 @@ class Sample:
     operand: np.ndarray | None = None
     shortcut: object = None
     res_beta: int = 1
+    pool_mode: str = "max"
+    global_pool: bool = False
 
 
 def acc_vectors(accs, lanes):
@@ -63,12 +67,13 @@ def output_order(values, channels, positions, lanes):
 
 
 def param_words(fixed, *, channels, height, width, pool, relu, max_channels, index_bits,
-                residual="none", shortcut=None):
+                residual="none", shortcut=None, pool_mode="max", global_pool=False):
     """A layer's ``i_param`` words as ``(address, value, last)``: ``core.regmap.encode``'s, the
     final one marked ``last``."""
     words = regmap.encode(fixed, channels=channels, height=height, width=width, pool=pool,
                           relu=relu, max_channels=max_channels, index_bits=index_bits,
-                          residual=residual, shortcut=shortcut)
+                          residual=residual, shortcut=shortcut, pool_mode=pool_mode,
+                          global_pool=global_pool)
     return [(a, v, int(i == len(words) - 1)) for i, (a, v) in enumerate(words)]
 
 
@@ -93,6 +98,8 @@ class RescaleSim(Design):
     def _shape(s):
         acc = s.acc.reshape(s.acc.shape[0], 1, 1) if s.acc.ndim == 1 else s.acc
         c, h, w = acc.shape
+        if s.global_pool:
+            return acc, c, h, w, 1
         return acc, c, h, w, (h // s.pool) * (w // s.pool) if s.pool > 1 else h * w
 
     def step(self, batch):
@@ -103,7 +110,8 @@ class RescaleSim(Design):
         words = param_words(first.fixed, channels=c, height=h, width=w, pool=first.pool,
                             relu=first.relu, max_channels=self.max_channels,
                             index_bits=self.index_bits, residual=first.residual,
-                            shortcut=first.shortcut)
+                            shortcut=first.shortcut, pool_mode=first.pool_mode,
+                            global_pool=first.global_pool)
         vectors, lasts = acc_vectors(np.stack([self._shape(s)[0] for s in batch]), self.cols)
         blocks = -(-c // self.cols)
         send = {"i_beta": [self._beta.pack({"beta": regmap.check_beta(s.beta_in),

@@ -56,3 +56,59 @@ def test_encode_puts_the_region_above_the_engines_index():
     wide = regmap.encode(layer.fixed, index_bits=14, **kwargs)
     assert [v for _, v in narrow] == [v for _, v in wide]
     assert [(a >> 12, a & 0xFFF) for a, _ in narrow] == [(a >> 14, a & 0x3FFF) for a, _ in wide]
+
+
+OLD_CONTROL = ("channels", "height", "width", "pool", "relu", "final", "adapter", "hidden",
+               "sh1", "shb", "bb", "m_s", "sh_req", "max_code", "residual")
+
+
+def _control(words, index_bits=12):
+    """``{name: value}`` of the control registers among ``words``."""
+    return {regmap.CONTROL[a & ((1 << index_bits) - 1)]: v for a, v in words
+            if a >> index_bits == regmap.Region.control}
+
+
+def test_format_3_registers_come_after_the_older_ones():
+    """The older control registers keep their indices; a layer of an older bundle writes the
+    four new ones as 0 (plain ReLU, max pooling, u out), so that they never keep what the
+    layer before set."""
+    assert regmap.CONTROL[:len(OLD_CONTROL)] == OLD_CONTROL
+    assert regmap.CONTROL[len(OLD_CONTROL):] == ("clip", "clip_q", "pool_mode", "global_pool")
+    layer = random_bundle(c1=8).layers[1]
+    c, h, w = layer.conv_shape
+    words = regmap.encode(layer.fixed, channels=c, height=h, width=w, pool=layer.pool,
+                          relu=layer.relu, max_channels=64, index_bits=12)
+    control = _control(words)
+    assert list(control) == list(regmap.CONTROL)
+    assert [control[k] for k in ("clip", "clip_q", "pool_mode", "global_pool")] == [0, 0, 0, 0]
+
+
+def test_format_3_registers_say_the_layers_operations():
+    from .bundles import ops_bundle
+
+    bundle = ops_bundle(c1=4, c2=8)
+    want = {"conv1": (1, 1 << 16, 0, 0), "conv2": (0, 0, 1, 0), "conv4": (1, 1 << 15, 0, 0),
+            "conv6": (0, 0, 0, 1), "fc": (0, 0, 0, 0)}
+    for layer in bundle.layers:
+        if layer.name not in want:
+            continue
+        c, h, w = (layer.out_channels, 1, 1) if layer.kind == "linear" else layer.conv_shape
+        words = regmap.encode(layer.fixed, channels=c, height=h, width=w, pool=layer.pool,
+                              relu=layer.relu, max_channels=64, index_bits=12,
+                              pool_mode=layer.pool_mode, global_pool=layer.global_pool)
+        control = _control(words)
+        assert tuple(control[k] for k in ("clip", "clip_q", "pool_mode", "global_pool")) == \
+            want[layer.name], layer.name
+
+
+def test_format_3_registers_refuse_what_the_unit_cannot_do():
+    layer = random_bundle(c1=8).layers[1]
+    c, h, w = layer.conv_shape
+    kwargs = dict(channels=c, height=h, width=w, pool=layer.pool, relu=layer.relu,
+                  max_channels=64, index_bits=12)
+    with pytest.raises(ValueError, match=r"^pool_mode must be one of max, avg, not 'min'$"):
+        regmap.encode(layer.fixed, pool_mode="min", **kwargs)
+    last = random_bundle(c1=8).layers[2]
+    with pytest.raises(ValueError, match=r"^the last layer cannot end in a global pooling$"):
+        regmap.encode(last.fixed, **dict(kwargs, channels=last.out_channels, height=1,
+                                         width=1), global_pool=True)

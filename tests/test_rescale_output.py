@@ -20,22 +20,27 @@ COLS, MAX_C, MAX_P, BATCH, POSITIONS = 4, 8, 9, 3, 3      # MAX_P: BATCH x POSIT
 
 @pytest.mark.parametrize("lanes", [1, 2, 4])
 @pytest.mark.parametrize("channels", [3, 8])
-@pytest.mark.parametrize("final", [False, True])
-def test_outputs_equal_the_golden_requantize(lanes, channels, final):
+@pytest.mark.parametrize("final, sums", [(False, False), (True, False), (False, True)])
+def test_outputs_equal_the_golden_requantize(lanes, channels, final, sums):
     steps = COLS // lanes
     blocks = -(-channels // COLS)
-    rng = np.random.default_rng(lanes * 100 + channels * 2 + final)
-    u = rng.integers(-(1 << 22), 1 << 24, (BATCH, channels, POSITIONS))      # some below 0
+    rng = np.random.default_rng(lanes * 100 + channels * 2 + final + 7 * sums)
+    positions = 1 if sums else POSITIONS
+    # Some below 0; the sums of global pooling wider (a sum over positions).
+    u = rng.integers(-(1 << 22), 1 << (30 if sums else 24), (BATCH, channels, positions))
     betas = rng.integers(rescale.BETA_ONE // 4, 4 * rescale.BETA_ONE, BATCH)
     fixed = rescale.LayerRescale(m=np.zeros(channels), e=np.zeros(channels),
                                  bias_q=np.zeros(channels), next_bits=int(rng.choice([4, 8])),
                                  m_s=int(rng.integers(1 << 14, 1 << 15)),
                                  e_s=int(rng.integers(12, 16)))
     depth = -(-MAX_C // COLS) * MAX_P * steps
-    out_slices = POSITIONS * steps
+    # The S memory's blocks are BATCH samples apart (``max_batch``), the u memory's MAX_P
+    # positions.
+    block_stride = (BATCH if sums else MAX_P) * steps
+    out_slices = positions * steps
     m = Module()
     m.submodules.outputs = dut = Output(cols=COLS, lanes=lanes, max_channels=MAX_C,
-                                        max_positions=MAX_P, u_depth=depth)
+                                        max_positions=MAX_P, u_depth=depth, max_batch=BATCH)
     m.submodules.mem_u = mem = memory.Memory(shape=slice_layout(lanes), depth=depth, init=[])
     rd = mem.read_port()
     u_data = Signal(slice_layout(lanes))
@@ -47,10 +52,11 @@ def test_outputs_equal_the_golden_requantize(lanes, channels, final):
         for t in range(BATCH):
             for c in range(channels):
                 b, j, lane = c // COLS, c % COLS // lanes, c % lanes
-                for p in range(POSITIONS):
-                    entry = b * MAX_P * steps + t * out_slices + p * steps + j
+                for p in range(positions):
+                    entry = b * block_stride + t * out_slices + p * steps + j
                     ctx.set(mem.data[entry][lane], int(u[t, c, p]))
         ctx.set(dut.final, final)
+        ctx.set(dut.sums, sums)
         ctx.set(dut.channels, channels)
         ctx.set(dut.out_last, out_slices - 1)
         ctx.set(dut.sh_req, fixed.req_shift)
@@ -80,11 +86,11 @@ def test_outputs_equal_the_golden_requantize(lanes, channels, final):
     sim.run()
     want = u if final else rescale.requantize(u, betas, fixed)
     for t in range(BATCH):
-        assert len(got[t]) == blocks * POSITIONS
-        assert [last for _, last, _ in got[t]] == [0] * (blocks * POSITIONS - 1) + [1]
+        assert len(got[t]) == blocks * positions
+        assert [last for _, last, _ in got[t]] == [0] * (blocks * positions - 1) + [1]
         assert {beta for _, _, beta in got[t]} == {int(betas[t])}
         for k, (values, _, _) in enumerate(got[t]):
-            b, p = divmod(k, POSITIONS)
+            b, p = divmod(k, positions)
             for i in range(min(COLS, channels - b * COLS)):
                 assert values[i] == want[t, b * COLS + i, p], (t, b, p, i)
 

@@ -1,7 +1,8 @@
 # amaranth: UnusedElaboratable=no
 """The rescale unit on Verilator against the golden model's rescale (``core.rescale``): random
-accumulators and adapter weights, batches of samples sharing a layer, extreme values, with
-random stalls and backpressure."""
+accumulators and adapter weights, batches of samples sharing a layer, extreme values, the
+bounded ReLU's clip, average and global pooling (format 3), with random stalls and
+backpressure."""
 
 import numpy as np
 import pytest
@@ -27,10 +28,11 @@ def unit(build_root, request):
                       max_batch=MAX_B, platform=platform)
 
 
-def _fixed(rng, channels, adapter, positions, *, final=False, b_beta=1.0, next_bits=4):
+def _fixed(rng, channels, adapter, positions, *, final=False, b_beta=1.0, next_bits=4,
+           divisor=1, clip=None):
     p = dict(bn_scale=rng.uniform(-0.5, 2, channels), bn_bias=rng.normal(0, 0.5, channels),
              s_in=rng.uniform(0.02, 0.2), alpha=rng.uniform(0.05, 0.3, channels), frac_bits=10,
-             acc_bound=2 ** 26, positions=positions)
+             acc_bound=2 ** 26, positions=positions, divisor=divisor, clip=clip)
     if not final:
         p.update(next_step=rng.uniform(0.05, 0.3), next_bits=next_bits)
     if adapter == "two":
@@ -48,6 +50,7 @@ def _check(unit, samples, batches=None, **kw):
     results, _ = unit.run(batches or [[s] for s in samples], **kw)
     for s, got in zip(samples, results):
         acc = s.acc[None] if s.acc.ndim > 1 else s.acc[None, :]
+        post = dict(relu=s.relu, pool=s.pool, pool_mode=s.pool_mode, global_pool=s.global_pool)
         if s.fixed.next_bits is None:
             want, beta = rescale.logits_q(acc, np.array([s.beta_in]), s.fixed), BETA_ONE
         elif s.residual != "none":
@@ -55,11 +58,10 @@ def _check(unit, samples, batches=None, **kw):
             if s.residual == "identity":
                 operand = rescale.shortcut_operand(operand, np.array([s.res_beta]), s.shortcut)
             _, b, want = rescale.rescale_residual(acc, np.array([s.beta_in]), s.fixed, operand,
-                                                  relu=s.relu, pool=s.pool)
+                                                  **post)
             beta = int(b[0])
         else:
-            _, b, want = rescale.rescale_layer(acc, np.array([s.beta_in]), s.fixed,
-                                               relu=s.relu, pool=s.pool)
+            _, b, want = rescale.rescale_layer(acc, np.array([s.beta_in]), s.fixed, **post)
             beta = int(b[0])
         assert got["values"] == want.reshape(-1).tolist()
         assert set(got["betas"]) == {beta}, (got["betas"], beta)
@@ -133,6 +135,50 @@ def test_residual_add(unit, seed, stall):
         samples += batch
     _check(unit, samples, batches, seed=seed, stall=stall, backpressure=stall,
            name=f"residual{seed}")
+
+
+# (channels, h, w, adapter, pool, pool mode, global pool, clip, residual, samples a batch)
+OPS = [(6, 4, 4, "two", 2, "avg", False, None, "none", 2),       # average pooling
+       (5, 4, 4, "one", 0, "max", False, 6.0, "none", 3),        # ReLU6
+       (7, 4, 4, "two", 2, "avg", False, 3.0, "none", 2),        # both, two blocks
+       (9, 2, 2, "none", 0, "max", True, None, "none", 5),       # global pooling, a batch
+       (6, 4, 4, "two", 2, "avg", True, 6.0, "none", 3),         # all three
+       (5, 4, 2, "one", 2, "max", True, 6.0, "identity", 2),     # a shortcut, clip, GAP
+       (12, 1, 1, "none", 0, "max", False, 0.5, "projection", 4)]
+
+
+@pytest.mark.parametrize("seed, stall", [(11, 0.0), (12, 0.3)])
+def test_clip_average_and_global_pooling(unit, seed, stall):
+    """Format 3's operations: the bounded ReLU (``clip_q``), the window's sum (average
+    pooling) and the channel sums requantized (global pooling: one vector per block and
+    sample), alone, together and after a shortcut, in batches, with the layers that follow
+    each other setting their registers differently."""
+    rng = np.random.default_rng(seed)
+    batches, samples = [], []
+    for channels, h, w, adapter, pool, mode, gap, clip, kind, count in OPS:
+        pooled = h * w // (pool * pool if pool > 1 else 1)
+        window = pool * pool if mode == "avg" else 1
+        fixed = _fixed(rng, channels, adapter, pooled * window, clip=clip,
+                       divisor=window * (pooled if gap else 1))
+        assert fixed.clip_q == (None if clip is None else int(clip * 2 ** rescale.Z))
+        shortcut = (rescale.shortcut_fixed_point(step=rng.uniform(0.02, 0.2), channels=channels,
+                                                 bits=8) if kind == "identity" else None)
+        batch = []
+        for _ in range(count):
+            operand = (None if kind == "none" else rng.integers(0, 256, (channels, h, w))
+                       if kind == "identity" else rng.integers(-2 ** 30, 2 ** 30, (channels, h, w)))
+            batch.append(Sample(acc=rng.integers(-2 ** 20, 2 ** 20, (channels, h, w)),
+                                beta_in=int(rng.integers(BETA_ONE // 8, 8 * BETA_ONE)),
+                                fixed=fixed, relu=True, pool=pool, pool_mode=mode,
+                                global_pool=gap, residual=kind, operand=operand,
+                                shortcut=shortcut,
+                                res_beta=int(rng.integers(BETA_ONE // 8, 8 * BETA_ONE))))
+        batches.append(batch)
+        samples += batch
+    results = _check(unit, samples, batches, seed=seed, stall=stall, backpressure=stall,
+                     name=f"ops{seed}")
+    gap = [len(r["values"]) for s, r in zip(samples, results) if s.global_pool]
+    assert gap == [s.acc.shape[0] for s in samples if s.global_pool]
 
 
 def test_last_layer_returns_z(unit):

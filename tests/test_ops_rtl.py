@@ -1,0 +1,138 @@
+# amaranth: UnusedElaboratable=no
+"""Bundle format 3's operations on the layer engine in Verilator: the bounded ReLU's clip,
+average pooling, the option-A shortcut (the host's ``core.rescale.shortcut_codes`` on
+``i_res``) and global pooling followed by a linear layer (``tests.bundles.ops_bundle``),
+every layer's codes, every beta and the logits identical to the golden model with 20 %
+stalls and backpressure on every stream; without stalls, every layer within 2 % of the cycle
+model (``gen.cycles``). One build (one ``ArrayConfig``) serves every test here."""
+
+import functools
+
+import numpy as np
+import pytest
+
+from core.sizing import config_for_bundle
+from gen.cycles import network_cycles
+from sim.golden import run_network
+from sim.network_sim import NetworkSim
+
+from .bundles import ops_bundle
+
+#: Two networks: 4 -> 8 channels (pad 2; two blocks of columns at the global pooling) and
+#: 8 -> 12 (pad 2; three blocks; two-layer adapters).
+BUNDLES = {"4-8": dict(seed=0, c1=4, c2=8), "8-12": dict(seed=1, c1=8, c2=12, classes=7)}
+
+
+@functools.cache
+def _config():
+    """The engine for both networks: a 4x4 array sized for the larger one."""
+    return config_for_bundle(ops_bundle(**BUNDLES["8-12"]), rows=4, cols=4)
+
+
+def _assert_identical(bundle, codes, run):
+    golden = run_network(bundle, codes)
+    for i, layer in enumerate(golden.layers[:-1]):
+        np.testing.assert_array_equal(run.outputs[i], layer.codes, err_msg=layer.name)
+        np.testing.assert_array_equal(run.betas[i], layer.beta, err_msg=layer.name)
+    np.testing.assert_array_equal(run.outputs[-1], golden.logits)
+    return golden
+
+
+def test_the_networks_use_every_operation():
+    for kwargs in BUNDLES.values():
+        bundle = ops_bundle(**kwargs)
+        assert bundle.format == 3
+        layers = {layer.name: layer for layer in bundle.layers}
+        assert layers["conv1"].clip is not None and layers["conv4"].clip is not None
+        assert layers["conv2"].pool_mode == "avg" and layers["conv2"].pool == 2
+        assert (layers["conv4"].shortcut_stride, layers["conv4"].shortcut_pad) == (2, 2)
+        assert layers["conv6"].global_pool and layers["conv6"].shortcut == "conv4"
+        assert layers["conv6"].out_shape == (kwargs["c2"], 1, 1)
+        # The clips bite: some u of each clipped layer is at its clip.
+        trace = run_network(bundle, np.random.default_rng(0).integers(0, 256, (5, 1, 8, 8)))
+        for i, layer in enumerate(bundle.layers):
+            if layer.clip is not None:
+                assert (trace.layers[i].u == layer.fixed.clip_q).any(), layer.name
+
+
+@pytest.mark.parametrize("name", list(BUNDLES))
+def test_ops_network_identical_to_golden(name, build_root):
+    """17 samples: the 2x2 layers run a batch of 16 and one of 1 (the global pooling's sums
+    of 16 samples in the S memory)."""
+    kwargs = BUNDLES[name]
+    bundle = ops_bundle(**kwargs)
+    sim = NetworkSim(_config(), build_root)
+    codes = np.random.default_rng(kwargs["seed"] + 10).integers(0, 256, (17, 1, 8, 8))
+    run = sim.run(bundle, codes, seed=kwargs["seed"], stall=0.2, backpressure=0.2,
+                  name=f"ops_{name}")
+    _assert_identical(bundle, codes, run)
+    assert run.outputs[5].shape == (17, kwargs["c2"], 1, 1)
+    model = network_cycles(bundle, sim.config, len(codes))
+    for i, layer in enumerate(bundle.layers):
+        c = run.counters[i]
+        assert c["mac"] + c["weight"] + c["stall"] + c["idle"] == run.layer_clocks[i]
+        assert c["mac"] == model[layer.name].mac, layer.name
+
+
+def test_ops_cycle_model_matches_the_rtl(build_root):
+    """Without stalls, every layer (the clipped, the average-pooled, the option-A residual and
+    the globally pooled one) within 2 % of ``gen.cycles``: 19 samples, a full batch and a
+    smaller one on the 2x2 layers."""
+    kwargs = BUNDLES["8-12"]
+    bundle = ops_bundle(**kwargs)
+    cfg = _config()
+    sim = NetworkSim(cfg, build_root)
+    codes = np.random.default_rng(7).integers(0, 256, (19, 1, 8, 8))
+    run = sim.run(bundle, codes, name="ops_model")
+    _assert_identical(bundle, codes, run)
+    model = network_cycles(bundle, cfg, len(codes))
+    assert sorted({cfg.batch_for(layer.positions) for layer in bundle.layers}) == [1, 16]
+    for i, layer in enumerate(bundle.layers):
+        got, want = run.layer_clocks[i], model[layer.name].clocks
+        print(f"{layer.name}: RTL {got}, model {want}, {(want - got) / got:+.2%}")
+        assert abs(got - want) <= 0.02 * got, (layer.name, got, want)
+
+
+def test_asqgen_sizes_and_simulates_a_format_3_bundle(tmp_path, build_root, capsys):
+    """``asqgen verilog --bundle`` sizes the engine for the network (its largest layer, the
+    residual add) and ``asqgen sim`` runs it on the 4x4 array of the tests above (the same
+    build), every layer identical to the golden model."""
+    import json
+
+    from asqgen.cli import main
+    from core.bundle import save
+
+    from .bundles import with_reference
+
+    folder = save(with_reference(ops_bundle(**BUNDLES["8-12"])), tmp_path / "ops")
+    assert json.loads((folder / "manifest.json").read_text())["format"] == 3
+    assert main(["verilog", "--bundle", str(folder), "--rows", "4", "--cols", "4", "--out",
+                 str(tmp_path / "v")]) == 0
+    manifest = json.loads((tmp_path / "v" / "manifest.json").read_text())
+    want = _config().as_dict()
+    assert {k: manifest["config"][k] for k in want} == want
+    assert manifest["config"]["residual"] is True and manifest["config"]["max_channels"] == 12
+    assert [layer["out_shape"] for layer in manifest["layers"]][-2:] == [[12, 1, 1], [7]]
+    assert manifest["rescale_registers"]["control"][-4:] == ["clip", "clip_q", "pool_mode",
+                                                             "global_pool"]
+    capsys.readouterr()
+    out = tmp_path / "sim.json"
+    assert main(["sim", "--bundle", str(folder), "--images", "4", "--rows", "4", "--cols", "4",
+                 "--stall", "0.2", "--out", str(build_root), "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["identical"] and [x["identical"] for x in report["layers"]] == [True] * 7
+    assert report["top1_agreement_rtl_pytorch"] == 1.0
+    assert capsys.readouterr().out.rstrip().endswith("PASS: every layer of the RTL equals the "
+                                                     "golden model")
+
+
+def test_average_pooling_other_than_2x2_is_refused():
+    from core.rules import MappingError, check_bundle
+
+    bundle = ops_bundle(**BUNDLES["4-8"])
+    bundle.layers[1].pool = 4
+    with pytest.raises(MappingError, match=r"^layer 'conv2' \(Conv2d \+ AvgPool2d\) cannot be "
+                                           r"mapped to the accelerator: the hardware pools 2x2 "
+                                           r"only, not 4x4; use AvgPool2d\(2\) \(2 times for "
+                                           r"4x4\)$"):
+        check_bundle(bundle)
