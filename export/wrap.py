@@ -55,7 +55,8 @@ from .layers import QConv2d, QLinear, quantized_conv2d, quantized_linear
 __all__ = ["SUPPORTED", "quantize_model", "check_mappable"]
 
 _COMPUTE = (nn.Conv2d, nn.Linear)
-_PLAIN = (nn.BatchNorm2d, nn.BatchNorm1d, nn.ReLU, nn.Dropout, nn.Identity)
+_PLAIN = (nn.BatchNorm2d, nn.BatchNorm1d, nn.ReLU, nn.ReLU6, nn.Dropout, nn.Identity)
+_FOLLOW_CHECKED = (nn.MaxPool2d, nn.Flatten, nn.Hardtanh, nn.AvgPool2d, nn.AdaptiveAvgPool2d)
 
 
 def _refuse(path, module, why=None):
@@ -69,19 +70,45 @@ def _check_leaf(path, m):
         rules.check_conv(path, name, kernel_size=m.kernel_size, stride=m.stride,
                          padding=m.padding, groups=m.groups, dilation=m.dilation,
                          padding_mode=m.padding_mode)
-    elif t is nn.MaxPool2d:
-        rules.check_maxpool(path, name, kernel_size=m.kernel_size, stride=m.stride,
-                            padding=m.padding, dilation=m.dilation, ceil_mode=m.ceil_mode,
-                            return_indices=m.return_indices)
-    elif t is nn.Flatten:
-        if m.start_dim != 1 or m.end_dim != -1:
-            _refuse(path, m, f"only Flatten(1, -1), not Flatten({m.start_dim}, {m.end_dim})")
+    elif t in _FOLLOW_CHECKED:
+        _graph.check_following(path, m)
     elif t is nn.Linear or t in _PLAIN:
         pass
     elif isinstance(m, (QConv2d, QLinear)):
         _refuse(path, m, "the layer is already quantized")
     else:
         _refuse(path, m)
+
+
+def _window_error(path, kind, k, h, w):
+    if k == "square":
+        why = (f"F.avg_pool2d(x, x.size()[3]) over a {h}x{w} map is not a global average "
+               f"pooling (the map is not square)")
+    else:
+        why = (f"its {k}x{k} window does not cover the {h}x{w} map it pools, and the "
+               f"accelerator average-pools 2x2 windows or the whole map")
+    rules.refuse(path, kind, why, "use AvgPool2d(2), or AdaptiveAvgPool2d(1) for a global "
+                                  "average pooling")
+
+
+def _pool_input_hook(path, kind, k):
+    """A forward pre-hook on an ``AvgPool2d(k)``, ``k != 2``: its window must cover the map."""
+    def hook(module, args):
+        h, w = args[0].shape[-2:]
+        if (h, w) != (k, k):
+            _window_error(path, kind, k, h, w)
+    return hook
+
+
+def _layer_output_hook(windows):
+    """A forward hook on a compute module whose layer ends in the global poolings
+    ``windows`` (``export.graph.GraphLayer.windows``): each must cover the map."""
+    def hook(module, args, out):
+        for path, kind, k, pool in windows:
+            h, w = out.shape[-2] // pool, out.shape[-1] // pool
+            if (k == "square" and h != w) or (k != "square" and (h, w) != (k, k)):
+                _window_error(path, kind, k, h, w)
+    return hook
 
 
 class _ChildrenAreLeaves(fx.Tracer):
@@ -161,7 +188,7 @@ def _compute_layers(model):
             _check_chain("", model)
         layers = list(_walk(model))
     except rules.MappingError:
-        if not _graph.has_addition(model):
+        if not _graph.needs_graph(model):
             raise
         return _residual_layers(model)
     if not layers:
@@ -204,22 +231,21 @@ def _share_quantizers(model, layers, acts, bits_of):
                          f"{bits_of[b.path]}-bit, not {acts[a.path]} {bits_of[a.path]}-bit)",
                          "give both the same method (act_method)")
         b.module.act_quantizer = a.module.act_quantizer
-    for node in list(graph.nodes):
-        kind, main = value.get(node, (None, None))
-        shortcut = glayers[main].shortcut if kind == "layer" else None
-        if node.op not in ("call_function", "call_method") or shortcut is None or \
-                glayers[shortcut].projection or value.get(node) is None:
+    for la in glayers:
+        if la.shortcut is None or glayers[la.shortcut].projection:
             continue
-        for arg in node.args:
-            if value.get(arg) == ("layer", shortcut) and glayers[shortcut].path != glayers[
-                    main].path:
-                reader = glayers[owner[shortcut]]
-                if reader.module.act_quantizer is None:
-                    continue
-                with graph.inserting_before(node):
-                    q = graph.call_module(f"{reader.path}.act_quantizer", (arg,))
-                node.replace_input_with(arg, q)
-                break
+        reader = glayers[owner[la.shortcut]]
+        if reader.module.act_quantizer is None:
+            continue
+        node = la.shortcut_reader            # the addition, or an option-A slice or pad
+        arg = next(a for a in node.args if isinstance(a, fx.Node) and
+                   value.get(a) == ("layer", la.shortcut))
+        with graph.inserting_before(node):
+            q = graph.call_module(f"{reader.path}.act_quantizer", (arg,))
+        node.replace_input_with(arg, q)
+    for la in glayers:
+        if la.windows:
+            la.module.register_forward_hook(_layer_output_hook(la.windows))
     graph.lint()
     return fx.GraphModule(model, graph, class_name=type(model).__name__)
 
@@ -360,7 +386,7 @@ def quantize_model(float_model, *, bits, weight_method, act_method, first_bits=8
                              last_bits=last_bits)       # refuse before copying anything
     model = copy.deepcopy(float_model)
     layers = _compute_layers(model)
-    residual = _graph.has_addition(model)
+    residual = _graph.needs_graph(model)
     bits_of = {}
     for i, (path, parent, name, m) in enumerate(layers):
         if i == 0:
@@ -375,5 +401,10 @@ def quantize_model(float_model, *, bits, weight_method, act_method, first_bits=8
                                          act_method=acts[path]))
     if residual:
         model = _share_quantizers(model, layers, acts, bits_of)
+    else:
+        for path, m in model.named_modules():
+            if _graph.is_global_pool(m) and type(m) is nn.AvgPool2d:
+                k = m.kernel_size if isinstance(m.kernel_size, int) else m.kernel_size[0]
+                m.register_forward_pre_hook(_pool_input_hook(path, type(m).__name__, k))
     model.get_submodule(layers[0][0]).register_forward_pre_hook(_warn_negative(layers[0][0]))
     return model
