@@ -454,7 +454,7 @@ def _run(*args, env=None):
 @pytest.mark.parametrize("args, status, message", [
     (["train", "--data", "digits", "--model", "resnet8"], 2,
      "asqgen: error: --model resnet8 does not train on --data digits (the digits take the cnn, "
-     "Fashion-MNIST the resnet8)"),
+     "Fashion-MNIST the resnet8 or the resnet20)"),
     (["train", "--train-images", "10"], 2,
      "asqgen: error: --train-images is for --data fashion-mnist"),
     (["methods", "--train-images", "10", "--no-plot"], 2,
