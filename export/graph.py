@@ -102,7 +102,7 @@ def check_following(path, m, kind=None, prefix=""):
     name = kind or t.__name__
 
     def refuse(path, name, why, fix=None):
-        refuse(path, name, prefix + why, fix)
+        rules.refuse(path, name, prefix + why, fix)
     if t is nn.MaxPool2d:
         rules.check_maxpool(path, name, kernel_size=m.kernel_size, stride=m.stride,
                             padding=m.padding, dilation=m.dilation, ceil_mode=m.ceil_mode,
@@ -114,7 +114,8 @@ def check_following(path, m, kind=None, prefix=""):
     elif t is nn.Hardtanh:
         if m.min_val != 0 or not m.max_val > 0:
             refuse(path, name, f"only Hardtanh(0, t) with t > 0 (a ReLU clipped at t), "
-                                     f"not Hardtanh({m.min_val:g}, {m.max_val:g})")
+                               f"not Hardtanh({m.min_val:g}, {m.max_val:g})",
+                   "use ReLU, ReLU6 or Hardtanh(0, t)")
     elif t is nn.AvgPool2d:
         k = _pair(m.kernel_size)
         stride = k if m.stride is None or m.stride == [] else _pair(m.stride)
@@ -128,7 +129,8 @@ def check_following(path, m, kind=None, prefix=""):
     elif t is nn.AdaptiveAvgPool2d:
         if _pair(m.output_size) != (1, 1):
             refuse(path, name, f"only AdaptiveAvgPool2d(1) (a global average pooling), "
-                                     f"not output_size={m.output_size}")
+                               f"not output_size={m.output_size}",
+                   "use AdaptiveAvgPool2d(1), or AvgPool2d(2)")
 
 
 @dataclass
@@ -140,9 +142,9 @@ class GraphLayer:
     and whether it is a projection. ``shortcut_stride``/``shortcut_pad``: an option-A
     identity shortcut; ``shortcut_reader``: the node that reads the shortcut layer's value
     (the addition, or the first slice or pad of an option-A shortcut); ``windows``: ``(path,
-    kind, k, pool)`` of each average pooling that must cover the map (``k`` its window, or
-    ``"square"`` for ``F.avg_pool2d(x, x.size()[3])``), ``pool`` the 2x2 pooling before it
-    (1 or 2)."""
+    kind, k, pool, prefix)`` of each average pooling that must cover the map (``k`` its window,
+    or ``"square"`` for ``F.avg_pool2d(x, x.size()[3])``), ``pool`` the 2x2 pooling before it
+    (1 or 2), ``prefix`` the functional call and its line, for the refusal."""
 
     path: str
     module: nn.Module
@@ -394,7 +396,7 @@ def analyse_graph(model, *, quantized=False):
             what()
         return value[args[0]], args[0]
 
-    def extend(node, path, m, kind_name, arg=None, window=None, prefix=""):
+    def extend(node, path, m, kind_name, arg=None, window=None, prefix="", label=None):
         if arg is None:
             (kind, i), arg = tensor_arg(node, lambda: rules.refuse(
                 path, kind_name, "it must be called on one tensor"))
@@ -419,12 +421,12 @@ def analyse_graph(model, *, quantized=False):
                 rules.refuse(path, kind_name, prefix + f"it cannot follow what follows {layer.path!r}: "
                                               f"the order must be {ORDER}")
             layer.stage = stage
-            layer.following.append((path, m))
+            layer.following.append((label or path, m))
             if type(m) is nn.AvgPool2d and stage == 4 or window == "square":
                 pool = next((_pair(x.kernel_size)[0] for _, x in layer.following
                              if stage_of(x) == 3), 1)
                 layer.windows.append((path, kind_name, window or _pair(m.kernel_size)[0],
-                                      pool))
+                                      pool, prefix))
         value[node] = ("layer", i)
 
     for node in graph.nodes:
@@ -498,7 +500,7 @@ def analyse_graph(model, *, quantized=False):
             if not isinstance(src, fx.Node) or src not in value:
                 refuse_node(node, f"its forward calls {what} ({node.name}){_where(node)} on "
                                   f"something other than a layer's output")
-            extend(node, path or node.name, m, kind, arg=src, window=window,
+            extend(node, path, m, kind, arg=src, window=window, label=path or node.name,
                    prefix=f"its forward calls {what} ({node.name}){_where(node)}: ")
     if not layers:
         rules.refuse("", type(model).__name__, "it has no Conv2d or Linear layer")

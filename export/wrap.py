@@ -80,15 +80,15 @@ def _check_leaf(path, m):
         _refuse(path, m)
 
 
-def _window_error(path, kind, k, h, w):
+def _window_error(path, kind, k, h, w, prefix=""):
     if k == "square":
         why = (f"F.avg_pool2d(x, x.size()[3]) over a {h}x{w} map is not a global average "
                f"pooling (the map is not square)")
     else:
         why = (f"its {k}x{k} window does not cover the {h}x{w} map it pools, and the "
                f"accelerator average-pools 2x2 windows or the whole map")
-    rules.refuse(path, kind, why, "use AvgPool2d(2), or AdaptiveAvgPool2d(1) for a global "
-                                  "average pooling")
+    rules.refuse(path, kind, prefix + why, "use AvgPool2d(2), or AdaptiveAvgPool2d(1) for a "
+                                           "global average pooling")
 
 
 def _pool_input_hook(path, kind, k):
@@ -104,10 +104,10 @@ def _layer_output_hook(windows):
     """A forward hook on a compute module whose layer ends in the global poolings
     ``windows`` (``export.graph.GraphLayer.windows``): each must cover the map."""
     def hook(module, args, out):
-        for path, kind, k, pool in windows:
+        for path, kind, k, pool, prefix in windows:
             h, w = out.shape[-2] // pool, out.shape[-1] // pool
             if (k == "square" and h != w) or (k != "square" and (h, w) != (k, k)):
-                _window_error(path, kind, k, h, w)
+                _window_error(path, kind, k, h, w, prefix)
     return hook
 
 

@@ -419,8 +419,8 @@ def _net(block, cin=4):
     (nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), _AddInput4(), nn.GELU(),
                    nn.Flatten(), nn.Linear(256, 3)),
      "layer '3' (GELU) cannot be mapped to the accelerator: supported are Conv2d, Linear, "
-     "BatchNorm2d, BatchNorm1d, ReLU, MaxPool2d, Flatten, Dropout, Identity in nn.Sequential "
-     "containers"),
+     "BatchNorm2d, BatchNorm1d, ReLU, ReLU6, Hardtanh, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, "
+     "Flatten, Dropout, Identity in nn.Sequential containers"),
 ])
 def test_unmappable_residual_models_are_refused_naming_the_layer(model, message):
     with pytest.raises(MappingError) as info:
