@@ -1,5 +1,6 @@
 """export.wrap.quantize_model: the recipe per layer, copied weights, refused layers."""
 
+import inspect
 from collections import OrderedDict
 
 import pytest
@@ -114,7 +115,7 @@ class _TorchFlatten(_Chain):
 def test_a_forward_with_torch_flatten_is_read_from_its_graph():
     # Not a plain chain of children, but torch.fx reads it (export.graph): a chain after all.
     model = quantize_model(_TorchFlatten(), bits=4, weight_method="lsq", act_method="lsq")
-    assert isinstance(model.features[0], QConv2d)
+    assert isinstance(model.get_submodule("features.0"), QConv2d)
     assert model.train()(torch.rand(2, 1, 8, 8)).shape == (2, 3)
 
 
@@ -172,8 +173,10 @@ def test_an_addition_that_is_not_a_residual_block_is_refused(model, start):
 
     with pytest.raises(ValueError) as info:
         quantize_model(model, bits=4, weight_method="lsq", act_method="lsq")
+    lines, first = inspect.getsourcelines(_Residual.forward)
+    at = f"test_wrap.py:{first + 2} ({lines[2].strip()})"        # the line that adds
     assert str(info.value) == (f"{start} cannot be mapped to the accelerator: its addition "
-                               f"'add' must add a Conv2d's output (after its batch norm, before "
+                               f"'add' at {at} must add a Conv2d's output (after its batch norm, before "
                                f"its ReLU) and a shortcut; {BLOCK}")
 
 
