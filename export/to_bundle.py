@@ -1,12 +1,18 @@
 """From a trained quantized PyTorch model to a bundle (``core.bundle``), and PyTorch's side of a
 comparison with the golden model.
 
-The model is walked in execution order (containers such as ``nn.Sequential`` are entered).
-Each ``QConv2d`` or ``QLinear`` starts a layer, named by its module path (``"3"``,
-``"features.0"``: the names of ``quantize_model`` and of every report); it may be followed, in
-this order, by a batch norm (folded into a per-channel scale and bias), a ReLU and a
-``MaxPool2d(2)``; a ``Flatten`` may stand before a ``QLinear``; ``Dropout`` and ``Identity``
-are skipped. Anything else is refused with an error naming the module. The hardware's limits
+The model is walked in execution order (containers such as ``nn.Sequential`` are entered), or
+read from its ``torch.fx`` graph when its ``forward`` calls functions (``export.graph``: a
+residual network, functional ReLUs, poolings, flattens). Each ``QConv2d`` or ``QLinear``
+starts a layer, named by its module path (``"3"``, ``"features.0"``: the names of
+``quantize_model`` and of every report); it may be followed, in this order, by a batch norm
+(folded into a per-channel scale and bias), a ReLU or a clipped one (``ReLU6``,
+``Hardtanh(0, t)``: ``clip``), a 2x2 pooling (``MaxPool2d(2)``, or ``AvgPool2d(2)``:
+``pool_mode="avg"``), a global average pooling (``AdaptiveAvgPool2d(1)``, ``x.mean((2, 3))``,
+an ``AvgPool2d`` over the whole map: ``global_pool``); a flatten may stand before a
+``QLinear``; ``Dropout`` and ``Identity`` are skipped. An option-A shortcut gives the layer's
+``shortcut_stride`` and ``shortcut_pad``. Anything else is refused with an error naming the
+module. The hardware's limits
 (``core.rules``) were checked by ``quantize_model`` and are checked again on the bundle by
 ``asqgen verilog --bundle``, ``compare`` and ``sim``; the golden model alone
 (``sim.golden.run_network``) also runs what the hardware cannot (an ASQ adapter on a vector).

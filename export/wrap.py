@@ -21,21 +21,29 @@ on the first forward pass in training mode (``export.quantizers``).
 What can be mapped
 ------------------
 The accelerator runs convolutions and fully connected layers, each followed by an optional
-folded batch norm, ReLU and max pooling (``export.to_bundle``). Accepted modules, by exact type:
-``Conv2d`` (``groups=1``, ``dilation=1``, square kernel, equal strides and equal numeric
-paddings, ``padding_mode="zeros"``), ``Linear``, ``BatchNorm2d``, ``BatchNorm1d``, ``ReLU``,
-``MaxPool2d(2)`` (the hardware pools 2x2 only), ``Flatten`` (from
-dimension 1 to the end), ``Dropout`` and ``Identity`` (skipped at export). Containers are
-``nn.Sequential``; another container module is accepted only if ``torch.fx`` shows its
-``forward`` to be a plain chain through all its children in registration order (which is the
-order the exporter assumes). Everything else (``GELU``, ``LSTM``, ``Conv1d``, ``AvgPool2d``
-(the hardware has no average pooling), a grouped or dilated ``Conv2d``, a ``forward`` with a
-residual addition or ``torch.flatten``, a layer that is already quantized) is refused with a
-``ValueError`` that names the layer's module path and type. The hardware's limits
-(``core.rules``: ASQ on the input of a linear layer, the adapter's size, post/pot weights too
-wide for the rescale, ...) are checked here too, before any training, with the messages that
-``export_bundle`` and ``asqgen verilog/compare/sim`` give. The order of the layers (batch norm
-before ReLU before pooling) is checked at export, not here.
+folded batch norm, ReLU (or a clipped one) and pooling (``export.to_bundle``). Accepted
+modules, by exact type: ``Conv2d`` (``groups=1``, ``dilation=1``, square kernel, equal strides
+and equal numeric paddings, ``padding_mode="zeros"``), ``Linear``, ``BatchNorm2d``,
+``BatchNorm1d``, ``ReLU``, ``ReLU6`` and ``Hardtanh(0, t)`` (a ReLU clipped at 6 or ``t``),
+``MaxPool2d(2)`` and ``AvgPool2d(2)`` (the hardware pools 2x2 windows), a global average
+pooling (``AdaptiveAvgPool2d(1)``, or an ``AvgPool2d`` whose window covers the whole map: the
+returned model checks it in every forward, so the first batch refuses a window that does
+not), ``Flatten`` (from dimension 1 to the end), ``Dropout`` and ``Identity`` (skipped at
+export). Containers are ``nn.Sequential``, or another container module whose ``forward`` is a
+plain chain through all its children in registration order (both read module by module). A
+model whose ``forward`` calls functions (a residual addition, ``F.relu``, ``F.relu6``,
+``F.avg_pool2d``, ``x.mean((2, 3))``, ``torch.flatten``, ResNet's option-A shortcut...) is
+read from its ``torch.fx`` graph instead (``export.graph``, which lists what it maps; the
+result is then an ``fx.GraphModule`` with the same module paths). Everything else (``GELU``,
+``LSTM``, ``Conv1d``, a grouped, depthwise or dilated ``Conv2d``, another function in
+``forward``, a layer that is already quantized) is refused with a ``ValueError``
+(``core.rules.MappingError``) of one line that names the layer's module path and type, or the
+container and the line of its ``forward``. The hardware's limits (``core.rules``: ASQ on the
+input of a linear layer, the adapter's size, post/pot weights too wide for the rescale, ...)
+are checked here too, before any training, with the messages that ``export_bundle`` and
+``asqgen verilog/compare/sim`` give. The order of the layers of a ``Sequential`` (batch norm
+before ReLU before pooling) is checked at export, not here (a ``forward`` read as a graph is
+checked here).
 """
 
 from __future__ import annotations
