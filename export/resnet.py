@@ -14,8 +14,8 @@ The network (``resnet8()``), for ``(1, 14, 14)`` inputs (``export.fashion_mnist`
 ``nn.Module`` with an addition in ``forward``, which ``export.wrap.quantize_model`` maps
 through ``torch.fx`` (``export.graph``). Eight weight layers: the stem, six block convs and the
 classifier (the two projections are counted apart, as in the ResNet papers). The classifier
-reads the max-pooled map instead of a global average (the accelerator has no average
-pooling).
+reads the max-pooled map instead of a global average (the ResNet-8 was defined before the
+bundle had average pooling; ``export.resnet20``'s ResNet-20 has it).
 
 The QAT recipe is the digits one (``export.model``): the first and the last layer 8-bit LSQ,
 every other layer ``bits``-bit weights of the weight method and ``bits``-bit inputs of the
