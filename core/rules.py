@@ -243,7 +243,8 @@ def check_residual(bundle):
     (``asqgen compare``'s per-layer reference codes); the golden model and the hardware run
     such bundles (``sim.golden.run_network``, ``sim.network_sim``)."""
     graph = [la for la in bundle.layers if la.shortcut is not None or la.projection] or [
-        la for la in bundle.layers if la.source is not None]
+        la for i, la in enumerate(bundle.layers)
+        if bundle.source_index(i) != (i - 1 if i else None)]      # a format-3 chain is one
     for layer in graph[:1]:
             what = ("a shortcut projection" if layer.projection else
                     f"a residual add of {layer.shortcut!r}" if layer.shortcut is not None else

@@ -448,3 +448,18 @@ def test_a_window_that_does_not_cover_the_map_is_refused_at_the_first_forward(mo
         f"{name} its 3x3 window does not cover the 4x4 "
         f"map it pools, and the accelerator average-pools 2x2 windows or the whole map; use "
         f"AvgPool2d(2), or AdaptiveAvgPool2d(1) for a global average pooling")
+
+
+def test_compare_runs_a_format_3_chain(tmp_path):
+    """A chain with the new operations is format 3, whose layers name their sources: it is
+    still a chain, which ``asqgen compare`` runs (a residual bundle it refuses)."""
+    from .cli import asqgen
+
+    _, bundle = _trained(_ClipNet("F.relu6"))
+    folder = B.save(bundle, tmp_path / "clip")
+    assert B.load(folder).format == 3
+    done = asqgen("compare", "--bundle", str(folder))
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[2].split()[0] == "conv2" and lines[3].split()[0] == "fc"
+    assert lines[-1].startswith("  output: top-1 agreement ")
