@@ -41,9 +41,8 @@ result is then an ``fx.GraphModule`` with the same module paths). Everything els
 container and the line of its ``forward``. The hardware's limits (``core.rules``: ASQ on the
 input of a linear layer, the adapter's size, post/pot weights too wide for the rescale, ...)
 are checked here too, before any training, with the messages that ``export_bundle`` and
-``asqgen verilog/compare/sim`` give. The order of the layers of a ``Sequential`` (batch norm
-before ReLU before pooling) is checked at export, not here (a ``forward`` read as a graph is
-checked here).
+``asqgen verilog/compare/sim`` give, and so is the order of what follows each compute layer
+(``export.graph.ORDER``: batch norm before ReLU before pooling...).
 """
 
 from __future__ import annotations
@@ -201,7 +200,41 @@ def _compute_layers(model):
         return _residual_layers(model)
     if not layers:
         raise ValueError("the model has no Conv2d or Linear layer")
+    _check_order(model)
     return layers
+
+
+def _leaves(module, prefix=""):
+    """``(path, module)`` of every leaf of a chain, in ``_walk``'s order."""
+    for name, child in module.named_children():
+        path = f"{prefix}.{name}" if prefix else name
+        if type(child) is nn.Sequential or (type(child) not in _COMPUTE and next(
+                child.children(), None) is not None and _user_defined(child)):
+            yield from _leaves(child, path)
+        else:
+            yield path, child
+
+
+def _check_order(model):
+    """The modules after each compute layer of a chain come in ``export.graph.ORDER`` (the
+    graph path checks it as it reads the graph), a pooling after a conv only."""
+    current, stage = None, -1
+    for path, m in _leaves(model):
+        if type(m) in _COMPUTE:
+            current, stage = (path, m), -1
+            continue
+        if type(m) in (nn.Dropout, nn.Identity):
+            continue
+        if current is None:
+            _refuse(path, m, "it comes before the first Conv2d or Linear")
+        s = _graph.stage_of(m)
+        if s < stage or (s == stage and s != 5):
+            _refuse(path, m, f"it cannot follow what follows {current[0]!r}: the order must be "
+                             f"{_graph.ORDER}")
+        if s in (3, 4) and type(current[1]) is nn.Linear:
+            _refuse(path, m, f"it pools the output of the Linear {current[0]!r}: only a "
+                             f"Conv2d's map is pooled")
+        stage = s
 
 
 def _residual_layers(model):

@@ -463,3 +463,22 @@ def test_compare_runs_a_format_3_chain(tmp_path):
     lines = done.stdout.splitlines()
     assert lines[2].split()[0] == "conv2" and lines[3].split()[0] == "fc"
     assert lines[-1].startswith("  output: top-1 agreement ")
+
+
+@pytest.mark.parametrize("model, message", [
+    (_seq(nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.MaxPool2d(2)),
+     "layer '3' (MaxPool2d) cannot be mapped to the accelerator: it cannot follow what follows "
+     "'0': the order must be batch norm, shortcut addition, ReLU (or ReLU6), 2x2 pooling, "
+     f"global average pooling, flatten; supported are {SUPPORTED}"),
+    (nn.Sequential(nn.BatchNorm2d(1), nn.Conv2d(1, 4, 3), nn.Flatten(), nn.Linear(144, 10)),
+     "layer '0' (BatchNorm2d) cannot be mapped to the accelerator: it comes before the first "
+     f"Conv2d or Linear; supported are {SUPPORTED}"),
+    (nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.Linear(144, 16), nn.ReLU6(),
+                   nn.AvgPool2d(2), nn.Linear(16, 10)),
+     "layer '4' (AvgPool2d) cannot be mapped to the accelerator: it pools the output of the "
+     f"Linear '2': only a Conv2d's map is pooled; supported are {SUPPORTED}"),
+], ids=["order", "before-first", "pool-after-linear"])
+def test_a_sequential_in_the_wrong_order_is_refused_before_training(model, message):
+    with pytest.raises(MappingError) as info:
+        quantize_model(model, bits=4, weight_method="post", act_method="asq")
+    assert str(info.value) == message
