@@ -512,16 +512,14 @@ def analyse_graph(model, *, quantized=False):
 def _view(node, value, views, refuse_node, *, stride=1, pad=(0, 0)):
     """An option-A shortcut's subsampling (``stride``) or zero channels (``pad``) of a layer's
     output: ``value[node] = ("view", i)``, ``views[node] = (stride, pad, entry node)``."""
-    what = "subsampling" if isinstance(stride, int) and pad == (0, 0) and \
-        node.op == "call_function" and node.target is operator.getitem else "padding"
+    what = "indexing" if node.target is operator.getitem else "padding"
     kind, i = value[node.args[0]]
     ok = stride is not None and pad is not None and kind in ("layer", "quantized", "view")
+    entry = node                          # the node that reads the layer's value
     if ok and kind == "view":
         s0, p0, entry = views[node.args[0]]
         ok = p0 == (0, 0) and (stride == 1 or s0 == 1)
-        stride, entry = s0 * stride, entry
-    else:
-        entry = node
+        stride = s0 * stride
     if not ok:
         refuse_node(node, f"its {what} {node.name!r}{_where(node)} is not an option-A shortcut "
                           f"(x[:, :, ::s, ::s], then F.pad(x, (0, 0, 0, 0, a, b)) with zeros)",

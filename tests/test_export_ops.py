@@ -482,3 +482,27 @@ def test_a_sequential_in_the_wrong_order_is_refused_before_training(model, messa
     with pytest.raises(MappingError) as info:
         quantize_model(model, bits=4, weight_method="post", act_method="asq")
     assert str(info.value) == message
+
+
+class _Index(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(1, 4, 3, padding=1)
+        self.conv = nn.Conv2d(4, 2, 3, padding=1)
+        self.fc = nn.Linear(128, 10)
+
+    def forward(self, x):
+        x = F.relu(self.stem(x))
+        out = self.conv(x) + x[:, :2]
+        return self.fc(out.flatten(1))
+
+
+def test_other_indexing_is_refused_naming_the_line():
+    with pytest.raises(MappingError) as info:
+        quantize_model(_Index(), bits=4, weight_method="post", act_method="asq")
+    assert str(info.value) == (
+        f"the model (_Index) cannot be mapped to the accelerator: its indexing 'getitem' at "
+        f"{_line(_Index, 'x[:, :2]')} is not an option-A shortcut (x[:, :, ::s, ::s], then "
+        f"F.pad(x, (0, 0, 0, 0, a, b)) with zeros); a residual block returns "
+        f"relu(bn2(conv2(...)) + shortcut), the shortcut being its input or a projection conv "
+        f"with batch norm (export/resnet.py's BasicBlock)")
