@@ -307,6 +307,13 @@ class Bundle:
                                             channels=self.layers[i].out_channels,
                                             bits=src.next_bits)
 
+    def trimmed(self, count):
+        """The same bundle with its first ``count`` reference samples only (every reference
+        array, the layers' PyTorch codes included), for a small committed copy."""
+        from dataclasses import replace
+        return replace(self, reference={k: np.asarray(v)[:count]
+                                        for k, v in self.reference.items()})
+
     def quantize_input(self, images):
         """The input codes ``round(clamp(x / s, 0, 2**bits - 1))`` of float images (numpy
         rounds half to even, as PyTorch does)."""
