@@ -12,9 +12,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from core.bundle import load, save
-
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from core.bundle import load, save                                     # noqa: E402
+
 IMAGES = 16
 
 
@@ -22,15 +24,17 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("bundles", nargs="+", help="bundle folders to copy")
     p.add_argument("--images", type=int, default=IMAGES, help="reference images kept (16)")
+    p.add_argument("--out", default=str(ROOT / "export" / "models"),
+                   help="where the copies go, one folder a model (export/models)")
     args = p.parse_args(argv)
     for folder in args.bundles:
         bundle = load(folder)
         name = bundle.meta.get("model")
         if not name:
             sys.exit(f"{folder}: its meta names no model")
-        out = save(bundle.trimmed(args.images), ROOT / "export" / "models" / name)
+        out = save(bundle.trimmed(args.images), Path(args.out) / name)
         size = sum(f.stat().st_size for f in out.iterdir())
-        print(f"{folder} -> {out.relative_to(ROOT)}: {args.images} reference images, "
+        print(f"{folder} -> {out}: {args.images} reference images, "
               f"{size / 1e6:.2f} MB, test accuracy {bundle.meta.get('test_accuracy')}")
     return 0
 

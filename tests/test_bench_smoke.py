@@ -56,6 +56,17 @@ def test_throughput(build_root, tmp_path):
                              "--out", build_root], 900, tmp_path, "4x4")
 
 
+def test_commit_bundles(tmp_path):
+    """A committed network's bundle, trimmed again to 4 reference images elsewhere."""
+    from core.bundle import load
+
+    out = _smoke("commit_bundles.py", [ROOT / "export" / "models" / "resnet20", "--images", 4,
+                                       "--out", tmp_path / "models"], 300, tmp_path,
+                 "4 reference images")
+    assert "resnet20" in out
+    assert len(load(tmp_path / "models" / "resnet20").reference["codes"]) == 4
+
+
 # Yosys, nextpnr and matplotlib.
 
 def test_pe_area(tmp_path):
