@@ -43,8 +43,8 @@ Two more follow them for signed codes (``core.rescale.LayerRescale.next_signed``
 to ``min_code .. max_code``) and ``res_signed`` (1: an identity shortcut's codes on ``i_res``
 are signed, two's complement in their low ``SHORTCUT_CODE_BITS`` bits, and are sign-extended).
 ``min_code`` is no register of its own: a signed layer's range is ``-2**(b-1) .. 2**(b-1) - 1``,
-so ``min_code = -(max_code + 1)`` (``~max_code``), which the unit derives; ``encode`` checks
-that ``r``'s ``min_code`` is that. Older layers write both as 0 (unsigned codes, as before).
+so ``min_code = -(max_code + 1)`` (``~max_code``, ``core.rescale.LayerRescale.min_code``),
+which the unit derives. Older layers write both as 0 (unsigned codes, as before).
 """
 
 from enum import IntEnum
@@ -157,9 +157,6 @@ def encode(r, *, channels, height, width, pool, relu, max_channels, index_bits,
         raise ValueError(f"clip_q = {r.clip_q} does not fit its {VALUE_BITS - 1} unsigned "
                          f"bits")
     signed_out = bool(r.next_signed) and r.next_bits is not None
-    if signed_out and r.min_code != -(r.max_code + 1):
-        raise ValueError(f"signed codes {r.min_code}..{r.max_code} are not a two's-complement "
-                         f"range (min_code must be -(max_code + 1))")
     if res_signed and residual != "identity":
         raise ValueError("res_signed needs an identity shortcut")
     words = []
