@@ -64,9 +64,9 @@ def selfcheck(p):
 
 def train(p):
     _data(p, "data set (%(default)s); fashion-mnist needs Debian's dataset-fashion-mnist")
-    p.add_argument("--model", choices=("cnn", "resnet8"), default=None,
-                   help="network: cnn (the digits' CNN) or resnet8 (Fashion-MNIST 14x14) "
-                        "(default: the data set's)")
+    p.add_argument("--model", choices=("cnn", "resnet8", "resnet20"), default=None,
+                   help="network: cnn (the digits' CNN), resnet8 or resnet20 (Fashion-MNIST "
+                        "14x14) (default: the data set's, resnet8 for fashion-mnist)")
     p.add_argument("--train-images", type=positive, default=None,
                    help="fashion-mnist: train on this many of the 55,000 training images "
                         "(default all)")
@@ -138,8 +138,8 @@ VERBS = {
                          "engine for a bundle"),
     "selfcheck": (selfcheck, "generate an array, run random products through it on Verilator "
                              "and compare them with the golden model"),
-    "train": (train, "quantization-aware training of the digits network (or of a ResNet-8 on "
-                     "Fashion-MNIST); writes a checkpoint (model.npz + model.json) and its "
+    "train": (train, "quantization-aware training of the digits network (or of a ResNet-8 or "
+                     "ResNet-20 on Fashion-MNIST); writes a checkpoint (model.npz + model.json) and its "
                      "bundle"),
     "methods": (methods, "compare float, LSQ, LSQ+POT, LSQ+POST, ASQ and ASQ+POST on the digits "
                          "(or a ResNet-8 on Fashion-MNIST) over several seeds"),

@@ -59,7 +59,7 @@ def layer_inputs(bundle, codes, golden):
             rows = [x.reshape(1, -1) for x in ins]
         else:
             rows = list(im2col(ins, layer.kernel, layer.stride, layer.padding)
-                        .reshape(len(ins), -1, layer.k))
+                        .reshape(len(ins), -1, layer.product_k))
         yield layer, rows, betas
         if i < len(bundle.layers) - 1:
             ins, betas = golden.layers[i].codes, golden.layers[i].beta

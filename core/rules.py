@@ -56,8 +56,9 @@ MAX_ADAPTER_WEIGHTS = 1 << regmap.MAX_INDEX_BITS   # adapter hidden units x the 
 MAX_POSITIONS = 1 << 16     # output positions of a conv per sample (accumulator buffer depth)
 MAX_K = 1 << 20             # inputs of one output (in_channels x kernel x kernel)
 
-SUPPORTED = ("Conv2d, Linear, BatchNorm2d, BatchNorm1d, ReLU, MaxPool2d, Flatten, Dropout, "
-             "Identity in nn.Sequential containers")
+SUPPORTED = ("Conv2d, Linear, BatchNorm2d, BatchNorm1d, ReLU, ReLU6, Hardtanh, MaxPool2d, "
+             "AvgPool2d, AdaptiveAvgPool2d, Flatten, Dropout, Identity in nn.Sequential "
+             "containers")
 
 
 class MappingError(BundleError):
@@ -117,7 +118,8 @@ def check_conv(name, kind, *, kernel_size, stride, padding, groups=1, dilation=1
     """A ``Conv2d``'s hyper-parameters (as PyTorch gives them): square kernel, one stride, one
     numeric zero padding, no groups or dilation."""
     if groups != 1:
-        refuse(name, kind, f"groups={groups}")
+        refuse(name, kind, f"groups={groups} (a grouped or depthwise convolution: the "
+                           f"accelerator runs groups=1 only)", "use groups=1")
     if _pair(dilation) != (1, 1):
         refuse(name, kind, f"dilation={dilation}")
     if isinstance(padding, str):

@@ -22,7 +22,7 @@ def _needs(bundle):
     hidden = [l.adapter.hidden for l in layers if l.adapter is not None] + [1]
     return {
         "a_bits": max(l.a_bits for l in layers),
-        "max_k": max(l.k for l in layers),
+        "max_k": max(l.product_k for l in layers),
         "max_m": max(l.positions for l in layers),
         "max_channels": max(l.out_channels for l in layers),
         "max_hidden": max(hidden),

@@ -1,4 +1,5 @@
-"""ResNet-8 for Fashion-MNIST: the float network, its QAT recipe, training and bundle.
+"""ResNet-8 for Fashion-MNIST: the float network, its QAT recipe, training and bundle (the
+recipe, training and bundle serve ``export.resnet20``'s ResNet-20 too: ``ResnetRecipe.model``).
 
 The network (``resnet8()``), for ``(1, 14, 14)`` inputs (``export.fashion_mnist`` at 14x14)::
 
@@ -13,8 +14,8 @@ The network (``resnet8()``), for ``(1, 14, 14)`` inputs (``export.fashion_mnist`
 ``nn.Module`` with an addition in ``forward``, which ``export.wrap.quantize_model`` maps
 through ``torch.fx`` (``export.graph``). Eight weight layers: the stem, six block convs and the
 classifier (the two projections are counted apart, as in the ResNet papers). The classifier
-reads the max-pooled map instead of a global average (the accelerator has no average
-pooling).
+reads the max-pooled map instead of a global average (the ResNet-8 was defined before the
+bundle had average pooling; ``export.resnet20``'s ResNet-20 has it).
 
 The QAT recipe is the digits one (``export.model``): the first and the last layer 8-bit LSQ,
 every other layer ``bits``-bit weights of the weight method and ``bits``-bit inputs of the
@@ -36,7 +37,8 @@ from .train import check_recipe
 from .wrap import quantize_model
 
 __all__ = ["INPUT_SHAPE", "FIRST_BITS", "LAST_BITS", "REFERENCE_IMAGES", "BasicBlock",
-           "resnet8", "build_resnet", "ResnetRecipe", "fashion_data", "train_resnet",
+           "resnet8", "MODELS", "network", "build_resnet", "ResnetRecipe", "fashion_data",
+           "train_resnet",
            "resnet_bundle", "golden_agreement"]
 
 INPUT_SHAPE = (1, 14, 14)
@@ -96,6 +98,22 @@ def resnet8(widths=(16, 32, 64), classes=10, size=14):
     return ResNet8(widths, classes, size)
 
 
+MODELS = ("resnet8", "resnet20")
+NAMES = {"resnet8": "ResNet-8", "resnet20": "ResNet-20"}
+
+
+def network(name):
+    """The function that builds the float network ``name`` (one of ``MODELS``):
+    ``resnet8`` here, ``resnet20`` in ``export.resnet20``."""
+    if name == "resnet20":
+        from .resnet20 import resnet20
+
+        return resnet20
+    if name == "resnet8":
+        return resnet8
+    raise ValueError(f"model must be one of {', '.join(MODELS)}, not {name!r}")
+
+
 def build_resnet(*, bits, weight_method, act_method, source=None, widths=(16, 32, 64)):
     """``quantize_model`` of ``source`` (default a fresh ``resnet8(widths)``) with the recipe's
     first and last widths; ``weight_method=act_method=None`` gives the float variant."""
@@ -113,7 +131,7 @@ FORMAT = "asqgen-resnet-checkpoint"
 
 @dataclass(frozen=True)
 class ResnetRecipe:
-    """What ``asqgen train --data fashion-mnist --model resnet8`` trains.
+    """What ``asqgen train --data fashion-mnist --model resnet8`` (or ``resnet20``) trains.
 
     The optimiser and schedule are the digits' (``export.train``: SGD with Nesterov momentum
     0.9, cosine to zero per step, weight decay 1e-4 on conv / linear weights, batch 64, float
@@ -131,21 +149,24 @@ class ResnetRecipe:
     epochs: int = 5
     train_images: int | None = None
     size: int = 14
+    model: str = "resnet8"
 
     def check(self):
-        check_recipe(self, resnet8)
+        build = network(self.model)
+        check_recipe(self, build)
         if self.train_images is not None and not (isinstance(self.train_images, int) and
                                                   self.train_images >= 1):
             raise ValueError(f"train_images must be a positive integer, not "
                              f"{self.train_images!r}")
         if self.size != 14:
-            raise ValueError(f"size must be 14 (the ResNet-8's input), not {self.size!r}")
+            raise ValueError(f"size must be 14 (the {NAMES[self.model]}'s input), not "
+                             f"{self.size!r}")
         return self
 
     def describe(self):
         if self.weight_method is None:
-            return "float ResNet-8"
-        return (f"ResNet-8, {self.bits}-bit {self.weight_method} weights, {self.bits}-bit "
+            return f"float {NAMES[self.model]}"
+        return (f"{NAMES[self.model]}, {self.bits}-bit {self.weight_method} weights, {self.bits}-bit "
                 f"{self.act_method} activations (first and last layers 8-bit lsq)")
 
 
@@ -170,7 +191,7 @@ def _train_float(recipe, data, log, progress):
     with _deterministic():
         np.random.seed(recipe.seed)
         torch.manual_seed(recipe.seed)
-        model = resnet8()
+        model = network(recipe.model)()
         history = _fit(model, epochs=recipe.float_epochs, lr=FLOAT_LR, seed=recipe.seed,
                        phase="float", log=log, progress=progress, data=data[:4],
                        monitor="val")
@@ -193,8 +214,8 @@ def _train_qat(recipe, source, data, log, progress):
 
 def train_resnet(recipe=ResnetRecipe(), *, data=None, log=None, progress=False, source=None):
     """Run ``recipe``: ``(model, info)``. ``data``: ``fashion_data(...)``'s tuple (loaded if
-    ``None``); ``source``: a trained float ResNet-8 to start QAT from (then no float
-    training)."""
+    ``None``); ``source``: a trained float network of ``recipe.model`` to start QAT from (then
+    no float training)."""
     from .train import OPTIMIZER, evaluate
 
     recipe.check()
@@ -210,7 +231,7 @@ def train_resnet(recipe=ResnetRecipe(), *, data=None, log=None, progress=False, 
         model, more = _train_qat(recipe, source, data, log, progress)
         history += more
     model.eval()
-    info = {"format": FORMAT, "version": 1, "data": "fashion-mnist", "model": "resnet8",
+    info = {"format": FORMAT, "version": 1, "data": "fashion-mnist", "model": recipe.model,
             **asdict(recipe), "first_bits": FIRST_BITS, "last_bits": LAST_BITS,
             "train_count": len(data[0]), "test_accuracy": evaluate(model, data[4], data[5])[1],
             "float_test_accuracy": float_acc,
@@ -220,8 +241,8 @@ def train_resnet(recipe=ResnetRecipe(), *, data=None, log=None, progress=False, 
 
 
 def resnet_bundle(model, info, test_x, test_y, count=REFERENCE_IMAGES):
-    """The bundle of a trained quantized ResNet-8 with the first ``count`` test images as its
-    reference inputs."""
+    """The bundle of a trained quantized ResNet (``info["model"]``) with the first ``count``
+    test images as its reference inputs."""
     from .to_bundle import export_bundle
 
     meta = {k: info[k] for k in ("data", "model", "bits", "weight_method", "act_method",

@@ -1,12 +1,18 @@
 """From a trained quantized PyTorch model to a bundle (``core.bundle``), and PyTorch's side of a
 comparison with the golden model.
 
-The model is walked in execution order (containers such as ``nn.Sequential`` are entered).
-Each ``QConv2d`` or ``QLinear`` starts a layer, named by its module path (``"3"``,
-``"features.0"``: the names of ``quantize_model`` and of every report); it may be followed, in
-this order, by a batch norm (folded into a per-channel scale and bias), a ReLU and a
-``MaxPool2d(2)``; a ``Flatten`` may stand before a ``QLinear``; ``Dropout`` and ``Identity``
-are skipped. Anything else is refused with an error naming the module. The hardware's limits
+The model is walked in execution order (containers such as ``nn.Sequential`` are entered), or
+read from its ``torch.fx`` graph when its ``forward`` calls functions (``export.graph``: a
+residual network, functional ReLUs, poolings, flattens). Each ``QConv2d`` or ``QLinear``
+starts a layer, named by its module path (``"3"``, ``"features.0"``: the names of
+``quantize_model`` and of every report); it may be followed, in this order, by a batch norm
+(folded into a per-channel scale and bias), a ReLU or a clipped one (``ReLU6``,
+``Hardtanh(0, t)``: ``clip``), a 2x2 pooling (``MaxPool2d(2)``, or ``AvgPool2d(2)``:
+``pool_mode="avg"``), a global average pooling (``AdaptiveAvgPool2d(1)``, ``x.mean((2, 3))``,
+an ``AvgPool2d`` over the whole map: ``global_pool``); a flatten may stand before a
+``QLinear``; ``Dropout`` and ``Identity`` are skipped. An option-A shortcut gives the layer's
+``shortcut_stride`` and ``shortcut_pad``. Anything else is refused with an error naming the
+module. The hardware's limits
 (``core.rules``) were checked by ``quantize_model`` and are checked again on the bundle by
 ``asqgen verilog --bundle``, ``compare`` and ``sim``; the golden model alone
 (``sim.golden.run_network``) also runs what the hardware cannot (an ASQ adapter on a vector).
@@ -41,7 +47,8 @@ from .quantizers import AsqQuantizer, LsqQuantizer, PostQuantizer, PotQuantizer
 __all__ = ["ExportError", "export_bundle", "torch_trace", "fingerprint", "reference_codes"]
 
 _SKIPPED = (nn.Dropout, nn.Identity)
-_LEAVES = (QConv2d, QLinear, nn.BatchNorm2d, nn.BatchNorm1d, nn.ReLU, nn.MaxPool2d, nn.Flatten)
+_LEAVES = (QConv2d, QLinear, nn.BatchNorm2d, nn.BatchNorm1d, nn.ReLU, nn.ReLU6, nn.Hardtanh,
+           nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Flatten)
 
 
 class ExportError(BundleError):
@@ -64,11 +71,18 @@ def _leaves(module, prefix=""):
 
 def _groups(model):
     """``[(path, compute module, [following modules], graph)]``: ``graph`` is ``None`` for a
-    chain, else ``(source, shortcut, projection)`` as indices into the list
-    (``export.graph``: a residual model)."""
-    if _graph.has_addition(model):
-        return [(la.path, la.module, la.following, (la.source, la.shortcut, la.projection))
-                for la in _graph.analyse(model, quantized=True)]
+    chain, else ``(source, shortcut, projection, shortcut_stride, shortcut_pad)`` with indices
+    into the list (``export.graph``: a model read from its ``forward``). A model read from its
+    ``forward`` that is a chain after all (no shortcut, each layer reading the previous one) is
+    a chain."""
+    if _graph.needs_graph(model):
+        layers = _graph.analyse(model, quantized=True)
+        chain = all(la.shortcut is None and not la.projection and
+                    la.source == (i - 1 if i else None) for i, la in enumerate(layers))
+        return [(la.path, la.module, la.following,
+                 None if chain else (la.source, la.shortcut, la.projection, la.shortcut_stride,
+                                     la.shortcut_pad))
+                for la in layers]
     return [(path, mod, rest, None) for path, mod, rest in _chain_groups(model)]
 
 
@@ -120,31 +134,59 @@ def _act(path, mod):
 
 
 def _following(path, mod, rest, kind):
-    """Folded batch norm, ReLU and pooling after a compute layer."""
+    """Folded batch norm, ReLU (and its clip), pooling and global pooling after a compute
+    layer: a dict of ``Layer`` fields, and ``windows``, ``(path, type, k)`` of each global
+    average pooling whose window ``k`` (or ``"square"``) must cover the map."""
     cout = mod.out_channels if kind == "conv2d" else mod.out_features
     scale = np.ones(cout)
     bias = (mod.bias.detach().double().numpy() if mod.bias is not None else np.zeros(cout))
-    relu, pool, order = False, 0, 0
+    got = dict(relu=False, clip=None, pool=0, pool_mode="max", global_pool=False)
+    windows, order = [], 0
     for p, m in rest:
+        stage = _graph.stage_of(m) if isinstance(m, _LEAVES[2:]) else None
+        if stage is not None and not isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d)):
+            _graph.check_following(p, m)
         if isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d)) and order == 0:
             a = (m.weight.detach().double() / torch.sqrt(m.running_var.double() + m.eps)).numpy()
             bias = a * bias + m.bias.detach().double().numpy() - a * m.running_mean.double().numpy()
             scale = a
             order = 1
-        elif isinstance(m, nn.ReLU) and order <= 1:
-            relu, order = True, 2
-        elif isinstance(m, nn.MaxPool2d) and order <= 2 and kind == "conv2d":
-            rules.check_maxpool(p, type(m).__name__, kernel_size=m.kernel_size, stride=m.stride,
-                                padding=m.padding, dilation=m.dilation, ceil_mode=m.ceil_mode,
-                                return_indices=m.return_indices)
+        elif stage == 2 and order <= 1:
+            got["relu"], order = True, 2
+            if isinstance(m, nn.Hardtanh):                      # ReLU6 too
+                got["clip"] = float(m.max_val)
+        elif stage == 3 and order <= 2 and kind == "conv2d":
             k = m.kernel_size if isinstance(m.kernel_size, int) else m.kernel_size[0]
-            pool, order = k, 3
+            got["pool"], order = k, 3
+            got["pool_mode"] = "avg" if isinstance(m, nn.AvgPool2d) else "max"
+        elif stage == 4 and order <= 3 and kind == "conv2d":
+            got["global_pool"], order = True, 4
+            if isinstance(m, nn.AvgPool2d):
+                windows.append((p, type(m).__name__, m.kernel_size if isinstance(
+                    m.kernel_size, int) else m.kernel_size[0]))
+            elif getattr(m, "square", False):
+                windows.append((p, type(m).__name__, "square"))
         elif isinstance(m, nn.Flatten):
-            order = 4
+            order = 5
         else:
             raise ExportError(f"layer {p!r} ({type(m).__name__}) cannot follow {path!r} here: "
-                              f"the order must be batch norm, ReLU, max pooling, flatten")
-    return scale, bias, relu, pool
+                              f"the order must be {_graph.ORDER}")
+    return scale, bias, got, windows
+
+
+def _check_windows(layer, windows):
+    """Each global average pooling's window covers the map it pools (else ``MappingError``)."""
+    if layer.kind != "conv2d":
+        return
+    _, h, w = layer.pooled_shape
+    for p, kind, k in windows:
+        if (k == "square" and h != w) or (k != "square" and (h, w) != (k, k)):
+            what = (f"F.avg_pool2d(x, x.size()[3]) over a {h}x{w} map is not a global average "
+                    f"pooling (the map is not square)" if k == "square" else
+                    f"its {k}x{k} window does not cover the {h}x{w} map it pools, and the "
+                    f"accelerator average-pools 2x2 windows or the whole map")
+            rules.refuse(p, kind, what, "use AvgPool2d(2), or AdaptiveAvgPool2d(1) for a "
+                                        "global average pooling")
 
 
 def fingerprint(model):
@@ -222,7 +264,7 @@ def export_bundle(model, *, input_shape, reference_inputs=None, reference_labels
                                   f"quantizer: build the model with quantize_model)")
             prev.next_step, prev.next_bits = s_in, a_bits
             prev.adapter = adapter
-        scale, bias, relu, pool = _following(path, mod, rest, kind)
+        scale, bias, ops, windows = _following(path, mod, rest, kind)
         if kind == "conv2d" and len(shape) != 3:
             raise ExportError(f"layer {path!r} ({type(mod).__name__}) takes (C, H, W) inputs, "
                               f"but is given {shape} (input_shape={tuple(input_shape)})")
@@ -233,13 +275,15 @@ def export_bundle(model, *, input_shape, reference_inputs=None, reference_labels
             stride=mod.stride[0] if kind == "conv2d" else 1,
             padding=mod.padding[0] if kind == "conv2d" else 0,
             a_bits=a_bits, w_format=w_format, w_bits=w_bits,
-            frac_bits=numerics.default_frac_bits(w_format, w_bits), relu=relu, pool=pool,
+            frac_bits=numerics.default_frac_bits(w_format, w_bits),
             weight=codes.astype(np.int64), alpha=alpha, bn_scale=scale, bn_bias=bias,
-            s_in=s_in, input_adapter=adapter is not None)
+            s_in=s_in, input_adapter=adapter is not None, **ops)
         if graph is not None:
             layer.source = None if source is None else layers[source].name
             layer.shortcut = None if graph[1] is None else groups[graph[1]][0]
             layer.projection = graph[2]
+            layer.shortcut_stride, layer.shortcut_pad = graph[3], graph[4]
+        _check_windows(layer, windows)
         if layer.in_shape[0] != (mod.in_channels if kind == "conv2d" else mod.in_features):
             raise ExportError(f"layer {path!r} ({type(mod).__name__}) takes "
                               f"{mod.in_channels if kind == 'conv2d' else mod.in_features} "

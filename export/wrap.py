@@ -21,21 +21,28 @@ on the first forward pass in training mode (``export.quantizers``).
 What can be mapped
 ------------------
 The accelerator runs convolutions and fully connected layers, each followed by an optional
-folded batch norm, ReLU and max pooling (``export.to_bundle``). Accepted modules, by exact type:
-``Conv2d`` (``groups=1``, ``dilation=1``, square kernel, equal strides and equal numeric
-paddings, ``padding_mode="zeros"``), ``Linear``, ``BatchNorm2d``, ``BatchNorm1d``, ``ReLU``,
-``MaxPool2d(2)`` (the hardware pools 2x2 only), ``Flatten`` (from
-dimension 1 to the end), ``Dropout`` and ``Identity`` (skipped at export). Containers are
-``nn.Sequential``; another container module is accepted only if ``torch.fx`` shows its
-``forward`` to be a plain chain through all its children in registration order (which is the
-order the exporter assumes). Everything else (``GELU``, ``LSTM``, ``Conv1d``, ``AvgPool2d``
-(the hardware has no average pooling), a grouped or dilated ``Conv2d``, a ``forward`` with a
-residual addition or ``torch.flatten``, a layer that is already quantized) is refused with a
-``ValueError`` that names the layer's module path and type. The hardware's limits
-(``core.rules``: ASQ on the input of a linear layer, the adapter's size, post/pot weights too
-wide for the rescale, ...) are checked here too, before any training, with the messages that
-``export_bundle`` and ``asqgen verilog/compare/sim`` give. The order of the layers (batch norm
-before ReLU before pooling) is checked at export, not here.
+folded batch norm, ReLU (or a clipped one) and pooling (``export.to_bundle``). Accepted
+modules, by exact type: ``Conv2d`` (``groups=1``, ``dilation=1``, square kernel, equal strides
+and equal numeric paddings, ``padding_mode="zeros"``), ``Linear``, ``BatchNorm2d``,
+``BatchNorm1d``, ``ReLU``, ``ReLU6`` and ``Hardtanh(0, t)`` (a ReLU clipped at 6 or ``t``),
+``MaxPool2d(2)`` and ``AvgPool2d(2)`` (the hardware pools 2x2 windows), a global average
+pooling (``AdaptiveAvgPool2d(1)``, or an ``AvgPool2d`` whose window covers the whole map: the
+returned model checks it in every forward, so the first batch refuses a window that does
+not), ``Flatten`` (from dimension 1 to the end), ``Dropout`` and ``Identity`` (skipped at
+export). Containers are ``nn.Sequential``, or another container module whose ``forward`` is a
+plain chain through all its children in registration order (both read module by module). A
+model whose ``forward`` calls functions (a residual addition, ``F.relu``, ``F.relu6``,
+``F.avg_pool2d``, ``x.mean((2, 3))``, ``torch.flatten``, ResNet's option-A shortcut...) is
+read from its ``torch.fx`` graph instead (``export.graph``, which lists what it maps; the
+result is then an ``fx.GraphModule`` with the same module paths). Everything else (``GELU``,
+``LSTM``, ``Conv1d``, a grouped, depthwise or dilated ``Conv2d``, another function in
+``forward``, a layer that is already quantized) is refused with a ``ValueError``
+(``core.rules.MappingError``) of one line that names the layer's module path and type, or the
+container and the line of its ``forward``. The hardware's limits (``core.rules``: ASQ on the
+input of a linear layer, the adapter's size, post/pot weights too wide for the rescale, ...)
+are checked here too, before any training, with the messages that ``export_bundle`` and
+``asqgen verilog/compare/sim`` give, and so is the order of what follows each compute layer
+(``export.graph.ORDER``: batch norm before ReLU before pooling...).
 """
 
 from __future__ import annotations
@@ -55,7 +62,8 @@ from .layers import QConv2d, QLinear, quantized_conv2d, quantized_linear
 __all__ = ["SUPPORTED", "quantize_model", "check_mappable"]
 
 _COMPUTE = (nn.Conv2d, nn.Linear)
-_PLAIN = (nn.BatchNorm2d, nn.BatchNorm1d, nn.ReLU, nn.Dropout, nn.Identity)
+_PLAIN = (nn.BatchNorm2d, nn.BatchNorm1d, nn.ReLU, nn.ReLU6, nn.Dropout, nn.Identity)
+_FOLLOW_CHECKED = (nn.MaxPool2d, nn.Flatten, nn.Hardtanh, nn.AvgPool2d, nn.AdaptiveAvgPool2d)
 
 
 def _refuse(path, module, why=None):
@@ -69,19 +77,45 @@ def _check_leaf(path, m):
         rules.check_conv(path, name, kernel_size=m.kernel_size, stride=m.stride,
                          padding=m.padding, groups=m.groups, dilation=m.dilation,
                          padding_mode=m.padding_mode)
-    elif t is nn.MaxPool2d:
-        rules.check_maxpool(path, name, kernel_size=m.kernel_size, stride=m.stride,
-                            padding=m.padding, dilation=m.dilation, ceil_mode=m.ceil_mode,
-                            return_indices=m.return_indices)
-    elif t is nn.Flatten:
-        if m.start_dim != 1 or m.end_dim != -1:
-            _refuse(path, m, f"only Flatten(1, -1), not Flatten({m.start_dim}, {m.end_dim})")
+    elif t in _FOLLOW_CHECKED:
+        _graph.check_following(path, m)
     elif t is nn.Linear or t in _PLAIN:
         pass
     elif isinstance(m, (QConv2d, QLinear)):
         _refuse(path, m, "the layer is already quantized")
     else:
         _refuse(path, m)
+
+
+def _window_error(path, kind, k, h, w, prefix=""):
+    if k == "square":
+        why = (f"F.avg_pool2d(x, x.size()[3]) over a {h}x{w} map is not a global average "
+               f"pooling (the map is not square)")
+    else:
+        why = (f"its {k}x{k} window does not cover the {h}x{w} map it pools, and the "
+               f"accelerator average-pools 2x2 windows or the whole map")
+    rules.refuse(path, kind, prefix + why, "use AvgPool2d(2), or AdaptiveAvgPool2d(1) for a "
+                                           "global average pooling")
+
+
+def _pool_input_hook(path, kind, k):
+    """A forward pre-hook on an ``AvgPool2d(k)``, ``k != 2``: its window must cover the map."""
+    def hook(module, args):
+        h, w = args[0].shape[-2:]
+        if (h, w) != (k, k):
+            _window_error(path, kind, k, h, w)
+    return hook
+
+
+def _layer_output_hook(windows):
+    """A forward hook on a compute module whose layer ends in the global poolings
+    ``windows`` (``export.graph.GraphLayer.windows``): each must cover the map."""
+    def hook(module, args, out):
+        for path, kind, k, pool, prefix in windows:
+            h, w = out.shape[-2] // pool, out.shape[-1] // pool
+            if (k == "square" and h != w) or (k != "square" and (h, w) != (k, k)):
+                _window_error(path, kind, k, h, w, prefix)
+    return hook
 
 
 class _ChildrenAreLeaves(fx.Tracer):
@@ -161,12 +195,46 @@ def _compute_layers(model):
             _check_chain("", model)
         layers = list(_walk(model))
     except rules.MappingError:
-        if not _graph.has_addition(model):
+        if not _graph.needs_graph(model):
             raise
         return _residual_layers(model)
     if not layers:
         raise ValueError("the model has no Conv2d or Linear layer")
+    _check_order(model)
     return layers
+
+
+def _leaves(module, prefix=""):
+    """``(path, module)`` of every leaf of a chain, in ``_walk``'s order."""
+    for name, child in module.named_children():
+        path = f"{prefix}.{name}" if prefix else name
+        if type(child) is nn.Sequential or (type(child) not in _COMPUTE and next(
+                child.children(), None) is not None and _user_defined(child)):
+            yield from _leaves(child, path)
+        else:
+            yield path, child
+
+
+def _check_order(model):
+    """The modules after each compute layer of a chain come in ``export.graph.ORDER`` (the
+    graph path checks it as it reads the graph), a pooling after a conv only."""
+    current, stage = None, -1
+    for path, m in _leaves(model):
+        if type(m) in _COMPUTE:
+            current, stage = (path, m), -1
+            continue
+        if type(m) in (nn.Dropout, nn.Identity):
+            continue
+        if current is None:
+            _refuse(path, m, "it comes before the first Conv2d or Linear")
+        s = _graph.stage_of(m)
+        if s < stage or (s == stage and s != 5):
+            _refuse(path, m, f"it cannot follow what follows {current[0]!r}: the order must be "
+                             f"{_graph.ORDER}")
+        if s in (3, 4) and type(current[1]) is nn.Linear:
+            _refuse(path, m, f"it pools the output of the Linear {current[0]!r}: only a "
+                             f"Conv2d's map is pooled")
+        stage = s
 
 
 def _residual_layers(model):
@@ -204,22 +272,21 @@ def _share_quantizers(model, layers, acts, bits_of):
                          f"{bits_of[b.path]}-bit, not {acts[a.path]} {bits_of[a.path]}-bit)",
                          "give both the same method (act_method)")
         b.module.act_quantizer = a.module.act_quantizer
-    for node in list(graph.nodes):
-        kind, main = value.get(node, (None, None))
-        shortcut = glayers[main].shortcut if kind == "layer" else None
-        if node.op not in ("call_function", "call_method") or shortcut is None or \
-                glayers[shortcut].projection or value.get(node) is None:
+    for la in glayers:
+        if la.shortcut is None or glayers[la.shortcut].projection:
             continue
-        for arg in node.args:
-            if value.get(arg) == ("layer", shortcut) and glayers[shortcut].path != glayers[
-                    main].path:
-                reader = glayers[owner[shortcut]]
-                if reader.module.act_quantizer is None:
-                    continue
-                with graph.inserting_before(node):
-                    q = graph.call_module(f"{reader.path}.act_quantizer", (arg,))
-                node.replace_input_with(arg, q)
-                break
+        reader = glayers[owner[la.shortcut]]
+        if reader.module.act_quantizer is None:
+            continue
+        node = la.shortcut_reader            # the addition, or an option-A slice or pad
+        arg = next(a for a in node.args if isinstance(a, fx.Node) and
+                   value.get(a) == ("layer", la.shortcut))
+        with graph.inserting_before(node):
+            q = graph.call_module(f"{reader.path}.act_quantizer", (arg,))
+        node.replace_input_with(arg, q)
+    for la in glayers:
+        if la.windows:
+            la.module.register_forward_hook(_layer_output_hook(la.windows))
     graph.lint()
     return fx.GraphModule(model, graph, class_name=type(model).__name__)
 
@@ -360,7 +427,7 @@ def quantize_model(float_model, *, bits, weight_method, act_method, first_bits=8
                              last_bits=last_bits)       # refuse before copying anything
     model = copy.deepcopy(float_model)
     layers = _compute_layers(model)
-    residual = _graph.has_addition(model)
+    residual = _graph.needs_graph(model)
     bits_of = {}
     for i, (path, parent, name, m) in enumerate(layers):
         if i == 0:
@@ -375,5 +442,10 @@ def quantize_model(float_model, *, bits, weight_method, act_method, first_bits=8
                                          act_method=acts[path]))
     if residual:
         model = _share_quantizers(model, layers, acts, bits_of)
+    else:
+        for path, m in model.named_modules():
+            if _graph.is_global_pool(m) and type(m) is nn.AvgPool2d:
+                k = m.kernel_size if isinstance(m.kernel_size, int) else m.kernel_size[0]
+                m.register_forward_pre_hook(_pool_input_hook(path, type(m).__name__, k))
     model.get_submodule(layers[0][0]).register_forward_pre_hook(_warn_negative(layers[0][0]))
     return model

@@ -63,12 +63,15 @@ class LayerShape:
     hidden: int = 0
     final: bool = False
     param_words: int = 0
+    groups: int = 1        # a depthwise conv's channels: ``k`` rows of ``A`` per channel
 
 
 @dataclass
 class LayerCycles:
     """A layer's clocks for ``samples`` samples: ``clocks`` in all (the model), ``mac`` (clocks
-    with an activation vector entering the array), ``ideal`` (``M K N / (rows cols)``)."""
+    with an activation vector entering the array), ``ideal`` (``M K N / (rows cols)``, ``K``
+    the products of one output: ``k * k`` for a depthwise conv, whose ideal is then
+    ``M k k C / (rows cols)``, not that of its zero-padded matrix)."""
 
     clocks: int
     mac: int
@@ -97,17 +100,23 @@ def layer_shape(bundle, i, config):
                           shortcut=layer.shortcut_fixed if residual == "identity" else None,
                           pool_mode=layer.pool_mode, global_pool=layer.global_pool)
     hidden = fixed.w1_q.shape[0] if fixed.adapter == "two" else 0
-    return LayerShape(positions=layer.positions, k=layer.k, n=channels,
+    return LayerShape(positions=layer.positions, k=layer.k, n=channels, groups=layer.groups,
                       w_format=layer.w_format, w_bits=layer.w_bits,
                       out_positions=math.prod(tuple(layer.out_shape)[1:]),
                       adapter=fixed.adapter, hidden=hidden, final=fixed.next_bits is None,
                       param_words=len(words))
 
 
-def _passes_per_block(config, shape):
-    """Passes per block of columns: blocks of ``rows`` of ``K`` (stacked digit terms for
-    ``int`` weights on a ``post``/``pot`` array)."""
+def _passes_per_block(config, shape, block=0):
+    """Passes of block ``block`` of columns: blocks of ``rows`` of ``K`` (stacked digit terms
+    for ``int`` weights on a ``post``/``pot`` array); for a depthwise conv only those that
+    hold the block's own channels' ``k`` rows each (``sim.engine_sim.pass_plan``'s
+    ``skip_zero``: its matrix is block-diagonal)."""
     rows = config.rows
+    if shape.groups > 1:
+        lo = shape.k * config.cols * block
+        hi = min(shape.k * config.cols * (block + 1), shape.k * shape.n)
+        return (hi - 1) // rows - lo // rows + 1
     if shape.w_format == config.w_format and shape.w_bits == config.w_bits:
         return -(-shape.k // rows)
     windows, terms = digit_rows(config, shape.w_bits)
@@ -145,7 +154,6 @@ def _run(config, shape, batches, size):
     steps = cols // config.rescale_lanes
     affine, _, _ = _latencies(config)
     m = size * shape.positions
-    per_block = _passes_per_block(config, shape)
     blocks = -(-shape.n // cols)
     tail = _tail(config, shape)
 
@@ -157,7 +165,7 @@ def _run(config, shape, batches, size):
     for _ in range(batches):
         for b in range(blocks):
             bank = block_no % 2
-            for p in range(per_block):
+            for p in range(_passes_per_block(config, shape, b)):
                 if start is None:
                     begin = rows
                 else:
@@ -187,8 +195,8 @@ def layer_cycles(config, shape, samples):
         clocks += _run(config, shape, full, size)
     if rest:
         clocks += _run(config, shape, 1, rest)
-    mac = samples * shape.positions * _passes_per_block(config, shape) * -(-shape.n //
-                                                                           config.cols)
+    passes = sum(_passes_per_block(config, shape, b) for b in range(-(-shape.n // config.cols)))
+    mac = samples * shape.positions * passes
     ideal = samples * shape.positions * shape.k * shape.n / (config.rows * config.cols)
     return LayerCycles(clocks=clocks, mac=mac, ideal=ideal, samples=samples)
 

@@ -247,12 +247,13 @@ def test_a_global_pool_needs_a_channels_adapter(tmp_path):
 # Depthwise convolutions ------------------------------------------------------------------------
 
 def dw_bundle(seed=0, stride=1):
-    """conv 1 -> 6 (ReLU6) -> depthwise 3x3 over 6 channels (``stride``, ReLU6) -> linear 5."""
+    """conv 1 -> 6 (ReLU6) -> depthwise 3x3 over 6 channels (``stride``, ReLU6, max pooling
+    2x2) -> linear 5."""
     rng = np.random.default_rng(seed)
     stem = _conv("stem", 1, 6, (1, 8, 8), rng, clip=6.0)
-    dw = _conv("dw", 6, 6, (6, 8, 8), rng, stride=stride, clip=6.0, groups=6)
+    dw = _conv("dw", 6, 6, (6, 8, 8), rng, stride=stride, clip=6.0, groups=6, pool=2)
     dw.weight = rng.integers(0, 16, (6, 1, 3, 3))
-    side = 8 // stride
+    side = 8 // stride // 2
     fc = Layer(name="fc", kind="linear", in_shape=(6 * side * side,), out_channels=5, kernel=1,
                stride=1, padding=0, a_bits=4, w_format="int", w_bits=8, frac_bits=0,
                relu=False, pool=0, weight=rng.integers(0, 256, (5, 6 * side * side)),

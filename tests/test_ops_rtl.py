@@ -136,3 +136,30 @@ def test_average_pooling_other_than_2x2_is_refused():
                                            r"only, not 4x4; use AvgPool2d\(2\) \(2 times for "
                                            r"4x4\)$"):
         check_bundle(bundle)
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_depthwise_network_identical_to_golden_and_the_cycle_model(stride, build_root):
+    """A depthwise 3x3 conv of 6 channels (``tests.test_ops.dw_bundle``) on the 4x4 array: the
+    host sends its block-diagonal matrix without the all-zero tiles (9 passes for the first
+    block of 4 channels, 5 for the second of 2). With 20 % stalls every layer equals the golden
+    model; without, every layer is within 2 % of ``gen.cycles``, whose depthwise ideal is
+    ``M * 9 * C / (rows * cols)``."""
+    from .test_ops import dw_bundle
+
+    bundle = dw_bundle(stride=stride)
+    cfg = _config()
+    sim = NetworkSim(cfg, build_root)
+    codes = np.random.default_rng(3).integers(0, 16, (5, 1, 8, 8))
+    run = sim.run(bundle, codes, seed=stride, stall=0.2, backpressure=0.2,
+                  name=f"dw_stalls_{stride}")
+    _assert_identical(bundle, codes, run)
+    model = network_cycles(bundle, cfg, len(codes))
+    dw = model["dw"]
+    assert run.counters[1]["mac"] == dw.mac == len(codes) * bundle.layers[1].positions * 14
+    assert dw.ideal == len(codes) * bundle.layers[1].positions * 9 * 6 / 16
+    run = sim.run(bundle, codes, name=f"dw_model_{stride}")
+    _assert_identical(bundle, codes, run)
+    for i, layer in enumerate(bundle.layers):
+        got, want = run.layer_clocks[i], model[layer.name].clocks
+        assert abs(got - want) <= 0.02 * got, (layer.name, got, want)

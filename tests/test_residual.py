@@ -8,6 +8,7 @@ that the suite needs no Fashion-MNIST. Integers are compared exactly; floats wit
 tolerances stated at each test.
 """
 
+import inspect
 import json
 
 import numpy as np
@@ -426,6 +427,12 @@ class _AddInput4(nn.Module):
         return torch.relu(self.conv(x) + x)
 
 
+def _at(cls):
+    """``file:line (code)`` of the last line of ``cls.forward`` (where it adds)."""
+    lines, first = inspect.getsourcelines(cls.forward)
+    return f"test_residual.py:{first + len(lines) - 1} ({lines[-1].strip()})"
+
+
 def _net(block, cin=4):
     return nn.Sequential(nn.Conv2d(1, cin, 3, padding=1), nn.ReLU(), block, nn.Flatten(),
                          nn.Linear(cin * 64, 3))
@@ -433,16 +440,17 @@ def _net(block, cin=4):
 
 @pytest.mark.parametrize("model, message", [
     (_net(_AddAfterRelu()), "layer '2' (_AddAfterRelu) cannot be mapped to the accelerator: "
-     "its addition 'add' must add a Conv2d's output (after its batch norm, before its ReLU) "
+     f"its addition 'add' at {_at(_AddAfterRelu)} must add a Conv2d's output (after its batch norm, before its ReLU) "
      f"and a shortcut; {BLOCK}"),
     (nn.Sequential(_AddInput(), nn.Flatten(), nn.Linear(64, 3)),
-     "layer '0' (_AddInput) cannot be mapped to the accelerator: its addition 'add' adds the "
+     f"layer '0' (_AddInput) cannot be mapped to the accelerator: its addition 'add' at "
+     f"{_at(_AddInput)} adds the "
      f"model's input: start the network with a Conv2d; {BLOCK}"),
     (nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), _AddInput4(), nn.GELU(),
                    nn.Flatten(), nn.Linear(256, 3)),
      "layer '3' (GELU) cannot be mapped to the accelerator: supported are Conv2d, Linear, "
-     "BatchNorm2d, BatchNorm1d, ReLU, MaxPool2d, Flatten, Dropout, Identity in nn.Sequential "
-     "containers"),
+     "BatchNorm2d, BatchNorm1d, ReLU, ReLU6, Hardtanh, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, "
+     "Flatten, Dropout, Identity in nn.Sequential containers"),
 ])
 def test_unmappable_residual_models_are_refused_naming_the_layer(model, message):
     with pytest.raises(MappingError) as info:
@@ -476,7 +484,13 @@ def _run(*args, env=None):
 @pytest.mark.parametrize("args, status, message", [
     (["train", "--data", "digits", "--model", "resnet8"], 2,
      "asqgen: error: --model resnet8 does not train on --data digits (the digits take the cnn, "
-     "Fashion-MNIST the resnet8)"),
+     "Fashion-MNIST the resnet8 or the resnet20)"),
+    (["train", "--data", "digits", "--model", "resnet20"], 2,
+     "asqgen: error: --model resnet20 does not train on --data digits (the digits take the cnn, "
+     "Fashion-MNIST the resnet8 or the resnet20)"),
+    (["train", "--data", "fashion-mnist", "--model", "cnn"], 2,
+     "asqgen: error: --model cnn does not train on --data fashion-mnist (the digits take the "
+     "cnn, Fashion-MNIST the resnet8 or the resnet20)"),
     (["train", "--train-images", "10"], 2,
      "asqgen: error: --train-images is for --data fashion-mnist"),
     (["methods", "--train-images", "10", "--no-plot"], 2,

@@ -1,5 +1,5 @@
-"""``asqgen train``: quantization-aware training of the digits CNN, or of the ResNet-8 on
-Fashion-MNIST; writes the checkpoint and its bundle."""
+"""``asqgen train``: quantization-aware training of the digits CNN, or of the ResNet-8 or the
+ResNet-20 on Fashion-MNIST; writes the checkpoint and its bundle."""
 
 import time
 from pathlib import Path
@@ -9,8 +9,8 @@ import torch
 from core.bundle import save
 from core.errors import DataError, UsageError
 from core.rules import MappingError
-from export.resnet import (REFERENCE_IMAGES, ResnetRecipe, fashion_data, golden_agreement,
-                           resnet_bundle, train_resnet)
+from export.resnet import (MODELS, REFERENCE_IMAGES, ResnetRecipe, fashion_data,
+                           golden_agreement, resnet_bundle, train_resnet)
 from export.train import Recipe, save_checkpoint, train
 
 from ..options import given
@@ -20,11 +20,11 @@ from .export import save_bundle
 def run(args):
     torch.set_num_threads(1)
     model_name = args.model or ("resnet8" if args.data == "fashion-mnist" else "cnn")
-    if (args.data == "fashion-mnist") != (model_name == "resnet8"):
+    if (args.data == "fashion-mnist") != (model_name in MODELS):
         raise UsageError(f"--model {model_name} does not train on --data {args.data} (the "
-                         f"digits take the cnn, Fashion-MNIST the resnet8)")
+                         f"digits take the cnn, Fashion-MNIST the resnet8 or the resnet20)")
     if args.data == "fashion-mnist":
-        return _train_resnet(args)
+        return _train_resnet(args, model_name)
     if args.train_images is not None:
         raise UsageError("--train-images is for --data fashion-mnist")
     try:
@@ -49,8 +49,9 @@ def run(args):
     return 0
 
 
-def _train_resnet(args):
-    """``--data fashion-mnist``: the ResNet-8 (``export.resnet``), its checkpoint, its bundle
+def _train_resnet(args, model_name):
+    """``--data fashion-mnist``: the ResNet-8 (``export.resnet``) or the ResNet-20
+    (``export.resnet20``), its checkpoint, its bundle
     (the first ``REFERENCE_IMAGES`` test images as reference inputs) and the golden model
     against PyTorch on the whole test set."""
     d = ResnetRecipe()
@@ -59,7 +60,7 @@ def _train_resnet(args):
                               seed=args.seed,
                               float_epochs=given(args.float_epochs, d.float_epochs),
                               epochs=given(args.epochs, d.epochs),
-                              train_images=args.train_images).check()
+                              train_images=args.train_images, model=model_name).check()
     except (ValueError, MappingError) as e:
         raise UsageError(str(e)) from None
     data = fashion_data(recipe.train_images, recipe.size)
