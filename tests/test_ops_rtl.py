@@ -113,8 +113,9 @@ def test_asqgen_sizes_and_simulates_a_format_3_bundle(tmp_path, build_root, caps
     assert {k: manifest["config"][k] for k in want} == want
     assert manifest["config"]["residual"] is True and manifest["config"]["max_channels"] == 12
     assert [layer["out_shape"] for layer in manifest["layers"]][-2:] == [[12, 1, 1], [7]]
-    assert manifest["rescale_registers"]["control"][-4:] == ["clip", "clip_q", "pool_mode",
-                                                             "global_pool"]
+    assert manifest["rescale_registers"]["control"][-6:] == ["clip", "clip_q", "pool_mode",
+                                                             "global_pool", "next_signed",
+                                                             "res_signed"]
     capsys.readouterr()
     out = tmp_path / "sim.json"
     assert main(["sim", "--bundle", str(folder), "--images", "4", "--rows", "4", "--cols", "4",
@@ -263,3 +264,29 @@ def test_bottleneck_cycle_model_matches_the_rtl(build_root):
         got, want = run.layer_clocks[i], model[layer.name].clocks
         print(f"{layer.name}: RTL {got}, model {want}, {(want - got) / got:+.2%}")
         assert abs(got - want) <= 0.02 * got, (layer.name, got, want)
+
+
+def test_asqgen_sizes_and_simulates_a_signed_bundle(tmp_path, build_root, capsys):
+    """``asqgen verilog --bundle`` builds a signed engine for the bottleneck network (its
+    manifest says ``signed_acts``) and ``asqgen sim`` runs it (the build of the tests above),
+    every layer identical to the golden model."""
+    import json
+
+    from asqgen.cli import main
+    from core.bundle import save
+
+    from .bundles import with_reference
+
+    folder = save(with_reference(_bottleneck(1, True)), tmp_path / "neck")
+    assert main(["verilog", "--bundle", str(folder), "--rows", "4", "--cols", "4", "--out",
+                 str(tmp_path / "v")]) == 0
+    manifest = json.loads((tmp_path / "v" / "manifest.json").read_text())
+    want = _signed_config().as_dict()
+    assert {k: manifest["config"][k] for k in want} == want
+    assert manifest["config"]["signed_acts"] is True
+    capsys.readouterr()
+    out = tmp_path / "sim.json"
+    assert main(["sim", "--bundle", str(folder), "--images", "4", "--rows", "4", "--cols", "4",
+                 "--stall", "0.2", "--out", str(build_root), "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["identical"] and [x["identical"] for x in report["layers"]] == [True] * 6
