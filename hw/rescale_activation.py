@@ -31,7 +31,8 @@ class Activation(wiring.Component):
     a lane with ``res_m``, ``res_sh``, ``beta.res`` and no bias); or a projection's ``z``,
     ``res`` as it is. The codes are ``res``'s low ``RESIDUAL_CODE_BITS`` bits: unsigned, or
     with ``res_signed`` (the shortcut layer's ``next_signed``) two's complement, sign-extended
-    (the bits above are ignored, so the codes may come as ``o_out`` gave them). Without ``residual`` the stage has neither the ports nor the logic.
+    (the bits above are ignored, so the codes may come as ``o_out`` gave them). Without
+    ``residual`` the stage has neither the ports nor the logic.
 
     ``LATENCY = Affine.latency(acc_bits) + 2`` clocks from the inputs to ``u`` (stage Z1
     adds the operand, Z2 applies the ReLU and the clip: one comparison of 31 bits with

@@ -46,7 +46,11 @@ in sample order, taken with the sample's first vector. A layer with a shortcut (
 block's second conv, ``core.rescale.rescale_residual``) takes a second operand on ``i_res``,
 a vector with every vector of ``i_acc``: an identity shortcut's codes, rescaled by the same
 affine map with the shortcut's ``res_m``, ``res_sh`` and ``beta`` (``i_beta``'s ``res``), or a
-projection layer's ``z``, added to ``z`` as it is; the ReLU follows the sum. The host writes a
+projection layer's ``z``, added to ``z`` as it is; the ReLU follows the sum. Signed codes
+(``core.regmap``'s ``next_signed`` and ``res_signed``: a linear bottleneck's output and the
+identity shortcut that reads it) are clamped to the signed range by ``Requantizer`` and leave as
+two's complement in ``Requantizer.CODE_BITS`` bits; a signed shortcut's codes are sign-extended
+from as many bits. The host writes a
 layer's parameters only after every output of the previous layer has left. All memories have
 synchronous read ports and no reset (block RAM or LUT RAM).
 """
