@@ -11,6 +11,11 @@ model) and the measured clocks are printed beside the model's. Run it with::
 
     ./dev python bench/throughput.py            # the model: a second
     ./dev python bench/throughput.py --rtl      # and the RTL: a build per configuration
+
+A second table gives the paper's networks (the committed bundles in ``export/models/``: the
+ResNet-8, the ResNet-20 and the MobileNet-V2 for Fashion-MNIST) on the same arrays, per
+network and per kind of layer (3x3 and 1x1 convs, depthwise convs against their own ideal
+``M 9 C / (rows cols)``, the rest), from the model.
 """
 
 import argparse
@@ -28,6 +33,7 @@ from core.sizing import config_for_bundle                             # noqa: E4
 from hw.accelerator import Accelerator                               # noqa: E402
 
 SIZES = (4, 8, 16)
+NETWORKS = ("resnet8", "resnet20", "mobilenetv2")      # export/models/<name>, if committed
 BATCHES = (1, 4, 16)
 LANES = (1, 0)          # 0: a lane per column
 
@@ -61,6 +67,44 @@ def costs(config):
     batch = sum(v for k, v in bits.items() if k.endswith(("mem_beta_in", "mem_s")))
     return {"shadow_ffs": shadow, "second_bank_bits": bank, "batch_bits": batch,
             "all_memory_bits": sum(bits.values())}
+
+
+def _kind(layer):
+    if layer.depthwise:
+        return "depthwise"
+    if layer.kind == "conv2d" and layer.kernel in (1, 3) and layer.w_format != "int":
+        return f"{layer.kernel}x{layer.kernel}"
+    return "other"
+
+
+def networks_table(sizes, lanes, images):
+    """Per committed network and configuration: cycles per image, the ideal, the utilisation
+    over the network and per kind of layer."""
+    kinds = ("3x3", "1x1", "depthwise", "other")
+    print(f"\nthe paper's networks (export/models/), {images} images: cycles per image, "
+          f"ideal, utilisation; by kind of layer: utilisation (share of the cycles)")
+    print(f"{'network':>12} {'array':>6} {'lanes':>5} {'cycles':>8} {'ideal':>7} {'util':>6}  "
+          + "  ".join(f"{k:>17}" for k in kinds))
+    for name in NETWORKS:
+        folder = ROOT / "export" / "models" / name
+        if not (folder / "manifest.json").exists():
+            continue
+        bundle = load(folder)
+        for size, lane in ((s, n) for s in sizes for n in lanes):
+            cfg = config_for_bundle(bundle, rows=size, cols=size).replace(
+                rescale_lanes=lane or size)
+            model = network_cycles(bundle, cfg, images)
+            total = sum(c.clocks for c in model.values())
+            ideal = sum(c.ideal for c in model.values())
+            cells = []
+            for kind in kinds:
+                part = [model[la.name] for la in bundle.layers if _kind(la) == kind]
+                clocks = sum(c.clocks for c in part)
+                cells.append("-" if not part else
+                             f"{sum(c.ideal for c in part) / clocks:.1%} ({clocks / total:.0%})")
+            print(f"{name:>12} {size}x{size:<4} {lane or size:>5} {total / images:>8.0f} "
+                  f"{ideal / images:>7.0f} {ideal / total:>6.1%}  "
+                  + "  ".join(f"{c:>17}" for c in cells))
 
 
 def measure(config, bundle, images, root):
@@ -112,6 +156,7 @@ def main():
         print(f"{size}x{size:<4} {batch:>5} {lanes or size:>5}  "
               + "  ".join(f"{x:>21}" for x in cells)
               + f"  {total:>7.0f}{measured} {ideal:>6.0f} {total / ideal:>7.2f}")
+    networks_table(args.sizes, args.lanes, args.images)
     print("\nwhat the double buffering and the batching cost (beside the engine's memory):")
     print(f"{'array':>6} {'batch':>5} {'shadow FFs':>10} {'2nd bank bits':>13} "
           f"{'batch bits':>10} {'all memory bits':>15}")

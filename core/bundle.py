@@ -307,6 +307,13 @@ class Bundle:
                                             channels=self.layers[i].out_channels,
                                             bits=src.next_bits)
 
+    def trimmed(self, count):
+        """The same bundle with its first ``count`` reference samples only (every reference
+        array, the layers' PyTorch codes included), for a small committed copy."""
+        from dataclasses import replace
+        return replace(self, reference={k: np.asarray(v)[:count]
+                                        for k, v in self.reference.items()})
+
     def quantize_input(self, images):
         """The input codes ``round(clamp(x / s, 0, 2**bits - 1))`` of float images (numpy
         rounds half to even, as PyTorch does)."""
@@ -358,8 +365,9 @@ GRAPH_SCHEMA = {"source": Field(str, optional=True), "shortcut": Field(str, opti
                 "projection": Field(bool)}
 OPS_SCHEMA = {"clip": Field(float, 1e-6, BIAS_LIMIT, optional=True), "pool_mode": Field(str),
               "global_pool": Field(bool), "shortcut_stride": _INT(1, MAX_KERNEL),
-              "shortcut_pad": _INT(0, MAX_DIM), "groups": _INT(1, MAX_DIM),
-              "a_signed": Field(bool), "next_signed": Field(bool)}
+              "shortcut_pad": _INT(0, MAX_DIM), "groups": Field(int, 1, MAX_DIM, optional=True),
+              "a_signed": Field(bool, optional=True), "next_signed": Field(bool, optional=True)}
+_OPS_DEFAULTS = {"groups": 1, "a_signed": False, "next_signed": False}   # when absent
 _OPS = tuple(OPS_SCHEMA)
 ADAPTER_SCHEMA = {"layers": _INT(1, 2), "input": Field(str)}
 # The code's fixed-point constants, which the manifest repeats and the loader compares.
@@ -662,7 +670,8 @@ def _load_layer(r, i, entry, in_shape, in_bits, in_step, last, graph=False, ops=
         next_step=None if v["next_step"] is None else float(v["next_step"]),
         next_bits=v["next_bits"], adapter=adapter, source=v.get("source"),
         shortcut=v.get("shortcut"), projection=projection,
-        **({k: v[k] for k in _OPS} if ops else {}))
+        **({k: _OPS_DEFAULTS[k] if v[k] is None and k in _OPS_DEFAULTS else v[k]
+            for k in _OPS} if ops else {}))
     if ops:
         _check_ops(layer, w, last)
     _check(np.all(layer.alpha > 0), f"arrays.npz: {p}.alpha must be positive")

@@ -16,6 +16,7 @@ import os
 import shutil
 import tempfile
 import zipfile
+import zlib
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -120,12 +121,13 @@ def npz_bytes(arrays, *, compress=False):
     bytes."""
     buf = io.BytesIO()
     method = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
-    with zipfile.ZipFile(buf, "w", compression=method,
-                         compresslevel=9 if compress else None) as z:
+    with zipfile.ZipFile(buf, "w") as z:
         for name, value in arrays.items():
             member = io.BytesIO()
             np.lib.format.write_array(member, np.asarray(value), allow_pickle=False)
-            z.writestr(zipfile.ZipInfo(f"{name}.npy", date_time=_ZIP_DATE), member.getvalue())
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=_ZIP_DATE)
+            info.compress_type = method         # a ZipInfo's own method, not the archive's
+            z.writestr(info, member.getvalue(), compresslevel=9 if compress else None)
     return buf.getvalue()
 
 
@@ -166,7 +168,7 @@ def read_npz(path, error):
             except error:
                 raise
             except (zipfile.BadZipFile, OSError, EOFError, ValueError, zipfile.LargeZipFile,
-                    NotImplementedError) as e:
+                    NotImplementedError, zlib.error) as e:     # zlib: a corrupt deflated member
                 raise error(f"{where}: unreadable or truncated ({e})") from None
     return arrays
 

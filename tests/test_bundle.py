@@ -206,3 +206,20 @@ def test_a_vector_adapter_must_read_the_whole_vector(tmp_path):
                                   input="vector")
     B.save(b, tmp_path / "b")
     assert B.load(tmp_path / "b").layers[1].adapter.inputs == 128
+
+
+def test_a_saved_bundle_is_deflated_and_loads(tmp_path):
+    """Every member of ``arrays.npz`` is deflated (the committed bundles stay small), and the
+    same bundle gives the same bytes twice."""
+    import zipfile
+
+    from .bundles import random_bundle
+
+    a = B.save(random_bundle(), tmp_path / "a") / "arrays.npz"
+    b = B.save(random_bundle(), tmp_path / "b") / "arrays.npz"
+    with zipfile.ZipFile(a) as z:
+        assert {i.compress_type for i in z.infolist()} == {zipfile.ZIP_DEFLATED}
+        assert sum(i.compress_size for i in z.infolist()) < sum(
+            i.file_size for i in z.infolist()) / 2
+    assert a.read_bytes() == b.read_bytes()
+    B.load(a.parent)
