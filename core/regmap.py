@@ -37,6 +37,14 @@ pooling and global average pooling") come after the older ones, whose indices ar
 each sample's channel sums ``S`` requantized, one position). ``encode`` writes every control
 register for every layer, so a layer of an older bundle sets them to 0 (the plain ReLU, max
 pooling, ``u`` out) whatever the layer before it set.
+
+Two more follow them for signed codes (``core.rescale.LayerRescale.next_signed``, bundle format
+3's ``next_signed``): ``next_signed`` (1: the layer's output codes are two's complement, clamped
+to ``min_code .. max_code``) and ``res_signed`` (1: an identity shortcut's codes on ``i_res``
+are signed, two's complement in their low ``SHORTCUT_CODE_BITS`` bits, and are sign-extended).
+``min_code`` is no register of its own: a signed layer's range is ``-2**(b-1) .. 2**(b-1) - 1``,
+so ``min_code = -(max_code + 1)`` (``~max_code``, ``core.rescale.LayerRescale.min_code``),
+which the unit derives. Older layers write both as 0 (unsigned codes, as before).
 """
 
 from enum import IntEnum
@@ -45,7 +53,7 @@ from . import rescale
 
 __all__ = ["Region", "CONTROL", "ADAPTER_KINDS", "REGION_BITS", "MIN_INDEX_BITS",
            "MAX_INDEX_BITS", "VALUE_BITS", "FIELD_BITS", "RESIDUAL_KINDS", "index_bits_for",
-           "POOL_MODE_KINDS", "max_words", "address_bits", "address", "encode", "check_beta",
+           "POOL_MODE_KINDS", "SHORTCUT_CODE_BITS", "max_words", "address_bits", "address", "encode", "check_beta",
            "manifest"]
 
 REGION_BITS = 4
@@ -78,13 +86,17 @@ class Region(IntEnum):
 #: on the rescale unit's ``i_beta`` stream.)
 CONTROL = ("channels", "height", "width", "pool", "relu", "final", "adapter", "hidden", "sh1",
            "shb", "bb", "m_s", "sh_req", "max_code", "residual",
-           "clip", "clip_q", "pool_mode", "global_pool")
+           "clip", "clip_q", "pool_mode", "global_pool", "next_signed", "res_signed")
 
 #: ``LayerRescale.adapter`` as the ``adapter`` register holds it.
 ADAPTER_KINDS = {"none": 0, "one": 1, "two": 2}
 
 #: What a layer adds before its ReLU, as the ``residual`` register holds it.
 RESIDUAL_KINDS = {"none": 0, "identity": 1, "projection": 2}
+
+#: An identity shortcut's codes are at most this wide (``core.numerics.ACT_BITS``): a signed
+#: one's sign is bit ``SHORTCUT_CODE_BITS - 1`` of what ``i_res`` carries.
+SHORTCUT_CODE_BITS = 8
 
 #: ``core.bundle.Layer.pool_mode`` as the ``pool_mode`` register holds it.
 POOL_MODE_KINDS = {"max": 0, "avg": 1}
@@ -124,7 +136,8 @@ def address(region, index, index_bits):
 
 
 def encode(r, *, channels, height, width, pool, relu, max_channels, index_bits,
-           residual="none", shortcut=None, pool_mode="max", global_pool=False):
+           residual="none", shortcut=None, pool_mode="max", global_pool=False,
+           res_signed=False):
     """The ``(address, value)`` words of a layer's ``LayerRescale`` ``r`` (the control
     registers last; the host marks the final word ``last``). ``residual`` is a key of
     ``RESIDUAL_KINDS``; an ``"identity"`` residual needs the shortcut's ``LayerRescale``
@@ -133,7 +146,8 @@ def encode(r, *, channels, height, width, pool, relu, max_channels, index_bits,
     (the stride of ``w1``) and ``index_bits`` its map's index width
     (``core.config.ArrayConfig.index_bits``). ``pool_mode`` is a key of ``POOL_MODE_KINDS``;
     ``global_pool`` requantizes the channel sums (a layer that is not the last); the clip is
-    ``r.clip_q``'s."""
+    ``r.clip_q``'s, the signed output codes ``r.next_signed``'s; ``res_signed``: an
+    ``"identity"`` shortcut's codes are signed (its layer's ``next_signed``)."""
     if pool_mode not in POOL_MODE_KINDS:
         raise ValueError(f"pool_mode must be one of {', '.join(POOL_MODE_KINDS)}, not "
                          f"{pool_mode!r}")
@@ -142,6 +156,9 @@ def encode(r, *, channels, height, width, pool, relu, max_channels, index_bits,
     if r.clip_q is not None and not 0 <= r.clip_q < 1 << (VALUE_BITS - 1):
         raise ValueError(f"clip_q = {r.clip_q} does not fit its {VALUE_BITS - 1} unsigned "
                          f"bits")
+    signed_out = bool(r.next_signed) and r.next_bits is not None
+    if res_signed and residual != "identity":
+        raise ValueError("res_signed needs an identity shortcut")
     words = []
     for c in range(channels):
         words += [(address(Region.m, c, index_bits), int(r.m[c])),
@@ -170,6 +187,7 @@ def encode(r, *, channels, height, width, pool, relu, max_channels, index_bits,
         "max_code": 0 if final else r.max_code, "residual": RESIDUAL_KINDS[residual],
         "clip": int(r.clip_q is not None), "clip_q": r.clip_q or 0,
         "pool_mode": POOL_MODE_KINDS[pool_mode], "global_pool": int(global_pool),
+        "next_signed": int(signed_out), "res_signed": int(bool(res_signed)),
     }
     words += [(address(Region.control, CONTROL.index(k), index_bits), int(v))
               for k, v in control.items()]

@@ -27,6 +27,7 @@ def _needs(bundle):
         "max_channels": max(l.out_channels for l in layers),
         "max_hidden": max(hidden),
         "residual": any(bundle.residual_kind(i)[0] != "none" for i in range(len(layers))),
+        "signed_acts": any(l.a_signed for l in layers),
     }
 
 
@@ -66,6 +67,12 @@ def check_fits(bundle, config):
             if need and not have:
                 raise UsageError("the bundle has residual blocks; the engine is built without "
                                  "the residual add (residual=False)")
+            continue
+        if key == "signed_acts":
+            if need and not have:
+                name = next(l.name for l in bundle.layers if l.a_signed)
+                raise UsageError(f"layer {name!r} reads signed codes; the array is built for "
+                                 f"unsigned activations (signed_acts=False)")
             continue
         if need > have:
             raise UsageError(f"the bundle needs {key}={need}, the array has {key}={have}")

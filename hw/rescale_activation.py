@@ -1,6 +1,6 @@
 """The rescale unit's first arithmetic: a slice of sums to activations, every lane at once."""
 
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -29,7 +29,10 @@ class Activation(wiring.Component):
     The operand, chosen by ``residual`` (``core.regmap.RESIDUAL_KINDS``): nothing; an identity
     shortcut's codes ``res`` rescaled as ``core.rescale.shortcut_operand`` does (an ``Affine``
     a lane with ``res_m``, ``res_sh``, ``beta.res`` and no bias); or a projection's ``z``,
-    ``res`` as it is. Without ``residual`` the stage has neither the ports nor the logic.
+    ``res`` as it is. The codes are ``res``'s low ``RESIDUAL_CODE_BITS`` bits: unsigned, or
+    with ``res_signed`` (the shortcut layer's ``next_signed``) two's complement, sign-extended
+    (the bits above are ignored, so the codes may come as ``o_out`` gave them). Without
+    ``residual`` the stage has neither the ports nor the logic.
 
     ``LATENCY = Affine.latency(acc_bits) + 2`` clocks from the inputs to ``u`` (stage Z1
     adds the operand, Z2 applies the ReLU and the clip: one comparison of 31 bits with
@@ -47,7 +50,7 @@ class Activation(wiring.Component):
         field = {name: signed(regmap.FIELD_BITS.get(name, regmap.VALUE_BITS))
                  for name in ("m", "sh", "bias", "res_m", "res_sh")}
         residual_ports = {
-            "res": In(slice_layout(lanes)), "residual": In(2),
+            "res": In(slice_layout(lanes)), "residual": In(2), "res_signed": In(1),
             "res_m": In(_lanes_of(field["res_m"], lanes)),
             "res_sh": In(_lanes_of(field["res_sh"], lanes)),
         } if residual else {}
@@ -81,7 +84,11 @@ class Activation(wiring.Component):
             if self._residual:
                 m.submodules[f"shortcut_{lane}"] = shortcut = Affine(RESIDUAL_CODE_BITS + 1,
                                                                      latency=main_latency)
-                m.d.comb += [shortcut.acc.eq(self.res[lane]), shortcut.beta_in.eq(self.beta.res),
+                # The codes' low RESIDUAL_CODE_BITS bits, sign-extended when signed.
+                code = self.res[lane].as_unsigned()[:RESIDUAL_CODE_BITS]
+                top = Mux(self.res_signed, code[-1], 0)
+                m.d.comb += [shortcut.acc.eq(Cat(code, top).as_signed()),
+                             shortcut.beta_in.eq(self.beta.res),
                              shortcut.m.eq(self.res_m[lane]), shortcut.sh.eq(self.res_sh[lane]),
                              shortcut.bias.eq(0)]
                 projection = delay(m, self.res[lane], main_latency, name=f"projection_{lane}",

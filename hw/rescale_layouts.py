@@ -16,8 +16,9 @@ __all__ = ["param_layout", "acc_layout", "beta_layout", "residual_layout", "outp
            "slice_layout", "meta_layout", "rotate", "memory_ports", "check_lanes",
            "RESIDUAL_CODE_BITS"]
 
-#: An identity shortcut's operands are codes of at most this many bits (unsigned).
-RESIDUAL_CODE_BITS = 8
+#: An identity shortcut's operands are codes of at most this many bits (unsigned, or two's
+#: complement when the shortcut's codes are signed: ``core.regmap``'s ``res_signed``).
+RESIDUAL_CODE_BITS = regmap.SHORTCUT_CODE_BITS
 
 
 def param_layout(index_bits):

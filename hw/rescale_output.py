@@ -17,6 +17,9 @@ class Output(wiring.Component):
     """A sample's outputs on ``o_out``: ``core.rescale.requantize`` of its activations ``u``
     (``Requantizer`` a lane, with the sample's ``recip``), or ``u`` as it is for the last
     layer (``final``: ``core.rescale.logits_q``), gathered into vectors of ``cols`` values.
+    With ``signed`` (the layer's ``next_signed``) the codes are clamped to the signed range
+    and each value is the code's two's complement in its low ``Requantizer.CODE_BITS`` bits,
+    0 above (the host sign-extends it); unsigned codes are the codes.
 
     The activations are read from the ``u`` memory, whose read port is the unit's: ``u_addr``
     (for as long as ``run`` is high), the data registered once more and given on ``u_data``
@@ -47,7 +50,7 @@ class Output(wiring.Component):
         u_addr = range(max(2, u_depth))
         super().__init__({
             "o_out": Out(stream.Signature(output_layout(cols))),
-            "load": In(1), "run": In(1), "final": In(1), "sums": In(1),
+            "load": In(1), "run": In(1), "final": In(1), "sums": In(1), "signed": In(1),
             "channels": In(range(max_channels + 1)), "recip": In(unsigned(DIV_BITS)),
             "sh_req": In(signed(SHIFT_BITS)), "max_code": In(unsigned(regmap.VALUE_BITS - 1)),
             "beta": In(unsigned(BETA_BITS)),
@@ -80,7 +83,8 @@ class Output(wiring.Component):
         for lane in range(lanes):
             m.submodules[f"requantizer_{lane}"] = rq = Requantizer()
             m.d.comb += [rq.u.eq(self.u_data[lane]), rq.recip.eq(self.recip),
-                         rq.sh_req.eq(self.sh_req), rq.max_code.eq(self.max_code)]
+                         rq.sh_req.eq(self.sh_req), rq.max_code.eq(self.max_code),
+                         rq.signed.eq(self.signed)]
             z_out = delay(m, self.u_data[lane], Requantizer.LATENCY, name=f"z_out_{lane}",
                           reset_less=True)
             m.d.comb += codes[lane].eq(Mux(self.final, z_out, rq.code))

@@ -5,7 +5,7 @@
 ``Rounder``       ``rshift(x, n) + addend``                               ``core.rescale.rshift``
 ``Affine``        ``rshift(acc * beta_in * m, sh) + bias``               ``core.rescale.affine``
 ``Reciprocal``    ``R = numerator // beta``, one bit per clock          ``LayerRescale.reciprocal``
-``Requantizer``   ``clamp(rshift(u * R, sh_req), 0, max_code)``         ``core.rescale.requantize``
+``Requantizer``   ``clamp(rshift(u * R, sh_req), min_code, max_code)``  ``core.rescale.requantize``
 
 Every stage has at most one adder (or one comparison) of 64 bits between two registers, so
 that the unit runs at the array's clock (100 MHz and more on an ECP5). The pipelined stages
@@ -305,17 +305,26 @@ class Reciprocal(wiring.Component):
 
 
 class Requantizer(wiring.Component):
-    """``code = clamp(rshift(u * recip, sh_req), 0, max_code)`` for codes of at most
+    """``code = clamp(rshift(u * recip, sh_req), min_code, max_code)`` for codes of at most
     ``CODE_BITS`` bits (``max_code < 2**CODE_BITS``): ``Product``, then five stages that never
     form the whole rounded value. ``LATENCY`` clocks.
 
+    Unsigned codes (``signed`` low): ``min_code = 0``. Signed codes (``signed`` high,
+    ``core.rescale.LayerRescale.next_signed``): ``min_code = -(max_code + 1)`` (``~max_code``,
+    two's complement), and ``code`` is the code's two's complement in ``CODE_BITS`` bits (the
+    host sign-extends it); an unsigned code is the code itself.
+
     With ``p = u * recip`` and ``t = p >> (sh - 1)`` (``sh > 0``) or ``p << -sh``, the rounded
-    value is ``(t + 1) >> 1`` or ``t``; it is above ``max_code`` whenever ``t >= 2**(CODE_BITS +
-    2)`` (``hi``: a set bit of ``p`` at or above bit ``sh - 1 + CODE_BITS + 2``, or
-    ``CODE_BITS + 2 + sh``), and below 0 exactly when ``p`` is. So stage 1 registers ``p``,
-    the OR of its bits from each position up and the shift; stage 2 takes ``hi`` (one bit of
-    that OR) and the low ``CODE_BITS + 3`` bits of ``t`` (a barrel shifter that narrow);
-    stage 3 rounds (an adder), stage 4 compares with ``max_code``, stage 5 clamps.
+    value is ``(t + 1) >> 1`` or ``t``. ``t`` lies in ``-2**(CODE_BITS + 2) .. 2**(CODE_BITS +
+    2) - 1`` exactly when every bit of ``p`` at or above bit ``sh - 1 + CODE_BITS + 2`` (or
+    ``CODE_BITS + 2 + sh``) equals ``p``'s sign; otherwise (``hi``) the value is beyond either
+    end of the clamp, by its sign. For unsigned codes ``hi`` is the OR of those bits (a set
+    bit: above ``max_code``) and a negative ``p`` is 0; for signed codes it is the OR of those
+    bits XOR the sign (a bit that differs from it). So stage 1 registers ``p``, the OR of its
+    bits (XOR the sign when signed) from each position up and the shift; stage 2 takes ``hi``
+    (one bit of that OR) and the low ``CODE_BITS + 3`` bits of ``t`` (a barrel shifter that
+    narrow), signed; stage 3 rounds (an adder), stage 4 compares with ``max_code`` and
+    ``min_code`` (side by side, ``CODE_BITS + 3`` bits against the register), stage 5 clamps.
     """
 
     #: The widest code (``core.numerics.ACT_BITS``).
@@ -327,7 +336,7 @@ class Requantizer(wiring.Component):
         super().__init__({
             "u": In(signed(WIDE_BITS)), "recip": In(unsigned(DIV_BITS)),
             "sh_req": In(signed(SHIFT_BITS)), "max_code": In(unsigned(regmap.VALUE_BITS - 1)),
-            "en": In(1, init=1), "code": Out(unsigned(regmap.VALUE_BITS - 1)),
+            "signed": In(1), "en": In(1, init=1), "code": Out(unsigned(self.CODE_BITS)),
         })
 
     def elaborate(self, platform):
@@ -336,25 +345,31 @@ class Requantizer(wiring.Component):
         m.d.comb += [p.en.eq(self.en), p.a.eq(self.u), p.b.eq(self.recip)]
         sh = delay(m, self.sh_req, p.LATENCY, self.en, "sh", reset_less=True)
         top = delay(m, self.max_code, p.LATENCY + 3, self.en, "max_code", reset_less=True)
+        sgn = delay(m, self.signed, p.LATENCY, self.en, "signed", reset_less=True)
+        sgn4 = delay(m, sgn, 3, self.en, "signed4", reset_less=True)
         left = rescale.MAX_LEFT_SHIFT
         low = self.CODE_BITS + 3                  # the bits of t below 2**(CODE_BITS + 2), +1
-        # Stage 1: p, the OR of its bits from each position up, the shift of t and of hi.
+        # Stage 1: p, the OR of its bits (XOR the sign) from each position up, the shift.
         x = Signal(signed(WIDE_BITS), reset_less=True)
-        above = Signal(WIDE_BITS, reset_less=True)    # above[i] = p[i:] has a set bit
+        above = Signal(WIDE_BITS, reset_less=True)    # above[i] = p[i:] has a bit != sign
         amount = Signal(range(rescale.MAX_RIGHT_SHIFT + left), reset_less=True)
         right, right2 = Signal(reset_less=True), Signal(reset_less=True)
         # Stage 2: negative, hi, the low bits of t; stage 3: y, t rounded.
         neg, hi = Signal(reset_less=True), Signal(reset_less=True)
-        t = Signal(low, reset_less=True)
+        t = Signal(signed(low), reset_less=True)
         neg3, hi3 = Signal(reset_less=True), Signal(reset_less=True)
-        y = Signal(low, reset_less=True)
-        # Stage 4: the comparison with max_code; stage 5: the code.
-        over, neg4 = Signal(reset_less=True), Signal(reset_less=True)
-        y4, top4 = Signal(low, reset_less=True), Signal.like(self.max_code, reset_less=True)
-        # above[i] = p[i:].any(), in three levels of 4-input ORs (blocks of 4, 16, 64 bits).
-        # Each level a signal of its own (a slice of a ``Cat`` of expressions would make the
-        # simulator evaluate the whole ``Cat`` for every bit).
-        bits = p.p.as_unsigned()
+        y = Signal(signed(low), reset_less=True)
+        # Stage 4: the comparisons with max_code and min_code; stage 5: the code.
+        over, under = Signal(reset_less=True), Signal(reset_less=True)
+        y4, top4 = Signal(signed(low), reset_less=True), Signal.like(self.max_code,
+                                                                     reset_less=True)
+        bottom4 = Signal(signed(len(self.max_code) + 1), reset_less=True)
+        # above[i] = (p ^ sign)[i:].any(), in three levels of 4-input ORs (blocks of 4, 16, 64
+        # bits). Each level a signal of its own (a slice of a ``Cat`` of expressions would
+        # make the simulator evaluate the whole ``Cat`` for every bit).
+        flip = sgn & p.p[-1]
+        bits = Signal(WIDE_BITS, name="differs")
+        m.d.comb += bits.eq(p.p.as_unsigned() ^ flip.replicate(WIDE_BITS))
         for span in (4, 16, 64):
             level = Signal(WIDE_BITS, name=f"above_{span}")
             m.d.comb += level.eq(Cat(*(Cat(*(bits[j] for j in range(i, min(i + span, WIDE_BITS),
@@ -365,12 +380,18 @@ class Requantizer(wiring.Component):
         with m.If(self.en):
             m.d.sync += [x.eq(p.p), right.eq(sh > 0), above.eq(bits),
                          amount.eq(_shift_amount(sh))]
-            # t = (p << left) >> amount; hi: a set bit of p at or above amount + low - 1 - left.
+            # t = (p << left) >> amount; hi: a bit of p at or above amount + low - 1 - left
+            # set (unsigned) or not the sign (signed). Beyond bit 63 every bit is the sign.
             m.d.sync += [neg.eq(x < 0), right2.eq(right),
                          hi.eq(Cat(above[low - 1 - left:], Signal(rescale.MAX_RIGHT_SHIFT + left))
                                .bit_select(amount, 1)),
-                         t.eq(_shifted(x, amount)[:low])]
+                         t.eq(_shifted(x, amount)[:low].as_signed())]
             m.d.sync += [y.eq(Mux(right2, (t + 1) >> 1, t)), neg3.eq(neg), hi3.eq(hi)]
-            m.d.sync += [over.eq(hi3 | (y > top)), neg4.eq(neg3), y4.eq(y), top4.eq(top)]
-            m.d.sync += self.code.eq(Mux(neg4, 0, Mux(over, top4, y4)))
+            # Unsigned: below 0 exactly when p is; above max_code when hi or y is. Signed:
+            # beyond the range by the sign when hi, else by y's comparisons.
+            m.d.sync += [over.eq(Mux(hi3, ~neg3, y > top)),
+                         under.eq(Mux(sgn4 & ~hi3, y < Cat(~top, 1).as_signed(), neg3)),
+                         y4.eq(y), top4.eq(top),
+                         bottom4.eq(Mux(sgn4, Cat(~top, 1).as_signed(), 0))]
+            m.d.sync += self.code.eq(Mux(under, bottom4, Mux(over, top4, y4))[:self.CODE_BITS])
         return m

@@ -46,7 +46,11 @@ in sample order, taken with the sample's first vector. A layer with a shortcut (
 block's second conv, ``core.rescale.rescale_residual``) takes a second operand on ``i_res``,
 a vector with every vector of ``i_acc``: an identity shortcut's codes, rescaled by the same
 affine map with the shortcut's ``res_m``, ``res_sh`` and ``beta`` (``i_beta``'s ``res``), or a
-projection layer's ``z``, added to ``z`` as it is; the ReLU follows the sum. The host writes a
+projection layer's ``z``, added to ``z`` as it is; the ReLU follows the sum. Signed codes
+(``core.regmap``'s ``next_signed`` and ``res_signed``: a linear bottleneck's output and the
+identity shortcut that reads it) are clamped to the signed range by ``Requantizer`` and leave as
+two's complement in ``Requantizer.CODE_BITS`` bits; a signed shortcut's codes are sign-extended
+from as many bits. The host writes a
 layer's parameters only after every output of the previous layer has left. All memories have
 synchronous read ports and no reset (block RAM or LUT RAM).
 """
@@ -82,7 +86,7 @@ def _control_shapes(max_c, max_p, max_h):
             "bb": signed(regmap.VALUE_BITS), "m_s": unsigned(MANT_BITS - 1),
             "sh_req": signed(SHIFT_BITS), "max_code": unsigned(regmap.VALUE_BITS - 1),
             "residual": 2, "clip": 1, "clip_q": unsigned(CLIP_BITS), "pool_mode": 1,
-            "global_pool": 1}
+            "global_pool": 1, "next_signed": 1, "res_signed": 1}
 
 
 class RescaleUnit(wiring.Component):
@@ -229,7 +233,8 @@ class RescaleUnit(wiring.Component):
         lane_ports = {Region.m: act.m, Region.sh: act.sh, Region.bias: act.bias}
         if has_res:
             lane_ports.update({Region.res_m: act.res_m, Region.res_sh: act.res_sh})
-            m.d.comb += [act.res.eq(drain.a_res), act.residual.eq(reg["residual"])]
+            m.d.comb += [act.res.eq(drain.a_res), act.residual.eq(reg["residual"]),
+                         act.res_signed.eq(reg["res_signed"])]
         for r, port in lane_ports.items():
             for lane in range(lanes):
                 m.d.comb += [ports[r][lane].addr.eq(drain.paddr),
@@ -289,7 +294,7 @@ class RescaleUnit(wiring.Component):
         m.d.comb += [output.recip.eq(divider.quotient), output.sh_req.eq(reg["sh_req"]),
                      output.max_code.eq(reg["max_code"]), output.final.eq(final),
                      output.channels.eq(reg["channels"]), output.beta.eq(adapter.beta),
-                     output.sums.eq(gap),
+                     output.sums.eq(gap), output.signed.eq(reg["next_signed"]),
                      output.sample_base.eq(Mux(gap, t_s, t_u)),
                      output.out_last.eq(Mux(gap, steps - 1, drain.out_last)),
                      output.u_data.eq(u_data)]

@@ -35,12 +35,13 @@ from core import regmap
 from core.errors import UsageError
 
 from . import verilator
+from .array_sim import act_bits
 from .benches.common import CLOCK_NS
 from .design import Design
 from .engine_sim import pass_plan
 from .harness import OWN_CLOCK_ARGS, OWN_CLOCK_MAKE, CosimHarness, Depths, program_layout, rewrite
 from .payload import pack, unpack
-from .rescale_sim import acc_vectors, output_order
+from .rescale_sim import acc_vectors, output_order, signed_codes
 
 __all__ = ["CosimSim", "CosimPlan", "LayerResult", "thresholds", "SPEED_ARGS", "SPEED_MAKE",
            "TOP"]
@@ -112,7 +113,8 @@ class CosimPlan:
     def activations(self, rows, plan):
         """The activation words of one batch's ``A`` (``m x K``, the samples' rows one after
         the other), stacked by ``plan``: block by block of ``rows`` columns, ``m`` vectors
-        each."""
+        each; for an array with signed activations (``config.signed_acts``), two's-complement
+        codes in sign and magnitude (``sim.array_sim.act_bits``)."""
         r = self.config.rows
         rows = plan.stack(rows)
         m, k = rows.shape
@@ -120,7 +122,8 @@ class CosimPlan:
         padded = np.zeros((m, blocks * r), dtype=np.int64)
         padded[:, :k] = rows
         vectors = padded.reshape(m, blocks, r).transpose(1, 0, 2).reshape(blocks * m, r)
-        return pack(self.layouts["a"], vectors)
+        # A signed array takes each activation as its magnitude and sign (``act_bits``).
+        return pack(self.layouts["a"], act_bits(self.config.product_format, vectors))
 
     def params(self, words):
         """``i_param`` words of ``(address, value, last)`` triples."""
@@ -224,8 +227,10 @@ class CosimPlan:
             s0 += len(group)
         return runs
 
-    def collect(self, runs, results):
-        """A ``LayerResult`` from the runs of one layer and what the bench read back."""
+    def collect(self, runs, results, *, signed=False):
+        """A ``LayerResult`` from the runs of one layer and what the bench read back;
+        ``signed``: the layer's codes are signed (``next_signed``), read as two's complement
+        in their low ``Requantizer.CODE_BITS`` bits (``sim.rescale_sim.signed_codes``)."""
         values, betas, cycles, lasts_ok, clocks = [], [], [], True, 0
         counters = dict.fromkeys((*COUNTERS, "tail"), 0)
         cols = self.config.cols
@@ -244,7 +249,9 @@ class CosimPlan:
             clocks += res["clocks"]
             for key in counters:
                 counters[key] += res["counters"][key]
-        return LayerResult(values=np.concatenate(values), betas=np.concatenate(betas),
+        values = np.concatenate(values)
+        return LayerResult(values=signed_codes(values) if signed else values,
+                           betas=np.concatenate(betas),
                            cycles=np.concatenate(cycles), lasts_ok=lasts_ok, clocks=clocks,
                            counters=counters)
 

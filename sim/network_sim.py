@@ -18,7 +18,7 @@ from core.sizing import check_fits
 
 from .cosim import CosimSim, thresholds
 from .golden import check_codes, im2col
-from .rescale_sim import param_words
+from .rescale_sim import as_sent, param_words
 
 __all__ = ["NetworkSim", "NetworkRun", "check_network", "drive", "layer_params", "layer_rows",
            "accumulator_shape"]
@@ -48,15 +48,23 @@ def accumulator_shape(layer):
     return layer.conv_shape
 
 
-def layer_params(layer, config, residual="none"):
+def layer_params(layer, config, residual="none", res_signed=False):
     """The layer's ``i_param`` words, ``(address, value, last)`` (``core.regmap``), for the
-    engine of ``config``."""
+    engine of ``config``; ``res_signed``: an identity shortcut's codes are signed."""
     c, h, w = accumulator_shape(layer)
     return param_words(layer.fixed, channels=c, height=h, width=w, pool=layer.pool,
                        relu=layer.relu, max_channels=config.max_channels,
                        index_bits=config.index_bits, residual=residual,
                        shortcut=layer.shortcut_fixed if residual == "identity" else None,
-                       pool_mode=layer.pool_mode, global_pool=layer.global_pool)
+                       pool_mode=layer.pool_mode, global_pool=layer.global_pool,
+                       res_signed=res_signed)
+
+
+def _signed_shortcut(bundle, i):
+    """Whether layer ``i``'s identity shortcut reads signed codes (its layer's
+    ``next_signed``)."""
+    kind, k = bundle.residual_kind(i)
+    return kind == "identity" and bool(bundle.layers[k].next_signed)
 
 
 def layer_rows(layer, codes):
@@ -81,7 +89,8 @@ def check_network(plan, bundle):
         plan.check_layer(layer.name, positions=layer.positions, W=layer.weight_matrix,
                          w_format=layer.w_format, w_bits=layer.w_bits, channels=channels,
                          out_positions=positions, skip_zero=layer.depthwise,
-                         params=len(layer_params(layer, plan.config, bundle.residual_kind(i)[0])))
+                         params=len(layer_params(layer, plan.config, bundle.residual_kind(i)[0],
+                                                 _signed_shortcut(bundle, i))))
 
 
 def drive(plan, bundle, codes, *, seed=0, stall=0.0, backpressure=0.0):
@@ -96,29 +105,37 @@ def drive(plan, bundle, codes, *, seed=0, stall=0.0, backpressure=0.0):
     the projection's ``z`` as its second operand (``i_res``). An option-A shortcut's codes
     are subsampled and placed among zero channels here, on the host
     (``core.rescale.shortcut_codes``, format 3), as im2col is; a layer that ends in a global
-    pooling returns one vector of codes per block of channels and sample."""
+    pooling returns one vector of codes per block of channels and sample. Signed codes (a
+    layer's ``next_signed``) come back as two's complement in their low bits and are read as
+    such; a signed shortcut's codes go to ``i_res`` as they came (``res_signed``: the unit
+    sign-extends them), and a layer that reads signed codes has them checked first."""
     ones = np.full(len(codes), BETA_ONE, dtype=np.int64)
     run = NetworkRun()
     for i, layer in enumerate(bundle.layers):
         j = bundle.source_index(i)
         inputs, betas = (codes, ones) if j is None else (run.outputs[j], run.betas[j])
+        if layer.a_signed:                # two's-complement codes in the layer's range
+            check_codes(f"layer {layer.name!r}'s input codes", inputs, layer.a_bits,
+                        ndim=inputs.ndim, signed=True)
         channels, positions = _outputs(layer)
         kind, k = bundle.residual_kind(i)
+        res_signed = _signed_shortcut(bundle, i)
         extra = {}
         if kind == "identity":
             operand = shortcut_codes(run.outputs[k], stride=layer.shortcut_stride,
                                      pad=layer.shortcut_pad, channels=layer.out_channels)
-            extra = dict(residual=list(operand), residual_betas=run.betas[k])
+            extra = dict(residual=list(as_sent(operand, res_signed)),
+                         residual_betas=run.betas[k])
         elif kind == "projection":
             extra = dict(residual=list(run.outputs[k]), residual_betas=ones)
         runs = plan.layer_runs(
             W=layer.weight_matrix, w_format=layer.w_format, w_bits=layer.w_bits,
             samples_rows=layer_rows(layer, inputs), betas=betas,
-            param_words=layer_params(layer, plan.config, kind), channels=channels,
+            param_words=layer_params(layer, plan.config, kind, res_signed), channels=channels,
             out_positions=positions, stall=stall, backpressure=backpressure, name=layer.name,
             skip_zero=layer.depthwise, **extra)
         results = yield i, runs, thresholds(seed + i, stall, backpressure)
-        out = plan.collect(runs, results)
+        out = plan.collect(runs, results, signed=bool(layer.fixed.next_signed))
         if not out.lasts_ok:
             raise AssertionError(f"layer {layer.name!r}: o_out's last flag is not on the "
                                  f"final word of every sample")

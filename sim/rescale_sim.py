@@ -10,10 +10,13 @@ from core import regmap
 from hw.rescale_unit import (RescaleUnit, acc_layout, beta_layout, output_layout,
                              param_layout, residual_layout)
 
+from hw.rescale_stages import Requantizer
+
 from .design import Design
 from .payload import Payload
 
-__all__ = ["RescaleSim", "Sample", "acc_vectors", "param_words", "output_order"]
+__all__ = ["RescaleSim", "Sample", "acc_vectors", "param_words", "output_order", "signed_codes",
+           "as_sent"]
 
 TOP = "asq_rescale"
 
@@ -26,7 +29,8 @@ class Sample:
     operand (the shape of ``acc``: codes, or a projection's ``z``), the identity shortcut's
     ``LayerRescale`` and its ``beta``; ``pool_mode`` (``"max"`` or ``"avg"``: the window's
     sum) and ``global_pool`` (the outputs are the channel sums requantized, one position). The
-    clip is ``fixed.clip_q``'s."""
+    clip is ``fixed.clip_q``'s, signed output codes ``fixed.next_signed``'s; ``res_signed``: the
+    identity shortcut's codes are signed."""
 
     acc: np.ndarray
     beta_in: int
@@ -39,6 +43,22 @@ class Sample:
     res_beta: int = 1
     pool_mode: str = "max"
     global_pool: bool = False
+    res_signed: bool = False
+
+
+def signed_codes(values):
+    """Signed output codes as the host reads them from ``o_out``: each value's low
+    ``Requantizer.CODE_BITS`` bits, two's complement (``hw.rescale_output.Output``)."""
+    bits = Requantizer.CODE_BITS
+    v = np.asarray(values, dtype=np.int64) & ((1 << bits) - 1)
+    return v - ((v >> (bits - 1)) << bits)
+
+
+def as_sent(codes, signed):
+    """An identity shortcut's codes as the host sends them on ``i_res``: as ``o_out`` gave
+    them (signed codes in their low ``CODE_BITS`` bits; the unit sign-extends them)."""
+    codes = np.asarray(codes, dtype=np.int64)
+    return codes & ((1 << Requantizer.CODE_BITS) - 1) if signed else codes
 
 
 def acc_vectors(accs, lanes):
@@ -67,13 +87,14 @@ def output_order(values, channels, positions, lanes):
 
 
 def param_words(fixed, *, channels, height, width, pool, relu, max_channels, index_bits,
-                residual="none", shortcut=None, pool_mode="max", global_pool=False):
+                residual="none", shortcut=None, pool_mode="max", global_pool=False,
+                res_signed=False):
     """A layer's ``i_param`` words as ``(address, value, last)``: ``core.regmap.encode``'s, the
     final one marked ``last``."""
     words = regmap.encode(fixed, channels=channels, height=height, width=width, pool=pool,
                           relu=relu, max_channels=max_channels, index_bits=index_bits,
                           residual=residual, shortcut=shortcut, pool_mode=pool_mode,
-                          global_pool=global_pool)
+                          global_pool=global_pool, res_signed=res_signed)
     return [(a, v, int(i == len(words) - 1)) for i, (a, v) in enumerate(words)]
 
 
@@ -111,7 +132,7 @@ class RescaleSim(Design):
                             relu=first.relu, max_channels=self.max_channels,
                             index_bits=self.index_bits, residual=first.residual,
                             shortcut=first.shortcut, pool_mode=first.pool_mode,
-                            global_pool=first.global_pool)
+                            global_pool=first.global_pool, res_signed=first.res_signed)
         vectors, lasts = acc_vectors(np.stack([self._shape(s)[0] for s in batch]), self.cols)
         blocks = -(-c // self.cols)
         send = {"i_beta": [self._beta.pack({"beta": regmap.check_beta(s.beta_in),
@@ -120,8 +141,9 @@ class RescaleSim(Design):
                 "i_acc": [self._acc.pack({"data": v, "last": x})
                           for v, x in zip(vectors.tolist(), lasts.tolist())]}
         if first.residual != "none":
-            operands, _ = acc_vectors(np.stack([s.operand.reshape(self._shape(s)[0].shape)
-                                                for s in batch]), self.cols)
+            operands, _ = acc_vectors(np.stack([
+                as_sent(s.operand, s.res_signed).reshape(self._shape(s)[0].shape)
+                for s in batch]), self.cols)
             send["i_res"] = [self._res.pack({"data": v}) for v in operands.tolist()]
         return {"first": {"i_param": [self._param.pack({"addr": a, "value": v, "last": x})
                                       for a, v, x in words]},
@@ -140,10 +162,11 @@ class RescaleSim(Design):
             out = [self._out.unpack(w) for w in received["o_out"]]
             _, c, _, _, positions = self._shape(batch[0])
             per = len(out) // len(batch)
+            signed = bool(batch[0].fixed.next_signed) and batch[0].fixed.next_bits is not None
             for i in range(len(batch)):
                 mine = out[i * per:(i + 1) * per]
+                values = output_order([o["value"] for o in mine], c, positions, self.cols)
                 results.append({
-                    "values": output_order([o["value"] for o in mine], c, positions,
-                                           self.cols).tolist(),
+                    "values": (signed_codes(values) if signed else values).tolist(),
                     "betas": [o["beta"] for o in mine], "lasts": [o["last"] for o in mine]})
         return results, sum(cycles for _, cycles in steps)

@@ -113,8 +113,9 @@ def test_asqgen_sizes_and_simulates_a_format_3_bundle(tmp_path, build_root, caps
     assert {k: manifest["config"][k] for k in want} == want
     assert manifest["config"]["residual"] is True and manifest["config"]["max_channels"] == 12
     assert [layer["out_shape"] for layer in manifest["layers"]][-2:] == [[12, 1, 1], [7]]
-    assert manifest["rescale_registers"]["control"][-4:] == ["clip", "clip_q", "pool_mode",
-                                                             "global_pool"]
+    assert manifest["rescale_registers"]["control"][-6:] == ["clip", "clip_q", "pool_mode",
+                                                             "global_pool", "next_signed",
+                                                             "res_signed"]
     capsys.readouterr()
     out = tmp_path / "sim.json"
     assert main(["sim", "--bundle", str(folder), "--images", "4", "--rows", "4", "--cols", "4",
@@ -163,3 +164,129 @@ def test_depthwise_network_identical_to_golden_and_the_cycle_model(stride, build
     for i, layer in enumerate(bundle.layers):
         got, want = run.layer_clocks[i], model[layer.name].clocks
         assert abs(got - want) <= 0.02 * got, (layer.name, got, want)
+
+
+# Signed codes: MobileNet-V2's linear bottleneck ----------------------------------------------
+
+def _bottleneck(seed, adapters):
+    """``tests.test_ops.bottleneck_bundle`` (stem, a 1x1 with no ReLU and signed codes, an
+    inverted residual block: expand 1x1 reading signed codes, depthwise 3x3, project 1x1 plus
+    the signed identity with no ReLU and signed codes, a linear layer on signed codes), the
+    signed layers' steps smaller so that their codes reach both ends of the range; with
+    ``adapters``, ASQ adapters on the linear bottleneck (two layers: its ``beta`` from channel
+    sums of values of both signs) and the expansion (one layer; the layers after them read
+    with ``input_adapter``; the linear layer's input has none, ``core.rules``)."""
+    from core.adapter import Adapter
+
+    from .test_ops import bottleneck_bundle
+
+    bundle = bottleneck_bundle(seed)
+    layers = {layer.name: layer for layer in bundle.layers}
+    layers["stem"].next_step = layers["neck"].s_in = 0.05
+    layers["neck"].next_step = layers["expand"].s_in = 0.03
+    layers["project"].next_step = layers["fc"].s_in = 0.02
+    project = layers["project"]
+    project.bn_bias = project.bn_bias - project.bn_bias.mean()     # both signs after the add
+    if adapters:
+        rng = np.random.default_rng(seed + 100)
+        layers["neck"].adapter = Adapter(w1=rng.normal(0, 0.3, (2, 4)),
+                                         b1=rng.normal(0, 0.1, 2),
+                                         w2=rng.normal(0, 0.3, (1, 2)), b2=np.array([1.0]))
+        layers["expand"].adapter = Adapter(w1=rng.normal(0, 0.05, (1, 8)), b1=np.array([1.0]))
+        layers["expand"].input_adapter = layers["dw"].input_adapter = True
+    for i, layer in enumerate(bundle.layers):
+        layer.fixed = layer.compute_fixed()
+        layer.shortcut_fixed = bundle.compute_shortcut_fixed(i)
+    return bundle
+
+
+@functools.cache
+def _signed_config():
+    """The engine of both bottleneck networks (4x4, signed activations)."""
+    return config_for_bundle(_bottleneck(0, True), rows=4, cols=4)
+
+
+def _assert_signed_codes(bundle, run):
+    """The signed layers' codes take both signs, and all together reach both clamps of the
+    4-bit signed range and codes of either sign between them."""
+    seen = set()
+    for i, layer in enumerate(bundle.layers):
+        if layer.next_signed:
+            codes = run.outputs[i]
+            assert codes.min() < 0 < codes.max(), layer.name
+            seen |= set(codes.ravel().tolist())
+    assert {-8, 7} <= seen and seen & set(range(-7, 0)) and seen & set(range(1, 7))
+
+
+def test_a_bottleneck_network_sizes_a_signed_engine():
+    """``core.sizing`` turns ``signed_acts`` on for a bundle with a layer reading signed codes
+    and refuses an unsigned engine for it."""
+    from core.errors import UsageError
+    from core.sizing import check_fits
+
+    bundle = _bottleneck(0, False)
+    cfg = config_for_bundle(bundle, rows=4, cols=4)
+    assert cfg.signed_acts and cfg.residual
+    assert not config_for_bundle(ops_bundle(**BUNDLES["4-8"]), rows=4, cols=4).signed_acts
+    with pytest.raises(UsageError, match=r"^layer 'expand' reads signed codes; the array is "
+                                         r"built for unsigned activations \(signed_acts=False\)$"):
+        check_fits(bundle, cfg.replace(signed_acts=False))
+
+
+@pytest.mark.parametrize("adapters", [False, True], ids=["plain", "adapters"])
+def test_bottleneck_network_identical_to_golden(adapters, build_root):
+    """Signed codes end to end with 20 % stalls and backpressure on every stream: the linear
+    bottleneck's codes (two's complement from ``o_out``), the expansion and the linear layer
+    reading them (``i_a`` in sign and magnitude), the signed identity on ``i_res``; every
+    layer's codes and betas and the logits identical to the golden model."""
+    bundle = _bottleneck(1 if adapters else 0, adapters)
+    sim = NetworkSim(_signed_config(), build_root)
+    codes = np.random.default_rng(20 + adapters).integers(0, 16, (9, 1, 6, 6))
+    run = sim.run(bundle, codes, seed=3 + adapters, stall=0.2, backpressure=0.2,
+                  name=f"bottleneck_{adapters}")
+    golden = _assert_identical(bundle, codes, run)
+    _assert_signed_codes(bundle, run)
+    if adapters:                                   # the adapters' beta differ by sample
+        assert len(set(golden.layers[1].beta.tolist())) > 1
+        assert len(set(golden.layers[2].beta.tolist())) > 1
+
+
+def test_bottleneck_cycle_model_matches_the_rtl(build_root):
+    """Without stalls, every layer of the bottleneck network within 2 % of ``gen.cycles``."""
+    bundle = _bottleneck(1, True)
+    cfg = _signed_config()
+    sim = NetworkSim(cfg, build_root)
+    codes = np.random.default_rng(8).integers(0, 16, (7, 1, 6, 6))
+    run = sim.run(bundle, codes, name="bottleneck_model")
+    _assert_identical(bundle, codes, run)
+    model = network_cycles(bundle, cfg, len(codes))
+    for i, layer in enumerate(bundle.layers):
+        got, want = run.layer_clocks[i], model[layer.name].clocks
+        print(f"{layer.name}: RTL {got}, model {want}, {(want - got) / got:+.2%}")
+        assert abs(got - want) <= 0.02 * got, (layer.name, got, want)
+
+
+def test_asqgen_sizes_and_simulates_a_signed_bundle(tmp_path, build_root, capsys):
+    """``asqgen verilog --bundle`` builds a signed engine for the bottleneck network (its
+    manifest says ``signed_acts``) and ``asqgen sim`` runs it (the build of the tests above),
+    every layer identical to the golden model."""
+    import json
+
+    from asqgen.cli import main
+    from core.bundle import save
+
+    from .bundles import with_reference
+
+    folder = save(with_reference(_bottleneck(1, True)), tmp_path / "neck")
+    assert main(["verilog", "--bundle", str(folder), "--rows", "4", "--cols", "4", "--out",
+                 str(tmp_path / "v")]) == 0
+    manifest = json.loads((tmp_path / "v" / "manifest.json").read_text())
+    want = _signed_config().as_dict()
+    assert {k: manifest["config"][k] for k in want} == want
+    assert manifest["config"]["signed_acts"] is True
+    capsys.readouterr()
+    out = tmp_path / "sim.json"
+    assert main(["sim", "--bundle", str(folder), "--images", "4", "--rows", "4", "--cols", "4",
+                 "--stall", "0.2", "--out", str(build_root), "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["identical"] and [x["identical"] for x in report["layers"]] == [True] * 6

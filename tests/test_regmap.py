@@ -73,14 +73,15 @@ def test_format_3_registers_come_after_the_older_ones():
     four new ones as 0 (plain ReLU, max pooling, u out), so that they never keep what the
     layer before set."""
     assert regmap.CONTROL[:len(OLD_CONTROL)] == OLD_CONTROL
-    assert regmap.CONTROL[len(OLD_CONTROL):] == ("clip", "clip_q", "pool_mode", "global_pool")
+    assert regmap.CONTROL[len(OLD_CONTROL):] == ("clip", "clip_q", "pool_mode", "global_pool",
+                                                 "next_signed", "res_signed")
     layer = random_bundle(c1=8).layers[1]
     c, h, w = layer.conv_shape
     words = regmap.encode(layer.fixed, channels=c, height=h, width=w, pool=layer.pool,
                           relu=layer.relu, max_channels=64, index_bits=12)
     control = _control(words)
     assert list(control) == list(regmap.CONTROL)
-    assert [control[k] for k in ("clip", "clip_q", "pool_mode", "global_pool")] == [0, 0, 0, 0]
+    assert [control[k] for k in regmap.CONTROL[len(OLD_CONTROL):]] == [0] * 6
 
 
 def test_format_3_registers_say_the_layers_operations():
@@ -112,3 +113,28 @@ def test_format_3_registers_refuse_what_the_unit_cannot_do():
     with pytest.raises(ValueError, match=r"^the last layer cannot end in a global pooling$"):
         regmap.encode(last.fixed, **dict(kwargs, channels=last.out_channels, height=1,
                                          width=1), global_pool=True)
+
+
+def test_signed_registers_say_which_codes_are_signed():
+    """A linear bottleneck's layers (``tests.test_ops.bottleneck_bundle``): ``next_signed`` on
+    the layers whose codes are signed (``max_code`` then ``2**(b-1) - 1``, the unit making
+    ``min_code = -(max_code + 1)``), ``res_signed`` on the layer whose identity shortcut reads
+    them; 0 elsewhere, the last layer included."""
+    from .test_ops import bottleneck_bundle
+
+    bundle = bottleneck_bundle()
+    got = {}
+    for i, layer in enumerate(bundle.layers):
+        kind, k = bundle.residual_kind(i)
+        c, h, w = (layer.out_channels, 1, 1) if layer.kind == "linear" else layer.conv_shape
+        words = regmap.encode(layer.fixed, channels=c, height=h, width=w, pool=layer.pool,
+                              relu=layer.relu, max_channels=64, index_bits=12, residual=kind,
+                              shortcut=layer.shortcut_fixed,
+                              res_signed=kind == "identity" and bundle.layers[k].next_signed)
+        control = _control(words)
+        got[layer.name] = (control["next_signed"], control["res_signed"], control["max_code"])
+    assert got == {"stem": (0, 0, 15), "neck": (1, 0, 7), "expand": (0, 0, 15),
+                   "dw": (0, 0, 15), "project": (1, 1, 7), "fc": (0, 0, 0)}
+    with pytest.raises(ValueError, match=r"^res_signed needs an identity shortcut$"):
+        regmap.encode(bundle.layers[1].fixed, channels=4, height=6, width=6, pool=0,
+                      relu=False, max_channels=64, index_bits=12, res_signed=True)

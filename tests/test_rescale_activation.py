@@ -40,12 +40,17 @@ def _golden(acc, beta, m, sh, bias, res, res_beta, res_m, res_sh, kind, relu, cl
     return int(rescale._after_z(u, r, relu=relu, pool=0)[0][0, 0])
 
 
-@pytest.mark.parametrize("kind", ["none", "identity", "projection"])
+@pytest.mark.parametrize("kind", ["none", "identity", "projection", "signed identity"])
 @pytest.mark.parametrize("relu, clip", [(False, False), (True, False), (True, True),
                                         (False, True)])
 def test_activation_equals_the_golden_affine_residual_and_relu(kind, relu, clip):
+    """``"signed identity"``: the shortcut's codes are signed (``res_signed``; a linear
+    bottleneck's, ``-128 .. 127``), half of them sent as ``o_out`` gives them (two's
+    complement in their 8 bits, 0 above), half sign-extended to 64 bits."""
+    res_signed = kind == "signed identity"
+    kind = "identity" if res_signed else kind
     rng = np.random.default_rng(10 + 4 * list(regmap.RESIDUAL_KINDS).index(kind) + relu
-                                + 2 * clip)
+                                + 2 * clip + 50 * res_signed)
     # ReLU6 at the units of z (6 << Z), a random one, 0 and the largest clip_q.
     clip_q = int(rng.choice([6 << rescale.Z, int(rng.integers(1, 1 << 31)), 0, (1 << 31) - 1]))
     n = CASES * LANES
@@ -55,8 +60,13 @@ def test_activation_equals_the_golden_affine_residual_and_relu(kind, relu, clip)
     sh, res_sh = _shifts(rng, n), _shifts(rng, n)[::-1]
     bias = rng.integers(-(1 << 31), 1 << 31, n)
     res_m = rng.integers(-(1 << 15), (1 << 15) + 1, n)
-    res = (rng.integers(0, 1 << 8, n) if kind == "identity"
+    res = (rng.integers(-(1 << 7), 1 << 7, n) if res_signed
+           else rng.integers(0, 1 << 8, n) if kind == "identity"
            else rng.integers(-(1 << 40), 1 << 40, n))
+    sent = res.copy()
+    if res_signed:
+        res[:4] = [-128, -1, 0, 127]
+        sent = np.where(np.arange(n) % 2, res, res & 0xFF)
     beta = np.concatenate([[1, rescale.BETA_MAX], rng.integers(1, rescale.BETA_MAX + 1,
                                                                 CASES - 2)])
     res_beta = rng.integers(1, rescale.BETA_MAX + 1, CASES)
@@ -69,6 +79,7 @@ def test_activation_equals_the_golden_affine_residual_and_relu(kind, relu, clip)
 
     async def bench(ctx):
         ctx.set(dut.residual, regmap.RESIDUAL_KINDS[kind])
+        ctx.set(dut.res_signed, res_signed)
         ctx.set(dut.relu, relu)
         ctx.set(dut.clip, clip)
         ctx.set(dut.clip_q, clip_q)
@@ -78,7 +89,7 @@ def test_activation_equals_the_golden_affine_residual_and_relu(kind, relu, clip)
             for lane in range(LANES):
                 k = i * LANES + lane
                 for port, values in (("acc", acc), ("m", m), ("sh", sh), ("bias", bias),
-                                     ("res", res), ("res_m", res_m), ("res_sh", res_sh)):
+                                     ("res", sent), ("res_m", res_m), ("res_sh", res_sh)):
                     ctx.set(getattr(dut, port)[lane], int(values[k]))
             await ctx.tick()
             if clock + 1 >= dut.LATENCY and len(got) < CASES * LANES:

@@ -29,12 +29,12 @@ def unit(build_root, request):
 
 
 def _fixed(rng, channels, adapter, positions, *, final=False, b_beta=1.0, next_bits=4,
-           divisor=1, clip=None):
+           divisor=1, clip=None, next_signed=False):
     p = dict(bn_scale=rng.uniform(-0.5, 2, channels), bn_bias=rng.normal(0, 0.5, channels),
              s_in=rng.uniform(0.02, 0.2), alpha=rng.uniform(0.05, 0.3, channels), frac_bits=10,
              acc_bound=2 ** 26, positions=positions, divisor=divisor, clip=clip)
     if not final:
-        p.update(next_step=rng.uniform(0.05, 0.3), next_bits=next_bits)
+        p.update(next_step=rng.uniform(0.05, 0.3), next_bits=next_bits, next_signed=next_signed)
     if adapter == "two":
         hidden = min(MAX_H, max(1, channels // 4))
         p["adapter"] = Adapter(w1=rng.normal(0, 0.5, (hidden, channels)),
@@ -55,7 +55,7 @@ def _check(unit, samples, batches=None, **kw):
             want, beta = rescale.logits_q(acc, np.array([s.beta_in]), s.fixed), BETA_ONE
         elif s.residual != "none":
             operand = s.operand[None]
-            if s.residual == "identity":
+            if s.residual == "identity":        # (signed codes: the golden model's values)
                 operand = rescale.shortcut_operand(operand, np.array([s.res_beta]), s.shortcut)
             _, b, want = rescale.rescale_residual(acc, np.array([s.beta_in]), s.fixed, operand,
                                                   **post)
@@ -179,6 +179,60 @@ def test_clip_average_and_global_pooling(unit, seed, stall):
                      name=f"ops{seed}")
     gap = [len(r["values"]) for s, r in zip(samples, results) if s.global_pool]
     assert gap == [s.acc.shape[0] for s in samples if s.global_pool]
+
+
+# (channels, h, w, adapter, pool, pool mode, global pool, residual, shortcut codes signed,
+#  next bits, samples a batch): layers with no ReLU and signed output codes
+SIGNED = [(6, 4, 4, "two", 0, "max", False, "none", False, 4, 2),      # a linear bottleneck
+          (5, 4, 4, "one", 2, "max", False, "none", False, 8, 3),      # max pooling of z < 0
+          (7, 4, 4, "two", 2, "avg", False, "identity", True, 4, 2),   # + signed identity
+          (6, 4, 4, "two", 2, "avg", True, "identity", False, 8, 2),   # unsigned identity, GAP
+          (9, 2, 2, "none", 0, "max", True, "none", False, 4, 3),      # global pooling of z < 0
+          (5, 2, 2, "one", 0, "max", False, "projection", False, 4, 2)]
+
+
+@pytest.mark.parametrize("seed, stall", [(21, 0.0), (22, 0.3)])
+def test_signed_codes(unit, seed, stall):
+    """Layers with no ReLU whose output codes are signed (``next_signed``: a linear
+    bottleneck, clamped to ``-2**(b-1) .. 2**(b-1) - 1``, read back as two's complement),
+    their negative values through max and average pooling, the channel sums and the adapter;
+    a signed identity shortcut (``res_signed``: the codes sent as ``o_out`` gives them, in
+    their low 8 bits), an unsigned one and a projection, after one another so that each layer
+    sets its registers anew; the layer after them unsigned again."""
+    rng = np.random.default_rng(seed)
+    batches, samples = [], []
+    for channels, h, w, adapter, pool, mode, gap, kind, res_signed, bits, count in SIGNED:
+        pooled = h * w // (pool * pool if pool > 1 else 1)
+        window = pool * pool if mode == "avg" else 1
+        fixed = _fixed(rng, channels, adapter, pooled * window, next_bits=bits,
+                       divisor=window * (pooled if gap else 1), next_signed=True)
+        code_bits = 4 if res_signed else 8
+        shortcut = (rescale.shortcut_fixed_point(step=rng.uniform(0.02, 0.2), channels=channels,
+                                                 bits=code_bits) if kind == "identity" else None)
+        batch = []
+        for _ in range(count):
+            operand = (None if kind == "none" else
+                       rng.integers(-8, 8, (channels, h, w)) if res_signed else
+                       rng.integers(0, 256, (channels, h, w)) if kind == "identity" else
+                       rng.integers(-2 ** 30, 2 ** 30, (channels, h, w)))
+            batch.append(Sample(acc=rng.integers(-2 ** 20, 2 ** 20, (channels, h, w)),
+                                beta_in=int(rng.integers(BETA_ONE // 8, 8 * BETA_ONE)),
+                                fixed=fixed, relu=False, pool=pool, pool_mode=mode,
+                                global_pool=gap, residual=kind, operand=operand,
+                                shortcut=shortcut, res_signed=res_signed,
+                                res_beta=int(rng.integers(BETA_ONE // 8, 8 * BETA_ONE))))
+        batches.append(batch)
+        samples += batch
+    after = [Sample(acc=rng.integers(-2 ** 20, 2 ** 20, (6, 4, 4)), beta_in=BETA_ONE,
+                    fixed=_fixed(rng, 6, "one", 4), relu=True, pool=2)]
+    batches.append(after)
+    samples += after
+    results = _check(unit, samples, batches, seed=seed, stall=stall, backpressure=stall,
+                     name=f"signed{seed}")
+    codes = np.concatenate([r["values"] for r in results[:-1]])
+    assert codes.min() < -1 and codes.max() > 1
+    four = [r["values"] for s, r in zip(samples, results) if s.fixed.next_bits == 4]
+    assert {-8, 7} <= set(np.concatenate(four).tolist())     # both clamps of 4-bit codes
 
 
 def test_last_layer_returns_z(unit):

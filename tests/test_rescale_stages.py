@@ -147,47 +147,85 @@ def test_affine_equals_the_golden_affine():
     assert MANT_BITS == 17
 
 
-def test_requantizer_equals_the_golden_requantize():
-    rng = np.random.default_rng(2)
-    u = [0, 1 << 26] + rng.integers(-(1 << 20), 1 << 26, CASES - 2).tolist()
-    recip = [0, (1 << DIV_BITS) - 1] + rng.integers(0, 1 << DIV_BITS, CASES - 2).tolist()
+def _range(bits, signed):
+    """``(min_code, max_code)`` of ``core.rescale.LayerRescale`` for ``bits``-bit codes."""
+    r = rescale.LayerRescale(m=np.zeros(1), e=np.zeros(1), bias_q=np.zeros(1), next_bits=bits,
+                             m_s=1, e_s=0, next_signed=signed)
+    return r.min_code, r.max_code
+
+
+def _code(value, signed):
+    """A ``Requantizer.code`` as the host reads it: sign-extended from ``CODE_BITS`` when
+    signed."""
+    return _wrap(value, Requantizer.CODE_BITS) if signed else value
+
+
+@pytest.mark.parametrize("signed", [False, True])
+def test_requantizer_equals_the_golden_requantize(signed):
+    rng = np.random.default_rng(2 + 10 * signed)
+    low = -(1 << 26) if signed else -(1 << 20)
+    u = [0, 1 << 26, -(1 << 26)] + rng.integers(low, 1 << 26, CASES - 3).tolist()
+    recip = [0, (1 << DIV_BITS) - 1, (1 << DIV_BITS) - 1] + rng.integers(
+        0, 1 << DIV_BITS, CASES - 3).tolist()
     sh = _shifts(rng, CASES)
+    for i in range(5, CASES, 3):           # a third of the values within the codes' range
+        sh[i] = int(min(rescale.MAX_RIGHT_SHIFT,
+                        max(1, abs(u[i] * recip[i]).bit_length() - int(rng.integers(0, 8)))))
     bits = rng.integers(1, 9, CASES).tolist()
     dut = Requantizer()
-    inputs = [{"u": a, "recip": r, "sh_req": s, "max_code": 2 ** b - 1}
-              for a, r, s, b in zip(u, recip, sh, bits)]
+    inputs = [{"u": a, "recip": r, "sh_req": s, "max_code": _range(b, signed)[1],
+               "signed": signed} for a, r, s, b in zip(u, recip, sh, bits)]
     got = _pipeline(dut, inputs, dut.code, Requantizer.LATENCY, 4)
-    checked = 0
+    checked, clamped = 0, set()
     for i, (uu, r, s, b) in enumerate(zip(u, recip, sh, bits)):
         if abs(uu * r) << max(0, -s) >= 1 << rescale.INT64_HEADROOM:
             continue                                # the golden model refuses these
-        want = min(max(int(rescale.rshift(np.int64(uu) * r, s)), 0), 2 ** b - 1)
-        assert got[i] == want, (uu, r, s, b)
+        lo, hi = _range(b, signed)
+        value = int(rescale.rshift(np.int64(uu) * r, s))
+        want = min(max(value, lo), hi)
+        assert _code(got[i], signed) == want, (uu, r, s, b)
+        clamped |= {"low" if value < lo else "high" if value > hi else
+                    "in, negative" if value < 0 else "in"}
         checked += 1
     assert checked > CASES // 2
+    assert clamped == {"low", "in", "high"} | ({"in, negative"} if signed else set())
 
 
-def test_requantizer_at_the_edges_of_its_narrow_datapath():
-    """Products whose rounded value lies at the clamp's edges, at every shift: just below and
-    above 0, ``max_code`` and ``2**(CODE_BITS + 1)`` (where ``Requantizer`` stops looking at
-    the low bits of the product and looks at their OR), each plus the rounding's half and
-    one less, with ``recip = 1`` so that the product is ``u``."""
+def _edge_values(s):
+    """The rounded values at the clamp's edges for shift ``s`` (``_edge_cases``)."""
     top_bit = Requantizer.CODE_BITS + 1
+    ys = [0, 1, 2, 6, 7, 8, 9, 14, 15, 16, 126, 127, 128, 129, 254, 255, 256, 257,
+          (1 << top_bit) - 1, 1 << top_bit, (1 << top_bit) + 1, (1 << (top_bit + 1)) - 1,
+          1 << (top_bit + 1), (1 << (top_bit + 1)) + 1, (1 << max(0, 61 - s)) - 1]
+    return sorted({sign * y for y in ys for sign in (1, -1)})
+
+
+@pytest.mark.parametrize("signed", [False, True])
+def test_requantizer_at_the_edges_of_its_narrow_datapath(signed):
+    """Products whose rounded value lies at the clamp's edges, at every shift: around 0, the
+    signed and unsigned ``min_code`` and ``max_code`` of 4 and 8 bits, ``2**(CODE_BITS + 1)``
+    and ``2**(CODE_BITS + 2)`` (where ``Requantizer`` stops looking at the low bits of the
+    product and looks at their OR, or whether they all equal the sign), and their negatives,
+    each plus the rounding's half and one less, with ``recip = 1`` so that the product is
+    ``u``."""
     inputs, want = [], []
     for s in range(-rescale.MAX_LEFT_SHIFT, rescale.MAX_RIGHT_SHIFT + 1):
-        for y in (-2, -1, 0, 1, 2, 14, 15, 16, 254, 255, 256, 257, (1 << top_bit) - 1,
-                  1 << top_bit, (1 << top_bit) + 1, 1 << (top_bit + 1), (1 << max(0, 61 - s)) - 1):
-            for frac in ((0, -1, 1) if s <= 0 else (0, -1, 1, (1 << (s - 1)) - 1, 1 << (s - 1))):
+        for y in _edge_values(s):
+            for frac in ((0, -1, 1) if s <= 0 else (0, -1, 1, (1 << (s - 1)) - 1, 1 << (s - 1),
+                                                    -(1 << (s - 1)), -(1 << (s - 1)) - 1)):
                 u = (y << s if s >= 0 else y) + frac
                 if abs(u) << max(0, -s) >= 1 << rescale.INT64_HEADROOM:
                     continue
                 for b in (4, 8):
-                    inputs.append({"u": u, "recip": 1, "sh_req": s, "max_code": 2 ** b - 1})
-                    want.append(min(max(int(rescale.rshift(np.int64(u), s)), 0), 2 ** b - 1))
+                    lo, hi = _range(b, signed)
+                    inputs.append({"u": u, "recip": 1, "sh_req": s, "max_code": hi,
+                                   "signed": signed})
+                    want.append(min(max(int(rescale.rshift(np.int64(u), s)), lo), hi))
     dut = Requantizer()
     got = _pipeline(dut, inputs, dut.code, Requantizer.LATENCY, 5)
+    assert len(got) == len(inputs) > 10_000
     for x, g, w in zip(inputs, got, want):
-        assert g == w, x
+        assert _code(g, signed) == w, x
 
 
 @pytest.mark.parametrize("numerator, divisor", [
