@@ -64,9 +64,10 @@ def selfcheck(p):
 
 def train(p):
     _data(p, "data set (%(default)s); fashion-mnist needs Debian's dataset-fashion-mnist")
-    p.add_argument("--model", choices=("cnn", "resnet8", "resnet20"), default=None,
-                   help="network: cnn (the digits' CNN), resnet8 or resnet20 (Fashion-MNIST "
-                        "14x14) (default: the data set's, resnet8 for fashion-mnist)")
+    p.add_argument("--model", choices=("cnn", "resnet8", "resnet20", "mobilenetv2"), default=None,
+                   help="network: cnn (the digits' CNN), resnet8, resnet20 or mobilenetv2 "
+                        "(Fashion-MNIST 14x14) (default: the data set's, resnet8 for "
+                        "fashion-mnist)")
     p.add_argument("--train-images", type=positive, default=None,
                    help="fashion-mnist: train on this many of the 55,000 training images "
                         "(default all)")
