@@ -373,9 +373,11 @@ def _seq(*layers):
 
 
 @pytest.mark.parametrize("model, message", [
-    (_seq(nn.Conv2d(4, 4, 3, padding=1, groups=4), nn.ReLU(), nn.AdaptiveAvgPool2d(2)),
-     "layer '1' (Conv2d) cannot be mapped to the accelerator: groups=4 (a grouped or depthwise "
-     "convolution: the accelerator runs groups=1 only); use groups=1"),
+    (_seq(nn.Conv2d(4, 4, 3, padding=1, groups=2), nn.ReLU(), nn.AdaptiveAvgPool2d(2)),
+     "layer '1' (Conv2d) cannot be mapped to the accelerator: groups=2 with 4 input and 4 "
+     "output channels (a grouped convolution: the accelerator runs groups=1, or a depthwise "
+     "conv with groups = in_channels = out_channels); use groups=1, or groups=in_channels with "
+     "out_channels=in_channels"),
     (_seq(nn.ReLU(), nn.AvgPool2d(2, stride=1)),
      "layer '2' (AvgPool2d) cannot be mapped to the accelerator: only average pooling with a "
      "square window of 2 or more equal to its stride, no padding, ceil_mode or "
@@ -407,7 +409,7 @@ def _seq(*layers):
      f"the model (_MeanChannels) cannot be mapped to the accelerator: its forward calls mean "
      f"(mean) at {_line(_MeanChannels, 'mean')} with arguments that the accelerator cannot run; "
      f"supported are {SUPPORTED}"),
-], ids=["depthwise", "avgpool-stride", "adaptive-2", "hardtanh", "sigmoid",
+], ids=["grouped", "avgpool-stride", "adaptive-2", "hardtanh", "sigmoid",
         "F.hardtanh", "pad", "mean-channels"])
 def test_unmappable_operations_are_refused_in_one_line(model, message):
     with pytest.raises(MappingError) as info:
