@@ -139,9 +139,9 @@ VERBS = {
                          "engine for a bundle"),
     "selfcheck": (selfcheck, "generate an array, run random products through it on Verilator "
                              "and compare them with the golden model"),
-    "train": (train, "quantization-aware training of the digits network (or of a ResNet-8 or "
-                     "ResNet-20 on Fashion-MNIST); writes a checkpoint (model.npz + model.json) and its "
-                     "bundle"),
+    "train": (train, "quantization-aware training of the digits network (or of a ResNet-8, "
+                     "ResNet-20 or MobileNet-V2 on Fashion-MNIST); writes a checkpoint (model.npz "
+                     "+ model.json) and its bundle"),
     "methods": (methods, "compare float, LSQ, LSQ+POT, LSQ+POST, ASQ and ASQ+POST on the digits "
                          "(or a ResNet-8 on Fashion-MNIST) over several seeds"),
     "export": (export, "write the bundle of a trained checkpoint"),

@@ -9,10 +9,11 @@ gives PyTorch's output codes at 99% of the positions or more, never more than 1 
 golden model rounds half up and its constants have 16 significant bits, PyTorch rounds half to
 even in float32). Run end to end, at the input of every layer at least 97% of the codes equal
 PyTorch's (90% for the 8-bit input of the classifier, whose steps are 16 times finer) and
-none differs by more than 6 (a code that flips upstream moves the next layer's
-sums, and the bottleneck's 1x1 convs over 4 channels and the depthwise conv's nine products
-move by several steps per flip, where a wide conv averages it out); the top-1 agreement is at least 90% of the 48 random inputs; the golden logits
-(times ``2**-Z``) are within 5% of PyTorch's largest logit plus 0.05 of PyTorch's. The
+none differs by more than 6 (a code that flips upstream moves the next layer's sums, and the
+bottleneck's 1x1 convs over 4 channels and the depthwise conv's nine products move by several
+steps per flip, where a wide conv averages it out); the top-1 agreement is at least 90% of the
+48 random inputs; the golden logits (times ``2**-Z``) are within 5% of PyTorch's largest logit
+plus 0.05 of PyTorch's. The
 batch norms keep the last batch's statistics (``momentum=1``), so that three steps leave an
 evaluation-mode network whose values span the codes (with the default momentum its outputs
 shrink and most codes are 0, which would hide a wrong mapping). Each test also checks that
@@ -261,6 +262,22 @@ def test_tiny_mobilenetv2(tmp_path):
     assert _layer(loaded, "features.6").a_signed          # the head reads the block's sum
     for name in ("features.4.conv.0", "features.5.conv.0", "features.6"):
         assert _input_codes(loaded, name).min() < 0, name
+
+
+def test_a_residual_sum_feeds_the_next_block_and_its_add(tmp_path):
+    """Two inverted residuals 4 -> 4 in a row: the second adds the first one's sum (signed
+    codes with no ReLU before them), which its expansion reads too."""
+    model = mobilenetv2(settings=((1, 4, 1, 1), (2, 4, 2, 1)), stem=8, head=16)
+    _, bundle = _trained(model)
+    loaded, trace = _agree(bundle, tmp_path)
+    assert {la.name: la.shortcut for la in loaded.layers if la.shortcut} == {
+        "features.4.conv.6": "features.3.conv.3", "features.5.conv.6": "features.4.conv.6"}
+    for name in ("features.4.conv.6", "features.5.conv.6"):
+        la = _layer(loaded, name)
+        assert la.next_signed and not la.relu
+        i = [x.name for x in loaded.layers].index(name)
+        assert trace.layers[i].codes.min() < 0 < trace.layers[i].codes.max()
+    assert _layer(loaded, "features.5.conv.0").a_signed
 
 
 def test_the_full_mobilenetv2_is_mapped_before_training():
