@@ -74,7 +74,7 @@ from core.rules import SUPPORTED
 from . import graph as _graph
 from .layers import QConv2d, QLinear, quantized_conv2d, quantized_linear
 
-__all__ = ["SUPPORTED", "quantize_model", "check_mappable"]
+__all__ = ["SUPPORTED", "quantize_model", "check_mappable", "signed_sources"]
 
 _COMPUTE = (nn.Conv2d, nn.Linear)
 _PLAIN = (nn.BatchNorm2d, nn.BatchNorm1d, nn.ReLU, nn.ReLU6, nn.Dropout, nn.Identity)
@@ -419,10 +419,6 @@ def _act_methods(act_method, layers, signed=None):
 def _weight_methods(weight_method, layers):
     """The weight method of every compute layer, by name (``_per_layer``); ``"pot"`` and
     ``"post"`` do not mix (one bundle holds one post/pot format)."""
-    if weight_method is not None and not isinstance(weight_method, str) and \
-            not isinstance(weight_method, dict) and not callable(weight_method):
-        raise TypeError(f"weight_method must be a str, None, a dict or a callable, not "
-                        f"{weight_method!r}")
     chosen = _per_layer("weight_method", weight_method, layers,
                         lambda v, name: rules.check_weight_method(
                             v, name, none="None" if name == "weight_method" else None))
