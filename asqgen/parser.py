@@ -64,9 +64,10 @@ def selfcheck(p):
 
 def train(p):
     _data(p, "data set (%(default)s); fashion-mnist needs Debian's dataset-fashion-mnist")
-    p.add_argument("--model", choices=("cnn", "resnet8", "resnet20"), default=None,
-                   help="network: cnn (the digits' CNN), resnet8 or resnet20 (Fashion-MNIST "
-                        "14x14) (default: the data set's, resnet8 for fashion-mnist)")
+    p.add_argument("--model", choices=("cnn", "resnet8", "resnet20", "mobilenetv2"), default=None,
+                   help="network: cnn (the digits' CNN), resnet8, resnet20 or mobilenetv2 "
+                        "(Fashion-MNIST 14x14) (default: the data set's, resnet8 for "
+                        "fashion-mnist)")
     p.add_argument("--train-images", type=positive, default=None,
                    help="fashion-mnist: train on this many of the 55,000 training images "
                         "(default all)")
@@ -138,9 +139,9 @@ VERBS = {
                          "engine for a bundle"),
     "selfcheck": (selfcheck, "generate an array, run random products through it on Verilator "
                              "and compare them with the golden model"),
-    "train": (train, "quantization-aware training of the digits network (or of a ResNet-8 or "
-                     "ResNet-20 on Fashion-MNIST); writes a checkpoint (model.npz + model.json) and its "
-                     "bundle"),
+    "train": (train, "quantization-aware training of the digits network (or of a ResNet-8, "
+                     "ResNet-20 or MobileNet-V2 on Fashion-MNIST); writes a checkpoint (model.npz "
+                     "+ model.json) and its bundle"),
     "methods": (methods, "compare float, LSQ, LSQ+POT, LSQ+POST, ASQ and ASQ+POST on the digits "
                          "(or a ResNet-8 on Fashion-MNIST) over several seeds"),
     "export": (export, "write the bundle of a trained checkpoint"),

@@ -22,8 +22,11 @@ line naming the layer or the container whose ``forward`` holds the operation):
 * a value (a layer's output after those) may be read by several compute layers and by one
   addition each: it is quantized once, by one quantizer that its readers share;
 * ``a + b`` (``operator.add``, ``torch.add``, ``+=``) adds a shortcut to a conv layer's output
-  after its batch norm and before its ReLU (the *main* operand: a conv whose output is read by
-  the addition only). The other operand is either
+  after its batch norm and before its ReLU if it has one (the *main* operand: a conv whose
+  output is read by the addition only). A ReLU after the addition is optional: ResNet's block
+  has one, MobileNet-V2's inverted residual (``x + self.conv(x)``, the main operand the
+  projection's batch norm) has none, and its sum is then a signed value. The other operand is
+  either
   - an **identity** shortcut: the output of an earlier layer that compute layers also read
     (the block's input; the quantized value, see ``export.wrap``), possibly as ResNet's
     option-A shortcut: subsampled (``x[:, :, ::s, ::s]``) and/or padded with zero channels
@@ -32,7 +35,15 @@ line naming the layer or the container whose ``forward`` holds the operation):
   - a **projection**: another conv (usually 1x1, strided) with at most a batch norm, read by
     the addition only. When both operands are such convs, the projection is the one that reads
     the earlier value (on a tie, the right operand);
-* the model's output is the last layer's output, which nothing else reads.
+* the model's output is the last layer's output, which nothing else reads;
+* a ``Conv2d`` with ``groups=1``, or a depthwise one (``groups == in_channels ==
+  out_channels``, a channel multiplier of 1; ``check_conv``); any other grouped conv is
+  refused naming the layer.
+
+A value with no ReLU (or ReLU6) before it (a *linear bottleneck*: a conv and its batch norm
+with no activation, or a residual sum with no ReLU after it) is signed: ``export.wrap`` gives
+its readers a signed quantizer (``signed_sources``), ``export.to_bundle`` marks the layer
+``next_signed`` and its readers ``a_signed``.
 
 A functional operation that cannot be mapped is refused naming the container whose
 ``forward`` calls it and that line of ``forward`` (``torch.fx``'s recorded stack traces).
@@ -58,7 +69,7 @@ from .layers import QConv2d, QLinear
 from .quantizers import AsqQuantizer, LsqQuantizer
 
 __all__ = ["GraphLayer", "analyse", "analyse_graph", "has_addition", "needs_graph",
-           "check_following", "stage_of", "is_global_pool"]
+           "check_following", "check_conv", "stage_of", "is_global_pool", "has_relu"]
 
 _COMPUTE = (nn.Conv2d, nn.Linear)                      # QConv2d / QLinear are subclasses
 _FOLLOW = (nn.BatchNorm2d, nn.BatchNorm1d, nn.ReLU, nn.ReLU6, nn.Hardtanh, nn.MaxPool2d,
@@ -67,10 +78,11 @@ _SKIP = (nn.Dropout, nn.Identity)
 _QUANTIZERS = (LsqQuantizer, AsqQuantizer)
 _ADD = (operator.add, operator.iadd, torch.add)
 _RELU = (F.relu, torch.relu)
-BLOCK = ("a residual block returns relu(bn2(conv2(...)) + shortcut), the shortcut being its "
-         "input or a projection conv with batch norm (export/resnet.py's BasicBlock)")
+BLOCK = ("a residual block returns relu(bn2(conv2(...)) + shortcut), or the sum with no ReLU "
+         "after it (MobileNet-V2's x + self.conv(x)), the shortcut being its input or a "
+         "projection conv with batch norm (export/resnet.py's BasicBlock)")
 ORDER = ("batch norm, shortcut addition, ReLU (or ReLU6), 2x2 pooling, global average pooling, "
-         "flatten")
+         "flatten, each optional")
 _STAGE = {nn.BatchNorm2d: 0, nn.BatchNorm1d: 0, nn.ReLU: 2, nn.ReLU6: 2, nn.Hardtanh: 2,
           nn.MaxPool2d: 3, nn.AvgPool2d: 3, nn.AdaptiveAvgPool2d: 4, nn.Flatten: 5}
 
@@ -92,6 +104,30 @@ def stage_of(m):
     """The place of the following module ``m`` in a layer (``ORDER``): batch norm 0, addition
     1, ReLU 2, 2x2 pooling 3, global pooling 4, flatten 5."""
     return 4 if is_global_pool(m) else _STAGE[type(m)]
+
+
+def has_relu(following):
+    """Whether the modules ``following`` a compute layer (``GraphLayer.following``, or a
+    chain's ``(path, module)`` pairs) hold a ReLU or a clipped one: else its output is signed."""
+    return any(type(m) in (nn.ReLU, nn.ReLU6, nn.Hardtanh) for _, m in following)
+
+
+def check_conv(path, m, kind=None):
+    """Refuse (``MappingError``) a ``Conv2d`` that the accelerator cannot run
+    (``core.rules.check_conv``), a depthwise conv (``groups == in_channels == out_channels``)
+    accepted; any other grouped conv (``1 < groups < in_channels``, or a depthwise conv with a
+    channel multiplier above 1) is refused in one line naming the layer."""
+    kind = kind or type(m).__name__
+    g, cin, cout = m.groups, m.in_channels, m.out_channels
+    if g != 1 and not g == cin == cout:
+        what = (f"a depthwise convolution with a channel multiplier of {cout // cin}"
+                if g == cin else "a grouped convolution")
+        rules.refuse(path, kind, f"groups={g} with {cin} input and {cout} output channels "
+                                 f"({what}: the accelerator runs groups=1, or a depthwise conv "
+                                 f"with groups = in_channels = out_channels)",
+                     "use groups=1, or groups=in_channels with out_channels=in_channels")
+    rules.check_conv(path, kind, kernel_size=m.kernel_size, stride=m.stride, padding=m.padding,
+                     groups=1, dilation=m.dilation, padding_mode=m.padding_mode)
 
 
 def check_following(path, m, kind=None, prefix=""):
@@ -537,7 +573,7 @@ def _add(node, layers, value, reads, views, refuse_node):
                                                 for a in args):
         refuse_node(node, f"its addition {node.name!r}{_where(node)} must add two tensors", BLOCK)
     why = (f"its addition {node.name!r}{_where(node)} must add a Conv2d's output (after its "
-           f"batch norm, before its ReLU) and a shortcut")
+           f"batch norm, before its ReLU) and a shortcut")     # "its ReLU": if it has one
     (ka, ia), (kb, ib) = value[args[0]], value[args[1]]
 
     def candidate(k, i, arg):

@@ -23,6 +23,19 @@ Rounding and gradients
   gradient scale ``g`` through ``grad_scale``: ``g = 1/sqrt(N * Qp)`` for LSQ and ASQ,
   ``g = 1/sqrt(N)`` for POT and POST, ``N`` the number of elements per scale.
 
+Signed activations
+------------------
+A value with no ReLU before it (MobileNet-V2's linear bottleneck, or a residual sum with no ReLU
+after the addition) is quantized by a **signed** ``LsqQuantizer`` (``Qn = -2**(b-1)``, ``Qp =
+2**(b-1) - 1``, one step for the tensor): ``export.wrap.quantize_model`` gives it to every layer
+that reads such a value, whatever ``act_method`` says for unsigned inputs. ASQ stays for
+unsigned activations only: its adapter reads the mean of a non-negative map through ReLUs and
+scales an unsigned step by ``beta``, semantics this project (and ``core.rescale``'s fixed
+point) defines for non-negative activations; LSQ on the signed inputs also keeps adapters off
+MobileNet-V2's expansions, whose inputs are the signed block outputs (the depthwise convs and
+the projections, which read ReLU6 outputs of the expanded width, keep ASQ with
+``act_method="asq"``: their adapters are the large ones, ``channels // 4`` hidden units).
+
 Initialisation
 --------------
 The scales are initialised from the first tensor seen by ``forward`` in training mode (LSQ and
@@ -131,7 +144,8 @@ class LsqQuantizer(_Learned):
         Code width: 1 to 8 unsigned (``Qn = 0``, ``Qp = 2**bits - 1``), 2 to 8 signed
         (``Qn = -2**(bits-1)``, ``Qp = 2**(bits-1) - 1``).
     signed : bool
-        Signed codes (weights, or the first layer's input) or unsigned ones (activations).
+        Signed codes (weights, or activations with no ReLU before them: module docstring) or
+        unsigned ones (activations after a ReLU, the network's input).
     per_channel : int or None
         ``None`` for one step for the whole tensor; otherwise the number of channels along
         dimension 0, each with its own step (output channels of a weight).
@@ -227,7 +241,8 @@ class AdapterNet(nn.Module):
 
 
 class AsqQuantizer(_Learned):
-    """Unsigned activation quantizer with an adaptive step (ASQ).
+    """Unsigned activation quantizer with an adaptive step (ASQ); signed activations take a
+    signed ``LsqQuantizer`` instead (module docstring).
 
     ``x_hat = round(clamp(x / s_a, 0, 2**bits - 1)) * s_a`` with ``s_a = s * beta(x)``, one
     ``beta`` per sample from the ``adapter`` (docs/algorithms.md, 'The adapter'), round half to

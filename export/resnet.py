@@ -1,5 +1,6 @@
 """ResNet-8 for Fashion-MNIST: the float network, its QAT recipe, training and bundle (the
-recipe, training and bundle serve ``export.resnet20``'s ResNet-20 too: ``ResnetRecipe.model``).
+recipe, training and bundle serve ``export.resnet20``'s ResNet-20 and ``export.mobilenetv2``'s
+MobileNet-V2 too: ``ResnetRecipe.model``; the names say "resnet" for history).
 
 The network (``resnet8()``), for ``(1, 14, 14)`` inputs (``export.fashion_mnist`` at 14x14)::
 
@@ -20,7 +21,9 @@ bundle had average pooling; ``export.resnet20``'s ResNet-20 has it).
 The QAT recipe is the digits one (``export.model``): the first and the last layer 8-bit LSQ,
 every other layer ``bits``-bit weights of the weight method and ``bits``-bit inputs of the
 activation method; a block's input is quantized once, by the quantizer its ``conv1``, its
-projection and its identity shortcut share.
+projection and its identity shortcut share. In the MobileNet-V2, a layer that reads a signed
+value (a linear bottleneck or a residual sum with no ReLU after it) takes a ``bits``-bit signed
+LSQ input quantizer instead of ASQ (``export.wrap``).
 """
 
 from __future__ import annotations
@@ -98,17 +101,22 @@ def resnet8(widths=(16, 32, 64), classes=10, size=14):
     return ResNet8(widths, classes, size)
 
 
-MODELS = ("resnet8", "resnet20")
-NAMES = {"resnet8": "ResNet-8", "resnet20": "ResNet-20"}
+MODELS = ("resnet8", "resnet20", "mobilenetv2")
+NAMES = {"resnet8": "ResNet-8", "resnet20": "ResNet-20", "mobilenetv2": "MobileNet-V2"}
 
 
 def network(name):
     """The function that builds the float network ``name`` (one of ``MODELS``):
-    ``resnet8`` here, ``resnet20`` in ``export.resnet20``."""
+    ``resnet8`` here, ``resnet20`` in ``export.resnet20``, ``mobilenetv2`` in
+    ``export.mobilenetv2``."""
     if name == "resnet20":
         from .resnet20 import resnet20
 
         return resnet20
+    if name == "mobilenetv2":
+        from .mobilenetv2 import mobilenetv2
+
+        return mobilenetv2
     if name == "resnet8":
         return resnet8
     raise ValueError(f"model must be one of {', '.join(MODELS)}, not {name!r}")
@@ -131,7 +139,8 @@ FORMAT = "asqgen-resnet-checkpoint"
 
 @dataclass(frozen=True)
 class ResnetRecipe:
-    """What ``asqgen train --data fashion-mnist --model resnet8`` (or ``resnet20``) trains.
+    """What ``asqgen train --data fashion-mnist --model resnet8`` (``resnet20``,
+    ``mobilenetv2``) trains.
 
     The optimiser and schedule are the digits' (``export.train``: SGD with Nesterov momentum
     0.9, cosine to zero per step, weight decay 1e-4 on conv / linear weights, batch 64, float
@@ -166,8 +175,10 @@ class ResnetRecipe:
     def describe(self):
         if self.weight_method is None:
             return f"float {NAMES[self.model]}"
+        signed = (f", signed inputs {self.bits}-bit lsq" if self.model == "mobilenetv2" and
+                  self.act_method != "lsq" else "")
         return (f"{NAMES[self.model]}, {self.bits}-bit {self.weight_method} weights, {self.bits}-bit "
-                f"{self.act_method} activations (first and last layers 8-bit lsq)")
+                f"{self.act_method} activations (first and last layers 8-bit lsq{signed})")
 
 
 def fashion_data(train_images=None, size=14, base=None, checked=True):

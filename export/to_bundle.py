@@ -7,12 +7,16 @@ residual network, functional ReLUs, poolings, flattens). Each ``QConv2d`` or ``Q
 starts a layer, named by its module path (``"3"``, ``"features.0"``: the names of
 ``quantize_model`` and of every report); it may be followed, in this order, by a batch norm
 (folded into a per-channel scale and bias), a ReLU or a clipped one (``ReLU6``,
-``Hardtanh(0, t)``: ``clip``), a 2x2 pooling (``MaxPool2d(2)``, or ``AvgPool2d(2)``:
+``Hardtanh(0, t)``: ``clip``; none after a linear bottleneck or a residual sum: ``relu``
+false), a 2x2 pooling (``MaxPool2d(2)``, or ``AvgPool2d(2)``:
 ``pool_mode="avg"``), a global average pooling (``AdaptiveAvgPool2d(1)``, ``x.mean((2, 3))``,
 an ``AvgPool2d`` over the whole map: ``global_pool``); a flatten may stand before a
 ``QLinear``; ``Dropout`` and ``Identity`` are skipped. An option-A shortcut gives the layer's
-``shortcut_stride`` and ``shortcut_pad``. Anything else is refused with an error naming the
-module. The hardware's limits
+``shortcut_stride`` and ``shortcut_pad``. A depthwise conv (``groups == in_channels ==
+out_channels``) gives ``groups``. A layer whose readers quantize its output with a signed LSQ
+quantizer (a value with no ReLU before it, ``export.wrap``) is ``next_signed`` and its readers
+``a_signed``: their codes are two's complement, ``clamp(round(x / s), -2**(b-1), 2**(b-1) -
+1)``. Anything else is refused with an error naming the module. The hardware's limits
 (``core.rules``) were checked by ``quantize_model`` and are checked again on the bundle by
 ``asqgen verilog --bundle``, ``compare`` and ``sim``; the golden model alone
 (``sim.golden.run_network``) also runs what the hardware cannot (an ASQ adapter on a vector).
@@ -24,7 +28,8 @@ user's test inputs with PyTorch's side of them in the bundle's reference arrays:
 ``reference.images`` (the float inputs, images or feature vectors, ``(N,) + input_shape``),
 ``reference.labels`` (optional, ``(N,)`` integer classes), ``reference.logits`` (PyTorch's
 outputs), ``reference.codes`` (the input codes) and ``reference.layer{i}.codes`` (PyTorch's
-input codes of compute layer ``i >= 1``, ``uint8``). ``asqgen compare`` and ``asqgen sim``
+input codes of compute layer ``i >= 1``, ``uint8``, or ``int8`` for a layer whose input codes
+are signed). ``asqgen compare`` and ``asqgen sim``
 read them: nothing of the digits data set is assumed. The bundle's ``meta["fingerprint"]``
 (``fingerprint(model)``) ties it to the model it was exported from.
 """
@@ -126,9 +131,9 @@ def _act(path, mod):
                           w2=None if second is None else np64(second.weight),
                           b2=None if second is None else np64(second.bias),
                           input="channels" if aq.kind == "conv" else "vector")
-        return aq.bits, float(aq.step), adapter
-    if isinstance(aq, LsqQuantizer) and not aq.signed and aq.per_channel is None:
-        return aq.bits, float(aq.step), None
+        return aq.bits, float(aq.step), adapter, False
+    if isinstance(aq, LsqQuantizer) and aq.per_channel is None:
+        return aq.bits, float(aq.step), None, aq.signed
     raise ExportError(f"layer {path!r} needs an unsigned ASQ or per-tensor LSQ input quantizer, "
                       f"not {type(aq).__name__ if aq is not None else 'a float input'}")
 
@@ -202,10 +207,13 @@ def fingerprint(model):
 
 
 def reference_codes(trace):
-    """PyTorch's per-layer input codes of ``torch_trace`` as the bundle's reference arrays."""
+    """PyTorch's per-layer input codes of ``torch_trace`` as the bundle's reference arrays
+    (``uint8``, or ``int8`` where the layer's input quantizer is signed)."""
     out = {"codes": trace["codes"][0]}
+    signed = trace.get("signed") or [False] * len(trace["codes"])
     for i, codes in enumerate(trace["codes"][1:], start=1):
-        out[f"layer{i}.codes"] = codes.astype(np.uint8)      # activation codes: 8 bits at most
+        # activation codes: 8 bits at most, two's complement where signed
+        out[f"layer{i}.codes"] = codes.astype(np.int8 if signed[i] else np.uint8)
     return out
 
 
@@ -247,22 +255,25 @@ def export_bundle(model, *, input_shape, reference_inputs=None, reference_labels
             shape = layers[source].out_shape
         kind = "conv2d" if isinstance(mod, QConv2d) else "linear"
         if kind == "conv2d":
-            rules.check_conv(path, type(mod).__name__, kernel_size=mod.kernel_size,
-                             stride=mod.stride, padding=mod.padding, groups=mod.groups,
-                             dilation=mod.dilation, padding_mode=mod.padding_mode)
+            _graph.check_conv(path, mod)
         w_format, w_bits, codes, alpha = _weights(path, mod)
-        a_bits, s_in, adapter = _act(path, mod)
+        a_bits, s_in, adapter, signed = _act(path, mod)
         if i == 0:
             if adapter is not None:
                 rules.check_act(path, type(mod).__name__, "asq", first=True)
+            if signed:
+                raise ExportError(f"layer {path!r} quantizes the network's input with signed "
+                                  f"codes: the input codes are unsigned (build the model with "
+                                  f"quantize_model)")
             first_bits, first_step = a_bits, s_in
         else:
             prev = layers[source]
-            if prev.next_step is not None and (prev.next_step, prev.next_bits) != (s_in, a_bits):
+            if prev.next_step is not None and (prev.next_step, prev.next_bits,
+                                               prev.next_signed) != (s_in, a_bits, signed):
                 raise ExportError(f"layer {path!r} quantizes the output of {prev.name!r} "
                                   f"otherwise than another reader of it (one value has one "
                                   f"quantizer: build the model with quantize_model)")
-            prev.next_step, prev.next_bits = s_in, a_bits
+            prev.next_step, prev.next_bits, prev.next_signed = s_in, a_bits, signed
             prev.adapter = adapter
         scale, bias, ops, windows = _following(path, mod, rest, kind)
         if kind == "conv2d" and len(shape) != 3:
@@ -277,7 +288,8 @@ def export_bundle(model, *, input_shape, reference_inputs=None, reference_labels
             a_bits=a_bits, w_format=w_format, w_bits=w_bits,
             frac_bits=numerics.default_frac_bits(w_format, w_bits),
             weight=codes.astype(np.int64), alpha=alpha, bn_scale=scale, bn_bias=bias,
-            s_in=s_in, input_adapter=adapter is not None, **ops)
+            s_in=s_in, input_adapter=adapter is not None, a_signed=signed,
+            groups=mod.groups if kind == "conv2d" else 1, **ops)
         if graph is not None:
             layer.source = None if source is None else layers[source].name
             layer.shortcut = None if graph[1] is None else groups[graph[1]][0]
@@ -327,7 +339,8 @@ def _reference(model, bundle, first, inputs, labels):
 @torch.no_grad()
 def torch_trace(model, images):
     """PyTorch's fake-quantized run: the input codes of every ``QConv2d``/``QLinear`` (in
-    order) and the logits, as numpy arrays."""
+    order) and the logits, as numpy arrays, and ``signed``: whether each layer's input
+    quantizer makes signed codes."""
     model = model.eval()
     modules = [g[1] for g in _groups(model)]            # the bundle's order
     found = {}
@@ -344,4 +357,6 @@ def torch_trace(model, images):
     finally:
         for h in hooks:
             h.remove()
-    return {"codes": [found[i] for i in range(len(modules))], "logits": logits}
+    signed = [bool(getattr(m.act_quantizer, "signed", False)) for m in modules]
+    return {"codes": [found[i] for i in range(len(modules))], "logits": logits,
+            "signed": signed}

@@ -11,7 +11,20 @@ first input):
   ``last_bits``-bit unsigned LSQ input quantizer (no adapter);
 * **every other** one: ``bits``-bit weights of ``weight_method`` (``"lsq"``, ``"pot"``,
   ``"post"``) and a ``bits``-bit unsigned input quantizer of ``act_method`` (``"lsq"``,
-  ``"asq"``).
+  ``"asq"``);
+* a layer whose input is **signed** (its source has no ReLU after it: MobileNet-V2's linear
+  bottleneck, or a residual sum with no ReLU after the addition; ``export.graph``) takes a
+  signed LSQ input quantizer (``Qn = -2**(b-1)``, ``Qp = 2**(b-1) - 1``) whatever
+  ``act_method`` says: ASQ's adapter and its ReLU/``beta`` semantics are defined for
+  non-negative activations in this project (``export.quantizers.AsqQuantizer``). With
+  ``act_method="asq"`` the layers that read unsigned values (after a ReLU or ReLU6) keep ASQ;
+  a dict or callable that asks ASQ for a signed input is refused.
+
+``weight_method`` and ``act_method`` may each be one method for every middle layer, a dict
+``{layer name: method}`` with an entry for every middle layer, or a callable ``f(name,
+float_module) -> method`` (so a depthwise conv may take, say, ``"lsq"`` weights while the
+others take ``"post"``; one bundle holds one post/pot format, so ``"pot"`` and ``"post"`` do
+not mix).
 
 ``weight_method=None`` leaves every weight float (first and last included) and
 ``act_method=None`` every input: with both ``None`` the result is the float network built from
@@ -22,8 +35,9 @@ What can be mapped
 ------------------
 The accelerator runs convolutions and fully connected layers, each followed by an optional
 folded batch norm, ReLU (or a clipped one) and pooling (``export.to_bundle``). Accepted
-modules, by exact type: ``Conv2d`` (``groups=1``, ``dilation=1``, square kernel, equal strides
-and equal numeric paddings, ``padding_mode="zeros"``), ``Linear``, ``BatchNorm2d``,
+modules, by exact type: ``Conv2d`` (``groups=1`` or a depthwise conv, ``groups ==
+in_channels == out_channels``; ``dilation=1``, square kernel, equal strides and equal numeric
+paddings, ``padding_mode="zeros"``), ``Linear``, ``BatchNorm2d``,
 ``BatchNorm1d``, ``ReLU``, ``ReLU6`` and ``Hardtanh(0, t)`` (a ReLU clipped at 6 or ``t``),
 ``MaxPool2d(2)`` and ``AvgPool2d(2)`` (the hardware pools 2x2 windows), a global average
 pooling (``AdaptiveAvgPool2d(1)``, or an ``AvgPool2d`` whose window covers the whole map: the
@@ -35,7 +49,8 @@ model whose ``forward`` calls functions (a residual addition, ``F.relu``, ``F.re
 ``F.avg_pool2d``, ``x.mean((2, 3))``, ``torch.flatten``, ResNet's option-A shortcut...) is
 read from its ``torch.fx`` graph instead (``export.graph``, which lists what it maps; the
 result is then an ``fx.GraphModule`` with the same module paths). Everything else (``GELU``,
-``LSTM``, ``Conv1d``, a grouped, depthwise or dilated ``Conv2d``, another function in
+``LSTM``, ``Conv1d``, a grouped ``Conv2d`` (``1 < groups < in_channels``) or a depthwise one
+with a channel multiplier above 1, a dilated one, another function in
 ``forward``, a layer that is already quantized) is refused with a ``ValueError``
 (``core.rules.MappingError``) of one line that names the layer's module path and type, or the
 container and the line of its ``forward``. The hardware's limits (``core.rules``: ASQ on the
@@ -59,7 +74,7 @@ from core.rules import SUPPORTED
 from . import graph as _graph
 from .layers import QConv2d, QLinear, quantized_conv2d, quantized_linear
 
-__all__ = ["SUPPORTED", "quantize_model", "check_mappable"]
+__all__ = ["SUPPORTED", "quantize_model", "check_mappable", "signed_sources"]
 
 _COMPUTE = (nn.Conv2d, nn.Linear)
 _PLAIN = (nn.BatchNorm2d, nn.BatchNorm1d, nn.ReLU, nn.ReLU6, nn.Dropout, nn.Identity)
@@ -74,9 +89,7 @@ def _check_leaf(path, m):
     t = type(m)
     name = t.__name__
     if t is nn.Conv2d:
-        rules.check_conv(path, name, kernel_size=m.kernel_size, stride=m.stride,
-                         padding=m.padding, groups=m.groups, dilation=m.dilation,
-                         padding_mode=m.padding_mode)
+        _graph.check_conv(path, m)
     elif t in _FOLLOW_CHECKED:
         _graph.check_following(path, m)
     elif t is nn.Linear or t in _PLAIN:
@@ -170,16 +183,51 @@ def check_mappable(model, *, bits=None, weight_method=None, act_method=None, fir
     """Raise ``ValueError`` naming the first layer of ``model`` that cannot be mapped; with
     ``bits``, also the hardware's rules for ``quantize_model(model, bits=..., ...)`` (without
     building anything). Returns the compute layers and their input methods."""
+    layers, acts, _, _ = _plan(model, bits=bits, weight_method=weight_method,
+                               act_method=act_method, first_bits=first_bits,
+                               last_bits=last_bits)
+    return layers, acts
+
+
+def _plan(model, *, bits, weight_method, act_method, first_bits, last_bits):
+    """``(layers, acts, weights, signed)``: the compute layers, their input and weight methods
+    by name (``None`` without ``bits``) and ``signed_sources``; every rule checked."""
     layers = _compute_layers(model)
+    signed = signed_sources(model, layers)
     if bits is None:
-        return layers, None
+        return layers, None, None, signed
     for name, value in (("bits", bits), ("first_bits", first_bits), ("last_bits", last_bits)):
         rules.check_bits(name, value)
-    rules.check_weight_method(weight_method, none="None")
-    acts = _act_methods(act_method, layers)
-    _check_rules(layers, bits=bits, weight_method=weight_method, acts=acts,
+    weights = _weight_methods(weight_method, layers)
+    acts = _act_methods(act_method, layers, signed)
+    _check_rules(layers, bits=bits, weights=weights, acts=acts,
                  first_bits=first_bits, last_bits=last_bits)
-    return layers, acts
+    return layers, acts, weights, signed
+
+
+def signed_sources(model, layers=None):
+    """``{layer name: source name or None}`` for every compute layer of the float ``model``:
+    the name of the layer whose output it reads when that output is **signed** (no ReLU,
+    ReLU6 or clipped ReLU after that layer: a linear bottleneck, or a residual sum with no ReLU
+    after the addition), ``None`` when its input is unsigned (after a ReLU, or the model's
+    input)."""
+    if _graph.needs_graph(model):
+        glayers = _graph.analyse(model)
+        return {la.path: (glayers[la.source].path if la.source is not None and
+                          not _graph.has_relu(glayers[la.source].following) else None)
+                for la in glayers}
+    names = [p for p, _, _, _ in (layers if layers is not None else _compute_layers(model))]
+    following, current = {}, None
+    for path, m in _leaves(model):
+        if type(m) in _COMPUTE:
+            current = path
+            following[path] = []
+        elif current is not None:
+            following[current].append((path, m))
+    result = {names[0]: None}
+    for prev, name in zip(names, names[1:]):
+        result[name] = None if _graph.has_relu(following[prev]) else prev
+    return result
 
 
 def _compute_layers(model):
@@ -291,14 +339,17 @@ def _share_quantizers(model, layers, acts, bits_of):
     return fx.GraphModule(model, graph, class_name=type(model).__name__)
 
 
-def _quantized(m, *, bits, weight_method, act_method):
+def _quantized(m, *, bits, weight_method, act_method, signed=False):
+    signed = bool(signed) and act_method == "lsq"
     if isinstance(m, nn.Conv2d):
         q = quantized_conv2d(m.in_channels, m.out_channels, m.kernel_size,
                              weight_method=weight_method, act_method=act_method, bits=bits,
-                             stride=m.stride, padding=m.padding, bias=m.bias is not None)
+                             signed_input=signed, stride=m.stride, padding=m.padding,
+                             groups=m.groups, bias=m.bias is not None)
     else:
         q = quantized_linear(m.in_features, m.out_features, weight_method=weight_method,
-                             act_method=act_method, bits=bits, bias=m.bias is not None)
+                             act_method=act_method, bits=bits, signed_input=signed,
+                             bias=m.bias is not None)
     q = q.to(device=m.weight.device, dtype=m.weight.dtype)
     with torch.no_grad():
         q.weight.copy_(m.weight)
@@ -311,40 +362,79 @@ def _quantized(m, *, bits, weight_method, act_method):
     return q
 
 
-def _act_methods(act_method, layers):
-    """The input method of every compute layer, by name: from one method (the first and the
-    last layer then take LSQ), a dict ``{name: method}`` or a callable ``f(name, module)``."""
+def _per_layer(option, method, layers, check):
+    """The method of every compute layer, by name: from one method (the first and the last
+    layer then take LSQ), a dict ``{name: method}`` or a callable ``f(name, module)``;
+    ``option`` names the argument, ``check(value, name)`` checks one method."""
     names = [path for path, _, _, _ in layers]
-    if act_method is None or isinstance(act_method, str):
-        rules.check_act_method(act_method, none="None")
+    if method is None or isinstance(method, str):
+        check(method, option)
         ends = (names[0], names[-1])
-        return {k: "lsq" if act_method is not None and k in ends else act_method
-                for k in names}
+        return {k: "lsq" if method is not None and k in ends else method for k in names}
     middle = names[1:-1]
-    if isinstance(act_method, dict):
-        unknown = [k for k in act_method if k not in middle]
+    if isinstance(method, dict):
+        unknown = [k for k in method if k not in middle]
         if unknown:
-            raise ValueError(f"act_method names {unknown[0]!r}, which is not a middle Conv2d or "
+            raise ValueError(f"{option} names {unknown[0]!r}, which is not a middle Conv2d or "
                              f"Linear layer of the model (those are "
                              f"{', '.join(map(repr, middle))}; the first and the last layer "
                              f"take LSQ)")
-        missing = [k for k in middle if k not in act_method]
+        missing = [k for k in middle if k not in method]
         if missing:
-            raise ValueError(f"act_method has no entry for layer {missing[0]!r} (give one for "
+            raise ValueError(f"{option} has no entry for layer {missing[0]!r} (give one for "
                              f"every middle layer: {', '.join(map(repr, middle))})")
-        chosen = {k: act_method.get(k, "lsq") for k in names}
-    elif callable(act_method):
-        chosen = {path: act_method(path, m) if path in middle else "lsq"
+        chosen = {k: method.get(k, "lsq") for k in names}
+    elif callable(method):
+        chosen = {path: method(path, m) if path in middle else "lsq"
                   for path, _, _, m in layers}
     else:
-        raise TypeError(f"act_method must be a str, None, a dict or a callable, not "
-                        f"{act_method!r}")
+        raise TypeError(f"{option} must be a str, None, a dict or a callable, not "
+                        f"{method!r}")
     for name in names:
-        rules.check_act_method(chosen[name], f"act_method of layer {name!r}")
+        check(chosen[name], f"{option} of layer {name!r}")
     return chosen
 
 
-def _check_rules(layers, *, bits, weight_method, acts, first_bits, last_bits):
+def _act_methods(act_method, layers, signed=None):
+    """The input method of every compute layer, by name (``_per_layer``); a layer whose input
+    is signed (``signed_sources``) takes LSQ when ``act_method`` is one method, and is refused
+    if a dict or callable gives it ASQ."""
+    chosen = _per_layer("act_method", act_method, layers,
+                        lambda v, name: rules.check_act_method(
+                            v, name, none="None" if name == "act_method" else None))
+    for path, _, _, m in layers:
+        source = (signed or {}).get(path)
+        if source is None or chosen[path] != "asq":
+            continue
+        if isinstance(act_method, str):
+            chosen[path] = "lsq"
+        else:
+            rules.refuse(path, type(m).__name__,
+                         f"its input, the output of {source!r}, is signed (no ReLU after that "
+                         f"layer: a linear bottleneck or a residual sum), and ASQ quantizes "
+                         f"non-negative activations", "use act_method 'lsq' for this layer")
+    return chosen
+
+
+def _weight_methods(weight_method, layers):
+    """The weight method of every compute layer, by name (``_per_layer``); ``"pot"`` and
+    ``"post"`` do not mix (one bundle holds one post/pot format)."""
+    chosen = _per_layer("weight_method", weight_method, layers,
+                        lambda v, name: rules.check_weight_method(
+                            v, name, none="None" if name == "weight_method" else None))
+    exponent = {}
+    for name, method in chosen.items():
+        if method in ("pot", "post"):
+            exponent.setdefault(method, name)
+    if len(exponent) > 1:
+        (a, na), (b, nb) = list(exponent.items())[:2]
+        raise ValueError(f"weight_method gives {a} weights to layer {na!r} and {b} weights to "
+                         f"layer {nb!r}: one bundle holds one post/pot format (lsq weights "
+                         f"mix with either)")
+    return chosen
+
+
+def _check_rules(layers, *, bits, weights, acts, first_bits, last_bits):
     """The hardware's rules (``core.rules``) on the float model's compute layers, before any
     training."""
     widest = max(layers, key=lambda x: _out_channels(x[3]))
@@ -356,12 +446,11 @@ def _check_rules(layers, *, bits, weight_method, acts, first_bits, last_bits):
         rules.check_size(path, kind, _out_channels(m), 1)
         if act == "asq":
             rules.check_adapter(path, kind, m.in_channels, _out_channels(widest[3]), widest[0])
-        if weight_method is None:
+        if weights[path] is None:
             continue
         b = first_bits if first else last_bits if last else bits
-        fmt = "int" if first or last else rules.WEIGHT_FORMAT[weight_method]
-        k = (m.in_channels * m.kernel_size[0] * m.kernel_size[1] if isinstance(m, nn.Conv2d)
-             else m.in_features)
+        fmt = "int" if first or last else rules.WEIGHT_FORMAT[weights[path]]
+        k = m.weight[0].numel()          # in_channels / groups x kernel x kernel
         rules.check_accumulator(path, kind, fmt, b, b if act is not None else 8, k)
 
 
@@ -394,14 +483,16 @@ def quantize_model(float_model, *, bits, weight_method, act_method, first_bits=8
         An ``nn.Sequential`` (or a plain-chain container) of the supported layers.
     bits : int
         Weight and activation code width of every layer but the first and the last, 2 to 8.
-    weight_method : {"lsq", "pot", "post", None}
+    weight_method : {"lsq", "pot", "post", None}, dict or callable
+        The weight quantizer of the middle layers, given as ``act_method`` is (``"pot"`` and
+        ``"post"`` do not mix); ``None`` leaves every weight float.
     act_method : {"lsq", "asq", None}, dict or callable
         The input quantizer of the middle layers: one method for all, a dict
         ``{layer name: method}`` with an entry for every middle layer, or a callable
         ``f(name, float_module) -> method`` called for every middle layer. A layer's name is
         its module path (``"3"`` for ``model[3]``, ``"features.0"``), the name that the
         bundle, ``asqgen compare`` and ``asqgen sim`` use. The first and the last layer always
-        take LSQ.
+        take LSQ, and so does a layer whose input is signed (module docstring).
     first_bits, last_bits : int
         Code widths of the first and the last compute layer (LSQ weights and inputs), 2 to 8.
 
@@ -422,24 +513,19 @@ def quantize_model(float_model, *, bits, weight_method, act_method, first_bits=8
         message names its module path, its type, the limit and what to change), a bad method
         or width.
     """
-    _, acts = check_mappable(float_model, bits=bits, weight_method=weight_method,
-                             act_method=act_method, first_bits=first_bits,
-                             last_bits=last_bits)       # refuse before copying anything
+    _, acts, weights, signed = _plan(float_model, bits=bits, weight_method=weight_method,
+                                     act_method=act_method, first_bits=first_bits,
+                                     last_bits=last_bits)   # refuse before copying anything
     model = copy.deepcopy(float_model)
     layers = _compute_layers(model)
     residual = _graph.needs_graph(model)
     bits_of = {}
     for i, (path, parent, name, m) in enumerate(layers):
-        if i == 0:
-            b, wm = first_bits, "lsq"
-        elif i == len(layers) - 1:
-            b, wm = last_bits, "lsq"
-        else:
-            b, wm = bits, weight_method
+        b = first_bits if i == 0 else last_bits if i == len(layers) - 1 else bits
         bits_of[path] = b
-        setattr(parent, name, _quantized(m, bits=b,
-                                         weight_method=wm if weight_method is not None else None,
-                                         act_method=acts[path]))
+        setattr(parent, name, _quantized(m, bits=b, weight_method=weights[path],
+                                         act_method=acts[path],
+                                         signed=signed.get(path) is not None))
     if residual:
         model = _share_quantizers(model, layers, acts, bits_of)
     else:

@@ -373,9 +373,11 @@ def _seq(*layers):
 
 
 @pytest.mark.parametrize("model, message", [
-    (_seq(nn.Conv2d(4, 4, 3, padding=1, groups=4), nn.ReLU(), nn.AdaptiveAvgPool2d(2)),
-     "layer '1' (Conv2d) cannot be mapped to the accelerator: groups=4 (a grouped or depthwise "
-     "convolution: the accelerator runs groups=1 only); use groups=1"),
+    (_seq(nn.Conv2d(4, 4, 3, padding=1, groups=2), nn.ReLU(), nn.AdaptiveAvgPool2d(2)),
+     "layer '1' (Conv2d) cannot be mapped to the accelerator: groups=2 with 4 input and 4 "
+     "output channels (a grouped convolution: the accelerator runs groups=1, or a depthwise "
+     "conv with groups = in_channels = out_channels); use groups=1, or groups=in_channels with "
+     "out_channels=in_channels"),
     (_seq(nn.ReLU(), nn.AvgPool2d(2, stride=1)),
      "layer '2' (AvgPool2d) cannot be mapped to the accelerator: only average pooling with a "
      "square window of 2 or more equal to its stride, no padding, ceil_mode or "
@@ -400,13 +402,14 @@ def _seq(*layers):
      f"the model (_Pad) cannot be mapped to the accelerator: its padding 'pad' at "
      f"{_line(_Pad, 'F.pad')} is not an option-A shortcut (x[:, :, ::s, ::s], then F.pad(x, "
      f"(0, 0, 0, 0, a, b)) with zeros); a residual block returns relu(bn2(conv2(...)) + "
-     f"shortcut), the shortcut being its input or a projection conv with batch norm "
+     f"shortcut), or the sum with no ReLU after it (MobileNet-V2's x + self.conv(x)), the "
+     f"shortcut being its input or a projection conv with batch norm "
      f"(export/resnet.py's BasicBlock)"),
     (_MeanChannels(),
      f"the model (_MeanChannels) cannot be mapped to the accelerator: its forward calls mean "
      f"(mean) at {_line(_MeanChannels, 'mean')} with arguments that the accelerator cannot run; "
      f"supported are {SUPPORTED}"),
-], ids=["depthwise", "avgpool-stride", "adaptive-2", "hardtanh", "sigmoid",
+], ids=["grouped", "avgpool-stride", "adaptive-2", "hardtanh", "sigmoid",
         "F.hardtanh", "pad", "mean-channels"])
 def test_unmappable_operations_are_refused_in_one_line(model, message):
     with pytest.raises(MappingError) as info:
@@ -469,7 +472,7 @@ def test_compare_runs_a_format_3_chain(tmp_path):
     (_seq(nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.MaxPool2d(2)),
      "layer '3' (MaxPool2d) cannot be mapped to the accelerator: it cannot follow what follows "
      "'0': the order must be batch norm, shortcut addition, ReLU (or ReLU6), 2x2 pooling, "
-     f"global average pooling, flatten; supported are {SUPPORTED}"),
+     f"global average pooling, flatten, each optional; supported are {SUPPORTED}"),
     (nn.Sequential(nn.BatchNorm2d(1), nn.Conv2d(1, 4, 3), nn.Flatten(), nn.Linear(144, 10)),
      "layer '0' (BatchNorm2d) cannot be mapped to the accelerator: it comes before the first "
      f"Conv2d or Linear; supported are {SUPPORTED}"),
@@ -504,5 +507,6 @@ def test_other_indexing_is_refused_naming_the_line():
         f"the model (_Index) cannot be mapped to the accelerator: its indexing 'getitem' at "
         f"{_line(_Index, 'x[:, :2]')} is not an option-A shortcut (x[:, :, ::s, ::s], then "
         f"F.pad(x, (0, 0, 0, 0, a, b)) with zeros); a residual block returns "
-        f"relu(bn2(conv2(...)) + shortcut), the shortcut being its input or a projection conv "
-        f"with batch norm (export/resnet.py's BasicBlock)")
+        f"relu(bn2(conv2(...)) + shortcut), or the sum with no ReLU after it (MobileNet-V2's "
+        f"x + self.conv(x)), the shortcut being its input or a projection conv with batch norm "
+        f"(export/resnet.py's BasicBlock)")

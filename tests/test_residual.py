@@ -484,13 +484,13 @@ def _run(*args, env=None):
 @pytest.mark.parametrize("args, status, message", [
     (["train", "--data", "digits", "--model", "resnet8"], 2,
      "asqgen: error: --model resnet8 does not train on --data digits (the digits take the cnn, "
-     "Fashion-MNIST the resnet8 or the resnet20)"),
+     "Fashion-MNIST the resnet8, the resnet20 or the mobilenetv2)"),
     (["train", "--data", "digits", "--model", "resnet20"], 2,
      "asqgen: error: --model resnet20 does not train on --data digits (the digits take the cnn, "
-     "Fashion-MNIST the resnet8 or the resnet20)"),
+     "Fashion-MNIST the resnet8, the resnet20 or the mobilenetv2)"),
     (["train", "--data", "fashion-mnist", "--model", "cnn"], 2,
      "asqgen: error: --model cnn does not train on --data fashion-mnist (the digits take the "
-     "cnn, Fashion-MNIST the resnet8 or the resnet20)"),
+     "cnn, Fashion-MNIST the resnet8, the resnet20 or the mobilenetv2)"),
     (["train", "--train-images", "10"], 2,
      "asqgen: error: --train-images is for --data fashion-mnist"),
     (["methods", "--train-images", "10", "--no-plot"], 2,

@@ -1,5 +1,5 @@
-"""``asqgen train``: quantization-aware training of the digits CNN, or of the ResNet-8 or the
-ResNet-20 on Fashion-MNIST; writes the checkpoint and its bundle."""
+"""``asqgen train``: quantization-aware training of the digits CNN, or of the ResNet-8, the
+ResNet-20 or the MobileNet-V2 on Fashion-MNIST; writes the checkpoint and its bundle."""
 
 import time
 from pathlib import Path
@@ -22,7 +22,8 @@ def run(args):
     model_name = args.model or ("resnet8" if args.data == "fashion-mnist" else "cnn")
     if (args.data == "fashion-mnist") != (model_name in MODELS):
         raise UsageError(f"--model {model_name} does not train on --data {args.data} (the "
-                         f"digits take the cnn, Fashion-MNIST the resnet8 or the resnet20)")
+                         f"digits take the cnn, Fashion-MNIST the resnet8, the resnet20 or the "
+                         f"mobilenetv2)")
     if args.data == "fashion-mnist":
         return _train_resnet(args, model_name)
     if args.train_images is not None:
@@ -50,8 +51,9 @@ def run(args):
 
 
 def _train_resnet(args, model_name):
-    """``--data fashion-mnist``: the ResNet-8 (``export.resnet``) or the ResNet-20
-    (``export.resnet20``), its checkpoint, its bundle
+    """``--data fashion-mnist``: the ResNet-8 (``export.resnet``), the ResNet-20
+    (``export.resnet20``) or the MobileNet-V2 (``export.mobilenetv2``), its checkpoint, its
+    bundle
     (the first ``REFERENCE_IMAGES`` test images as reference inputs) and the golden model
     against PyTorch on the whole test set."""
     d = ResnetRecipe()
