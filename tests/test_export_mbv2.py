@@ -40,6 +40,8 @@ from export.wrap import quantize_model
 from sim.golden import run_network
 from sim.golden.network import layer_accumulators
 
+from .test_export_ops import _trained as trained
+
 SHAPE = (1, 8, 8)
 
 
@@ -51,25 +53,9 @@ def _momentum_one(model):
 
 
 def _trained(model, steps=3, count=48, seed=0, **methods):
-    """``quantize_model`` (4-bit POST weights, ASQ inputs unless ``methods`` say otherwise),
-    ``steps`` SGD steps on random data, ``export_bundle`` with ``count`` random reference
-    inputs."""
-    torch.set_num_threads(1)
-    torch.manual_seed(seed)
-    kw = dict(bits=4, weight_method="post", act_method="asq")
-    kw.update(methods)
-    q = quantize_model(_momentum_one(model), **kw)
-    x, y = torch.rand(64, *SHAPE), torch.randint(0, 10, (64,))
-    opt = torch.optim.SGD(q.parameters(), lr=0.01, momentum=0.9)
-    q.train()
-    for _ in range(steps):
-        loss = F.cross_entropy(q(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    ref = torch.rand(count, *SHAPE)
-    bundle = export_bundle(q.eval(), input_shape=SHAPE, reference_inputs=ref.numpy())
-    return q, bundle
+    """``tests.test_export_ops._trained`` of ``model`` with every batch norm's momentum 1 (so
+    that three steps already move the running statistics)."""
+    return trained(_momentum_one(model), steps=steps, count=count, seed=seed, **methods)
 
 
 def _agree(bundle, tmp_path):

@@ -40,12 +40,14 @@ def _bn(c, gain=1.0, shift=0.0):
     return bn
 
 
-def _trained(model, steps=2, count=48, seed=0):
-    """``quantize_model`` (4-bit POST weights, ASQ inputs), ``steps`` SGD steps on random
-    data, ``export_bundle`` with ``count`` random reference inputs, saved and loaded."""
+def _trained(model, steps=2, count=48, seed=0, **methods):
+    """``quantize_model`` (4-bit POST weights, ASQ inputs unless ``methods`` say otherwise),
+    ``steps`` SGD steps on random data, ``export_bundle`` with ``count`` random reference
+    inputs."""
     torch.set_num_threads(1)
     torch.manual_seed(seed)
-    q = quantize_model(model, bits=4, weight_method="post", act_method="asq")
+    q = quantize_model(model, **{**dict(bits=4, weight_method="post", act_method="asq"),
+                                 **methods})
     x, y = torch.rand(64, *SHAPE), torch.randint(0, 10, (64,))
     opt = torch.optim.SGD(q.parameters(), lr=0.01, momentum=0.9)
     q.train()
