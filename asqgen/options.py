@@ -143,7 +143,8 @@ def describe(cfg):
              if cfg.table_frac_bits is not None else
              ", split even and odd sums" if cfg.split else "")
     return (f"{cfg.rows}x{cfg.cols} {cfg.w_format} array, {cfg.w_bits}-bit weights, "
-            f"{cfg.a_bits}-bit activations, F={cfg.frac_bits}{table}, "
+            f"{cfg.a_bits}-bit {'signed ' if cfg.signed_acts else ''}activations, "
+            f"F={cfg.frac_bits}{table}, "
             f"{cfg.acc_bits}-bit accumulators")
 
 

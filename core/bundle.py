@@ -699,6 +699,9 @@ def _load_layer(r, i, entry, in_shape, in_bits, in_step, last, graph=False, ops=
         _check((layer.next_step is None) == last, f"manifest.json: {w} " +
                ("is last but names a next step" if last else "has no next_step"))
     _check(layer.adapter is None or not last, f"manifest.json: {w} is last but has an adapter")
+    _check(not last or (not layer.relu and layer.clip is None and layer.pool in (0, 1)),
+           f"manifest.json: {w} is last: its outputs are its z values (the logits), with no "
+           f"ReLU, clip or pooling after them")
     derived = {"k": layer.k, "acc_bits": layer.acc_bits, "out_shape": list(layer.out_shape)}
     _check(v["derived"] == derived, f"manifest.json: {w}.derived is {v['derived']}, but the "
                                     f"layer's fields give {derived}")

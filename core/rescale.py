@@ -54,7 +54,7 @@ the rounding every other constant already has. The reciprocal's floor adds ``1 /
 (as on every layer; ``2**-16`` when ``beta = 1``), so without an adapter the code before its
 rounding is off by less than ``(max_code + 1) * 2**-(MANTISSA_BITS - 2)`` (0.016 for 8-bit
 codes): a code differs from the exactly rounded mean by at most one, and only next to a tie
-(``tests/test_rescale.py`` checks this against exact rational arithmetic). The adapter's
+(``tests/test_ops.py`` checks this against exact rational arithmetic). The adapter's
 ``W1`` is divided likewise, so that it reads the mean.
 
 The residual add (a ResNet block, ``shortcut_fixed_point`` .. ``rescale_residual``)

@@ -16,7 +16,8 @@ change>``.
 
 What runs on the hardware
 -------------------------
-A chain of ``Conv2d`` (square kernel, one stride, one zero padding, no groups or dilation) and
+A chain of ``Conv2d`` (square kernel, one stride, one zero padding, no dilation; depthwise
+``groups`` in a format-3 bundle, ``export.graph.check_conv``) and
 ``Linear`` layers, each followed by an optional batch norm (folded), ``ReLU`` and, after a
 conv, ``MaxPool2d(2)``; in a format-3 bundle (``core.bundle``) also a bounded ReLU (ReLU6),
 ``AvgPool2d(2)``, a global average pooling and ResNet's option-A shortcut; ``Flatten`` between

@@ -325,7 +325,10 @@ def _functional(node):
     if _is_fn(node, F.hardtanh):
         if extra("min_val", "max_val", "inplace") or len(args) > 4:
             return False, None
-        return nn.Hardtanh(_arg(node, 1, "min_val", -1.0), _arg(node, 2, "max_val", 1.0)), None
+        bounds = (_arg(node, 1, "min_val", -1.0), _arg(node, 2, "max_val", 1.0))
+        if not all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in bounds):
+            return False, None               # a bound computed in forward: not a constant
+        return nn.Hardtanh(*bounds), None
     if _is_fn(node, F.avg_pool2d):
         names = ("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad",
                  "divisor_override")

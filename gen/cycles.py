@@ -39,6 +39,7 @@ from amaranth.hdl import signed
 from core import regmap
 from core.rescale import MANTISSA_BITS, RECIP_BITS
 from core.signed_digits import digit_rows
+from core.tiles import depthwise_rows, live_tiles
 from hw.rescale_stages import MANT_BITS, WIDE_BITS, Affine, Product, Requantizer, Rounder
 
 __all__ = ["LayerShape", "LayerCycles", "layer_cycles", "network_cycles", "layer_shape"]
@@ -109,17 +110,16 @@ def layer_shape(bundle, i, config):
 
 def _passes_per_block(config, shape, block=0):
     """Passes of block ``block`` of columns: blocks of ``rows`` of ``K`` (stacked digit terms
-    for ``int`` weights on a ``post``/``pot`` array); for a depthwise conv only those that
-    hold the block's own channels' ``k`` rows each (``sim.engine_sim.pass_plan``'s
-    ``skip_zero``: its matrix is block-diagonal)."""
+    for ``int`` weights on a ``post``/``pot`` array, each window a pass of its own); for a
+    depthwise conv only those that meet the block's own channels' rows (``core.tiles``, as
+    ``sim.engine_sim.pass_plan`` sends them)."""
     rows = config.rows
+    same = shape.w_format == config.w_format and shape.w_bits == config.w_bits
+    windows, terms = (1, 1) if same else digit_rows(config, shape.w_bits)
     if shape.groups > 1:
-        lo = shape.k * config.cols * block
-        hi = min(shape.k * config.cols * (block + 1), shape.k * shape.n)
-        return (hi - 1) // rows - lo // rows + 1
-    if shape.w_format == config.w_format and shape.w_bits == config.w_bits:
-        return -(-shape.k // rows)
-    windows, terms = digit_rows(config, shape.w_bits)
+        length = shape.k * shape.n
+        lo, hi = depthwise_rows(shape.k, block * config.cols, config.cols, shape.n)
+        return windows * len(live_tiles(length, rows, lo, hi, terms))
     return windows * -(-shape.k * terms // rows)
 
 

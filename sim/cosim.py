@@ -92,12 +92,12 @@ class CosimPlan:
                         "a": activation_layout(config)["data"].shape,
                         "pass": program_layout(config), "out": output_layout(config.cols)}
 
-    def program(self, m, W, w_format, w_bits, skip_zero=False):
+    def program(self, m, W, w_format, w_bits, depthwise=None):
         """The layer's weight rows and program words for passes of ``m`` vectors, the number of
-        activation blocks per batch and the ``PassPlan`` (``skip_zero``: see
+        activation blocks per batch and the ``PassPlan`` (``depthwise``: see
         ``sim.engine_sim.pass_plan``)."""
         cfg = self.config
-        plan = pass_plan(cfg, m, W, w_format, w_bits, skip_zero=skip_zero)
+        plan = pass_plan(cfg, m, W, w_format, w_bits, depthwise=depthwise)
         passes = plan.passes
         weights = np.concatenate([block for _, block, *_ in passes])
         desc = {"shift": np.array([p[2] for p in passes]),
@@ -148,18 +148,18 @@ class CosimPlan:
                                  f"co-simulation harness holds {depth}")
 
     def check_layer(self, name, *, positions, W, w_format, w_bits, params, channels,
-                    out_positions, skip_zero=False):
+                    out_positions, depthwise=None):
         """``check`` from a layer's shape alone (nothing packed), before any build."""
         batch = self.config.batch_for(positions)
         m = batch * positions
-        plan = pass_plan(self.config, m, W, w_format, w_bits, skip_zero=skip_zero)
+        plan = pass_plan(self.config, m, W, w_format, w_bits, depthwise=depthwise)
         self.check(name, program=len(plan), weights=len(plan) * self.config.rows,
                    activations=-(-np.shape(W)[0] * plan.repeat // self.config.rows) * m,
                    params=params, outputs=batch * self.out_words(channels, out_positions))
 
     def layer_runs(self, *, W, w_format, w_bits, samples_rows, betas, param_words, channels,
                    out_positions, residual=None, residual_betas=None, stall=0.0,
-                   backpressure=0.0, name="layer", skip_zero=False):
+                   backpressure=0.0, name="layer", depthwise=None):
         """The harness runs of one layer: its samples in batches of
         ``config.batch_for(positions)``, as many batches a run as the memories hold.
 
@@ -168,8 +168,8 @@ class CosimPlan:
         last)`` words; ``channels`` and ``out_positions``: its outputs per sample;
         ``residual``: for a layer with a shortcut, each sample's second operand (the shape of
         its accumulators: an identity shortcut's codes or a projection's ``z``) and
-        ``residual_betas`` the identity shortcut's ``beta`` per sample; ``skip_zero``: leave
-        out passes of zero weights (a depthwise layer, ``sim.engine_sim.pass_plan``).
+        ``residual_betas`` the identity shortcut's ``beta`` per sample; ``depthwise``: a
+        depthwise layer's ``k`` (``sim.engine_sim.pass_plan``).
         """
         d = self.depths
         n = len(samples_rows)
@@ -187,7 +187,7 @@ class CosimPlan:
         while s0 < n:
             size = min(batch, n - s0)                  # samples per batch in this run
             words_w, words_pass, blocks, plan = self.program(size * positions, W, w_format,
-                                                             w_bits, skip_zero)
+                                                             w_bits, depthwise)
             stride = blocks * size * positions
             self.check(name, program=len(words_pass), weights=len(words_w),
                        activations=stride, params=len(params), outputs=size * per_sample)

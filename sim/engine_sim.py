@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from core.signed_digits import digit_shape, digit_window, naf
+from core.tiles import depthwise_rows, live_tiles
 from core.numerics import int_value, join_code
 from hw.accumulator import accumulator_layout, pass_layout
 from hw.matmul_engine import MatmulEngine
@@ -91,14 +92,14 @@ class PassPlan:
         return len(self.passes)
 
 
-def pass_plan(config, m, W, w_format, w_bits=None, *, skip_zero=False):
+def pass_plan(config, m, W, w_format, w_bits=None, *, depthwise=None):
     """The ``PassPlan`` of ``A x W`` for an ``A`` of ``m`` rows: for each block of ``cols``
     columns, for each window of digits (``int`` weights on a ``post``/``pot`` array), for each
     block of ``rows`` rows of the (stacked) ``K``, one pass; the first pass of a column block
-    starts the sums, the last one completes them. With ``skip_zero``, a pass whose weights are
-    all zero is left out (a block keeps one): the host asks for it on a depthwise layer, whose
-    block-diagonal matrix keeps ``k * k * cols`` rows of each block, and ``gen.cycles`` counts
-    those passes from the layer's shape."""
+    starts the sums, the last one completes them. For a depthwise conv (``depthwise``: its
+    ``k`` rows a channel), only the passes whose tile meets the block's own channels' rows
+    (``core.tiles``): the others' weights are zero by construction, and ``gen.cycles``
+    counts the same passes from the shape."""
     w_bits = config.w_bits if w_bits is None else w_bits
     W = check_codes("W", W, w_bits)
     k, n = W.shape
@@ -118,9 +119,10 @@ def pass_plan(config, m, W, w_format, w_bits=None, *, skip_zero=False):
     for n0 in range(0, n, c):
         steps = [(k0, plane, shift) for plane, shift in windows
                  for k0 in range(0, plane.shape[0], r)]
-        if skip_zero:                    # a tile of zero weights adds nothing
-            steps = [(k0, plane, shift) for k0, plane, shift in steps
-                     if plane[k0:k0 + r, n0:n0 + c].any()] or steps[:1]
+        if depthwise:                    # the block-diagonal's other tiles are zero
+            lo, hi = depthwise_rows(depthwise, n0, c, n)
+            steps = [(k0, plane, shift) for plane, shift in windows
+                     for k0 in live_tiles(k, r, lo, hi, plane.shape[0] // k)]
         for j, (k0, plane, shift) in enumerate(steps):
             block = np.zeros((r, c), dtype=np.int64)
             wpart = plane[k0:k0 + r, n0:n0 + c]
@@ -129,7 +131,7 @@ def pass_plan(config, m, W, w_format, w_bits=None, *, skip_zero=False):
     return PassPlan(passes, repeat)
 
 
-def passes_for(config, A, W, w_format, w_bits=None, *, skip_zero=False):
+def passes_for(config, A, W, w_format, w_bits=None, *, depthwise=None):
     """The passes of ``A x W`` (see the module docstring), as dicts for the bench. ``A`` holds
     signed values for ``config.signed_acts`` (``act_values``; ``PassWords`` packs them as the
     magnitude and sign the array takes)."""
@@ -137,7 +139,7 @@ def passes_for(config, A, W, w_format, w_bits=None, *, skip_zero=False):
     (m, k), (k2, n) = A.shape, np.shape(W)
     if k != k2:
         raise ShapeError(f"A is {m}x{k} but W is {k2}x{n}: the inner dimensions differ")
-    plan = pass_plan(config, m, W, w_format, w_bits, skip_zero=skip_zero)
+    plan = pass_plan(config, m, W, w_format, w_bits, depthwise=depthwise)
     A = plan.stack(A)
     passes = []
     for k0, block, shift, drop, first, final in plan.passes:

@@ -88,7 +88,7 @@ def check_network(plan, bundle):
         channels, positions = _outputs(layer)
         plan.check_layer(layer.name, positions=layer.positions, W=layer.weight_matrix,
                          w_format=layer.w_format, w_bits=layer.w_bits, channels=channels,
-                         out_positions=positions, skip_zero=layer.depthwise,
+                         out_positions=positions, depthwise=layer.k if layer.depthwise else None,
                          params=len(layer_params(layer, plan.config, bundle.residual_kind(i)[0],
                                                  _signed_shortcut(bundle, i))))
 
@@ -133,7 +133,7 @@ def drive(plan, bundle, codes, *, seed=0, stall=0.0, backpressure=0.0):
             samples_rows=layer_rows(layer, inputs), betas=betas,
             param_words=layer_params(layer, plan.config, kind, res_signed), channels=channels,
             out_positions=positions, stall=stall, backpressure=backpressure, name=layer.name,
-            skip_zero=layer.depthwise, **extra)
+            depthwise=layer.k if layer.depthwise else None, **extra)
         results = yield i, runs, thresholds(seed + i, stall, backpressure)
         out = plan.collect(runs, results, signed=bool(layer.fixed.next_signed))
         if not out.lasts_ok:

@@ -95,7 +95,8 @@ def format_sim_report(r):
     cfg = r["config"]
     w = max(8, *(len(x["layer"]) for x in r["layers"]))
     lines = [f"  array      {cfg['rows']}x{cfg['cols']} {cfg['w_format']}{cfg['w_bits']}, "
-             f"{cfg['a_bits']}-bit activations, batches of up to {cfg['max_batch']}; "
+             f"{cfg['a_bits']}-bit {'signed ' if cfg.get('signed_acts') else ''}activations, "
+             f"batches of up to {cfg['max_batch']}; "
              f"{r['verilog']}",
              f"  {'layer':<{w}} {'values':>7} {'RTL = golden':>12} {'batch':>5} "
              f"{'cycles/image':>12} {'model':>6} {'ideal':>6} {'utilisation':>11}   "

@@ -20,7 +20,7 @@ def selfcheck_products(cfg, rng):
     """Named ``(A, W)`` products that cover the array: a full tile, a short ``K``, ``N`` not a
     multiple of ``cols``, ``M = 1``, and the extreme sums (every product at its largest
     magnitude, positive and negative) that set the accumulator width; with signed activations
-    the extreme activation is ``-2**(a_bits-1)`` (the largest magnitude), so the signs swap."""
+    the extreme activation is ``-(2**a_bits - 1)`` (the largest magnitude), so the signs swap."""
     r, c = cfg.rows, cfg.cols
     lo, hi = cfg.product_format.a_range
     a_ext = lo if cfg.signed_acts else hi

@@ -229,6 +229,16 @@ def test_bad_operation_fields_are_refused_with_one_line(tmp_path, name, key, val
     assert "\n" not in str(e.value)
 
 
+def test_the_last_layer_takes_no_relu_clip_or_pooling(tmp_path):
+    """The last layer's outputs are its ``z`` values, which the golden model and the engine
+    both give as they are: a ReLU, a clip or a pooling there is refused, not ignored."""
+    bundle = random_bundle()
+    bundle.layers[-1].relu = True
+    with pytest.raises(B.BundleError, match=r"layer 'fc' is last: its outputs are its z values "
+                                            r"\(the logits\), with no ReLU, clip or pooling"):
+        B.save(bundle, tmp_path / "last")
+
+
 def test_a_clip_without_relu_is_refused(tmp_path):
     folder = _saved(tmp_path)
     _edit(folder, "stem", "relu", False)
@@ -310,10 +320,10 @@ def test_a_depthwise_bundle_round_trips_and_bad_groups_are_refused(tmp_path):
         B.load(folder)
 
 
-def test_the_engine_skips_zero_weight_tiles_and_keeps_the_product():
+def test_the_engine_skips_the_depthwise_zero_tiles_and_keeps_the_product():
     """A depthwise layer's block-diagonal matrix on an 8x8 array: each block of 8 channels
-    keeps the 9 passes of its own 72 rows (of 54 * 8 / 8 = 54 in all, not 6 * 54), and the
-    passes' products add up to ``A x W`` exactly; an all-zero block keeps one pass."""
+    keeps the 9 passes of its own 72 rows (54 in all, not 6 * 54), and the passes' products
+    add up to ``A x W`` exactly; the cycle model counts the same passes."""
     from core.config import ArrayConfig
     from sim.engine_sim import pass_plan, passes_for
     from sim.golden import matmul
@@ -326,18 +336,47 @@ def test_the_engine_skips_zero_weight_tiles_and_keeps_the_product():
     W = layer.weight_matrix
     config = ArrayConfig(rows=8, cols=8, w_format="post", w_bits=4, a_bits=4, max_k=1024)
     assert len(pass_plan(config, 10, W, "post")) == (c // 8) * (9 * c // 8)
-    plan = pass_plan(config, 10, W, "post", skip_zero=True)
+    plan = pass_plan(config, 10, W, "post", depthwise=9)
     assert len(plan) == (c // 8) * 9
     A = rng.integers(0, 16, (10, 9 * c))
     fmt = layer.product_format
     acc = np.zeros((10, c), dtype=np.int64)
     for n0, p in zip([n0 for n0 in range(0, c, 8) for _ in range(9)], passes_for(
-            config, A, W, "post", skip_zero=True)):
+            config, A, W, "post", depthwise=9)):
         assert p["shift"] == 0 and p["drop"] == 0
         acc[:, n0:n0 + 8] += matmul(np.array(p["acts"]), np.array(p["weights"]), fmt)
     assert np.array_equal(acc, matmul(A, W, fmt))
-    W[:, 8:16] = 0
-    assert len(pass_plan(config, 10, W, "post", skip_zero=True)) == (c // 8 - 1) * 9 + 1
+
+
+@pytest.mark.parametrize("w_format,w_bits,channels", [("post", 4, 6), ("post", 4, 13),
+                                                      ("int", 8, 6), ("int", 8, 13)])
+def test_no_depthwise_tile_with_a_weight_is_skipped(w_format, w_bits, channels):
+    """For post weights and for 8-bit int weights (signed-digit terms on the post array), on a
+    3x4 array: every tile of the plan's matrices that holds a non-zero weight is among the
+    passes the host sends (and only the zero ones are left out), and the cycle model's pass
+    count is the plan's."""
+    from core.config import ArrayConfig
+    from gen.cycles import LayerShape, _passes_per_block
+    from sim.engine_sim import pass_plan
+
+    rng = np.random.default_rng(channels)
+    layer = dw_bundle().layers[1]
+    layer.w_format, layer.w_bits = w_format, w_bits
+    layer.weight = rng.integers(1, 2 ** w_bits, (channels, 1, 3, 3))
+    layer.out_channels, layer.in_shape, layer.groups = channels, (channels, 8, 8), channels
+    W = layer.weight_matrix
+    config = ArrayConfig(rows=3, cols=4, w_format="post", w_bits=4, a_bits=4, max_k=1024)
+    plan = pass_plan(config, 5, W, w_format, w_bits, depthwise=9)
+    full = pass_plan(config, 5, W, w_format, w_bits)
+    sent = {(k0, shift, blk.tobytes()) for k0, blk, shift, *_ in plan.passes}
+    for k0, blk, shift, *_ in full.passes:
+        if blk.any():
+            assert (k0, shift, blk.tobytes()) in sent
+    shape = LayerShape(positions=64, k=9, n=channels, w_format=w_format, w_bits=w_bits,
+                       out_positions=64, groups=channels)
+    assert len(plan) == sum(_passes_per_block(config, shape, b)
+                            for b in range(-(-channels // 4)))
+    assert len(plan) < len(full)
 
 
 # Signed activations: the linear bottleneck ----------------------------------------------------

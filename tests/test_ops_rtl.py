@@ -139,8 +139,9 @@ def test_average_pooling_other_than_2x2_is_refused():
         check_bundle(bundle)
 
 
-@pytest.mark.parametrize("stride", [1, 2])
-def test_depthwise_network_identical_to_golden_and_the_cycle_model(stride, build_root):
+@pytest.mark.parametrize("stride,w_format", [(1, "post"), (2, "post"), (1, "int")])
+def test_depthwise_network_identical_to_golden_and_the_cycle_model(stride, w_format,
+                                                                   build_root):
     """A depthwise 3x3 conv of 6 channels (``tests.test_ops.dw_bundle``) on the 4x4 array: the
     host sends its block-diagonal matrix without the all-zero tiles (9 passes for the first
     block of 4 channels, 5 for the second of 2). With 20 % stalls every layer equals the golden
@@ -149,17 +150,25 @@ def test_depthwise_network_identical_to_golden_and_the_cycle_model(stride, build
     from .test_ops import dw_bundle
 
     bundle = dw_bundle(stride=stride)
+    dw = bundle.layers[1]
+    if w_format == "int":              # 8-bit int weights: signed-digit terms on the post array
+        dw.w_format, dw.w_bits, dw.frac_bits = "int", 8, 0
+        dw.weight = np.random.default_rng(4).integers(0, 256, (6, 1, 3, 3))
+        dw.alpha = dw.alpha / 16
+        dw.fixed = dw.compute_fixed()
     cfg = _config()
     sim = NetworkSim(cfg, build_root)
     codes = np.random.default_rng(3).integers(0, 16, (5, 1, 8, 8))
     run = sim.run(bundle, codes, seed=stride, stall=0.2, backpressure=0.2,
-                  name=f"dw_stalls_{stride}")
+                  name=f"dw_stalls_{stride}_{w_format}")
     _assert_identical(bundle, codes, run)
     model = network_cycles(bundle, cfg, len(codes))
     dw = model["dw"]
-    assert run.counters[1]["mac"] == dw.mac == len(codes) * bundle.layers[1].positions * 14
+    assert run.counters[1]["mac"] == dw.mac
+    if w_format == "post":
+        assert dw.mac == len(codes) * bundle.layers[1].positions * 14
     assert dw.ideal == len(codes) * bundle.layers[1].positions * 9 * 6 / 16
-    run = sim.run(bundle, codes, name=f"dw_model_{stride}")
+    run = sim.run(bundle, codes, name=f"dw_model_{stride}_{w_format}")
     _assert_identical(bundle, codes, run)
     for i, layer in enumerate(bundle.layers):
         got, want = run.layer_clocks[i], model[layer.name].clocks

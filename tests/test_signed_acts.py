@@ -57,7 +57,13 @@ def test_ranges():
     assert f.table == u.table and len(f.table) == 256 and f.bound == u.bound
     codes = act_codes(f)
     assert codes.tolist() == list(range(256)) + list(range(-255, 0))
-    assert (product_table(f)[codes] == product_table(f)[np.arange(len(codes))]).all()
+    # Row ``a`` of the product table (numpy's negative indexing for ``a < 0``) is ``a`` times
+    # each weight code as ``ProductFormat.product`` makes it, and a negative row is the
+    # positive one negated.
+    table = product_table(f)
+    for a in (-255, -129, -128, -7, -1, 0, 1, 7, 128, 255):
+        assert table[a].tolist() == [f.product(a, c) for c in range(2 ** f.w_bits)]
+        assert (table[a] == -table[-a]).all()
 
 
 @pytest.mark.parametrize("fmt", FORMATS, ids=_name)
