@@ -21,7 +21,7 @@ def test_an_interrupted_save_keeps_the_old_bundle(tmp_path, monkeypatch):
     B.save(random_bundle(seed=1), folder)
     before = {p.name: p.read_bytes() for p in folder.iterdir()}
 
-    def interrupted(arrays):
+    def interrupted(arrays, **options):
         raise KeyboardInterrupt
     monkeypatch.setattr(B, "npz_bytes", interrupted)
     with pytest.raises(KeyboardInterrupt):
