@@ -41,6 +41,7 @@ from sim.golden import run_network
 from sim.golden.network import layer_accumulators
 
 from .test_export_ops import _trained as trained
+from .test_export_ops import layer_codes
 
 SHAPE = (1, 8, 8)
 
@@ -65,13 +66,10 @@ def _agree(bundle, tmp_path):
     assert loaded.format == B.OPS_FORMAT
     ref = loaded.reference
     trace = run_network(loaded, ref["codes"])
-    n = len(ref["codes"])
-    for i in range(1, len(loaded.layers)):
-        ours = trace.layers[loaded.source_index(i)].codes.reshape(n, -1)
-        theirs = ref[f"layer{i}.codes"].astype(np.int64).reshape(ours.shape)
-        small = loaded.layers[i].a_bits <= 4
-        assert (ours == theirs).mean() >= (0.97 if small else 0.9), loaded.layers[i].name
-        assert np.abs(ours - theirs).max() <= 6, loaded.layers[i].name
+    for layer, ours, theirs in layer_codes(loaded, trace):
+        small = layer.a_bits <= 4
+        assert (ours == theirs).mean() >= (0.97 if small else 0.9), layer.name
+        assert np.abs(ours - theirs).max() <= 6, layer.name
     _isolated(loaded, trace)
     assert (trace.logits.argmax(1) == ref["logits"].argmax(1)).mean() >= 0.9
     g = trace.logits * 2.0 ** -rescale.Z

@@ -61,19 +61,26 @@ def _trained(model, steps=2, count=48, seed=0, **methods):
     return q, bundle
 
 
+def layer_codes(loaded, trace):
+    """Per layer after the first: ``(layer, ours, theirs)``, the golden model's input codes
+    of the layer and PyTorch's (the bundle's reference), one row a sample."""
+    ref = loaded.reference
+    n = len(ref["codes"])
+    for i in range(1, len(loaded.layers)):
+        ours = trace.layers[loaded.source_index(i)].codes.reshape(n, -1)
+        yield loaded.layers[i], ours, ref[f"layer{i}.codes"].astype(np.int64).reshape(ours.shape)
+
+
 def _agree(bundle, tmp_path):
     """The golden model of the saved and loaded bundle against PyTorch (module docstring);
     returns the trace."""
     loaded = B.load(B.save(bundle, tmp_path / "bundle"))
     ref = loaded.reference
     trace = run_network(loaded, ref["codes"])
-    n = len(ref["codes"])
-    for i in range(1, len(loaded.layers)):
-        ours = trace.layers[loaded.source_index(i)].codes.reshape(n, -1)
-        theirs = ref[f"layer{i}.codes"].astype(np.int64).reshape(ours.shape)
-        small = loaded.layers[i].a_bits <= 4
-        assert (ours == theirs).mean() >= 0.97, loaded.layers[i].name
-        assert np.abs(ours - theirs).max() <= (2 if small else 4), loaded.layers[i].name
+    for layer, ours, theirs in layer_codes(loaded, trace):
+        small = layer.a_bits <= 4
+        assert (ours == theirs).mean() >= 0.97, layer.name
+        assert np.abs(ours - theirs).max() <= (2 if small else 4), layer.name
     assert (trace.logits.argmax(1) == ref["logits"].argmax(1)).mean() >= 0.9
     g = trace.logits * 2.0 ** -rescale.Z
     assert np.abs(g - ref["logits"]).max() <= 0.05 * np.abs(ref["logits"]).max() + 0.05

@@ -38,8 +38,13 @@ def test_network_identical_to_golden(name, build_root):
     codes = np.random.default_rng(kwargs["seed"]).integers(0, 256, (5, 1, 8, 8))
     run = sim.run(bundle, codes, seed=kwargs["seed"], stall=stall, backpressure=stall)
     _assert_identical(bundle, codes, run)
-    # Every clock is counted once; the MAC clocks are exactly the activation vectors sent.
-    model = network_cycles(bundle, sim.config, len(codes))
+    assert_counters(bundle, sim.config, run, len(codes))
+
+
+def assert_counters(bundle, config, run, samples):
+    """Every clock is counted once; the MAC clocks are exactly the activation vectors sent
+    (the cycle model's count)."""
+    model = network_cycles(bundle, config, samples)
     for i, layer in enumerate(bundle.layers):
         c = run.counters[i]
         assert c["mac"] + c["weight"] + c["stall"] + c["idle"] == run.layer_clocks[i]

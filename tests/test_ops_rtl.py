@@ -17,6 +17,7 @@ from sim.golden import run_network
 from sim.network_sim import NetworkSim
 
 from .bundles import ops_bundle
+from .test_network_rtl import assert_counters
 
 #: Two networks: 4 -> 8 channels (pad 2; two blocks of columns at the global pooling) and
 #: 8 -> 12 (pad 2; three blocks; two-layer adapters).
@@ -67,11 +68,7 @@ def test_ops_network_identical_to_golden(name, build_root):
                   name=f"ops_{name}")
     _assert_identical(bundle, codes, run)
     assert run.outputs[5].shape == (17, kwargs["c2"], 1, 1)
-    model = network_cycles(bundle, sim.config, len(codes))
-    for i, layer in enumerate(bundle.layers):
-        c = run.counters[i]
-        assert c["mac"] + c["weight"] + c["stall"] + c["idle"] == run.layer_clocks[i]
-        assert c["mac"] == model[layer.name].mac, layer.name
+    assert_counters(bundle, sim.config, run, len(codes))
 
 
 def test_ops_cycle_model_matches_the_rtl(build_root):
