@@ -133,6 +133,75 @@ def sim(p):
                    help="no progress line on standard error (it is shown on a terminal only)")
 
 
+def _board(p, default="ulx3s-25f"):
+    p.add_argument("--board", default=default,
+                   help="the board: ulx3s-25f, ulx3s-45f or ulx3s-85f (%(default)s)")
+
+
+def _megahertz(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not (value > 0 and value < 1000):
+        raise argparse.ArgumentTypeError(f"must be a frequency in MHz above 0, not {text}")
+    return value
+
+
+def estimate(p):
+    p.add_argument("--bundle", default=shown(default_model() / "bundle"),
+                   help="bundle folder (%(default)s)")
+    add_size_options(p.add_argument_group("array (without --rows and --cols: the "
+                                          "configuration with the most images/s that fits "
+                                          "the board)"))
+    _board(p)
+    p.add_argument("--clock", type=_megahertz, default=100.0,
+                   help="the engine's clock in MHz (%(default)g)")
+    p.add_argument("--baud", type=positive, default=115_200,
+                   help="the host link's UART speed in bits per second (%(default)s)")
+    _json(p)
+
+
+def synth(p):
+    p.add_argument("design", nargs="?", choices=("pe", "array", "matmul", "rescale", "engine",
+                                                 "bridge"), default="engine",
+                   help="what to synthesise: a PE, the array, the matmul engine, the rescale "
+                        "unit, the layer engine or the engine behind its host bridge "
+                        "(%(default)s)")
+    p.add_argument("--bundle", default=None,
+                   help="size the design for this bundle (default: the default model's for the "
+                        "engine and its parts, the array options for a PE or an array)")
+    add_array_options(p)
+    _board(p)
+    p.add_argument("--pnr", action="store_true",
+                   help="also place and route it out of context (nextpnr-ecp5) for its Fmax")
+    p.add_argument("--clock", type=_megahertz, default=100.0,
+                   help="place and route: the target clock in MHz (%(default)g)")
+    p.add_argument("--estimate", action="store_true",
+                   help="print asqgen estimate's figures beside the real ones (an engine)")
+    _out(p, "build/synth", "cache folder")
+    _json(p)
+
+
+def board(p):
+    p.add_argument("--bundle", default=shown(default_model() / "bundle"),
+                   help="size the engine for this bundle (%(default)s)")
+    add_size_options(p.add_argument_group("array"))
+    _board(p)
+    p.add_argument("--clock", type=_megahertz, default=100.0,
+                   help="the engine's clock in MHz, made by the ECP5 PLL from the board's "
+                        "25 MHz (%(default)g)")
+    p.add_argument("--baud", type=positive, default=115_200,
+                   help="the host link's UART speed (%(default)s)")
+    p.add_argument("--seeds", default="1,2,3,4",
+                   help="nextpnr's placement seeds to try in turn until timing closes "
+                        "(%(default)s)")
+    p.add_argument("--all-seeds", action="store_true",
+                   help="try every seed, not only until one closes")
+    _out(p, "build/board", "build folder")
+    _json(p)
+
+
 # verb: (its options, its one-line help)
 VERBS = {
     "verilog": (verilog, "generate the Verilog and the manifest of an array, or of the layer "
@@ -149,6 +218,13 @@ VERBS = {
                          "bundle's reference inputs, layer by layer"),
     "sim": (sim, "run a bundle on the generated hardware in Verilator and compare every layer "
                  "with the golden model and PyTorch"),
+    "estimate": (estimate, "a bundle's cycles, images/s and the engine's resources on a board, "
+                           "in a second and without Yosys; without --rows/--cols the fastest "
+                           "configuration that fits"),
+    "synth": (synth, "synthesise a PE, an array or the engine with Yosys (the extra 'synth') "
+                     "for the board's ECP5: its cells, and with --pnr its Fmax"),
+    "board": (board, "the engine behind its UART bridge on an ULX3S: bitstream, resources, Fmax, "
+                     "trying placement seeds until timing closes"),
 }
 
 
