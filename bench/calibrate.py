@@ -59,20 +59,13 @@ RESCALE = [
     _cfg(cols=4, rescale_lanes=1, max_channels=16, max_m=16, max_hidden=4, max_k=64),
     _cfg(cols=8, rescale_lanes=1, max_channels=32, max_m=64, max_hidden=8, max_k=288),
     _cfg(cols=8, rescale_lanes=2, max_channels=32, max_m=64, max_hidden=8, max_k=288),
-    _cfg(cols=8, rescale_lanes=4, max_channels=64, max_m=32, max_hidden=16, max_k=512),
-    _cfg(cols=16, rescale_lanes=1, max_channels=64, max_m=64, max_hidden=8, max_k=1024),
     _cfg(cols=4, rescale_lanes=4, max_channels=16, max_m=32, max_hidden=4, max_k=64,
          residual=False),
-    _cfg(cols=12, rescale_lanes=3, max_channels=48, max_m=128, max_hidden=4, max_k=256,
-         a_bits=4),
+    _cfg(cols=16, rescale_lanes=1, max_channels=32, max_m=16, max_hidden=4, max_k=1024),
 ]
 GLUE = [   # (kind, config): each with its matmul and rescale halves synthesised too
-    ("engine", _cfg(rows=8, cols=8, w_format="post", w_bits=4, a_bits=8, max_k=288,
-                    max_m=64, max_channels=32, max_hidden=8)),
     ("engine", _cfg(rows=4, cols=4, w_format="post", w_bits=4, a_bits=4, max_k=64, max_m=16,
                     max_channels=16, max_hidden=4)),
-    ("bridge", _cfg(rows=8, cols=8, w_format="post", w_bits=4, a_bits=8, max_k=288,
-                    max_m=64, max_channels=32, max_hidden=8)),
     ("bridge", _cfg(rows=4, cols=4, w_format="post", w_bits=4, a_bits=4, max_k=64, max_m=16,
                     max_channels=16, max_hidden=4)),
 ]
@@ -100,6 +93,9 @@ def main():
     p.add_argument("--out", default=str(ROOT / "gen" / "calibration.json"),
                    help="the table to rewrite (%(default)s)")
     p.add_argument("--dry-run", action="store_true", help="list the runs, run nothing")
+    p.add_argument("--refit", action="store_true",
+                   help="fit the model again to the table's own runs (after a change to "
+                        "gen/resources.py's terms), run no tool")
     p.add_argument("--cache", default=str(ROOT / "build" / "synth"), help="(%(default)s)")
     args = p.parse_args()
     board = board_of(args.board)
@@ -109,11 +105,28 @@ def main():
             print(kind, c.key(), f"l{c.rescale_lanes}")
         print(f"{len(runs)} designs")
         return
+    if args.refit:
+        old = json.loads(Path(args.out).read_text())
+        table = resources.fit(old["points"])
+        for key in ("failed", "history", "tools", "date"):
+            table[key] = old.get(key)
+        Path(args.out).write_text(json.dumps(table, indent=1) + "\n")
+        print(f"refitted {args.out} to its {len(old['points'])} runs: worst calibration error "
+              + ", ".join(f"{k} {100 * v:+.1f} %" for k, v in table["worst"].items()))
+        return
     from sim.synthesis import synthesise, tool_versions
 
-    points, t0, fresh = [], time.monotonic(), 0
+    from core.errors import ToolError
+
+    points, failed, t0, fresh = [], [], time.monotonic(), 0
     for i, (kind, c) in enumerate(runs, 1):
-        r = synthesise(kind, c, board=board, cache=args.cache)
+        try:
+            r = synthesise(kind, c, board=board, cache=args.cache)
+        except ToolError as e:          # a tool's failure: recorded, and the fit goes on
+            failed.append({"kind": kind, "config": c.as_dict(), "error": str(e)})
+            print(f"[{i}/{len(runs)}] {kind} {c.key()} l{c.rescale_lanes}: {e}",
+                  file=sys.stderr, flush=True)
+            continue
         fresh += not r["cached"]
         points.append({"kind": kind, "config": c.as_dict(),
                        **{k: r[k] for k in ("lut4", "ccu2c", "ff", "ebr", "dpram", "dsp",
@@ -124,9 +137,11 @@ def main():
               file=sys.stderr, flush=True)
     old = json.loads(Path(args.out).read_text()) if Path(args.out).exists() else {}
     table = resources.fit(points)
+    table["failed"] = failed
     entry = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
              "tools": tool_versions(), "board": args.board, "designs": len(points),
-             "synthesised": fresh, "seconds": round(time.monotonic() - t0),
+             "synthesised": fresh, "failed": len(failed),
+             "seconds": round(time.monotonic() - t0),
              "worst": table["worst"]}
     table["history"] = old.get("history", []) + [entry]
     table["tools"] = entry["tools"]

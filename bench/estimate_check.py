@@ -36,17 +36,15 @@ CHECKS = {
                             max_m=64, max_channels=16, max_hidden=4),
     "8x8-pot4": ArrayConfig(rows=8, cols=8, w_format="pot", w_bits=4, a_bits=4, max_k=256,
                             max_m=32, max_channels=32, max_hidden=8, rescale_lanes=2),
-    "16x16-post4": ArrayConfig(rows=16, cols=16, w_format="post", w_bits=4, a_bits=4,
+    "16x16-post2": ArrayConfig(rows=16, cols=16, w_format="post", w_bits=2, a_bits=2,
                                max_k=512, max_m=64, max_channels=64, max_hidden=8),
-    "12x12-int2": ArrayConfig(rows=12, cols=12, w_format="int", w_bits=2, a_bits=2, max_k=288,
-                              max_m=128, max_channels=48, max_hidden=4, rescale_lanes=3),
-    "8x16-post2": ArrayConfig(rows=8, cols=16, w_format="post", w_bits=2, a_bits=8,
+    "12x12-int2": ArrayConfig(rows=12, cols=12, w_format="int", w_bits=2, a_bits=4, max_k=288,
+                              max_m=128, max_channels=48, max_hidden=4),
+    "8x16-post4": ArrayConfig(rows=8, cols=16, w_format="post", w_bits=4, a_bits=4,
                               max_k=128, max_m=16, max_channels=32, max_hidden=4,
                               rescale_lanes=4),
     "16x8-pot2": ArrayConfig(rows=16, cols=8, w_format="pot", w_bits=2, a_bits=6, max_k=1024,
                              max_m=64, max_channels=64, max_hidden=16),
-    "4x8-post4": ArrayConfig(rows=4, cols=8, w_format="post", w_bits=4, a_bits=8, max_k=96,
-                             max_m=256, max_channels=16, max_hidden=4, rescale_lanes=8),
 }
 # (bundle, rows, cols, lanes, images, the RTL's cycles per image, where it is recorded)
 RTL_RUNS = [

