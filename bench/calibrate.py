@@ -110,6 +110,9 @@ def main():
         table = resources.fit(old["points"])
         for key in ("failed", "history", "tools", "date"):
             table[key] = old.get(key)
+        table["history"] = (old.get("history") or []) + [{
+            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "refit": True, "designs": len(old["points"]), "worst": table["worst"]}]
         Path(args.out).write_text(json.dumps(table, indent=1) + "\n")
         print(f"refitted {args.out} to its {len(old['points'])} runs: worst calibration error "
               + ", ".join(f"{k} {100 * v:+.1f} %" for k, v in table["worst"].items()))

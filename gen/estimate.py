@@ -150,7 +150,8 @@ def estimate(bundle, config, *, board="ulx3s-25f", clock_mhz=100.0, baud=None, t
         "cycles_per_image": round(cycles, 3),
         "macs_per_image": round(macs),
         "engine": {"images_per_s": round(engine_ips, 2),
-                   "gops": round(2 * macs * engine_ips / 1e9, 4)},
+                   "gops": round(2 * macs * engine_ips / 1e9, 4),
+                   "gops_per_klut": round(2 * macs * engine_ips / 1e9 / (res["comb"] / 1e3), 4)},
         "board_link": {"images_per_s": round(board_ips, 4),
                        "gops": round(2 * macs * board_ips / 1e9, 6),
                        "link_bytes_per_image": round(sum(l.link_in + l.link_out

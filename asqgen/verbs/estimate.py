@@ -28,11 +28,11 @@ def _n(x, digits=0):
 
 def report_lines(e):
     """The text of an estimate (``gen.estimate.estimate``'s dictionary)."""
-    c = e["config"]
-    lines = [f"{'layer':<10} {'cycles/image':>13} {'util':>7} {'batch':>5} {'array':>9} "
+    w = max(10, *(len(l["name"]) for l in e["layers"]))
+    lines = [f"{'layer':<{w}} {'cycles/image':>13} {'util':>7} {'batch':>5} {'array':>9} "
              f"{'rescale':>9} {'link ms':>9}  bottleneck: engine, board"]
     for l in e["layers"]:
-        lines.append(f"{l['name']:<10} {_n(l['cycles_per_image'], 1):>13} "
+        lines.append(f"{l['name']:<{w}} {_n(l['cycles_per_image'], 1):>13} "
                      f"{100 * l['utilisation']:>6.1f}% {l['batch']:>5} "
                      f"{_n(l['array_cycles']):>9} {_n(l['rescale_cycles']):>9} "
                      f"{l['link_cycles'] / e['clock_mhz'] / 1e3:>9,.1f}  "
@@ -42,7 +42,7 @@ def report_lines(e):
     lines.append(f"engine: {_n(e['cycles_per_image'], 1)} cycles per image, "
                  f"{_n(eng['images_per_s'])} images/s at {e['clock_mhz']:g} MHz, "
                  f"{eng['gops']:.2f} GOPS ({_n(e['macs_per_image'])} MACs per image, 2 ops "
-                 f"each)")
+                 f"each), {eng['gops_per_klut']:.2f} GOPS per thousand LUTs")
     lines.append(f"board: {brd['images_per_s']:.3g} images/s over the {_n(e['baud'])}-baud "
                  f"UART ({_n(brd['link_bytes_per_image'])} bytes per image in and out), "
                  f"{brd['gops'] * 1e3:.3g} MOPS")
