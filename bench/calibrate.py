@@ -112,7 +112,8 @@ def main():
             table[key] = old.get(key)
         table["history"] = (old.get("history") or []) + [{
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "refit": True, "designs": len(old["points"]), "worst": table["worst"]}]
+            "refit": True, "tools": old.get("tools"), "designs": len(old["points"]),
+            "worst": table["worst"]}]
         Path(args.out).write_text(json.dumps(table, indent=1) + "\n")
         print(f"refitted {args.out} to its {len(old['points'])} runs: worst calibration error "
               + ", ".join(f"{k} {100 * v:+.1f} %" for k, v in table["worst"].items()))
