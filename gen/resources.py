@@ -121,18 +121,14 @@ def _psum0(w_format, w_bits, a_bits, signed_acts):
 def memory_cells(width, depth, reads=1):
     """``(ebr, dpram)``: how ``synth_ecp5`` maps a memory of ``width`` bits by ``depth`` with
     ``reads`` read ports (one copy a read port): to ``DP16KD`` blocks (36 bits by 512, 18 by
-    1,024, 9 by 2,048, ...) or to ``TRELLIS_DPR16X4`` distributed RAM (16 by 4 bits), whichever
+    1,024, 9 by 2,048, ..., the mode that takes fewest; a deep memory is split in depth) or to
+    ``TRELLIS_DPR16X4`` distributed RAM (16 by 4 bits), whichever
     is cheaper when a block costs ``EBR_COST`` distributed RAMs (the calibration runs put the
     ratio between 20 and 27: a 17-bit by 64 memory went to distributed RAM, an 80-bit by 64
     one to block RAM)."""
     dpram = math.ceil(width / 4) * math.ceil(depth / 16)
-    ebr = None
-    for bits, entries in ((36, 512), (18, 1024), (9, 2048), (4, 4096), (2, 8192), (1, 16384)):
-        if depth <= entries:
-            ebr = math.ceil(width / bits)
-            break
-    if ebr is None:
-        ebr = width * math.ceil(depth / 16384)
+    ebr = min(math.ceil(width / bits) * math.ceil(depth / entries) for bits, entries in
+              ((36, 512), (18, 1024), (9, 2048), (4, 4096), (2, 8192), (1, 16384)))
     return (0, reads * dpram) if dpram < EBR_COST * ebr else (reads * ebr, 0)
 
 
