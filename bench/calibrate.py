@@ -87,6 +87,11 @@ def plan():
     return out
 
 
+def _shown(path):
+    path = Path(path).resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--board", default="ulx3s-25f", help="(%(default)s)")
@@ -115,7 +120,7 @@ def main():
             "refit": True, "tools": old.get("tools"), "designs": len(old["points"]),
             "worst": table["worst"]}]
         Path(args.out).write_text(json.dumps(table, indent=1) + "\n")
-        print(f"refitted {args.out} to its {len(old['points'])} runs: worst calibration error "
+        print(f"refitted {_shown(args.out)} to its {len(old['points'])} runs: worst calibration error "
               + ", ".join(f"{k} {100 * v:+.1f} %" for k, v in table["worst"].items()))
         return
     from sim.synthesis import synthesise, tool_versions
@@ -151,7 +156,7 @@ def main():
     table["tools"] = entry["tools"]
     table["date"] = entry["date"]
     Path(args.out).write_text(json.dumps(table, indent=1) + "\n")
-    print(f"wrote {args.out}: {len(points)} designs ({fresh} synthesised now), "
+    print(f"wrote {_shown(args.out)}: {len(points)} designs ({fresh} synthesised now), "
           f"worst calibration error " + ", ".join(f"{k} {100 * v:+.1f} %" for k, v in
                                                   table["worst"].items()))
 

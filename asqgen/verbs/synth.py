@@ -6,7 +6,7 @@ from core.bundle import load
 from gen.boards import board as board_of
 from sim.synthesis import logic, synthesise
 
-from ..options import array_config, bundle_config, default_model, describe, write_json
+from ..options import array_config, bundle_config, default_model, describe, shown, write_json
 
 ENGINE_KINDS = ("matmul", "rescale", "engine", "bridge")
 
@@ -16,9 +16,10 @@ def run(args):
     bundle_path = args.bundle or (str(default_model() / "bundle")
                                   if args.design in ENGINE_KINDS else None)
     config = bundle_config(args, load(bundle_path)) if bundle_path else array_config(args)
-    what = f"the {args.design}" + (f" for {bundle_path}" if bundle_path else "")
-    print(f"asqgen synth: {what}: {describe(config)}, {config.rescale_lanes} rescale lane"
-          f"{'s' if config.rescale_lanes > 1 else ''}; {b.device} ({b.name}), Yosys "
+    what = f"the {args.design}" + (f" for {shown(bundle_path)}" if bundle_path else "")
+    lanes = (f", {config.rescale_lanes} rescale lane{'s' if config.rescale_lanes > 1 else ''}"
+             if args.design in ENGINE_KINDS else "")
+    print(f"asqgen synth: {what}: {describe(config)}{lanes}; {b.device} ({b.name}), Yosys "
           f"synth_ecp5" + (f" + nextpnr-ecp5 out of context at {args.clock:g} MHz"
                            if args.pnr else ""), flush=True)
     r = synthesise(args.design, config, board=b, cache=args.out, pnr=args.pnr, freq=args.clock)
