@@ -31,7 +31,7 @@ from synth import BOARDS, _tool, logic, platform_class, run_main
 
 from core.config import ArrayConfig
 from core.errors import OutputError, ToolError, UsageError
-from sim.board_build import TOOLS, build, describe
+from sim.board_build import TOOLS, build, critical_path, describe, report  # noqa: F401
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CLOCK = 100    # MHz

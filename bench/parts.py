@@ -23,7 +23,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from synth import BOARDS, logic, run_main
+from synth import BOARDS, logic, platform_class, run_main
 
 from core.errors import UsageError
 
@@ -47,6 +47,7 @@ def main():
     from gen.boards import board
     from sim.synthesis import synthesise
 
+    platform_class(args.board)          # the extra 'synth' installed (amaranth-boards with it)
     bundle = load(args.bundle)
     try:
         rows, cols = array_for_bundle(bundle, rows=args.rows, cols=args.cols)

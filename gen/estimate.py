@@ -165,8 +165,8 @@ SIZES = (2, 4, 8, 12, 16, 24, 32)
 
 def propose(bundle, *, board="ulx3s-25f", clock_mhz=100.0, table=None, sizes=SIZES,
             lanes=None, baud=None):
-    """The configuration of ``bundle`` with the most engine images/s (the board's, with its
-    host link, breaks ties) whose estimated resources fit ``board``: ``(config, estimate)``,
+    """The configuration of ``bundle`` with the most engine images/s (the smaller logic breaks
+    ties) whose estimated resources fit ``board``: ``(config, estimate)``,
     or ``(None, None)`` when none of the sizes fits. It tries ``rows x cols`` of ``sizes``,
     rescale lanes that divide ``cols`` (up to 8), and passes of one to four times the bundle's
     largest layer's positions (larger batches for the smaller layers)."""

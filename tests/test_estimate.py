@@ -146,3 +146,25 @@ def test_synth_runs_yosys_on_a_pe(tmp_path):
 def test_the_boards_have_their_parts():
     assert {b.device for b in BOARDS.values()} == {"LFE5U-25F", "LFE5U-45F", "LFE5U-85F"}
     assert BOARDS["ulx3s-25f"].lut4 == 24288 and BOARDS["ulx3s-25f"].dsp == 28
+
+
+def test_a_missing_synth_extra_is_one_line():
+    """``asqgen board`` without ``amaranth-boards``, and a missing tool of ``asqgen synth``:
+    one line naming the extra, exit status 5."""
+    import subprocess
+    import sys
+
+    from core.errors import ToolError
+    from sim.synthesis import tool
+
+    code = ("import sys; sys.modules['amaranth_boards'] = None; from asqgen.cli import main; "
+            "sys.exit(main(['board', '--rows', '2', '--cols', '2']))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=ROOT, timeout=300)
+    assert done.returncode == 5
+    assert done.stderr.splitlines() == ["asqgen: error: amaranth-boards is not installed (the "
+                                        "optional extra 'synth'): ./dev pip install -e "
+                                        "'.[synth]'"]
+    with pytest.raises(ToolError, match=r"^yowasp-nothing is not installed \(the optional "
+                                        r"extra 'synth'\)"):
+        tool("yowasp-nothing")
