@@ -9,15 +9,16 @@ The engine (``hw.accelerator``) is modelled as the sum of
   of them;
 * the **array's and the accumulator buffer's** own terms (``MATMUL_FEATURES``): the growth of
   the partial sums down the columns (bits beyond a PE's own), the ``post`` tables (one ROM of
-  ``2**a_bits`` entries a row) and their registers, the skew registers of the activations
-  and the de-skew of the results (triangles of ``rows`` and ``cols``), the input registers,
-  the array's result queue and skid buffer (``cols x acc_bits``), the accumulator buffer's
-  adders (``cols x buffer_bits``), its block RAM
-  (``memory_cells``: block RAM, or distributed RAM for a shallow one);
+  ``2**a_bits`` entries a row) and their registers, the array's result queue and skid buffer
+  (``cols x acc_bits``), the accumulator buffer's adders (``cols x buffer_bits``), its block
+  RAM (``memory_cells``: block RAM, or distributed RAM for a shallow one); the skew registers
+  and input registers were tried as terms and fitted to nothing (Yosys merges them);
 * the **rescale unit** (``RESCALE_FEATURES``): a part that does not change with the lanes, a
   term per lane (its multipliers, since ``hw.dsp`` puts them in ``MULT18X18D`` blocks, and its
-  datapath, whose widths are a lane's), the bank's read vector (``cols x buffer_bits``), its
-  memories of sums and outputs, and its register file;
+  datapath, whose widths are a lane's), a term per lane with the residual add (a second
+  ``Affine``), the bank's read vector (``cols x buffer_bits``), and its memories as
+  ``memory_cells`` maps them (``rescale_memories``); when the lane's widths change with the
+  bundle (a cheaper lane), add its widths as a term and run ``bench/calibrate.py`` again;
 * the **glue** of the whole engine (its cycle counters and local resets) and, on a board, the
   **host bridge** (``bridge``: UART, FIFO, a skid buffer a stream).
 
