@@ -178,6 +178,10 @@ def propose(bundle, *, board="ulx3s-25f", clock_mhz=100.0, table=None, sizes=SIZ
         for cols in sizes:
             if rows > MAX_DIM or cols > MAX_DIM:
                 continue
+            try:
+                sized = config_for_bundle(bundle, rows=rows, cols=cols)
+            except (ValueError, TypeError):
+                continue
             choices = (1, 2, 3, 4, 6, 8) if lanes is None else (lanes,)
             for n in [d for d in choices if cols % d == 0]:
                 for scale in (1, 2, 4):
@@ -185,8 +189,7 @@ def propose(bundle, *, board="ulx3s-25f", clock_mhz=100.0, table=None, sizes=SIZ
                     if scale > 1 and max_m == base.max_m:
                         continue
                     try:
-                        config = config_for_bundle(bundle, rows=rows, cols=cols).replace(
-                            rescale_lanes=n, max_m=max_m)
+                        config = sized.replace(rescale_lanes=n, max_m=max_m)
                     except (ValueError, TypeError):
                         continue
                     res = estimate_resources(config, b, table=table)
