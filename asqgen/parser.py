@@ -198,6 +198,9 @@ def board(p):
                         "(%(default)s)")
     p.add_argument("--all-seeds", action="store_true",
                    help="try every seed, not only until one closes")
+    p.add_argument("--seed-timeout", type=positive, default=2400,
+                   help="seconds for one seed's build; a router that has not finished by then "
+                        "is stopped and the next seed tried (%(default)s)")
     _out(p, "build/board", "build folder")
     _json(p)
 

@@ -13,6 +13,8 @@ here) at a clock made by the ECP5's PLL, with the tools from PyPI (``yowasp-*``,
 import json
 import os
 import re
+import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -121,9 +123,10 @@ def top_of(config, board, platform, clock_mhz, baud):
         raise UsageError(str(e)) from None
 
 
-def build(platform, top, folder, name="asq_board", seed=None):
+def build(platform, top, folder, name="asq_board", seed=None, timeout=None):
     """Run the platform's build flow in ``folder`` (cached by the plan's digest): ``(report,
-    cached)``, the report with the synthesis and place-and-route times."""
+    cached)``, the report with the synthesis and place-and-route times. A build that takes
+    longer than ``timeout`` seconds is stopped (``error`` says so; not cached)."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -136,9 +139,21 @@ def build(platform, top, folder, name="asq_board", seed=None):
     if result.exists():
         return json.loads(result.read_text()), True
     t0 = time.time()
+    plan.extract(str(folder))               # what plan.execute_local runs, with a time limit
+    proc = subprocess.Popen(["sh", f"{plan.script}.sh"], cwd=folder, start_new_session=True,
+                            stdout=subprocess.DEVNULL)
     try:
-        plan.execute_local(str(folder))             # what platform.build(...) runs
-    except Exception as e:                           # the script's failure: name the step
+        status = proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:       # a router that does not converge: the next seed
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait()
+        return {"error": f"stopped after {timeout:g} s (nextpnr's router had not finished)",
+                "fmax": [], "seed": seed}, False
+    except BaseException:                   # Ctrl-C: the tools stop too
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait()
+        raise
+    if status != 0:                         # the script's failure: name the step
         for log, step in ((f"{name}.tim", "place and route"), (f"{name}.rpt", "synthesis")):
             line = _first_error(folder / log)
             if line:
@@ -146,7 +161,7 @@ def build(platform, top, folder, name="asq_board", seed=None):
                        "seed": seed}
                 result.write_text(json.dumps(out, indent=2) + "\n")
                 return out, False
-        raise ToolError(f"the build failed ({e}); see the logs in {folder}") from None
+        raise ToolError(f"the build failed (status {status}); see the logs in {folder}")
     mtime = lambda suffix: (folder / f"{name}{suffix}").stat().st_mtime
     out = report(folder, name)
     out.update(synth_s=round(mtime(".json") - t0, 1),
@@ -163,9 +178,10 @@ def closed(r):
     return bool(r.get("fmax")) and all(c["pass"] for c in r["fmax"]) and not r.get("error")
 
 
-def build_seeds(config, board, *, clock_mhz, baud, root, seeds, all_seeds=False, log=None):
+def build_seeds(config, board, *, clock_mhz, baud, root, seeds, all_seeds=False, log=None,
+                timeout=None):
     """Build with each of ``seeds`` in turn until one closes timing (every one with
-    ``all_seeds``): ``[(seed, report, cached)]``."""
+    ``all_seeds``), each within ``timeout`` seconds: ``[(seed, report, cached)]``."""
     platform = platform_of(board)
     _use_tools()
     top = top_of(config, board, platform, clock_mhz, baud)
@@ -175,7 +191,7 @@ def build_seeds(config, board, *, clock_mhz, baud, root, seeds, all_seeds=False,
         if log:
             log(f"  seed {seed}: building in {folder}")
         r, cached = build(platform, top_of(config, board, platform, clock_mhz, baud)
-                          if runs else top, folder, seed=seed)
+                          if runs else top, folder, seed=seed, timeout=timeout)
         runs.append((seed, r, cached))
         if closed(r) and not all_seeds:
             break

