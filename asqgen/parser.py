@@ -133,6 +133,17 @@ def sim(p):
                    help="no progress line on standard error (it is shown on a terminal only)")
 
 
+def import_(p):
+    p.add_argument("model", help="the QONNX file (.onnx; its external data file, if any, "
+                                 "beside it)")
+    p.add_argument("--out", required=True, type=folder, help="bundle folder to write")
+    p.add_argument("--inputs", required=True,
+                   help="test inputs (.npy, (N,) + the model's input shape, non-negative): "
+                        "qonnx runs them for the bundle's reference outputs")
+    p.add_argument("--labels", default=None,
+                   help="their classes (.npy, N integers), for accuracies")
+
+
 # verb: (its options, its one-line help)
 VERBS = {
     "verilog": (verilog, "generate the Verilog and the manifest of an array, or of the layer "
@@ -147,6 +158,8 @@ VERBS = {
     "export": (export, "write the bundle of a trained checkpoint"),
     "compare": (compare, "the golden model against PyTorch's fake-quantized model on the "
                          "bundle's reference inputs, layer by layer"),
+    "import": (import_, "a QONNX model (from Brevitas) into a bundle, with qonnx's own "
+                        "execution of it on the given inputs as the reference"),
     "sim": (sim, "run a bundle on the generated hardware in Verilator and compare every layer "
                  "with the golden model and PyTorch"),
 }
