@@ -28,6 +28,11 @@ Fixtures (every activation quantizer unsigned, per-tensor; weights signed, narro
     pooling (``AdaptiveAvgPool2d(1)``, a ``GlobalAveragePool`` node) and a 4-bit
     ``QuantIdentity`` after it (the accelerator averages before it quantizes: a quantizer
     before the pooling is refused); linear 32->10 (8-bit weights).
+``res4``
+    a small ResNet: conv 1->8 (8-bit weights), batch norm, 4-bit ``QuantReLU``; a residual
+    block 8->8 with the identity shortcut (the block input's codes added before the last
+    ``QuantReLU``); a block 8->16 with stride 2 and a 1x1 projection with batch norm; 2x2 max
+    pooling; linear 64->10 (8-bit weights). 4-bit weights and activations in the blocks.
 """
 
 import argparse
@@ -93,7 +98,40 @@ def cnn2gap():
                         weight_bit_width=8))
 
 
-MODELS = {"cnn4": cnn4, "mlp3": mlp3, "cnn2gap": cnn2gap}
+class _Block(nn.Module):
+    """A residual block: two 3x3 convs with batch norm, the shortcut (the input's codes, or a
+    strided 1x1 projection with batch norm) added before the last ``QuantReLU``."""
+
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        w = dict(bias=False, weight_quant=Int8WeightPerChannelFloat, weight_bit_width=4)
+        self.conv1 = qnn.QuantConv2d(cin, cout, 3, stride=stride, padding=1, **w)
+        self.bn1, self.relu1 = nn.BatchNorm2d(cout), qnn.QuantReLU(bit_width=4)
+        self.conv2 = qnn.QuantConv2d(cout, cout, 3, padding=1, **w)
+        self.bn2, self.relu2 = nn.BatchNorm2d(cout), qnn.QuantReLU(bit_width=4)
+        self.proj = None
+        if stride != 1 or cin != cout:
+            self.proj = nn.Sequential(qnn.QuantConv2d(cin, cout, 1, stride=stride, **w),
+                                      nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        y = self.relu1(self.bn1(self.conv1(x)))
+        shortcut = x if self.proj is None else self.proj(x)
+        return self.relu2(self.bn2(self.conv2(y)) + shortcut)
+
+
+def res4():
+    return nn.Sequential(
+        _input(),
+        qnn.QuantConv2d(1, 8, 3, padding=1, bias=False, weight_quant=Int8WeightPerChannelFloat,
+                        weight_bit_width=8),
+        nn.BatchNorm2d(8), qnn.QuantReLU(bit_width=4),
+        _Block(8, 8, 1), _Block(8, 16, 2), nn.MaxPool2d(2), nn.Flatten(),
+        qnn.QuantLinear(64, 10, bias=True, weight_quant=Int8WeightPerTensorFloat,
+                        weight_bit_width=8))
+
+
+MODELS = {"cnn4": cnn4, "mlp3": mlp3, "cnn2gap": cnn2gap, "res4": res4}
 
 
 def train(model, epochs, seed):

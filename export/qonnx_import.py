@@ -44,7 +44,7 @@ exactly; any other rounding mode of an activation quantizer is refused.
 """
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -85,7 +85,6 @@ class _Codes:
     step: float
     bits: int
     shape: tuple
-    uses: int = 0
 
 
 @dataclass
@@ -107,7 +106,8 @@ class _Pending:
     source: int | None
     scale: np.ndarray = None
     bias: np.ndarray = None
-    readers: list = field(default_factory=list)
+    shortcut: int | None = None         # the layer added before the Relu (a residual block)
+    projection: bool = False            # a shortcut projection: its values go to one Add
 
 
 class _Walk:
@@ -280,18 +280,12 @@ class _Walk:
     def _codes_in(self, node, name):
         v = self.value(node, name, _Codes, what="activation codes (the output of an unsigned "
                                                 "activation Quant)")
-        v.uses += 1
         return v
 
     def _new_layer(self, node, kind, x, codes, alpha, w_bits, bias, **conv):
-        if x.uses > 1:
-            self.fail(node, "its input codes are read by another layer too (asqgen maps a "
-                            "chain of layers)")
-        if x.layer is not None and x.layer != len(self.layers) - 1:
-            self.fail(node, "it does not read the codes of the layer before it (asqgen maps a "
-                            "chain of layers)")
         if x.layer is None and self.layers:
-            self.fail(node, "it reads the network input, but it is not the first layer")
+            self.fail(node, "it reads the network input, but it is not the first layer (only "
+                            "the first layer reads the input codes)")
         cout = codes.shape[0]
         fields = dict(
             name=node.name, kind=kind, out_channels=cout, a_bits=x.bits, w_format="int",
@@ -375,9 +369,11 @@ class _Walk:
     def affine(self, node):
         names = list(node.input)
         consts = [self.const(n) for n in names]
+        if node.op_type == "Add" and len(names) == 2 and consts == [None, None]:
+            return self.residual(node)
         if sum(c is not None for c in consts) != 1:
-            self.fail(node, "asqgen maps an Add or Mul of a layer's values and a constant (a "
-                            "residual Add of two computed tensors is not mapped yet)")
+            self.fail(node, "asqgen maps an Add or Mul of a layer's values and a constant, or "
+                            "the Add of a residual block")
         other = names[0] if consts[0] is None else names[1]
         c = consts[1] if consts[0] is None else consts[0]
         v, layer = self.layer_of(node, other)
@@ -390,9 +386,47 @@ class _Walk:
             layer.scale, layer.bias = layer.scale * vec, layer.bias * vec
         self.values[node.output[0]] = v
 
+    def residual(self, node):
+        """A residual block's Add: a conv layer's values plus an earlier layer's codes (the
+        identity shortcut) or a projection's values (a conv with batch norm and nothing
+        after it, whose values only this Add reads)."""
+        a, b = (self.values.get(n) for n in node.input)
+        if isinstance(a, _Codes) or (isinstance(a, _Values) and isinstance(b, _Values) and
+                                     self._is_projection(a) and not self._is_projection(b)):
+            a, b = b, a
+        if not isinstance(a, _Values) or a.stage != "z" or not isinstance(b, (_Codes, _Values)):
+            self.fail(node, f"a residual Add adds a conv layer's values (after its batch norm, "
+                            f"before its Relu) and a shortcut, not {_describe(a)} and "
+                            f"{_describe(b)}")
+        main = self.layers[a.layer]
+        if main.fields["kind"] != "conv2d" or main.shortcut is not None:
+            self.fail(node, "the shortcut must be added to a conv layer, once")
+        if isinstance(b, _Codes):
+            if b.layer is None:
+                self.fail(node, "its shortcut is the network input's codes (the shortcut must "
+                                "be a layer's output)")
+            main.shortcut = b.layer
+        else:
+            if b.stage != "z" or not self._is_projection(b):
+                self.fail(node, "its shortcut is neither codes (a quantizer's output) nor a "
+                                "projection (a conv with batch norm whose values only this Add "
+                                "reads)")
+            proj = self.layers[b.layer]
+            if proj.fields["kind"] != "conv2d" or proj.projection:
+                self.fail(node, "a projection shortcut must be a conv layer, used once")
+            proj.projection = True
+            main.shortcut = b.layer
+        self.values[node.output[0]] = _Values(a.layer, "sum")
+
+    def _is_projection(self, v):
+        """Whether layer values ``v`` can be a projection: its layer reads the same codes as
+        another layer (the block's first conv)."""
+        reads = self.layers[v.layer].reads
+        return sum(p.reads == reads for p in self.layers) > 1
+
     def relu(self, node):
         v, layer = self.layer_of(node, node.input[0])
-        if v.stage != "z":
+        if v.stage not in ("z", "sum"):
             self.fail(node, "a second Relu")
         layer.fields["relu"] = True
         self.values[node.output[0]] = _Values(v.layer, "relu")
@@ -417,9 +451,9 @@ class _Walk:
                                                  self.shape(node.output[0]))
             return
         v, layer = self.layer_of(node, node.input[0])
-        if v.stage not in ("z", "relu") or layer.fields["kind"] != "conv2d":
+        if v.stage not in ("z", "sum", "relu") or layer.fields["kind"] != "conv2d":
             self.fail(node, "a max pooling after a pooling, or of a linear layer")
-        if v.stage == "z":
+        if v.stage in ("z", "sum"):
             self.fail(node, "a max pooling before the Relu is not mapped (Relu, then pooling)")
         layer.fields["pool"] = 2
         self.values[node.output[0]] = _Values(v.layer, "pool")
@@ -479,13 +513,28 @@ class _Walk:
             raise ModelError(f"{self.path}: the graph output {out!r} is {_describe(v)}: asqgen "
                              f"maps a network whose output is the last layer's values with no "
                              f"Relu, pooling or quantizer (the logits)")
-        layers = []
         for i, p in enumerate(self.layers):
-            f = p.fields
-            if i < len(self.layers) - 1 and f["next_step"] is None:
-                raise ModelError(f"{self.path}: the output of {f['name']!r} is not quantized "
-                                 f"(an unsigned activation Quant must follow it)")
-            layers.append(Layer(bn_scale=p.scale, bn_bias=p.bias, **f))
+            if i < len(self.layers) - 1 and p.fields["next_step"] is None and not p.projection:
+                raise ModelError(f"{self.path}: the output of {p.fields['name']!r} is not "
+                                 f"quantized (an unsigned activation Quant must follow it)")
+        graph = any(p.shortcut is not None or p.source != (k - 1 if k else None)
+                    for k, p in enumerate(self.layers))
+        order = list(range(len(self.layers)))
+        for i, p in enumerate(self.layers):         # a projection comes before its reader
+            j = p.shortcut
+            if j is not None and self.layers[j].projection and order.index(j) > order.index(i):
+                order.remove(j)
+                order.insert(order.index(i), j)
+        names = [p.fields["name"] for p in self.layers]       # by the original index
+        self.layers = [self.layers[i] for i in order]
+        name = lambda i: None if i is None else names[i]
+        layers = []
+        for p in self.layers:
+            layer = Layer(bn_scale=p.scale, bn_bias=p.bias, **p.fields)
+            if graph:
+                layer.source, layer.shortcut = name(p.source), name(p.shortcut)
+                layer.projection = p.projection
+            layers.append(layer)
         return layers
 
 
@@ -570,6 +619,9 @@ def import_qonnx(path, images, labels=None):
     bundle = Bundle(input_shape=tuple(shape), input_bits=bits, input_step=step, layers=layers,
                     meta={"source": "qonnx", "model": path.name, "model_sha256": digest,
                           "reference": "qonnx execute_onnx"})
+    for i, layer in enumerate(layers):
+        if layer.shortcut is not None:
+            layer.shortcut_fixed = bundle.compute_shortcut_fixed(i)
     try:
         rules.check_bundle(bundle)
     except ValueError as e:

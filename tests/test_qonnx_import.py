@@ -29,6 +29,9 @@ ARCHITECTURES = {
              ("linear", 3, 4, False, 0, False)],
     "cnn2gap": [("conv2d", 8, 8, True, 0, False), ("conv2d", 2, 2, True, 0, True),
                 ("linear", 8, 4, False, 0, False)],
+    "res4": [("conv2d", 8, 8, True, 0, False)] + [("conv2d", 4, 4, True, 0, False)] * 3 +
+            [("conv2d", 4, 4, False, 0, False), ("conv2d", 4, 4, True, 2, False),
+             ("linear", 8, 4, False, 0, False)],
 }
 
 
@@ -60,6 +63,20 @@ def test_import_maps_the_architecture(name, bundles):
     assert b.input_bits == 8 and b.input_shape == (1, 8, 8)
     assert all(la.w_format == "int" for la in b.layers)
     assert len(b.reference["images"]) == 64
+
+
+def test_import_maps_the_residual_blocks(bundles):
+    """res4: the first block adds the stem's codes (identity shortcut) before its second
+    conv's Relu; the second adds a 1x1 strided projection (which reads the block's input, as
+    the block's first conv does, and comes before the layer it is added to)."""
+    b = bundles["res4"]
+    assert b.format == 2
+    src = [b.source_index(i) for i in range(len(b.layers))]
+    assert src == [None, 0, 1, 2, 2, 3, 5]
+    assert [b.residual_kind(i) for i in range(len(b.layers))] == [
+        ("none", None), ("none", None), ("identity", 0), ("none", None), ("none", None),
+        ("projection", 4), ("none", None)]
+    assert b.layers[4].projection and b.layers[4].kernel == 1 and b.layers[4].stride == 2
 
 
 @pytest.mark.parametrize("name", list(ARCHITECTURES))
@@ -248,3 +265,18 @@ def test_bad_inputs(tmp_path, capsys):
     status = main(["import", str(FIXTURES / "cnn4.onnx"), "--out", str(out), "--inputs",
                    str(IMAGES), "--labels", str(tmp_path / "labels.npy")])
     _assert_refused(capsys, status, out, "not 64 integer classes", USAGE)
+
+
+def test_import_needs_no_pytorch(tmp_path):
+    """``asqgen import`` and ``compare`` of its bundle run without importing PyTorch."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from asqgen.cli import main; "
+            f"assert main(['import', {str(FIXTURES / 'mlp3.onnx')!r}, '--out', "
+            f"{str(tmp_path / 'b')!r}, '--inputs', {str(IMAGES)!r}]) == 0; "
+            f"assert main(['compare', '--bundle', {str(tmp_path / 'b')!r}]) == 0; "
+            "assert 'torch' not in sys.modules, 'torch was imported'")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parent.parent)
+    assert run.returncode == 0, run.stderr

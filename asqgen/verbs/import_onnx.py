@@ -2,20 +2,35 @@
 on the given inputs as the bundle's reference (``export.qonnx_import``; no PyTorch)."""
 
 from core.bundle import save
+from core.errors import BundleError, ModelError
 from export.qonnx_import import import_qonnx
+
+
+def describe(layer):
+    """One line about an imported layer."""
+    shape = "x".join(map(str, layer.in_shape))
+    parts = [f"{layer.name}: {layer.kind} {shape} -> {layer.out_channels}"
+             + (f" (reads {layer.source})" if layer.source is not None else ""),
+             f"{layer.w_bits}-bit int weights", f"{layer.a_bits}-bit inputs"]
+    if layer.shortcut is not None:
+        parts.append(f"adds {layer.shortcut}")
+    parts += [p for p, on in (("relu", layer.relu), ("maxpool 2", layer.pool),
+                              ("global avg pool", layer.global_pool)) if on]
+    parts.append(f"next step {layer.next_step:.6g} ({layer.next_bits} bits)"
+                 if layer.next_step is not None else
+                 "projection (no Relu: added to another layer)" if layer.projection else
+                 "logits")
+    return ", ".join(parts)
 
 
 def run(args):
     bundle = import_qonnx(args.model, args.inputs, args.labels)
-    folder = save(bundle, args.out)
+    try:
+        folder = save(bundle, args.out)
+    except BundleError as e:         # a graph the bundle format refuses (save writes nothing)
+        raise ModelError(f"{args.model}: its bundle is refused: {e}") from None
     print(f"asqgen import: {args.model} -> {folder} ({len(bundle.layers)} layers, "
           f"{len(bundle.reference['images'])} reference inputs run by qonnx)")
     for layer in bundle.layers:
-        shape = "x".join(map(str, layer.in_shape))
-        ops = "".join([", relu" if layer.relu else "", ", maxpool 2" if layer.pool else "",
-                       ", global avg pool" if layer.global_pool else ""])
-        nxt = (f", next step {layer.next_step:.6g} ({layer.next_bits} bits)"
-               if layer.next_step is not None else ", logits")
-        print(f"  {layer.name}: {layer.kind} {shape} -> {layer.out_channels}, "
-              f"{layer.w_bits}-bit int weights, {layer.a_bits}-bit inputs{ops}{nxt}")
+        print("  " + describe(layer))
     return 0
