@@ -5,7 +5,8 @@ gets wrong (not ONNX or truncated, a missing or short external data file, a node
 domain asqgen does not map, dynamic shapes), then runs the clean-up that the FINN and hls4ml
 front ends run first (``qonnx.util.cleanup.cleanup_model``: shape inference, constant folding
 that keeps ``Quant`` nodes, unique node and tensor names), shape inference and datatype
-inference. ``execute(model, images)`` is qonnx's own execution of the cleaned model
+inference. ``IntQuant`` (the newer name of ``Quant``, the same op) is renamed ``Quant`` first,
+since the clean-up would fold an ``IntQuant`` of constant weights into float weights. ``execute(model, images)`` is qonnx's own execution of the cleaned model
 (``qonnx.core.onnx_exec.execute_onnx``) on a batch, with every intermediate tensor.
 
 Every problem is a ``core.errors.ModelError`` of one line naming the file (and the node);
@@ -150,6 +151,9 @@ def read(path):
     path = Path(path)
     proto = _load(path, m)
     _check_graph(path, proto)
+    for node in proto.graph.node:       # one op, two names; cleanup_model keeps only "Quant"
+        if node.op_type == "IntQuant":  # (it would fold an IntQuant of the weights away)
+            node.op_type = "Quant"
     try:
         model = m["cleanup_model"](m["ModelWrapper"](proto))
         model = model.transform(m["InferShapes"]())
@@ -157,6 +161,12 @@ def read(path):
     except Exception as e:              # qonnx's passes raise anything on a malformed graph
         raise ModelError(f"{path}: qonnx's clean-up failed ({type(e).__name__}: "
                          f"{_first_line(e)})") from None
+    for node in model.graph.node:
+        for name in node.output:
+            shape = model.get_tensor_shape(name)
+            if shape is None or any(not isinstance(d, int) or d <= 0 for d in shape):
+                raise ModelError(f"{path}: node {node_name(node)}: its output {name!r} has "
+                                 f"dynamic or unknown shapes ({shape}) after shape inference")
     return model
 
 

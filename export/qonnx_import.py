@@ -253,7 +253,7 @@ class _Walk:
             self.fail(node, f"its weight {name!r} is float, with no Quant",
                       "quantize the weights (Brevitas: QuantConv2d, QuantLinear)")
         q = self.value(node, name, _Weight, what="quantized weights")
-        if not q.node.attribute or not bool(self.attrs(q.node).get("signed", 1)):
+        if not bool(self.attrs(q.node).get("signed", 1)):
             self.fail(q.node, "unsigned weights are not implemented (signed int weights)")
         if q.bits not in numerics.WEIGHT_BITS:
             self.fail(q.node, f"{q.bits}-bit weights: asqgen's int weights are "

@@ -138,6 +138,19 @@ def test_external_data_beside_the_model(tmp_path):
     assert load(tmp_path / "b").layers[1].w_bits == 4
 
 
+def test_intquant_is_quant(tmp_path):
+    """The IntQuant spelling gives the same bundle as Quant."""
+    model = onnx.load(FIXTURES / "cnn4.onnx")
+    for node in model.graph.node:
+        if node.op_type == "Quant":
+            node.op_type = "IntQuant"
+    onnx.save(model, tmp_path / "intquant.onnx")
+    assert _import(tmp_path / "intquant.onnx", tmp_path / "a") == 0
+    assert _import(FIXTURES / "cnn4.onnx", tmp_path / "b") == 0
+    assert ((tmp_path / "a" / "arrays.npz").read_bytes() ==
+            (tmp_path / "b" / "arrays.npz").read_bytes())
+
+
 # Bad files --------------------------------------------------------------------------------
 def _node(model, op, k=0):
     return [n for n in model.graph.node if n.op_type == op][k]
@@ -190,7 +203,22 @@ def _tiny_scale(m):
     q.input[1] = "tiny"
 
 
+def _pool_codes(m):
+    pool = _node(m, "MaxPool")                  # it reads the first layer's quantizer
+    pool.op_type = "GlobalAveragePool"
+    del pool.attribute[:]
+
+
+def _custom_op(m):
+    relu = _node(m, "Relu")
+    relu.op_type, relu.domain = "MultiThreshold", "qonnx.custom_op.general"
+
+
 BAD_MODELS = {
+    "average of codes": (_pool_codes, "(GlobalAveragePool): it averages quantized codes; the "
+                                      "accelerator averages the values before its quantizer"),
+    "custom op": (_custom_op, "(MultiThreshold) of domain 'qonnx.custom_op.general' is not "
+                              "supported"),
     "unsupported op": (_unsupported, "'Sigmoid_0' (Sigmoid): this op is not supported"),
     "dynamic shapes": (_dynamic, "has dynamic shapes (['batch', 1, 8, 8])"),
     "float weights": (_float_weights, "is float, with no Quant"),
