@@ -47,9 +47,17 @@ def _modules():
                 cleanup_model=cleanup_model)
 
 
+_ORIGINAL = "asqgen: the node's name in the file: "
+
+
 def node_name(node):
-    """``node``'s name as a message gives it: ``'Conv_0' (Conv)``."""
-    return f"{node.name or node.output[0]!r} ({node.op_type})"
+    """``node``'s name as a message gives it: ``'Conv_0' (Conv)``, and the name it has in the
+    file when the clean-up renamed it: ``'Conv_0' (Conv, '/1/Conv' in the file)``."""
+    name = node.name or node.output[0]
+    original = (node.doc_string[len(_ORIGINAL):] if node.doc_string.startswith(_ORIGINAL)
+                else name)
+    return f"{name!r} ({node.op_type}" + (f", {original!r} in the file)" if original != name
+                                          else ")")
 
 
 def _first_line(e):
@@ -154,6 +162,8 @@ def read(path):
     for node in proto.graph.node:       # one op, two names; cleanup_model keeps only "Quant"
         if node.op_type == "IntQuant":  # (it would fold an IntQuant of the weights away)
             node.op_type = "Quant"
+        if node.name:                   # the clean-up renames every node: keep the file's name
+            node.doc_string = _ORIGINAL + node.name
     try:
         model = m["cleanup_model"](m["ModelWrapper"](proto))
         model = model.transform(m["InferShapes"]())
