@@ -215,11 +215,13 @@ def _custom_op(m):
 
 
 BAD_MODELS = {
-    "average of codes": (_pool_codes, "(GlobalAveragePool): it averages quantized codes; the "
-                                      "accelerator averages the values before its quantizer"),
+    "average of codes": (_pool_codes, "(GlobalAveragePool, '/4/MaxPool' in the file): it "
+                                      "averages quantized codes; the accelerator averages the "
+                                      "values before its quantizer"),
     "custom op": (_custom_op, "(MultiThreshold) of domain 'qonnx.custom_op.general' is not "
                               "supported"),
-    "unsupported op": (_unsupported, "'Sigmoid_0' (Sigmoid): this op is not supported"),
+    "unsupported op": (_unsupported, "'Sigmoid_0' (Sigmoid, '/3/act_quant/activation_impl/Relu' "
+                                   "in the file): this op is not supported"),
     "dynamic shapes": (_dynamic, "has dynamic shapes (['batch', 1, 8, 8])"),
     "float weights": (_float_weights, "is float, with no Quant"),
     "zero point": (_zero_point, "zero point 1 is not implemented"),
