@@ -127,8 +127,24 @@ def _external(path, proto, m):
         raise ModelError(f"{path}: its external data cannot be read ({_first_line(e)})") from None
 
 
+def _names(proto):
+    """Every name and string of ``proto``'s graph that the import reads."""
+    g = proto.graph
+    for node in g.node:
+        yield from (node.name, node.op_type, node.domain, *node.input, *node.output)
+        yield from (a.name for a in node.attribute)
+    for value in (*g.input, *g.output, *g.value_info, *g.initializer):
+        yield value.name
+    for o in proto.opset_import:
+        yield o.domain
+
+
 def _check_graph(path, proto):
-    """Nodes of a foreign custom domain, and dynamic shapes, before qonnx sees the graph."""
+    """Names that are text, nodes of a foreign custom domain, and dynamic shapes, before qonnx
+    sees the graph."""
+    if not all(isinstance(n, str) for n in _names(proto)):
+        raise ModelError(f"{path}: not a valid ONNX model (a name is not UTF-8 text: a corrupt "
+                         f"file)")
     for node in proto.graph.node:
         if node.domain not in ("", "ai.onnx") and node.op_type not in QUANT_OPS:
             raise ModelError(f"{path}: node {node_name(node)} of domain {node.domain!r} is not "
@@ -184,9 +200,14 @@ def execute(model, images, names):
     """qonnx's execution of ``model`` on ``images`` (a batch): the tensors ``names``, each with
     the batch first."""
     m = _modules()
-    batch = model.transform(m["ChangeBatchSize"](len(images)))
-    batch = batch.transform(m["InferShapes"]())
-    name = batch.graph.input[0].name
-    context = m["execute_onnx"](batch, {name: np.ascontiguousarray(images, dtype=np.float32)},
-                                return_full_exec_context=True)
+    try:
+        batch = model.transform(m["ChangeBatchSize"](len(images)))
+        batch = batch.transform(m["InferShapes"]())
+        name = batch.graph.input[0].name
+        context = m["execute_onnx"](batch,
+                                    {name: np.ascontiguousarray(images, dtype=np.float32)},
+                                    return_full_exec_context=True)
+    except Exception as e:              # onnxruntime and qonnx's ops raise anything
+        raise ModelError(f"qonnx cannot execute the model ({type(e).__name__}: "
+                         f"{_first_line(e)})") from None
     return {n: np.asarray(context[n]) for n in names}

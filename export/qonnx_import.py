@@ -186,7 +186,10 @@ class _Walk:
         if bits.size != 1 or bits.item() != round(bits.item()):
             self.fail(node, f"bit width {bits.ravel()[:4]} is not one integer")
         bits = int(bits.item())
-        signed, narrow = bool(attrs.get("signed", 1)), bool(attrs.get("narrow", 0))
+        missing = [a for a in ("signed", "narrow") if a not in attrs]
+        if missing:
+            self.fail(node, f"its attribute {missing[0]!r} is missing (qonnx requires it)")
+        signed, narrow = bool(attrs["signed"]), bool(attrs["narrow"])
         rounding = attrs.get("rounding_mode", b"ROUND")
         rounding = (rounding.decode() if isinstance(rounding, bytes) else rounding).upper()
         if not np.all(np.isfinite(scale)) or np.any(scale <= 0):
@@ -628,7 +631,10 @@ def import_qonnx(path, images, labels=None):
         raise ModelError(f"{path}: {e}") from None
     out = walk.model.graph.output[0].name
     reads = [p.reads for p in walk.layers[1:]]
-    ctx = qonnx_graph.execute(model, x, [in_name, out, *reads])
+    try:
+        ctx = qonnx_graph.execute(model, x, [in_name, out, *reads])
+    except ModelError as e:
+        raise ModelError(f"{path}: {e}") from None
     reference = {"images": x, "logits": ctx[out].reshape(len(x), -1).astype(np.float64),
                  "codes": _codes(ctx[in_name], step, f"{path}: the input").astype(np.uint8)}
     for i, (layer, name) in enumerate(zip(layers[1:], reads), start=1):
