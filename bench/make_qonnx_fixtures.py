@@ -33,6 +33,11 @@ Fixtures (every activation quantizer unsigned, per-tensor; weights signed, narro
     block 8->8 with the identity shortcut (the block input's codes added before the last
     ``QuantReLU``); a block 8->16 with stride 2 and a 1x1 projection with batch norm; 2x2 max
     pooling; linear 64->10 (8-bit weights). 4-bit weights and activations in the blocks.
+``dw4``
+    a depthwise-separable CNN: conv 1->8 (8-bit weights), batch norm, 4-bit ``QuantReLU``; a
+    depthwise 3x3 conv (groups 8, 4-bit weights), batch norm, 4-bit ``QuantReLU``, 2x2 max
+    pooling; a 1x1 conv 8->16 (4-bit), batch norm, 4-bit ``QuantReLU``, 2x2 max pooling;
+    linear 64->10 (8-bit weights).
 """
 
 import argparse
@@ -131,7 +136,22 @@ def res4():
                         weight_bit_width=8))
 
 
-MODELS = {"cnn4": cnn4, "mlp3": mlp3, "cnn2gap": cnn2gap, "res4": res4}
+def dw4():
+    w = dict(bias=False, weight_quant=Int8WeightPerChannelFloat)
+    return nn.Sequential(
+        _input(),
+        qnn.QuantConv2d(1, 8, 3, padding=1, weight_bit_width=8, **w),
+        nn.BatchNorm2d(8), qnn.QuantReLU(bit_width=4),
+        qnn.QuantConv2d(8, 8, 3, padding=1, groups=8, weight_bit_width=4, **w),
+        nn.BatchNorm2d(8), qnn.QuantReLU(bit_width=4), nn.MaxPool2d(2),
+        qnn.QuantConv2d(8, 16, 1, weight_bit_width=4, **w),
+        nn.BatchNorm2d(16), qnn.QuantReLU(bit_width=4), nn.MaxPool2d(2),
+        nn.Flatten(),
+        qnn.QuantLinear(64, 10, bias=True, weight_quant=Int8WeightPerTensorFloat,
+                        weight_bit_width=8))
+
+
+MODELS = {"cnn4": cnn4, "mlp3": mlp3, "cnn2gap": cnn2gap, "res4": res4, "dw4": dw4}
 
 
 def train(model, epochs, seed):
