@@ -372,7 +372,7 @@ class _Walk:
     def affine(self, node):
         names = list(node.input)
         consts = [self.const(n) for n in names]
-        if node.op_type == "Add" and len(names) == 2 and consts == [None, None]:
+        if node.op_type == "Add" and len(names) == 2 and all(c is None for c in consts):
             return self.residual(node)
         if sum(c is not None for c in consts) != 1:
             self.fail(node, "asqgen maps an Add or Mul of a layer's values and a constant, or "

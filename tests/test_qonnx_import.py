@@ -160,6 +160,64 @@ def test_intquant_is_quant(tmp_path):
             (tmp_path / "b" / "arrays.npz").read_bytes())
 
 
+def _reduce_mean(m):
+    gap = _node(m, "GlobalAveragePool")
+    gap.op_type = "ReduceMean"
+    m.graph.initializer.append(numpy_helper.from_array(np.array([2, 3], np.int64), "hw_axes"))
+    gap.input.append("hw_axes")
+    gap.attribute.append(helper.make_attribute("keepdims", 1))
+
+
+def _reshape(m):
+    flat = _node(m, "Flatten")
+    flat.op_type = "Reshape"
+    del flat.attribute[:]
+    m.graph.initializer.append(numpy_helper.from_array(np.array([1, 64], np.int64), "flat"))
+    flat.input.append("flat")
+
+
+def _bn_as_mul_add(m):
+    """The first batch norm as a plain normalisation, then ``Mul`` by gamma, ``Add`` beta."""
+    bn = _node(m, "BatchNormalization")
+    inits = {t.name: t for t in m.graph.initializer}
+    gamma, beta = (numpy_helper.to_array(inits[n]) for n in bn.input[1:3])
+    shape = (1, len(gamma), 1, 1)
+    arrays = {"one": np.ones_like(gamma), "zero": np.zeros_like(beta),
+              "gamma": gamma.reshape(shape), "beta": beta.reshape(shape)}
+    m.graph.initializer.extend(numpy_helper.from_array(a, k) for k, a in arrays.items())
+    out = bn.output[0]
+    bn.input[1], bn.input[2], bn.output[0] = "one", "zero", "bn_plain"
+    at = list(m.graph.node).index(bn) + 1
+    m.graph.node.insert(at, helper.make_node("Mul", ["bn_plain", "gamma"], ["bn_scaled"]))
+    m.graph.node.insert(at + 1, helper.make_node("Add", ["bn_scaled", "beta"], [out]))
+
+
+EQUIVALENT = {"ReduceMean": ("cnn2gap", _reduce_mean), "Reshape": ("cnn4", _reshape),
+              "Mul and Add": ("cnn4", _bn_as_mul_add)}
+
+
+@pytest.mark.parametrize("case", list(EQUIVALENT))
+def test_equivalent_graphs_give_the_same_bundle(case, tmp_path, bundles):
+    """A ``ReduceMean`` over H and W for the ``GlobalAveragePool``, a ``Reshape`` for the
+    ``Flatten``, a batch norm split into a plain one, a ``Mul`` and an ``Add``: the same
+    layers (within float rounding) and the same reference codes."""
+    name, mutate = EQUIVALENT[case]
+    model = onnx.load(FIXTURES / f"{name}.onnx")
+    mutate(model)
+    onnx.save(model, tmp_path / "m.onnx")
+    assert _import(tmp_path / "m.onnx", tmp_path / "b") == 0
+    got, want = load(tmp_path / "b"), bundles[name]
+    for a, b in zip(got.layers, want.layers, strict=True):
+        for key in ("weight", "alpha", "bn_scale", "bn_bias"):
+            np.testing.assert_allclose(getattr(a, key), getattr(b, key), rtol=1e-6, atol=1e-6)
+        assert (a.relu, a.pool, a.global_pool, a.next_bits) == (b.relu, b.pool, b.global_pool,
+                                                                 b.next_bits)
+    for key, value in want.reference.items():
+        if key.endswith("codes"):
+            assert np.array_equal(got.reference[key], value), key
+    assert _report(got)["top1_agreement"] >= 0.99
+
+
 # Bad files --------------------------------------------------------------------------------
 def _node(model, op, k=0):
     return [n for n in model.graph.node if n.op_type == op][k]
