@@ -9,8 +9,10 @@ from export.qonnx_import import import_qonnx
 def describe(layer):
     """One line about an imported layer."""
     shape = "x".join(map(str, layer.in_shape))
-    kind = f"depthwise {layer.kind} {layer.kernel}x{layer.kernel}" if layer.groups > 1 else (
-        f"{layer.kind} {layer.kernel}x{layer.kernel}" if layer.kind == "conv2d" else layer.kind)
+    kind = layer.kind
+    if layer.kind == "conv2d":
+        kind = (("depthwise " if layer.groups > 1 else "") + f"conv2d {layer.kernel}x"
+                f"{layer.kernel}" + (f" stride {layer.stride}" if layer.stride > 1 else ""))
     parts = [f"{layer.name}: {kind} {shape} -> {layer.out_channels}"
              + (f" (reads {layer.source})" if layer.source is not None else ""),
              f"{layer.w_bits}-bit int weights", f"{layer.a_bits}-bit inputs"]
