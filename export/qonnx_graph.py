@@ -6,8 +6,10 @@ domain asqgen does not map, dynamic shapes), then runs the clean-up that the FIN
 front ends run first (``qonnx.util.cleanup.cleanup_model``: shape inference, constant folding
 that keeps ``Quant`` nodes, unique node and tensor names), shape inference and datatype
 inference. ``IntQuant`` (the newer name of ``Quant``, the same op) is renamed ``Quant`` first,
-since the clean-up would fold an ``IntQuant`` of constant weights into float weights. ``execute(model, images)`` is qonnx's own execution of the cleaned model
-(``qonnx.core.onnx_exec.execute_onnx``) on a batch, with every intermediate tensor.
+since the clean-up would fold an ``IntQuant`` of constant weights into float weights; each
+node's name in the file is kept in its ``doc_string`` for the messages (the clean-up renames
+every node). ``execute(model, images, names)`` is qonnx's own execution of the cleaned model
+(``qonnx.core.onnx_exec.execute_onnx``) on a batch, returning the tensors asked for.
 
 Every problem is a ``core.errors.ModelError`` of one line naming the file (and the node);
 ``onnx``, ``onnxruntime`` or ``qonnx`` missing is a ``ToolError`` naming the extra to install.

@@ -32,11 +32,17 @@ the network input's, or a layer's ``next_step``/``next_bits``); or a layer's **v
 over H and W                           only, as the accelerator averages the values
 ``Flatten``, ``Reshape`` to            the flatten between a conv and a linear layer
 ``(batch, features)``
+``Add`` of a layer's values and codes  a residual block's identity shortcut (format 2)
+``Add`` of two layers' values          a residual block's projection shortcut: the
+                                       projection reads the same codes as another layer
+                                       and only the ``Add`` reads it
 ``Identity``                           nothing
 =====================================  ==================================================
 
-The layers must form a chain (each reads the previous one's codes); anything else is refused
-with one line naming the node and its op type (``ModelError``, exit status 4).
+A network with no shortcut and each layer reading the one before is a chain (format 1, or 3
+for a global pooling or a depthwise conv); otherwise every layer names its source (format 2),
+and a projection that comes after the layer it is added to is moved before it. Anything else
+is refused with one line naming the node and its op type (``ModelError``, exit status 4).
 
 Rounding: QONNX's ``ROUND`` rounds half to even, the accelerator's requantization half up; the
 import maps one onto the other (``asqgen compare`` shows what it costs). ``HALF_UP`` maps
