@@ -11,6 +11,10 @@ Needs PyTorch, ``brevitas``, ``onnxoptimizer``, ``qonnx`` and scikit-learn, e.g.
 
     /work/bv/bin/python bench/make_qonnx_fixtures.py [--out tests/fixtures/qonnx] [--epochs 12]
 
+``cnn4`` is also exported with the dynamo exporter (``dynamo=True``, torch's default), which
+writes ``cnn4_dynamo.onnx`` and its weights in ``cnn4_dynamo.onnx.data`` beside it (external
+data); here it exported ``res4`` too, but the fixtures keep the TorchScript files.
+
 Fixtures (every activation quantizer unsigned, per-tensor; weights signed, narrow range):
 
 ``cnn4``
@@ -58,6 +62,7 @@ from brevitas.quant import (Int8WeightPerChannelFloat, Int8WeightPerTensorFloat,
 from export import digits  # noqa: E402
 
 IMAGES = 64
+DYNAMO = ("cnn4",)          # also exported with dynamo=True: cnn4_dynamo.onnx + .onnx.data
 
 
 def _input():
@@ -196,6 +201,14 @@ def main():
         export_qonnx(model, torch.zeros(1, 1, 8, 8), export_path=str(path), dynamo=False)
         print(f"{name}: test accuracy {acc:.4f} (brevitas, 360 images) -> {path} "
               f"({path.stat().st_size} bytes)")
+        if name in DYNAMO:
+            # The same model through the dynamo exporter (torch's default), which writes the
+            # weights to an external data file beside the .onnx.
+            path = out / f"{name}_dynamo.onnx"
+            export_qonnx(model, torch.zeros(1, 1, 8, 8), export_path=str(path), dynamo=True)
+            data = path.with_name(path.name + ".data")
+            print(f"{name}: dynamo exporter -> {path} ({path.stat().st_size} bytes) and {data} "
+                  f"({data.stat().st_size} bytes)")
 
 
 if __name__ == "__main__":

@@ -138,6 +138,20 @@ def test_imported_cnn_runs_on_the_rtl(bundles, build_root):
     assert report["identical"]
 
 
+def test_dynamo_export_with_external_data(tmp_path, bundles):
+    """cnn4 as Brevitas's dynamo exporter writes it (another graph, the weights in
+    ``cnn4_dynamo.onnx.data`` beside it) gives the same bundle as the TorchScript export."""
+    assert (FIXTURES / "cnn4_dynamo.onnx.data").exists()
+    assert _import(FIXTURES / "cnn4_dynamo.onnx", tmp_path / "b") == 0
+    got, want = load(tmp_path / "b"), bundles["cnn4"]
+    for a, b in zip(got.layers, want.layers, strict=True):
+        for key in ("weight", "alpha", "bn_scale", "bn_bias"):
+            assert np.array_equal(getattr(a, key), getattr(b, key)), (a.name, key)
+        assert (a.next_step, a.next_bits, a.pool) == (b.next_step, b.next_bits, b.pool)
+    for key, value in want.reference.items():
+        assert np.array_equal(got.reference[key], value), key
+
+
 def test_external_data_beside_the_model(tmp_path):
     model = onnx.load(FIXTURES / "cnn4.onnx")
     onnx.save(model, tmp_path / "ext.onnx", save_as_external_data=True,
