@@ -91,6 +91,7 @@ class _Codes:
     step: float
     bits: int
     shape: tuple
+    signed: bool = False
 
 
 @dataclass
@@ -205,15 +206,18 @@ class _Walk:
             return self.weight_quant(node, w, scale, bits, signed, narrow, rounding)
         src = self.value(node, x, "input", _Values,
                          what="the graph input or the values of a Conv, Gemm or MatMul")
-        if signed:
-            fix = ("use an unsigned input quantizer and non-negative inputs (Brevitas: "
-                   "QuantIdentity(act_quant=Uint8ActPerTensorFloat)); the accelerator's input "
-                   "codes are unsigned" if src == "input" else
-                   "use an unsigned quantizer after a ReLU (Brevitas: QuantReLU)")
-            self.fail(node, "a signed activation quantizer", fix)
+        if signed and src == "input":
+            self.fail(node, "a signed activation quantizer",
+                      "use an unsigned input quantizer and non-negative inputs (Brevitas: "
+                      "QuantIdentity(act_quant=Uint8ActPerTensorFloat)); the accelerator's "
+                      "input codes are unsigned")
+        if signed and (src.stage not in ("z", "sum", "global") or
+                       self.layers[src.layer].fields["relu"]):
+            self.fail(node, "a signed quantizer after a Relu",
+                      "use an unsigned one (Brevitas: QuantReLU)")
         if narrow:
-            self.fail(node, "an unsigned quantizer with a narrow range (0 .. 2**b - 2) is not "
-                            "implemented", "use narrow_range=False")
+            self.fail(node, f"a{' signed' if signed else 'n unsigned'} quantizer with a narrow "
+                            f"range is not implemented", "use narrow_range=False")
         if rounding not in _ACT_ROUNDING:
             self.fail(node, f"rounding mode {rounding} is not implemented (the accelerator "
                             f"rounds to nearest, half up)")
@@ -235,9 +239,9 @@ class _Walk:
         f = layer.fields
         if f["next_step"] is not None:
             self.fail(node, f"the output of {layer.node.name!r} is quantized twice")
-        f["relu"] = True
-        f["next_step"], f["next_bits"] = step, bits
-        self.values[out] = _Codes(src.layer, step, bits, self.shape(out))
+        f["relu"] = f["relu"] or not signed          # an unsigned quantizer clamps at 0
+        f["next_step"], f["next_bits"], f["next_signed"] = step, bits, signed
+        self.values[out] = _Codes(src.layer, step, bits, self.shape(out), signed)
 
     def weight_quant(self, node, w, scale, bits, signed, narrow, rounding):
         from qonnx.custom_op.general.intquant import int_quant
@@ -301,6 +305,7 @@ class _Walk:
             w_bits=w_bits, frac_bits=numerics.default_frac_bits("int", w_bits),
             weight=numerics.int_code(w_bits, codes).astype(np.int64), alpha=alpha,
             s_in=x.step, relu=False, pool=0, next_step=None, next_bits=None,
+            a_signed=x.signed, next_signed=False,
             kernel=conv.get("kernel", 1), stride=conv.get("stride", 1),
             padding=conv.get("padding", 0), groups=conv.get("groups", 1),
             in_shape=x.shape if kind == "conv2d" else (int(np.prod(x.shape)),))
@@ -457,7 +462,7 @@ class _Walk:
                 self.fail(node, "a second pooling of one layer")
             layer.fields["pool"] = 2
             self.values[node.output[0]] = _Codes(v.layer, v.step, v.bits,
-                                                 self.shape(node.output[0]))
+                                                 self.shape(node.output[0]), v.signed)
             return
         v, layer = self.layer_of(node, node.input[0])
         if v.stage not in ("z", "sum", "relu") or layer.fields["kind"] != "conv2d":
@@ -498,7 +503,7 @@ class _Walk:
                             f"(batch, features) only")
         v = self.values.get(node.input[0])
         if isinstance(v, _Codes):
-            self.values[node.output[0]] = _Codes(v.layer, v.step, v.bits, out)
+            self.values[node.output[0]] = _Codes(v.layer, v.step, v.bits, out, v.signed)
             if len(self.consumers.get(node.input[0], [])) != 1:
                 self.fail(node, "the codes it flattens are read elsewhere too")
             return
@@ -646,7 +651,7 @@ def import_qonnx(path, images, labels=None):
     for i, (layer, name) in enumerate(zip(layers[1:], reads), start=1):
         codes = _codes(ctx[name], layer.s_in, f"{path}: layer {layer.name!r}")
         reference[f"layer{i}.codes"] = codes.reshape((len(x),) + tuple(layer.in_shape)).astype(
-            np.uint8)
+            np.int8 if layer.a_signed else np.uint8)
     if y is not None:
         reference["labels"] = y
     bundle.reference = reference

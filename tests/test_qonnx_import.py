@@ -206,6 +206,28 @@ def _bn_as_mul_add(m):
     m.graph.node.insert(at + 1, helper.make_node("Add", ["bn_scaled", "beta"], [out]))
 
 
+def test_signed_activation_quantizer(tmp_path):
+    """A layer with no Relu and a signed activation quantizer (MobileNet-V2's linear
+    bottleneck): signed codes (format 3), the reader's inputs signed, and the golden model
+    agrees with qonnx."""
+    model = onnx.load(FIXTURES / "cnn4.onnx")
+    relu = _node(model, "Relu", 1)
+    quant = next(n for n in model.graph.node if relu.output[0] in n.input)
+    quant.input[0] = relu.input[0]
+    model.graph.node.remove(relu)
+    _set_attr(quant, "signed", 1)
+    onnx.save(model, tmp_path / "signed.onnx")
+    assert _import(tmp_path / "signed.onnx", tmp_path / "b") == 0
+    b = load(tmp_path / "b")
+    assert [(la.relu, la.a_signed, la.next_signed) for la in b.layers] == [
+        (True, False, False), (False, False, True), (False, True, False)]
+    codes = b.reference["layer2.codes"]
+    assert codes.min() < 0 and codes.min() >= -8
+    report = _report(b)
+    assert report["top1_agreement"] >= 0.99
+    assert all(la["identical"] >= 0.99 for la in report["layers"])
+
+
 EQUIVALENT = {"ReduceMean": ("cnn2gap", _reduce_mean), "Reshape": ("cnn4", _reshape),
               "Mul and Add": ("cnn4", _bn_as_mul_add)}
 

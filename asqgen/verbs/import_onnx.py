@@ -15,12 +15,14 @@ def describe(layer):
                 f"{layer.kernel}" + (f" stride {layer.stride}" if layer.stride > 1 else ""))
     parts = [f"{layer.name}: {kind} {shape} -> {layer.out_channels}"
              + (f" (reads {layer.source})" if layer.source is not None else ""),
-             f"{layer.w_bits}-bit int weights", f"{layer.a_bits}-bit inputs"]
+             f"{layer.w_bits}-bit int weights",
+             f"{layer.a_bits}-bit {'signed ' if layer.a_signed else ''}inputs"]
     if layer.shortcut is not None:
         parts.append(f"adds {layer.shortcut}")
     parts += [p for p, on in (("relu", layer.relu), ("maxpool 2", layer.pool),
                               ("global avg pool", layer.global_pool)) if on]
-    parts.append(f"next step {layer.next_step:.6g} ({layer.next_bits} bits)"
+    signed = " signed" if layer.next_signed else ""
+    parts.append(f"next step {layer.next_step:.6g} ({layer.next_bits} bits{signed})"
                  if layer.next_step is not None else
                  "projection (no Relu: added to another layer)" if layer.projection else
                  "logits")
