@@ -10,16 +10,17 @@ What is mapped
 Every tensor of the walk is one of: a constant (an initializer); a quantized weight (a
 ``Quant`` or ``IntQuant`` of a constant: signed, zero point 0, 2 to 8 bits, one scale per tensor
 or per output channel: ``int`` weights whose codes are qonnx's own rounding of the weight,
-``alpha`` the scale); activation **codes** (the output of an unsigned activation ``Quant``:
-the network input's, or a layer's ``next_step``/``next_bits``); or a layer's **values**
+``alpha`` the scale); activation **codes** (the output of an activation ``Quant``: the
+network input's, or a layer's ``next_step``/``next_bits``); or a layer's **values**
 (``z``, then after ``Relu``, pooling, global pooling). The ops:
 
 =====================================  ==================================================
 ``Quant``/``IntQuant`` of a constant   the weights (signed) or a bias (its values)
 ``Quant`` of the graph input           the input step and bits (unsigned only)
-``Quant`` of a layer's values          its ``next_step``/``next_bits`` (unsigned; an
-                                       unsigned quantizer clamps at 0, so a ``Relu``
-                                       before it is implied)
+``Quant`` of a layer's values          its ``next_step``/``next_bits``: unsigned (it
+                                       clamps at 0, so a ``Relu`` before it is implied),
+                                       or signed with no ``Relu`` (``next_signed``, the
+                                       reader's ``a_signed``: format 3)
 ``Conv``                               a ``conv2d`` layer: square kernel, equal strides
                                        and pads, no dilation, groups 1 (or depthwise)
 ``Gemm``, ``MatMul``                   a ``linear`` layer (``Gemm``'s bias: ``bn_bias``)
@@ -46,7 +47,7 @@ is refused with one line naming the node and its op type (``ModelError``, exit s
 
 Rounding: QONNX's ``ROUND`` rounds half to even, the accelerator's requantization half up; the
 import maps one onto the other (``asqgen compare`` shows what it costs). ``HALF_UP`` maps
-exactly; any other rounding mode of an activation quantizer is refused.
+exactly onto unsigned codes; any other rounding mode of an activation quantizer is refused.
 """
 
 import hashlib
@@ -84,8 +85,8 @@ class _Weight:
 
 @dataclass
 class _Codes:
-    """Activation codes: the output of an unsigned activation quantizer (``layer`` ``None``:
-    the network input's), possibly max-pooled or flattened; ``shape`` per sample."""
+    """Activation codes: the output of an activation quantizer (``layer`` ``None``: the
+    network input's), possibly max-pooled or flattened; ``shape`` per sample."""
 
     layer: int | None
     step: float
