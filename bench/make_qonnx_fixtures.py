@@ -9,7 +9,7 @@ alone; it never needs Brevitas, or PyTorch's exporter.
 Needs PyTorch, ``brevitas``, ``onnxoptimizer``, ``qonnx`` and scikit-learn, e.g. the venv
 ``/work/bv``::
 
-    /work/bv/bin/python bench/make_qonnx_fixtures.py [--out tests/fixtures/qonnx] [--epochs 12]
+    /work/bv/bin/python bench/make_qonnx_fixtures.py [--out tests/fixtures/qonnx] [--epochs 20]
 
 ``cnn4`` is also exported with the dynamo exporter (``dynamo=True``, torch's default), which
 writes ``cnn4_dynamo.onnx`` and its weights in ``cnn4_dynamo.onnx.data`` beside it (external
@@ -183,7 +183,7 @@ def train(model, epochs, seed):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default="tests/fixtures/qonnx")
-    ap.add_argument("--epochs", type=int, default=12)
+    ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("models", nargs="*", default=list(MODELS))
     args = ap.parse_args()
