@@ -2,7 +2,8 @@
 
 Trains small Brevitas networks on scikit-learn's 8x8 digits (``export/digits.py``'s split, no
 download) for a few epochs and writes each one with Brevitas's ``export_qonnx`` (TorchScript
-exporter, ``dynamo=False``: the dynamo exporter fails on residual adds, Brevitas issue 1608),
+exporter, ``dynamo=False``: the dynamo exporter is reported to fail on residual adds,
+Brevitas issue 1608),
 plus 64 test images and their labels as ``.npy``. The suite reads these files with ``qonnx``
 alone; it never needs Brevitas, or PyTorch's exporter.
 
