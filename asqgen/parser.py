@@ -112,7 +112,7 @@ def compare(p):
                    help=f"bundle folder (default: the checkpoint's, or "
                         f"{shown(default_model() / 'bundle')})")
     p.add_argument("--checkpoint", default=None,
-                   help="a digits checkpoint folder (asqgen train) to run PyTorch again; it must "
+                   help="a checkpoint folder (asqgen train) to run PyTorch again; it must "
                         "be the one the bundle was exported from (default: compare with the "
                         "PyTorch outputs stored in the bundle)")
     _json(p)
