@@ -46,6 +46,21 @@ def _epochs(p, qat, floats):
                         f"{floats[1]} for fashion-mnist)")
 
 
+def _cluster(p, what):
+    g = p.add_argument_group("jobs (Dask distributed, the optional extra 'cluster')")
+    g.add_argument("--workers", "--jobs", dest="workers", type=positive, default=2,
+                   help=f"worker processes of a local Dask cluster, one thread each; every "
+                        f"{what} is a job (%(default)s)")
+    g.add_argument("--cluster", default=None, metavar="ADDRESS",
+                   help="run the jobs on the running Dask scheduler at ADDRESS "
+                        "(tcp://host:8786) instead of a local cluster")
+    g.add_argument("--store", default=None, type=folder,
+                   help="folder of the finished jobs' results, reused by a later run "
+                        "(default: OUT/jobs)")
+    g.add_argument("--quiet", action="store_true",
+                   help="no progress line on standard error (it is shown on a terminal only)")
+
+
 def verilog(p):
     add_array_options(p)
     p.add_argument("--bundle", default=None,
@@ -96,8 +111,7 @@ def methods(p):
     p.add_argument("--no-plot", action="store_true",
                    help="no methods.png (which needs matplotlib: ./dev pip install -e "
                         "'.[plot]')")
-    p.add_argument("--jobs", type=positive, default=2,
-                   help="worker processes, one torch thread each (%(default)s)")
+    _cluster(p, "training run")
     _out(p, "out/methods")
 
 
