@@ -115,6 +115,15 @@ def methods(p):
     _out(p, "out/methods")
 
 
+def sweep(p):
+    p.add_argument("file", help="the sweep file (JSON): its axes (bundles, arrays, "
+                                "rescale_lanes, batches, boards) and stages; see docs/sweeps.md")
+    p.add_argument("--no-plot", action="store_true",
+                   help="no sweep.png (which needs matplotlib: ./dev pip install -e '.[plot]')")
+    _cluster(p, "stage of a point (estimate, synthesis, simulation)")
+    _out(p, "out/sweep")
+
+
 def export(p):
     p.add_argument("--checkpoint", default=shown(default_model()),
                    help="checkpoint folder (model.npz + model.json) (%(default)s)")
@@ -158,6 +167,9 @@ VERBS = {
                      "+ model.json) and its bundle"),
     "methods": (methods, "compare float, LSQ, LSQ+POT, LSQ+POST, ASQ and ASQ+POST on the digits "
                          "(or a ResNet-8 on Fashion-MNIST) over several seeds"),
+    "sweep": (sweep, "a design-space sweep (bundles, array sizes, rescale lanes, batches, "
+                     "boards): the estimate of every point, optionally synthesis and sim, as "
+                     "jobs on Dask; a table and a Pareto plot"),
     "export": (export, "write the bundle of a trained checkpoint"),
     "compare": (compare, "the golden model against PyTorch's fake-quantized model on the "
                          "bundle's reference inputs, layer by layer"),
