@@ -48,7 +48,7 @@ from core.errors import OutputError, ToolError, UsageError
 from core.files import read_npz, write_npz, write_text
 
 __all__ = ["Job", "Ref", "Shared", "Store", "Outcome", "run_jobs", "job_key",
-           "code_fingerprint", "check_engine", "JobProgress", "INSTALL", "START_TOPIC"]
+           "code_fingerprint", "check_engine", "where", "JobProgress", "INSTALL", "START_TOPIC"]
 
 INSTALL = "./dev pip install -e '.[cluster]'"
 START_TOPIC = "asqgen-job-start"
@@ -173,10 +173,19 @@ def _attempt(fn, key, code, run, *args):
         raise ToolError("a worker runs other asqgen code than the client (install the same "
                         "asqgen on every machine of the cluster)")
     try:
-        get_worker().log_event(START_TOPIC, [run, key])
+        worker = get_worker()
     except ValueError:                  # not on a worker (a test calling it directly)
-        pass
+        worker = None
+    if worker is not None:
+        worker.log_event(START_TOPIC, [run, key, worker.address])
     return fn(*args)
+
+
+def where(workers, cluster):
+    """Where the jobs run, as the commands' first line says it."""
+    if cluster:
+        return f"on the Dask cluster at {cluster}"
+    return f"{workers} local worker{'s' if workers > 1 else ''}"
 
 
 def check_engine():
@@ -320,7 +329,7 @@ def run_jobs(jobs, store, *, workers=1, cluster=None, log=None, progress=None, o
         _collect(client, todo, futures, store, outcome, needed, log, progress)
         events = client.get_events(START_TOPIC)
         starts = {}
-        for _, (event_run, key) in events:
+        for _, (event_run, key, _) in events:
             if event_run == run:
                 starts[key] = starts.get(key, 0) + 1
         outcome.retried = sorted(k for k, n in starts.items() if n > 1)

@@ -6,7 +6,7 @@ from pathlib import Path
 import torch
 
 from core.errors import ToolError, UsageError
-from export.jobs import JobProgress, Store, check_engine
+from export.jobs import JobProgress, Store, check_engine, where
 from export.methods import compare_methods, markdown, plot, write
 
 from ..options import given
@@ -27,13 +27,6 @@ def _check_plot(args):
                         "give --no-plot)") from None
 
 
-def where(args):
-    """Where the jobs run, for the first line."""
-    if args.cluster:
-        return f"on the Dask cluster at {args.cluster}"
-    return f"{args.workers} local worker{'s' if args.workers > 1 else ''}"
-
-
 def run(args):
     bits, n_seeds, float_epochs, epochs, train_images = DEFAULTS[args.data]
     bits = args.bits or list(bits)
@@ -50,7 +43,7 @@ def run(args):
     subset = f" on {train_images} training images" if train_images else ""
     print(f"asqgen methods: {args.data}, {len(seeds)} seeds, "
           f"{' and '.join(map(str, bits))} bits, {float_epochs} float + {epochs} QAT "
-          f"epochs{subset}, {where(args)}", flush=True)
+          f"epochs{subset}, {where(args.workers, args.cluster)}", flush=True)
     store = Store(args.store or Path(args.out) / "jobs")
     result = compare_methods(seeds=seeds, bits=bits, float_epochs=float_epochs, epochs=epochs,
                              workers=args.workers, cluster=args.cluster, store=store,

@@ -5,10 +5,8 @@ import sys
 from pathlib import Path
 
 from core.errors import ToolError
-from export.jobs import JobProgress, Store, check_engine
+from export.jobs import JobProgress, Store, check_engine, where
 from export.sweep import load_spec, markdown, plot, run_sweep, write
-
-from .methods import where
 
 
 def run(args):
@@ -25,7 +23,7 @@ def run(args):
     print(f"asqgen sweep: {args.file}: {len(spec['bundles'])} bundle(s) x "
           f"{len(spec['arrays'])} arrays x {len(spec['rescale_lanes'])} rescale lanes x "
           f"{len(spec['batches'])} batches x {len(spec['boards'])} board(s); "
-          f"{', '.join(stages)}; {where(args)}", flush=True)
+          f"{', '.join(stages)}; {where(args.workers, args.cluster)}", flush=True)
     store = Store(args.store or Path(args.out) / "jobs")
 
     def done(job, value, error):
