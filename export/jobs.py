@@ -203,6 +203,29 @@ def _engine():
     return distributed
 
 
+def _ignore_interrupt():
+    """In a local worker process: ignore SIGINT. A Ctrl-C on the terminal reaches every
+    process of its group; the client closes the local cluster itself, and a worker that took
+    the interrupt would print a traceback of its own."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _interrupt_plugin():
+    from distributed.diagnostics.plugin import WorkerPlugin
+
+    class IgnoreInterrupt(WorkerPlugin):
+        name = "asqgen-ignore-interrupt"
+
+        def setup(self, worker):
+            _ignore_interrupt()
+
+    return IgnoreInterrupt()
+
+
 class _Client:
     """A client of a new ``LocalCluster`` (``workers`` processes, one thread each) or of the
     scheduler at ``address``; closing it closes the local cluster too."""
@@ -220,6 +243,7 @@ class _Client:
                     n_workers=workers, threads_per_worker=1, processes=True,
                     dashboard_address=None, silence_logs=logging.CRITICAL)
                 self.client = distributed.Client(self.cluster)
+                self.client.register_plugin(_interrupt_plugin())
         except (OSError, TimeoutError) as e:
             self.close()
             where = address or "a local cluster"

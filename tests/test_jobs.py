@@ -148,3 +148,33 @@ def test_keys_follow_the_inputs_the_tools_and_the_code():
     assert len({k, job_key("kind", {"a": 2, "b": [1, 2]}), job_key("other", {"a": 1, "b": [1, 2]}),
                 job_key("kind", {"a": 1, "b": [1, 2]}, tools={"torch": "x"}),
                 job_key("kind", {"a": 1, "b": [1, 2]}, packages=("core",))}) == 5
+
+
+class _Tty:
+    def __init__(self):
+        self.text = ""
+
+    def isatty(self):
+        return True
+
+    def write(self, s):
+        self.text += s
+
+    def flush(self):
+        pass
+
+
+def test_progress_on_a_terminal_only():
+    from export.jobs import JobProgress
+
+    assert JobProgress.for_stream(open(os.devnull, "w")) is None
+    tty = _Tty()
+    line = JobProgress.for_stream(tty)
+    line({"done": 3, "running": 2, "failed": 1, "total": 10, "seconds": 30.0, "left": 70.4})
+    assert tty.text == "\r  jobs: 3/10 done, 2 running, 1 failed, 30 s, about 70 s left"
+    line({"done": 9, "running": 1, "failed": 0, "total": 10, "seconds": 7300, "left": None})
+    first = "  jobs: 3/10 done, 2 running, 1 failed, 30 s, about 70 s left"
+    second = "  jobs: 9/10 done, 1 running, 0 failed, 2 h 01 min"
+    assert tty.text == f"\r{first}\r{second.ljust(len(first))}"     # the old line covered
+    line(None)
+    assert tty.text.endswith(f"\r{' ' * len(second)}\r")

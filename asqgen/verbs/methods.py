@@ -57,6 +57,6 @@ def run(args):
     print(markdown(result))
     print(f"asqgen methods: {counts['jobs']} jobs: {counts['run']} run, {counts['reused']} "
           f"reused from {store.folder}, {counts['retried']} retried; {result['seconds']:.0f} s "
-          f"({result['job_seconds']:.0f} s of training in the jobs)")
+          f"({result['job_seconds']:.0f} s in the jobs, the reused ones included)")
     print(f"  wrote {md}, {js}" + (f" and {png}" if png else ""))
     return 0
