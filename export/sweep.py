@@ -440,13 +440,21 @@ def _cost(row):
     return lut if lut is not None else row["rows"] * row["cols"]
 
 
+def fits(row):
+    """Whether the row's engine fits its board: ``True``, ``False``, or ``None`` (no
+    resources known)."""
+    res = (row.get("estimate") or {}).get("resources")
+    return None if not res else res.get("fits")
+
+
 def mark_pareto(rows):
     """Set ``pareto`` on every row: on the front of images/s against LUTs (or PEs), among the
-    rows of its board that have an estimate."""
+    rows of its board that have an estimate and do not exceed the board."""
     for r in rows:
         r["pareto"] = False
     for board in {r["board"] for r in rows}:
-        mine = [r for r in rows if r["board"] == board and r.get("estimate")]
+        mine = [r for r in rows if r["board"] == board and r.get("estimate")
+                and fits(r) is not False]
         for i in pareto([(_cost(r), r["estimate"]["images_per_s"]) for r in mine]):
             mine[i]["pareto"] = True
 
@@ -464,19 +472,24 @@ def markdown(result):
     head = ["bundle", "array", "lanes", "batch", "layer batches", "board", "cycles/image",
             "utilisation", f"images/s at {spec['clock_mhz']:g} MHz", "LUTs", "FF", "EBR", "DSP",
             "fits", "accuracy %", "w bits", "Pareto"]
+    link = any((r.get("estimate") or {}).get("board_images_per_s") for r in rows)
+    if link:
+        head.insert(9, "images/s over the UART")
     if sim:
         head += [f"RTL = golden ({sim} images)", "RTL cycles/image", "RTL accuracy %"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         e = r.get("estimate") or {}
         res = (r.get("synthesis") or e.get("resources") or {})
-        fits = res.get("fits")
+        fit = fits(r)
         cells = [r["bundle"], r["array"], str(r["rescale_lanes"]), str(r["batch"]),
                  " ".join(str(b) for b in (e.get("layer_batches") or {}).values()), r["board"],
                  _n(e.get("cycles_per_image")), _n(e.get("utilisation"), "{:.1%}"),
                  _n(e.get("images_per_s")), _n(luts(r)), _n(res.get("ff")), _n(res.get("ebr")),
-                 _n(res.get("dsp")), "" if fits is None else ("yes" if fits else "no"),
+                 _n(res.get("dsp")), "" if fit is None else ("yes" if fit else "no"),
                  _n(r["accuracy"], "{:.2f}"), str(r["w_bits"]), "yes" if r["pareto"] else ""]
+        if link:
+            cells.insert(9, _n(e.get("board_images_per_s"), "{:,.1f}"))
         if sim:
             s = r.get("sim") or {}
             cells += ["" if not s else ("yes" if s["identical"] else "NO"),
@@ -489,8 +502,10 @@ def markdown(result):
     c = result["job_counts"]
     notes = [f"Cycles from the cycle model (gen.cycles) over {spec['images']} images; LUTs = "
              f"LUT4 + 2 per carry cell, from {source}. Layer batches: images per pass of each "
-             f"layer, min(batch, max_m // positions). Pareto: no other point of the board has "
-             f"more images/s for no more LUTs.",
+             f"layer, min(batch, max_m // positions). Pareto: no other point that fits the board "
+             f"has more images/s for no more LUTs." + (
+                 " Over the UART: the board's images/s with its host link (gen.estimate)."
+                 if link else ""),
              f"Jobs: {c['jobs']} ({c['run']} run, {c['reused']} reused from the store, "
              f"{c['retried']} retried, {c['failed']} failed)."]
     return "\n".join(lines) + "\n\n" + "\n".join(notes) + "\n"
@@ -529,9 +544,16 @@ def plot(result, path):
                 == (board, per_col, batch)]
         lanes = "a lane per column" if per_col else "lanes " + "/".join(
             sorted({str(r["rescale_lanes"]) for r in mine}))
-        ax.scatter([_cost(r) for r in mine], [r["estimate"]["images_per_s"] for r in mine],
-                   marker=markers[k % len(markers)], s=40, alpha=0.8,
-                   label=f"{board}, {lanes}, batch {batch}")
+        colour = f"C{k % 10}"
+        for ok in (True, False):
+            part = [r for r in mine if (fits(r) is not False) == ok]
+            if part:
+                ax.scatter([_cost(r) for r in part],
+                           [r["estimate"]["images_per_s"] for r in part],
+                           marker=markers[k % len(markers)], s=40, alpha=0.8,
+                           facecolors=colour if ok else "none", edgecolors=colour,
+                           label=f"{board}, {lanes}, batch {batch}" + (
+                               "" if ok else " (does not fit)"))
         for r in mine:
             ax.annotate(r["array"], (_cost(r), r["estimate"]["images_per_s"]), fontsize=7,
                         xytext=(4, 2), textcoords="offset points")
