@@ -56,24 +56,29 @@ _PACKAGES = ("core", "hw", "gen", "sim", "export", "asqgen")
 
 
 @functools.lru_cache(maxsize=None)
-def code_fingerprint(packages=_PACKAGES):
+def code_fingerprint(packages=_PACKAGES, exclude=()):
     """The SHA-256 of the Python sources of ``packages`` (names of this project's top-level
-    packages), in a fixed order: a result is reused only by the code that made it."""
+    packages) but the files ``exclude`` (paths like ``"export/sweep.py"``), in a fixed order:
+    a result is reused only by the code that made it."""
     root = Path(__file__).resolve().parent.parent
     h = hashlib.sha256()
     for package in sorted(packages):
         for path in sorted((root / package).rglob("*.py")):
-            h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+            name = path.relative_to(root).as_posix()
+            if name not in exclude:
+                h.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
     return h.hexdigest()
 
 
-def job_key(kind, inputs, *, packages=_PACKAGES, tools=None):
+def job_key(kind, inputs, *, packages=_PACKAGES, exclude=(), tools=None):
     """The store key of a job: the SHA-256 of its ``kind``, ``inputs`` (JSON values), the
-    fingerprint of ``packages``' code, the versions of Python, numpy and asqgen and the
+    fingerprint of ``packages``' code (but the files ``exclude``: the commands' own
+    bookkeeping, which changes no result), the versions of Python, numpy and asqgen and the
     given ``tools`` versions (``{name: version}``)."""
     import numpy
 
-    record = {"kind": kind, "inputs": inputs, "code": code_fingerprint(tuple(packages)),
+    code = code_fingerprint(tuple(packages), tuple(exclude))
+    record = {"kind": kind, "inputs": inputs, "code": code,
               "versions": {"asqgen": __version__, "python": platform.python_version(),
                            "numpy": numpy.__version__, **(tools or {})}}
     text = json.dumps(record, sort_keys=True, separators=(",", ":"))
@@ -241,7 +246,7 @@ class _Client:
             else:
                 self.cluster = distributed.LocalCluster(
                     n_workers=workers, threads_per_worker=1, processes=True,
-                    dashboard_address=None, silence_logs=logging.CRITICAL)
+                    dashboard_address="127.0.0.1:0", silence_logs=logging.CRITICAL)
                 self.client = distributed.Client(self.cluster)
                 self.client.register_plugin(_interrupt_plugin())
         except (OSError, TimeoutError) as e:

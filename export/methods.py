@@ -143,18 +143,19 @@ def method_jobs(*, seeds, bits, float_epochs, epochs, data="digits", train_image
     runs)`` with ``floats[seed]`` and ``runs[name, bits, seed]`` the jobs' keys.
 
     A key holds the data set, the recipe, the seed, the versions of torch, numpy and Python
-    and the fingerprint of the training code (``core`` and ``export``): a result is reused
-    only where all of them are the same."""
+    and the fingerprint of the training code (``core`` and ``export`` but the job engine and
+    the sweep): a result is reused only where all of them are the same."""
     from .jobs import Job, Ref, job_key
 
     fashion = data == "fashion-mnist"
     tools = {"torch": torch.__version__}
     packages = ("core", "export")
+    exclude = ("export/jobs.py", "export/sweep.py")
     jobs, floats, runs = [], {}, {}
     for s in seeds:
         key = job_key("methods-float", {"data": data, "seed": s, "float_epochs": float_epochs,
                                         "train_images": train_images},
-                      packages=packages, tools=tools)
+                      packages=packages, exclude=exclude, tools=tools)
         args = (s, float_epochs, train_images) if fashion else (s, float_epochs)
         jobs.append(Job(key, _fm_float_job if fashion else _float_job, args,
                         f"float           seed {s}"))
@@ -166,7 +167,7 @@ def method_jobs(*, seeds, bits, float_epochs, epochs, data="digits", train_image
             for s in seeds:
                 key = job_key("methods-qat", {"float": floats[s], "bits": b, "weights": wm,
                                               "activations": am, "epochs": epochs},
-                              packages=packages, tools=tools)
+                              packages=packages, exclude=exclude, tools=tools)
                 args = (s, Ref(floats[s]), b, wm, am, epochs)
                 jobs.append(Job(key, _fm_qat_job if fashion else _qat_job,
                                 args + ((train_images,) if fashion else ()),

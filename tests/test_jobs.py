@@ -60,7 +60,7 @@ def cluster():
     from distributed import LocalCluster
 
     local = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                         dashboard_address=None, silence_logs=logging.CRITICAL)
+                         dashboard_address="127.0.0.1:0", silence_logs=logging.CRITICAL)
     try:
         yield local.scheduler_address
     finally:
