@@ -272,7 +272,9 @@ def _sim_job(files, point, images):
     config = point_config(bundle, point)
     root = Path(tempfile.gettempdir()) / "asqgen-sweep-sim"
     r = simulate(bundle, images=images, config=config, root=root)
+    model = sum(layer["model_cycles_per_image"] for layer in r["layers"])
     return {"identical": r["identical"], "cycles_per_image": round(r["cycles_per_image"], 1),
+            "model_cycles_per_image": round(model, 1),
             "accuracy": None if r["accuracy"] is None else r["accuracy"]["rtl"],
             "images": images, "seconds": round(r["build_seconds"] + r["simulation_seconds"],
                                                1)}
@@ -505,7 +507,8 @@ def markdown(result):
     if link:
         head.insert(9, "images/s over the UART")
     if sim:
-        head += [f"RTL = golden ({sim} images)", "RTL cycles/image", "RTL accuracy %"]
+        head += [f"RTL = golden ({sim} images)", "RTL cycles/image",
+                 f"model cycles/image ({sim} images)", "RTL accuracy %"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         e = r.get("estimate") or {}
@@ -522,7 +525,8 @@ def markdown(result):
         if sim:
             s = r.get("sim") or {}
             cells += ["" if not s else ("yes" if s["identical"] else "NO"),
-                      _n(s.get("cycles_per_image")), _n(s.get("accuracy"), "{:.1%}")]
+                      _n(s.get("cycles_per_image")), _n(s.get("model_cycles_per_image")),
+                      _n(s.get("accuracy"), "{:.1%}")]
         lines.append("| " + " | ".join(cells) + " |")
     source = ("the synthesis (Yosys synth_ecp5)" if spec["synthesis"] else
               "the estimate (gen.estimate)" if have_res else
