@@ -242,7 +242,7 @@ class _Client:
         self.cluster = None
         try:
             if address:
-                self.client = distributed.Client(address, timeout="20s")
+                self.client = distributed.Client(address, timeout="10s")
             else:
                 self.cluster = distributed.LocalCluster(
                     n_workers=workers, threads_per_worker=1, processes=True,
@@ -253,6 +253,11 @@ class _Client:
             self.close()
             where = address or "a local cluster"
             raise ToolError(f"cannot connect to {where}: {str(e).splitlines()[0]}") from None
+        except ValueError as e:
+            self.close()
+            if not address:
+                raise
+            raise UsageError(f"--cluster {address}: {str(e).splitlines()[0]}") from None
         except BaseException:                    # Ctrl-C while the cluster starts
             self.close()
             raise

@@ -141,3 +141,17 @@ def test_a_bad_bundle_in_a_sweep_is_one_line(tmp_path):
 def test_pareto_front():
     pairs = [(10, 5), (20, 9), (20, 7), (15, 5), (30, 9), (5, 1)]
     assert pareto(pairs) == [0, 1, 5]
+
+
+@pytest.mark.parametrize("address, status, line", [
+    ("nonsense::", 2, "asqgen: error: --cluster nonsense::: invalid address 'nonsense::'; maybe: "
+                      "ipv6 needs brackets like [::1]"),
+    ("tcp://127.0.0.1:9", 5, "asqgen: error: cannot connect to tcp://127.0.0.1:9: Timed out "
+                             "trying to connect to tcp://127.0.0.1:9 after 10 s"),
+])
+def test_a_cluster_that_cannot_be_reached_is_one_line(tmp_path, address, status, line):
+    path = _file(tmp_path, {"arrays": ["4x4"]})
+    done = asqgen("sweep", str(path), "--cluster", address, "--out", str(tmp_path / "out"))
+    assert done.returncode == status
+    assert done.stderr == line + "\n"
+    assert not (tmp_path / "out").exists()
