@@ -319,8 +319,9 @@ def run_jobs(jobs, store, *, workers=1, cluster=None, log=None, progress=None, o
 
     ``workers``: processes of the local cluster (when ``cluster`` is ``None``); ``cluster``:
     the address of a running scheduler. ``log(job, value, error)`` is called as each job ends
-    (``value`` its result, or ``None`` and ``error`` a line), ``progress(state)`` about once a second with ``done``, ``running``, ``failed``,
-    ``total``, ``seconds`` and ``left`` (an estimate of the seconds left, or ``None``);
+    (``value`` its result, or ``None`` and ``error`` a line); ``progress(state)`` about once
+    a second with ``done``, ``running``, ``failed``, ``total``, ``seconds`` and ``left`` (an
+    estimate of the seconds left, or ``None``), and ``progress(None)`` at the end;
     ``on_start(client)`` once the cluster is up (the tests use it to kill a worker).
     """
     if not isinstance(workers, int) or workers < 1:
