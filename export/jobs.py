@@ -381,6 +381,9 @@ def _collect(client, todo, futures, store, outcome, needed, log, progress):
     try:
         while pending:
             finished = [k for k, f in pending.items() if f.done()]
+            if finished and progress and log:
+                progress(None)              # the log's lines, then the progress line again
+                last_report = 0.0
             for key in finished:
                 future = pending.pop(key)
                 if future.status == "finished":
