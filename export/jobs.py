@@ -415,7 +415,10 @@ def _collect(client, todo, futures, store, outcome, needed, log, progress):
 
 def _state(client, outcome, total, pending, seconds):
     try:
-        running = min(pending, sum(len(v) for v in client.processing().values()))
+        # Tasks the scheduler has sent to workers, at most one a worker thread (a worker
+        # holds the next task or two in its queue).
+        running = min(pending, sum(len(v) for v in client.processing().values()),
+                      sum(client.nthreads().values()))
     except Exception:       # the scheduler did not answer: the count is only for display
         running = None
     done = len(outcome.ran)
