@@ -178,3 +178,12 @@ def test_progress_on_a_terminal_only():
     assert tty.text == f"\r{first}\r{second.ljust(len(first))}"     # the old line covered
     line(None)
     assert tty.text.endswith(f"\r{' ' * len(second)}\r")
+
+
+def test_a_worker_with_other_code_refuses_the_job():
+    from core.errors import ToolError
+    from export.jobs import _attempt, code_fingerprint
+
+    assert _attempt(square, "k", code_fingerprint(), "run", 4, 0.0)["square"] == 16
+    with pytest.raises(ToolError, match="a worker runs other asqgen code than the client"):
+        _attempt(square, "k", "0" * 64, "run", 4, 0.0)
