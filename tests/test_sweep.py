@@ -155,3 +155,56 @@ def test_a_cluster_that_cannot_be_reached_is_one_line(tmp_path, address, status,
     assert done.returncode == status
     assert done.stderr == line + "\n"
     assert not (tmp_path / "out").exists()
+
+
+def _running_in_group(pgid):
+    """The processes of the process group ``pgid`` that are not zombies (a worker that ended
+    after the command did waits for init to reap it)."""
+    from pathlib import Path
+
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found
+
+
+def test_ctrl_c_stops_a_sweep_in_one_line_and_a_later_run_resumes(tmp_path):
+    """SIGINT to the whole process group, as a terminal's Ctrl-C sends it: the command and its
+    local workers stop, one line and status 130, nothing left running; the next run reuses
+    what finished."""
+    import subprocess
+    import sys
+
+    path = _file(tmp_path, {**SMALL, "arrays": ["4x4"], "images": 4096})
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "asqgen", "sweep", str(path), "--out", str(out)]
+    p = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         start_new_session=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        for _ in range(1200):                          # until the first result is stored
+            if list((out / "jobs").glob("*.json")) or p.poll() is not None:
+                break
+            time.sleep(0.1)
+        os.killpg(p.pid, signal.SIGINT)
+        stdout, stderr = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+    assert p.returncode == 130, stderr
+    assert stderr == "asqgen: interrupted\n"                 # no worker's traceback
+    for _ in range(100):                                    # no worker left running
+        if not _running_in_group(p.pid):
+            break
+        time.sleep(0.1)
+    assert _running_in_group(p.pid) == []
+    done = len(list((out / "jobs").glob("*.json")))
+    assert 1 <= done < 4 and not (out / "sweep.md").exists()
+    again = asqgen("sweep", str(path), "--out", str(out))
+    assert again.returncode == 0, again.stderr
+    assert f"4 jobs: {4 - done} run, {done} reused" in again.stdout
