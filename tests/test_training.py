@@ -256,6 +256,23 @@ def test_methods_on_two_workers_equal_one_worker_bit_for_bit(tmp_path):
     assert (outs[1] / "methods.md").read_bytes() == (outs[2] / "methods.md").read_bytes()
 
 
+def test_fashion_mnist_jobs_pass_the_float_network_to_qat(monkeypatch):
+    """The Fashion-MNIST jobs of ``asqgen methods`` on 40 random 14x14 images (the suite has
+    no Fashion-MNIST): the float job's result (its weights as arrays) starts a QAT job, and
+    the QAT job gives the same accuracy twice."""
+    from export import methods
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(40, 1, 14, 14, generator=g), torch.arange(40) % 10
+    monkeypatch.setitem(methods._FASHION, 40, (x, y, x[:10], y[:10], x[:20], y[:20]))
+    first = methods._fm_float_job(1, 1, 40)
+    assert 0 <= first["accuracy"] <= 1 and first["seconds"] >= 0
+    assert all(isinstance(v, np.ndarray) for v in first["arrays"].values())
+    runs = [methods._fm_qat_job(1, first, 2, "post", "asq", 1, 40) for _ in range(2)]
+    assert runs[0]["accuracy"] == runs[1]["accuracy"]
+    assert 0 <= runs[0]["accuracy"] <= 1
+
+
 # --------------------------------------------------------------------------- command line
 
 @pytest.mark.parametrize("args, message", [
