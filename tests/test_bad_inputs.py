@@ -420,8 +420,8 @@ VERB_CASES = [
     (["compare", "--bundle", "/nonexistent/b"], BUNDLE,
      "asqgen: error: /nonexistent/b: no such bundle folder"),
     (["frobnicate"], USAGE, "asqgen: error: argument command: invalid choice: 'frobnicate' "
-                            "(choose from 'verilog', 'selfcheck', 'train', 'methods', 'export', "
-                            "'compare', 'import', 'sim')"),
+                            "(choose from 'verilog', 'selfcheck', 'train', 'methods', 'sweep', "
+                            "'export', 'compare', 'import', 'sim')"),
 ]
 
 
