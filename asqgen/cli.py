@@ -23,6 +23,8 @@ from core.errors import INTERRUPTED, AsqgenError
 
 __all__ = ["main", "build_parser", "script"]
 
+_MODULES = {"export-onnx": "export_onnx"}     # a verb whose module name differs
+
 
 def build_parser():
     """The whole parser: every verb with its options (``asqgen.parser``, imported here, inside
@@ -53,7 +55,8 @@ def main(argv=None):
             warnings.simplefilter("default")
             args = build_parser().parse_args(argv)
             debug = args.debug
-            verb = importlib.import_module(f"asqgen.verbs.{args.command}")
+            verb = importlib.import_module(
+                f"asqgen.verbs.{_MODULES.get(args.command, args.command)}")
             status = verb.run(args)
         for w in caught:
             print(f"asqgen: warning: {w.message}", file=sys.stderr)

@@ -133,6 +133,18 @@ def sim(p):
                    help="no progress line on standard error (it is shown on a terminal only)")
 
 
+def export_onnx(p):
+    p.add_argument("--bundle", default=shown(default_model() / "bundle"),
+                   help="bundle folder (%(default)s)")
+    p.add_argument("--out", default="out/model.onnx", type=folder,
+                   help="the QONNX file to write (%(default)s)")
+    p.add_argument("--compat", action="store_true",
+                   help="what FINN and hls4ml keep after qonnx's cleanup: POST/POT weights as "
+                        "float initializers and each ASQ step fixed at its mean beta over the "
+                        "reference inputs (default: the codes and the adapters)")
+    _json(p)
+
+
 # verb: (its options, its one-line help)
 VERBS = {
     "verilog": (verilog, "generate the Verilog and the manifest of an array, or of the layer "
@@ -147,6 +159,8 @@ VERBS = {
     "export": (export, "write the bundle of a trained checkpoint"),
     "compare": (compare, "the golden model against PyTorch's fake-quantized model on the "
                          "bundle's reference inputs, layer by layer"),
+    "export-onnx": (export_onnx, "write a bundle as QONNX (ONNX with Quant nodes) and say how "
+                                 "close its execution comes to the bundle"),
     "sim": (sim, "run a bundle on the generated hardware in Verilator and compare every layer "
                  "with the golden model and PyTorch"),
 }

@@ -337,27 +337,45 @@ def write(bundle, path, *, compat=False):
     return write_bytes(path, model.SerializeToString())
 
 
-def run_onnx(model, images, *, engine="qonnx"):
-    """The logits of ``model`` (built for ``len(images)`` inputs) on ``images``:
-    ``engine="qonnx"`` runs qonnx's ``execute_onnx`` (onnxruntime node by node, ``Quant`` by
-    qonnx), ``"onnxruntime"`` one onnxruntime session (a ``plain`` model)."""
+def run_onnx(model, images, *, engine="qonnx", tensors=()):
+    """The logits of ``model`` (built for ``len(images)`` inputs) on ``images``, and the
+    values of the named ``tensors`` (a dict): ``engine="qonnx"`` runs qonnx's
+    ``execute_onnx`` (onnxruntime node by node, ``Quant`` by qonnx), ``"onnxruntime"`` one
+    onnxruntime session (a ``plain`` model)."""
     x = np.asarray(images, dtype=np.float32)
     if engine == "onnxruntime":
         import onnxruntime
 
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = 1
+        options.log_severity_level = 3
+        model = _with_outputs(model, tensors)
         session = onnxruntime.InferenceSession(model.SerializeToString(), options)
-        return session.run([OUTPUT], {INPUT: x})[0]
+        values = session.run([OUTPUT, *tensors], {INPUT: x})
+        return values[0], dict(zip(tensors, values[1:]))
     from qonnx.core.onnx_exec import execute_onnx
 
-    return execute_onnx(_with_shapes(model), {INPUT: x})[OUTPUT]
+    context = execute_onnx(_with_shapes(model), {INPUT: x}, return_full_exec_context=True)
+    return context[OUTPUT], {t: context[t] for t in tensors}
+
+
+def _with_outputs(model, tensors):
+    """A copy of ``model`` whose graph also outputs ``tensors``."""
+    import onnx
+
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    for t in tensors:
+        model.graph.output.append(onnx.helper.make_empty_tensor_value_info(t))
+    return model
 
 
 def agreement(bundle, *, compat=False, engine="qonnx", count=None):
-    """Top-1 agreement of the exported model with the bundle's reference logits (PyTorch's)
-    and with the golden model, on the first ``count`` reference inputs (all by default):
-    ``{"images", "vs_reference", "vs_golden", "logits"}``."""
+    """How close the exported model comes to the bundle, on its first ``count`` reference
+    inputs (all by default): ``{"images", "vs_reference", "vs_golden", "codes",
+    "codes_vs_reference", "logits"}``, the top-1 agreement with the reference logits
+    (PyTorch's) and with the golden model, and per layer that gives codes, the share of its
+    output codes identical to the golden model's and to the reference's (PyTorch's,
+    ``reference.layer{k}.codes`` of a layer ``k`` reading it) (``{layer name: share}``)."""
     from sim.golden.network import run_network
 
     ref = bundle.reference
@@ -367,9 +385,28 @@ def agreement(bundle, *, compat=False, engine="qonnx", count=None):
     betas = mean_betas(bundle) if compat else None
     model = build(bundle, compat=compat, plain=engine == "onnxruntime", batch=len(images),
                   betas=betas)
-    logits = run_onnx(model, images, engine=engine)
+    quantizers = [la.name for la in bundle.layers if la.next_step is not None]
+    scaled = [f"{n}.scale" for n, la in zip(quantizers, bundle.layers)
+              if la.adapter is not None and not compat]
+    logits, values = run_onnx(model, images, engine=engine,
+                              tensors=[f"{n}.q" for n in quantizers] + scaled)
+    trace = run_network(bundle, bundle.quantize_input(images))
+    readers = {bundle.source_index(k): k for k in range(len(bundle.layers) - 1, 0, -1)}
+    shares, torch_shares = {}, {}
+    for i, layer in enumerate(bundle.layers):
+        if layer.next_step is None:
+            continue
+        n = layer.name
+        scale = values.get(f"{n}.scale")
+        if scale is None:
+            scale = layer.next_step * (betas[i] if compat and layer.adapter else 1.0)
+        codes = np.rint(values[f"{n}.q"] / scale).astype(np.int64)
+        shares[n] = float(np.mean(codes == trace.layers[i].codes))
+        torch_codes = ref.get(f"layer{readers.get(i)}.codes")
+        if torch_codes is not None:
+            torch_shares[n] = float(np.mean(codes == torch_codes[:count].reshape(codes.shape)))
     top = logits.argmax(axis=1)
-    golden = run_network(bundle, bundle.quantize_input(images)).predictions
     return {"images": len(images),
             "vs_reference": float(np.mean(top == ref["logits"][:count].argmax(axis=1))),
-            "vs_golden": float(np.mean(top == golden)), "logits": logits}
+            "vs_golden": float(np.mean(top == trace.predictions)), "codes": shares,
+            "codes_vs_reference": torch_shares, "logits": logits}
