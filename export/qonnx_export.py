@@ -56,7 +56,12 @@ an ASQ adapter, the step times ``beta``::
     <L>.q     = Quant(u, <L>.scale or <L>.step, <L>.zero, <L>.bits; signed=next_signed,
                       narrow=0, rounding_mode=ROUND)
 
-The model's ``metadata_props`` hold ``asqgen.frac_bits`` (JSON: layer name to ``frac_bits``,
+Every real parameter (steps, ``alpha``, the folded batch norm, the adapter's weights, the clip)
+is a ``float32`` initializer if ``float32`` holds the bundle's value exactly, and otherwise a
+``float64`` initializer ``<name>`` read through ``<name>.f32 = Cast(<name>; to=FLOAT)`` (in
+practice the folded batch norm): the file keeps the bundle's exact values, so that an importer
+recomputes the same fixed-point integers, and computes in ``float32``. The model's
+``metadata_props`` hold ``asqgen.frac_bits`` (JSON: layer name to ``frac_bits``,
 the hardware's product format, which ONNX has no place for) and ``asqgen.variant``.
 
 Two variants
@@ -144,6 +149,16 @@ class _Graph:
                                                             name))
         return name
 
+    def real(self, name, value):
+        """A real parameter: the ``float32`` initializer ``name`` when ``float32`` holds it
+        exactly, else the ``float64`` initializer ``name`` and ``<name>.f32 = Cast(name)``
+        (the bundle's exact value stays in the file); returns the tensor to compute with."""
+        v = np.asarray(value, dtype=np.float64)
+        if np.array_equal(v.astype(np.float32).astype(np.float64), v):
+            return self.const(name, v)
+        self.const(name, v, np.float64)
+        return self.node("Cast", [name], f"{name}.f32", to=self.onnx.TensorProto.FLOAT)
+
     def node(self, op, inputs, output, **attrs):
         self.nodes.append(self.h.make_node(op, list(inputs), [output], name=output, **attrs))
         return output
@@ -172,7 +187,7 @@ def _weight(g, layer, compat):
     if layer.w_format == "int":
         values = numerics.int_value(layer.w_bits, codes)
         weight = g.const(f"{n}.weight", values * alpha)
-        scale = g.const(f"{n}.alpha", alpha)
+        scale = g.real(f"{n}.alpha", alpha)
         if g.plain:
             return g.quant(weight, scale, f"{n}.w", layer.w_bits, True, f"{n}.w")
         zero = g.const(f"{n}.wzero", 0.0)
@@ -186,7 +201,7 @@ def _weight(g, layer, compat):
         return g.const(f"{n}.w", table[codes].astype(np.float64) * alpha)
     level = g.node("Gather", [g.const(f"{n}.levels", table),
                               g.const(f"{n}.codes", codes, np.int64)], f"{n}.level", axis=0)
-    return g.node("Mul", [level, g.const(f"{n}.alpha", alpha)], f"{n}.w")
+    return g.node("Mul", [level, g.real(f"{n}.alpha", alpha)], f"{n}.w")
 
 
 def _compute(g, layer, x, w, flat):
@@ -202,9 +217,9 @@ def _compute(g, layer, x, w, flat):
         acc = g.node("Conv", [x, w], f"{n}.acc", kernel_shape=[k, k],
                      strides=[s, s], pads=[p, p, p, p], group=layer.groups)
         shape = (-1, 1, 1)
-    scaled = g.node("Mul", [acc, g.const(f"{n}.bn_scale", layer.bn_scale.reshape(shape))],
+    scaled = g.node("Mul", [acc, g.real(f"{n}.bn_scale", layer.bn_scale.reshape(shape))],
                     f"{n}.scaled")
-    return g.node("Add", [scaled, g.const(f"{n}.bn_bias", layer.bn_bias.reshape(shape))],
+    return g.node("Add", [scaled, g.real(f"{n}.bn_bias", layer.bn_bias.reshape(shape))],
                   f"{n}.z")
 
 
@@ -237,7 +252,7 @@ def _adapter_scale(g, layer, u, rank):
         x = g.node("ReduceMean", [u], f"{n}.g", axes=[2, 3], keepdims=0)
     else:
         x = g.node("Flatten", [u], f"{n}.g", axis=1)
-    arrays = {k: g.const(f"{n}.adapter.{k}", v) for k, v in a.arrays().items()}
+    arrays = {k: g.real(f"{n}.adapter.{k}", v) for k, v in a.arrays().items()}
     if a.layers == 2:
         hidden = g.node("Gemm", [x, arrays["w1"], arrays["b1"]], f"{n}.hidden", transB=1)
         x = g.node("Relu", [hidden], f"{n}.h")
@@ -250,7 +265,7 @@ def _adapter_scale(g, layer, u, rank):
                            g.const(f"{n}.beta_max", BETA_MAX)], f"{n}.beta")
     shaped = g.node("Reshape", [beta, g.const(f"{n}.beta_shape", [-1] + [1] * (rank - 1),
                                               np.int64)], f"{n}.beta_view")
-    return g.node("Mul", [shaped, g.const(f"{n}.step", layer.next_step)], f"{n}.scale")
+    return g.node("Mul", [shaped, g.real(f"{n}.step", layer.next_step)], f"{n}.scale")
 
 
 def _after(g, layer, x, compat_beta):
@@ -260,14 +275,14 @@ def _after(g, layer, x, compat_beta):
         x = g.node("Relu", [x], f"{n}.relu")
     if layer.clip is not None:
         x = g.node("Clip", [x, g.const(f"{n}.clip_min", 0.0),
-                            g.const(f"{n}.clip_max", layer.clip)], f"{n}.clip")
+                            g.real(f"{n}.clip_max", layer.clip)], f"{n}.clip")
     rank = 4 if layer.kind == "conv2d" else 2
     if layer.pool > 1:
         op = "MaxPool" if layer.pool_mode == "max" else "AveragePool"
         x = g.node(op, [x], f"{n}.pool", kernel_shape=[layer.pool] * 2,
                    strides=[layer.pool] * 2)
     if layer.adapter is None:
-        scale = g.const(f"{n}.step", layer.next_step)
+        scale = g.real(f"{n}.step", layer.next_step)
     elif compat_beta is not None:
         scale = g.const(f"{n}.scale", layer.next_step * compat_beta)
     else:
@@ -284,7 +299,7 @@ def build(bundle, *, compat=False, plain=False, batch=1, betas=None):
     if compat and betas is None:
         betas = mean_betas(bundle)
     g = _Graph(onnx, plain)
-    x = g.quant(INPUT, g.const("input.step", bundle.input_step), "input", bundle.input_bits,
+    x = g.quant(INPUT, g.real("input.step", bundle.input_step), "input", bundle.input_bits,
                 False, f"{INPUT}.q")
     outputs = []
     for i, layer in enumerate(bundle.layers):
