@@ -142,6 +142,9 @@ def export_onnx(p):
                    help="what FINN and hls4ml keep after qonnx's cleanup: POST/POT weights as "
                         "float initializers and each ASQ step fixed at its mean beta over the "
                         "reference inputs (default: the codes and the adapters)")
+    p.add_argument("--images", type=count, default=None,
+                   help="measure the agreement on this many reference inputs (default all; 0: "
+                        "no measurement)")
     _json(p)
 
 

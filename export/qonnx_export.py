@@ -104,13 +104,19 @@ BETA_MAX = rescale.BETA_MAX / rescale.BETA_ONE
 INPUT, OUTPUT = "x", "logits"
 
 
-def _onnx():
+def _need(name):
+    """Import ``name`` (``onnx``, ``onnxruntime``, ``qonnx``), or a one-line ``ToolError``."""
+    import importlib
+
     try:
-        import onnx
+        return importlib.import_module(name)
     except ImportError:
-        raise ToolError("asqgen export-onnx needs the onnx package: pip install -e '.[onnx]' "
-                        "(or ./dev pip install -e '.[onnx]')") from None
-    return onnx
+        raise ToolError(f"asqgen export-onnx needs the {name.split('.')[0]} package: "
+                        f"./dev pip install -e '.[onnx]'") from None
+
+
+def _onnx():
+    return _need("onnx")
 
 
 def level_table(fmt, bits):
@@ -339,9 +345,8 @@ def build(bundle, *, compat=False, plain=False, batch=1, betas=None):
 def _with_shapes(model):
     """``model`` with every tensor's shape (qonnx's ``InferShapes``, which knows ``Quant``),
     as a qonnx ``ModelWrapper``."""
-    from qonnx.core.modelwrapper import ModelWrapper
-    from qonnx.transformation.infer_shapes import InferShapes
-
+    ModelWrapper = _need("qonnx.core.modelwrapper").ModelWrapper
+    InferShapes = _need("qonnx.transformation.infer_shapes").InferShapes
     return ModelWrapper(model).transform(InferShapes())
 
 
@@ -359,8 +364,7 @@ def run_onnx(model, images, *, engine="qonnx", tensors=()):
     onnxruntime session (a ``plain`` model)."""
     x = np.asarray(images, dtype=np.float32)
     if engine == "onnxruntime":
-        import onnxruntime
-
+        onnxruntime = _need("onnxruntime")
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = 1
         options.log_severity_level = 3
@@ -368,16 +372,14 @@ def run_onnx(model, images, *, engine="qonnx", tensors=()):
         session = onnxruntime.InferenceSession(model.SerializeToString(), options)
         values = session.run([OUTPUT, *tensors], {INPUT: x})
         return values[0], dict(zip(tensors, values[1:]))
-    from qonnx.core.onnx_exec import execute_onnx
-
+    execute_onnx = _need("qonnx.core.onnx_exec").execute_onnx
     context = execute_onnx(_with_shapes(model), {INPUT: x}, return_full_exec_context=True)
     return context[OUTPUT], {t: context[t] for t in tensors}
 
 
 def _with_outputs(model, tensors):
     """A copy of ``model`` whose graph also outputs ``tensors``."""
-    import onnx
-
+    onnx = _onnx()
     model = onnx.ModelProto.FromString(model.SerializeToString())
     for t in tensors:
         model.graph.output.append(onnx.helper.make_empty_tensor_value_info(t))
@@ -401,7 +403,7 @@ def agreement(bundle, *, compat=False, engine="qonnx", count=None):
     model = build(bundle, compat=compat, plain=engine == "onnxruntime", batch=len(images),
                   betas=betas)
     quantizers = [la.name for la in bundle.layers if la.next_step is not None]
-    scaled = [f"{n}.scale" for n, la in zip(quantizers, bundle.layers)
+    scaled = [f"{la.name}.scale" for la in bundle.layers
               if la.adapter is not None and not compat]
     logits, values = run_onnx(model, images, engine=engine,
                               tensors=[f"{n}.q" for n in quantizers] + scaled)

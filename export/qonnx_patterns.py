@@ -56,6 +56,7 @@ class GraphIndex:
             for i in n.input:
                 self.consumers.setdefault(i, []).append(n)
         self.meta = {p.key: p.value for p in model.metadata_props}
+        self.adapter_gemms = set()     # the Gemm nodes (outputs) of recognised adapters
 
     def made_by(self, tensor, op):
         """The node of type ``op`` that makes ``tensor``, or ``None``."""
@@ -193,6 +194,7 @@ def recognize_scale(index, tensor):
             adapter = Adapter(w1=first[0], b1=first[1], w2=last[0], b2=last[1], input=kind)
     except ValueError:
         return None
+    index.adapter_gemms.update(n.output[0] for n in (out, hidden) if n is not None)
     return float(step.reshape(())), adapter
 
 
@@ -299,12 +301,17 @@ def to_bundle(model):
     first, x_q = _input_step(index, x.name)
     frac = json.loads(index.meta.get("asqgen.frac_bits", "{}"))
     layers, outputs, quantizers, zs = [], {x_q: None}, {None: first}, {}
+    for node in index.graph.node:                    # the adapters' Gemms are no layers
+        if node.op_type in ("Quant", "IntQuant"):
+            recognize_quantizer(index, node)
     for node in index.graph.node:
-        if node.op_type not in ("Conv", "Gemm") or node.input[1] not in index.producer:
+        if node.op_type not in ("Conv", "Gemm") or node.output[0] in index.adapter_gemms:
             continue
         weights = recognize_weight(index, node.input[1])
         if weights is None:
-            continue                              # an adapter's Gemm
+            _fail(node, "its weights are not asqgen's codes (the POST/POT decode Mul(Gather("
+                        "levels, codes), alpha) or a signed Quant): a --compat file cannot be "
+                        "read back")
         name = _layer_of(node, node.input[1])
         src_tensor = node.input[0]
         flat = index.made_by(src_tensor, "Flatten")

@@ -10,12 +10,12 @@ from export import qonnx_export
 from ..options import default_model, shown, write_json
 
 
-def _report(bundle, compat):
+def _report(bundle, compat, count):
     """The agreement figures of the written variant with qonnx's ``execute_onnx`` and of its
     plain-ops twin with onnxruntime, as printed lines and a JSON dict."""
     figures, lines = {}, []
     for engine in ("qonnx", "onnxruntime"):
-        r = qonnx_export.agreement(bundle, compat=compat, engine=engine)
+        r = qonnx_export.agreement(bundle, compat=compat, engine=engine, count=count)
         r.pop("logits")
         figures[engine] = r
         lines.append(f"{engine + ':':<13} top-1 agreement {r['vs_reference']:.2%} with the "
@@ -41,10 +41,12 @@ def run(args):
                "mean beta" if args.compat else
                "POST/POT weights as codes decoded by Gather, ASQ adapters as standard ops")
     print(f"asqgen export-onnx: {folder} -> {shown(out)} ({variant})")
+    if args.images == 0:
+        return 0
     if "images" not in bundle.reference or "logits" not in bundle.reference:
         print("  (the bundle has no reference inputs: no agreement figures)")
         return 0
-    lines, figures = _report(bundle, args.compat)
+    lines, figures = _report(bundle, args.compat, args.images)
     for line in lines:
         print("  " + line)
     write_json(args.json, figures)
