@@ -15,8 +15,10 @@ when its pattern is not there, so that an importer of other QONNX files
 * ``recognize_quantizer(index, node)``: an activation ``Quant`` (step, bits, signedness,
   adapter).
 
-``to_bundle(model)`` walks a whole exported file with them and returns the ``Bundle`` (no
-reference data): importing a file that ``export-onnx`` wrote gives a bundle whose golden model
+``is_exported(model)`` tells a file of ``export-onnx`` (not ``--compat``) by its metadata;
+``to_bundle(model)`` walks a whole exported file with the recognisers and returns the
+``Bundle`` (no reference data), and ``reference(bundle, model, images)`` adds qonnx's execution
+of the file on ``images`` as its reference arrays: importing a file that ``export-onnx`` wrote gives a bundle whose golden model
 is the original's, integer for integer (``tests/test_qonnx_export.py``). Anything that is not
 the exporter's pattern raises ``BundleError`` with one line naming the node. The weights' codes
 come from the ``codes`` initializer itself, not from float values; every real parameter is
@@ -36,7 +38,7 @@ from core.bundle import Bundle, Layer
 from core.errors import BundleError
 
 __all__ = ["GraphIndex", "WeightCodes", "Quantizer", "recognize_weight", "recognize_scale",
-           "recognize_quantizer", "to_bundle"]
+           "recognize_quantizer", "is_exported", "to_bundle", "reference"]
 
 _BETA_MIN = 2.0 ** -14
 _BETA_MAX = 64.0
@@ -224,6 +226,12 @@ def recognize_quantizer(index, node):
 
 
 # The whole model -----------------------------------------------------------------------------
+def is_exported(model):
+    """Whether ``model`` says it is a file of ``asqgen export-onnx`` with its codes and adapters
+    (metadata ``asqgen.variant`` ``"codes"``; ``to_bundle`` still checks every pattern)."""
+    return any(p.key == "asqgen.variant" and p.value == "codes" for p in model.metadata_props)
+
+
 def _follow(index, tensor, op):
     """The node of type ``op`` that reads ``tensor`` (its only reader of that type)."""
     return index.only_consumer(tensor, op)
@@ -383,3 +391,41 @@ def to_bundle(model):
             la.source = None
     return Bundle(input_shape=shape, input_bits=first.bits, input_step=first.step,
                   layers=layers, meta={"imported_from": "asqgen export-onnx"})
+
+
+def reference(bundle, model, images, labels=None):
+    """The reference arrays of ``bundle`` (``to_bundle(model)``): qonnx's ``execute_onnx`` of
+    the file ``model`` on ``images`` (``(N,) + input_shape``, float), its logits, its input
+    codes and every layer's input codes (a quantizer's output over its scale, per sample for
+    an ASQ one), as ``core.bundle`` stores them; ``labels`` (``(N,)``) if given."""
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.core.onnx_exec import execute_onnx
+    from qonnx.transformation.change_batchsize import ChangeBatchSize
+    from qonnx.transformation.infer_shapes import InferShapes
+
+    x = np.ascontiguousarray(images, dtype=np.float32)
+    wrapper = ModelWrapper(model).transform(ChangeBatchSize(len(x))).transform(InferShapes())
+    ctx = execute_onnx(wrapper, {model.graph.input[0].name: x}, return_full_exec_context=True)
+    index = GraphIndex(model)
+    steps = {}                      # a quantizer's output tensor: its scale's tensor or value
+    for node in model.graph.node:
+        if node.op_type in ("Quant", "IntQuant") and recognize_quantizer(index, node):
+            scale = index.real(node.input[1])
+            steps[node.output[0]] = scale if scale is not None else ctx[node.input[1]]
+    outputs = [f"{la.name}.q" for la in bundle.layers]
+
+    def codes(tensor, signed):
+        c = np.rint(ctx[tensor] / steps[tensor]).astype(np.int64)
+        return c.astype(np.int8 if signed else np.uint8)
+
+    ref = {"images": np.asarray(images, dtype=np.float64),
+           "logits": ctx[model.graph.output[0].name].astype(np.float64),
+           "codes": codes("x.q", False)}
+    for i, layer in enumerate(bundle.layers[1:], start=1):
+        j = bundle.source_index(i)
+        tensor = "x.q" if j is None else outputs[j]
+        ref[f"layer{i}.codes"] = codes(tensor, layer.a_signed).reshape(
+            (len(x),) + tuple(layer.in_shape))
+    if labels is not None:
+        ref["labels"] = np.asarray(labels, dtype=np.int64)
+    return ref

@@ -193,3 +193,50 @@ def test_bad_bundle_and_unwritable_output_are_one_line(tmp_path):
     assert result.stderr == f"asqgen: error: {tmp_path}: is a folder, not a file name for " \
                             f"the .onnx\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+def test_one_layer_and_vector_adapters(tmp_path):
+    """The default bundle with a one-layer "channels" adapter and a "vector" one (before the
+    linear layer; the golden model runs it, the hardware does not): the file follows the golden
+    model, and reads back to it."""
+    from core.adapter import Adapter
+
+    bundle = load(DEFAULT)
+    rng = np.random.default_rng(0)
+    bundle.layers[1].adapter = Adapter(w1=rng.normal(0, 0.01, (1, 32)), b1=np.array([1.0]))
+    bundle.layers[2].adapter = Adapter(w1=rng.normal(0, 0.01, (1, 128)), b1=np.array([1.0]),
+                                       input="vector")
+    bundle.layers[3].input_adapter = True
+    save(bundle, tmp_path / "b")
+    bundle = load(tmp_path / "b")
+    r = qonnx_export.agreement(bundle, engine="onnxruntime", count=120)
+    assert r["vs_golden"] >= 0.99 and min(r["codes"].values()) >= 0.98
+    back = qonnx_patterns.to_bundle(qonnx_export.build(bundle))
+    assert [la.adapter and (la.adapter.layers, la.adapter.input) for la in back.layers] == [
+        (2, "channels"), (1, "channels"), (1, "vector"), None]
+    save(back, tmp_path / "back")
+    codes = bundle.reference["codes"][:40]
+    assert np.array_equal(_golden(load(tmp_path / "back"), codes)[0], _golden(bundle, codes)[0])
+
+
+def test_an_importer_gets_the_bundle_and_qonnx_reference(default_file, tmp_path):
+    """What ``asqgen import`` calls for an exported file: ``is_exported``, ``to_bundle`` and
+    ``reference`` (qonnx's execution of the file itself, batch changed to the inputs'), which
+    gives PyTorch's codes and top-1 (the file computes PyTorch's model) and saves."""
+    bundle = load(DEFAULT)
+    model = onnx.load(default_file)
+    assert qonnx_patterns.is_exported(model)
+    assert not qonnx_patterns.is_exported(qonnx_export.build(bundle, compat=True,
+                                                             betas={0: 1.0, 1: 1.0}))
+    back = qonnx_patterns.to_bundle(model)
+    count = 40
+    want = bundle.reference
+    back.reference = qonnx_patterns.reference(back, model, want["images"][:count],
+                                              want["labels"][:count])
+    save(back, tmp_path / "back")
+    got = load(tmp_path / "back").reference
+    assert np.array_equal(got["codes"], want["codes"][:count])
+    assert _top1(got["logits"], want["logits"][:count]) == 1.0
+    for i in range(1, len(bundle.layers)):
+        key = f"layer{i}.codes"
+        assert np.mean(got[key] == want[key][:count]) >= 0.999, key
