@@ -18,8 +18,9 @@ when its pattern is not there, so that an importer of other QONNX files
 ``is_exported(model)`` tells a file of ``export-onnx`` (not ``--compat``) by its metadata;
 ``to_bundle(model)`` walks a whole exported file with the recognisers and returns the
 ``Bundle`` (no reference data), and ``reference(bundle, model, images)`` adds qonnx's execution
-of the file on ``images`` as its reference arrays: importing a file that ``export-onnx`` wrote gives a bundle whose golden model
-is the original's, integer for integer (``tests/test_qonnx_export.py``). Anything that is not
+of the file on ``images`` as its reference arrays. Importing a file that ``export-onnx`` wrote
+gives a bundle whose golden model is the original's, integer for integer
+(``tests/test_qonnx_export.py``). Anything that is not
 the exporter's pattern raises ``BundleError`` with one line naming the node. The weights' codes
 come from the ``codes`` initializer itself, not from float values; every real parameter is
 read at the precision the file stores (``float64`` behind a ``Cast`` where ``float32`` would
