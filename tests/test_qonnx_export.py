@@ -34,7 +34,9 @@ def _top1(logits, reference):
 
 def test_the_default_bundle_is_valid_qonnx(default_file):
     model = onnx.load(default_file)
-    onnx.checker.check_model(model)
+    onnx.checker.check_model(model, full_check=True)         # with its inferred shapes
+    assert all(d.dim_value for v in model.graph.value_info
+               for d in v.type.tensor_type.shape.dim)           # every shape fixed (batch 1)
     quants = [n for n in model.graph.node if n.op_type == "Quant"]
     assert quants and all(n.domain == "qonnx.custom_op.general" for n in quants)
     # the input, two int weights (first and last layer) and three activation quantizers
