@@ -33,9 +33,10 @@ layer reading a feature map first ``<L>.flat = Flatten(<L>.in; axis=1)``)::
     <L>.z   = Add(Mul(<L>.acc, <L>.bn_scale), <L>.bn_bias)     (folded batch norm or bias;
                                                                (Cout, 1, 1) or (Cout,))
     <L>.sum = Add(<L>.z, shortcut)     a residual layer: shortcut is the projection's <P>.z, or
-                                       the identity's codes (the Quant output of the shortcut
-                                       layer), for option A first Slice(steps=stride) on H, W
-                                       and Pad on the channels (<L>.short)
+                                       the identity: the shortcut layer's Quant output (its
+                                       codes times its scale), for option A first
+                                       Slice(steps=stride) on H, W (<L>.short_sub) and Pad on
+                                       the channels (<L>.short)
     <L>.relu = Relu(...)               if the layer has a ReLU
     <L>.clip = Clip(<L>.relu, <L>.clip_min, <L>.clip_max)         a bounded ReLU (ReLU6)
     <L>.pool = MaxPool or AveragePool(...; kernel_shape=strides=[p, p])
