@@ -148,6 +148,17 @@ def export_onnx(p):
     _json(p)
 
 
+def import_(p):
+    p.add_argument("model", help="the QONNX file (.onnx; its external data file, if any, "
+                                 "beside it)")
+    p.add_argument("--out", required=True, type=folder, help="bundle folder to write")
+    p.add_argument("--inputs", required=True,
+                   help="test inputs (.npy, (N,) + the model's input shape, non-negative): "
+                        "qonnx runs them for the bundle's reference outputs")
+    p.add_argument("--labels", default=None,
+                   help="their classes (.npy, N integers), for accuracies")
+
+
 # verb: (its options, its one-line help)
 VERBS = {
     "verilog": (verilog, "generate the Verilog and the manifest of an array, or of the layer "
@@ -164,6 +175,8 @@ VERBS = {
                          "bundle's reference inputs, layer by layer"),
     "export-onnx": (export_onnx, "write a bundle as QONNX (ONNX with Quant nodes) and say how "
                                  "close its execution comes to the bundle"),
+    "import": (import_, "a QONNX model (from Brevitas) into a bundle, with qonnx's own "
+                        "execution of it on the given inputs as the reference"),
     "sim": (sim, "run a bundle on the generated hardware in Verilator and compare every layer "
                  "with the golden model and PyTorch"),
 }
