@@ -242,3 +242,21 @@ def test_an_importer_gets_the_bundle_and_qonnx_reference(default_file, tmp_path)
     for i in range(1, len(bundle.layers)):
         key = f"layer{i}.codes"
         assert np.mean(got[key] == want[key][:count]) >= 0.999, key
+
+
+def test_asqgen_import_reads_back_an_exported_file(default_file, tmp_path):
+    """The round trip through the command line: ``asqgen import`` recognises the file of
+    ``export-onnx`` (its POST decode and adapters) and writes a bundle whose golden model is
+    the original's, with qonnx's execution of the file as its reference."""
+    bundle = load(DEFAULT)
+    count = 40
+    images, labels = tmp_path / "x.npy", tmp_path / "y.npy"
+    np.save(images, bundle.reference["images"][:count].astype(np.float32))
+    np.save(labels, bundle.reference["labels"][:count])
+    assert main(["import", str(default_file), "--out", str(tmp_path / "back"), "--inputs",
+                 str(images), "--labels", str(labels)]) == 0
+    back = load(tmp_path / "back")
+    assert [la.w_format for la in back.layers] == ["int", "post", "post", "int"]
+    codes = bundle.reference["codes"][:count]
+    assert np.array_equal(back.reference["codes"], codes)
+    assert np.array_equal(_golden(back, codes)[0], _golden(bundle, codes)[0])

@@ -17,5 +17,5 @@ def run(args):
         nxt = (f", next step {layer.next_step:.6g} ({layer.next_bits} bits)"
                if layer.next_step is not None else ", logits")
         print(f"  {layer.name}: {layer.kind} {shape} -> {layer.out_channels}, "
-              f"{layer.w_bits}-bit int weights, {layer.a_bits}-bit inputs{ops}{nxt}")
+              f"{layer.w_bits}-bit {layer.w_format} weights, {layer.a_bits}-bit inputs{ops}{nxt}")
     return 0
