@@ -567,7 +567,7 @@ def _exported(path, proto, images, labels):
     x, y = read_inputs(images, labels, bundle.input_shape)
     _fixed(path, bundle.layers)
     bundle.reference = qonnx_patterns.reference(bundle, proto, x, y)
-    bundle.meta = {"source": "asqgen export-onnx", "model": path.name,
+    bundle.meta = {"source": "qonnx", "written_by": "asqgen export-onnx", "model": path.name,
                    "model_sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
                    "reference": "qonnx execute_onnx"}
     return bundle
