@@ -156,6 +156,21 @@ def sim(p):
                    help="no progress line on standard error (it is shown on a terminal only)")
 
 
+def export_onnx(p):
+    p.add_argument("--bundle", default=shown(default_model() / "bundle"),
+                   help="bundle folder (%(default)s)")
+    p.add_argument("--out", default="out/model.onnx", type=folder,
+                   help="the QONNX file to write (%(default)s)")
+    p.add_argument("--compat", action="store_true",
+                   help="what FINN and hls4ml keep after qonnx's cleanup: POST/POT weights as "
+                        "float initializers and each ASQ step fixed at its mean beta over the "
+                        "reference inputs (default: the codes and the adapters)")
+    p.add_argument("--images", type=count, default=None,
+                   help="measure the agreement on this many reference inputs (default all; 0: "
+                        "no measurement)")
+    _json(p)
+
+
 def import_(p):
     p.add_argument("model", help="the QONNX file (.onnx; its external data file, if any, "
                                  "beside it)")
@@ -184,6 +199,8 @@ VERBS = {
     "export": (export, "write the bundle of a trained checkpoint"),
     "compare": (compare, "the golden model against PyTorch's fake-quantized model on the "
                          "bundle's reference inputs, layer by layer"),
+    "export-onnx": (export_onnx, "write a bundle as QONNX (ONNX with Quant nodes) and say how "
+                                 "close its execution comes to the bundle"),
     "import": (import_, "a QONNX model (from Brevitas) into a bundle, with qonnx's own "
                         "execution of it on the given inputs as the reference"),
     "sim": (sim, "run a bundle on the generated hardware in Verilator and compare every layer "

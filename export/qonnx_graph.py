@@ -22,7 +22,7 @@ import numpy as np
 
 from core.errors import ModelError, ToolError
 
-__all__ = ["QUANT_OPS", "read", "execute", "node_name"]
+__all__ = ["QUANT_OPS", "load", "read", "execute", "node_name"]
 
 QUANT_OPS = ("Quant", "IntQuant")       # the two spellings of QONNX's integer quantizer
 _CUSTOM_DOMAINS = ("qonnx.custom_op.general", "onnx.brevitas", "finn.custom_op.general")
@@ -171,12 +171,23 @@ def _check_graph(path, proto):
             raise ModelError(f"{path}: {value.name!r} is not float32")
 
 
-def read(path):
-    """The cleaned ``qonnx`` ``ModelWrapper`` of the QONNX file ``path`` (module docstring)."""
+def load(path):
+    """The ``ModelProto`` of the QONNX file ``path`` as written (before the clean-up), checked
+    as ``read`` checks it."""
     m = _modules()
     path = Path(path)
     proto = _load(path, m)
     _check_graph(path, proto)
+    return proto
+
+
+def read(path, proto=None):
+    """The cleaned ``qonnx`` ``ModelWrapper`` of the QONNX file ``path`` (module docstring),
+    from its ``load``-ed ``proto`` if given."""
+    m = _modules()
+    path = Path(path)
+    if proto is None:
+        proto = load(path)
     for node in proto.graph.node:       # one op, two names; cleanup_model keeps only "Quant"
         if node.op_type == "IntQuant":  # (it would fold an IntQuant of the weights away)
             node.op_type = "Quant"

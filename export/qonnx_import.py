@@ -58,9 +58,9 @@ import numpy as np
 
 from core import numerics, rules
 from core.bundle import Bundle, Layer
-from core.errors import ModelError, UsageError
+from core.errors import BundleError, ModelError, UsageError
 
-from . import qonnx_graph
+from . import qonnx_graph, qonnx_patterns
 from .qonnx_graph import QUANT_OPS, node_name
 
 __all__ = ["import_qonnx", "read_inputs", "SUPPORTED_OPS"]
@@ -609,20 +609,8 @@ def _codes(values, step, where):
     return codes.astype(np.int64)
 
 
-def import_qonnx(path, images, labels=None):
-    """``(bundle, info)``: the bundle of the QONNX file ``path`` with qonnx's execution on
-    ``images`` (an ``.npy`` path or array) as its reference, and ``info`` for the report.
-
-    ``images`` and ``labels`` are paths of ``.npy`` files (``read_inputs``). Raises
-    ``ModelError`` for a file that cannot be read or mapped, ``UsageError`` for bad inputs.
-    """
-    path = Path(path)
-    model = qonnx_graph.read(path)
-    walk = _Walk(path, model)
-    layers = walk.run()
-    in_name, step, bits = walk.input_quant
-    shape = walk.shape(walk.input_name)
-    x, y = read_inputs(images, labels, shape)
+def _fixed(path, layers):
+    """Every layer's fixed-point integers, or one line naming the layer."""
     for layer in layers:
         try:
             with np.errstate(invalid="raise", over="raise", divide="raise"):
@@ -630,6 +618,44 @@ def import_qonnx(path, images, labels=None):
         except (ValueError, FloatingPointError) as e:
             raise ModelError(f"{path}: layer {layer.name!r}: its scales cannot be represented "
                              f"by the rescale's fixed point ({e})") from None
+
+
+def _exported(path, proto, images, labels):
+    """A file of ``asqgen export-onnx``: its own patterns (``export.qonnx_patterns``: the POST
+    decode and the ASQ adapters), read before the clean-up that would fold them, give the
+    original bundle's layers; the reference is qonnx's execution of the file."""
+    try:
+        bundle = qonnx_patterns.to_bundle(proto)
+    except BundleError as e:
+        raise ModelError(f"{path}: {e}") from None
+    x, y = read_inputs(images, labels, bundle.input_shape)
+    _fixed(path, bundle.layers)
+    bundle.reference = qonnx_patterns.reference(bundle, proto, x, y)
+    bundle.meta = {"source": "qonnx", "written_by": "asqgen export-onnx", "model": path.name,
+                   "model_sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+                   "reference": "qonnx execute_onnx"}
+    return bundle
+
+
+def import_qonnx(path, images, labels=None):
+    """The bundle of the QONNX file ``path`` with qonnx's execution on ``images`` (an ``.npy``
+    path or array) as its reference; a file of ``asqgen export-onnx`` gives its original
+    bundle back (``_exported``).
+
+    ``images`` and ``labels`` are paths of ``.npy`` files (``read_inputs``). Raises
+    ``ModelError`` for a file that cannot be read or mapped, ``UsageError`` for bad inputs.
+    """
+    path = Path(path)
+    proto = qonnx_graph.load(path)
+    if qonnx_patterns.is_exported(proto):
+        return _exported(path, proto, images, labels)
+    model = qonnx_graph.read(path, proto)
+    walk = _Walk(path, model)
+    layers = walk.run()
+    in_name, step, bits = walk.input_quant
+    shape = walk.shape(walk.input_name)
+    x, y = read_inputs(images, labels, shape)
+    _fixed(path, layers)
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     bundle = Bundle(input_shape=tuple(shape), input_bits=bits, input_step=step, layers=layers,
                     meta={"source": "qonnx", "model": path.name, "model_sha256": digest,

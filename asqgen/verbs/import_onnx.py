@@ -15,7 +15,7 @@ def describe(layer):
                 f"{layer.kernel}" + (f" stride {layer.stride}" if layer.stride > 1 else ""))
     parts = [f"{layer.name}: {kind} {shape} -> {layer.out_channels}"
              + (f" (reads {layer.source})" if layer.source is not None else ""),
-             f"{layer.w_bits}-bit int weights",
+             f"{layer.w_bits}-bit {layer.w_format} weights",
              f"{layer.a_bits}-bit {'signed ' if layer.a_signed else ''}inputs"]
     if layer.shortcut is not None:
         parts.append(f"adds {layer.shortcut}")
