@@ -421,7 +421,7 @@ VERB_CASES = [
      "asqgen: error: /nonexistent/b: no such bundle folder"),
     (["frobnicate"], USAGE, "asqgen: error: argument command: invalid choice: 'frobnicate' "
                             "(choose from 'verilog', 'selfcheck', 'train', 'methods', 'sweep', "
-                            "'export', 'compare', 'import', 'sim')"),
+                            "'export', 'compare', 'export-onnx', 'import', 'sim')"),
 ]
 
 
