@@ -421,7 +421,8 @@ VERB_CASES = [
      "asqgen: error: /nonexistent/b: no such bundle folder"),
     (["frobnicate"], USAGE, "asqgen: error: argument command: invalid choice: 'frobnicate' "
                             "(choose from 'verilog', 'selfcheck', 'train', 'methods', 'sweep', "
-                            "'export', 'compare', 'export-onnx', 'import', 'sim')"),
+                            "'export', 'compare', 'export-onnx', 'import', 'sim', "
+                            "'estimate', 'synth', 'board')"),
 ]
 
 
