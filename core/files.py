@@ -72,6 +72,18 @@ def write_text(path, text):
     return write_bytes(path, text.encode())
 
 
+def write_report(folder, stem, markdown, result):
+    """``STEM.md`` (the table) and ``STEM.json`` (``result``) in ``folder``, each written
+    atomically; returns their paths."""
+    import json
+
+    folder = Path(folder)
+    md, js = folder / f"{stem}.md", folder / f"{stem}.json"
+    write_text(md, markdown)
+    write_text(js, json.dumps(result, indent=1) + "\n")
+    return md, js
+
+
 @contextmanager
 def replace_folder(folder, *, allowed=None):
     """Yield a temporary folder to fill; on success it replaces ``folder``.

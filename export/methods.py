@@ -34,7 +34,6 @@ of the paper'), printed next to ours for the ordering only: the data sets and ne
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -42,7 +41,7 @@ import numpy as np
 import torch
 
 from core.errors import ToolError
-from core.files import write_text
+from core.files import write_report
 from core import rules
 
 __all__ = ["METHODS", "PAPER", "DATA", "compare_methods", "method_jobs", "markdown", "write",
@@ -294,11 +293,7 @@ def markdown(result):
 
 def write(result, folder):
     """Write ``methods.md`` and ``methods.json`` into ``folder``; returns their paths."""
-    folder = Path(folder)
-    md, js = folder / "methods.md", folder / "methods.json"
-    write_text(md, markdown(result))
-    write_text(js, json.dumps(result, indent=1) + "\n")
-    return md, js
+    return write_report(folder, "methods", markdown(result), result)
 
 
 def plot(result, path):

@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.errors import UsageError
-from core.files import write_bytes, write_text
+from core.files import write_bytes, write_report
 
 __all__ = ["load_spec", "Point", "points", "sweep_jobs", "run_sweep", "markdown", "write",
            "plot", "pareto", "estimate_point", "synthesise_point", "KEYS"]
@@ -490,11 +490,7 @@ def markdown(result):
 
 def write(result, folder):
     """``sweep.md`` and ``sweep.json`` in ``folder``; returns their paths."""
-    folder = Path(folder)
-    md, js = folder / "sweep.md", folder / "sweep.json"
-    write_text(md, markdown(result))
-    write_text(js, json.dumps(result, indent=1) + "\n")
-    return md, js
+    return write_report(folder, "sweep", markdown(result), result)
 
 
 def plot(result, path):
