@@ -17,8 +17,9 @@ rows, the pass descriptor and the activation vectors (the host does the im2col),
 second operand of a layer with a shortcut (identity or projection: a vector per block of
 channels and position), and reads the output vectors; each word is ``ceil(width / 8)``
 bytes, each command two bytes and its ``ACK`` one, cut as ``hw.host_bridge.HostLink`` cuts
-them. ``bench/link.py`` counts the same words from the host's code and measures the bridge's
-clocks a byte in simulation (the line's: ``10 * clk / baud``, within 0.1 %).
+them. ``bench/link.py`` counts the same words from the host's code (equal to these) and
+measures the bridge's clocks a byte in simulation: the line's ``10 * clk / baud``, within 1 %
+(the bridge sends its bits in whole clocks: 33 at 3 Mbaud and 100 MHz, not 33.3).
 """
 
 import math
