@@ -180,8 +180,10 @@ def estimate(p):
     _board(p)
     p.add_argument("--clock", type=_megahertz, default=100.0,
                    help="the engine's clock in MHz (%(default)g)")
-    p.add_argument("--baud", type=positive, default=115_200,
-                   help="the host link's UART speed in bits per second (%(default)s)")
+    p.add_argument("--baud", type=positive, default=None,
+                   help="the host link's UART speed in bits per second (default: the fastest "
+                        "rate of the board's FTDI chip that the clock makes, 3000000 at "
+                        "100 MHz)")
     _json(p)
 
 
@@ -214,8 +216,10 @@ def board(p):
     p.add_argument("--clock", type=_megahertz, default=100.0,
                    help="the engine's clock in MHz, made by the ECP5 PLL from the board's "
                         "25 MHz (%(default)g)")
-    p.add_argument("--baud", type=positive, default=115_200,
-                   help="the host link's UART speed (%(default)s)")
+    p.add_argument("--baud", type=positive, default=None,
+                   help="the host link's UART speed in bits per second (default: the fastest "
+                        "rate of the board's FTDI chip that the clock makes, 3000000 at "
+                        "100 MHz)")
     p.add_argument("--seeds", default="1,2,3,4",
                    help="nextpnr's placement seeds to try in turn until timing closes "
                         "(%(default)s)")

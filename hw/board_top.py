@@ -15,10 +15,10 @@ from amaranth.lib import io
 from amaranth.lib.cdc import ResetSynchronizer
 
 from .host_bridge import HostBridge
+from .uart import fastest_baud
 
-__all__ = ["BoardTop", "DEFAULT_BAUD", "ecp5_pll"]
+__all__ = ["BoardTop", "ecp5_pll"]
 
-DEFAULT_BAUD = 115_200
 RESET_STAGES = 4        # registers between the reset synchroniser and the design's reset
 
 
@@ -62,15 +62,20 @@ class BoardTop(Elaboratable):
         The ``sync`` domain's frequency: ``None`` runs the design on the board's clock, a
         frequency makes it with the ECP5 PLL (``ecp5_pll``; the design is held in reset until
         the PLL locks) and tells nextpnr to meet it.
-    baud : int
-        The UART's bits per second (115200 by default).
+    baud : int or None
+        The UART's bits per second; ``None`` (the default) takes the fastest rate of the
+        board's FTDI chip that the ``sync`` clock makes within the UART's tolerance
+        (``hw.uart.fastest_baud``: 3,000,000 at 100 MHz, 1,500,000 at 25 MHz).
     fifo_depth : int
         The bridge's receive FIFO in bytes (one ECP5 block RAM holds 2048).
     """
 
-    def __init__(self, target, *, clk_freq, sys_freq=None, baud=DEFAULT_BAUD, fifo_depth=512):
+    def __init__(self, target, *, clk_freq, sys_freq=None, baud=None, fifo_depth=512):
         self._pll = None if sys_freq is None else ecp5_pll(clk_freq, sys_freq)
         self._sys_freq = clk_freq if sys_freq is None else self._pll[-1]
+        if baud is None:
+            baud = fastest_baud(self._sys_freq)
+        self._baud = baud
         self._bridge = HostBridge(target, clk_freq=self._sys_freq, baud=baud,
                                   fifo_depth=fifo_depth)
         self._clk_freq = clk_freq
@@ -79,6 +84,11 @@ class BoardTop(Elaboratable):
     def sys_freq(self):
         """The ``sync`` domain's frequency in Hz (the PLL's, when it has one)."""
         return self._sys_freq
+
+    @property
+    def baud(self):
+        """The UART's bits per second."""
+        return self._baud
 
     @property
     def bridge(self):

@@ -4,6 +4,11 @@ Frames are one start bit (low), eight data bits, least significant first, and on
 (high); the line idles high. Both sides count ``divisor = round(clk_freq / baud)`` clocks per
 bit; a divisor whose baud rate is more than 2 % off ``baud`` is refused (the receiver samples
 in the middle of each bit, so the two ends together may differ by about 4 %).
+
+``fastest_baud(clk_freq)`` picks the fastest rate of ``FT231X_RATES`` (the rates of the
+ULX3S's USB UART, an FTDI FT231X: 3,000,000 / n baud) that a clock can make within that
+tolerance: 3 Mbaud (33 clocks per bit, 1.0 % fast) at 100 MHz, 1.5 Mbaud (17 clocks per bit,
+2.0 % slow) at 25 MHz.
 """
 
 from amaranth.hdl import Cat, Module, Signal
@@ -11,10 +16,13 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.cdc import FFSynchronizer
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["BAUD_TOLERANCE", "MIN_DIVISOR", "UARTReceiver", "UARTTransmitter", "divisor"]
+__all__ = ["BAUD_TOLERANCE", "FT231X_RATES", "MIN_DIVISOR", "UARTReceiver", "UARTTransmitter",
+           "divisor", "fastest_baud"]
 
 BAUD_TOLERANCE = 0.02   # the largest relative error of clk_freq / divisor against baud
 MIN_DIVISOR = 4         # clocks per bit: the receiver needs a middle to sample
+#: Rates of the FT231X (3 MHz / n, the standard ones by its fractional divisors), fastest first.
+FT231X_RATES = (3_000_000, 2_000_000, 1_500_000, 1_000_000, 921_600, 460_800, 230_400, 115_200)
 
 
 def divisor(clk_freq, baud):
@@ -38,6 +46,22 @@ def divisor(clk_freq, baud):
                          f"{BAUD_TOLERANCE:.0%}: {div} clocks per bit give "
                          f"{clk_freq / div:.6g} baud ({error:.1%} off)")
     return div
+
+
+def fastest_baud(clk_freq, rates=FT231X_RATES):
+    """The fastest of ``rates`` (bit/s) that ``clk_freq`` Hz makes within ``BAUD_TOLERANCE``
+    (``divisor`` accepts it). Raises ``ValueError`` when none does (and ``divisor``'s
+    errors for a bad ``clk_freq``)."""
+    for baud in sorted(rates, reverse=True):
+        try:
+            divisor(clk_freq, baud)
+        except ValueError:
+            if not (isinstance(clk_freq, (int, float)) and clk_freq > 0):
+                raise
+            continue
+        return baud
+    raise ValueError(f"{clk_freq:g} Hz makes none of {', '.join(str(r) for r in rates)} "
+                     f"baud within {BAUD_TOLERANCE:.0%}")
 
 
 class _UART(wiring.Component):

@@ -67,6 +67,16 @@ def test_commit_bundles(tmp_path):
     assert len(load(tmp_path / "models" / "resnet20").reference["codes"]) == 4
 
 
+def test_link(tmp_path):
+    """The bridge at 4 clocks a bit (12 MHz, 3 Mbaud), the engine's channels timed too; the
+    counted bytes equal ``gen.estimate``'s."""
+    out = _smoke("link.py", ["--bundles", ROOT / "export" / "default_model" / "bundle",
+                             "--clock", 12, "--bauds", 3_000_000, "--check", 3_000_000], 120,
+                 tmp_path, "3,000,000 baud (4 clocks a bit at 12 MHz)", "board img/s",
+                 "(+0.00 %)")
+    assert "the engine's channels (1 and 2 words each) within" in out
+
+
 # Yosys, nextpnr and matplotlib.
 
 def test_pe_area(tmp_path):

