@@ -60,8 +60,10 @@ def test_sweep_writes_the_table_and_plot_and_a_second_run_starts_nothing(tmp_pat
 
 
 def test_a_worker_killed_in_the_middle_of_a_sweep(tmp_path):
-    # 4x4 arrays over 4096 images: about two seconds a point, long enough to kill one.
-    spec = load_spec(_file(tmp_path, {**SMALL, "arrays": ["4x4"], "images": 4096}))
+    # 2x2 arrays over 4096 images: about six seconds a point on an idle machine, so that the
+    # job is still running when its start event reaches the client (the workers send their
+    # events in batches, later on a busy machine).
+    spec = load_spec(_file(tmp_path, {**SMALL, "arrays": ["2x2"], "images": 4096}))
     store = Store(tmp_path / "store")
     killed, threads = [], []
 
@@ -69,7 +71,7 @@ def test_a_worker_killed_in_the_middle_of_a_sweep(tmp_path):
         pids = client.run(os.getpid)
 
         def watch():
-            for _ in range(600):
+            for _ in range(1200):
                 events = client.get_events(START_TOPIC)
                 if events:
                     _, (_, key, address) = events[0]
