@@ -11,7 +11,8 @@ ports than the package has pins) for its maximum clock. ``logic`` counts LUT4 pl
 ``CCU2C`` carry cell (each holds two LUT4s): the LUT-equivalents that the issue's 0.6x goal
 compares. Results are cached per design (a hash of its Verilog) in ``build/synth/``; the first
 run of the tools compiles them (about a minute).
-Ratios are against the int8 array in logic.
+Ratios are against the first design (the int8 array in logic unless ``--designs`` says
+otherwise).
 """
 
 import argparse
@@ -175,12 +176,21 @@ def main():
     p.add_argument("--cols", type=int, default=8)
     p.add_argument("--a-bits", type=int, default=8)
     p.add_argument("--board", choices=BOARDS, default="ulx3s-25f")
+    p.add_argument("--designs", default=",".join(label for label, _, _ in DESIGNS),
+                   help="the designs, comma-separated; ratios are against the first "
+                        "(%(default)s)")
     args = p.parse_args()
+    known = {label: (kw, nodsp) for label, kw, nodsp in DESIGNS}
+    chosen = [d.strip() for d in args.designs.split(",") if d.strip()]
+    unknown = [d for d in chosen if d not in known]
+    if unknown or not chosen:
+        p.error(f"--designs takes {', '.join(known)}, not {args.designs!r}")
     device = device_of(args.board)
     print(f"{args.rows}x{args.cols} arrays, {args.a_bits}-bit activations, {device[0]} "
           f"({args.board}), Yosys synth_ecp5 + nextpnr-ecp5")
     rows = []
-    for label, kw, nodsp in DESIGNS:
+    for label in chosen:
+        kw, nodsp = known[label]
         cfg = ArrayConfig(rows=args.rows, cols=args.cols, a_bits=args.a_bits, **kw)
         r = synthesise(cfg, nodsp=nodsp, device=device)
         rows.append((label, cfg, r))

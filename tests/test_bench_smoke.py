@@ -84,7 +84,8 @@ def test_pe_area(tmp_path):
 
 
 def test_synth(tmp_path):
-    _smoke("synth.py", ["--rows", 2, "--cols", 2], 600, tmp_path, "post4 split")
+    _smoke("synth.py", ["--rows", 2, "--cols", 2, "--designs", "int8 logic,post4 split"], 600,
+           tmp_path, "post4 split")
 
 
 def test_fit(tmp_path):
