@@ -3,6 +3,7 @@ and the maximum clock of each, from Yosys and nextpnr.
 
     ./dev pip install -e '.[synth]'    # once, optional
     ./dev python bench/parts.py [--bundle B] [--rescale-lanes N] [--board ulx3s-25f]
+    ./dev python bench/parts.py --part rescale --rescale-lanes 4 --no-pnr   # one half, Yosys only
 
 The engine is sized for the bundle (``asqgen verilog --bundle`` sizes it the same way; by
 default the default bundle). Its halves are the matmul engine (``hw.matmul_engine``: the
@@ -47,6 +48,10 @@ def main():
     p.add_argument("--rows", type=int, help="PE rows (as asqgen verilog --bundle sizes them)")
     p.add_argument("--cols", type=int, help="PE columns (as asqgen verilog --bundle sizes them)")
     p.add_argument("--board", choices=BOARDS, default="ulx3s-25f", help="(%(default)s)")
+    p.add_argument("--part", choices=("matmul", "rescale"), action="append",
+                   help="only this half (repeatable; both by default)")
+    p.add_argument("--no-pnr", action="store_true",
+                   help="synthesis only: no place and route, no Fmax")
     args = p.parse_args()
 
     from core.bundle import load
@@ -70,16 +75,19 @@ def main():
           f"{'DPRAM':>5} {'DSP':>4} {'Fmax':>7} {'synthesis':>10} {'place+route':>12}")
     platform = platform_class(args.board)()         # its multipliers: DSP blocks (hw.dsp)
     for name, top in parts(config).items():
+        if args.part and name not in args.part:
+            continue
         text = verilog_text(top, "top", platform)
         digest = hashlib.sha256(text.encode()).hexdigest()[:12]
         work = synth.ROOT.parent / "ooc" / f"{name}-{digest}"
-        r = synthesise_verilog(text, work, nodsp=False, device=device, freq=FREQ)
+        r = synthesise_verilog(text, work, nodsp=False, device=device, freq=FREQ,
+                               pnr=not args.no_pnr)
         cells = json.loads((work / "stat.json").read_text())["design"]["num_cells_by_type"]
         fmax = f"{r['fmax']:.1f}" if r["fmax"] else "-"
         print(f"{name:<8} {r['lut4']:>6} {r['ccu2c']:>6} {logic(r):>6} {r['ff']:>6} "
               f"{cells.get('DP16KD', 0):>4} {cells.get('TRELLIS_DPR16X4', 0):>5} {r['dsp']:>4} "
               f"{fmax:>7} {r['synth_s']:>8.0f} s {r['pnr_s'] or 0:>10.0f} s", flush=True)
-        if r["error"]:
+        if r.get("error"):
             print(f"  {r['error']}")
 
 

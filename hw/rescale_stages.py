@@ -28,7 +28,8 @@ from core import numerics, regmap, rescale
 
 from .dsp import Mult18
 
-__all__ = ["WIDE_BITS", "BETA_BITS", "DIV_BITS", "SHIFT_BITS", "MANT_BITS", "CHUNK", "delay",
+__all__ = ["WIDE_BITS", "BETA_BITS", "DIV_BITS", "SHIFT_BITS", "MANT_BITS", "CHUNK",
+           "LOGIC_BITS", "delay",
            "delay_line", "greater", "halves", "joined",
            "Product", "Rounder", "Affine", "Reciprocal", "Requantizer"]
 
@@ -37,8 +38,8 @@ BETA_BITS = rescale.BETA_MAX.bit_length()
 DIV_BITS = rescale.MANTISSA_BITS - 1 + rescale.RECIP_BITS + 1   # m_s < 2**15, shifted by 16
 SHIFT_BITS = 8                     # signed shifts from -MAX_LEFT_SHIFT to MAX_RIGHT_SHIFT
 MANT_BITS = rescale.MANTISSA_BITS + 1                            # |m| <= 2**15, signed
-CHUNK = 17                         # the low chunks of an operand: unsigned, so that an 18 x 18
-                                   # signed multiplier (an ECP5 MULT18X18D) takes them
+CHUNK = 18                         # the chunks of an operand (an ECP5 MULT18X18D's operands)
+LOGIC_BITS = 4                     # a partial product with a chunk this narrow is logic
 
 
 def delay_line(m, value, clocks, en=1, name="delay", reset_less=False):
@@ -89,12 +90,12 @@ def _shifted(x, amount):
 
 
 def _chunks(shape):
-    """``[(offset, width, signed)]``: the low chunks ``CHUNK`` bits unsigned, the top one with
-    the sign (at most ``CHUNK + 1`` bits when signed)."""
+    """``[(offset, width, signed)]``: the low chunks ``CHUNK`` bits unsigned, the top one
+    signed when ``shape`` is (at most ``CHUNK`` bits: an ECP5 ``MULT18X18D`` takes each
+    operand signed or unsigned)."""
     width, sign = shape.width, shape.signed
-    top = CHUNK + 1 if sign else CHUNK
     out, offset = [], 0
-    while width - offset > top:
+    while width - offset > CHUNK:
         out.append((offset, CHUNK, False))
         offset += CHUNK
     out.append((offset, width - offset, sign))
@@ -105,21 +106,29 @@ class Product(wiring.Component):
     """``p = a * b`` modulo ``2**out_bits`` (``out_bits`` at most 64, by default the exact
     width of the product or 64).
 
-    Every partial product of a chunk of ``a`` and a chunk of ``b`` (at most 18 bits,
-    ``_chunks``) that reaches below bit ``out_bits`` is a ``hw.dsp.Mult18``: the chunks
-    registered, then their product (on an ECP5, a DSP block with its own registers), cut to the
-    bits that matter; then a tree adds them two at a time, one registered level per clock.
-    ``LATENCY = 2 + ceil(log2(partial products))``.
+    The operands are cut into chunks of at most 18 bits (``_chunks``: the low ones unsigned,
+    the top one with the operand's sign). Every partial product of a chunk of ``a`` and a
+    chunk of ``b`` that reaches below bit ``out_bits`` is a ``hw.dsp.Mult18`` (on an ECP5, a
+    DSP block with its own registers), or, when one of its chunks has at most ``LOGIC_BITS``
+    bits, the same two registers around a sum of that many shifted rows in logic (cheaper
+    than a DSP block for so few rows); each is cut to the bits that matter, then a tree adds
+    them two at a time, one registered level per clock.
+    ``LATENCY = 2 + ceil(log2(partial products))``; ``dsp_blocks`` counts the DSP blocks.
     """
 
     def __init__(self, a_shape, b_shape, out_bits=None):
         a_shape, b_shape = (s if hasattr(s, "signed") else unsigned(s) for s in (a_shape,
                                                                                   b_shape))
         self._out_bits, self._pairs, self.LATENCY = self.plan(a_shape, b_shape, out_bits)
+        self.dsp_blocks = sum(not self._logic(ca, cb) for ca, cb in self._pairs)
         signed_out = a_shape.signed or b_shape.signed
         super().__init__({"a": In(a_shape), "b": In(b_shape), "en": In(1, init=1),
                           "p": Out(signed(self._out_bits) if signed_out
                                    else unsigned(self._out_bits))})
+
+    @staticmethod
+    def _logic(ca, cb):
+        return min(ca[1], cb[1]) <= LOGIC_BITS
 
     @staticmethod
     def plan(a_shape, b_shape, out_bits=None):
@@ -133,19 +142,51 @@ class Product(wiring.Component):
             n, levels = -(-n // 2), levels + 1
         return out_bits, pairs, 2 + levels
 
+    @classmethod
+    def blocks(cls, a_shape, b_shape, out_bits=None):
+        """The DSP blocks of the product of two shapes."""
+        return sum(not cls._logic(ca, cb) for ca, cb in cls.plan(a_shape, b_shape,
+                                                                out_bits)[1])
+
+    def _logic_product(self, m, name, a, b, sa, sb):
+        """``a * b`` two clocks later (the registers of a ``Mult18``), for a chunk ``a`` or
+        ``b`` of at most ``LOGIC_BITS`` bits: the other one added once for each of the narrow
+        one's bits, shifted (the top bit's row subtracted when the narrow one is signed)."""
+        ra = Signal(a.shape(), name=f"{name}_a", reset_less=True)
+        rb = Signal(b.shape(), name=f"{name}_b", reset_less=True)
+        (narrow, narrow_signed), wide = ((ra, sa), rb) if len(ra) <= len(rb) else ((rb, sb), ra)
+        rows = [Mux(narrow[i], wide, 0) << i for i in range(len(narrow))]
+        if narrow_signed:
+            rows[-1] = -rows[-1]
+        total = rows[0]
+        for row in rows[1:]:
+            total = total + row
+        p = Signal(signed(len(ra) + len(rb) + 1), name=f"{name}_p", reset_less=True)
+        with m.If(self.en):
+            m.d.sync += [ra.eq(a), rb.eq(b), p.eq(total)]
+        return p
+
     def elaborate(self, platform):
         m = Module()
         width = self._out_bits
         terms = []                                   # (signal, offset): signal << offset
         for i, ((oa, wa, sa), (ob, wb, sb)) in enumerate(self._pairs):
-            m.submodules[f"pp_{i}"] = mult = Mult18()
             a = self.a.as_unsigned()[oa:oa + wa]
             b = self.b.as_unsigned()[ob:ob + wb]
+            a, b = (a.as_signed() if sa else a), (b.as_signed() if sb else b)
             offset = oa + ob
-            m.d.comb += [mult.en.eq(self.en),
-                         mult.a.eq(a.as_signed() if sa else a),
-                         mult.b.eq(b.as_signed() if sb else b)]
-            terms.append((mult.p[:min(len(mult.p), width - offset)].as_signed(), offset))
+            if self._logic((oa, wa, sa), (ob, wb, sb)):
+                p = self._logic_product(m, f"pp_{i}", a, b, sa, sb)
+            else:
+                m.submodules[f"pp_{i}"] = mult = Mult18(a_signed=sa, b_signed=sb)
+                m.d.comb += [mult.en.eq(self.en), mult.a.eq(a), mult.b.eq(b)]
+                p = mult.p
+            keep = min(len(p), width - offset)
+            if keep == len(p) and not p.shape().signed:
+                term = Cat(p, 0).as_signed()         # whole and unsigned: one bit for the sign
+            else:
+                term = p[:keep].as_signed()          # cut: modulo 2**width from here on
+            terms.append((term, offset))
         level = 0
         while len(terms) > 1:
             paired = []
