@@ -14,7 +14,8 @@ weights, the fixed-point constants and the codes' ranges, never from reference i
                       ``BETA_ONE`` (the input's, and a layer's without an adapter)
 ``product``  signed   ``acc * beta_in * m`` (``core.rescale.affine``), at most 64
 ``value``    signed   every ``z``, shortcut operand, ``u``, pooled sum and channel sum ``S``
-                      (the values the unit keeps, pools, sums and requantizes)
+                      (the values the unit keeps, pools, sums and requantizes) and a
+                      two-layer adapter's hidden units (its multiplier takes them as ``S``)
 ``recip``    unsigned every reciprocal ``R = (m_s << RECIP_BITS) // beta``: ``beta >= 1`` after
                       an adapter, ``BETA_ONE`` otherwise
 
@@ -143,13 +144,18 @@ def layer_bounds(bundle):
             value *= layer.pool ** 2
         pooled = int(np.prod(layer.pooled_shape[1:])) if layer.kind == "conv2d" else 1
         sums = value * pooled                        # the channel sums S (adapter, global pool)
+        hidden = 0                                   # a two-layer adapter's hidden units,
+        if f.adapter == "two":                       # which its multiplier takes as S
+            w1 = np.abs(np.asarray(f.w1_q, dtype=np.int64)).astype(object).sum(axis=1)
+            h = _shifted(sums * w1, f.hidden_shift) + np.abs(np.asarray(f.b1_q)).astype(object)
+            hidden = int(max(h, default=0))
         recip = 0
         if f.m_s is not None:
             low = 1 if f.adapter != "none" else rescale.BETA_ONE
             recip = (int(f.m_s) << rescale.RECIP_BITS) // low
         out.append({"acc": int(max(acc, default=0)), "mant": mant,
                     "beta": max(beta, beta_res), "product": int(max(product, default=0)),
-                    "value": max(value, sums), "recip": recip})
+                    "value": max(value, sums, hidden), "recip": recip})
     return out
 
 

@@ -212,38 +212,43 @@ class Product(wiring.Component):
 
 class Rounder(wiring.Component):
     """``y = rshift(x, n) + addend`` (``core.rescale.rshift``: round half up for ``n > 0``, a
-    left shift of at most ``MAX_LEFT_SHIFT`` for ``n <= 0``), modulo ``2**64``. ``LATENCY = 3``.
+    left shift of at most ``MAX_LEFT_SHIFT`` for ``n <= 0``), modulo ``2**out_bits`` (64 by
+    default; a narrower ``y`` is exact when the value fits, ``core.widths``). ``LATENCY = 3``.
 
     Stage 1 registers ``x`` and the one shift amount that serves both directions: ``t = x >>
     (n - 1)`` for ``n > 0`` and ``x << -n`` otherwise are both ``(x << MAX_LEFT_SHIFT) >> a``,
     with ``a = n - 1 + MAX_LEFT_SHIFT`` or ``n + MAX_LEFT_SHIFT`` (one barrel shifter, not a
-    right and a left one); stage 2 shifts; stage 3 adds, in one adder: ``(t + 2 * addend + 1)
-    >> 1 = ((t + 1) >> 1) + addend`` for ``n > 0``, ``t + addend`` otherwise.
+    right and a left one); stage 2 shifts, keeping ``out_bits + 1`` bits of ``t``; stage 3
+    adds, in one adder: ``(t + 2 * addend + 1) >> 1 = ((t + 1) >> 1) + addend`` for ``n > 0``,
+    ``t + addend`` otherwise.
     """
 
     LATENCY = 3
 
-    def __init__(self, x_shape=signed(WIDE_BITS), addend_shape=signed(WIDE_BITS)):
+    def __init__(self, x_shape=signed(WIDE_BITS), addend_shape=signed(WIDE_BITS),
+                 out_bits=WIDE_BITS):
+        self._out_bits = out_bits
         super().__init__({"x": In(x_shape), "n": In(signed(SHIFT_BITS)),
                           "addend": In(addend_shape), "en": In(1, init=1),
-                          "y": Out(signed(WIDE_BITS))})
+                          "y": Out(signed(out_bits))})
 
     def elaborate(self, platform):
         m = Module()
         left = rescale.MAX_LEFT_SHIFT
-        x = Signal(signed(WIDE_BITS), reset_less=True)
+        keep = min(self._out_bits + 1, WIDE_BITS)
+        x = Signal(signed(len(self.x)), reset_less=True)
         amount = Signal(range(rescale.MAX_RIGHT_SHIFT + left), reset_less=True)
         right, right2 = Signal(reset_less=True), Signal(reset_less=True)
         addend = Signal(signed(len(self.addend) + 2), reset_less=True)
         addend2 = Signal.like(addend, reset_less=True)
-        t = Signal(signed(WIDE_BITS), reset_less=True)
-        y = Signal(signed(WIDE_BITS), reset_less=True)
+        t = Signal(signed(keep), reset_less=True)
+        y = Signal(signed(self._out_bits), reset_less=True)
         with m.If(self.en):
             m.d.sync += [
                 x.eq(self.x), right.eq(self.n > 0),
                 amount.eq(_shift_amount(self.n)),
                 addend.eq(Mux(self.n > 0, Cat(1, self.addend).as_signed(), self.addend)),
-                t.eq(_shifted(x, amount)[:WIDE_BITS].as_signed()),
+                t.eq(_shifted(x, amount)[:keep].as_signed()),
                 right2.eq(right), addend2.eq(addend),
             ]
             total = t + addend2
@@ -258,55 +263,85 @@ class Affine(wiring.Component):
     inputs to ``u``; ``latency`` pads it to at least that many (to line up with another
     ``Affine``).
 
-    Its ``Rounder`` also serves the rescale unit's adapter (the hidden units' and ``beta``'s
-    rounding), which never runs while sums are rescaled: while ``bypass`` is high the rounder
-    takes ``x``, ``n`` and ``addend`` instead of the product, and ``y`` is ``rshift(x, n) +
-    addend`` ``Rounder.LATENCY`` enabled clocks later (a 64-bit barrel shifter is about 1,000
-    LUT4 on an ECP5)."""
+    ``widths`` (``core.widths.RescaleWidths``; by default the full ones for ``acc_bits``) sets
+    the operands the products take (the low ``widths.mant`` bits of ``m``, ``widths.beta`` of
+    ``beta_in``, ``widths.acc`` of ``acc``: exact, as the bundle's values fit them), the
+    products' widths (``m * beta_in`` in ``mant + beta - 1`` bits, as ``beta``'s bound is a
+    power of two; ``acc * m * beta_in`` in ``widths.product``) and ``u``'s (``widths.value``).
 
-    def __init__(self, acc_bits, latency=0):
+    Its ``Rounder`` may also serve the rescale unit's adapter (``lend``: lane 0's; the hidden
+    units' and ``beta``'s rounding), which never runs while sums are rescaled: while ``bypass``
+    is high the rounder takes ``x``, ``n`` and ``addend`` instead of the product, and ``y`` is
+    ``rshift(x, n) + addend`` (64 bits) ``Rounder.LATENCY`` enabled clocks later. Without
+    ``lend`` the rounder is as narrow as the product and ``u`` (a 64-bit barrel shifter is
+    about 1,000 LUT4 on an ECP5)."""
+
+    def __init__(self, acc_bits, latency=0, *, widths=None, lend=True):
+        from core.widths import full
         self._acc_bits = acc_bits
-        self.LATENCY = max(self.latency(acc_bits), latency)
+        self._widths = widths or full(acc_bits)
+        self._lend = lend
+        self.LATENCY = max(self.latency(acc_bits, self._widths), latency)
         super().__init__({
             "acc": In(signed(acc_bits)), "beta_in": In(unsigned(BETA_BITS)),
             "m": In(signed(MANT_BITS)), "sh": In(signed(SHIFT_BITS)),
-            "bias": In(signed(WIDE_BITS)), "en": In(1, init=1),
-            "u": Out(signed(WIDE_BITS)),
+            "bias": In(signed(rescale.PARAM_BITS)), "en": In(1, init=1),
+            "u": Out(signed(self._widths.value)),
             "bypass": In(1), "x": In(signed(WIDE_BITS)), "n": In(signed(SHIFT_BITS)),
             "addend": In(signed(WIDE_BITS)), "y": Out(signed(WIDE_BITS)),
         })
 
     @staticmethod
-    def _shapes(acc_bits):
-        mb_bits, _, _ = Product.plan(signed(MANT_BITS), unsigned(BETA_BITS))
-        return (signed(MANT_BITS), unsigned(BETA_BITS)), (signed(acc_bits), signed(mb_bits))
+    def _shapes(acc_bits, widths):
+        mant, beta = min(widths.mant, MANT_BITS), min(widths.beta, BETA_BITS)
+        acc = min(acc_bits, widths.acc)
+        mb_bits = mant + beta - 1
+        p_bits = min(widths.product, acc + mb_bits)
+        return (signed(mant), unsigned(beta), mb_bits), (signed(acc), signed(mb_bits), p_bits)
 
     @classmethod
-    def latency(cls, acc_bits):
+    def latency(cls, acc_bits, widths=None):
         """The clocks from the inputs to ``u`` without padding."""
-        mb, p = cls._shapes(acc_bits)
-        return Product.plan(*mb)[2] + Product.plan(*p, WIDE_BITS)[2] + Rounder.LATENCY
+        from core.widths import full
+        mb, p = cls._shapes(acc_bits, widths or full(acc_bits))
+        return Product.plan(*mb)[2] + Product.plan(*p)[2] + Rounder.LATENCY
+
+    @classmethod
+    def dsp_blocks(cls, acc_bits, widths=None):
+        """The DSP blocks of one ``Affine``."""
+        from core.widths import full
+        mb, p = cls._shapes(acc_bits, widths or full(acc_bits))
+        return Product.blocks(*mb) + Product.blocks(*p)
 
     def elaborate(self, platform):
         m = Module()
-        mb_shapes, p_shapes = self._shapes(self._acc_bits)
+        mb_shapes, p_shapes = self._shapes(self._acc_bits, self._widths)
         m.submodules.mb = mb = Product(*mb_shapes)
-        m.submodules.p = p = Product(*p_shapes, WIDE_BITS)
-        m.submodules.rounder = rounder = Rounder()
+        m.submodules.p = p = Product(*p_shapes)
+        value = self._widths.value
+        if self._lend:
+            rounder = Rounder(signed(WIDE_BITS), signed(len(self.bias)))
+        else:
+            rounder = Rounder(signed(len(p.p)), signed(len(self.bias)), out_bits=value)
+        m.submodules.rounder = rounder
         pad = self.LATENCY - (mb.LATENCY + p.LATENCY + Rounder.LATENCY)
+        sh = delay(m, self.sh, mb.LATENCY + p.LATENCY, self.en, "sh", reset_less=True)
+        bias = delay(m, self.bias, mb.LATENCY + p.LATENCY, self.en, "bias", reset_less=True)
         m.d.comb += [mb.en.eq(self.en), p.en.eq(self.en), rounder.en.eq(self.en),
-                     mb.a.eq(self.m), mb.b.eq(self.beta_in),
-                     p.a.eq(delay(m, self.acc, mb.LATENCY, self.en, "acc", reset_less=True)),
+                     mb.a.eq(self.m[:len(mb.a)].as_signed()),
+                     mb.b.eq(self.beta_in[:len(mb.b)]),
+                     p.a.eq(delay(m, self.acc[:len(p.a)].as_signed(), mb.LATENCY, self.en,
+                                  "acc", reset_less=True)),
                      p.b.eq(mb.p),
-                     rounder.x.eq(Mux(self.bypass, self.x, p.p)),
-                     rounder.n.eq(Mux(self.bypass, self.n,
-                                      delay(m, self.sh, mb.LATENCY + p.LATENCY, self.en, "sh",
-                                            reset_less=True))),
-                     rounder.addend.eq(Mux(self.bypass, self.addend,
-                                           delay(m, self.bias, mb.LATENCY + p.LATENCY, self.en,
-                                                 "bias", reset_less=True))),
-                     self.y.eq(rounder.y),
-                     self.u.eq(delay(m, rounder.y, pad, self.en, "pad", reset_less=True))]
+                     self.u.eq(delay(m, rounder.y[:value].as_signed(), pad, self.en, "pad",
+                                     reset_less=True))]
+        if self._lend:
+            m.d.comb += [rounder.x.eq(Mux(self.bypass, self.x, p.p)),
+                         rounder.n.eq(Mux(self.bypass, self.n, sh)),
+                         rounder.addend.eq(Mux(self.bypass, self.addend, bias)),
+                         self.y.eq(rounder.y)]
+        else:
+            m.d.comb += [rounder.x.eq(p.p), rounder.n.eq(sh), rounder.addend.eq(bias)]
         return m
 
 
@@ -370,20 +405,54 @@ class Requantizer(wiring.Component):
 
     #: The widest code (``core.numerics.ACT_BITS``).
     CODE_BITS = max(numerics.ACT_BITS)
-    #: The clocks from ``u`` to ``code``.
-    LATENCY = Product.plan(signed(WIDE_BITS), unsigned(DIV_BITS), WIDE_BITS)[2] + 5
 
-    def __init__(self):
+    def __init__(self, u_bits=WIDE_BITS, recip_bits=DIV_BITS, *, lend=False):
+        self._shapes = self.shapes(u_bits, recip_bits)
+        self._lend = lend
+        #: The clocks from ``u`` to ``code``.
+        self.LATENCY = self.latency(u_bits, recip_bits)
+        lent = {"mac": In(1), "mac_a": In(signed(u_bits)), "mac_b": In(signed(MANT_BITS)),
+                "mac_p": Out(signed(self._shapes[2]))} if lend else {}
         super().__init__({
-            "u": In(signed(WIDE_BITS)), "recip": In(unsigned(DIV_BITS)),
+            "u": In(signed(u_bits)), "recip": In(unsigned(DIV_BITS)),
             "sh_req": In(signed(SHIFT_BITS)), "max_code": In(unsigned(regmap.VALUE_BITS - 1)),
             "signed": In(1), "en": In(1, init=1), "code": Out(unsigned(self.CODE_BITS)),
+            **lent,
         })
+
+    @staticmethod
+    def shapes(u_bits=WIDE_BITS, recip_bits=DIV_BITS):
+        """The product's operands and width: ``u`` (``u_bits``) times ``recip`` (``recip_bits``
+        zero-extended to a signed operand of at least ``MANT_BITS``, so that the adapter's
+        weights can take its place, ``lend``), modulo ``2**64`` at most."""
+        b = signed(max(recip_bits + 1, MANT_BITS))
+        return signed(u_bits), b, min(u_bits + b.width, WIDE_BITS)
+
+    @classmethod
+    def latency(cls, u_bits=WIDE_BITS, recip_bits=DIV_BITS):
+        """The clocks from ``u`` to ``code``."""
+        return Product.plan(*cls.shapes(u_bits, recip_bits))[2] + 5
+
+    @classmethod
+    def dsp_blocks(cls, u_bits=WIDE_BITS, recip_bits=DIV_BITS):
+        """The DSP blocks of one requantizer."""
+        return Product.blocks(*cls.shapes(u_bits, recip_bits))
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.p = p = Product(signed(WIDE_BITS), unsigned(DIV_BITS), WIDE_BITS)
-        m.d.comb += [p.en.eq(self.en), p.a.eq(self.u), p.b.eq(self.recip)]
+        a_shape, b_shape, out_bits = self._shapes
+        m.submodules.p = p = Product(a_shape, b_shape, out_bits)
+        recip = self.recip[:min(b_shape.width - 1, len(self.recip))]
+        if self._lend:
+            # While ``mac`` is high the product is the adapter's (``mac_a * mac_b``, on
+            # ``mac_p`` ``Product``'s latency later); the requantizer's code is then unused.
+            m.d.comb += [p.en.eq(self.en | self.mac),
+                         p.a.eq(Mux(self.mac, self.mac_a, self.u)),
+                         p.b.eq(Mux(self.mac, self.mac_b, recip)),
+                         self.mac_p.eq(p.p)]
+        else:
+            m.d.comb += [p.en.eq(self.en), p.a.eq(self.u), p.b.eq(recip)]
+        width = out_bits                          # the product's
         sh = delay(m, self.sh_req, p.LATENCY, self.en, "sh", reset_less=True)
         top = delay(m, self.max_code, p.LATENCY + 3, self.en, "max_code", reset_less=True)
         sgn = delay(m, self.signed, p.LATENCY, self.en, "signed", reset_less=True)
@@ -391,8 +460,8 @@ class Requantizer(wiring.Component):
         left = rescale.MAX_LEFT_SHIFT
         low = self.CODE_BITS + 3                  # the bits of t below 2**(CODE_BITS + 2), +1
         # Stage 1: p, the OR of its bits (XOR the sign) from each position up, the shift.
-        x = Signal(signed(WIDE_BITS), reset_less=True)
-        above = Signal(WIDE_BITS, reset_less=True)    # above[i] = p[i:] has a bit != sign
+        x = Signal(signed(width), reset_less=True)
+        above = Signal(width, reset_less=True)    # above[i] = p[i:] has a bit != sign
         amount = Signal(range(rescale.MAX_RIGHT_SHIFT + left), reset_less=True)
         right, right2 = Signal(reset_less=True), Signal(reset_less=True)
         # Stage 2: negative, hi, the low bits of t; stage 3: y, t rounded.
@@ -409,13 +478,13 @@ class Requantizer(wiring.Component):
         # bits). Each level a signal of its own (a slice of a ``Cat`` of expressions would
         # make the simulator evaluate the whole ``Cat`` for every bit).
         flip = sgn & p.p[-1]
-        bits = Signal(WIDE_BITS, name="differs")
-        m.d.comb += bits.eq(p.p.as_unsigned() ^ flip.replicate(WIDE_BITS))
+        bits = Signal(width, name="differs")
+        m.d.comb += bits.eq(p.p.as_unsigned() ^ flip.replicate(width))
         for span in (4, 16, 64):
-            level = Signal(WIDE_BITS, name=f"above_{span}")
-            m.d.comb += level.eq(Cat(*(Cat(*(bits[j] for j in range(i, min(i + span, WIDE_BITS),
+            level = Signal(width, name=f"above_{span}")
+            m.d.comb += level.eq(Cat(*(Cat(*(bits[j] for j in range(i, min(i + span, width),
                                                                      span // 4))).any()
-                                       for i in range(WIDE_BITS))))
+                                       for i in range(width))))
             bits = level
         assert low - 1 >= left          # hi's bit of p is at amount + low - 1 - left >= 0
         with m.If(self.en):

@@ -175,7 +175,7 @@ def test_requantizer_equals_the_golden_requantize(signed):
     dut = Requantizer()
     inputs = [{"u": a, "recip": r, "sh_req": s, "max_code": _range(b, signed)[1],
                "signed": signed} for a, r, s, b in zip(u, recip, sh, bits)]
-    got = _pipeline(dut, inputs, dut.code, Requantizer.LATENCY, 4)
+    got = _pipeline(dut, inputs, dut.code, dut.LATENCY, 4)
     checked, clamped = 0, set()
     for i, (uu, r, s, b) in enumerate(zip(u, recip, sh, bits)):
         if abs(uu * r) << max(0, -s) >= 1 << rescale.INT64_HEADROOM:
@@ -222,7 +222,7 @@ def test_requantizer_at_the_edges_of_its_narrow_datapath(signed):
                                    "signed": signed})
                     want.append(min(max(int(rescale.rshift(np.int64(u), s)), lo), hi))
     dut = Requantizer()
-    got = _pipeline(dut, inputs, dut.code, Requantizer.LATENCY, 5)
+    got = _pipeline(dut, inputs, dut.code, dut.LATENCY, 5)
     assert len(got) == len(inputs) > 10_000
     for x, g, w in zip(inputs, got, want):
         assert _code(g, signed) == w, x
