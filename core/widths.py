@@ -14,7 +14,9 @@ weights, the fixed-point constants and the codes' ranges, never from reference i
                       ``BETA_ONE`` (the input's, and a layer's without an adapter)
 ``product``  signed   ``acc * beta_in * m`` (``core.rescale.affine``), at most 64
 ``value``    signed   every ``z``, shortcut operand, ``u``, pooled sum and channel sum ``S``
-                      (the values the unit keeps, pools, sums and requantizes) and a
+                      that is read (the values the unit keeps, pools, sums and
+                      requantizes; a layer without an adapter or a global pooling reads no
+                      ``S``) and a
                       two-layer adapter's hidden units (its multiplier takes them as ``S``)
 ``recip``    unsigned every reciprocal ``R = (m_s << RECIP_BITS) // beta``: ``beta >= 1`` after
                       an adapter, ``BETA_ONE`` otherwise
@@ -143,7 +145,9 @@ def layer_bounds(bundle):
         if layer.pool > 1 and layer.pool_mode == "avg":
             value *= layer.pool ** 2
         pooled = int(np.prod(layer.pooled_shape[1:])) if layer.kind == "conv2d" else 1
-        sums = value * pooled                        # the channel sums S (adapter, global pool)
+        # The channel sums S, kept for the adapter and a global pooling (the unit sums every
+        # layer's, but a layer that reads none may let them wrap).
+        sums = value * pooled if f.adapter != "none" or layer.global_pool else 0
         hidden = 0                                   # a two-layer adapter's hidden units,
         if f.adapter == "two":                       # which its multiplier takes as S
             w1 = np.abs(np.asarray(f.w1_q, dtype=np.int64)).astype(object).sum(axis=1)
