@@ -33,11 +33,17 @@ FREQ = 100
 
 
 def parts(config):
-    """``{name: elaboratable}`` of the engine's halves."""
+    """``{name: a function that makes the elaboratable}`` of the engine's halves."""
     from hw.matmul_engine import MatmulEngine
     from hw.rescale_unit import RescaleUnit
 
-    return {"matmul": MatmulEngine(config=config), "rescale": RescaleUnit.for_config(config)}
+    return {"matmul": lambda: MatmulEngine(config=config),
+            "rescale": lambda: RescaleUnit.for_config(config)}
+
+
+def _widths(config):
+    w = config.widths
+    return ", ".join(f"{k} {v}" for k, v in w.as_dict().items())
 
 
 def main():
@@ -69,15 +75,15 @@ def main():
     device = device_of(args.board)
     print(f"the layer engine for {args.bundle}: {config.rows}x{config.cols} "
           f"{config.w_format}{config.w_bits}, {config.rescale_lanes} rescale "
-          f"lane{'s' if config.rescale_lanes > 1 else ''}; out of context on {device[0]} "
+          f"lane{'s' if config.rescale_lanes > 1 else ''} (widths {_widths(config)}); out of context on {device[0]} "
           f"({args.board}) at {FREQ} MHz, Yosys synth_ecp5 + nextpnr-ecp5", flush=True)
     print(f"{'part':<8} {'LUT4':>6} {'CCU2C':>6} {'logic':>6} {'FF':>6} {'EBR':>4} "
           f"{'DPRAM':>5} {'DSP':>4} {'Fmax':>7} {'synthesis':>10} {'place+route':>12}")
     platform = platform_class(args.board)()         # its multipliers: DSP blocks (hw.dsp)
-    for name, top in parts(config).items():
+    for name, make in parts(config).items():
         if args.part and name not in args.part:
             continue
-        text = verilog_text(top, "top", platform)
+        text = verilog_text(make(), "top", platform)
         digest = hashlib.sha256(text.encode()).hexdigest()[:12]
         work = synth.ROOT.parent / "ooc" / f"{name}-{digest}"
         r = synthesise_verilog(text, work, nodsp=False, device=device, freq=FREQ,

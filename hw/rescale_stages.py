@@ -149,21 +149,28 @@ class Product(wiring.Component):
                                                                 out_bits)[1])
 
     def _logic_product(self, m, name, a, b, sa, sb):
-        """``a * b`` two clocks later (the registers of a ``Mult18``), for a chunk ``a`` or
-        ``b`` of at most ``LOGIC_BITS`` bits: the other one added once for each of the narrow
-        one's bits, shifted (the top bit's row subtracted when the narrow one is signed)."""
-        ra = Signal(a.shape(), name=f"{name}_a", reset_less=True)
-        rb = Signal(b.shape(), name=f"{name}_b", reset_less=True)
-        (narrow, narrow_signed), wide = ((ra, sa), rb) if len(ra) <= len(rb) else ((rb, sb), ra)
+        """``a * b`` two clocks later (as a ``Mult18``), for a chunk ``a`` or ``b`` of at most
+        ``LOGIC_BITS`` bits: the other one added once for each of the narrow one's bits,
+        shifted (the top bit's row subtracted when the narrow one is signed), the rows added
+        in pairs in the first clock and the pairs in the second (one adder deep each)."""
+        (narrow, narrow_signed), wide = ((a, sa), b) if len(a) <= len(b) else ((b, sb), a)
         rows = [Mux(narrow[i], wide, 0) << i for i in range(len(narrow))]
         if narrow_signed:
             rows[-1] = -rows[-1]
-        total = rows[0]
-        for row in rows[1:]:
-            total = total + row
-        p = Signal(signed(len(ra) + len(rb) + 1), name=f"{name}_p", reset_less=True)
+        pairs = []
+        for k in range(0, len(rows), 2):
+            pair = rows[k] + rows[k + 1] if k + 1 < len(rows) else rows[k]
+            reg = Signal(signed(len(wide) + len(narrow) + 1), name=f"{name}_r{k // 2}",
+                         reset_less=True)
+            with m.If(self.en):
+                m.d.sync += reg.eq(pair)
+            pairs.append(reg)
+        total = pairs[0]
+        for reg in pairs[1:]:
+            total = total + reg
+        p = Signal(signed(len(a) + len(b) + 1), name=f"{name}_p", reset_less=True)
         with m.If(self.en):
-            m.d.sync += [ra.eq(a), rb.eq(b), p.eq(total)]
+            m.d.sync += p.eq(total)
         return p
 
     def elaborate(self, platform):

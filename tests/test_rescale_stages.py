@@ -82,7 +82,9 @@ def test_greater_by_halves_is_the_signed_comparison():
 @pytest.mark.parametrize("a_shape, b_shape, out_bits", [
     (signed(28), signed(38), 64), (signed(64), unsigned(32), 64), (signed(64), signed(17), 64),
     (signed(17), unsigned(21), None), (unsigned(5), unsigned(3), None),
-    (signed(40), signed(40), 48), (signed(9), signed(38), 64)])
+    (signed(40), signed(40), 48), (signed(9), signed(38), 64),
+    # the default bundle's narrow products (core.widths): m * beta, acc * (m * beta), u * R
+    (signed(16), unsigned(21), 36), (signed(22), signed(36), 57), (signed(33), signed(32), 64)])
 def test_product_is_the_product_modulo_the_width(a_shape, b_shape, out_bits):
     """``Product`` against Python's integers, the low ``out_bits`` bits, every edge of both
     operands included."""
