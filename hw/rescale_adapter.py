@@ -65,7 +65,8 @@ class AdapterStage(wiring.Component):
         max_c, max_h, max_b = self._max_c, self._max_h, self._max_b
         wide = signed(WIDE_BITS)
         s_addr = range(max(2, self._s_depth))
-        h_rd, h_wr = memory_ports(m, "mem_h", wide, max_h)             # hidden units
+        h_rd, h_wr = memory_ports(m, "mem_h", signed(self._value), max_h,   # hidden units
+                                  block=True)
         beta = Signal(BETA_BITS)
         total = Signal(wide)
         two = self.two

@@ -87,7 +87,7 @@ class Drain(wiring.Component):
         max_c, max_p, max_b = self._max_c, self._max_p, self._max_b
         u_addr, s_addr = range(max(2, self.u_depth)), range(max(2, self.s_depth))
         p_addr = range(max(2, self._blocks * steps + 1))
-        beta_rd, beta_wr = memory_ports(m, "mem_beta_in", beta_layout(), max_b)
+        beta_rd, beta_wr = memory_ports(m, "mem_beta_in", beta_layout(), max_b, block=True)
         pooled = self.pooled
         out_w = Mux(pooled, self.width >> 1, self.width)
         row_stride = Signal(u_addr)                 # slices of one output row

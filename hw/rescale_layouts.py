@@ -81,10 +81,14 @@ def rotate(value, lanes, width, incoming):
     return Cat(value.as_value()[lanes * width:], incoming)
 
 
-def memory_ports(m, name, shape, depth):
+def memory_ports(m, name, shape, depth, block=False):
     """A memory with a synchronous read port and a write port; two entries at least (one
-    entry has a 0-bit address, an illegal ``[-1:0]`` in Verilog)."""
-    m.submodules[name] = mem = memory.Memory(shape=shape, depth=max(depth, 2), init=[])
+    entry has a 0-bit address, an illegal ``[-1:0]`` in Verilog). ``block``: in block RAM
+    however small (``ram_style``; on an ECP5 a ``DP16KD`` instead of distributed RAM, whose
+    LUTs the lanes need: every read port that asks for it is registered right after)."""
+    attrs = {"ram_style": "block"} if block else None
+    m.submodules[name] = mem = memory.Memory(shape=shape, depth=max(depth, 2), init=[],
+                                             attrs=attrs)
     return mem.read_port(), mem.write_port()
 
 

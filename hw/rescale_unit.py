@@ -177,14 +177,15 @@ class RescaleUnit(wiring.Component):
             shape = signed(regmap.FIELD_BITS.get(r.name, regmap.VALUE_BITS))
             ports[r] = []
             for lane in range(lanes):
-                rd, wr = memory_ports(m, f"mem_{r.name}_{lane}", shape, self._blocks * self._steps)
+                rd, wr = memory_ports(m, f"mem_{r.name}_{lane}", shape,
+                                      self._blocks * self._steps, block=True)
                 m.d.comb += [wr.addr.eq(w.entry), wr.data.eq(w.value),
                              wr.en.eq(w.en & (w.region == r) & (w.lane == lane))]
                 ports[r].append(rd)
         depth = {Region.w1: max_c * max_h, Region.b1: max_h, Region.wb: max(max_c, max_h)}
         for r, d in depth.items():
             shape = signed(regmap.FIELD_BITS.get(r.name, regmap.VALUE_BITS))
-            rd, wr = memory_ports(m, f"mem_{r.name}", shape, d)
+            rd, wr = memory_ports(m, f"mem_{r.name}", shape, d, block=True)
             m.d.comb += [wr.addr.eq(w.index), wr.data.eq(w.value),
                          wr.en.eq(w.en & (w.region == r))]
             ports[r] = rd
