@@ -35,7 +35,7 @@ def edge_bundle():
                padding=0, a_bits=8, w_format="int", w_bits=8, frac_bits=0, relu=False, pool=0,
                weight=fc_w, alpha=np.array([0.003, 0.004, 0.002]),
                bn_scale=np.array([1.0, 1.0, -1.5]), bn_bias=np.array([0.0, 0.0, 0.1]),
-               s_in=0.05)
+               s_in=conv.next_step)
     for layer in (conv, fc):
         layer.fixed = layer.compute_fixed()
     return Bundle(input_shape=(1, 8, 8), input_bits=8, input_step=1 / 255, layers=[conv, fc])
