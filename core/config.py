@@ -72,11 +72,11 @@ class ArrayConfig:
     rescale_lanes:
         Values per clock through the rescale unit's datapath (``hw.rescale_unit``); divides
         ``cols``. Each lane has the multipliers of an ``Affine`` (two, with the shortcut's) and
-        a ``Requantizer``; the unit drains a vector of ``cols`` sums in ``cols //
-        rescale_lanes`` clocks. The default, 1, is the smallest unit (it fits an ECP5-25F
-        beside an 8x8 array) and keeps up with a layer whose blocks take more clocks in the
-        array than ``cols`` per vector (every 4-bit layer of the default bundle);
-        ``rescale_lanes = cols`` drains a vector per clock.
+        a ``Requantizer``, as wide as ``rescale_widths`` (the default bundle's: 7 DSP blocks a
+        lane on an ECP5); the unit drains a vector of ``cols`` sums in ``cols //
+        rescale_lanes`` clocks. The default, 1, is the smallest unit and keeps up with a layer
+        whose blocks take more clocks in the array than ``cols`` per vector (every 4-bit layer
+        of the default bundle); ``rescale_lanes = cols`` drains a vector per clock.
     rescale_widths:
         The widths of the rescale unit's datapath (``core.widths.RescaleWidths``, or a dict of
         its fields): ``None`` (the default) takes ``core.widths.full(buffer_bits)``, the 64-bit
