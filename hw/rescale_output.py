@@ -2,11 +2,11 @@
 
 from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import stream, wiring
-from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from core import regmap
 
+from .block_fifo import BlockFIFO
 from .rescale_layouts import check_lanes, output_layout, rotate, slice_layout
 from .rescale_stages import (BETA_BITS, DIV_BITS, MANT_BITS, SHIFT_BITS, WIDE_BITS, Product,
                              Requantizer, delay)
@@ -105,7 +105,7 @@ class Output(wiring.Component):
         # ``depth`` vectors cover the loop from a read to the entry freed (3 at least: a queue
         # of 2 has a 1-entry memory, a 0-bit address, ``[-1:0]`` in Verilog).
         depth = max(3, 1 + -(-(len(o_valid) + 3) // steps))
-        m.submodules.queue = queue = SyncFIFOBuffered(width=len(vector) + 1, depth=depth)
+        m.submodules.queue = queue = BlockFIFO(width=len(vector) + 1, depth=depth)
         with m.If(o_valid[-1]):
             m.d.sync += [asm.eq(vector), asm_n.eq(Mux(asm_n == steps - 1, 0, asm_n + 1))]
         m.d.comb += [queue.w_data.eq(Cat(vector, o_last[-1])),
