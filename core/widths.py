@@ -21,6 +21,10 @@ weights, the fixed-point constants and the codes' ranges, never from reference i
 ``recip``    unsigned every reciprocal ``R = (m_s << RECIP_BITS) // beta``: ``beta >= 1`` after
                       an adapter, ``BETA_ONE`` otherwise
 
+and the ranges of the shifts: ``z_shift_min .. z_shift_max`` (the affine map's, a shortcut's
+too) and ``req_shift_min .. req_shift_max`` (the requantization's), which set how far the
+rounders' and the requantizers' shifters reach.
+
 A width is the exact two's-complement (or unsigned) width of the bound; ``full`` are the widths
 of a unit that runs any bundle (the 64-bit datapath, ``core.rescale``'s limits), the default
 of a configuration sized by hand. ``check`` refuses, in one line, a bundle that needs more than
@@ -40,6 +44,7 @@ WIDE = 64                                                   # the golden model's
 MANT_FULL = rescale.MANTISSA_BITS + 1                       # |m| <= 2**15, signed
 BETA_FULL = rescale.BETA_MAX.bit_length()
 RECIP_FULL = rescale.MANTISSA_BITS + rescale.RECIP_BITS     # (m_s <= 2**15) << 16, +1
+SHIFTS = (-rescale.MAX_LEFT_SHIFT, rescale.MAX_RIGHT_SHIFT)  # every shift the hardware takes
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,10 @@ class RescaleWidths:
     product: int
     value: int
     recip: int
+    z_shift_min: int = -rescale.MAX_LEFT_SHIFT
+    z_shift_max: int = rescale.MAX_RIGHT_SHIFT
+    req_shift_min: int = -rescale.MAX_LEFT_SHIFT
+    req_shift_max: int = rescale.MAX_RIGHT_SHIFT
 
     def __post_init__(self):
         limits = {"acc": WIDE, "mant": MANT_FULL, "beta": BETA_FULL, "product": WIDE,
@@ -61,9 +70,23 @@ class RescaleWidths:
             v = getattr(self, f.name)
             if not isinstance(v, int) or isinstance(v, bool):
                 raise TypeError(f"rescale width {f.name} must be an integer, not {v!r}")
-            if not 2 <= v <= limits[f.name]:
-                raise UsageError(f"rescale width {f.name} must be from 2 to "
-                                 f"{limits[f.name]}, not {v}")
+            lo, hi = (2, limits[f.name]) if f.name in limits else SHIFTS
+            if not lo <= v <= hi:
+                raise UsageError(f"rescale width {f.name} must be from {lo} to {hi}, not {v}")
+        for kind in ("z", "req"):
+            if getattr(self, f"{kind}_shift_min") > getattr(self, f"{kind}_shift_max"):
+                raise UsageError(f"rescale width {kind}_shift_min must not exceed "
+                                 f"{kind}_shift_max")
+
+    @property
+    def z_shifts(self):
+        """``(lo, hi)``: the shifts of the affine map (``z_shift``, a shortcut's ``res_sh``)."""
+        return self.z_shift_min, self.z_shift_max
+
+    @property
+    def req_shifts(self):
+        """``(lo, hi)``: the requantization's shifts (``req_shift``)."""
+        return self.req_shift_min, self.req_shift_max
 
     def as_dict(self):
         return asdict(self)
@@ -157,7 +180,13 @@ def layer_bounds(bundle):
         if f.m_s is not None:
             low = 1 if f.adapter != "none" else rescale.BETA_ONE
             recip = (int(f.m_s) << rescale.RECIP_BITS) // low
-        out.append({"acc": int(max(acc, default=0)), "mant": mant,
+        shifts = [int(v) for v in np.asarray(f.z_shift).reshape(-1)]
+        if kind == "identity":
+            shifts += [int(v) for v in np.asarray(s.z_shift).reshape(-1)]
+        out.append({"z_shifts": (min(shifts), max(shifts)),
+                    "req_shifts": (f.req_shift, f.req_shift) if f.req_shift is not None
+                    else None,
+                    "acc": int(max(acc, default=0)), "mant": mant,
                     "beta": max(beta, beta_res), "product": int(max(product, default=0)),
                     "value": max(value, sums, hidden), "recip": recip})
     return out
@@ -166,17 +195,29 @@ def layer_bounds(bundle):
 def bundle_widths(bundle):
     """The smallest ``RescaleWidths`` that hold every value of every layer of ``bundle``."""
     bounds = layer_bounds(bundle)
-    top = {key: max(b[key] for b in bounds) for key in bounds[0]}
+    top = {key: max(b[key] for b in bounds) for key in bounds[0] if not key.endswith("shifts")}
+    z = [b["z_shifts"] for b in bounds]
+    req = [b["req_shifts"] for b in bounds if b["req_shifts"] is not None] or [(0, 0)]
     return RescaleWidths(acc=_signed(top["acc"]), mant=_signed(top["mant"]),
                          beta=_unsigned(top["beta"]),
                          product=min(WIDE, _signed(top["product"])),
                          value=min(WIDE, _signed(top["value"])),
-                         recip=_unsigned(top["recip"]))
+                         recip=_unsigned(top["recip"]),
+                         z_shift_min=min(lo for lo, _ in z), z_shift_max=max(hi for _, hi in z),
+                         req_shift_min=min(lo for lo, _ in req),
+                         req_shift_max=max(hi for _, hi in req))
 
 
 def check(need: RescaleWidths, have: RescaleWidths):
     """``UsageError`` naming the first width of ``need`` that ``have`` does not reach."""
+    for kind in ("z", "req"):
+        (nlo, nhi), (hlo, hhi) = getattr(need, f"{kind}_shifts"), getattr(have, f"{kind}_shifts")
+        if nlo < hlo or nhi > hhi:
+            raise UsageError(f"the bundle needs the rescale unit's {kind} shifts from {nlo} "
+                             f"to {nhi}, the engine takes {hlo} to {hhi}")
     for f in fields(need):
+        if "shift" in f.name:
+            continue
         n, h = getattr(need, f.name), getattr(have, f.name)
         if n > h:
             raise UsageError(f"the bundle needs the rescale unit's {f.name} width {n} bits, "

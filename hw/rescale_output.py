@@ -91,7 +91,8 @@ class Output(wiring.Component):
         m.d.sync += [o_last[i].eq(o_last[i - 1]) for i in range(1, len(o_last))]
         codes = Signal(slice_layout(lanes, value))
         for lane in range(lanes):
-            m.submodules[f"requantizer_{lane}"] = rq = Requantizer(*self._rq, lend=lane == 0)
+            m.submodules[f"requantizer_{lane}"] = rq = Requantizer(
+                *self._rq, lend=lane == 0, shifts=self._widths.req_shifts)
             m.d.comb += [rq.u.eq(self.u_data[lane]), rq.recip.eq(self.recip),
                          rq.sh_req.eq(self.sh_req), rq.max_code.eq(self.max_code),
                          rq.signed.eq(self.signed)]

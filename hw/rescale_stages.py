@@ -20,7 +20,7 @@ and adapter sum; ``BETA_BITS`` every ``beta`` up to ``BETA_MAX``; ``DIV_BITS`` t
 ``m_s << RECIP_BITS``; ``MANTISSA_BITS + 1`` every mantissa (``core.regmap.FIELD_BITS``).
 """
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -84,9 +84,22 @@ def _shift_amount(n):
     return (n + rescale.MAX_LEFT_SHIFT - (n > 0)).as_unsigned()
 
 
-def _shifted(x, amount):
-    """``(x << MAX_LEFT_SHIFT) >> amount``, one barrel shifter (see ``_shift_amount``)."""
-    return Cat(Signal(rescale.MAX_LEFT_SHIFT), x).as_signed() >> amount
+def _shifted(x, amount, first=0):
+    """``(x << MAX_LEFT_SHIFT) >> (first + amount)``, one barrel shifter (see
+    ``_shift_amount``) as deep as ``amount`` is wide: ``first`` is a constant, the least
+    amount (``_amounts``)."""
+    return (Cat(Signal(rescale.MAX_LEFT_SHIFT), x).as_signed() >> first) >> amount
+
+
+def _amounts(shifts):
+    """``(first, range)``: the least ``_shift_amount`` of the shifts from ``lo`` to ``hi``
+    (``shifts``) and the range of what a shifter adds to it."""
+    lo, hi = shifts
+    amount = lambda n: n + rescale.MAX_LEFT_SHIFT - (n > 0)
+    return amount(lo), range(amount(hi) - amount(lo) + 1)
+
+
+FULL_SHIFTS = (-rescale.MAX_LEFT_SHIFT, rescale.MAX_RIGHT_SHIFT)
 
 
 def _chunks(shape):
@@ -233,8 +246,9 @@ class Rounder(wiring.Component):
     LATENCY = 3
 
     def __init__(self, x_shape=signed(WIDE_BITS), addend_shape=signed(WIDE_BITS),
-                 out_bits=WIDE_BITS):
+                 out_bits=WIDE_BITS, shifts=FULL_SHIFTS):
         self._out_bits = out_bits
+        self._first, self._amounts = _amounts(shifts)     # n only from shifts[0] to shifts[1]
         super().__init__({"x": In(x_shape), "n": In(signed(SHIFT_BITS)),
                           "addend": In(addend_shape), "en": In(1, init=1),
                           "y": Out(signed(out_bits))})
@@ -244,7 +258,7 @@ class Rounder(wiring.Component):
         left = rescale.MAX_LEFT_SHIFT
         keep = min(self._out_bits + 1, WIDE_BITS)
         x = Signal(signed(len(self.x)), reset_less=True)
-        amount = Signal(range(rescale.MAX_RIGHT_SHIFT + left), reset_less=True)
+        amount = Signal(self._amounts, reset_less=True)
         right, right2 = Signal(reset_less=True), Signal(reset_less=True)
         addend = Signal(signed(len(self.addend) + 2), reset_less=True)
         addend2 = Signal.like(addend, reset_less=True)
@@ -253,9 +267,9 @@ class Rounder(wiring.Component):
         with m.If(self.en):
             m.d.sync += [
                 x.eq(self.x), right.eq(self.n > 0),
-                amount.eq(_shift_amount(self.n)),
+                amount.eq(_shift_amount(self.n) - self._first),
                 addend.eq(Mux(self.n > 0, Cat(1, self.addend).as_signed(), self.addend)),
-                t.eq(_shifted(x, amount)[:keep].as_signed()),
+                t.eq(_shifted(x, amount, self._first)[:keep].as_signed()),
                 right2.eq(right), addend2.eq(addend),
             ]
             total = t + addend2
@@ -329,7 +343,8 @@ class Affine(wiring.Component):
         if self._lend:
             rounder = Rounder(signed(WIDE_BITS), signed(len(self.bias)))
         else:
-            rounder = Rounder(signed(len(p.p)), signed(len(self.bias)), out_bits=value)
+            rounder = Rounder(signed(len(p.p)), signed(len(self.bias)), out_bits=value,
+                              shifts=self._widths.z_shifts)
         m.submodules.rounder = rounder
         pad = self.LATENCY - (mb.LATENCY + p.LATENCY + Rounder.LATENCY)
         sh = delay(m, self.sh, mb.LATENCY + p.LATENCY, self.en, "sh", reset_less=True)
@@ -413,8 +428,10 @@ class Requantizer(wiring.Component):
     #: The widest code (``core.numerics.ACT_BITS``).
     CODE_BITS = max(numerics.ACT_BITS)
 
-    def __init__(self, u_bits=WIDE_BITS, recip_bits=DIV_BITS, *, lend=False):
+    def __init__(self, u_bits=WIDE_BITS, recip_bits=DIV_BITS, *, lend=False,
+                 shifts=FULL_SHIFTS):
         self._shapes = self.shapes(u_bits, recip_bits)
+        self._first, self._amounts = _amounts(shifts)     # sh_req only within shifts
         self._lend = lend
         #: The clocks from ``u`` to ``code``.
         self.LATENCY = self.latency(u_bits, recip_bits)
@@ -468,8 +485,7 @@ class Requantizer(wiring.Component):
         low = self.CODE_BITS + 3                  # the bits of t below 2**(CODE_BITS + 2), +1
         # Stage 1: p, the OR of its bits (XOR the sign) from each position up, the shift.
         x = Signal(signed(width), reset_less=True)
-        above = Signal(width, reset_less=True)    # above[i] = p[i:] has a bit != sign
-        amount = Signal(range(rescale.MAX_RIGHT_SHIFT + left), reset_less=True)
+        amount = Signal(self._amounts, reset_less=True)
         right, right2 = Signal(reset_less=True), Signal(reset_less=True)
         # Stage 2: negative, hi, the low bits of t; stage 3: y, t rounded.
         neg, hi = Signal(reset_less=True), Signal(reset_less=True)
@@ -481,28 +497,37 @@ class Requantizer(wiring.Component):
         y4, top4 = Signal(signed(low), reset_less=True), Signal.like(self.max_code,
                                                                      reset_less=True)
         bottom4 = Signal(signed(len(self.max_code) + 1), reset_less=True)
-        # above[i] = (p ^ sign)[i:].any(), in three levels of 4-input ORs (blocks of 4, 16, 64
-        # bits). Each level a signal of its own (a slice of a ``Cat`` of expressions would
-        # make the simulator evaluate the whole ``Cat`` for every bit).
+        # above[k] = (p ^ sign)[base + k:].any() for each amount ``first + k`` the shifts can
+        # give (hi's bit of p is at amount + low - 1 - left; beyond the product every bit is
+        # the sign). For a few amounts, an OR of the bits above each; for the whole range,
+        # three levels of 4-input ORs (blocks of 4, 16, 64 bits), each level a signal of its
+        # own (a slice of a ``Cat`` of expressions would make the simulator evaluate the whole
+        # ``Cat`` for every bit).
+        assert low - 1 >= left
         flip = sgn & p.p[-1]
         bits = Signal(width, name="differs")
         m.d.comb += bits.eq(p.p.as_unsigned() ^ flip.replicate(width))
-        for span in (4, 16, 64):
-            level = Signal(width, name=f"above_{span}")
-            m.d.comb += level.eq(Cat(*(Cat(*(bits[j] for j in range(i, min(i + span, width),
-                                                                     span // 4))).any()
-                                       for i in range(width))))
-            bits = level
-        assert low - 1 >= left          # hi's bit of p is at amount + low - 1 - left >= 0
+        base, count = self._first + low - 1 - left, len(self._amounts)
+        if count <= 8:
+            above_next = Cat(*(bits[base + k:].any() if base + k < width else Const(0)
+                               for k in range(count)))
+        else:
+            for span in (4, 16, 64):
+                level = Signal(width, name=f"above_{span}")
+                m.d.comb += level.eq(Cat(*(Cat(*(bits[j] for j in range(i, min(i + span, width),
+                                                                         span // 4))).any()
+                                           for i in range(width))))
+                bits = level
+            above_next = Cat(bits[base:], Const(0, count))[:count]
+        above = Signal(count, reset_less=True)
         with m.If(self.en):
-            m.d.sync += [x.eq(p.p), right.eq(sh > 0), above.eq(bits),
-                         amount.eq(_shift_amount(sh))]
-            # t = (p << left) >> amount; hi: a bit of p at or above amount + low - 1 - left
-            # set (unsigned) or not the sign (signed). Beyond bit 63 every bit is the sign.
+            m.d.sync += [x.eq(p.p), right.eq(sh > 0), above.eq(above_next),
+                         amount.eq(_shift_amount(sh) - self._first)]
+            # t = (p << left) >> (first + amount); hi: a bit of p at or above that amount +
+            # low - 1 - left set (unsigned) or not the sign (signed).
             m.d.sync += [neg.eq(x < 0), right2.eq(right),
-                         hi.eq(Cat(above[low - 1 - left:], Signal(rescale.MAX_RIGHT_SHIFT + left))
-                               .bit_select(amount, 1)),
-                         t.eq(_shifted(x, amount)[:low].as_signed())]
+                         hi.eq(above.bit_select(amount, 1)),
+                         t.eq(_shifted(x, amount, self._first)[:low].as_signed())]
             m.d.sync += [y.eq(Mux(right2, (t + 1) >> 1, t)), neg3.eq(neg), hi3.eq(hi)]
             # Unsigned: below 0 exactly when p is; above max_code when hi or y is. Signed:
             # beyond the range by the sign when hi, else by y's comparisons.

@@ -284,3 +284,37 @@ def test_reciprocal_equals_the_golden_reciprocal():
     for ms, b, q in zip(m_s, beta, got):
         fixed = rescale.LayerRescale(m=np.zeros(1), e=np.zeros(1), bias_q=np.zeros(1), m_s=ms)
         assert q == int(fixed.reciprocal(np.array([b]))[0])
+
+
+@pytest.mark.parametrize("lo, hi", [(19, 28), (30, 31), (-3, 2)])
+def test_narrow_shift_ranges(lo, hi):
+    """A ``Rounder`` and a ``Requantizer`` built for the shifts from ``lo`` to ``hi`` only
+    (``core.widths``: a shifter as deep as that range) equal the golden ones on every shift of
+    it, the requantizer with its values around the clamp's edges."""
+    rng = np.random.default_rng(lo + 100)
+    sh = [lo, hi] + rng.integers(lo, hi + 1, CASES - 2).tolist()
+    x = rng.integers(-(1 << 50), 1 << 50, CASES).tolist()
+    addend = rng.integers(-(1 << 31), 1 << 31, CASES).tolist()
+    dut = Rounder(signed(52), signed(32), out_bits=44, shifts=(lo, hi))
+    got = _pipeline(dut, [{"x": a, "n": n, "addend": c} for a, n, c in zip(x, sh, addend)],
+                    dut.y, Rounder.LATENCY, 6)
+    for a, n, c, y in zip(x, sh, addend, got):
+        want = int(rescale.rshift(np.int64(a), n)) + c
+        assert y == _wrap(want, 44), (a, n, c)
+    u = rng.integers(-(1 << 30), 1 << 30, CASES).tolist()
+    recip = rng.integers(0, 1 << 31, CASES).tolist()
+    for i in range(0, CASES, 2):                    # half of them near the codes' range
+        recip[i] = int(rng.integers(1, 1 << max(1, min(sh[i], 31))))
+        u[i] = int(rng.integers(-(1 << 9), 1 << 9)) * max(1, (1 << max(sh[i], 0)) // recip[i])
+    dut = Requantizer(33, 31, shifts=(lo, hi))
+    inputs = [{"u": a, "recip": r, "sh_req": s, "max_code": 255, "signed": 0}
+              for a, r, s in zip(u, recip, sh)]
+    got = _pipeline(dut, inputs, dut.code, dut.LATENCY, 7)
+    inside = 0
+    for uu, r, s, code in zip(u, recip, sh, got):
+        if abs(uu * r) << max(0, -s) >= 1 << rescale.INT64_HEADROOM:
+            continue
+        value = int(rescale.rshift(np.int64(uu) * r, s))
+        assert code == min(max(value, 0), 255), (uu, r, s)
+        inside += 0 < value < 255
+    assert inside > CASES // 20
