@@ -96,7 +96,7 @@ def _amounts(shifts):
     (``shifts``) and the range of what a shifter adds to it."""
     lo, hi = shifts
     amount = lambda n: n + rescale.MAX_LEFT_SHIFT - (n > 0)
-    return amount(lo), range(amount(hi) - amount(lo) + 1)
+    return amount(lo), range(max(2, amount(hi) - amount(lo) + 1))   # a 1-bit signal at least
 
 
 FULL_SHIFTS = (-rescale.MAX_LEFT_SHIFT, rescale.MAX_RIGHT_SHIFT)
