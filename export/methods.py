@@ -4,9 +4,10 @@ LSQ, LSQ+POT, LSQ+POST, ASQ, ASQ+POST.
 Each seed trains one float network (``export.train.train_float``); every quantized method at
 every width starts QAT from that same float network (``export.train.train_qat``), so the
 methods differ only in their quantizers. The accuracy is the test accuracy after the last
-epoch (no selection of an epoch on the test set). Runs are independent and seeded, so they may
-run in parallel worker processes (``jobs``), one torch thread each, with the same numbers as a
-sequential run.
+epoch (no selection of an epoch on the test set). Runs are independent and seeded, so each is
+a job on Dask ``distributed`` (``export.jobs``): worker processes, one torch thread each, on
+this machine or on a cluster, with the same numbers as a one-worker run; each result is
+stored under a key of its inputs, so a comparison stopped half-way resumes where it stopped.
 
 Rows (weights + activations of the middle layers; the first and the last layer are always
 8-bit LSQ):
@@ -33,19 +34,19 @@ of the paper'), printed next to ours for the ordering only: the data sets and ne
 
 from __future__ import annotations
 
-import concurrent.futures
 import json
-import multiprocessing
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from core.errors import ToolError
 from core.files import write_text
 from core import rules
 
-__all__ = ["METHODS", "PAPER", "DATA", "compare_methods", "markdown", "write", "plot"]
+__all__ = ["METHODS", "PAPER", "DATA", "compare_methods", "method_jobs", "markdown", "write",
+           "plot"]
 
 DATA = ("digits", "fashion-mnist")
 
@@ -63,11 +64,20 @@ def _float_job(seed, float_epochs):
     start = time.perf_counter()
     model, _ = train_float(seed=seed, epochs=float_epochs)
     acc = evaluate(model, *digits.tensors("test"))[1]
+    return _float_result(acc, model, start)
+
+
+def _float_result(acc, model, start):
     state = {k: v.numpy().copy() for k, v in model.state_dict().items()}
-    return acc, state, time.perf_counter() - start
+    return {"accuracy": float(acc), "seconds": round(time.perf_counter() - start, 2),
+            "arrays": state}
 
 
-def _qat_job(seed, state, bits, weight_method, act_method, epochs):
+def _state(result):
+    return {k: torch.from_numpy(v) for k, v in result["arrays"].items()}
+
+
+def _qat_job(seed, float_result, bits, weight_method, act_method, epochs):
     torch.set_num_threads(1)
     from . import digits
     from .model import float_model
@@ -75,10 +85,11 @@ def _qat_job(seed, state, bits, weight_method, act_method, epochs):
 
     start = time.perf_counter()
     source = float_model()
-    source.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()})
+    source.load_state_dict(_state(float_result))
     model, _ = train_qat(source, bits=bits, weight_method=weight_method, act_method=act_method,
                          seed=seed, epochs=epochs)
-    return evaluate(model, *digits.tensors("test"))[1], time.perf_counter() - start
+    return {"accuracy": float(evaluate(model, *digits.tensors("test"))[1]),
+            "seconds": round(time.perf_counter() - start, 2)}
 
 
 _FASHION = {}
@@ -102,44 +113,22 @@ def _fm_float_job(seed, float_epochs, train_images):
     recipe = ResnetRecipe(weight_method=None, act_method=None, seed=seed,
                           float_epochs=float_epochs, epochs=0, train_images=train_images)
     model, info = train_resnet(recipe, data=data)
-    state = {k: v.numpy().copy() for k, v in model.state_dict().items()}
-    return info["test_accuracy"], state, time.perf_counter() - start
+    return _float_result(info["test_accuracy"], model, start)
 
 
-def _fm_qat_job(seed, state, bits, weight_method, act_method, epochs, train_images):
+def _fm_qat_job(seed, float_result, bits, weight_method, act_method, epochs, train_images):
     torch.set_num_threads(1)
     from .resnet import ResnetRecipe, resnet8, train_resnet
 
     start = time.perf_counter()
     data = _fashion(train_images)
     source = resnet8()
-    source.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()})
+    source.load_state_dict(_state(float_result))
     recipe = ResnetRecipe(bits=bits, weight_method=weight_method, act_method=act_method,
                           seed=seed, float_epochs=0, epochs=epochs, train_images=train_images)
     _, info = train_resnet(recipe, data=data, source=source)
-    return info["test_accuracy"], time.perf_counter() - start
-
-
-class _Serial:
-    """A stand-in for a process pool that runs each job when it is submitted."""
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    def submit(self, fn, *args):
-        future = concurrent.futures.Future()
-        future.set_result(fn(*args))
-        return future
-
-
-def _pool(jobs):
-    if jobs == 1:
-        return _Serial()
-    return concurrent.futures.ProcessPoolExecutor(
-        max_workers=jobs, mp_context=multiprocessing.get_context("spawn"))
+    return {"accuracy": float(info["test_accuracy"]),
+            "seconds": round(time.perf_counter() - start, 2)}
 
 
 def _stats(values):
@@ -148,14 +137,66 @@ def _stats(values):
             "min": float(a.min()), "max": float(a.max()), "runs": [float(v) for v in a]}
 
 
-def compare_methods(*, seeds=tuple(range(1, 11)), bits=(4, 3), float_epochs=15, epochs=15, jobs=2,
-            log=None, data="digits", train_images=None):
+def method_jobs(*, seeds, bits, float_epochs, epochs, data="digits", train_images=None):
+    """The jobs of a comparison (``export.jobs.Job``): one float run per seed, then one QAT
+    run per (method, bits, seed) from its seed's float network; returns ``(jobs, floats,
+    runs)`` with ``floats[seed]`` and ``runs[name, bits, seed]`` the jobs' keys.
+
+    A key holds the data set, the recipe, the seed, the versions of torch, numpy and Python
+    and the fingerprint of the training code (``core`` and ``export`` but the job engine and
+    the sweep): a result is reused only where all of them are the same."""
+    from .jobs import Job, Ref, job_key
+
+    fashion = data == "fashion-mnist"
+    tools = {"torch": torch.__version__}
+    packages = ("core", "export")
+    exclude = ("export/jobs.py", "export/sweep.py")
+    jobs, floats, runs = [], {}, {}
+    for s in seeds:
+        key = job_key("methods-float", {"data": data, "seed": s, "float_epochs": float_epochs,
+                                        "train_images": train_images},
+                      packages=packages, exclude=exclude, tools=tools)
+        args = (s, float_epochs, train_images) if fashion else (s, float_epochs)
+        jobs.append(Job(key, _fm_float_job if fashion else _float_job, args,
+                        f"float           seed {s}"))
+        floats[s] = key
+    for b in bits:
+        for name, wm, am in METHODS:
+            if wm is None:
+                continue
+            for s in seeds:
+                key = job_key("methods-qat", {"float": floats[s], "bits": b, "weights": wm,
+                                              "activations": am, "epochs": epochs},
+                              packages=packages, exclude=exclude, tools=tools)
+                args = (s, Ref(floats[s]), b, wm, am, epochs)
+                jobs.append(Job(key, _fm_qat_job if fashion else _qat_job,
+                                args + ((train_images,) if fashion else ()),
+                                f"{name:8s} {b}-bit  seed {s}"))
+                runs[name, b, s] = key
+    return jobs, floats, runs
+
+
+def compare_methods(*, seeds=tuple(range(1, 11)), bits=(4, 3), float_epochs=15, epochs=15,
+                    workers=2, cluster=None, store=None, log=None, progress=None,
+                    data="digits", train_images=None, jobs=None):
     """Train every method at every width for every seed; returns a JSON-ready dict.
+
+    Every run is a job on Dask (``export.jobs.run_jobs``): ``workers`` local worker
+    processes, or the scheduler at ``cluster``; results are kept in ``store`` (an
+    ``export.jobs.Store``; ``None``: a temporary one), so a run stopped half-way resumes.
+    ``jobs`` is the old name of ``workers``.
 
     ``rows``: one entry per (method, bits) with the test accuracies in percent (``runs``, in
     seed order), ``mean``, ``std`` (sample standard deviation), ``min``, ``max`` and the paper's
-    number where it reports one.
+    number where it reports one. ``job_counts``: the jobs run, reused from the store, retried
+    after a worker died.
     """
+    import tempfile
+
+    from .jobs import Store, run_jobs
+
+    if jobs is not None:
+        workers = jobs
     seeds, bits = tuple(seeds), tuple(bits)
     if not seeds:
         raise ValueError("at least one seed is needed")
@@ -163,33 +204,36 @@ def compare_methods(*, seeds=tuple(range(1, 11)), bits=(4, 3), float_epochs=15, 
         raise ValueError(f"seeds must be distinct, not {seeds}")
     for b in bits:
         rules.check_bits("bits", b, rules.RECIPE_BITS)
-    if not isinstance(jobs, int) or jobs < 1:
-        raise ValueError(f"jobs must be a positive integer, not {jobs!r}")
+    if not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be a positive integer, not {workers!r}")
     if data not in DATA:
         raise ValueError(f"data must be one of {', '.join(DATA)}, not {data!r}")
     fashion = data == "fashion-mnist"
     if fashion:
         _fashion(train_images)                  # a missing data set fails before training
-    float_job = (lambda s: (_fm_float_job, s, float_epochs, train_images)) if fashion else (
-        lambda s: (_float_job, s, float_epochs))
-    qat_job = (lambda s, b, wm, am: (_fm_qat_job, s, states[s], b, wm, am, epochs,
-                                     train_images)) if fashion else (
-        lambda s, b, wm, am: (_qat_job, s, states[s], b, wm, am, epochs))
     say = log or (lambda line: None)
     start = time.perf_counter()
+    all_jobs, floats, runs = method_jobs(seeds=seeds, bits=bits, float_epochs=float_epochs,
+                                         epochs=epochs, data=data, train_images=train_images)
+
+    def done(job, value, error):
+        if error is not None:
+            say(f"{job.label}: failed: {error}")
+        else:
+            say(f"{job.label}: {100 * value['accuracy']:5.1f}%  ({value['seconds']:.1f} s)")
+
+    with tempfile.TemporaryDirectory(prefix="asqgen-methods-") as tmp:
+        outcome = run_jobs(all_jobs, store if store is not None else Store(tmp),
+                           workers=workers, cluster=cluster, log=done, progress=progress)
+    if outcome.failed:
+        label = {j.key: j.label for j in all_jobs}
+        key, error = next(iter(outcome.failed.items()))
+        raise ToolError(f"{len(outcome.failed)} of {len(all_jobs)} training jobs failed (the "
+                        f"finished ones are stored; run again to retry them); "
+                        f"{' '.join(label[key].split())}: {error}")
+    acc = {k: outcome.results[key]["accuracy"] for k, key in runs.items()}
+    float_acc = {s: outcome.results[key]["accuracy"] for s, key in floats.items()}
     quantized = [(name, wm, am, b) for b in bits for name, wm, am in METHODS if wm is not None]
-    with _pool(jobs) as pool:
-        floats = {s: pool.submit(*float_job(s)) for s in seeds}
-        float_acc, states = {}, {}
-        for s in seeds:
-            float_acc[s], states[s], seconds = floats[s].result()
-            say(f"float           seed {s}: {100 * float_acc[s]:5.1f}%  ({seconds:.1f} s)")
-        runs = {(name, b, s): pool.submit(*qat_job(s, b, wm, am))
-                for name, wm, am, b in quantized for s in seeds}
-        acc = {}
-        for (name, b, s), future in runs.items():
-            acc[name, b, s], seconds = future.result()
-            say(f"{name:8s} {b}-bit  seed {s}: {100 * acc[name, b, s]:5.1f}%  ({seconds:.1f} s)")
     rows = [{"method": "float", "weights": None, "activations": None, "bits": None,
              **_stats([float_acc[s] for s in seeds]), "paper": PAPER.get(("float", None))}]
     for name, wm, am, b in quantized:
@@ -204,11 +248,15 @@ def compare_methods(*, seeds=tuple(range(1, 11)), bits=(4, 3), float_epochs=15, 
             f"55,000-image training split, the official 10,000 test images")
     else:
         test_images, split = digits.TEST_SIZE, digits.SPLIT
+    job_seconds = sum(outcome.results[j.key]["seconds"] for j in all_jobs)
     return {"data": data, "network": "resnet8" if fashion else "cnn", "seeds": list(seeds),
             "bits": list(bits), "float_epochs": float_epochs, "epochs": epochs,
             "train_images": len(_fashion(train_images)[0]) if fashion else None,
             "test_images": test_images, "split": split,
             "optimizer": OPTIMIZER, "seconds": round(time.perf_counter() - start, 1),
+            "job_seconds": round(job_seconds, 1),
+            "job_counts": {"jobs": len(all_jobs), "run": len(outcome.ran),
+                           "reused": len(outcome.reused), "retried": len(outcome.retried)},
             "rows": rows}
 
 

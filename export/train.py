@@ -292,22 +292,46 @@ def save_checkpoint(model, info, folder):
 
 
 def _recipe_from(info, where):
+    """The recipe of a checkpoint's ``model.json``: a ``Recipe`` (the digits CNN, format
+    ``FORMAT``) or an ``export.resnet.ResnetRecipe`` (a Fashion-MNIST network, format
+    ``export.resnet.FORMAT``)."""
+    from . import resnet
+
     if not isinstance(info, dict):
         raise CheckpointError(f"{where}: expected a JSON object, not {type(info).__name__}")
-    for key, value in (("format", FORMAT), ("version", VERSION), ("first_bits", FIRST_BITS),
+    kind = Recipe
+    if info.get("format") == resnet.FORMAT:
+        kind, fmt = resnet.ResnetRecipe, resnet.FORMAT
+    else:
+        fmt = FORMAT
+    for key, value in (("format", fmt), ("version", VERSION), ("first_bits", FIRST_BITS),
                        ("last_bits", LAST_BITS)):
         if key not in info:
             raise CheckpointError(f"{where}: missing field {key!r}")
         if info[key] != value or type(info[key]) is not type(value):
             raise CheckpointError(f"{where}: {key} must be {value!r}, not {info[key]!r}")
-    fields = Recipe.__dataclass_fields__
+    fields = kind.__dataclass_fields__
     missing = [k for k in fields if k not in info]
     if missing:
         raise CheckpointError(f"{where}: missing field {missing[0]!r}")
     try:
-        return Recipe(**{k: info[k] for k in fields}).check()
-    except ValueError as e:
+        return kind(**{k: info[k] for k in fields}).check()
+    except (ValueError, rules.MappingError) as e:
         raise CheckpointError(f"{where}: {e}") from None
+
+
+def _empty_model(recipe):
+    """The untrained network of ``recipe``, to load a state dict into (the global RNG is
+    left as it was)."""
+    from . import resnet
+
+    if isinstance(recipe, resnet.ResnetRecipe):
+        with torch.random.fork_rng():
+            source = resnet.network(recipe.model)()
+        return resnet.build_resnet(bits=recipe.bits, weight_method=recipe.weight_method,
+                                   act_method=recipe.act_method, source=source)
+    return build_model(bits=recipe.bits, weight_method=recipe.weight_method,
+                       act_method=recipe.act_method)
 
 
 class _NpzError(CheckpointError):
@@ -319,7 +343,8 @@ class _NpzError(CheckpointError):
 
 
 def load_checkpoint(folder):
-    """``(model, info)`` from a checkpoint folder; the model is in evaluation mode.
+    """``(model, info)`` from a checkpoint folder of ``asqgen train``: the digits CNN or a
+    Fashion-MNIST network (ResNet-8, ResNet-20, MobileNet-V2); the model is in evaluation mode.
 
     Raises ``CheckpointError`` (one line, naming the file and the problem) for anything but a
     complete, consistent checkpoint.
@@ -337,8 +362,7 @@ def load_checkpoint(folder):
     except RecursionError:
         raise CheckpointError(f"{json_path}: not valid JSON (nested too deeply)") from None
     recipe = _recipe_from(info, json_path)
-    model = build_model(bits=recipe.bits, weight_method=recipe.weight_method,
-                        act_method=recipe.act_method)
+    model = _empty_model(recipe)
     expected = model.state_dict()
     arrays = read_npz(npz_path, _NpzError)
     missing = [k for k in expected if k not in arrays]

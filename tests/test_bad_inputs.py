@@ -420,8 +420,9 @@ VERB_CASES = [
     (["compare", "--bundle", "/nonexistent/b"], BUNDLE,
      "asqgen: error: /nonexistent/b: no such bundle folder"),
     (["frobnicate"], USAGE, "asqgen: error: argument command: invalid choice: 'frobnicate' "
-                            "(choose from 'verilog', 'selfcheck', 'train', 'methods', 'export', "
-                            "'compare', 'sim')"),
+                            "(choose from 'verilog', 'selfcheck', 'train', 'methods', 'sweep', "
+                            "'export', 'compare', 'export-onnx', 'import', 'sim', "
+                            "'estimate', 'synth', 'board')"),
 ]
 
 

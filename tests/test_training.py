@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from export import digits
-from export.methods import compare_methods, markdown
+from export.methods import markdown
 from export.quantizers import AsqQuantizer, PostQuantizer
 from export.to_bundle import export_bundle
 from export.train import Recipe, load_checkpoint, save_checkpoint, train
@@ -224,17 +224,53 @@ def test_bad_checkpoint_is_one_line_value_error(trained, tmp_path, name, damage,
 
 # --------------------------------------------------------------------------- methods
 
-def test_method_comparison_table():
-    result = compare_methods(seeds=(1, 2), bits=(3,), float_epochs=1, epochs=1, jobs=1)
+def test_methods_on_two_workers_equal_one_worker_bit_for_bit(tmp_path):
+    """``asqgen methods --workers 2`` (a local Dask cluster of two processes) writes the same
+    table as ``--workers 1``, byte for byte: every run is seeded, one torch thread each."""
+    tiny = ["methods", "--seeds", "1", "--seed", "2", "--bits", "3", "--float-epochs", "1",
+            "--epochs", "1",
+            "--no-plot"]
+    outs = {}
+    for workers in (1, 2):
+        out = tmp_path / f"w{workers}"
+        done = asqgen(*tiny, "--workers", str(workers), "--out", str(out))
+        assert done.returncode == 0, done.stderr
+        assert "6 jobs: 6 run, 0 reused" in done.stdout
+        outs[workers] = out
+    assert (outs[1] / "methods.md").read_bytes() == (outs[2] / "methods.md").read_bytes()
+    result = json.loads((outs[2] / "methods.json").read_text())
+    assert result["rows"] == json.loads((outs[1] / "methods.json").read_text())["rows"]
     rows = [(r["method"], r["bits"]) for r in result["rows"]]
     assert rows == [("float", None), ("LSQ", 3), ("LSQ+POT", 3), ("LSQ+POST", 3), ("ASQ", 3),
                     ("ASQ+POST", 3)]
     for r in result["rows"]:
-        assert len(r["runs"]) == 2 and r["min"] <= r["mean"] <= r["max"] and r["std"] >= 0
+        assert len(r["runs"]) == 1 and r["min"] == r["mean"] == r["max"] and r["std"] == 0
         assert r["min"] > 50
     table = markdown(result)
+    assert table == (outs[1] / "methods.md").read_text()
     assert table.count("\n| ") == 7 and "| ASQ+POST | 3 | post | asq |" in table
     assert "Ordering at 3 bits by mean: " in table
+    # The same comparison resumed from the first run's store starts no job.
+    again = asqgen(*tiny, "--workers", "1", "--out", str(outs[1]))
+    assert again.returncode == 0 and "6 jobs: 0 run, 6 reused" in again.stdout
+    assert (outs[1] / "methods.md").read_bytes() == (outs[2] / "methods.md").read_bytes()
+
+
+def test_fashion_mnist_jobs_pass_the_float_network_to_qat(monkeypatch):
+    """The Fashion-MNIST jobs of ``asqgen methods`` on 40 random 14x14 images (the suite has
+    no Fashion-MNIST): the float job's result (its weights as arrays) starts a QAT job, and
+    the QAT job gives the same accuracy twice."""
+    from export import methods
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(40, 1, 14, 14, generator=g), torch.arange(40) % 10
+    monkeypatch.setitem(methods._FASHION, 40, (x, y, x[:10], y[:10], x[:20], y[:20]))
+    first = methods._fm_float_job(1, 1, 40)
+    assert 0 <= first["accuracy"] <= 1 and first["seconds"] >= 0
+    assert all(isinstance(v, np.ndarray) for v in first["arrays"].values())
+    runs = [methods._fm_qat_job(1, first, 2, "post", "asq", 1, 40) for _ in range(2)]
+    assert runs[0]["accuracy"] == runs[1]["accuracy"]
+    assert 0 <= runs[0]["accuracy"] <= 1
 
 
 # --------------------------------------------------------------------------- command line

@@ -52,7 +52,10 @@ def run(args):
                                   for i in range(1, len(bundle.layers))]
         logits, source = ref["logits"], "the outputs stored in the bundle"
     report = compare(bundle, codes, logits, ref.get("labels"))
-    print(f"asqgen compare: golden model vs PyTorch ({source}) on the {report['images']} "
+    # A bundle from ``asqgen import`` holds qonnx's execution where PyTorch's would be.
+    other = ("qonnx's execution of the imported model" if bundle.meta.get("source") == "qonnx"
+             else "PyTorch")
+    print(f"asqgen compare: golden model vs {other} ({source}) on the {report['images']} "
           f"reference inputs of {folder}")
     for line in format_report(report):
         print("  " + line)

