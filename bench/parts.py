@@ -24,11 +24,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from synth import BOARDS, logic, platform_class, run_main
-
-from core.errors import UsageError
-
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))     # this tree's packages (a worktree beside an editable install)
+
+from synth import BOARDS, logic, platform_class, run_main  # noqa: E402
+
+from core.errors import UsageError  # noqa: E402
 FREQ = 100
 
 
@@ -88,5 +89,4 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT))
     run_main(main)
