@@ -18,8 +18,8 @@ RAM ``DP16KD``, distributed RAM ``DPR16X4``, DSP ``MULT18X18D``), the device uti
 the Fmax from nextpnr's report, and the synthesis and place-and-route times. The engine is
 sized for ``--bundle`` as ``asqgen verilog --bundle`` sizes it (by default the default
 bundle, ``export/default_model/bundle``), or with ``--bundle none`` by ``--rows ...
---max-hidden``; ``--rescale-lanes`` sets the rescale unit's lanes (1 by default: 19 of the
-25F's 28 DSP blocks). A build is cached per design in ``--out`` (the build plan's digest); a
+--max-hidden``; ``--rescale-lanes`` sets the rescale unit's lanes (1 by default; at the
+default bundle's widths, ``core.widths``, 7 of the 25F's 28 DSP blocks a lane). A build is cached per design in ``--out`` (the build plan's digest); a
 user with the board loads ``<name>.bit`` with ``openFPGALoader -b ulx3s <name>.bit`` (or
 ``fujprog``).
 """

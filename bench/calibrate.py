@@ -39,6 +39,10 @@ PE_ACT_BITS = (2, 4, 8)   # between them the model interpolates (gen.resources)
 PE_GRID = [(f, w, a) for f, ws in FORMAT_BITS.items() for w in ws for a in PE_ACT_BITS]
 
 
+def _config(d):
+    return ArrayConfig(**{k: v for k, v in d.items() if k != "rescale_widths" or v})
+
+
 def _cfg(**kw):
     return ArrayConfig(**kw)
 
@@ -63,6 +67,21 @@ RESCALE = [
          residual=False),
     _cfg(cols=16, rescale_lanes=1, max_channels=32, max_m=16, max_hidden=4, max_k=1024),
 ]
+
+
+def _bundle_cfg(path, rows, cols, lanes):
+    """The engine ``asqgen verilog --bundle`` sizes for a bundle: its rescale widths derived
+    (``core.widths``, the cheaper lane), not the full 64-bit ones of the configurations above."""
+    from core.bundle import load
+    from core.sizing import config_for_bundle
+    return config_for_bundle(load(ROOT / path), rows=rows, cols=cols).replace(
+        rescale_lanes=lanes)
+
+
+# The default bundle's rescale unit at its derived widths (57-bit product, 33-bit values; no
+# residual add), 1 and 4 lanes; 8 lanes is left for the check (``asqgen synth rescale
+# --estimate --rescale-lanes 8``).
+RESCALE += [_bundle_cfg("export/default_model/bundle", 8, 8, lanes) for lanes in (1, 4)]
 GLUE = [   # (kind, config): each with its matmul and rescale halves synthesised too
     ("engine", _cfg(rows=4, cols=4, w_format="post", w_bits=4, a_bits=4, max_k=64, max_m=16,
                     max_channels=16, max_hidden=4)),
@@ -102,7 +121,12 @@ def main():
                    help="fit the model again to the table's own runs (after a change to "
                         "gen/resources.py's terms), run no tool")
     p.add_argument("--cache", default=str(ROOT / "build" / "synth"), help="(%(default)s)")
+    p.add_argument("--reuse", default="",
+                   help="kinds (comma-separated, e.g. pe) whose runs are taken from the "
+                        "table as they are, not synthesised again: for a hardware change "
+                        "that leaves those designs' sources alone")
     args = p.parse_args()
+    reuse = {k for k in args.reuse.split(",") if k}
     board = board_of(args.board)
     runs = plan()
     if args.dry_run:
@@ -128,7 +152,17 @@ def main():
     from core.errors import ToolError
 
     points, failed, t0, fresh = [], [], time.monotonic(), 0
+    if reuse:
+        old = json.loads(Path(args.out).read_text())
+        kept = {(p["kind"], json.dumps(_config(p["config"]).as_dict(), sort_keys=True)): p
+                for p in old["points"] if p["kind"] in reuse}
     for i, (kind, c) in enumerate(runs, 1):
+        if kind in reuse:
+            key = (kind, json.dumps(c.as_dict(), sort_keys=True))
+            if key not in kept:
+                raise SystemExit(f"calibrate.py: --reuse {kind}: {c.key()} is not in the table")
+            points.append({**kept[key], "config": c.as_dict()})
+            continue
         try:
             r = synthesise(kind, c, board=board, cache=args.cache)
         except ToolError as e:          # a tool's failure: recorded, and the fit goes on
@@ -149,7 +183,7 @@ def main():
     table["failed"] = failed
     entry = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
              "tools": tool_versions(), "board": args.board, "designs": len(points),
-             "synthesised": fresh, "failed": len(failed),
+             "synthesised": fresh, "failed": len(failed), "reused": sorted(reuse),
              "seconds": round(time.monotonic() - t0),
              "worst": table["worst"]}
     table["history"] = old.get("history", []) + [entry]

@@ -3,6 +3,7 @@ and the maximum clock of each, from Yosys and nextpnr.
 
     ./dev pip install -e '.[synth]'    # once, optional
     ./dev python bench/parts.py [--bundle B] [--rescale-lanes N] [--board ulx3s-25f]
+    ./dev python bench/parts.py --part rescale --rescale-lanes 4 --no-pnr   # one half, Yosys only
 
 (``asqgen synth matmul --pnr`` and ``asqgen synth rescale --pnr`` run one half each, with the
 same library, ``sim.synthesis``.)
@@ -23,12 +24,18 @@ import argparse
 import sys
 from pathlib import Path
 
-from synth import BOARDS, logic, platform_class, run_main
-
-from core.errors import UsageError
-
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))     # this tree's packages (a worktree beside an editable install)
+
+from synth import BOARDS, logic, platform_class, run_main  # noqa: E402
+
+from core.errors import UsageError  # noqa: E402
 FREQ = 100
+
+
+def _widths(config):
+    w = config.widths
+    return ", ".join(f"{k} {v}" for k, v in w.as_dict().items())
 
 
 def main():
@@ -39,6 +46,10 @@ def main():
     p.add_argument("--rows", type=int, help="PE rows (as asqgen verilog --bundle sizes them)")
     p.add_argument("--cols", type=int, help="PE columns (as asqgen verilog --bundle sizes them)")
     p.add_argument("--board", choices=BOARDS, default="ulx3s-25f", help="(%(default)s)")
+    p.add_argument("--part", choices=("matmul", "rescale"), action="append",
+                   help="only this half (repeatable; both by default)")
+    p.add_argument("--no-pnr", action="store_true",
+                   help="synthesis only: no place and route, no Fmax")
     args = p.parse_args()
 
     import synth
@@ -59,21 +70,23 @@ def main():
     b = board(args.board)
     print(f"the layer engine for {args.bundle}: {config.rows}x{config.cols} "
           f"{config.w_format}{config.w_bits}, {config.rescale_lanes} rescale "
-          f"lane{'s' if config.rescale_lanes > 1 else ''}; out of context on {b.device} "
-          f"({args.board}) at {FREQ} MHz, Yosys synth_ecp5 + nextpnr-ecp5", flush=True)
+          f"lane{'s' if config.rescale_lanes > 1 else ''} (widths {_widths(config)}); out of "
+          f"context on {b.device} ({args.board}) at {FREQ} MHz, Yosys synth_ecp5"
+          f"{'' if args.no_pnr else ' + nextpnr-ecp5'}", flush=True)
     print(f"{'part':<8} {'LUT4':>6} {'CCU2C':>6} {'logic':>6} {'FF':>6} {'EBR':>4} "
           f"{'DPRAM':>5} {'DSP':>4} {'Fmax':>7} {'synthesis':>10} {'place+route':>12}")
     for name in ("matmul", "rescale"):
-        r = synthesise(name, config, board=b, cache=synth.ROOT.parent / "ooc", pnr=True,
-                       freq=FREQ)
+        if args.part and name not in args.part:
+            continue
+        r = synthesise(name, config, board=b, cache=synth.ROOT.parent / "ooc",
+                       pnr=not args.no_pnr, freq=FREQ)
         fmax = f"{r['fmax']:.1f}" if r["fmax"] else "-"
         print(f"{name:<8} {r['lut4']:>6} {r['ccu2c']:>6} {logic(r):>6} {r['ff']:>6} "
               f"{r['ebr']:>4} {r['dpram']:>5} {r['dsp']:>4} "
               f"{fmax:>7} {r['synth_s']:>8.0f} s {r['pnr_s'] or 0:>10.0f} s", flush=True)
-        if r["error"]:
+        if r.get("error"):
             print(f"  {r['error']}")
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT))
     run_main(main)

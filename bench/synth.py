@@ -26,10 +26,12 @@ import sys
 import time
 from pathlib import Path
 
-from core.config import ArrayConfig
-from core.errors import INTERRUPTED, AsqgenError, ToolError, UsageError
-from gen.verilog import verilog_text
-from hw.systolic_array import SystolicArray
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # this tree's packages
+
+from core.config import ArrayConfig  # noqa: E402
+from core.errors import INTERRUPTED, AsqgenError, ToolError, UsageError  # noqa: E402
+from gen.verilog import verilog_text  # noqa: E402
+from hw.systolic_array import SystolicArray  # noqa: E402
 
 INSTALL = "./dev pip install -e '.[synth]'"
 # The cache of results; ``ASQ_SYNTH_CACHE`` moves it (the suite's smoke runs use a fresh one).

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 
-from . import numerics, regmap
+from . import numerics, regmap, widths
 from .errors import UsageError
 from .rules import MAX_ADAPTER_WEIGHTS, MAX_CHANNELS, MAX_K, MAX_POSITIONS
 
@@ -72,11 +72,16 @@ class ArrayConfig:
     rescale_lanes:
         Values per clock through the rescale unit's datapath (``hw.rescale_unit``); divides
         ``cols``. Each lane has the multipliers of an ``Affine`` (two, with the shortcut's) and
-        a ``Requantizer``; the unit drains a vector of ``cols`` sums in ``cols //
-        rescale_lanes`` clocks. The default, 1, is the smallest unit (it fits an ECP5-25F
-        beside an 8x8 array) and keeps up with a layer whose blocks take more clocks in the
-        array than ``cols`` per vector (every 4-bit layer of the default bundle);
-        ``rescale_lanes = cols`` drains a vector per clock.
+        a ``Requantizer``, as wide as ``rescale_widths`` (the default bundle's: 7 DSP blocks a
+        lane on an ECP5); the unit drains a vector of ``cols`` sums in ``cols //
+        rescale_lanes`` clocks. The default, 1, is the smallest unit and keeps up with a layer
+        whose blocks take more clocks in the array than ``cols`` per vector (every 4-bit layer
+        of the default bundle); ``rescale_lanes = cols`` drains a vector per clock.
+    rescale_widths:
+        The widths of the rescale unit's datapath (``core.widths.RescaleWidths``, or a dict of
+        its fields): ``None`` (the default) takes ``core.widths.full(buffer_bits)``, the 64-bit
+        datapath that runs any bundle; ``core.sizing.config_for_bundle`` derives the smallest
+        that run the bundle (``core.widths.bundle_widths``). The ``widths`` property gives them.
     residual:
         Whether the rescale unit has the residual add (a second operand ``i_res`` added to
         ``z`` before the ReLU, for a ResNet block's second conv): an ``Affine`` with its
@@ -104,6 +109,7 @@ class ArrayConfig:
     rescale_lanes: int = 1
     residual: bool = True
     signed_acts: bool = False
+    rescale_widths: widths.RescaleWidths | None = None
     _derived: frozenset = field(default=frozenset(), init=False, repr=False, compare=False)
     #: The register map's index width (``core.regmap.index_bits_for``), derived.
     index_bits: int = field(default=0, init=False, compare=False)
@@ -157,6 +163,22 @@ class ArrayConfig:
         if self.buffer_bits > MAX_ACC_BITS:
             raise UsageError(f"buffer_bits would be {self.buffer_bits}, more than "
                              f"{MAX_ACC_BITS}: use a smaller max_k")
+        if isinstance(self.rescale_widths, dict):
+            object.__setattr__(self, "rescale_widths",
+                               widths.RescaleWidths(**self.rescale_widths))
+        if self.rescale_widths is not None:
+            if not isinstance(self.rescale_widths, widths.RescaleWidths):
+                raise TypeError(f"rescale_widths must be a RescaleWidths, not "
+                                f"{self.rescale_widths!r}")
+            if self.rescale_widths.acc > self.buffer_bits:
+                raise UsageError(f"the rescale unit's acc width ({self.rescale_widths.acc}) "
+                                 f"is wider than the accumulators ({self.buffer_bits})")
+
+    @property
+    def widths(self):
+        """The rescale unit's ``core.widths.RescaleWidths``: ``rescale_widths``, or the full
+        ones."""
+        return self.rescale_widths or widths.full(self.buffer_bits)
 
     # Products -----------------------------------------------------------------------------
     @property
@@ -235,11 +257,15 @@ class ArrayConfig:
         return ArrayConfig(**{**kwargs, **changes})
 
     def as_dict(self):
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.init}
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.init}
+        if self.rescale_widths is not None:
+            d["rescale_widths"] = self.rescale_widths.as_dict()
+        return d
 
     def key(self):
         """A short name that identifies the configuration (for build folders)."""
         odd = "_split" if self.split else ""
         signed = "s" if self.signed_acts else ""
+        narrow = f"_{self.rescale_widths.key()}" if self.rescale_widths else ""
         return (f"{self.w_format}{self.w_bits}{odd}_a{signed}{self.a_bits}_{self.rows}x{self.cols}"
-                f"_f{self.frac_bits}_acc{self.acc_bits}")
+                f"_f{self.frac_bits}_acc{self.acc_bits}{narrow}")

@@ -4,6 +4,7 @@ hardware cannot run at all is refused by ``core.rules.check_bundle`` first."""
 from .config import ArrayConfig
 from .errors import UsageError
 from .rules import check_bundle
+from .widths import bundle_widths, check as check_widths
 
 __all__ = ["array_for_bundle", "config_for_bundle", "check_fits"]
 
@@ -45,11 +46,12 @@ def array_for_bundle(bundle, *, rows=None, cols=None):
 
 def config_for_bundle(bundle, *, rows=8, cols=8):
     """The smallest configuration of a ``rows x cols`` array that runs every layer of
-    ``bundle``; raises ``core.rules.MappingError`` naming the layer the hardware cannot run."""
+    ``bundle``, its rescale unit's widths derived from the bundle (``core.widths``); raises ``core.rules.MappingError`` naming the layer the hardware cannot run."""
     fmt = _array_format(bundle)
     w_format, w_bits, frac_bits = fmt if fmt else ("post", 4, None)
-    return ArrayConfig(rows=rows, cols=cols, w_format=w_format, w_bits=w_bits,
-                       frac_bits=frac_bits, **_needs(bundle))
+    config = ArrayConfig(rows=rows, cols=cols, w_format=w_format, w_bits=w_bits,
+                         frac_bits=frac_bits, **_needs(bundle))
+    return config.replace(rescale_widths=bundle_widths(bundle))
 
 
 def check_fits(bundle, config):
@@ -76,3 +78,4 @@ def check_fits(bundle, config):
             continue
         if need > have:
             raise UsageError(f"the bundle needs {key}={need}, the array has {key}={have}")
+    check_widths(bundle_widths(bundle), config.widths)

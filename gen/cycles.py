@@ -34,13 +34,12 @@ every network in the suite (``sim.report`` prints both).
 import math
 from dataclasses import dataclass
 
-from amaranth.hdl import signed
-
 from core import regmap
 from core.rescale import MANTISSA_BITS, RECIP_BITS
 from core.signed_digits import digit_rows
 from core.tiles import depthwise_rows, live_tiles
-from hw.rescale_stages import MANT_BITS, WIDE_BITS, Affine, Product, Requantizer, Rounder
+from hw.rescale_activation import Activation
+from hw.rescale_stages import Product, Requantizer, Rounder
 
 __all__ = ["LayerShape", "LayerCycles", "layer_cycles", "network_cycles", "layer_shape"]
 
@@ -126,8 +125,11 @@ def _passes_per_block(config, shape, block=0):
 def _latencies(config):
     """The rescale unit's pipeline latencies (``hw.rescale_stages``): the affine map, the
     adapter's multiply-accumulate and its rounding, the requantizer."""
-    mac = Product.plan(signed(WIDE_BITS), signed(MANT_BITS), WIDE_BITS)[2]
-    return Affine.latency(config.buffer_bits), mac + Rounder.LATENCY, Requantizer.LATENCY
+    w = config.widths
+    acc = min(config.buffer_bits, w.acc)
+    affine = Activation.latency(acc, w, config.residual) - 2
+    mac = Product.plan(*Requantizer.shapes(w.value, w.recip))[2]       # lane 0's, lent
+    return affine, mac + Rounder.LATENCY, Requantizer.latency(w.value, w.recip)
 
 
 def _tail(config, shape):

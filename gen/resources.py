@@ -14,11 +14,13 @@ The engine (``hw.accelerator``) is modelled as the sum of
   RAM (``memory_cells``: block RAM, or distributed RAM for a shallow one); the skew registers
   and input registers were tried as terms and fitted to nothing (Yosys merges them);
 * the **rescale unit** (``RESCALE_FEATURES``): a part that does not change with the lanes, a
-  term per lane (its multipliers, since ``hw.dsp`` puts them in ``MULT18X18D`` blocks, and its
-  datapath, whose widths are a lane's), a term per lane with the residual add (a second
-  ``Affine``), the bank's read vector (``cols x buffer_bits``), and its memories as
-  ``memory_cells`` maps them (``rescale_memories``); when the lane's widths change with the
-  bundle (a cheaper lane), add its widths as a term and run ``bench/calibrate.py`` again;
+  term per lane and one per lane and bit of its values (``lane_bits``: ``core.widths``'
+  ``value``, 64 for a unit that runs any bundle), one per value bit of a vector (``values``:
+  ``cols x value``), a term per lane with the residual add (a second ``Affine``), the bank's
+  read vector (``cols x buffer_bits``), and its memories as ``synth_ecp5`` maps them
+  (``rescale_memories``: the small ones in block RAM however small, ``block_cells``). Its DSP
+  blocks are counted, not fitted (``rescale_dsp``: each ``Product``'s 18 x 18 partial products
+  at the lane's widths, as ``asqgen verilog``'s manifest reports them);
 * the **glue** of the whole engine (its cycle counters and local resets) and, on a board, the
   **host bridge** (``bridge``: UART, FIFO, a skid buffer a stream).
 
@@ -63,12 +65,12 @@ MATMUL_FEATURES = {
     "dsp": ("pe",),
 }
 RESCALE_FEATURES = {
-    "lut4": ("one", "lanes", "res_lanes", "vector"),
-    "ccu2c": ("one", "lanes", "res_lanes"),
-    "ff": ("one", "lanes", "res_lanes", "vector"),
+    "lut4": ("one", "lanes", "lane_bits", "res_lanes", "vector", "values"),
+    "ccu2c": ("one", "lanes", "lane_bits", "res_lanes", "values"),
+    "ff": ("one", "lanes", "lane_bits", "res_lanes", "vector", "values"),
     "ebr": ("one", "mem_ebr"),
     "dpram": ("one", "lanes", "vector"),
-    "dsp": ("one", "lanes", "res_lanes"),
+    "dsp": ("counted",),
 }
 
 
@@ -152,6 +154,8 @@ def matmul_features(config, table):
     psum = sum(cols * (config.psum_bits(r) - own) for r in range(rows))
     depth = 2 << (max(config.max_m, 2) - 1).bit_length()      # both banks, hw.accumulator
     ebr, dpram = memory_cells(cols * config.buffer_bits, depth, reads=2)
+    queue = cols * config.acc_bits * (2 if config.split else 1) + 1   # the array's results,
+    ebr += block_cells(queue, rows + cols + 8)[0]                       # hw.block_fifo
     common = {
         "one": 1.0,
         "psum": psum,
@@ -168,24 +172,55 @@ def matmul_features(config, table):
     return {r: {**common, "pe": rows * cols * pe[r]} for r in RESOURCES}
 
 
-def rescale_memories(config):
-    """``(ebr, dpram)`` of the rescale unit's memories as ``memory_cells`` maps them
-    (``hw.rescale_unit``): the sums ``u`` and ``S`` (a slice of ``lanes`` 64-bit values an
-    entry), the per-channel parameters (a memory a lane and region), the adapter's."""
-    from core import regmap
+def block_cells(width, depth, reads=1):
+    """``(ebr, 0)``: a memory marked ``ram_style = "block"`` (``hw.rescale_layouts.
+    memory_ports(block=True)``, ``hw.block_fifo``), in ``DP16KD`` blocks however small."""
+    return reads * min(math.ceil(width / bits) * math.ceil(depth / entries) for bits, entries
+                       in ((36, 512), (18, 1024), (9, 2048), (4, 4096), (2, 8192), (1, 16384))), 0
 
+
+def rescale_memories(config):
+    """``(ebr, dpram)`` of the rescale unit's memories as ``synth_ecp5`` maps them
+    (``hw.rescale_unit``): the sums ``u`` and ``S`` (a slice of ``lanes`` values of the
+    widths' ``value`` bits an entry; ``memory_cells``), and in block RAM however small
+    (``block_cells``) the per-channel parameters (a memory a lane and region), the adapter's
+    weights and hidden units, the samples' ``beta_in`` and the output queue of vectors."""
+    from core import regmap
+    from core.rescale import BETA_MAX
+
+    w = config.widths
     blocks = -(-config.max_channels // config.cols)
     steps = config.cols // config.rescale_lanes
-    value = 64 * config.rescale_lanes
-    mems = [(value, max(2, blocks * config.max_m * steps)),
-            (value, max(2, blocks * config.max_batch * steps))]
+    value = w.value * config.rescale_lanes
+    mems = [memory_cells(value, max(2, blocks * config.max_m * steps)),
+            memory_cells(value, max(2, blocks * config.max_batch * steps))]
     lane = ["m", "sh", "bias"] + (["res_m", "res_sh"] if config.residual else [])
     bits = lambda name: regmap.FIELD_BITS.get(name, regmap.VALUE_BITS)
-    mems += [(bits(r), max(2, blocks * steps)) for r in lane] * config.rescale_lanes
+    block = [(bits(r), max(2, blocks * steps)) for r in lane] * config.rescale_lanes
     c, h = config.max_channels, config.max_hidden
-    mems += [(bits("w1"), max(2, c * h)), (bits("b1"), max(2, h)), (bits("wb"), max(2, c, h))]
-    cells = [memory_cells(w, d) for w, d in mems]
+    block += [(bits("w1"), max(2, c * h)), (bits("b1"), max(2, h)), (bits("wb"), max(2, c, h)),
+              (w.value, max(2, h)),                                  # the hidden units
+              ((1 + config.residual) * BETA_MAX.bit_length(),          # beta_in (and the
+               max(2, config.max_batch)),                               # shortcut's beta)
+              (config.cols * w.value + 1, 2)]                        # the output queue
+    cells = mems + [block_cells(wd, d) for wd, d in block]
     return sum(e for e, _ in cells), sum(d for _, d in cells)
+
+
+def rescale_lane_bits(config):
+    """The width that a lane's datapath scales with: its values' (``core.widths``: 64 bits for a
+    unit that runs any bundle, 33 for the default bundle). (Tried on the calibration runs: the
+    affine product's width added to it fitted worse, and worse still on the 8-lane unit left
+    out of the fit.)"""
+    return config.widths.value
+
+
+def rescale_dsp(config):
+    """The rescale unit's DSP blocks, counted: its lanes' (``gen.verilog.rescale_dsp_blocks``,
+    each ``Product``'s 18 x 18 partial products at the lane's widths, ``hw.rescale_stages``;
+    the adapter borrows lane 0's requantizer product)."""
+    from gen.verilog import rescale_dsp_blocks
+    return rescale_dsp_blocks(config)["total"]
 
 
 def rescale_features(config, table=None):
@@ -194,11 +229,14 @@ def rescale_features(config, table=None):
     common = {
         "one": 1.0,
         "lanes": config.rescale_lanes,
+        "lane_bits": config.rescale_lanes * rescale_lane_bits(config),
+        "values": config.cols * config.widths.value,
         "res_lanes": config.rescale_lanes if config.residual else 0,
         "vector": config.cols * config.buffer_bits,
         "mem_ebr": ebr,
         "mem_dpram": dpram,
         "regfile": config.max_channels * (config.max_hidden + 8) / 64,
+        "counted": rescale_dsp(config),
     }
     return {r: dict(common) for r in RESOURCES}
 
@@ -291,8 +329,8 @@ def fit(points):
             rows = [features(_config(p["config"]), table)[r] for p in runs]
             x = np.array([[row[f] for f in use[r]] for row in rows], dtype=float)
             y = np.array([p[r] for p in runs], dtype=float)
-            if use[r] == ("pe",):                     # the PEs' DSP blocks, as they are
-                coefs[r] = {"pe": 1.0}
+            if use[r] in (("pe",), ("counted",)):     # the PEs' DSP blocks, as they are;
+                coefs[r] = {use[r][0]: 1.0}           # the rescale unit's, counted
                 continue
             coefs[r] = {f: round(float(v), 6) for f, v in zip(use[r], _nnls(x, y))}
         table["coefficients"][part] = coefs

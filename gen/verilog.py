@@ -55,6 +55,18 @@ def port_list(component, *, clocked):
     return (clock if clocked else []) + ports(component)
 
 
+def rescale_dsp_blocks(config):
+    """``{"lane", "total"}``: the 18 x 18 DSP blocks of one rescale lane (its affine maps and
+    its requantizer, at ``config.widths``) and of the unit (the adapter borrows lane 0's)."""
+    from hw.rescale_activation import Activation
+    from hw.rescale_stages import Requantizer
+
+    w = config.widths
+    lane = (Activation.dsp_blocks(min(config.buffer_bits, w.acc), w, config.residual)
+            + Requantizer.dsp_blocks(w.value, w.recip))
+    return {"lane": lane, "total": lane * config.rescale_lanes}
+
+
 def _write_manifest(out_dir, manifest):
     write_text(Path(out_dir) / "manifest.json", json.dumps(manifest, indent=2) + "\n")
     return manifest
@@ -72,7 +84,9 @@ def generate_accelerator(config, out_dir, *, bundle=None, name="asq_accel"):
     manifest = _header(config, name, path)
     manifest["derived"] = {"acc_bits": config.acc_bits, "buffer_bits": config.buffer_bits,
                            "table_frac_bits": config.table_frac_bits,
-                           "latency": config.latency}
+                           "latency": config.latency,
+                           "rescale_widths": config.widths.as_dict(),
+                           "rescale_dsp_blocks": rescale_dsp_blocks(config)}
     manifest["rescale_registers"] = regmap.manifest(config.index_bits)
     if bundle is not None:
         manifest["layers"] = [{"name": l.name, "kind": l.kind, "k": l.k,

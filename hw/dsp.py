@@ -16,7 +16,7 @@ model of the part of it used here, with which the rescale unit built for an ECP5
 Verilator against the golden model (``tests/test_dsp.py``).
 """
 
-from amaranth.hdl import ClockSignal, Instance, Module, Signal, signed
+from amaranth.hdl import ClockSignal, Instance, Module, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -39,15 +39,20 @@ class Ecp5Target:
 
 
 class Mult18(wiring.Component):
-    """``p = a * b`` (signed, exact) two clocks after ``a`` and ``b``, advancing while ``en``
-    is high (``LATENCY = 2``): ``a`` and ``b`` are registered, then the product. An unsigned
-    operand of at most 17 bits is passed zero-extended."""
+    """``p = a * b`` (exact) two clocks after ``a`` and ``b``, advancing while ``en`` is high
+    (``LATENCY = 2``): ``a`` and ``b`` are registered, then the product. Each operand is 18
+    bits, signed (``a_signed``, ``b_signed``: the default) or unsigned (the block's
+    ``SIGNEDA``/``SIGNEDB`` tied low), so that the low chunks of a wide operand take all 18
+    bits; ``p`` is signed unless both are unsigned."""
 
     LATENCY = 2
 
-    def __init__(self):
-        super().__init__({"a": In(signed(WIDTH)), "b": In(signed(WIDTH)), "en": In(1, init=1),
-                          "p": Out(signed(2 * WIDTH))})
+    def __init__(self, a_signed=True, b_signed=True):
+        self._signs = (bool(a_signed), bool(b_signed))
+        shape = lambda s: signed(WIDTH) if s else unsigned(WIDTH)
+        out = signed(2 * WIDTH) if a_signed or b_signed else unsigned(2 * WIDTH)
+        super().__init__({"a": In(shape(a_signed)), "b": In(shape(b_signed)),
+                          "en": In(1, init=1), "p": Out(out)})
 
     def elaborate(self, platform):
         m = Module()
@@ -60,7 +65,8 @@ class Mult18(wiring.Component):
                 "MULT18X18D",
                 p_REG_INPUTA_CLK="CLK0", p_REG_INPUTB_CLK="CLK0", p_REG_OUTPUT_CLK="CLK0",
                 i_CLK0=ClockSignal(), i_CE0=self.en, i_RST0=0,
-                i_SIGNEDA=1, i_SIGNEDB=1, i_SOURCEA=0, i_SOURCEB=0, **ports)
+                i_SIGNEDA=int(self._signs[0]), i_SIGNEDB=int(self._signs[1]),
+                i_SOURCEA=0, i_SOURCEB=0, **ports)
             return m
         a = Signal.like(self.a, reset_less=True)
         b = Signal.like(self.b, reset_less=True)

@@ -1,5 +1,7 @@
 """The rescale unit's first arithmetic: a slice of sums to activations, every lane at once."""
 
+from dataclasses import replace
+
 from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
@@ -44,13 +46,16 @@ class Activation(wiring.Component):
     ``addend`` and ``y``) while no slice goes through.
     """
 
-    def __init__(self, *, lanes, acc_bits, residual=True):
+    def __init__(self, *, lanes, acc_bits, residual=True, widths=None):
+        from core.widths import full
         self._lanes, self._acc_bits, self._residual = lanes, acc_bits, residual
-        self.LATENCY = Affine.latency(acc_bits) + 2
+        self._widths = widths = widths or full(acc_bits)
+        self.LATENCY = self.latency(acc_bits, widths, residual)
+        value = widths.value
         field = {name: signed(regmap.FIELD_BITS.get(name, regmap.VALUE_BITS))
                  for name in ("m", "sh", "bias", "res_m", "res_sh")}
         residual_ports = {
-            "res": In(slice_layout(lanes)), "residual": In(2), "res_signed": In(1),
+            "res": In(slice_layout(lanes, value)), "residual": In(2), "res_signed": In(1),
             "res_m": In(_lanes_of(field["res_m"], lanes)),
             "res_sh": In(_lanes_of(field["res_sh"], lanes)),
         } if residual else {}
@@ -59,20 +64,45 @@ class Activation(wiring.Component):
             "m": In(_lanes_of(field["m"], lanes)), "sh": In(_lanes_of(field["sh"], lanes)),
             "bias": In(_lanes_of(field["bias"], lanes)), **residual_ports, "relu": In(1),
             "clip": In(1), "clip_q": In(unsigned(CLIP_BITS)),
-            "u": Out(slice_layout(lanes)),
+            "u": Out(slice_layout(lanes, value)),
             "bypass": In(1), "x": In(signed(WIDE_BITS)), "n": In(signed(SHIFT_BITS)),
             "addend": In(signed(WIDE_BITS)), "y": Out(signed(WIDE_BITS)),
         })
         assert field["m"].width == MANT_BITS
 
+    @staticmethod
+    def _shortcut_widths(widths):
+        return replace(widths, acc=RESIDUAL_CODE_BITS + 1)
+
+    @classmethod
+    def latency(cls, acc_bits, widths=None, residual=True):
+        """``LATENCY`` of the stage: the ``Affine``'s (the longer of the two), + 2."""
+        from core.widths import full
+        widths = widths or full(acc_bits)
+        main = Affine.latency(acc_bits, widths)
+        if residual:
+            main = max(main, Affine.latency(RESIDUAL_CODE_BITS + 1,
+                                            cls._shortcut_widths(widths)))
+        return main + 2
+
+    @classmethod
+    def dsp_blocks(cls, acc_bits, widths=None, residual=True):
+        """The DSP blocks of one lane."""
+        from core.widths import full
+        widths = widths or full(acc_bits)
+        return Affine.dsp_blocks(acc_bits, widths) + (Affine.dsp_blocks(
+            RESIDUAL_CODE_BITS + 1, cls._shortcut_widths(widths)) if residual else 0)
+
     def elaborate(self, platform):
         m = Module()
-        lanes = self._lanes
-        main_latency = Affine.latency(self._acc_bits)
-        z1_sum = Signal(slice_layout(lanes), reset_less=True)
-        z2_u = Signal(slice_layout(lanes), reset_less=True)
+        lanes, widths = self._lanes, self._widths
+        value = widths.value
+        main_latency = self.LATENCY - 2
+        z1_sum = Signal(slice_layout(lanes, value), reset_less=True)
+        z2_u = Signal(slice_layout(lanes, value), reset_less=True)
         for lane in range(lanes):
-            m.submodules[f"affine_{lane}"] = affine = Affine(self._acc_bits)
+            m.submodules[f"affine_{lane}"] = affine = Affine(
+                self._acc_bits, main_latency, widths=widths, lend=lane == 0)
             m.d.comb += [affine.acc.eq(self.acc[lane]), affine.beta_in.eq(self.beta.beta),
                          affine.m.eq(self.m[lane]), affine.sh.eq(self.sh[lane]),
                          affine.bias.eq(self.bias[lane])]
@@ -82,8 +112,9 @@ class Activation(wiring.Component):
                              self.y.eq(affine.y)]
             operand = 0
             if self._residual:
-                m.submodules[f"shortcut_{lane}"] = shortcut = Affine(RESIDUAL_CODE_BITS + 1,
-                                                                     latency=main_latency)
+                m.submodules[f"shortcut_{lane}"] = shortcut = Affine(
+                    RESIDUAL_CODE_BITS + 1, main_latency,
+                    widths=self._shortcut_widths(widths), lend=False)
                 # The codes' low RESIDUAL_CODE_BITS bits, sign-extended when signed.
                 code = self.res[lane].as_unsigned()[:RESIDUAL_CODE_BITS]
                 top = Mux(self.res_signed, code[-1], 0)
@@ -100,9 +131,12 @@ class Activation(wiring.Component):
             # for a 64-bit signed ``z`` and ``0 <= clip_q < 2**31`` is ``z`` non-negative
             # and either a bit above the clip's set or the low bits greater.
             z = z1_sum[lane]
-            above = ~z[-1] & (z[CLIP_BITS:-1].any() | (z[:CLIP_BITS] > self.clip_q))
+            if value - 1 > CLIP_BITS:
+                above = ~z[-1] & (z[CLIP_BITS:-1].any() | (z[:CLIP_BITS] > self.clip_q))
+            else:                                    # a narrow z: one comparison
+                above = ~z[-1] & (z[:-1] > self.clip_q)
             m.d.sync += z2_u[lane].eq(Mux(self.relu & z[-1], 0,
-                                          Mux(self.clip & above, self.clip_q, z)))
+                                          Mux(self.clip & above, self.clip_q[:value], z)))
             m.d.sync += z1_sum[lane].eq(affine.u + operand)
         m.d.comb += self.u.eq(z2_u)
         return m

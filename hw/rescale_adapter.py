@@ -32,8 +32,11 @@ class AdapterStage(wiring.Component):
     depends on the sizes (``channels``, ``hidden``), so the stage has no ``LATENCY``.
     """
 
-    def __init__(self, *, cols, lanes, max_channels, max_hidden, max_batch, s_depth):
+    def __init__(self, *, cols, lanes, max_channels, max_hidden, max_batch, s_depth,
+                 value_bits=WIDE_BITS, mac_latency=None):
         check_lanes(cols, lanes)
+        self._value = value_bits
+        self._mac_latency = mac_latency
         self._cols, self._lanes = cols, lanes
         self._max_c, self._max_h, self._max_b = max_channels, max_hidden, max_batch
         self._s_depth = s_depth
@@ -43,7 +46,8 @@ class AdapterStage(wiring.Component):
             "channels": In(range(max_channels + 1)), "hidden": In(range(max_hidden + 1)),
             "sh1": In(signed(SHIFT_BITS)), "shb": In(signed(SHIFT_BITS)),
             "bb": In(signed(regmap.VALUE_BITS)), "sample_base": In(range(max(2, s_depth))),
-            "s_addr": Out(range(max(2, s_depth))), "s_data": In(slice_layout(lanes)),
+            "s_addr": Out(range(max(2, s_depth))),
+            "s_data": In(slice_layout(lanes, value_bits)),
             "w1_addr": Out(range(max(2, max_channels * max_hidden))),
             "w1_data": In(signed(MANT_BITS)),
             "b1_addr": Out(range(max(2, max_hidden))), "b1_data": In(signed(regmap.VALUE_BITS)),
@@ -51,6 +55,8 @@ class AdapterStage(wiring.Component):
             "wb_data": In(signed(MANT_BITS)),
             "x": Out(wide), "n": Out(signed(SHIFT_BITS)), "addend": Out(wide), "y": In(wide),
             "beta": Out(unsigned(BETA_BITS)), "done": Out(1),
+            **({"mac": Out(1), "mac_a": Out(signed(value_bits)), "mac_b": Out(signed(MANT_BITS)),
+                "mac_p": In(wide)} if mac_latency is not None else {}),
         })
 
     def elaborate(self, platform):
@@ -59,7 +65,8 @@ class AdapterStage(wiring.Component):
         max_c, max_h, max_b = self._max_c, self._max_h, self._max_b
         wide = signed(WIDE_BITS)
         s_addr = range(max(2, self._s_depth))
-        h_rd, h_wr = memory_ports(m, "mem_h", wide, max_h)             # hidden units
+        h_rd, h_wr = memory_ports(m, "mem_h", signed(self._value), max_h,   # hidden units
+                                  block=True)
         beta = Signal(BETA_BITS)
         total = Signal(wide)
         two = self.two
@@ -74,10 +81,15 @@ class AdapterStage(wiring.Component):
         j = Signal(range(max_h + 1))
         count = Signal(range(max(max_c, max_h) + 1))
         reading = Signal()
-        m.submodules.mac = mac = Product(wide, signed(MANT_BITS), WIDE_BITS)
-        pend = [Signal(name=f"pending_{i}") for i in range(2 + mac.LATENCY)]
+        if self._mac_latency is None:            # a multiplier of its own
+            m.submodules.mac = mac = Product(signed(self._value), signed(MANT_BITS))
+            mac_a, mac_b, mac_p, mac_latency = mac.a, mac.b, mac.p, mac.LATENCY
+        else:                                     # one lent (``mac``: while not idle)
+            mac_a, mac_b, mac_p, mac_latency = (self.mac_a, self.mac_b, self.mac_p,
+                                                self._mac_latency)
+        pend = [Signal(name=f"pending_{i}") for i in range(2 + mac_latency)]
         lane_read = Signal.like(i_lane)
-        x_term = Signal(wide, reset_less=True)
+        x_term = Signal(signed(self._value), reset_less=True)   # S, or a hidden unit
         w_term = Signal(signed(MANT_BITS), reset_less=True)
         m.d.sync += [pend[0].eq(reading), lane_read.eq(i_lane)]
         m.d.sync += [pend[i].eq(pend[i - 1]) for i in range(1, len(pend))]
@@ -87,12 +99,12 @@ class AdapterStage(wiring.Component):
         in_beta = Signal()                           # the terms are beta's (else hidden j's)
         m.d.sync += [x_term.eq(Mux(in_beta & two, h_rd.data, s_lane)),
                      w_term.eq(Mux(in_beta, self.wb_data, self.w1_data))]
-        m.d.comb += [mac.a.eq(x_term), mac.b.eq(w_term),
+        m.d.comb += [mac_a.eq(x_term), mac_b.eq(w_term),
                      self.s_addr.eq(i_blk + self.sample_base + i_j), h_rd.addr.eq(issue),
                      self.w1_addr.eq(w1_base + issue), self.wb_addr.eq(issue),
                      self.b1_addr.eq(j)]
         with m.If(pend[-1]):
-            m.d.sync += total.eq(total + mac.p)
+            m.d.sync += total.eq(total + mac_p)
         with m.If(reading):
             m.d.sync += [issue.eq(issue + 1), i_lane.eq(i_lane + 1)]
             with m.If(i_lane == lanes - 1):
@@ -107,7 +119,7 @@ class AdapterStage(wiring.Component):
                          count.eq(n), in_beta.eq(beta_terms)]
 
         # The rounder's shift and addend: registers, a clock behind ``in_beta`` and ``j``
-        # (which change at least ``mac.LATENCY`` clocks before the sum is complete).
+        # (which change at least ``mac_latency`` clocks before the sum is complete).
         adapter_n = Signal(signed(SHIFT_BITS), reset_less=True)
         adapter_addend = Signal(wide, reset_less=True)
         m.d.sync += [adapter_n.eq(Mux(in_beta, self.shb, self.sh1)),
@@ -120,7 +132,7 @@ class AdapterStage(wiring.Component):
         m.d.sync += [below.eq(y < 1), above.eq(y > rescale.BETA_MAX), y_low.eq(y)]
         beta_clamped = Mux(below, 1, Mux(above, rescale.BETA_MAX, y_low))
 
-        with m.FSM(init="idle"):
+        with m.FSM(init="idle") as fsm:
             with m.State("idle"):
                 with m.If(self.load):
                     restart_terms(self.channels, ~two)
@@ -161,4 +173,6 @@ class AdapterStage(wiring.Component):
                     m.d.sync += beta.eq(beta_clamped)
                     m.d.comb += self.done.eq(1)
                     m.next = "idle"
+        if self._mac_latency is not None:
+            m.d.comb += self.mac.eq(~fsm.ongoing("idle"))
         return m

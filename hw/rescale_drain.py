@@ -5,7 +5,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .rescale_layouts import (acc_layout, beta_layout, check_lanes, memory_ports, meta_layout,
-                              residual_layout, rotate, slice_layout)
+                              narrowed, residual_layout, rotate, slice_layout)
 from .rescale_stages import WIDE_BITS
 
 __all__ = ["Drain"]
@@ -51,9 +51,13 @@ class Drain(wiring.Component):
     LATENCY = 2
 
     def __init__(self, *, cols, lanes, acc_bits, max_channels, max_positions, max_batch,
-                 residual):
+                 residual, keep_bits=None, value_bits=WIDE_BITS):
         check_lanes(cols, lanes)
         self._cols, self._lanes, self._acc_bits = cols, lanes, acc_bits
+        # The low bits of each sum and shortcut operand that the datapath takes (exact: the
+        # bundle's values fit them, ``core.widths``).
+        self._keep = keep = min(acc_bits, keep_bits or acc_bits)
+        self._value = value_bits
         self._steps = steps = cols // lanes
         self._max_c, self._max_p, self._max_b = max_channels, max_positions, max_batch
         self._blocks = blocks = -(-max_channels // cols)
@@ -70,19 +74,20 @@ class Drain(wiring.Component):
             "draining": Out(1), "busy": Out(1),
             "paddr": Out(range(max(2, blocks * steps + 1))),
             "a": Out(meta_layout(self.u_depth, self.s_depth)),
-            "a_acc": Out(data.ArrayLayout(signed(acc_bits), lanes)),
-            "a_res": Out(slice_layout(lanes)), "a_beta": Out(beta_layout()),
+            "a_acc": Out(data.ArrayLayout(signed(keep), lanes)),
+            "a_res": Out(slice_layout(lanes, value_bits)), "a_beta": Out(beta_layout()),
             "nsamp": Out(range(max_batch + 1)), "out_slices": Out(u_addr),
             "out_last": Out(u_addr),
         })
 
     def elaborate(self, platform):
         m = Module()
-        cols, lanes, steps, acc_bits = self._cols, self._lanes, self._steps, self._acc_bits
+        cols, lanes, steps, acc_bits = self._cols, self._lanes, self._steps, self._keep
+        value = self._value
         max_c, max_p, max_b = self._max_c, self._max_p, self._max_b
         u_addr, s_addr = range(max(2, self.u_depth)), range(max(2, self.s_depth))
         p_addr = range(max(2, self._blocks * steps + 1))
-        beta_rd, beta_wr = memory_ports(m, "mem_beta_in", beta_layout(), max_b)
+        beta_rd, beta_wr = memory_ports(m, "mem_beta_in", beta_layout(), max_b, block=True)
         pooled = self.pooled
         out_w = Mux(pooled, self.width >> 1, self.width)
         row_stride = Signal(u_addr)                 # slices of one output row
@@ -113,7 +118,7 @@ class Drain(wiring.Component):
             "busy": 1, "j": range(max(steps, 2)), "beta_new": 1, "uaddr": u_addr,
             "saddr": s_addr, "paddr": p_addr, "h_first": 1, "v_second": 1, "sample_end": 1}))
         g_acc = Signal(data.ArrayLayout(signed(acc_bits), cols), reset_less=True)
-        g_res = Signal(slice_layout(cols), reset_less=True)
+        g_res = Signal(slice_layout(cols, value), reset_less=True)
         g_beta = Signal(beta_layout())
         g_last = Signal()              # G emits its vector's last slice
         free = ~g.busy | g_last
@@ -176,20 +181,22 @@ class Drain(wiring.Component):
         # unit, through the ready's logic) enables none of its hundreds of registers.
         def load_or_rotate(reg, incoming, width):
             return reg.eq(Mux(free, incoming, rotate(reg, lanes, width, _low(reg, lanes, width))))
-        m.d.sync += load_or_rotate(g_acc, self.i_acc.payload.data, acc_bits)
+        m.d.sync += load_or_rotate(g_acc, narrowed(self.i_acc.payload.data, cols, acc_bits),
+                                   acc_bits)
         if self._residual:
-            m.d.sync += load_or_rotate(g_res, self.i_res.payload.data, WIDE_BITS)
+            m.d.sync += load_or_rotate(g_res, narrowed(self.i_res.payload.data, cols, value),
+                                       value)
 
         # Stage A: the slice with its beta (the parameters, read at G, arrive with it).
         a = Signal(meta_layout(self.u_depth, self.s_depth))
         a_acc = Signal(data.ArrayLayout(signed(acc_bits), lanes), reset_less=True)
-        a_res = Signal(slice_layout(lanes), reset_less=True)
+        a_res = Signal(slice_layout(lanes, value), reset_less=True)
         a_beta = Signal(beta_layout())
         m.d.sync += [a.valid.eq(g.busy), a.uaddr.eq(g.uaddr), a.saddr.eq(g.saddr),
                      a.h_first.eq(g.h_first), a.v_second.eq(g.v_second),
                      a.sample_end.eq(g.sample_end),
                      a_acc.eq(_low(g_acc, lanes, acc_bits)),
-                     a_res.eq(_low(g_res, lanes, WIDE_BITS)),
+                     a_res.eq(_low(g_res, lanes, value)),
                      a_beta.eq(Mux(g.beta_new, g_beta, beta_rd.data))]
         m.d.comb += [self.a.eq(a), self.a_acc.eq(a_acc), self.a_res.eq(a_res),
                      self.a_beta.eq(a_beta)]

@@ -5,7 +5,7 @@ A *slice* is ``lanes`` channels of one position; a vector of ``cols`` channels g
 the stages as ``cols // lanes`` slices, one per clock.
 """
 
-from amaranth.hdl import Cat, signed, unsigned
+from amaranth.hdl import Cat, Value, signed, unsigned
 from amaranth.lib import data, memory
 
 from core import regmap
@@ -13,7 +13,7 @@ from core import regmap
 from .rescale_stages import BETA_BITS, WIDE_BITS
 
 __all__ = ["param_layout", "acc_layout", "beta_layout", "residual_layout", "output_layout",
-           "slice_layout", "meta_layout", "rotate", "memory_ports", "check_lanes",
+           "slice_layout", "narrowed", "meta_layout", "rotate", "memory_ports", "check_lanes",
            "RESIDUAL_CODE_BITS"]
 
 #: An identity shortcut's operands are codes of at most this many bits (unsigned, or two's
@@ -53,9 +53,16 @@ def output_layout(cols):
                               "beta": unsigned(BETA_BITS), "last": 1})
 
 
-def slice_layout(lanes):
-    """``lanes`` values of the 64-bit datapath."""
-    return data.ArrayLayout(signed(WIDE_BITS), lanes)
+def slice_layout(lanes, width=WIDE_BITS):
+    """``lanes`` values of the datapath (``width`` bits each: ``core.widths``'s ``value``;
+    64 by default)."""
+    return data.ArrayLayout(signed(width), lanes)
+
+
+def narrowed(values, count, width):
+    """The low ``width`` bits of each of the ``count`` elements of the array ``values``,
+    concatenated (an array of ``width``-bit elements as a value)."""
+    return Cat(*(Value.cast(values[i])[:width] for i in range(count)))
 
 
 def meta_layout(u_depth, s_depth):
@@ -74,10 +81,14 @@ def rotate(value, lanes, width, incoming):
     return Cat(value.as_value()[lanes * width:], incoming)
 
 
-def memory_ports(m, name, shape, depth):
+def memory_ports(m, name, shape, depth, block=False):
     """A memory with a synchronous read port and a write port; two entries at least (one
-    entry has a 0-bit address, an illegal ``[-1:0]`` in Verilog)."""
-    m.submodules[name] = mem = memory.Memory(shape=shape, depth=max(depth, 2), init=[])
+    entry has a 0-bit address, an illegal ``[-1:0]`` in Verilog). ``block``: in block RAM
+    however small (``ram_style``; on an ECP5 a ``DP16KD`` instead of distributed RAM, whose
+    LUTs the lanes need: every read port that asks for it is registered right after)."""
+    attrs = {"ram_style": "block"} if block else None
+    m.submodules[name] = mem = memory.Memory(shape=shape, depth=max(depth, 2), init=[],
+                                             attrs=attrs)
     return mem.read_port(), mem.write_port()
 
 

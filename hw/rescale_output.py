@@ -2,13 +2,14 @@
 
 from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import stream, wiring
-from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from core import regmap
 
+from .block_fifo import BlockFIFO
 from .rescale_layouts import check_lanes, output_layout, rotate, slice_layout
-from .rescale_stages import BETA_BITS, DIV_BITS, SHIFT_BITS, WIDE_BITS, Requantizer, delay
+from .rescale_stages import (BETA_BITS, DIV_BITS, MANT_BITS, SHIFT_BITS, WIDE_BITS, Product,
+                             Requantizer, delay)
 
 __all__ = ["Output"]
 
@@ -41,11 +42,17 @@ class Output(wiring.Component):
     ``LATENCY`` clocks from a slice's read to its vector's entry in the queue.
     """
 
-    LATENCY = 2 + Requantizer.LATENCY
-
-    def __init__(self, *, cols, lanes, max_channels, max_positions, u_depth, max_batch=1):
+    def __init__(self, *, cols, lanes, max_channels, max_positions, u_depth, max_batch=1,
+                 widths=None):
+        from core.widths import full
         check_lanes(cols, lanes)
         self._cols, self._lanes = cols, lanes
+        self._widths = widths = widths or full(WIDE_BITS)
+        self._value = value = widths.value
+        self._rq = (value, widths.recip)
+        self.LATENCY = 2 + Requantizer.latency(value, widths.recip)
+        #: The clocks from ``mac_a``, ``mac_b`` to ``mac_p`` (lane 0's product, lent).
+        self.mac_latency = Product.plan(*Requantizer.shapes(value, widths.recip))[2]
         self._max_c, self._max_p, self._max_b = max_channels, max_positions, max_batch
         u_addr = range(max(2, u_depth))
         super().__init__({
@@ -55,8 +62,10 @@ class Output(wiring.Component):
             "sh_req": In(signed(SHIFT_BITS)), "max_code": In(unsigned(regmap.VALUE_BITS - 1)),
             "beta": In(unsigned(BETA_BITS)),
             "sample_base": In(u_addr), "out_last": In(u_addr),
-            "u_addr": Out(u_addr), "u_data": In(slice_layout(lanes)),
+            "u_addr": Out(u_addr), "u_data": In(slice_layout(lanes, value)),
             "issued_last": Out(1), "sample_out": Out(1),
+            "mac": In(1), "mac_a": In(signed(value)), "mac_b": In(signed(MANT_BITS)),
+            "mac_p": Out(signed(WIDE_BITS)),
         })
         self._u_addr = u_addr
 
@@ -69,7 +78,8 @@ class Output(wiring.Component):
         o_j = Signal(range(max(steps, 2)))           # the slice within its vector
         o_blk = Signal(u_addr)
         o_chan = Signal(range(max_c + cols + 1))
-        asm = Signal(slice_layout(cols), reset_less=True)
+        value = self._value
+        asm = Signal(slice_layout(cols, value), reset_less=True)
         asm_n = Signal(range(max(steps, 2)))         # slices of the vector in asm
         o_last_block = Signal()                      # o_chan + cols >= channels
         o_block_end = o_k == self.out_last
@@ -79,28 +89,35 @@ class Output(wiring.Component):
         m.d.sync += [o_valid[0].eq(o_issue), o_last[0].eq(o_issue & o_end)]
         m.d.sync += [o_valid[i].eq(o_valid[i - 1]) for i in range(1, len(o_valid))]
         m.d.sync += [o_last[i].eq(o_last[i - 1]) for i in range(1, len(o_last))]
-        codes = Signal(slice_layout(lanes))
+        codes = Signal(slice_layout(lanes, value))
         for lane in range(lanes):
-            m.submodules[f"requantizer_{lane}"] = rq = Requantizer()
+            m.submodules[f"requantizer_{lane}"] = rq = Requantizer(
+                *self._rq, lend=lane == 0, shifts=self._widths.req_shifts)
             m.d.comb += [rq.u.eq(self.u_data[lane]), rq.recip.eq(self.recip),
                          rq.sh_req.eq(self.sh_req), rq.max_code.eq(self.max_code),
                          rq.signed.eq(self.signed)]
-            z_out = delay(m, self.u_data[lane], Requantizer.LATENCY, name=f"z_out_{lane}",
+            if lane == 0:
+                m.d.comb += [rq.mac.eq(self.mac), rq.mac_a.eq(self.mac_a),
+                             rq.mac_b.eq(self.mac_b), self.mac_p.eq(rq.mac_p)]
+            z_out = delay(m, self.u_data[lane], rq.LATENCY, name=f"z_out_{lane}",
                           reset_less=True)
             m.d.comb += codes[lane].eq(Mux(self.final, z_out, rq.code))
-        vector = rotate(asm, lanes, WIDE_BITS, codes.as_value())
+        vector = rotate(asm, lanes, value, codes.as_value())
         # ``depth`` vectors cover the loop from a read to the entry freed (3 at least: a queue
         # of 2 has a 1-entry memory, a 0-bit address, ``[-1:0]`` in Verilog).
         depth = max(3, 1 + -(-(len(o_valid) + 3) // steps))
-        m.submodules.queue = queue = SyncFIFOBuffered(width=len(vector) + 1, depth=depth)
+        m.submodules.queue = queue = BlockFIFO(width=len(vector) + 1, depth=depth)
         with m.If(o_valid[-1]):
             m.d.sync += [asm.eq(vector), asm_n.eq(Mux(asm_n == steps - 1, 0, asm_n + 1))]
         m.d.comb += [queue.w_data.eq(Cat(vector, o_last[-1])),
                      queue.w_en.eq(o_valid[-1] & (asm_n == steps - 1)),
                      self.o_out.valid.eq(queue.r_rdy), queue.r_en.eq(self.o_out.ready),
-                     self.o_out.payload.value.eq(queue.r_data[:-1]),
+
                      self.o_out.payload.last.eq(queue.r_data[-1]),
                      self.o_out.payload.beta.eq(self.beta)]
+        for i in range(cols):                        # sign-extended to the port's 64 bits
+            m.d.comb += self.o_out.payload.value[i].eq(
+                queue.r_data[i * value:(i + 1) * value].as_signed())
         room = Signal(range(depth + 1), init=depth)
         start = o_issue & (o_j == 0)
         taken = self.o_out.valid & self.o_out.ready

@@ -40,15 +40,15 @@ class Pool(wiring.Component):
 
     LATENCY = 4
 
-    def __init__(self, *, cols, lanes, u_depth, s_depth):
+    def __init__(self, *, cols, lanes, u_depth, s_depth, width=WIDE_BITS):
         check_lanes(cols, lanes)
-        self._cols, self._lanes = cols, lanes
+        self._cols, self._lanes, self._width = cols, lanes, width
         meta = meta_layout(u_depth, s_depth)
         super().__init__({
-            "pooled": In(1), "avg": In(1), "i": In(meta), "u": In(slice_layout(lanes)),
-            "below": In(slice_layout(lanes)),
-            "o": Out(meta), "window": Out(slice_layout(lanes)), "done": Out(1),
-            "w_addr": Out(range(max(2, u_depth))), "w_data": Out(slice_layout(lanes)),
+            "pooled": In(1), "avg": In(1), "i": In(meta), "u": In(slice_layout(lanes, width)),
+            "below": In(slice_layout(lanes, width)),
+            "o": Out(meta), "window": Out(slice_layout(lanes, width)), "done": Out(1),
+            "w_addr": Out(range(max(2, u_depth))), "w_data": Out(slice_layout(lanes, width)),
             "w_en": Out(1), "busy": Out(1),
         })
         self._meta = meta
@@ -56,13 +56,14 @@ class Pool(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cols, lanes, steps = self._cols, self._lanes, self._cols // self._lanes
-        meta, slice_ = self._meta, slice_layout(lanes)
+        width = self._width
+        meta, slice_ = self._meta, slice_layout(lanes, width)
         pooled, z2, z2_u, u_data = self.pooled, self.i, self.u, self.below
 
         # Stages H1, H2: the horizontal pair (compare, then select), through ``hold``.
         # ``hold_low``, a copy of its bottom slice, is what the comparison reads (near it, not
         # across the unit).
-        hold = Signal(slice_layout(cols), reset_less=True)
+        hold = Signal(slice_layout(cols, width), reset_less=True)
         hold_low = Signal(slice_, reset_less=True)
         h1, h2 = Signal(meta), Signal(meta)
         h1_u, h1_hold, h1_sum, h2_pair = (Signal(slice_, reset_less=True) for _ in range(4))
@@ -80,9 +81,9 @@ class Pool(wiring.Component):
                                                   h1_hold[lane], h1_u[lane])))]
         with m.If(z2.valid & pooled):
             incoming = Mux(z2.h_first, z2_u.as_value(), hold_low.as_value())
-            nxt = hold.as_value()[lanes * WIDE_BITS:2 * lanes * WIDE_BITS] if steps > 1 \
+            nxt = hold.as_value()[lanes * width:2 * lanes * width] if steps > 1 \
                 else incoming
-            m.d.sync += [hold.eq(rotate(hold, lanes, WIDE_BITS, incoming)),
+            m.d.sync += [hold.eq(rotate(hold, lanes, width, incoming)),
                          hold_low.eq(nxt)]
 
         # Stages V1, V2: the vertical pair (compare, then select).

@@ -20,7 +20,7 @@ and adapter sum; ``BETA_BITS`` every ``beta`` up to ``BETA_MAX``; ``DIV_BITS`` t
 ``m_s << RECIP_BITS``; ``MANTISSA_BITS + 1`` every mantissa (``core.regmap.FIELD_BITS``).
 """
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -28,7 +28,8 @@ from core import numerics, regmap, rescale
 
 from .dsp import Mult18
 
-__all__ = ["WIDE_BITS", "BETA_BITS", "DIV_BITS", "SHIFT_BITS", "MANT_BITS", "CHUNK", "delay",
+__all__ = ["WIDE_BITS", "BETA_BITS", "DIV_BITS", "SHIFT_BITS", "MANT_BITS", "CHUNK",
+           "LOGIC_BITS", "delay",
            "delay_line", "greater", "halves", "joined",
            "Product", "Rounder", "Affine", "Reciprocal", "Requantizer"]
 
@@ -37,8 +38,8 @@ BETA_BITS = rescale.BETA_MAX.bit_length()
 DIV_BITS = rescale.MANTISSA_BITS - 1 + rescale.RECIP_BITS + 1   # m_s < 2**15, shifted by 16
 SHIFT_BITS = 8                     # signed shifts from -MAX_LEFT_SHIFT to MAX_RIGHT_SHIFT
 MANT_BITS = rescale.MANTISSA_BITS + 1                            # |m| <= 2**15, signed
-CHUNK = 17                         # the low chunks of an operand: unsigned, so that an 18 x 18
-                                   # signed multiplier (an ECP5 MULT18X18D) takes them
+CHUNK = 18                         # the chunks of an operand (an ECP5 MULT18X18D's operands)
+LOGIC_BITS = 4                     # a partial product with a chunk this narrow is logic
 
 
 def delay_line(m, value, clocks, en=1, name="delay", reset_less=False):
@@ -83,18 +84,31 @@ def _shift_amount(n):
     return (n + rescale.MAX_LEFT_SHIFT - (n > 0)).as_unsigned()
 
 
-def _shifted(x, amount):
-    """``(x << MAX_LEFT_SHIFT) >> amount``, one barrel shifter (see ``_shift_amount``)."""
-    return Cat(Signal(rescale.MAX_LEFT_SHIFT), x).as_signed() >> amount
+def _shifted(x, amount, first=0):
+    """``(x << MAX_LEFT_SHIFT) >> (first + amount)``, one barrel shifter (see
+    ``_shift_amount``) as deep as ``amount`` is wide: ``first`` is a constant, the least
+    amount (``_amounts``)."""
+    return (Cat(Signal(rescale.MAX_LEFT_SHIFT), x).as_signed() >> first) >> amount
+
+
+def _amounts(shifts):
+    """``(first, range)``: the least ``_shift_amount`` of the shifts from ``lo`` to ``hi``
+    (``shifts``) and the range of what a shifter adds to it."""
+    lo, hi = shifts
+    amount = lambda n: n + rescale.MAX_LEFT_SHIFT - (n > 0)
+    return amount(lo), range(max(2, amount(hi) - amount(lo) + 1))   # a 1-bit signal at least
+
+
+FULL_SHIFTS = (-rescale.MAX_LEFT_SHIFT, rescale.MAX_RIGHT_SHIFT)
 
 
 def _chunks(shape):
-    """``[(offset, width, signed)]``: the low chunks ``CHUNK`` bits unsigned, the top one with
-    the sign (at most ``CHUNK + 1`` bits when signed)."""
+    """``[(offset, width, signed)]``: the low chunks ``CHUNK`` bits unsigned, the top one
+    signed when ``shape`` is (at most ``CHUNK`` bits: an ECP5 ``MULT18X18D`` takes each
+    operand signed or unsigned)."""
     width, sign = shape.width, shape.signed
-    top = CHUNK + 1 if sign else CHUNK
     out, offset = [], 0
-    while width - offset > top:
+    while width - offset > CHUNK:
         out.append((offset, CHUNK, False))
         offset += CHUNK
     out.append((offset, width - offset, sign))
@@ -105,21 +119,29 @@ class Product(wiring.Component):
     """``p = a * b`` modulo ``2**out_bits`` (``out_bits`` at most 64, by default the exact
     width of the product or 64).
 
-    Every partial product of a chunk of ``a`` and a chunk of ``b`` (at most 18 bits,
-    ``_chunks``) that reaches below bit ``out_bits`` is a ``hw.dsp.Mult18``: the chunks
-    registered, then their product (on an ECP5, a DSP block with its own registers), cut to the
-    bits that matter; then a tree adds them two at a time, one registered level per clock.
-    ``LATENCY = 2 + ceil(log2(partial products))``.
+    The operands are cut into chunks of at most 18 bits (``_chunks``: the low ones unsigned,
+    the top one with the operand's sign). Every partial product of a chunk of ``a`` and a
+    chunk of ``b`` that reaches below bit ``out_bits`` is a ``hw.dsp.Mult18`` (on an ECP5, a
+    DSP block with its own registers), or, when one of its chunks has at most ``LOGIC_BITS``
+    bits, the same two registers around a sum of that many shifted rows in logic (cheaper
+    than a DSP block for so few rows); each is cut to the bits that matter, then a tree adds
+    them two at a time, one registered level per clock.
+    ``LATENCY = 2 + ceil(log2(partial products))``; ``dsp_blocks`` counts the DSP blocks.
     """
 
     def __init__(self, a_shape, b_shape, out_bits=None):
         a_shape, b_shape = (s if hasattr(s, "signed") else unsigned(s) for s in (a_shape,
                                                                                   b_shape))
         self._out_bits, self._pairs, self.LATENCY = self.plan(a_shape, b_shape, out_bits)
+        self.dsp_blocks = sum(not self._logic(ca, cb) for ca, cb in self._pairs)
         signed_out = a_shape.signed or b_shape.signed
         super().__init__({"a": In(a_shape), "b": In(b_shape), "en": In(1, init=1),
                           "p": Out(signed(self._out_bits) if signed_out
                                    else unsigned(self._out_bits))})
+
+    @staticmethod
+    def _logic(ca, cb):
+        return min(ca[1], cb[1]) <= LOGIC_BITS
 
     @staticmethod
     def plan(a_shape, b_shape, out_bits=None):
@@ -133,19 +155,58 @@ class Product(wiring.Component):
             n, levels = -(-n // 2), levels + 1
         return out_bits, pairs, 2 + levels
 
+    @classmethod
+    def blocks(cls, a_shape, b_shape, out_bits=None):
+        """The DSP blocks of the product of two shapes."""
+        return sum(not cls._logic(ca, cb) for ca, cb in cls.plan(a_shape, b_shape,
+                                                                out_bits)[1])
+
+    def _logic_product(self, m, name, a, b, sa, sb):
+        """``a * b`` two clocks later (as a ``Mult18``), for a chunk ``a`` or ``b`` of at most
+        ``LOGIC_BITS`` bits: the other one added once for each of the narrow one's bits,
+        shifted (the top bit's row subtracted when the narrow one is signed), the rows added
+        in pairs in the first clock and the pairs in the second (one adder deep each)."""
+        (narrow, narrow_signed), wide = ((a, sa), b) if len(a) <= len(b) else ((b, sb), a)
+        rows = [Mux(narrow[i], wide, 0) << i for i in range(len(narrow))]
+        if narrow_signed:
+            rows[-1] = -rows[-1]
+        pairs = []
+        for k in range(0, len(rows), 2):
+            pair = rows[k] + rows[k + 1] if k + 1 < len(rows) else rows[k]
+            reg = Signal(signed(len(wide) + len(narrow) + 1), name=f"{name}_r{k // 2}",
+                         reset_less=True)
+            with m.If(self.en):
+                m.d.sync += reg.eq(pair)
+            pairs.append(reg)
+        total = pairs[0]
+        for reg in pairs[1:]:
+            total = total + reg
+        p = Signal(signed(len(a) + len(b) + 1), name=f"{name}_p", reset_less=True)
+        with m.If(self.en):
+            m.d.sync += p.eq(total)
+        return p
+
     def elaborate(self, platform):
         m = Module()
         width = self._out_bits
         terms = []                                   # (signal, offset): signal << offset
         for i, ((oa, wa, sa), (ob, wb, sb)) in enumerate(self._pairs):
-            m.submodules[f"pp_{i}"] = mult = Mult18()
             a = self.a.as_unsigned()[oa:oa + wa]
             b = self.b.as_unsigned()[ob:ob + wb]
+            a, b = (a.as_signed() if sa else a), (b.as_signed() if sb else b)
             offset = oa + ob
-            m.d.comb += [mult.en.eq(self.en),
-                         mult.a.eq(a.as_signed() if sa else a),
-                         mult.b.eq(b.as_signed() if sb else b)]
-            terms.append((mult.p[:min(len(mult.p), width - offset)].as_signed(), offset))
+            if self._logic((oa, wa, sa), (ob, wb, sb)):
+                p = self._logic_product(m, f"pp_{i}", a, b, sa, sb)
+            else:
+                m.submodules[f"pp_{i}"] = mult = Mult18(a_signed=sa, b_signed=sb)
+                m.d.comb += [mult.en.eq(self.en), mult.a.eq(a), mult.b.eq(b)]
+                p = mult.p
+            keep = min(len(p), width - offset)
+            if keep == len(p) and not p.shape().signed:
+                term = Cat(p, 0).as_signed()         # whole and unsigned: one bit for the sign
+            else:
+                term = p[:keep].as_signed()          # cut: modulo 2**width from here on
+            terms.append((term, offset))
         level = 0
         while len(terms) > 1:
             paired = []
@@ -171,38 +232,44 @@ class Product(wiring.Component):
 
 class Rounder(wiring.Component):
     """``y = rshift(x, n) + addend`` (``core.rescale.rshift``: round half up for ``n > 0``, a
-    left shift of at most ``MAX_LEFT_SHIFT`` for ``n <= 0``), modulo ``2**64``. ``LATENCY = 3``.
+    left shift of at most ``MAX_LEFT_SHIFT`` for ``n <= 0``), modulo ``2**out_bits`` (64 by
+    default; a narrower ``y`` is exact when the value fits, ``core.widths``). ``LATENCY = 3``.
 
     Stage 1 registers ``x`` and the one shift amount that serves both directions: ``t = x >>
     (n - 1)`` for ``n > 0`` and ``x << -n`` otherwise are both ``(x << MAX_LEFT_SHIFT) >> a``,
     with ``a = n - 1 + MAX_LEFT_SHIFT`` or ``n + MAX_LEFT_SHIFT`` (one barrel shifter, not a
-    right and a left one); stage 2 shifts; stage 3 adds, in one adder: ``(t + 2 * addend + 1)
-    >> 1 = ((t + 1) >> 1) + addend`` for ``n > 0``, ``t + addend`` otherwise.
+    right and a left one); stage 2 shifts, keeping ``out_bits + 1`` bits of ``t``; stage 3
+    adds, in one adder: ``(t + 2 * addend + 1) >> 1 = ((t + 1) >> 1) + addend`` for ``n > 0``,
+    ``t + addend`` otherwise.
     """
 
     LATENCY = 3
 
-    def __init__(self, x_shape=signed(WIDE_BITS), addend_shape=signed(WIDE_BITS)):
+    def __init__(self, x_shape=signed(WIDE_BITS), addend_shape=signed(WIDE_BITS),
+                 out_bits=WIDE_BITS, shifts=FULL_SHIFTS):
+        self._out_bits = out_bits
+        self._first, self._amounts = _amounts(shifts)     # n only from shifts[0] to shifts[1]
         super().__init__({"x": In(x_shape), "n": In(signed(SHIFT_BITS)),
                           "addend": In(addend_shape), "en": In(1, init=1),
-                          "y": Out(signed(WIDE_BITS))})
+                          "y": Out(signed(out_bits))})
 
     def elaborate(self, platform):
         m = Module()
         left = rescale.MAX_LEFT_SHIFT
-        x = Signal(signed(WIDE_BITS), reset_less=True)
-        amount = Signal(range(rescale.MAX_RIGHT_SHIFT + left), reset_less=True)
+        keep = min(self._out_bits + 1, WIDE_BITS)
+        x = Signal(signed(len(self.x)), reset_less=True)
+        amount = Signal(self._amounts, reset_less=True)
         right, right2 = Signal(reset_less=True), Signal(reset_less=True)
         addend = Signal(signed(len(self.addend) + 2), reset_less=True)
         addend2 = Signal.like(addend, reset_less=True)
-        t = Signal(signed(WIDE_BITS), reset_less=True)
-        y = Signal(signed(WIDE_BITS), reset_less=True)
+        t = Signal(signed(keep), reset_less=True)
+        y = Signal(signed(self._out_bits), reset_less=True)
         with m.If(self.en):
             m.d.sync += [
                 x.eq(self.x), right.eq(self.n > 0),
-                amount.eq(_shift_amount(self.n)),
+                amount.eq(_shift_amount(self.n) - self._first),
                 addend.eq(Mux(self.n > 0, Cat(1, self.addend).as_signed(), self.addend)),
-                t.eq(_shifted(x, amount)[:WIDE_BITS].as_signed()),
+                t.eq(_shifted(x, amount, self._first)[:keep].as_signed()),
                 right2.eq(right), addend2.eq(addend),
             ]
             total = t + addend2
@@ -217,55 +284,86 @@ class Affine(wiring.Component):
     inputs to ``u``; ``latency`` pads it to at least that many (to line up with another
     ``Affine``).
 
-    Its ``Rounder`` also serves the rescale unit's adapter (the hidden units' and ``beta``'s
-    rounding), which never runs while sums are rescaled: while ``bypass`` is high the rounder
-    takes ``x``, ``n`` and ``addend`` instead of the product, and ``y`` is ``rshift(x, n) +
-    addend`` ``Rounder.LATENCY`` enabled clocks later (a 64-bit barrel shifter is about 1,000
-    LUT4 on an ECP5)."""
+    ``widths`` (``core.widths.RescaleWidths``; by default the full ones for ``acc_bits``) sets
+    the operands the products take (the low ``widths.mant`` bits of ``m``, ``widths.beta`` of
+    ``beta_in``, ``widths.acc`` of ``acc``: exact, as the bundle's values fit them), the
+    products' widths (``m * beta_in`` in ``mant + beta - 1`` bits, as ``beta``'s bound is a
+    power of two; ``acc * m * beta_in`` in ``widths.product``) and ``u``'s (``widths.value``).
 
-    def __init__(self, acc_bits, latency=0):
+    Its ``Rounder`` may also serve the rescale unit's adapter (``lend``: lane 0's; the hidden
+    units' and ``beta``'s rounding), which never runs while sums are rescaled: while ``bypass``
+    is high the rounder takes ``x``, ``n`` and ``addend`` instead of the product, and ``y`` is
+    ``rshift(x, n) + addend`` (64 bits) ``Rounder.LATENCY`` enabled clocks later. Without
+    ``lend`` the rounder is as narrow as the product and ``u`` (a 64-bit barrel shifter is
+    about 1,000 LUT4 on an ECP5)."""
+
+    def __init__(self, acc_bits, latency=0, *, widths=None, lend=True):
+        from core.widths import full
         self._acc_bits = acc_bits
-        self.LATENCY = max(self.latency(acc_bits), latency)
+        self._widths = widths or full(acc_bits)
+        self._lend = lend
+        self.LATENCY = max(self.latency(acc_bits, self._widths), latency)
         super().__init__({
             "acc": In(signed(acc_bits)), "beta_in": In(unsigned(BETA_BITS)),
             "m": In(signed(MANT_BITS)), "sh": In(signed(SHIFT_BITS)),
-            "bias": In(signed(WIDE_BITS)), "en": In(1, init=1),
-            "u": Out(signed(WIDE_BITS)),
+            "bias": In(signed(rescale.PARAM_BITS)), "en": In(1, init=1),
+            "u": Out(signed(self._widths.value)),
             "bypass": In(1), "x": In(signed(WIDE_BITS)), "n": In(signed(SHIFT_BITS)),
             "addend": In(signed(WIDE_BITS)), "y": Out(signed(WIDE_BITS)),
         })
 
     @staticmethod
-    def _shapes(acc_bits):
-        mb_bits, _, _ = Product.plan(signed(MANT_BITS), unsigned(BETA_BITS))
-        return (signed(MANT_BITS), unsigned(BETA_BITS)), (signed(acc_bits), signed(mb_bits))
+    def _shapes(acc_bits, widths):
+        mant, beta = min(widths.mant, MANT_BITS), min(widths.beta, BETA_BITS)
+        acc = min(acc_bits, widths.acc)
+        mb_bits = mant + beta - 1
+        p_bits = min(widths.product, acc + mb_bits)
+        return (signed(mant), unsigned(beta), mb_bits), (signed(acc), signed(mb_bits), p_bits)
 
     @classmethod
-    def latency(cls, acc_bits):
+    def latency(cls, acc_bits, widths=None):
         """The clocks from the inputs to ``u`` without padding."""
-        mb, p = cls._shapes(acc_bits)
-        return Product.plan(*mb)[2] + Product.plan(*p, WIDE_BITS)[2] + Rounder.LATENCY
+        from core.widths import full
+        mb, p = cls._shapes(acc_bits, widths or full(acc_bits))
+        return Product.plan(*mb)[2] + Product.plan(*p)[2] + Rounder.LATENCY
+
+    @classmethod
+    def dsp_blocks(cls, acc_bits, widths=None):
+        """The DSP blocks of one ``Affine``."""
+        from core.widths import full
+        mb, p = cls._shapes(acc_bits, widths or full(acc_bits))
+        return Product.blocks(*mb) + Product.blocks(*p)
 
     def elaborate(self, platform):
         m = Module()
-        mb_shapes, p_shapes = self._shapes(self._acc_bits)
+        mb_shapes, p_shapes = self._shapes(self._acc_bits, self._widths)
         m.submodules.mb = mb = Product(*mb_shapes)
-        m.submodules.p = p = Product(*p_shapes, WIDE_BITS)
-        m.submodules.rounder = rounder = Rounder()
+        m.submodules.p = p = Product(*p_shapes)
+        value = self._widths.value
+        if self._lend:
+            rounder = Rounder(signed(WIDE_BITS), signed(len(self.bias)))
+        else:
+            rounder = Rounder(signed(len(p.p)), signed(len(self.bias)), out_bits=value,
+                              shifts=self._widths.z_shifts)
+        m.submodules.rounder = rounder
         pad = self.LATENCY - (mb.LATENCY + p.LATENCY + Rounder.LATENCY)
+        sh = delay(m, self.sh, mb.LATENCY + p.LATENCY, self.en, "sh", reset_less=True)
+        bias = delay(m, self.bias, mb.LATENCY + p.LATENCY, self.en, "bias", reset_less=True)
         m.d.comb += [mb.en.eq(self.en), p.en.eq(self.en), rounder.en.eq(self.en),
-                     mb.a.eq(self.m), mb.b.eq(self.beta_in),
-                     p.a.eq(delay(m, self.acc, mb.LATENCY, self.en, "acc", reset_less=True)),
+                     mb.a.eq(self.m[:len(mb.a)].as_signed()),
+                     mb.b.eq(self.beta_in[:len(mb.b)]),
+                     p.a.eq(delay(m, self.acc[:len(p.a)].as_signed(), mb.LATENCY, self.en,
+                                  "acc", reset_less=True)),
                      p.b.eq(mb.p),
-                     rounder.x.eq(Mux(self.bypass, self.x, p.p)),
-                     rounder.n.eq(Mux(self.bypass, self.n,
-                                      delay(m, self.sh, mb.LATENCY + p.LATENCY, self.en, "sh",
-                                            reset_less=True))),
-                     rounder.addend.eq(Mux(self.bypass, self.addend,
-                                           delay(m, self.bias, mb.LATENCY + p.LATENCY, self.en,
-                                                 "bias", reset_less=True))),
-                     self.y.eq(rounder.y),
-                     self.u.eq(delay(m, rounder.y, pad, self.en, "pad", reset_less=True))]
+                     self.u.eq(delay(m, rounder.y[:value].as_signed(), pad, self.en, "pad",
+                                     reset_less=True))]
+        if self._lend:
+            m.d.comb += [rounder.x.eq(Mux(self.bypass, self.x, p.p)),
+                         rounder.n.eq(Mux(self.bypass, self.n, sh)),
+                         rounder.addend.eq(Mux(self.bypass, self.addend, bias)),
+                         self.y.eq(rounder.y)]
+        else:
+            m.d.comb += [rounder.x.eq(p.p), rounder.n.eq(sh), rounder.addend.eq(bias)]
         return m
 
 
@@ -329,20 +427,56 @@ class Requantizer(wiring.Component):
 
     #: The widest code (``core.numerics.ACT_BITS``).
     CODE_BITS = max(numerics.ACT_BITS)
-    #: The clocks from ``u`` to ``code``.
-    LATENCY = Product.plan(signed(WIDE_BITS), unsigned(DIV_BITS), WIDE_BITS)[2] + 5
 
-    def __init__(self):
+    def __init__(self, u_bits=WIDE_BITS, recip_bits=DIV_BITS, *, lend=False,
+                 shifts=FULL_SHIFTS):
+        self._shapes = self.shapes(u_bits, recip_bits)
+        self._first, self._amounts = _amounts(shifts)     # sh_req only within shifts
+        self._lend = lend
+        #: The clocks from ``u`` to ``code``.
+        self.LATENCY = self.latency(u_bits, recip_bits)
+        lent = {"mac": In(1), "mac_a": In(signed(u_bits)), "mac_b": In(signed(MANT_BITS)),
+                "mac_p": Out(signed(self._shapes[2]))} if lend else {}
         super().__init__({
-            "u": In(signed(WIDE_BITS)), "recip": In(unsigned(DIV_BITS)),
+            "u": In(signed(u_bits)), "recip": In(unsigned(DIV_BITS)),
             "sh_req": In(signed(SHIFT_BITS)), "max_code": In(unsigned(regmap.VALUE_BITS - 1)),
             "signed": In(1), "en": In(1, init=1), "code": Out(unsigned(self.CODE_BITS)),
+            **lent,
         })
+
+    @staticmethod
+    def shapes(u_bits=WIDE_BITS, recip_bits=DIV_BITS):
+        """The product's operands and width: ``u`` (``u_bits``) times ``recip`` (``recip_bits``
+        zero-extended to a signed operand of at least ``MANT_BITS``, so that the adapter's
+        weights can take its place, ``lend``), modulo ``2**64`` at most."""
+        b = signed(max(recip_bits + 1, MANT_BITS))
+        return signed(u_bits), b, min(u_bits + b.width, WIDE_BITS)
+
+    @classmethod
+    def latency(cls, u_bits=WIDE_BITS, recip_bits=DIV_BITS):
+        """The clocks from ``u`` to ``code``."""
+        return Product.plan(*cls.shapes(u_bits, recip_bits))[2] + 5
+
+    @classmethod
+    def dsp_blocks(cls, u_bits=WIDE_BITS, recip_bits=DIV_BITS):
+        """The DSP blocks of one requantizer."""
+        return Product.blocks(*cls.shapes(u_bits, recip_bits))
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.p = p = Product(signed(WIDE_BITS), unsigned(DIV_BITS), WIDE_BITS)
-        m.d.comb += [p.en.eq(self.en), p.a.eq(self.u), p.b.eq(self.recip)]
+        a_shape, b_shape, out_bits = self._shapes
+        m.submodules.p = p = Product(a_shape, b_shape, out_bits)
+        recip = self.recip[:min(b_shape.width - 1, len(self.recip))]
+        if self._lend:
+            # While ``mac`` is high the product is the adapter's (``mac_a * mac_b``, on
+            # ``mac_p`` ``Product``'s latency later); the requantizer's code is then unused.
+            m.d.comb += [p.en.eq(self.en | self.mac),
+                         p.a.eq(Mux(self.mac, self.mac_a, self.u)),
+                         p.b.eq(Mux(self.mac, self.mac_b, recip)),
+                         self.mac_p.eq(p.p)]
+        else:
+            m.d.comb += [p.en.eq(self.en), p.a.eq(self.u), p.b.eq(recip)]
+        width = out_bits                          # the product's
         sh = delay(m, self.sh_req, p.LATENCY, self.en, "sh", reset_less=True)
         top = delay(m, self.max_code, p.LATENCY + 3, self.en, "max_code", reset_less=True)
         sgn = delay(m, self.signed, p.LATENCY, self.en, "signed", reset_less=True)
@@ -350,9 +484,8 @@ class Requantizer(wiring.Component):
         left = rescale.MAX_LEFT_SHIFT
         low = self.CODE_BITS + 3                  # the bits of t below 2**(CODE_BITS + 2), +1
         # Stage 1: p, the OR of its bits (XOR the sign) from each position up, the shift.
-        x = Signal(signed(WIDE_BITS), reset_less=True)
-        above = Signal(WIDE_BITS, reset_less=True)    # above[i] = p[i:] has a bit != sign
-        amount = Signal(range(rescale.MAX_RIGHT_SHIFT + left), reset_less=True)
+        x = Signal(signed(width), reset_less=True)
+        amount = Signal(self._amounts, reset_less=True)
         right, right2 = Signal(reset_less=True), Signal(reset_less=True)
         # Stage 2: negative, hi, the low bits of t; stage 3: y, t rounded.
         neg, hi = Signal(reset_less=True), Signal(reset_less=True)
@@ -364,28 +497,37 @@ class Requantizer(wiring.Component):
         y4, top4 = Signal(signed(low), reset_less=True), Signal.like(self.max_code,
                                                                      reset_less=True)
         bottom4 = Signal(signed(len(self.max_code) + 1), reset_less=True)
-        # above[i] = (p ^ sign)[i:].any(), in three levels of 4-input ORs (blocks of 4, 16, 64
-        # bits). Each level a signal of its own (a slice of a ``Cat`` of expressions would
-        # make the simulator evaluate the whole ``Cat`` for every bit).
+        # above[k] = (p ^ sign)[base + k:].any() for each amount ``first + k`` the shifts can
+        # give (hi's bit of p is at amount + low - 1 - left; beyond the product every bit is
+        # the sign). For a few amounts, an OR of the bits above each; for the whole range,
+        # three levels of 4-input ORs (blocks of 4, 16, 64 bits), each level a signal of its
+        # own (a slice of a ``Cat`` of expressions would make the simulator evaluate the whole
+        # ``Cat`` for every bit).
+        assert low - 1 >= left
         flip = sgn & p.p[-1]
-        bits = Signal(WIDE_BITS, name="differs")
-        m.d.comb += bits.eq(p.p.as_unsigned() ^ flip.replicate(WIDE_BITS))
-        for span in (4, 16, 64):
-            level = Signal(WIDE_BITS, name=f"above_{span}")
-            m.d.comb += level.eq(Cat(*(Cat(*(bits[j] for j in range(i, min(i + span, WIDE_BITS),
-                                                                     span // 4))).any()
-                                       for i in range(WIDE_BITS))))
-            bits = level
-        assert low - 1 >= left          # hi's bit of p is at amount + low - 1 - left >= 0
+        bits = Signal(width, name="differs")
+        m.d.comb += bits.eq(p.p.as_unsigned() ^ flip.replicate(width))
+        base, count = self._first + low - 1 - left, len(self._amounts)
+        if count <= 8:
+            above_next = Cat(*(bits[base + k:].any() if base + k < width else Const(0)
+                               for k in range(count)))
+        else:
+            for span in (4, 16, 64):
+                level = Signal(width, name=f"above_{span}")
+                m.d.comb += level.eq(Cat(*(Cat(*(bits[j] for j in range(i, min(i + span, width),
+                                                                         span // 4))).any()
+                                           for i in range(width))))
+                bits = level
+            above_next = Cat(bits[base:], Const(0, count))[:count]
+        above = Signal(count, reset_less=True)
         with m.If(self.en):
-            m.d.sync += [x.eq(p.p), right.eq(sh > 0), above.eq(bits),
-                         amount.eq(_shift_amount(sh))]
-            # t = (p << left) >> amount; hi: a bit of p at or above amount + low - 1 - left
-            # set (unsigned) or not the sign (signed). Beyond bit 63 every bit is the sign.
+            m.d.sync += [x.eq(p.p), right.eq(sh > 0), above.eq(above_next),
+                         amount.eq(_shift_amount(sh) - self._first)]
+            # t = (p << left) >> (first + amount); hi: a bit of p at or above that amount +
+            # low - 1 - left set (unsigned) or not the sign (signed).
             m.d.sync += [neg.eq(x < 0), right2.eq(right),
-                         hi.eq(Cat(above[low - 1 - left:], Signal(rescale.MAX_RIGHT_SHIFT + left))
-                               .bit_select(amount, 1)),
-                         t.eq(_shifted(x, amount)[:low].as_signed())]
+                         hi.eq(above.bit_select(amount, 1)),
+                         t.eq(_shifted(x, amount, self._first)[:low].as_signed())]
             m.d.sync += [y.eq(Mux(right2, (t + 1) >> 1, t)), neg3.eq(neg), hi3.eq(hi)]
             # Unsigned: below 0 exactly when p is; above max_code when hi or y is. Signed:
             # beyond the range by the sign when hi, else by y's comparisons.

@@ -23,25 +23,25 @@ class ChannelSums(wiring.Component):
 
     LATENCY = 0
 
-    def __init__(self, *, cols, lanes, u_depth, s_depth):
+    def __init__(self, *, cols, lanes, u_depth, s_depth, width=WIDE_BITS):
         check_lanes(cols, lanes)
-        self._cols, self._lanes = cols, lanes
+        self._cols, self._lanes, self._width = cols, lanes, width
         super().__init__({
-            "i": In(meta_layout(u_depth, s_depth)), "window": In(slice_layout(lanes)),
+            "i": In(meta_layout(u_depth, s_depth)), "window": In(slice_layout(lanes, width)),
             "done": In(1),
-            "w_addr": Out(range(max(2, s_depth))), "w_data": Out(slice_layout(lanes)),
+            "w_addr": Out(range(max(2, s_depth))), "w_data": Out(slice_layout(lanes, width)),
             "w_en": Out(1),
         })
 
     def elaborate(self, platform):
         m = Module()
         lanes = self._lanes
-        partial = Signal(slice_layout(self._cols))          # the sums so far
-        total = Signal(slice_layout(lanes))
+        partial = Signal(slice_layout(self._cols, self._width))     # the sums so far
+        total = Signal(slice_layout(lanes, self._width))
         for lane in range(lanes):
             m.d.comb += total[lane].eq(partial[lane] + Mux(self.done, self.window[lane], 0))
         with m.If(self.i.valid):
-            m.d.sync += partial.eq(rotate(partial, lanes, WIDE_BITS,
+            m.d.sync += partial.eq(rotate(partial, lanes, self._width,
                                           Mux(self.i.sample_end, 0, total.as_value())))
         m.d.comb += [self.w_addr.eq(self.i.saddr), self.w_data.eq(total),
                      self.w_en.eq(self.i.valid & self.i.sample_end)]

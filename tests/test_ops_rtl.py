@@ -274,8 +274,8 @@ def test_bottleneck_cycle_model_matches_the_rtl(build_root):
 
 def test_asqgen_sizes_and_simulates_a_signed_bundle(tmp_path, build_root, capsys):
     """``asqgen verilog --bundle`` builds a signed engine for the bottleneck network (its
-    manifest says ``signed_acts``) and ``asqgen sim`` runs it (the build of the tests above),
-    every layer identical to the golden model."""
+    manifest says ``signed_acts``) and ``asqgen sim`` runs it, every layer identical to the
+    golden model."""
     import json
 
     from asqgen.cli import main
@@ -287,8 +287,13 @@ def test_asqgen_sizes_and_simulates_a_signed_bundle(tmp_path, build_root, capsys
     assert main(["verilog", "--bundle", str(folder), "--rows", "4", "--cols", "4", "--out",
                  str(tmp_path / "v")]) == 0
     manifest = json.loads((tmp_path / "v" / "manifest.json").read_text())
-    want = _signed_config().as_dict()
+    # The engine of the tests above but for its rescale widths, which ``core.sizing`` derives
+    # from this bundle's own constants (``core.widths``: 26-bit values for seed 1, where
+    # ``_signed_config``'s seed 0 needs 28).
+    want = config_for_bundle(_bottleneck(1, True), rows=4, cols=4).as_dict()
     assert {k: manifest["config"][k] for k in want} == want
+    shared = {k: v for k, v in _signed_config().as_dict().items() if k != "rescale_widths"}
+    assert {k: manifest["config"][k] for k in shared} == shared
     assert manifest["config"]["signed_acts"] is True
     capsys.readouterr()
     out = tmp_path / "sim.json"

@@ -125,15 +125,20 @@ def test_compare_reads_an_imported_bundle(tmp_path, capsys):
 
 
 def test_imported_cnn_runs_on_the_rtl(bundles, build_root):
-    """The CNN on Verilator, identical to the golden model. The engine is the default model's
-    (``asqgen sim``'s sizing of the default bundle, which the imported CNN fits), so the build
-    is the one ``tests/test_flow.py``'s ``asqgen sim`` makes and reuses."""
+    """The CNN on Verilator, identical to the golden model, on the engine ``asqgen sim`` sizes
+    for it: the default model's array, with the rescale widths derived from the CNN itself
+    (``core.widths``; the default model's engine does not run it: its affine shifts reach 18,
+    the default engine's start at 19)."""
     from asqgen.options import default_model
+    from core.errors import UsageError
     from sim.report import simulate
 
     default = load(default_model() / "bundle")
-    config = config_for_bundle(default, **dict(zip(("rows", "cols"),
-                                                   array_for_bundle(default))))
+    size = dict(zip(("rows", "cols"), array_for_bundle(default)))
+    with pytest.raises(UsageError, match="z shifts from 18"):
+        simulate(bundles["cnn4"], images=3, config=config_for_bundle(default, **size),
+                 root=build_root)
+    config = config_for_bundle(bundles["cnn4"], **size)
     report = simulate(bundles["cnn4"], images=3, config=config, root=build_root)
     assert report["identical"]
 

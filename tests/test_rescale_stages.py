@@ -82,7 +82,9 @@ def test_greater_by_halves_is_the_signed_comparison():
 @pytest.mark.parametrize("a_shape, b_shape, out_bits", [
     (signed(28), signed(38), 64), (signed(64), unsigned(32), 64), (signed(64), signed(17), 64),
     (signed(17), unsigned(21), None), (unsigned(5), unsigned(3), None),
-    (signed(40), signed(40), 48), (signed(9), signed(38), 64)])
+    (signed(40), signed(40), 48), (signed(9), signed(38), 64),
+    # the default bundle's narrow products (core.widths): m * beta, acc * (m * beta), u * R
+    (signed(16), unsigned(21), 36), (signed(22), signed(36), 57), (signed(33), signed(32), 64)])
 def test_product_is_the_product_modulo_the_width(a_shape, b_shape, out_bits):
     """``Product`` against Python's integers, the low ``out_bits`` bits, every edge of both
     operands included."""
@@ -175,7 +177,7 @@ def test_requantizer_equals_the_golden_requantize(signed):
     dut = Requantizer()
     inputs = [{"u": a, "recip": r, "sh_req": s, "max_code": _range(b, signed)[1],
                "signed": signed} for a, r, s, b in zip(u, recip, sh, bits)]
-    got = _pipeline(dut, inputs, dut.code, Requantizer.LATENCY, 4)
+    got = _pipeline(dut, inputs, dut.code, dut.LATENCY, 4)
     checked, clamped = 0, set()
     for i, (uu, r, s, b) in enumerate(zip(u, recip, sh, bits)):
         if abs(uu * r) << max(0, -s) >= 1 << rescale.INT64_HEADROOM:
@@ -222,7 +224,7 @@ def test_requantizer_at_the_edges_of_its_narrow_datapath(signed):
                                    "signed": signed})
                     want.append(min(max(int(rescale.rshift(np.int64(u), s)), lo), hi))
     dut = Requantizer()
-    got = _pipeline(dut, inputs, dut.code, Requantizer.LATENCY, 5)
+    got = _pipeline(dut, inputs, dut.code, dut.LATENCY, 5)
     assert len(got) == len(inputs) > 10_000
     for x, g, w in zip(inputs, got, want):
         assert _code(g, signed) == w, x
@@ -282,3 +284,37 @@ def test_reciprocal_equals_the_golden_reciprocal():
     for ms, b, q in zip(m_s, beta, got):
         fixed = rescale.LayerRescale(m=np.zeros(1), e=np.zeros(1), bias_q=np.zeros(1), m_s=ms)
         assert q == int(fixed.reciprocal(np.array([b]))[0])
+
+
+@pytest.mark.parametrize("lo, hi", [(19, 28), (30, 31), (-3, 2)])
+def test_narrow_shift_ranges(lo, hi):
+    """A ``Rounder`` and a ``Requantizer`` built for the shifts from ``lo`` to ``hi`` only
+    (``core.widths``: a shifter as deep as that range) equal the golden ones on every shift of
+    it, the requantizer with its values around the clamp's edges."""
+    rng = np.random.default_rng(lo + 100)
+    sh = [lo, hi] + rng.integers(lo, hi + 1, CASES - 2).tolist()
+    x = rng.integers(-(1 << 50), 1 << 50, CASES).tolist()
+    addend = rng.integers(-(1 << 31), 1 << 31, CASES).tolist()
+    dut = Rounder(signed(52), signed(32), out_bits=44, shifts=(lo, hi))
+    got = _pipeline(dut, [{"x": a, "n": n, "addend": c} for a, n, c in zip(x, sh, addend)],
+                    dut.y, Rounder.LATENCY, 6)
+    for a, n, c, y in zip(x, sh, addend, got):
+        want = int(rescale.rshift(np.int64(a), n)) + c
+        assert y == _wrap(want, 44), (a, n, c)
+    u = rng.integers(-(1 << 30), 1 << 30, CASES).tolist()
+    recip = rng.integers(0, 1 << 31, CASES).tolist()
+    for i in range(0, CASES, 2):                    # half of them near the codes' range
+        recip[i] = int(rng.integers(1, 1 << max(1, min(sh[i], 31))))
+        u[i] = int(rng.integers(-(1 << 9), 1 << 9)) * max(1, (1 << max(sh[i], 0)) // recip[i])
+    dut = Requantizer(33, 31, shifts=(lo, hi))
+    inputs = [{"u": a, "recip": r, "sh_req": s, "max_code": 255, "signed": 0}
+              for a, r, s in zip(u, recip, sh)]
+    got = _pipeline(dut, inputs, dut.code, dut.LATENCY, 7)
+    inside = 0
+    for uu, r, s, code in zip(u, recip, sh, got):
+        if abs(uu * r) << max(0, -s) >= 1 << rescale.INT64_HEADROOM:
+            continue
+        value = int(rescale.rshift(np.int64(uu) * r, s))
+        assert code == min(max(value, 0), 255), (uu, r, s)
+        inside += 0 < value < 255
+    assert inside > CASES // 20
