@@ -7,10 +7,10 @@ Brevitas issue 1608),
 plus 64 test images and their labels as ``.npy``. The suite reads these files with ``qonnx``
 alone; it never needs Brevitas, or PyTorch's exporter.
 
-Needs PyTorch, ``brevitas``, ``onnxoptimizer``, ``qonnx`` and scikit-learn, e.g. the venv
-``/work/bv``::
+Needs PyTorch, ``brevitas``, ``onnxoptimizer``, ``qonnx`` and scikit-learn, e.g. a venv made
+with ``python3 -m venv out/bv && out/bv/bin/pip install -e '.[onnx]' brevitas onnxoptimizer``::
 
-    /work/bv/bin/python bench/make_qonnx_fixtures.py [--out tests/fixtures/qonnx] [--epochs 20]
+    out/bv/bin/python bench/make_qonnx_fixtures.py [--out tests/fixtures/qonnx] [--epochs 20]
 
 ``cnn4`` is also exported with the dynamo exporter (``dynamo=True``, torch's default), which
 writes ``cnn4_dynamo.onnx`` and its weights in ``cnn4_dynamo.onnx.data`` beside it (external
