@@ -72,6 +72,16 @@ def write_text(path, text):
     return write_bytes(path, text.encode())
 
 
+def write_figure(path, fig):
+    """A matplotlib figure as a PNG at ``path``, written atomically; the figure is closed."""
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    return write_bytes(Path(path), buffer.getvalue())
+
+
 def write_report(folder, stem, markdown, result):
     """``STEM.md`` (the table) and ``STEM.json`` (``result``) in ``folder``, each written
     atomically; returns their paths."""

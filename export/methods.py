@@ -300,14 +300,12 @@ def plot(result, path):
     """The table as a PNG: mean test accuracy with the standard deviation as an error bar,
     per method and width, the float network as a line. Needs matplotlib (the extra
     ``plot``); returns ``path``."""
-    import io
-
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from core.files import write_bytes
+    from core.files import write_figure
 
     names = [name for name, wm, _ in METHODS if wm is not None]
     bits = result["bits"]
@@ -332,8 +330,4 @@ def plot(result, path):
                  f"{len(result['seeds'])} seeds, {result['test_images']} test images")
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
-    write_bytes(Path(path), buffer.getvalue())
-    return Path(path)
+    return write_figure(path, fig)

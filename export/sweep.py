@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.errors import UsageError
-from core.files import write_bytes, write_report
+from core.files import write_figure, write_report
 
 __all__ = ["load_spec", "Point", "points", "sweep_jobs", "run_sweep", "markdown", "write",
            "plot", "pareto", "estimate_point", "synthesise_point", "KEYS"]
@@ -497,8 +497,6 @@ def plot(result, path):
     """The Pareto plot as a PNG: images/s against LUTs (or PEs), one series per rescale lanes
     and batch, the front joined; beside it accuracy against weight bits for the bundles that
     state theirs. Needs matplotlib; returns ``path``."""
-    import io
-
     import matplotlib
 
     matplotlib.use("Agg")
@@ -557,8 +555,4 @@ def plot(result, path):
         bx.set_xticks(bits)
         bx.set_xlim(min(bits) - 1, max(bits) + 1)
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
-    write_bytes(Path(path), buffer.getvalue())
-    return Path(path)
+    return write_figure(path, fig)
