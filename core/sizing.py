@@ -44,14 +44,16 @@ def array_for_bundle(bundle, *, rows=None, cols=None):
             min(d.cols, power(need["max_channels"])) if cols is None else cols)
 
 
-def config_for_bundle(bundle, *, rows=8, cols=8):
+def config_for_bundle(bundle, *, rows=8, cols=8, widths=None):
     """The smallest configuration of a ``rows x cols`` array that runs every layer of
-    ``bundle``, its rescale unit's widths derived from the bundle (``core.widths``); raises ``core.rules.MappingError`` naming the layer the hardware cannot run."""
+    ``bundle``, its rescale unit's widths derived from the bundle (``core.widths``; or
+    ``widths``, already derived, when sizing one bundle for many arrays); raises
+    ``core.rules.MappingError`` naming the layer the hardware cannot run."""
     fmt = _array_format(bundle)
     w_format, w_bits, frac_bits = fmt if fmt else ("post", 4, None)
     config = ArrayConfig(rows=rows, cols=cols, w_format=w_format, w_bits=w_bits,
                          frac_bits=frac_bits, **_needs(bundle))
-    return config.replace(rescale_widths=bundle_widths(bundle))
+    return config.replace(rescale_widths=widths or bundle_widths(bundle))
 
 
 def check_fits(bundle, config):

@@ -189,6 +189,22 @@ def estimate(bundle, config, *, board="ulx3s-25f", clock_mhz=100.0, baud=None, t
 SIZES = (2, 4, 8, 12, 16, 24, 32)
 
 
+def _choices(sized, max_m, lanes):
+    """``sized`` with each number of rescale lanes that divides its columns (``lanes`` only,
+    when given) and passes of one, two and four times ``max_m`` positions, the smallest
+    first."""
+    for n in [d for d in ((1, 2, 3, 4, 6, 8) if lanes is None else (lanes,))
+              if sized.cols % d == 0]:
+        for scale in (1, 2, 4):
+            m = min(MAX_POSITIONS, max_m * scale)
+            if scale > 1 and m == max_m:
+                continue
+            try:
+                yield sized.replace(rescale_lanes=n, max_m=m)
+            except (ValueError, TypeError):
+                continue
+
+
 def propose(bundle, *, board="ulx3s-25f", clock_mhz=100.0, table=None, sizes=SIZES,
             lanes=None, baud=None):
     """The configuration of ``bundle`` with the most engine images/s (the smaller logic breaks
@@ -198,35 +214,34 @@ def propose(bundle, *, board="ulx3s-25f", clock_mhz=100.0, table=None, sizes=SIZ
     largest layer's positions (larger batches for the smaller layers)."""
     b = board_of(board)
     base = config_for_bundle(bundle, rows=8, cols=8)
+    widths = base.rescale_widths                    # the bundle's, whatever the array
+    macs = sum(s.positions * s.k * s.n for s in
+               (layer_shape(bundle, i, base) for i in range(len(bundle.layers))))
     best = None
     hz = clock_mhz * 1e6
-    for rows in sizes:
-        for cols in sizes:
-            if rows > MAX_DIM or cols > MAX_DIM:
+    # The largest arrays first; an array that cannot beat the best so far even at 100 %
+    # utilisation (``macs / (rows cols)`` clocks) is not modelled, nor are more lanes or
+    # longer passes of one whose smallest choice does not fit (they only add resources).
+    arrays = sorted(((r, c) for r in sizes for c in sizes if r <= MAX_DIM and c <= MAX_DIM),
+                    key=lambda rc: -rc[0] * rc[1])
+    for rows, cols in arrays:
+        if best is not None and hz * rows * cols / macs < best[0][0]:
+            continue
+        try:
+            sized = config_for_bundle(bundle, rows=rows, cols=cols, widths=widths)
+        except (ValueError, TypeError):
+            continue
+        for i, config in enumerate(_choices(sized, base.max_m, lanes)):
+            res = estimate_resources(config, b, table=table)
+            if not res["fits"]:
+                if i == 0:
+                    break
                 continue
-            try:
-                sized = config_for_bundle(bundle, rows=rows, cols=cols)
-            except (ValueError, TypeError):
-                continue
-            choices = (1, 2, 3, 4, 6, 8) if lanes is None else (lanes,)
-            for n in [d for d in choices if cols % d == 0]:
-                for scale in (1, 2, 4):
-                    max_m = min(MAX_POSITIONS, base.max_m * scale)
-                    if scale > 1 and max_m == base.max_m:
-                        continue
-                    try:
-                        config = sized.replace(rescale_lanes=n, max_m=max_m)
-                    except (ValueError, TypeError):
-                        continue
-                    res = estimate_resources(config, b, table=table)
-                    if not res["fits"]:
-                        continue
-                    cycles = sum(layer_cycles(config, layer_shape(bundle, i, config),
-                                              SAMPLES).per_sample
-                                 for i in range(len(bundle.layers)))
-                    score = (hz / cycles, -res["logic"])
-                    if best is None or score > best[0]:
-                        best = (score, config)
+            cycles = sum(layer_cycles(config, layer_shape(bundle, j, config), SAMPLES).per_sample
+                         for j in range(len(bundle.layers)))
+            score = (hz / cycles, -res["logic"])
+            if best is None or score > best[0]:
+                best = (score, config)
     if best is None:
         return None, None
     config = best[1]
