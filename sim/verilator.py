@@ -105,19 +105,38 @@ class _Lock:
         os.close(self._fd)
 
 
+#: The environment variable that sets the C++ optimisation of a build whose caller sets none
+#: (the cocotb benches' designs: arrays, multipliers, engines; the co-simulation sets its
+#: own, ``sim.cosim.SPEED_MAKE``) and of Verilator's run-time library, which every build
+#: compiles. The suite sets ``-O1`` (``tests/conftest.py``): it halves the build of an array
+#: against the package's ``-Os`` (62 s against 124 s), and its benches run a few thousand
+#: clocks, so their speed matters less. Simulated values do not depend on it.
+CXX_OPT = "ASQ_CXX_OPT"
+
+
+def _with_optimisation(make_flags):
+    opt = os.environ.get(CXX_OPT)
+    if not opt:
+        return tuple(make_flags)
+    have = {flag.split("=", 1)[0] for flag in make_flags}
+    return (*make_flags, *(f"{name}={opt}" for name in ("OPT_FAST", "OPT_SLOW", "OPT_GLOBAL")
+                           if name not in have))
+
+
 def build(verilog_path, top, build_dir, *, args=(), extra_sources=(), make_flags=()):
     """Build ``verilog_path`` for cocotb in ``build_dir``, unless the same Verilog is built there.
 
     The build is keyed by a hash of the Verilog text, of ``extra_sources`` (for example a
     Verilator control file), of the extra Verilator ``args`` and of the ``make_flags`` (for
     example ``OPT_FAST=-O3``, the C++ optimisation of the model's fast path; kept in
-    ``build_dir/.stamp``),
+    ``build_dir/.stamp``; ``$ASQ_CXX_OPT`` adds to them, see ``CXX_OPT``),
     so a configuration is built once and reused by every test and every later run. Returns the
     cocotb runner, ready for ``run_bench``.
     """
     from cocotb_tools.runner import get_runner
 
     use_packaged_verilator()
+    make_flags = _with_optimisation(make_flags)
     build_dir = Path(build_dir).resolve()
     h = hashlib.sha256(Path(verilog_path).read_bytes())
     for source in extra_sources:
