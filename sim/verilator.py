@@ -105,11 +105,13 @@ class _Lock:
         os.close(self._fd)
 
 
-#: The environment variable that sets the C++ optimisation of a build whose caller sets none
-#: (the cocotb benches' designs: arrays, multipliers, engines; the co-simulation sets its
-#: own, ``sim.cosim.SPEED_MAKE``) and of Verilator's run-time library, which every build
-#: compiles. The suite sets ``-O1`` (``tests/conftest.py``): it halves the build of an array
-#: against the package's ``-Os`` (62 s against 124 s), and its benches run a few thousand
+#: The environment variable that sets the C++ optimisation of a build's fast path where its
+#: caller sets none (the cocotb benches' designs: arrays, multipliers, engines; the
+#: co-simulation sets its own, ``sim.cosim.SPEED_MAKE``) and of Verilator's run-time library,
+#: which every build compiles (``OPT_FAST`` and ``OPT_GLOBAL``, ``-Os`` in the package; the
+#: slow path stays unoptimised: its symbol table's constructor, huge with cocotb's public
+#: signals, took GCC 25 minutes at ``-O1``). The suite sets ``-O1`` (``tests/conftest.py``):
+#: it halves the build of an array (62 s against 124 s), and its benches run a few thousand
 #: clocks, so their speed matters less. Simulated values do not depend on it.
 CXX_OPT = "ASQ_CXX_OPT"
 
@@ -119,7 +121,7 @@ def _with_optimisation(make_flags):
     if not opt:
         return tuple(make_flags)
     have = {flag.split("=", 1)[0] for flag in make_flags}
-    return (*make_flags, *(f"{name}={opt}" for name in ("OPT_FAST", "OPT_SLOW", "OPT_GLOBAL")
+    return (*make_flags, *(f"{name}={opt}" for name in ("OPT_FAST", "OPT_GLOBAL")
                            if name not in have))
 
 
