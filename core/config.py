@@ -236,12 +236,12 @@ class ArrayConfig:
     @property
     def latency(self):
         """Clocks from accepting an activation vector to its result being valid at the output:
-        ``rows + cols + 3``. The vector is registered at the array's input, its last element
+        ``rows + cols + 4``. The vector is registered at the array's input, its last element
         reaches PE ``(rows - 1, c)`` after ``rows - 1 + c`` more clocks, the PE's product
         register and partial sum take two more (``hw.pe``), column ``c``'s result then passes
         ``cols - 1 - c`` de-skew registers, and the array's result queue
-        (``hw.systolic_array``) two."""
-        return self.rows + self.cols + 3
+        (``hw.systolic_array``, its block RAM's output registered) three."""
+        return self.rows + self.cols + 4
 
     def cycles(self, m, tiles=1):
         """Clocks for ``tiles`` tiles of ``m`` activation vectors each without stalls, from the

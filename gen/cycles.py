@@ -8,7 +8,7 @@ It follows the engine's schedule pass by pass (``hw.systolic_array``, ``hw.accum
   ``M`` vectors have entered: ``rows`` clocks of weights before the first tile, then
   ``max(M, rows + cols)`` clocks a tile (a tile's weights start loading ``cols`` clocks after
   the previous tile started);
-* a tile's results leave the array ``latency = rows + cols + 3`` clocks after its vectors
+* a tile's results leave the array ``latency = rows + cols + 4`` clocks after its vectors
   (the pipeline and its result queue); a block of columns is complete in its accumulator bank
   four clocks after its last result (the skid buffer before the bank, read, add and write),
   and the first pass of a block waits when it finds its bank still being read (the bank of

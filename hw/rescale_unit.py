@@ -247,18 +247,20 @@ class RescaleUnit(wiring.Component):
                              port[lane].eq(ports[r][lane].data)]
         meta = delay_line(m, drain.a, act.LATENCY, name="meta")      # the slice's place
 
-        # Pooling through the u memory, then the channel sums into the S memory. The u
-        # memory's output is registered (``u_data``: a block RAM's output is slow).
+        # Pooling through the u memory, then the channel sums into the S memory. The u and S
+        # memories' outputs are registered before the choice between them (``u_data``: a
+        # block RAM's output comes 5.8 ns after the clock on an ECP5).
         m.submodules.pool = pool = Pool(cols=cols, lanes=lanes, u_depth=u_depth,
                                         s_depth=s_depth, width=value)
         m.submodules.sums = sums = ChannelSums(cols=cols, lanes=lanes, u_depth=u_depth,
                                                s_depth=s_depth, width=value)
         # ``read_s``, a register, high while a layer that ends in a global pooling sends its
         # outputs (from the end of the flush): they are read from the S memory.
-        u_data = Signal(slice_, reset_less=True)
-        read_s = Signal()
+        u_q, s_q = Signal(slice_, reset_less=True), Signal(slice_, reset_less=True)
+        read_s, read_s_q = Signal(), Signal()
         gap = reg["global_pool"]
-        m.d.sync += u_data.eq(Mux(read_s, s_rd.data, u_rd.data))
+        m.d.sync += [u_q.eq(u_rd.data), s_q.eq(s_rd.data), read_s_q.eq(read_s)]
+        u_data = Mux(read_s_q, s_q, u_q)
         m.d.comb += [pool.pooled.eq(pooled), pool.avg.eq(reg["pool_mode"]),
                      pool.i.eq(meta[-1]), pool.u.eq(act.u),
                      pool.below.eq(u_data), u_rd.addr.eq(meta[-1].uaddr), u_rd.en.eq(1),
