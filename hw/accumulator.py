@@ -186,25 +186,30 @@ class AccumulatorBuffer(wiring.Component):
                     m.d.sync += [full[b].eq(1), count[b].eq(s2.addr + 1)]
 
         # Reader: a complete bank out on o_acc, one vector per clock. -------------------------
+        # The read port's output (a block RAM's: 5.8 ns after the clock on an ECP5) is
+        # registered before any logic: stage Q is the read (``q_valid``, ``q_last``, the port's
+        # data), then ``o_acc`` a register loaded from it.
         rbank = Signal()
         raddr = Signal(range(depth))
-        advance = ~self.o_acc.valid | self.o_acc.ready
+        q_valid, q_last, q_bank = Signal(), Signal(), Signal()
+        out_free = ~self.o_acc.valid | self.o_acc.ready
+        advance = ~q_valid | out_free
         reading = Mux(rbank, full[1], full[0])
         rcount = Mux(rbank, count[1], count[0])
         rlast = raddr + 1 == rcount
         m.d.comb += [out_rd.addr.eq(Cat(raddr, rbank)), out_rd.en.eq(advance)]
-        out_bank = Signal()
         with m.If(advance):
-            m.d.sync += [self.o_acc.valid.eq(reading), self.o_acc.payload.last.eq(rlast),
-                         out_bank.eq(rbank)]
+            m.d.sync += [q_valid.eq(reading), q_last.eq(rlast), q_bank.eq(rbank)]
             with m.If(reading):
                 m.d.sync += raddr.eq(raddr + 1)
                 with m.If(rlast):
                     m.d.sync += [raddr.eq(0), rbank.eq(~rbank)]
-        # The bank is free once its last vector has left (o_acc's data is the read port's).
-        with m.If(self.o_acc.valid & self.o_acc.ready & self.o_acc.payload.last):
+        with m.If(out_free):
+            m.d.sync += [self.o_acc.valid.eq(q_valid), self.o_acc.payload.last.eq(q_last),
+                         self.o_acc.payload.data.eq(out_rd.data)]
+        # The bank is free once its last vector has left the read port for ``o_acc``.
+        with m.If(q_valid & out_free & q_last):
             for b in range(2):
-                with m.If(out_bank == b):
+                with m.If(q_bank == b):
                     m.d.sync += [full[b].eq(0), closed[b].eq(0)]
-        m.d.comb += self.o_acc.payload.data.eq(out_rd.data)
         return m
