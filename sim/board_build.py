@@ -87,6 +87,20 @@ def report(folder, name):
     return out
 
 
+def _missed_timing(folder, name):
+    """The figures of a build that nextpnr routed but stopped as slower than its clock (its
+    only error), or ``None``."""
+    errors = [line for line in (folder / f"{name}.tim").read_text(errors="replace").splitlines()
+              if line.startswith("ERROR")] if (folder / f"{name}.tim").exists() else []
+    if not errors or not all("Max frequency" in line for line in errors):
+        return None
+    try:
+        out = report(folder, name)
+    except (OSError, ValueError, KeyError):
+        return None
+    return out if out["fmax"] and not closed(out) else None
+
+
 def critical_path(path):
     """The worst path of nextpnr's timing report: ``{"ns", "from", "to", "levels"}``, or
     ``None``."""
@@ -158,7 +172,15 @@ def build(platform, top, folder, name="asq_board", seed=None, timeout=None):
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait()
         raise
+    mtime = lambda suffix: (folder / f"{name}{suffix}").stat().st_mtime
     if status != 0:                         # the script's failure: name the step
+        missed = _missed_timing(folder, name)
+        if missed is not None:              # routed, but slower than the clock: its figures
+            missed.update(synth_s=round(mtime(".json") - t0, 1),
+                          pnr_s=round(mtime(".tim") - mtime(".json"), 1), bitstream=None,
+                          bitstream_bytes=None, seed=seed, error=None)
+            result.write_text(json.dumps(missed, indent=2) + "\n")
+            return missed, False
         for log, step in ((f"{name}.tim", "place and route"), (f"{name}.rpt", "synthesis")):
             line = _first_error(folder / log)
             if line:
@@ -167,7 +189,6 @@ def build(platform, top, folder, name="asq_board", seed=None, timeout=None):
                 result.write_text(json.dumps(out, indent=2) + "\n")
                 return out, False
         raise ToolError(f"the build failed (status {status}); see the logs in {folder}")
-    mtime = lambda suffix: (folder / f"{name}{suffix}").stat().st_mtime
     out = report(folder, name)
     out.update(synth_s=round(mtime(".json") - t0, 1),
                pnr_s=round(mtime(".config") - mtime(".json"), 1),

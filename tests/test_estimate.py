@@ -255,3 +255,45 @@ def test_board_seeds_each_prepare_their_own_platform(tmp_path, monkeypatch):
     for seed in (1, 2):
         script = next(tmp_path.glob(f"*-seed{seed}")) / "asq_board.ys"
         assert "proc; flatten; splitnets" in script.read_text()
+
+
+def test_a_seed_that_misses_the_clock_keeps_its_figures(tmp_path, monkeypatch):
+    """A seed that nextpnr routed but stopped as slower than the clock (its only ``ERROR``)
+    reports its cells, its Fmax and no bitstream; any other error of place and route is the
+    one-line error. The tools do not run: the build script is replaced by one that writes
+    their outputs (the cells and the timing line of a real run of the default engine)."""
+    import json as json_
+    import sim.board_build as board_build
+    from core.config import ArrayConfig
+    from gen.boards import board
+
+    cells = {"LUT4": 12315, "CCU2C": 1510, "TRELLIS_FF": 14918, "DP16KD": 41, "MULT18X18D": 7}
+    errors = {1: "ERROR: Max frequency for clock '$glbnet$bridge.clk': 98.97 MHz (FAIL at "
+                 "100.00 MHz)",
+              2: "ERROR: Unable to place cell 'x'"}
+
+    class RoutedSlow:
+        def __init__(self, args, cwd, **kwargs):
+            folder = Path(cwd)
+            seed = int(folder.name.rsplit("seed", 1)[1])
+            (folder / "stat.json").write_text(json_.dumps(
+                {"design": {"num_cells_by_type": cells}}))
+            (folder / "asq_board.json").write_text("{}")
+            (folder / "asq_board.tim").write_text(
+                f"Info: Max frequency for clock '$glbnet$bridge.clk': 80.72 MHz (FAIL at "
+                f"100.00 MHz)\n{errors[seed]}\n")
+
+        def wait(self, timeout=None):
+            return 1
+
+    monkeypatch.setattr(board_build.subprocess, "Popen", RoutedSlow)
+    monkeypatch.setattr(board_build, "_use_tools", lambda: None)
+    config = ArrayConfig(rows=2, cols=2, max_k=16, max_m=4, max_channels=4, max_hidden=2)
+    runs = board_build.build_seeds(config, board("ulx3s-25f"), clock_mhz=100, baud=None,
+                                   root=tmp_path, seeds=[1, 2], all_seeds=True)
+    (_, slow, _), (_, broken, _) = runs
+    assert slow["error"] is None and slow["bitstream"] is None and not board_build.closed(slow)
+    assert (slow["lut4"], slow["ff"], slow["ebr"], slow["dsp"]) == (12315, 14918, 41, 7)
+    assert slow["fmax"] == [{"clock": "$glbnet$bridge.clk", "fmax": 98.97, "target": 100.0,
+                             "pass": False}]
+    assert broken["error"].startswith("place and route failed: ERROR: Unable to place")
