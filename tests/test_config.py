@@ -15,11 +15,12 @@ def test_init():
     # Row r sums r + 1 products of at most 255 * 2**10: 18 bits + sign, growing with log2.
     assert [c.psum_bits(r) for r in range(4)] == [19, 20, 21, 21]
     assert c.acc_bits == c.min_acc_bits == 21
-    # Skew, product register and sum, de-skew (hw.pe), then the result queue's two clocks.
-    assert c.latency == 4 + 3 + 3
-    assert c.cycles(10) == 4 + 10 + 10
-    assert c.cycles(10, tiles=3) == 4 + 2 * 10 + 10 + 10
-    assert c.cycles(3, tiles=3) == 4 + 2 * (4 + 3) + 3 + 10     # weights load behind a tile
+    # Skew, product register and sum, de-skew (hw.pe), then the result queue's three clocks
+    # (its block RAM's output registered).
+    assert c.latency == 4 + 3 + 4
+    assert c.cycles(10) == 4 + 10 + 11
+    assert c.cycles(10, tiles=3) == 4 + 2 * 10 + 10 + 11
+    assert c.cycles(3, tiles=3) == 4 + 2 * (4 + 3) + 3 + 11     # weights load behind a tile
     # 4096 products of up to 255 * 2**10, or 8-bit int bit planes: 18 + 12 bits + sign.
     assert (c.max_k, c.max_m, c.buffer_bits) == (4096, 64, 31)
 
