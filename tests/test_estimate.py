@@ -229,27 +229,36 @@ def test_a_bad_baud_for_the_board_is_one_line():
                            "clocks per bit give 3.125e+06 baud (4.2% off)\n")
 
 
+def _fake_board_builds(monkeypatch, tmp_path, write, *, clock_mhz, all_seeds=False):
+    """``build_seeds`` over seeds 1 and 2 of a 2x2 engine with the tools replaced: the build
+    script only calls ``write(folder)`` and fails."""
+    import sim.board_build as board_build
+    from core.config import ArrayConfig
+    from gen.boards import board
+
+    class Script:
+        def __init__(self, args, cwd, **kwargs):
+            write(Path(cwd))
+
+        def wait(self, timeout=None):
+            return 1
+
+    monkeypatch.setattr(board_build.subprocess, "Popen", Script)
+    monkeypatch.setattr(board_build, "_use_tools", lambda: None)
+    config = ArrayConfig(rows=2, cols=2, max_k=16, max_m=4, max_channels=4, max_hidden=2)
+    return board_build.build_seeds(config, board("ulx3s-25f"), clock_mhz=clock_mhz, baud=None,
+                                   root=tmp_path, seeds=[1, 2], all_seeds=all_seeds)
+
+
 def test_board_seeds_each_prepare_their_own_platform(tmp_path, monkeypatch):
     """``asqgen board --seeds 1,2`` prepares the design once a seed on a fresh platform (an
     Amaranth platform prepares one design only: a second seed on the same one failed an
     assertion), and its Yosys script splits the nets first. The tools do not run: the build
     script is replaced by one that fails synthesis at once."""
-    import sim.board_build as board_build
-    from core.config import ArrayConfig
-    from gen.boards import board
-
-    class FailedSynthesis:
-        def __init__(self, args, cwd, **kwargs):
-            (Path(cwd) / "asq_board.rpt").write_text("ERROR: not run in the test\n")
-
-        def wait(self, timeout=None):
-            return 1
-
-    monkeypatch.setattr(board_build.subprocess, "Popen", FailedSynthesis)
-    monkeypatch.setattr(board_build, "_use_tools", lambda: None)
-    config = ArrayConfig(rows=2, cols=2, max_k=16, max_m=4, max_channels=4, max_hidden=2)
-    runs = board_build.build_seeds(config, board("ulx3s-25f"), clock_mhz=50, baud=None,
-                                   root=tmp_path, seeds=[1, 2])
+    runs = _fake_board_builds(
+        monkeypatch, tmp_path,
+        lambda folder: (folder / "asq_board.rpt").write_text("ERROR: not run in the test\n"),
+        clock_mhz=50)
     assert [(seed, r["error"].split(":")[0]) for seed, r, _ in runs] == [
         (1, "synthesis failed"), (2, "synthesis failed")]
     for seed in (1, 2):
@@ -264,33 +273,22 @@ def test_a_seed_that_misses_the_clock_keeps_its_figures(tmp_path, monkeypatch):
     their outputs (the cells and the timing line of a real run of the default engine)."""
     import json as json_
     import sim.board_build as board_build
-    from core.config import ArrayConfig
-    from gen.boards import board
 
     cells = {"LUT4": 12315, "CCU2C": 1510, "TRELLIS_FF": 14918, "DP16KD": 41, "MULT18X18D": 7}
     errors = {1: "ERROR: Max frequency for clock '$glbnet$bridge.clk': 98.97 MHz (FAIL at "
                  "100.00 MHz)",
               2: "ERROR: Unable to place cell 'x'"}
 
-    class RoutedSlow:
-        def __init__(self, args, cwd, **kwargs):
-            folder = Path(cwd)
-            seed = int(folder.name.rsplit("seed", 1)[1])
-            (folder / "stat.json").write_text(json_.dumps(
-                {"design": {"num_cells_by_type": cells}}))
-            (folder / "asq_board.json").write_text("{}")
-            (folder / "asq_board.tim").write_text(
-                f"Info: Max frequency for clock '$glbnet$bridge.clk': 80.72 MHz (FAIL at "
-                f"100.00 MHz)\n{errors[seed]}\n")
+    def routed_slow(folder):
+        seed = int(folder.name.rsplit("seed", 1)[1])
+        (folder / "stat.json").write_text(json_.dumps({"design": {"num_cells_by_type": cells}}))
+        (folder / "asq_board.json").write_text("{}")
+        (folder / "asq_board.tim").write_text(
+            f"Info: Max frequency for clock '$glbnet$bridge.clk': 80.72 MHz (FAIL at "
+            f"100.00 MHz)\n{errors[seed]}\n")
 
-        def wait(self, timeout=None):
-            return 1
-
-    monkeypatch.setattr(board_build.subprocess, "Popen", RoutedSlow)
-    monkeypatch.setattr(board_build, "_use_tools", lambda: None)
-    config = ArrayConfig(rows=2, cols=2, max_k=16, max_m=4, max_channels=4, max_hidden=2)
-    runs = board_build.build_seeds(config, board("ulx3s-25f"), clock_mhz=100, baud=None,
-                                   root=tmp_path, seeds=[1, 2], all_seeds=True)
+    runs = _fake_board_builds(monkeypatch, tmp_path, routed_slow, clock_mhz=100,
+                              all_seeds=True)
     (_, slow, _), (_, broken, _) = runs
     assert slow["error"] is None and slow["bitstream"] is None and not board_build.closed(slow)
     assert (slow["lut4"], slow["ff"], slow["ebr"], slow["dsp"]) == (12315, 14918, 41, 7)
