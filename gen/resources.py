@@ -377,11 +377,11 @@ def worst_error(table):
 # The clock classes, from the board builds (docs/estimate.md, "asqgen board"): the default
 # engine with 64-bit lanes, 75 % of the 25F's LUTs, closed at 100.5-101.5 MHz with three
 # seeds of four (router2, timing-driven); with the derived lanes and every block RAM's output
-# registered, 66 %, at 98.97 and 99.36 MHz with seeds 2 and 3 (an earlier netlist: 100.49
-# with seed 1); the parts alone, out of context: 116-132 MHz.
+# registered, 66 %, at 99.14, 98.97 and 99.36 MHz with seeds 1, 2 and 3 (an earlier
+# netlist: 100.49 with seed 1); the parts alone, out of context: 116-132 MHz.
 FMAX = {"classes": [[0.60, "100 MHz (margin: the parts close at 116-132 MHz alone)"],
                     [0.78, "100 MHz with effort (seeds; the default engine, 66 % of the "
-                           "25F's LUTs, came within 0.6 to 1 % of it with seeds 2 and 3, and an "
-                           "earlier netlist closed at 100.5 MHz with seed 1)"]],
+                           "25F's LUTs, came within 0.6 to 1 % of it with seeds 1, 2 and 3, and "
+                           "an earlier netlist closed at 100.5 MHz with seed 1)"]],
         "beyond": "below 100 MHz likely (a part this full did not close or place)",
         "source": "docs/results.md: The board build; The engine's two halves"}

@@ -59,11 +59,16 @@ def describe(cfg):
             f"lane{'s' if cfg.rescale_lanes > 1 else ''}")
 
 
-def _first_error(path):
+def _errors(path):
+    """The ``ERROR`` lines of a tool's log (none when it is missing)."""
     if not path.exists():
-        return None
-    return next((line.strip() for line in path.read_text(errors="replace").splitlines()
-                 if line.startswith("ERROR")), None)
+        return []
+    return [line.strip() for line in path.read_text(errors="replace").splitlines()
+            if line.startswith("ERROR")]
+
+
+def _first_error(path):
+    return next(iter(_errors(path)), None)
 
 
 def report(folder, name):
@@ -90,8 +95,7 @@ def report(folder, name):
 def _missed_timing(folder, name):
     """The figures of a build that nextpnr routed but stopped as slower than its clock (its
     only error), or ``None``."""
-    errors = [line for line in (folder / f"{name}.tim").read_text(errors="replace").splitlines()
-              if line.startswith("ERROR")] if (folder / f"{name}.tim").exists() else []
+    errors = _errors(folder / f"{name}.tim")
     if not errors or not all("Max frequency" in line for line in errors):
         return None
     try:
